@@ -1,0 +1,19 @@
+"""What the three entry scripts (finetune_ko.py, chat_ko.py, serve_ko.py) share.
+
+One concern a module: `cli` (constants and overrides), `prompts` (templates), `data` (rows in),
+`tokenization` (rows to trained-on tokens), `modeling` (the one model loader), `tiny` (the offline
+preset's model and tokenizer), `estimate` (dry run), `generation` (the one gen()), `runs` (the run folder).
+"""
+import logging
+import warnings
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# bitsandbytes' CPU backend warns at import that the optional `kernels` package (which downloads
+# kernels from the hub) is missing. Its own CPU kernels work without it, so on an offline machine
+# the warning only misleads.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+# transformers 5.2x renamed gradient checkpointing to activation checkpointing; peft and the GPU image's
+# transformers 5.17 still use the old names, which work. Nothing for a user to act on.
+warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*is deprecated", category=FutureWarning)

@@ -1,0 +1,152 @@
+"""The constants block of an entry script, overridden from the command line with the same names.
+
+`python finetune_ko.py --max_steps=50 --data=./my_qa.csv` sets MAX_STEPS and DATA: one knob per
+constant, the type of the default decides how a value is read, a wrong name or type is a one-line
+error. Inspired by nanoGPT's configurator, without exec().
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+import sys
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A problem with the user's input or machine. Printed as one line; the program exits with 2."""
+
+
+def run(main) -> int:
+    """Call main(argv) and turn a UserError into one line on stderr and exit status 2."""
+    try:
+        return main(sys.argv[1:]) or 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted.", file=sys.stderr)
+        return 130
+
+
+def constant_names(namespace: dict) -> list[str]:
+    """The knobs of a script: upper-case module globals holding plain values (not PRESETS)."""
+    plain = (str, int, float, bool, list, type(None))
+    return [k for k, v in namespace.items() if k.isupper() and not k.startswith("_") and isinstance(v, plain)]
+
+
+def constant_comments(script: Path) -> dict[str, str]:
+    """NAME -> the comment on its line in the constants block, for --help."""
+    found = {}
+    for line in script.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^([A-Z][A-Z0-9_]*)\s*=\s*(.*?)\s*#\s*(.*)$", line)
+        if m:
+            found.setdefault(m.group(1), m.group(3))
+    return found
+
+
+def parse_value(name: str, raw: str, default):
+    """Read `raw` as the type of `default`; raise UserError if it is not one."""
+    flag = f"--{name.lower()}"
+    text = raw.strip()
+    if isinstance(default, bool):
+        low = text.lower()
+        if low in ("true", "yes", "1", "on"):
+            return True
+        if low in ("false", "no", "0", "off"):
+            return False
+        raise UserError(f"{flag} expects true or false, got {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(text.replace("_", ""))
+        except ValueError:
+            raise UserError(f"{flag} expects a whole number (default {default}), got {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise UserError(f"{flag} expects a number (default {default}), got {raw!r}") from None
+    if isinstance(default, list):
+        if text.startswith("["):
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise UserError(f"{flag} expects a list like a,b,c or ['a','b'], got {raw!r}") from None
+            if isinstance(value, list) and all(isinstance(x, str) for x in value):
+                return value
+            raise UserError(f"{flag} expects a list of names, got {raw!r}")
+        return [x.strip() for x in text.split(",") if x.strip()]
+    if default is None and text in ("None", "none", ""):
+        return None
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    return text
+
+
+def apply_command_line(namespace: dict, argv: list[str], presets: dict, flags: dict[str, str],
+                       script: Path, about: str) -> dict:
+    """Apply `--preset NAME` first, then `--name=value` overrides, to the constants in `namespace`.
+
+    `flags` are switches without a value (e.g. {"dry-run": "what it does"}). Returns the switches
+    given, as {"dry-run": True}, plus {"preset": NAME} when a preset was chosen. `--help` prints the
+    constants with their defaults and comments and exits.
+    """
+    names = constant_names(namespace)
+    by_flag = {n.lower(): n for n in names}
+    given: dict = {}
+    overrides: list[tuple[str, str]] = []
+    preset = None
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-h", "--help"):
+            print(help_text(namespace, names, presets, flags, script, about))
+            raise SystemExit(0)
+        if not arg.startswith("--"):
+            raise UserError(f"unexpected argument {arg!r}: options look like --max_steps=50 (see --help)")
+        key, eq, value = arg[2:].partition("=")
+        if key in flags:
+            if eq:
+                raise UserError(f"--{key} takes no value")
+            given[key] = True
+            continue
+        if not eq:
+            if not args or args[0].startswith("--"):
+                raise UserError(f"--{key} needs a value: --{key}=VALUE")
+            value = args.pop(0)
+        if key == "preset":
+            if value not in presets:
+                raise UserError(f"unknown preset {value!r}; presets: {', '.join(presets) or 'none'}")
+            preset = value
+            continue
+        if key.lower() not in by_flag:
+            close = difflib.get_close_matches(key.lower(), list(by_flag) + list(flags) + ["preset"], n=1)
+            hint = f" (did you mean --{close[0]}?)" if close else ""
+            valid = ", ".join(f"--{f}" for f in by_flag)
+            raise UserError(f"unknown option --{key}{hint}; valid: {valid}, --preset, "
+                            + ", ".join(f"--{f}" for f in flags))
+        overrides.append((by_flag[key.lower()], value))
+
+    if preset is not None:
+        unknown = set(presets[preset]) - set(names)
+        if unknown:  # a typo in a preset would otherwise add a constant nobody reads
+            raise UserError(f"preset {preset!r} sets unknown constants: {', '.join(sorted(unknown))}")
+        namespace.update(presets[preset])
+        given["preset"] = preset
+    for name, raw in overrides:
+        namespace[name] = parse_value(name, raw, namespace[name])
+    return given
+
+
+def help_text(namespace, names, presets, flags, script, about) -> str:
+    comments = constant_comments(script)
+    width = max(len(n) for n in names) + 2
+    lines = [about.strip(), "", "Constants (edit them at the top of the script, or override: --name=value):"]
+    for n in names:
+        lines.append(f"  --{n.lower():<{width}} {namespace[n]!r:<34} {comments.get(n, '')}")
+    lines.append("")
+    for p, values in presets.items():
+        lines.append(f"  --preset {p:<{width - 7}} sets " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+    for f, what in flags.items():
+        lines.append(f"  --{f:<{width}} {what}")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""--dry-run: count parameters and estimate GPU memory from a model's config, with no weights loaded.
+
+The model is built on the meta device (shapes only) and LoRA is attached for real, so the counts are
+PEFT's own. Memory is an estimate of peak allocated bytes in training, from the parts that dominate
+(4-bit weights, fp32 leftovers, LoRA optimizer state, activations, logits); bench/ records how it
+compares with measured peaks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .modeling import build_on_meta
+
+GIB = 2**30
+# NF4 with double quantization: 4 bits a weight, plus an 8-bit scale per 64 weights and an fp32 scale
+# per 256 of those blocks.
+NF4_DQ_BYTES_PER_WEIGHT = 0.5 + 1 / 64 + 4 / (64 * 256)
+FITS_GIB = 22.0  # a 24 GB card, less the CUDA context and allocator slack
+OPTIMIZER_BYTES = {"paged_adamw_8bit": 2, "adamw_8bit": 2, "adamw_bnb_8bit": 2}  # per LoRA parameter; else 8
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    trainable: int
+    total: int       # every parameter, 4-bit weights counted at their real size
+    stored: int      # 4-bit weights counted as stored, two to a byte (what the KoAlpaca recipe printed)
+    quantized: int   # weights held in 4 bits (real count)
+
+    def line(self) -> str:
+        return (f"trainable params: {self.trainable:,} || all params: {self.stored:,} || "
+                f"trainable%: {100 * self.trainable / self.stored:.4f}  (4-bit weights counted as stored, two "
+                f"to a byte, as the KoAlpaca recipe printed; of all {self.total:,} parameters: "
+                f"{100 * self.trainable / self.total:.4f} %)")
+
+
+def quantizable_weights(model) -> set[int]:
+    """ids of the weights bitsandbytes puts in 4 bits: every Linear but the output head."""
+    head = model.get_output_embeddings()
+    return {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head}
+
+
+def count_parameters(model, would_quantize: set[int] = frozenset()) -> ParamCount:
+    """Counts for a loaded 4-bit model (Params4bit) or a meta model plus the ids that would be 4-bit."""
+    trainable = total = stored = quantized = 0
+    for p in model.parameters():
+        if p.__class__.__name__ == "Params4bit":  # packed: numel() is half the weights
+            real, kept = p.numel() * 2, p.numel()
+        elif id(p) in would_quantize:
+            real, kept = p.numel(), p.numel() // 2
+        else:
+            real = kept = p.numel()
+        total += real
+        stored += kept
+        quantized += real if kept != real else 0
+        if p.requires_grad:
+            trainable += real
+    return ParamCount(trainable, total, stored, quantized)
+
+
+def meta_model_with_lora(config, lora_config):
+    from peft import get_peft_model
+
+    model = build_on_meta(config)
+    would_quantize = quantizable_weights(model)
+    for p in model.parameters():
+        p.requires_grad = False
+    return get_peft_model(model, lora_config), would_quantize
+
+
+def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int,
+                          checkpointing: bool, optim: str) -> dict[str, float]:
+    """Peak allocated GiB by part, for one training step at `batch` × `seq_len` tokens."""
+    h, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    inter = getattr(config, "intermediate_size", 4 * h)
+    tokens = batch * seq_len
+    lora = counts.trainable
+    other = counts.total - counts.quantized - lora
+    # One layer's activations in bf16: norms, qkv, attention, MLP in and out (SDPA: no seq² scores).
+    layer_acts = tokens * (14 * h + 4 * inter) * 2
+    parts = {
+        "4-bit weights": counts.quantized * NF4_DQ_BYTES_PER_WEIGHT,
+        "fp32 embeddings, norms, biases": other * 4,  # prepare_model_for_kbit_training upcasts them
+        "LoRA weights, grads, optimizer": lora * (4 + 4 + OPTIMIZER_BYTES.get(optim, 8)),
+        "activations": (layers * tokens * h * 4 + layer_acts) if checkpointing else layers * layer_acts,
+        "dequantized weight in flight": h * inter * 2,
+        "logits and loss": tokens * vocab * 12,  # bf16 logits, fp32 copy for the loss, its gradient
+    }
+    return {k: v / GIB for k, v in parts.items()}
+
+
+def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, checkpointing: bool,
+           optim: str) -> list[str]:
+    parts = estimate_training_gib(config, counts, batch, seq_len, checkpointing, optim)
+    weights = parts["4-bit weights"] + parts["fp32 embeddings, norms, biases"]
+    peak = sum(parts.values())
+    lines = [f"model: {model_id}  ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
+             f"vocab {config.vocab_size})", counts.line(),
+             f"GPU memory, weights in 4-bit NF4 (double quant): {weights:.1f} GiB",
+             f"GPU memory, training at batch {batch} × {seq_len} tokens"
+             f"{', gradient checkpointing' if checkpointing else ''}, {optim}: ~{peak:.1f} GiB peak"]
+    lines += [f"    {name:<34} {gib:6.2f} GiB" for name, gib in parts.items()]
+    verdict = "fits" if peak <= FITS_GIB else "does NOT fit"
+    lines.append(f"{verdict} a 24 GB card (estimate ≤ {FITS_GIB:.0f} GiB leaves room for the CUDA context)")
+    return lines

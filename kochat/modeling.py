@@ -1,0 +1,151 @@
+"""The one model loader: a hub id or a local folder, 4-bit NF4 (or not), with or without an adapter.
+
+Also the end-of-text rule. polyglot-ko's tokenizer files say eos = "<eos>" (id 1) and its model
+config says eos_token_id = 0, but the released model ends its text with "<|endoftext|>" (id 2), which
+the KoAlpaca recipe passes by hand. We resolve it by token string, once, here, and write it into the
+tokenizer and generation config we save, so every later reader stops at the same token.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+from .cli import UserError
+from . import tiny
+
+END_OF_TEXT = "<|endoftext|>"
+CPU_PARAM_LIMIT = 1.5e9  # above this, training or answering on a CPU would take days: refuse early
+
+# polyglot-ko sizes, from the model cards (12.8b also in ../shared/data), for --dry-run without a download.
+_POLYGLOT_KO = dict(model_type="gpt_neox", architectures=["GPTNeoXForCausalLM"], vocab_size=30080,
+                    max_position_embeddings=2048, rotary_pct=0.5, rotary_emb_base=10000, layer_norm_eps=1e-5,
+                    hidden_act="gelu", use_parallel_residual=True, tie_word_embeddings=False)
+KNOWN_CONFIGS = {
+    "EleutherAI/polyglot-ko-1.3b": dict(_POLYGLOT_KO, hidden_size=2048, num_hidden_layers=24,
+                                        num_attention_heads=16, intermediate_size=8192),
+    "EleutherAI/polyglot-ko-3.8b": dict(_POLYGLOT_KO, hidden_size=3072, num_hidden_layers=32,
+                                        num_attention_heads=24, intermediate_size=12288),
+    "EleutherAI/polyglot-ko-5.8b": dict(_POLYGLOT_KO, hidden_size=4096, num_hidden_layers=28,
+                                        num_attention_heads=16, intermediate_size=16384),
+    "EleutherAI/polyglot-ko-12.8b": dict(_POLYGLOT_KO, hidden_size=5120, num_hidden_layers=40,
+                                         num_attention_heads=40, intermediate_size=20480),
+}
+
+
+def hub_hint(model_id: str) -> str:
+    return (f"'{model_id}' is not a local folder and could not be fetched from the hub. On a connected machine run "
+            f"`hf download {model_id} --local-dir /models/{model_id.split('/')[-1]}`, copy the folder here and "
+            f"pass --model_id=/models/{model_id.split('/')[-1]}; HF_HUB_OFFLINE=1 is honoured")
+
+
+def model_source(model_id: str) -> str:
+    """What from_pretrained loads: a local folder, a hub id, or the built tiny model's folder."""
+    if model_id == tiny.MODEL_ID:
+        return str(tiny.ensure_built())
+    path = os.path.expanduser(model_id)
+    if os.path.isdir(path):
+        return path
+    if model_id.startswith((".", "/", "~")) or os.path.isfile(path):
+        raise UserError(f"model folder {model_id} not found; pass a folder holding config.json, or a hub id")
+    return model_id
+
+
+def load_config(model_id: str, use_known_table: bool = False):
+    """The model's config; with use_known_table, fall back to KNOWN_CONFIGS when offline."""
+    source = model_source(model_id)
+    try:
+        return AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        if use_known_table and model_id in KNOWN_CONFIGS:
+            spec = dict(KNOWN_CONFIGS[model_id])
+            return AutoConfig.for_model(spec.pop("model_type"), **spec)
+        if os.path.isdir(source):
+            raise UserError(f"{source} has no readable config.json ({e})") from None
+        known = f" (--dry-run knows {', '.join(KNOWN_CONFIGS)} without a download)" if not use_known_table else ""
+        raise UserError(hub_hint(model_id) + known) from None
+
+
+def build_on_meta(config):
+    """The model's modules with no memory behind them: for counting parameters and estimating memory."""
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def check_machine_can_run(config) -> None:
+    """A real-size model on a machine without a CUDA GPU: stop before loading anything big."""
+    if torch.cuda.is_available():
+        return
+    n = sum(p.numel() for p in build_on_meta(config).parameters())
+    if n > CPU_PARAM_LIMIT:
+        raise UserError(f"the model has {n / 1e9:.1f} B parameters and this machine has no CUDA GPU; "
+                        f"run `--preset tiny` for the offline CPU check of every step, or `--dry-run` "
+                        f"to see what it needs on a GPU")
+
+
+def load_tokenizer(model_id: str):
+    """The tokenizer with its end-of-text resolved (see the module doc) and a pad token set."""
+    source = model_source(model_id)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        if os.path.isdir(source):
+            raise UserError(f"{source} has no readable tokenizer ({str(e).splitlines()[0][:120]})") from None
+        raise UserError(hub_hint(model_id)) from None
+    eot = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
+    if isinstance(eot, int) and tokenizer.convert_ids_to_tokens(eot) == END_OF_TEXT:
+        tokenizer.eos_token = END_OF_TEXT
+    elif tokenizer.eos_token is None:
+        raise UserError(f"the tokenizer of {model_id} has no {END_OF_TEXT} and no eos token; "
+                        f"add one to its tokenizer_config.json")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # safe: labels are padded with -100 on their own
+    return tokenizer
+
+
+def compute_dtype() -> torch.dtype:
+    """bf16 on GPUs that have it, fp16 on older GPUs, fp32 on the CPU."""
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str | None = None,
+               trainable: bool = False):
+    """Load the base in 4-bit NF4 with double quantization (or in the compute dtype), on device_map="auto",
+    then the LoRA adapter from `adapter` (a run folder) if given. End of text and pad come from `tokenizer`.
+    `trainable`: the model will be trained (the adapter loads trainable; see keep_cpu_4bit_trainable)."""
+    dtype = compute_dtype()
+    kwargs = {"dtype": dtype, "device_map": "auto"}
+    if four_bit:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype)
+    source = model_source(model_id)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as e:
+        if os.path.isdir(source):
+            raise UserError(f"cannot load weights from {source}: {str(e).splitlines()[0][:160]}") from None
+        raise UserError(hub_hint(model_id)) from None
+    for cfg in (model.config, model.generation_config):
+        cfg.eos_token_id = tokenizer.eos_token_id
+        cfg.pad_token_id = tokenizer.pad_token_id
+    if trainable:
+        keep_cpu_4bit_trainable(model)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+    return model
+
+
+def keep_cpu_4bit_trainable(model) -> None:
+    """On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit layer's weight for inference the first
+    time it runs in eval mode, and never packs it back; the next training step then fails ("a view of a
+    leaf Variable ... in-place"). An eval pass in the middle of training does exactly that, so a model
+    that will be trained keeps the training layout."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False

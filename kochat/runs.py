@@ -1,0 +1,87 @@
+"""The run folder: the hand-off between training and everything after it, so it describes itself.
+
+outputs/<run>/ holds adapter_model.safetensors + adapter_config.json (PEFT), the tokenizer (with its
+end of text resolved), generation_config.json, template.json, run_config.json (the constants used),
+loss.png, demo.jsonl, logs/ (TensorBoard) and checkpoints/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .cli import UserError
+
+ADAPTER_FILE = "adapter_model.safetensors"
+RUN_CONFIG = "run_config.json"
+TEMPLATE_FILE = "template.json"
+
+
+def prepare_output_dir(folder: str, overwrite: bool) -> Path:
+    """Create the folder; refuse one that holds a finished run unless told to overwrite it."""
+    path = Path(folder).expanduser()
+    if (path / ADAPTER_FILE).exists() and not overwrite:
+        raise UserError(f"{path} already holds a finished run; pass --run_name=<new name> (or --output_dir=…) "
+                        f"to keep it, or --overwrite=true to replace it")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write to the output folder {path}: {e.strerror}") from None
+    return path
+
+
+def write_json(path: Path, value) -> None:
+    """Write then rename, so a crash never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def versions() -> dict:
+    import bitsandbytes
+    import datasets
+    import peft
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "bitsandbytes": bitsandbytes.__version__, "datasets": datasets.__version__}
+
+
+def save_run(folder: Path, model, tokenizer, template, constants: dict, extra: dict) -> None:
+    """Everything a later reader needs; run_config.json is written last."""
+    model.save_pretrained(folder)  # PEFT: adapter_model.safetensors + adapter_config.json
+    tokenizer.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)
+    write_json(folder / TEMPLATE_FILE, template.to_dict())
+    write_json(folder / RUN_CONFIG, {"constants": constants, **extra, "versions": versions(),
+                                     "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+def plot_loss(log_history: list[dict], path: Path) -> None:
+    """Train and eval loss against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    if train:
+        ax.plot(*zip(*train), label="train loss", color="tab:blue")
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="eval loss", color="tab:orange")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (answer tokens)")
+    ax.set_title(path.parent.name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

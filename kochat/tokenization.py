@@ -1,0 +1,66 @@
+"""Rows of (prompt, answer) text to input ids and labels: the mask is built, not searched.
+
+The prompt and the answer are tokenized separately and joined, and the end-of-text id is appended
+as an id. Labels are -100 over the prompt (unless training on it too), so exactly the answer and
+its end-of-text are trained on, whatever BPE would have merged across the boundary. Padding of
+labels is done separately with -100, so the end-of-text label survives even where pad id = EOS id.
+"""
+from __future__ import annotations
+
+from datasets import Dataset
+from transformers import DataCollatorForSeq2Seq
+
+IGNORE = -100  # the label value the loss skips
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """Token ids of a prompt, exactly as training saw it (no special tokens, no token_type_ids)."""
+    return tokenizer(prompt, add_special_tokens=False, return_token_type_ids=False)["input_ids"]
+
+
+def tokenize_rows(rows: Dataset, tokenizer, eos_id: int, train_on_prompt: bool = False) -> Dataset:
+    """Add input_ids / attention_mask / labels to a dataset of {"prompt", "answer"} rows (batched)."""
+
+    def tokenize_batch(batch):
+        prompts = tokenizer(batch["prompt"], add_special_tokens=False, return_token_type_ids=False)["input_ids"]
+        answers = tokenizer(batch["answer"], add_special_tokens=False, return_token_type_ids=False)["input_ids"]
+        out = {"input_ids": [], "attention_mask": [], "labels": []}
+        for p, a in zip(prompts, answers):
+            ids = p + a + [eos_id]
+            out["input_ids"].append(ids)
+            out["attention_mask"].append([1] * len(ids))
+            out["labels"].append(list(ids) if train_on_prompt else [IGNORE] * len(p) + a + [eos_id])
+        return out
+
+    return rows.map(tokenize_batch, batched=True, remove_columns=rows.column_names, desc="tokenizing")
+
+
+def drop_too_long(tokenized: Dataset, max_len: int) -> tuple[Dataset, int]:
+    """Rows longer than max_len tokens are dropped, not truncated: a cut row loses its EOS label."""
+    kept = tokenized.filter(lambda ids: [len(x) <= max_len for x in ids], input_columns="input_ids",
+                            batched=True, desc=f"dropping rows over {max_len} tokens")
+    return kept, len(tokenized) - len(kept)
+
+
+def make_collator(tokenizer) -> DataCollatorForSeq2Seq:
+    """Pads input_ids with the pad id and labels with -100, to a multiple of 8 for tensor cores."""
+    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE, pad_to_multiple_of=8, padding=True)
+
+
+def show_trained_span(example: dict, tokenizer) -> str:
+    """One tokenized row as text with the trained-on tokens inside ⟦ ⟧: evidence the mask is right."""
+    pieces, run, trained = [], [], None
+    for tid, label in zip(example["input_ids"], example["labels"]):
+        is_trained = label != IGNORE
+        if trained is not None and is_trained != trained:
+            pieces.append((trained, run))
+            run = []
+        run.append(tid)
+        trained = is_trained
+    if run:
+        pieces.append((trained, run))
+    text = ""
+    for is_trained, ids in pieces:
+        chunk = tokenizer.decode(ids, skip_special_tokens=False)
+        text += f"⟦{chunk}⟧" if is_trained else chunk
+    return text
