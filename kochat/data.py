@@ -12,11 +12,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import hub
 from .cli import UserError
 from .prompts import Template
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
-OFFLINE_HINT = "HF_HUB_OFFLINE=1 is honoured"
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class SkipReport:
     first_row: dict = field(default_factory=dict)
 
     def skip(self, reason: str, row_number: int | None = None, count: int = 1) -> None:
+        if count == 0:
+            return
         self.reasons[reason] += count
         if row_number is not None:
             self.first_row.setdefault(reason, row_number)
@@ -250,6 +252,8 @@ def read_hub_or_folder(source: str, local: bool) -> list:
     import datasets
 
     datasets.logging.set_verbosity_error()
+    if not local:
+        hub.use_offline_if_unreachable()
     try:
         table = datasets.load_dataset(source, split="train")
     except Exception as e:  # the hub client raises many types: offline, not found, gated, bad files
@@ -257,9 +261,6 @@ def read_hub_or_folder(source: str, local: bool) -> list:
         if local:
             raise UserError(f"cannot read the folder {source} as a dataset ({first}); "
                             f"point --data at one of its data files instead") from None
-        raise UserError(
-            f"cannot load dataset {source!r}: it is not a local file and the hub did not provide it "
-            f"({first}). On a connected machine run `hf download {source} --repo-type dataset "
-            f"--local-dir ./data/{source.split('/')[-1]}`, copy it over and pass --data=<that folder or "
-            f"a file in it>; {OFFLINE_HINT}") from None
+        raise UserError(f"cannot load dataset {source!r}: it is not a local file and the hub did not provide it "
+                        f"({first}); " + hub.download_hint(source, "dataset")) from None
     return list(table)

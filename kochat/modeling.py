@@ -13,7 +13,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from .cli import UserError
-from . import tiny
+from . import hub, tiny
 
 END_OF_TEXT = "<|endoftext|>"
 CPU_PARAM_LIMIT = 1.5e9  # above this, training or answering on a CPU would take days: refuse early
@@ -35,9 +35,7 @@ KNOWN_CONFIGS = {
 
 
 def hub_hint(model_id: str) -> str:
-    return (f"'{model_id}' is not a local folder and could not be fetched from the hub. On a connected machine run "
-            f"`hf download {model_id} --local-dir /models/{model_id.split('/')[-1]}`, copy the folder here and "
-            f"pass --model_id=/models/{model_id.split('/')[-1]}; HF_HUB_OFFLINE=1 is honoured")
+    return f"'{model_id}' is not a local folder and the hub did not provide it: " + hub.download_hint(model_id)
 
 
 def model_source(model_id: str) -> str:
@@ -49,6 +47,7 @@ def model_source(model_id: str) -> str:
         return path
     if model_id.startswith((".", "/", "~")) or os.path.isfile(path):
         raise UserError(f"model folder {model_id} not found; pass a folder holding config.json, or a hub id")
+    hub.use_offline_if_unreachable()
     return model_id
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,17 +20,15 @@ TEMPLATE_FILE = "template.json"
 
 
 def prepare_output_dir(folder: str, overwrite: bool) -> Path:
-    """Create the folder; refuse one that holds a finished run unless told to overwrite it."""
+    """Check, before any long work, that the folder can be written and holds no finished run (unless
+    told to overwrite it). Nothing is created yet, so a run that stops early leaves nothing behind."""
     path = Path(folder).expanduser()
     if (path / ADAPTER_FILE).exists() and not overwrite:
         raise UserError(f"{path} already holds a finished run; pass --run_name=<new name> (or --output_dir=…) "
                         f"to keep it, or --overwrite=true to replace it")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise UserError(f"cannot write to the output folder {path}: {e.strerror}") from None
+    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write the output folder {path}: {existing} is not a writable folder")
     return path
 
 
@@ -55,6 +52,7 @@ def versions() -> dict:
 
 def save_run(folder: Path, model, tokenizer, template, constants: dict, extra: dict) -> None:
     """Everything a later reader needs; run_config.json is written last."""
+    folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)  # PEFT: adapter_model.safetensors + adapter_config.json
     tokenizer.save_pretrained(folder)
     model.generation_config.save_pretrained(folder)

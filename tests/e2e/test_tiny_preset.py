@@ -1,0 +1,146 @@
+"""The real entry point, `python finetune_ko.py --preset tiny`, run as a user runs it (offline, CPU)."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kochat import PROJECT_ROOT
+
+SCRIPT = PROJECT_ROOT / "finetune_ko.py"
+
+
+def run_recipe(*args, cwd):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("work")  # not the project folder: paths must not depend on the cwd
+    result = run_recipe("--preset", "tiny", cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work / "outputs" / "tiny", result
+
+
+def test_the_run_folder_describes_itself(tiny_run):
+    run, _ = tiny_run
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "generation_config.json", "template.json", "run_config.json", "loss.png", "demo.jsonl"):
+        assert (run / name).is_file(), name
+    assert any((run / "logs").iterdir())  # TensorBoard events
+    config = json.loads((run / "run_config.json").read_text(encoding="utf-8"))
+    assert config["preset"] == "tiny" and config["constants"]["MODEL_ID"] == "tiny-gpt-neox"
+    assert config["end_of_text"] == {"token": "<|endoftext|>", "id": 2}
+    assert config["data_report"] == {"read": 212, "kept": 212, "skipped": {}}
+    assert json.loads((run / "generation_config.json").read_text())["eos_token_id"] == 2
+    assert json.loads((run / "tokenizer_config.json").read_text())["eos_token"] == "<|endoftext|>"
+    assert json.loads((run / "template.json").read_text(encoding="utf-8"))["response_split"] == "### 답변:"
+
+
+def test_the_adapter_is_real_and_was_trained(tiny_run):
+    run, _ = tiny_run
+    assert (run / "adapter_model.safetensors").stat().st_size > 10_000
+    weights = load_file(str(run / "adapter_model.safetensors"))
+    b = [w for k, w in weights.items() if "lora_B" in k]
+    a = [w for k, w in weights.items() if "lora_A" in k]
+    assert len(a) == len(b) == 2  # query_key_value in both layers
+    assert all(w.abs().sum() > 0 for w in b)  # B starts at zero: non-zero means training reached it
+
+
+def test_loss_went_down_and_eval_loss_was_logged(tiny_run):
+    run, _ = tiny_run
+    history = json.loads((run / "run_config.json").read_text(encoding="utf-8"))["train"]["log_history"]
+    train = [e["loss"] for e in history if "loss" in e]
+    evals = [e["eval_loss"] for e in history if "eval_loss" in e]
+    assert len(train) >= 10 and len(evals) >= 3
+    assert sum(train[-3:]) / 3 < sum(train[:3]) / 3 - 0.2
+    assert evals[-1] < evals[0]
+
+
+def test_the_demo_answered_every_question(tiny_run):
+    run, result = tiny_run
+    demo = [json.loads(line) for line in (run / "demo.jsonl").read_text(encoding="utf-8").splitlines()]
+    questions = [l for l in (PROJECT_ROOT / "prompts" / "demo_questions.txt").read_text(encoding="utf-8").splitlines()
+                 if l.strip() and not l.startswith("#")]
+    assert len(demo) == len(questions)
+    for answer in demo:
+        assert answer["new_tokens"] >= 1 and answer["seconds"] > 0 and answer["finish_reason"] in ("stop", "length")
+        assert f"A: {answer['text']}" in result.stdout
+    assert "⟦" in result.stdout and "<|endoftext|>⟧" in result.stdout  # the mask evidence was printed
+
+
+def test_plain_peft_loads_the_adapter_and_answers_like_gen(tiny_run):
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from kochat import modeling, tiny
+    from kochat.generation import gen
+    from kochat.prompts import Template
+    from kochat.tokenization import encode_prompt
+
+    run, _ = tiny_run
+    tokenizer = AutoTokenizer.from_pretrained(run)  # the run folder's own tokenizer
+    assert tokenizer.eos_token_id == 2
+    base = modeling.load_model(tiny.MODEL_ID, tokenizer, four_bit=True)
+    plain = PeftModel.from_pretrained(base, str(run)).eval()
+    template = Template.load(str(run / "template.json"))
+    ours = modeling.load_model(tiny.MODEL_ID, tokenizer, four_bit=True, adapter=str(run)).eval()
+    for question in ["한국의 수도는 어디인가요?", "하늘은 왜 파란가요?"]:
+        ids = torch.tensor([encode_prompt(tokenizer, template.prompt(question))])
+        out = plain.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=24,
+                             do_sample=False, eos_token_id=2, pad_token_id=0)[0, ids.shape[1]:].tolist()
+        expected = tokenizer.decode(out[: out.index(2)] if 2 in out else out, skip_special_tokens=True).strip()
+        assert gen(ours, tokenizer, template, question, max_new_tokens=24)[0].text == expected
+        assert expected  # a trained adapter on a pretrained tiny base says something
+
+
+def test_a_finished_run_is_kept_and_the_error_is_one_line(tiny_run):
+    run, _ = tiny_run
+    before = hashlib.sha256((run / "adapter_model.safetensors").read_bytes()).hexdigest()
+    result = run_recipe("--preset", "tiny", cwd=run.parent.parent)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: outputs/tiny already holds a finished run")
+    assert "Traceback" not in result.stderr
+    assert hashlib.sha256((run / "adapter_model.safetensors").read_bytes()).hexdigest() == before
+
+
+def test_dry_run_prints_the_koalpaca_figure(tmp_path):
+    result = run_recipe("--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "trainable params: 6,553,600 || all params: 6,608,701,440 || trainable%: 0.0992" in result.stdout
+    assert "fits a 24 GB card" in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max_stpes=5"], "error: unknown option --max_stpes (did you mean --max_steps?)"),
+    (["--preset", "tiny", "--data=missing.jsonl"], "error: data file missing.jsonl not found"),
+    (["--preset", "tiny", "--model_id=./no-model"], "error: model folder ./no-model not found"),
+])
+def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, args, message):
+    result = run_recipe(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(message)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_the_real_model_on_a_cpu_points_to_the_tiny_preset(tmp_path):
+    from transformers import AutoConfig
+
+    from kochat.modeling import KNOWN_CONFIGS
+
+    spec = dict(KNOWN_CONFIGS["EleutherAI/polyglot-ko-12.8b"])
+    AutoConfig.for_model(spec.pop("model_type"), **spec).save_pretrained(tmp_path / "polyglot-ko-12.8b")
+    result = run_recipe("--model_id=./polyglot-ko-12.8b", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: the model has 12.9 B parameters and this machine has no CUDA GPU; run `--preset tiny` for the "
+        "offline CPU check of every step, or `--dry-run` to see what it needs on a GPU")
+    assert not (tmp_path / "outputs").exists()

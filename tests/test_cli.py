@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+
+from kochat.cli import UserError, apply_command_line, constant_comments, constant_names, parse_value
+
+SCRIPT = Path(__file__).resolve().parent.parent / "finetune_ko.py"
+
+
+def constants():
+    return {"MODEL_ID": "m", "MAX_STEPS": -1, "LEARNING_RATE": 1e-4, "OVERWRITE": False, "OUTPUT_DIR": None,
+            "LORA_TARGETS": ["query_key_value"], "PRESETS": {"x": {}}, "lower": 1}
+
+
+def apply(argv, namespace=None, presets=None):
+    namespace = namespace if namespace is not None else constants()
+    given = apply_command_line(namespace, argv, presets or {"tiny": {"MAX_STEPS": 60, "MODEL_ID": "tiny"}},
+                               {"dry-run": "no weights"}, SCRIPT, "about")
+    return namespace, given
+
+
+def test_constant_names_are_the_plain_upper_case_globals():
+    assert constant_names(constants()) == ["MODEL_ID", "MAX_STEPS", "LEARNING_RATE", "OVERWRITE", "OUTPUT_DIR",
+                                           "LORA_TARGETS"]
+
+
+def test_overrides_take_the_type_of_the_default():
+    ns, given = apply(["--max_steps=50", "--learning_rate", "3e-4", "--overwrite=true", "--output_dir=/tmp/x",
+                       "--lora_targets=query_key_value,dense", "--model_id=/models/polyglot-ko-5.8b"])
+    assert ns["MAX_STEPS"] == 50 and isinstance(ns["MAX_STEPS"], int)
+    assert ns["LEARNING_RATE"] == 3e-4
+    assert ns["OVERWRITE"] is True
+    assert ns["OUTPUT_DIR"] == "/tmp/x"
+    assert ns["LORA_TARGETS"] == ["query_key_value", "dense"]
+    assert ns["MODEL_ID"] == "/models/polyglot-ko-5.8b"
+    assert given == {}
+
+
+def test_preset_applies_first_and_explicit_overrides_win():
+    ns, given = apply(["--max_steps=5", "--preset", "tiny", "--dry-run"])
+    assert ns["MODEL_ID"] == "tiny" and ns["MAX_STEPS"] == 5
+    assert given == {"preset": "tiny", "dry-run": True}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max_stpes=3"], "unknown option --max_stpes (did you mean --max_steps?)"),
+    (["--max_steps=abc"], "--max_steps expects a whole number (default -1), got 'abc'"),
+    (["--learning_rate=fast"], "--learning_rate expects a number"),
+    (["--overwrite=maybe"], "--overwrite expects true or false"),
+    (["--preset=huge"], "unknown preset 'huge'; presets: tiny"),
+    (["--dry-run=yes"], "--dry-run takes no value"),
+    (["--max_steps"], "--max_steps needs a value"),
+    (["max_steps=3"], "unexpected argument 'max_steps=3'"),
+])
+def test_bad_command_lines_are_one_clear_line(argv, message):
+    with pytest.raises(UserError) as e:
+        apply(argv)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_option_lists_the_valid_names():
+    with pytest.raises(UserError, match="valid: --model_id, --max_steps, --learning_rate"):
+        apply(["--nope=1"])
+
+
+def test_a_preset_with_a_typo_is_refused():
+    with pytest.raises(UserError, match="sets unknown constants: MAX_STEP"):
+        apply(["--preset=bad"], presets={"bad": {"MAX_STEP": 3}})
+
+
+def test_help_lists_constants_with_their_comments(capsys):
+    with pytest.raises(SystemExit):
+        apply(["--help"], namespace={"MAX_STEPS": -1, "DATA": "x"})
+    out = capsys.readouterr().out
+    assert "--max_steps" in out and "optimizer updates to run; -1 = EPOCHS" in out
+    assert "--preset tiny" in out and "--dry-run" in out
+
+
+def test_every_constant_of_the_recipe_has_a_comment():
+    import runpy
+
+    namespace = runpy.run_path(str(SCRIPT), run_name="not_main")
+    comments = constant_comments(SCRIPT)
+    assert set(constant_names(namespace)) <= set(comments)
+
+
+def test_parse_value_keeps_text_verbatim():
+    assert parse_value("DATA", "./my qa.csv", "x") == "./my qa.csv"
+    assert parse_value("DATA", "'quoted'", "x") == "quoted"
+    assert parse_value("OUTPUT_DIR", "None", None) is None
+    assert parse_value("MAX_STEPS", "1_000", 1) == 1000

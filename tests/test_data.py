@@ -1,0 +1,115 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kochat.cli import UserError
+from kochat.data import Columns, load_rows
+from conftest import write
+
+EOT = "<|endoftext|>"
+
+
+def load(path, template, columns=Columns(), max_chars=20_000):
+    return load_rows(str(path), columns, template, EOT, max_chars)
+
+
+def jsonl(rows):
+    return "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows)
+
+
+def test_each_local_format_reads_the_same_rows(tmp_path, koalpaca_template):
+    rows = [{"instruction": "한국의 수도는?", "input": "", "output": "서울입니다."},
+            {"instruction": "반대말은?", "input": "크다", "output": "작다"}]
+    files = [write(tmp_path / "a.jsonl", jsonl(rows)),
+             write(tmp_path / "a.json", json.dumps(rows, ensure_ascii=False)),
+             write(tmp_path / "a.csv", "instruction,input,output\n한국의 수도는?,,서울입니다.\n반대말은?,크다,작다\n"),
+             write(tmp_path / "a.tsv", "instruction\tinput\toutput\n한국의 수도는?\t\t서울입니다.\n반대말은?\t크다\t작다\n")]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    files.append(tmp_path / "a.parquet")
+    for f in files:
+        got, report = load(f, koalpaca_template)
+        assert [(r["instruction"], r["input"], r["output"]) for r in got] == \
+               [("한국의 수도는?", "", "서울입니다."), ("반대말은?", "크다", "작다")], f.name
+        assert (report.read, report.kept, report.skipped) == (2, 2, 0)
+
+
+def test_bad_rows_are_skipped_and_counted_with_their_reasons(tmp_path, koalpaca_template):
+    lines = [
+        {"instruction": "좋은 질문", "output": "좋은 답"},
+        {"instruction": "답이 없음"},
+        {"instruction": "빈 답", "output": "   "},
+        {"instruction": "", "output": "질문이 비었음"},
+        {"instruction": 42, "output": "숫자 질문"},
+        {"instruction": "입력이 숫자", "input": 3, "output": "답"},
+        {"instruction": "널 바이트", "output": "a\x00b"},
+        {"instruction": "아주 긴 행", "output": "가" * 500},
+        "{not json",
+        "[1, 2]",
+        {"text": "### 질문: 렌더된 행\n\n### 답변: 렌더된 답<|endoftext|>"},
+        {"text": "### 질문: 표시가 없는 행"},
+        {"text": "### 질문: 답이 빈 행\n\n### 답변: <|endoftext|>"},
+        {"other": "열이 다름"},
+    ]
+    rows, report = load(write(tmp_path / "mixed.jsonl", jsonl(lines)), koalpaca_template, max_chars=300)
+    assert [r["instruction"] or r["text"][:13] for r in rows] == ["좋은 질문", "### 질문: 렌더된 행"]
+    assert report.read == 14 and report.kept == 2
+    assert report.reasons == {
+        "missing 'output'": 1, "empty answer": 2, "empty question": 1, "'instruction' is not text (int)": 1,
+        "'input' is not text (int)": 1, "contains a NUL byte": 1, "longer than MAX_CHARS (300 characters)": 1,
+        "not valid JSON (Expecting property name enclosed in double quotes)": 1,
+        "not an object with named fields": 1, "'text' lacks the response marker '### 답변:'": 1,
+        "no 'instruction'/'output' or 'text' field": 1}
+    assert report.first_row["missing 'output'"] == 2
+    assert "  skipped 2 × empty answer (first: row 3)" in report.lines()
+
+
+def test_configurable_columns(tmp_path, koalpaca_template):
+    f = write(tmp_path / "qa.csv", "Q,A\n연차는 며칠인가요?,15일입니다.\n")
+    rows, _ = load(f, koalpaca_template, columns=Columns(question="Q", answer="A"))
+    assert rows[0]["instruction"] == "연차는 며칠인가요?" and rows[0]["output"] == "15일입니다."
+
+
+def test_bom_and_json_lines_under_a_json_name_are_fine(tmp_path, koalpaca_template):
+    f = write(tmp_path / "bom.csv", "\ufeffinstruction,output\n질문,답\n")
+    assert load(f, koalpaca_template)[0][0]["instruction"] == "질문"
+    f = write(tmp_path / "lines.json", jsonl([{"instruction": "질문", "output": "답"}] * 2))
+    assert load(f, koalpaca_template)[1].kept == 2
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("cp949.csv", "instruction,output\n질문,답\n".encode("cp949"), "is not UTF-8 (bad byte 0x"),
+    ("broken.json", '[{"instruction": "a", ', "is not valid JSON: Expecting"),
+    ("scalar.json", '"just text"', "should hold a JSON array of rows"),
+    ("dup.csv", "instruction,output,output\n질문,답,답\n", "duplicate columns: output"),
+    ("wrong.csv", "Q,A\n질문,답\n", "has columns [A, Q], none of 'instruction', 'output' or 'text'"),
+    ("empty_answers.jsonl", jsonl([{"instruction": "q", "output": ""}] * 3), "no usable rows in"),
+    ("notes.txt", "hello", "unsupported file type .txt"),
+    ("broken.parquet", b"PAR1 not really", "is not a readable Parquet file"),
+])
+def test_unusable_files_stop_with_one_clear_line(tmp_path, koalpaca_template, name, content, message):
+    with pytest.raises(UserError) as e:
+        load(write(tmp_path / name, content), koalpaca_template)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_missing_file_says_where_it_looked(tmp_path, koalpaca_template):
+    with pytest.raises(UserError, match="data file ./nope.jsonl not found"):
+        load_rows("./nope.jsonl", Columns(), koalpaca_template, EOT, 100)
+
+
+def test_an_unreachable_hub_dataset_says_how_to_bring_it_in(koalpaca_template):
+    with pytest.raises(UserError) as e:
+        load_rows("beomi/KoAlpaca-v1.1a", Columns(), koalpaca_template, EOT, 100)
+    assert "hf download beomi/KoAlpaca-v1.1a --repo-type dataset" in str(e.value)
+    assert "HF_HUB_OFFLINE=1 is honoured" in str(e.value)
+
+
+def test_a_folder_of_data_files_loads_through_datasets(tmp_path, koalpaca_template):
+    folder = tmp_path / "KoAlpaca-v1.1a"
+    folder.mkdir()
+    write(folder / "train.jsonl", jsonl([{"instruction": "질문", "output": "답", "url": "https://x"}] * 3))
+    rows, report = load(folder, koalpaca_template)
+    assert report.kept == 3 and rows[0]["output"] == "답"

@@ -1,0 +1,52 @@
+from peft import LoraConfig
+
+from kochat import estimate, modeling
+from conftest import POLYGLOT_12P8B_CONFIG, needs_shared_data
+
+
+
+def recipe_lora():  # a fresh one each time: get_peft_model writes the base model's name into it
+    return LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05, target_modules=["query_key_value"], task_type="CAUSAL_LM")
+
+
+def counts_for(model_id):
+    config = modeling.load_config(model_id, use_known_table=True)
+    model, would_quantize = estimate.meta_model_with_lora(config, recipe_lora())
+    return config, estimate.count_parameters(model, would_quantize)
+
+
+def test_12p8b_gives_the_koalpaca_recipe_figure_from_the_known_table():
+    _, counts = counts_for("EleutherAI/polyglot-ko-12.8b")
+    assert counts.trainable == 6_553_600
+    assert counts.stored == 6_608_701_440  # what the KoAlpaca QLoRA notebook printed as "all params"
+    assert counts.total == 12_900_157_440
+    assert "trainable params: 6,553,600 || all params: 6,608,701,440 || trainable%: 0.0992" in counts.line()
+
+
+@needs_shared_data
+def test_12p8b_figure_from_the_real_config_file():
+    _, counts = counts_for(str(POLYGLOT_12P8B_CONFIG))
+    assert counts.trainable == 6_553_600 and round(100 * counts.trainable / counts.stored, 3) == 0.099
+
+
+def test_counts_of_a_loaded_4bit_model_match_the_meta_estimate(tiny_tokenizer):
+    from peft import get_peft_model
+    from kochat import tiny
+
+    config, meta_counts = counts_for(tiny.MODEL_ID)
+    model = get_peft_model(modeling.load_model(tiny.MODEL_ID, tiny_tokenizer), recipe_lora())
+    loaded = estimate.count_parameters(model)
+    assert (loaded.trainable, loaded.total, loaded.quantized) == \
+           (meta_counts.trainable, meta_counts.total, meta_counts.quantized)
+
+
+def test_memory_estimate_for_the_recipe_fits_a_24gb_card_and_grows_with_tokens():
+    config, counts = counts_for("EleutherAI/polyglot-ko-12.8b")
+    seed = estimate.estimate_training_gib(config, counts, 2, 600, True, "paged_adamw_8bit")
+    assert 6.0 < seed["4-bit weights"] < 6.1  # 12.58 B weights at ~0.516 bytes
+    assert 8.0 < sum(seed.values()) < 10.0  # the seed recipe measured 8.7-8.9 GiB peak on an H200
+    big = estimate.estimate_training_gib(config, counts, 16, 1024, False, "adamw_torch")
+    assert sum(big.values()) > 2 * sum(seed.values())
+    lines = estimate.report("m", config, counts, 2, 1024, True, "paged_adamw_8bit")
+    assert lines[-1].startswith("fits a 24 GB card")
+    assert estimate.report("m", config, counts, 16, 2048, False, "adamw_torch")[-1].startswith("does NOT fit")

@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from kochat import modeling, tiny
+from kochat.generation import gen
+from kochat.tokenization import encode_prompt
+
+QUESTIONS = ["한국의 수도는 어디인가요?", ("다음 단어의 반대말을 쓰세요.", "크다"), "하늘은 왜 파란가요?"]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_tokenizer):
+    return modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=True).eval()
+
+
+def plain_generate(model, tokenizer, template, question, max_new_tokens):
+    q, i = (question, "") if isinstance(question, str) else question
+    ids = torch.tensor([encode_prompt(tokenizer, template.prompt(q, i))])
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                         do_sample=False, eos_token_id=2, pad_token_id=0)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def test_greedy_gen_matches_plain_generate_token_for_token(model, tiny_tokenizer, koalpaca_template):
+    for question in QUESTIONS:
+        answer = gen(model, tiny_tokenizer, koalpaca_template, question, max_new_tokens=20)[0]
+        expected = plain_generate(model, tiny_tokenizer, koalpaca_template, question, 20)
+        if 2 in expected:
+            expected = expected[: expected.index(2)]
+        assert answer.text == tiny_tokenizer.decode(expected, skip_special_tokens=True).strip()
+        assert answer.finish_reason == ("stop" if answer.new_tokens <= 20 and len(expected) < 20 else "length")
+
+
+def test_a_batch_gives_the_same_answers_as_one_at_a_time(model, tiny_tokenizer, koalpaca_template):
+    batch = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=16)
+    single = [gen(model, tiny_tokenizer, koalpaca_template, q, max_new_tokens=16)[0] for q in QUESTIONS]
+    assert [a.text for a in batch] == [a.text for a in single]
+    assert [a.question for a in batch] == ["한국의 수도는 어디인가요?", "다음 단어의 반대말을 쓰세요.", "하늘은 왜 파란가요?"]
+    assert batch[1].input == "크다"
+
+
+def test_stops_at_end_of_text_and_decodes_only_new_tokens(model, tiny_tokenizer, koalpaca_template):
+    answers = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=200)
+    for a in answers:
+        assert "### 질문" not in a.text and "<|endoftext|>" not in a.text
+        assert a.finish_reason == "stop" and a.new_tokens <= 200
+    short = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[0], max_new_tokens=1)[0]
+    assert short.new_tokens == 1 and short.seconds > 0 and short.tokens_per_s > 0
+
+
+def test_sampling_is_reproducible_with_a_seed(model, tiny_tokenizer, koalpaca_template):
+    torch.manual_seed(0)
+    a = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[0], max_new_tokens=12, temperature=0.9, top_p=0.9)
+    torch.manual_seed(0)
+    b = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[0], max_new_tokens=12, temperature=0.9, top_p=0.9)
+    assert a[0].text == b[0].text

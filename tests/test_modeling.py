@@ -1,0 +1,64 @@
+import json
+
+import pytest
+import torch
+
+from kochat import modeling, tiny
+from kochat.cli import UserError
+from conftest import POLYGLOT_12P8B_CONFIG, needs_shared_data
+
+
+def test_polyglot_end_of_text_is_resolved_by_string_not_by_its_files(polyglot_tokenizer):
+    # its tokenizer files say eos = <eos> (id 1); the released model ends text with <|endoftext|> (id 2)
+    assert polyglot_tokenizer.eos_token == "<|endoftext|>" and polyglot_tokenizer.eos_token_id == 2
+    assert polyglot_tokenizer.pad_token_id == 0
+
+
+def test_tiny_tokenizer_has_the_same_misleading_layout_and_the_same_resolution(tiny_tokenizer):
+    saved = json.loads((tiny.ensure_built() / "tokenizer_config.json").read_text())
+    assert saved["eos_token"] == "<eos>"
+    assert tiny_tokenizer.eos_token_id == 2 and tiny_tokenizer.pad_token_id == 0
+
+
+def test_tiny_model_is_built_once(tiny_tokenizer):
+    folder = tiny.ensure_built()
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert tiny.ensure_built() == folder and (folder / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_load_model_in_4bit_nf4_with_double_quant(tiny_tokenizer):
+    import bitsandbytes as bnb
+
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=True)
+    qkv = model.gpt_neox.layers[0].attention.query_key_value
+    assert isinstance(qkv, bnb.nn.Linear4bit)
+    assert qkv.weight.quant_state.quant_type == "nf4" and qkv.weight.quant_state.nested
+    assert not isinstance(model.get_output_embeddings(), bnb.nn.Linear4bit)  # the head stays in 16/32-bit
+    assert model.generation_config.eos_token_id == 2  # not the config's 0
+
+
+def test_missing_model_folder_and_unreachable_hub_id_are_clear():
+    with pytest.raises(UserError, match="model folder ./nowhere not found"):
+        modeling.load_config("./nowhere")
+    with pytest.raises(UserError) as e:
+        modeling.load_config("EleutherAI/polyglot-ko-5.8b")
+    assert "hf download EleutherAI/polyglot-ko-5.8b --local-dir /models/polyglot-ko-5.8b" in str(e.value)
+    assert "HF_HUB_OFFLINE=1 is honoured" in str(e.value)
+    assert modeling.load_config("EleutherAI/polyglot-ko-5.8b", use_known_table=True).hidden_size == 4096
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_a_real_size_model_is_refused_on_a_cpu():
+    config = modeling.load_config("EleutherAI/polyglot-ko-12.8b", use_known_table=True)
+    with pytest.raises(UserError, match="12.9 B parameters and this machine has no CUDA GPU; run `--preset tiny`"):
+        modeling.check_machine_can_run(config)
+    modeling.check_machine_can_run(modeling.load_config(tiny.MODEL_ID))  # the tiny one is fine
+
+
+@needs_shared_data
+def test_known_12p8b_config_matches_the_real_one():
+    real = json.loads((POLYGLOT_12P8B_CONFIG / "config.json").read_text())
+    known = modeling.KNOWN_CONFIGS["EleutherAI/polyglot-ko-12.8b"]
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+                "max_position_embeddings", "rotary_pct", "layer_norm_eps", "hidden_act", "tie_word_embeddings"):
+        assert known[key] == real[key], key

@@ -1,0 +1,56 @@
+"""Steps 1-3 of the recipe on real third-party data with the real polyglot-ko tokenizer (../shared/data)."""
+import pytest
+from datasets import Dataset
+
+from kochat import data, tokenization
+from kochat.prompts import Template
+from conftest import KOALPACA_V10, KOALPACA_V11A, needs_shared_data
+
+pytestmark = needs_shared_data
+
+
+def steps_1_to_3(source, template, tokenizer, max_len=1024):
+    """The same calls finetune_ko.py makes in steps 1-3."""
+    rows, report = data.load_rows(str(source), data.Columns(), template, tokenizer.eos_token, 20_000)
+    texts = Dataset.from_list(rows).map(lambda row: template.render(row, tokenizer.eos_token),
+                                        remove_columns=list(rows[0]))
+    tokenized = tokenization.tokenize_rows(texts, tokenizer, tokenizer.eos_token_id)
+    tokenized, too_long = tokenization.drop_too_long(tokenized, max_len)
+    report.skip(f"longer than MAX_LEN ({max_len} tokens)", count=too_long)
+    return rows, texts, tokenized, report
+
+
+def test_all_koalpaca_v11a_text_rows(polyglot_tokenizer):
+    template = Template.load("koalpaca")
+    _, texts, tokenized, report = steps_1_to_3(KOALPACA_V11A, template, polyglot_tokenizer)
+    print("\n".join(report.lines()))
+    assert report.read == 1000
+    assert report.kept == len(tokenized) and report.kept >= 990
+    assert set(report.reasons) <= {"longer than MAX_LEN (1024 tokens)"}
+    # rendered rows split back into exactly the recipe's text
+    original = KOALPACA_V11A.read_text(encoding="utf-8").splitlines()[0]
+    assert texts[0]["prompt"].startswith("### 질문: 양파는") and texts[0]["prompt"].endswith("### 답변:")
+    assert texts[0]["answer"].startswith(" 양파는 잎이 아닌")
+    for ex in tokenized:
+        assert ex["labels"][-1] == 2 and ex["input_ids"][-1] == 2
+        assert 2 not in ex["input_ids"][:-1]  # the text's own <|endoftext|> string was not tokenized again
+    lengths = sorted(len(ex["input_ids"]) for ex in tokenized)
+    assert 200 < lengths[len(lengths) // 2] < 230  # median ~215 tokens, as measured for this data
+    assert "<|endoftext|>" in original
+
+
+@pytest.mark.parametrize("template_name", ["koalpaca", "alpaca_ko"])
+def test_all_koalpaca_v10_rows_with_and_without_input(polyglot_tokenizer, template_name):
+    template = Template.load(template_name)
+    rows, texts, tokenized, report = steps_1_to_3(KOALPACA_V10, template, polyglot_tokenizer)
+    print("\n".join(report.lines()))
+    assert report.read == 11_421
+    assert report.kept == len(tokenized) >= 11_300
+    with_input = [(row, text) for row, text in zip(rows, texts) if row["input"]]
+    assert 4_850 <= len(with_input) <= 4_888
+    for row, text in with_input:
+        assert text["prompt"] == template.prompt(row["instruction"], row["input"])
+        assert f"\n{row['input']}\n" in text["prompt"]
+    for ex in tokenized.select(range(0, len(tokenized), 97)):
+        trained = [t for t, label in zip(ex["input_ids"], ex["labels"]) if label != tokenization.IGNORE]
+        assert trained[-1] == 2 and len(trained) < len(ex["input_ids"])
