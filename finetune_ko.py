@@ -92,6 +92,7 @@ def main(argv):
     modeling.check_machine_can_run(config)
     output_dir = runs.prepare_output_dir(OUTPUT_DIR or f"outputs/{RUN_NAME}", OVERWRITE)
     tokenizer = modeling.load_tokenizer(MODEL_ID)
+    modeling.check_tokenizer_fits(tokenizer, config)
     eos_id = tokenizer.eos_token_id  # <|endoftext|> (id 2) for polyglot-ko, whatever its files say
     template = Template.load(TEMPLATE)
     set_seed(SEED)
@@ -151,7 +152,8 @@ def main(argv):
     train_result = trainer.train()
     if eval_rows is not None:
         trainer.evaluate()
-    print(f"[6] trained {trainer.state.global_step} steps, final train loss {train_result.training_loss:.4f}")
+    peak = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else ""
+    print(f"[6] trained {trainer.state.global_step} steps, final train loss {train_result.training_loss:.4f}{peak}")
 
     # 7. Save the adapter, tokenizer, template, generation config, constants, and the loss plot --------
     runs.save_run(output_dir, model, tokenizer, template, constants, extra={

@@ -83,6 +83,13 @@ def check_machine_can_run(config) -> None:
                         f"to see what it needs on a GPU")
 
 
+def check_tokenizer_fits(tokenizer, config) -> None:
+    """A tokenizer with ids beyond the model's embedding rows belongs to another model (an IndexError later)."""
+    if len(tokenizer) > config.vocab_size:
+        raise UserError(f"the tokenizer has {len(tokenizer):,} tokens but the model only {config.vocab_size:,} "
+                        f"embedding rows: they belong to different models; use the model folder's own tokenizer")
+
+
 def load_tokenizer(model_id: str):
     """The tokenizer with its end-of-text resolved (see the module doc) and a pad token set."""
     source = model_source(model_id)

@@ -62,3 +62,10 @@ def test_known_12p8b_config_matches_the_real_one():
     for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
                 "max_position_embeddings", "rotary_pct", "layer_norm_eps", "hidden_act", "tie_word_embeddings"):
         assert known[key] == real[key], key
+
+
+def test_a_tokenizer_from_another_model_is_refused(polyglot_tokenizer):
+    config = modeling.load_config(tiny.MODEL_ID)
+    with pytest.raises(UserError, match="the tokenizer has 30,003 tokens but the model only 2,048 embedding rows"):
+        modeling.check_tokenizer_fits(polyglot_tokenizer, config)
+    modeling.check_tokenizer_fits(polyglot_tokenizer, modeling.load_config("EleutherAI/polyglot-ko-12.8b", True))
