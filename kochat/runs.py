@@ -76,7 +76,7 @@ def plot_loss(log_history: list[dict], path: Path) -> None:
     if evals:
         ax.plot(*zip(*evals), "o-", label="eval loss", color="tab:orange")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (answer tokens)")
+    ax.set_ylabel("loss (trained-on tokens)")
     ax.set_title(path.parent.name)
     ax.grid(alpha=0.3)
     ax.legend()
