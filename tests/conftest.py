@@ -1,10 +1,18 @@
 """Shared fixtures. Tests that read the real third-party data in ../shared/data skip cleanly without it."""
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from kochat import PROJECT_ROOT
+# Set before any test module imports huggingface_hub (it reads HF_HUB_OFFLINE once, at import): tests never
+# touch the network, and build the tiny model in a folder of their own, not in the user's ~/.cache.
+os.environ["HF_HUB_OFFLINE"] = "1"
+_CACHE = tempfile.mkdtemp(prefix="kochat-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE
+
+from kochat import PROJECT_ROOT  # noqa: E402
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 POLYGLOT_TOKENIZER = SHARED_DATA / "polyglot-ko-tokenizer"
@@ -16,16 +24,12 @@ needs_shared_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(), reason=f"real third-party data not found at {SHARED_DATA} (fresh clone)")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def offline_and_private_cache(tmp_path_factory):
-    """Tests never touch the network or the user's ~/.cache: the tiny model is built in a session folder."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
-    yield
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def tiny_tokenizer(offline_and_private_cache):
+def tiny_tokenizer():
     from kochat import modeling, tiny
 
     return modeling.load_tokenizer(tiny.MODEL_ID)
