@@ -95,6 +95,7 @@ def main(argv):
     modeling.check_tokenizer_fits(tokenizer, config)
     eos_id = tokenizer.eos_token_id  # <|endoftext|> (id 2) for polyglot-ko, whatever its files say
     template = Template.load(TEMPLATE)
+    questions = load_questions(DEMO_QUESTIONS) if DEMO_QUESTIONS else []  # read now: a bad path fails before training
     set_seed(SEED)
     print(f"[0] model {MODEL_ID} | end of text {tokenizer.eos_token!r} = id {eos_id} | pad id "
           f"{tokenizer.pad_token_id} | template {template.name} | output {output_dir}")
@@ -164,11 +165,11 @@ def main(argv):
     print(f"[7] saved the run to {output_dir}/ (adapter, tokenizer, template.json, run_config.json, loss.png)")
 
     # 8. gen() demo: inference mode, the same template, stop at end of text, new tokens only ------------
-    if DEMO_QUESTIONS:
+    if questions:
         model.eval()
         model.config.use_cache = True
         with open(output_dir / "demo.jsonl", "w", encoding="utf-8") as demo:
-            for question in load_questions(DEMO_QUESTIONS):
+            for question in questions:
                 answer = gen(model, tokenizer, template, question, max_new_tokens=MAX_NEW_TOKENS,
                              temperature=TEMPERATURE, top_p=TOP_P)[0]
                 print(f"[8] Q: {answer.question} {answer.input}\n    A: {answer.text}\n    "

@@ -25,10 +25,12 @@ def test_greedy_gen_matches_plain_generate_token_for_token(model, tiny_tokenizer
     for question in QUESTIONS:
         answer = gen(model, tiny_tokenizer, koalpaca_template, question, max_new_tokens=20)[0]
         expected = plain_generate(model, tiny_tokenizer, koalpaca_template, question, 20)
-        if 2 in expected:
-            expected = expected[: expected.index(2)]
+        stopped = 2 in expected
+        if stopped:
+            expected = expected[: expected.index(2) + 1]
         assert answer.text == tiny_tokenizer.decode(expected, skip_special_tokens=True).strip()
-        assert answer.finish_reason == ("stop" if answer.new_tokens <= 20 and len(expected) < 20 else "length")
+        assert answer.new_tokens == len(expected)  # the end of text counts as a generated token
+        assert answer.finish_reason == ("stop" if stopped else "length")
 
 
 def test_a_batch_gives_the_same_answers_as_one_at_a_time(model, tiny_tokenizer, koalpaca_template):

@@ -121,6 +121,7 @@ def test_dry_run_prints_the_koalpaca_figure(tmp_path):
     (["--max_stpes=5"], "error: unknown option --max_stpes (did you mean --max_steps?)"),
     (["--preset", "tiny", "--data=missing.jsonl"], "error: data file missing.jsonl not found"),
     (["--preset", "tiny", "--model_id=./no-model"], "error: model folder ./no-model not found"),
+    (["--preset", "tiny", "--demo_questions=nope.txt"], "error: cannot read the questions file nope.txt"),
 ])
 def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, args, message):
     result = run_recipe(*args, cwd=tmp_path)
