@@ -19,7 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import Trainer, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
 
-from kochat import cli, data, estimate, modeling, runs, tiny, tokenization
+from kochat import cli, data, estimate, modeling, packing, runs, tiny, tokenization
 from kochat.generation import gen
 from kochat.prompts import Template, load_questions
 
@@ -34,6 +34,7 @@ TEXT_COLUMN = "text"                        # column of rows already rendered in
 TEMPLATE = "koalpaca"                       # prompts/<name>.json: koalpaca or alpaca_ko; or a path to a .json
 MAX_CHARS = 20_000                          # rows longer than this many characters are skipped
 MAX_LEN = 1024                              # rows longer than this many tokens are skipped (never truncated)
+PACK_TOKENS = 4096                          # pack whole rows into sequences of this many tokens; 0 = pad batches of rows
 EVAL_FRACTION = 0.01                        # share of rows held out for the eval loss; 0 = no eval
 TRAIN_ON_PROMPT = False                     # False: loss on the answer and its end of text only
 # LoRA
@@ -42,7 +43,7 @@ LORA_ALPHA = 32                             # adapter updates are scaled by LORA
 LORA_DROPOUT = 0.05                         # dropout on the adapter's input
 LORA_TARGETS = ["query_key_value"]          # module names to adapt; on the command line: a,b,c
 # training
-BATCH_SIZE = 2                              # rows per step on the GPU
+BATCH_SIZE = 1                              # packed sequences per step (rows per step when PACK_TOKENS = 0)
 GRAD_ACCUM = 1                              # steps per optimizer update (effective batch = BATCH_SIZE × this)
 LEARNING_RATE = 1e-4                        # peak learning rate
 LR_SCHEDULER = "linear"                     # linear, cosine or constant
@@ -69,8 +70,8 @@ PRESETS = {
     # The embedded default: every step of the recipe, the real 4-bit path included, offline on a CPU,
     # with a random-weight 2-layer GPT-NeoX and the project's own 212-row Korean sample. It proves the
     # wiring; its answers are noise.
-    "tiny": dict(MODEL_ID=tiny.MODEL_ID, DATA=str(tiny.DATA_FILE), RUN_NAME="tiny", MAX_LEN=256,
-                 EVAL_FRACTION=0.1, BATCH_SIZE=8, LEARNING_RATE=3e-3, WARMUP_STEPS=5, MAX_STEPS=60,
+    "tiny": dict(MODEL_ID=tiny.MODEL_ID, DATA=str(tiny.DATA_FILE), RUN_NAME="tiny", MAX_LEN=256, PACK_TOKENS=256,
+                 EVAL_FRACTION=0.1, BATCH_SIZE=2, LEARNING_RATE=3e-3, WARMUP_STEPS=5, MAX_STEPS=60,
                  LOGGING_STEPS=5, EVAL_STEPS=20, SAVE_STEPS=60, MAX_NEW_TOKENS=24, TEMPERATURE=0.0),
 }
 FLAGS = {"dry-run": "count parameters and estimate GPU memory from the config; load no weights"}
@@ -96,6 +97,8 @@ def main(argv):
     eos_id = tokenizer.eos_token_id  # <|endoftext|> (id 2) for polyglot-ko, whatever its files say
     template = Template.load(TEMPLATE)
     questions = load_questions(DEMO_QUESTIONS) if DEMO_QUESTIONS else []  # read now: a bad path fails before training
+    if PACK_TOKENS and MAX_LEN > PACK_TOKENS:
+        raise cli.UserError(f"MAX_LEN ({MAX_LEN}) is longer than PACK_TOKENS ({PACK_TOKENS}): a row must fit a sequence")
     set_seed(SEED)
     print(f"[0] model {MODEL_ID} | end of text {tokenizer.eos_token!r} = id {eos_id} | pad id "
           f"{tokenizer.pad_token_id} | template {template.name} | output {output_dir}")
@@ -124,6 +127,15 @@ def main(argv):
         train_rows, eval_rows = tokenized, None
     print(f"    train {len(train_rows):,} rows, eval {len(eval_rows or []):,} rows; trained-on tokens in ⟦ ⟧:")
     print("    " + tokenization.show_trained_span(train_rows[0], tokenizer))
+    if PACK_TOKENS:  # whole rows into fixed-size sequences; each row attends only to itself (kochat/packing.py)
+        rows_in = len(train_rows)
+        train_rows = packing.pack_rows(train_rows, PACK_TOKENS)
+        eval_rows = packing.pack_rows(eval_rows, PACK_TOKENS) if eval_rows is not None else None
+        collator = packing.PackedCollator(tokenizer.pad_token_id, PACK_TOKENS)
+        fill = sum(map(len, train_rows["input_ids"])) / (len(train_rows) * PACK_TOKENS)
+        print(f"    packed {rows_in:,} rows into {len(train_rows):,} sequences of {PACK_TOKENS} tokens ({fill:.0%} filled)")
+    else:
+        collator = tokenization.make_collator(tokenizer)
 
     # 4. Load the base model in 4-bit NF4 with double quantization (bitsandbytes), device_map="auto" --
     model = modeling.load_model(MODEL_ID, tokenizer, four_bit=True, trainable=True)
@@ -132,7 +144,7 @@ def main(argv):
     # 5. Prepare for k-bit training, gradient checkpointing, attach LoRA ---------------------------------
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=GRADIENT_CHECKPOINTING,
                                             gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.config.use_cache = False  # no KV cache while training; step 8 turns it back on
+    model.config.use_cache = False  # no KV cache in training (packed rows need none to stay apart); step 8 turns it on
     model = get_peft_model(model, lora_config)
     print("[5] " + estimate.count_parameters(model).line())
 
@@ -148,7 +160,7 @@ def main(argv):
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         dataloader_pin_memory=torch.cuda.is_available(), report_to=[])
     trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
-                      data_collator=tokenization.make_collator(tokenizer),
+                      data_collator=collator,
                       callbacks=[TensorBoardCallback(SummaryWriter(str(output_dir / "logs")))])
     train_result = trainer.train()
     if eval_rows is not None:

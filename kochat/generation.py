@@ -33,8 +33,13 @@ class Answer:
 
 
 def gen(model, tokenizer, template: Template, questions, *, max_new_tokens: int = 256,
-        temperature: float = 0.0, top_p: float = 1.0) -> list[Answer]:
-    """Answer each question: a string, or a (question, input) pair. temperature 0 = greedy."""
+        temperature: float = 0.0, top_p: float = 1.0, fast: bool = False, min_new_tokens: int = 0) -> list[Answer]:
+    """Answer each question: a string, or a (question, input) pair. temperature 0 = greedy.
+
+    fast: a static KV cache, which transformers compiles into CUDA graphs on a GPU (for models not in
+    4-bit: load them with four_bit=False, or merge the adapter into a 16-bit base). The first call with
+    a new batch size or length compiles; later ones replay. Same greedy tokens as the default path.
+    min_new_tokens: end of text is not allowed before this many tokens (benchmarks force full length)."""
     items = [questions] if isinstance(questions, (str, tuple)) else list(questions)
     pairs = [(q, "") if isinstance(q, str) else (q[0], q[1]) for q in items]
     prompts = [encode_prompt(tokenizer, template.prompt(q, i)) for q, i in pairs]
@@ -48,7 +53,8 @@ def gen(model, tokenizer, template: Template, questions, *, max_new_tokens: int 
     start = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                             eos_token_id=eos, pad_token_id=pad, use_cache=True, **sampling)
+                             min_new_tokens=min_new_tokens, eos_token_id=eos, pad_token_id=pad, use_cache=True,
+                             cache_implementation="static" if fast else None, **sampling)
     seconds = time.perf_counter() - start
 
     answers = []

@@ -118,10 +118,14 @@ def compute_dtype() -> torch.dtype:
 
 
 def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str | None = None,
-               trainable: bool = False):
+               trainable: bool = False, merge: bool = False):
     """Load the base in 4-bit NF4 with double quantization (or in the compute dtype), on device_map="auto",
     then the LoRA adapter from `adapter` (a run folder) if given. End of text and pad come from `tokenizer`.
-    `trainable`: the model will be trained (the adapter loads trainable; see keep_cpu_4bit_trainable)."""
+    `trainable`: the model will be trained (the adapter loads trainable; see keep_cpu_4bit_trainable).
+    `merge`: fold the adapter into the base weights (a plain transformers model, faster to answer with);
+    only for a 16-bit base: merging into 4-bit weights would round the update away."""
+    if merge and (four_bit or adapter is None):
+        raise UserError("merging needs an adapter and a 16-bit base (four_bit=False), never 4-bit weights")
     dtype = compute_dtype()
     kwargs = {"dtype": dtype, "device_map": "auto"}
     if four_bit:
@@ -144,6 +148,8 @@ def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str 
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+        if merge:
+            model = model.merge_and_unload()
     return model
 
 

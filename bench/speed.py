@@ -1,0 +1,226 @@
+"""Training and answering speed at a real shape on one GPU: the seed recipe and the project's settings in
+one process, through the project's own loader, tokenizer of rows, packing and gen().
+
+    python bench/speed.py --model /tmp/random-polyglot-ko-12.8b --data KOALPACA_1K.jsonl --out RESULT.json
+    python bench/speed.py ... --part train      # or --part gen
+
+--model is a model folder (bench/random_model.py writes one of any known shape); --data gives real row
+lengths (KoAlpaca-v1.1a rows, tokenized with the model's tokenizer). Each measurement runs in its own
+try block: one failure is recorded in the JSON and the rest still run.
+"""
+import argparse
+import json
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kochat import data, modeling, packing, runs, tokenization  # noqa: E402
+from kochat.generation import gen  # noqa: E402
+from kochat.prompts import Template  # noqa: E402
+
+GIB = 2**30
+WARMUP_STEPS = 3
+
+
+class StepClock(TrainerCallback):
+    def __init__(self):
+        self.ends = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        torch.cuda.synchronize()
+        self.ends.append(time.perf_counter())
+
+
+class CountingCollator:
+    """The real collator, noting how many real (non-padding) tokens each batch holds, in step order."""
+
+    def __init__(self, inner):
+        self.inner, self.real_tokens = inner, []
+
+    def __call__(self, features):
+        self.real_tokens.append(sum(len(f["input_ids"]) for f in features))
+        return self.inner(features)
+
+
+def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size, checkpoint_layers, out_dir):
+    """Real tokens/s over `steps` optimizer steps after warm-up, and peak memory, for one setting."""
+    layers = model.base_model.model.gpt_neox.layers
+    for i, layer in enumerate(layers):  # checkpoint the first `checkpoint_layers` layers, keep the rest
+        layer.gradient_checkpointing = i < checkpoint_layers
+    if pack_tokens:
+        train = packing.pack_rows(rows, pack_tokens)
+        collator = CountingCollator(packing.PackedCollator(tokenizer.pad_token_id, pack_tokens))
+    else:
+        train, collator = rows, CountingCollator(tokenization.make_collator(tokenizer))
+    clock = StepClock()
+    args = TrainingArguments(output_dir=str(out_dir / name), per_device_train_batch_size=batch_size,
+                             max_steps=steps + WARMUP_STEPS, learning_rate=1e-4, optim="paged_adamw_8bit",
+                             bf16=torch.cuda.is_available(), logging_steps=1000, save_strategy="no", report_to=[], seed=0,
+                             disable_tqdm=True)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator, callbacks=[clock])
+    result = trainer.train()
+    seconds = clock.ends[-1] - clock.ends[WARMUP_STEPS - 1]
+    tokens = sum(collator.real_tokens[WARMUP_STEPS:WARMUP_STEPS + steps])
+    step_s = [b - a for a, b in zip(clock.ends[WARMUP_STEPS - 1:], clock.ends[WARMUP_STEPS:])]
+    return {"name": name, "pack_tokens": pack_tokens, "batch_size": batch_size,
+            "checkpointed_layers": f"{checkpoint_layers}/{len(layers)}", "steps": steps,
+            "real_tokens": tokens, "seconds": round(seconds, 3), "real_tok_s": round(tokens / seconds, 1),
+            "step_s_min_max": [round(min(step_s), 3), round(max(step_s), 3)],
+            "peak_gib": round(torch.cuda.max_memory_allocated() / GIB, 2), "train_loss": round(result.training_loss, 4)}
+
+
+def packed_loss_check(model, tokenizer, rows, n_rows=8, budget=4096):
+    """A packed sequence's loss against the token-weighted mean of the same rows run one by one."""
+    some = rows.select(range(n_rows))
+    packed = packing.pack_rows(some, budget)
+    model.eval()
+    with torch.no_grad():
+        batch = {k: v.cuda() for k, v in packing.PackedCollator(tokenizer.pad_token_id, budget)(list(packed)).items()}
+        packed_loss = model(**batch, use_cache=False).loss.item()
+        total = count = 0
+        for ex in some:
+            labels = torch.tensor([ex["labels"]]).cuda()
+            loss = model(input_ids=torch.tensor([ex["input_ids"]]).cuda(), labels=labels, use_cache=False).loss.item()
+            n = int((labels[:, 1:] != tokenization.IGNORE).sum())
+            total, count = total + loss * n, count + n
+    model.train()
+    return {"rows": n_rows, "sequences": len(packed), "packed_loss": packed_loss, "rows_loss": total / count,
+            "relative_difference": abs(packed_loss - total / count) / (total / count)}
+
+
+def gen_speed(model, tokenizer, template, questions, *, name, fast, new_tokens=256, repeats=2):
+    """tokens/s of gen() at full length (end of text suppressed), best of `repeats` after one warm-up."""
+    gen(model, tokenizer, template, questions, max_new_tokens=new_tokens, min_new_tokens=new_tokens, fast=fast)
+    best = None
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        answers = gen(model, tokenizer, template, questions, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                      fast=fast)
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        best = seconds if best is None else min(best, seconds)
+    tokens = sum(a.new_tokens for a in answers)
+    return {"name": name, "batch": len(questions), "new_tokens_each": new_tokens, "seconds": round(best, 3),
+            "tok_s": round(tokens / best, 1)}
+
+
+def greedy_tokens(model, tokenizer, template, questions, fast, new_tokens=64):
+    answers = gen(model, tokenizer, template, questions, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                  fast=fast)
+    return [tokenizer(a.text, add_special_tokens=False)["input_ids"] for a in answers]
+
+
+def share_equal(a, b):
+    same = total = 0
+    for x, y in zip(a, b):
+        for i in range(max(len(x), len(y))):  # tokens up to the first difference count as matching
+            if i >= len(x) or i >= len(y) or x[i] != y[i]:
+                break
+            same += 1
+        total += max(len(x), len(y))
+    return round(same / total, 4) if total else None
+
+
+def attempt(results, key, fn):
+    try:
+        results[key] = fn()
+    except Exception as e:  # a benchmark records its failure and goes on
+        results[key] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
+    print(f"{key}: {json.dumps(results[key], ensure_ascii=False)[:600]}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--part", choices=["train", "gen", "all"], default="all")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--adapter-dir", default="/tmp/bench-adapter")
+    args = parser.parse_args()
+    out_dir = Path(args.out).parent
+    results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "versions": runs.versions(), "model": args.model, "command": " ".join(sys.argv)}
+    template = Template.load("koalpaca")
+
+    t0 = time.perf_counter()
+    tokenizer = modeling.load_tokenizer(args.model)
+    model = modeling.load_model(args.model, tokenizer, four_bit=True, trainable=True)
+    torch.cuda.synchronize()
+    results["model_load_s"] = round(time.perf_counter() - t0, 1)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
+                                            gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05,
+                                             target_modules=["query_key_value"], task_type="CAUSAL_LM"))
+    loaded, _ = data.load_rows(args.data, data.Columns(), template, tokenizer.eos_token, 20_000)
+    texts = Dataset.from_list(loaded).map(lambda r: template.render(r, tokenizer.eos_token), remove_columns=list(loaded[0]))
+    rows, _ = tokenization.drop_too_long(tokenization.tokenize_rows(texts, tokenizer, tokenizer.eos_token_id), 1024)
+    rows = rows.shuffle(seed=0)
+    lengths = sorted(len(x) for x in rows["input_ids"])
+    results["row_tokens"] = {"rows": len(lengths), "mean": round(sum(lengths) / len(lengths), 1),
+                             "median": lengths[len(lengths) // 2], "max": lengths[-1]}
+    layers = len(model.base_model.model.gpt_neox.layers)
+
+    if args.part in ("train", "all"):
+        train = {}
+        settings = [("seed: batch 2, pad to longest, all layers checkpointed", 0, 2, layers),
+                    ("packed 4096, all layers checkpointed", 4096, 1, layers),
+                    ("packed 4096, half the layers checkpointed", 4096, 1, layers // 2),
+                    ("packed 8192, all layers checkpointed", 8192, 1, layers),
+                    ("packed 4096, no checkpointing", 4096, 1, 0)]
+        for name, pack, batch, ckpt in settings:
+            attempt(train, name, lambda: train_speed(model, tokenizer, rows, name=name.split(":")[0].replace(" ", "_")[:24],
+                                                    steps=args.steps, pack_tokens=pack, batch_size=batch,
+                                                    checkpoint_layers=ckpt, out_dir=out_dir / "trainer"))
+        results["train"] = train
+        attempt(results, "packed_loss_check", lambda: packed_loss_check(model, tokenizer, rows))
+        model.save_pretrained(args.adapter_dir)
+
+    if args.part in ("gen", "all"):
+        questions = [r["instruction"] or r["text"].split("### 답변:")[0] for r in loaded[:16]]
+        generation = {}
+        model.eval()
+        model.config.use_cache = True
+        attempt(generation, "4-bit + LoRA, batch 1", lambda: gen_speed(model, tokenizer, template, questions[:1],
+                                                                       name="4bit", fast=False))
+        attempt(generation, "4-bit + LoRA, batch 16", lambda: gen_speed(model, tokenizer, template, questions,
+                                                                        name="4bit", fast=False))
+        unmerged = greedy_tokens(model, tokenizer, template, questions[:4], fast=False)
+        if not Path(args.adapter_dir, "adapter_config.json").exists():
+            model.save_pretrained(args.adapter_dir)
+        del model
+        torch.cuda.empty_cache()
+        t0 = time.perf_counter()
+        merged = modeling.load_model(args.model, tokenizer, four_bit=False, adapter=args.adapter_dir, merge=True).eval()
+        results["merged_load_s"] = round(time.perf_counter() - t0, 1)
+        attempt(generation, "merged bf16, batch 1", lambda: gen_speed(merged, tokenizer, template, questions[:1],
+                                                                      name="bf16", fast=False))
+        attempt(generation, "merged bf16 fast, batch 1", lambda: gen_speed(merged, tokenizer, template, questions[:1],
+                                                                           name="bf16-fast", fast=True))
+        attempt(generation, "merged bf16 fast, batch 16", lambda: gen_speed(merged, tokenizer, template, questions,
+                                                                            name="bf16-fast", fast=True))
+
+        def agreement():
+            eager = greedy_tokens(merged, tokenizer, template, questions[:4], fast=False)
+            fast = greedy_tokens(merged, tokenizer, template, questions[:4], fast=True)
+            return {"fast_vs_eager_same_weights": share_equal(fast, eager),
+                    "merged_bf16_vs_unmerged_4bit": share_equal(eager, unmerged)}
+        attempt(generation, "greedy agreement (share of matching tokens, 4 prompts × 64)", agreement)
+        results["generation"] = generation
+    Path(args.out).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
