@@ -88,7 +88,8 @@ def main(argv):
     if "dry-run" in given:
         meta_model, would_quantize = estimate.meta_model_with_lora(config, lora_config)
         counts = estimate.count_parameters(meta_model, would_quantize)
-        print("\n".join(estimate.report(MODEL_ID, config, counts, BATCH_SIZE, MAX_LEN, GRADIENT_CHECKPOINTING, OPTIM)))
+        tokens_per_row = PACK_TOKENS or MAX_LEN  # a packed sequence, or a row padded to at most MAX_LEN
+        print("\n".join(estimate.report(MODEL_ID, config, counts, BATCH_SIZE, tokens_per_row, GRADIENT_CHECKPOINTING, OPTIM)))
         return
     modeling.check_machine_can_run(config)
     output_dir = runs.prepare_output_dir(OUTPUT_DIR or f"outputs/{RUN_NAME}", OVERWRITE)

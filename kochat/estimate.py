@@ -2,8 +2,8 @@
 
 The model is built on the meta device (shapes only) and LoRA is attached for real, so the counts are
 PEFT's own. Memory is an estimate of peak allocated bytes in training, from the parts that dominate
-(4-bit weights, fp32 leftovers, LoRA optimizer state, activations, logits); bench/ records how it
-compares with measured peaks.
+(4-bit weights, fp32 leftovers, LoRA optimizer state, activations, logits), within ~10 % of the peaks
+measured on an H200 at the 12.8b shape (bench/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -77,8 +77,9 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int,
     tokens = batch * seq_len
     lora = counts.trainable
     other = counts.total - counts.quantized - lora
-    # One layer's activations in bf16: norms, qkv, attention, MLP in and out (SDPA: no seq² scores).
-    layer_acts = tokens * (14 * h + 4 * inter) * 2
+    # One layer's saved activations: fp32 norm outputs and residual, bf16 qkv, attention, MLP in and out,
+    # the LoRA dropout copy (SDPA keeps no seq² scores). Bytes fitted to measured peaks (bench/RESULTS.md).
+    layer_acts = tokens * (20 * h + 4 * inter)
     parts = {
         "4-bit weights": counts.quantized * NF4_DQ_BYTES_PER_WEIGHT,
         "fp32 embeddings, norms, biases": other * 4,  # prepare_model_for_kbit_training upcasts them

@@ -56,3 +56,17 @@ def test_sampling_is_reproducible_with_a_seed(model, tiny_tokenizer, koalpaca_te
     torch.manual_seed(0)
     b = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[0], max_new_tokens=12, temperature=0.9, top_p=0.9)
     assert a[0].text == b[0].text
+
+
+@pytest.mark.parametrize("four_bit", [True, False])
+def test_fast_mode_gives_the_same_greedy_tokens(tiny_tokenizer, koalpaca_template, four_bit):
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=four_bit).eval()
+    default = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=24)
+    fast = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=24, fast=True)
+    assert [(a.text, a.new_tokens, a.finish_reason) for a in fast] == \
+           [(a.text, a.new_tokens, a.finish_reason) for a in default]
+
+
+def test_min_new_tokens_forces_full_length(model, tiny_tokenizer, koalpaca_template):
+    answers = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=40, min_new_tokens=40)
+    assert [(a.new_tokens, a.finish_reason) for a in answers] == [(40, "length")] * len(QUESTIONS)

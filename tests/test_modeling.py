@@ -69,3 +69,29 @@ def test_a_tokenizer_from_another_model_is_refused(polyglot_tokenizer):
     with pytest.raises(UserError, match="the tokenizer has 30,003 tokens but the model only 2,048 embedding rows"):
         modeling.check_tokenizer_fits(polyglot_tokenizer, config)
     modeling.check_tokenizer_fits(polyglot_tokenizer, modeling.load_config("EleutherAI/polyglot-ko-12.8b", True))
+
+
+def test_a_merged_16bit_model_answers_like_the_unmerged_adapter(tiny_tokenizer, koalpaca_template, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from kochat.generation import gen
+
+    base = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False)
+    torch.manual_seed(1)
+    adapter = get_peft_model(base, LoraConfig(r=8, lora_alpha=32, target_modules=["query_key_value"],
+                                              init_lora_weights=False, task_type="CAUSAL_LM"))  # non-zero B
+    adapter.save_pretrained(tmp_path)
+    unmerged = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False, adapter=str(tmp_path)).eval()
+    merged = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False, adapter=str(tmp_path),
+                                 merge=True).eval()
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    questions = ["한국의 수도는 어디인가요?", "하늘은 왜 파란가요?"]
+    plain = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
+    a = [x.text for x in gen(unmerged, tiny_tokenizer, koalpaca_template, questions, max_new_tokens=24)]
+    assert [x.text for x in gen(merged, tiny_tokenizer, koalpaca_template, questions, max_new_tokens=24)] == a
+    assert [x.text for x in gen(plain, tiny_tokenizer, koalpaca_template, questions, max_new_tokens=24)] != a
+
+
+def test_merging_into_4bit_weights_is_refused(tiny_tokenizer):
+    with pytest.raises(UserError, match="never 4-bit weights"):
+        modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=True, adapter="x", merge=True)
