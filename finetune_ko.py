@@ -7,6 +7,10 @@ line with the same name in lower case:
     python finetune_ko.py --dry-run          # parameters and GPU memory estimate, no weights downloaded
 Steps 0-8 below run top to bottom, like the notebook this came from.
 """
+import time
+
+process_start = time.time()  # for the startup figure: start to first training step
+
 import json
 import sys
 from pathlib import Path
@@ -35,6 +39,7 @@ TEMPLATE = "koalpaca"                       # prompts/<name>.json: koalpaca or a
 MAX_CHARS = 20_000                          # rows longer than this many characters are skipped
 MAX_LEN = 1024                              # rows longer than this many tokens are skipped (never truncated)
 PACK_TOKENS = 4096                          # pack whole rows into sequences of this many tokens; 0 = pad batches of rows
+ATTENTION = "auto"                          # auto (flex_attention for packed rows on a GPU, else sdpa), sdpa, eager
 EVAL_FRACTION = 0.01                        # share of rows held out for the eval loss; 0 = no eval
 TRAIN_ON_PROMPT = False                     # False: loss on the answer and its end of text only
 # LoRA
@@ -139,8 +144,11 @@ def main(argv):
         collator = tokenization.make_collator(tokenizer)
 
     # 4. Load the base model in 4-bit NF4 with double quantization (bitsandbytes), device_map="auto" --
-    model = modeling.load_model(MODEL_ID, tokenizer, four_bit=True, trainable=True)
-    print(f"[4] loaded {type(model).__name__} in 4-bit, compute dtype {model.dtype}")
+    load_start = time.time()
+    attention = modeling.training_attention(ATTENTION, packed=bool(PACK_TOKENS))
+    model = modeling.load_model(MODEL_ID, tokenizer, four_bit=True, trainable=True, attention=attention)
+    model_load_s = round(time.time() - load_start, 1)
+    print(f"[4] loaded {type(model).__name__} in 4-bit in {model_load_s} s, compute dtype {model.dtype}, {attention} attention")
 
     # 5. Prepare for k-bit training, gradient checkpointing, attach LoRA ---------------------------------
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=GRADIENT_CHECKPOINTING,
@@ -160,9 +168,10 @@ def main(argv):
         save_strategy="steps", save_steps=SAVE_STEPS, save_total_limit=2, seed=SEED,
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         dataloader_pin_memory=torch.cuda.is_available(), report_to=[])
+    first_step = runs.FirstStepTimer(process_start)
     trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
                       data_collator=collator,
-                      callbacks=[TensorBoardCallback(SummaryWriter(str(output_dir / "logs")))])
+                      callbacks=[TensorBoardCallback(SummaryWriter(str(output_dir / "logs"))), first_step])
     train_result = trainer.train()
     if eval_rows is not None:
         trainer.evaluate()
@@ -172,7 +181,8 @@ def main(argv):
     # 7. Save the adapter, tokenizer, template, generation config, constants, and the loss plot --------
     runs.save_run(output_dir, model, tokenizer, template, constants, extra={
         "preset": given.get("preset"), "data_report": report.to_dict(),
-        "end_of_text": {"token": tokenizer.eos_token, "id": eos_id},
+        "end_of_text": {"token": tokenizer.eos_token, "id": eos_id}, "attention": attention,
+        "timing": {"model_load_s": model_load_s, "first_step_s": first_step.first_step_s},
         "train": {"steps": trainer.state.global_step, "log_history": trainer.state.log_history}})
     runs.plot_loss(trainer.state.log_history, output_dir / "loss.png")
     print(f"[7] saved the run to {output_dir}/ (adapter, tokenizer, template.json, run_config.json, loss.png)")
@@ -181,6 +191,7 @@ def main(argv):
     if questions:
         model.eval()
         model.config.use_cache = True
+        model.set_attn_implementation("sdpa")  # flex attention serves packed training; answering uses SDPA
         with open(output_dir / "demo.jsonl", "w", encoding="utf-8") as demo:
             for question in questions:
                 answer = gen(model, tokenizer, template, question, max_new_tokens=MAX_NEW_TOKENS,

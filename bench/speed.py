@@ -148,21 +148,24 @@ def main():
     parser.add_argument("--part", choices=["train", "gen", "all"], default="all")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--adapter-dir", default="/tmp/bench-adapter")
+    parser.add_argument("--settings", default="", help="training settings to run, by number (0-4); default all")
+    parser.add_argument("--attention", default=None, help="attn_implementation, e.g. sdpa or flex_attention")
+    parser.add_argument("--lora-dropout", type=float, default=0.05)
     args = parser.parse_args()
     out_dir = Path(args.out).parent
-    results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    results = {"device": torch.cuda.get_device_name(), "attention": args.attention, "lora_dropout": args.lora_dropout, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "versions": runs.versions(), "model": args.model, "command": " ".join(sys.argv)}
     template = Template.load("koalpaca")
 
     t0 = time.perf_counter()
     tokenizer = modeling.load_tokenizer(args.model)
-    model = modeling.load_model(args.model, tokenizer, four_bit=True, trainable=True)
+    model = modeling.load_model(args.model, tokenizer, four_bit=True, trainable=True, attention=args.attention)
     torch.cuda.synchronize()
     results["model_load_s"] = round(time.perf_counter() - t0, 1)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
                                             gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05,
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, lora_dropout=args.lora_dropout,
                                              target_modules=["query_key_value"], task_type="CAUSAL_LM"))
     loaded, _ = data.load_rows(args.data, data.Columns(), template, tokenizer.eos_token, 20_000)
     texts = Dataset.from_list(loaded).map(lambda r: template.render(r, tokenizer.eos_token), remove_columns=list(loaded[0]))
@@ -180,7 +183,8 @@ def main():
                     ("packed 4096, half the layers checkpointed", 4096, 1, layers // 2),
                     ("packed 8192, all layers checkpointed", 8192, 1, layers),
                     ("packed 4096, no checkpointing", 4096, 1, 0)]
-        for name, pack, batch, ckpt in settings:
+        chosen = [settings[int(i)] for i in args.settings.split(",")] if args.settings else settings
+        for name, pack, batch, ckpt in chosen:
             attempt(train, name, lambda: train_speed(model, tokenizer, rows, name=name.split(":")[0].replace(" ", "_")[:24],
                                                     steps=args.steps, pack_tokens=pack, batch_size=batch,
                                                     checkpoint_layers=ckpt, out_dir=out_dir / "trainer"))

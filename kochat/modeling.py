@@ -110,6 +110,14 @@ def load_tokenizer(model_id: str):
     return tokenizer
 
 
+def training_attention(choice: str, packed: bool) -> str:
+    """"auto": flex_attention for packed rows on a GPU, since it skips the scores a block-diagonal mask
+    throws away (+22 % tokens/s at the 12.8b shape, bench/RESULTS.md); sdpa otherwise (flex has no CPU backward)."""
+    if choice != "auto":
+        return choice
+    return "flex_attention" if packed and torch.cuda.is_available() else "sdpa"
+
+
 def compute_dtype() -> torch.dtype:
     """bf16 on GPUs that have it, fp16 on older GPUs, fp32 on the CPU."""
     if torch.cuda.is_available():
@@ -118,16 +126,17 @@ def compute_dtype() -> torch.dtype:
 
 
 def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str | None = None,
-               trainable: bool = False, merge: bool = False):
+               trainable: bool = False, merge: bool = False, attention: str | None = None):
     """Load the base in 4-bit NF4 with double quantization (or in the compute dtype), on device_map="auto",
     then the LoRA adapter from `adapter` (a run folder) if given. End of text and pad come from `tokenizer`.
     `trainable`: the model will be trained (the adapter loads trainable; see keep_cpu_4bit_trainable).
+    `attention`: a transformers attn_implementation ("sdpa", "eager", "flex_attention"); None = its default.
     `merge`: fold the adapter into the base weights (a plain transformers model, faster to answer with);
     only for a 16-bit base: merging into 4-bit weights would round the update away."""
     if merge and (four_bit or adapter is None):
         raise UserError("merging needs an adapter and a 16-bit base (four_bit=False), never 4-bit weights")
     dtype = compute_dtype()
-    kwargs = {"dtype": dtype, "device_map": "auto"}
+    kwargs = {"dtype": dtype, "device_map": "auto", "attn_implementation": attention}
     if four_bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,

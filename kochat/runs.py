@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from transformers import TrainerCallback
 
 from .cli import UserError
 
@@ -59,6 +62,18 @@ def save_run(folder: Path, model, tokenizer, template, constants: dict, extra: d
     write_json(folder / TEMPLATE_FILE, template.to_dict())
     write_json(folder / RUN_CONFIG, {"constants": constants, **extra, "versions": versions(),
                                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+class FirstStepTimer(TrainerCallback):
+    """Prints, once, how long the run took from the process start to its first finished training step."""
+
+    def __init__(self, started: float):
+        self.started, self.first_step_s = started, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.first_step_s is None:
+            self.first_step_s = round(time.time() - self.started, 1)
+            print(f"\n    first training step done {self.first_step_s} s after start", flush=True)
 
 
 def plot_loss(log_history: list[dict], path: Path) -> None:
