@@ -50,8 +50,11 @@ class CountingCollator:
         return self.inner(features)
 
 
-def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size, checkpoint_layers, out_dir):
+def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size, checkpoint_layers, attention,
+                out_dir):
     """Real tokens/s over `steps` optimizer steps after warm-up, and peak memory, for one setting."""
+    attention = modeling.training_attention(attention, packed=bool(pack_tokens))
+    model.set_attn_implementation(attention)
     layers = model.base_model.model.gpt_neox.layers
     for i, layer in enumerate(layers):  # checkpoint the first `checkpoint_layers` layers, keep the rest
         layer.gradient_checkpointing = i < checkpoint_layers
@@ -72,7 +75,7 @@ def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size,
     seconds = clock.ends[-1] - clock.ends[WARMUP_STEPS - 1]
     tokens = sum(collator.real_tokens[WARMUP_STEPS:WARMUP_STEPS + steps])
     step_s = [b - a for a, b in zip(clock.ends[WARMUP_STEPS - 1:], clock.ends[WARMUP_STEPS:])]
-    return {"name": name, "pack_tokens": pack_tokens, "batch_size": batch_size,
+    return {"name": name, "attention": attention, "pack_tokens": pack_tokens, "batch_size": batch_size,
             "checkpointed_layers": f"{checkpoint_layers}/{len(layers)}", "steps": steps,
             "real_tokens": tokens, "seconds": round(seconds, 3), "real_tok_s": round(tokens / seconds, 1),
             "step_s_min_max": [round(min(step_s), 3), round(max(step_s), 3)],
@@ -149,7 +152,7 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--adapter-dir", default="/tmp/bench-adapter")
     parser.add_argument("--settings", default="", help="training settings to run, by number (0-4); default all")
-    parser.add_argument("--attention", default=None, help="attn_implementation, e.g. sdpa or flex_attention")
+    parser.add_argument("--attention", default="auto", help="as finetune_ko.py's ATTENTION: auto, sdpa, flex_attention")
     parser.add_argument("--lora-dropout", type=float, default=0.05)
     args = parser.parse_args()
     out_dir = Path(args.out).parent
@@ -159,7 +162,7 @@ def main():
 
     t0 = time.perf_counter()
     tokenizer = modeling.load_tokenizer(args.model)
-    model = modeling.load_model(args.model, tokenizer, four_bit=True, trainable=True, attention=args.attention)
+    model = modeling.load_model(args.model, tokenizer, four_bit=True, trainable=True)
     torch.cuda.synchronize()
     results["model_load_s"] = round(time.perf_counter() - t0, 1)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
@@ -187,9 +190,11 @@ def main():
         for name, pack, batch, ckpt in chosen:
             attempt(train, name, lambda: train_speed(model, tokenizer, rows, name=name.split(":")[0].replace(" ", "_")[:24],
                                                     steps=args.steps, pack_tokens=pack, batch_size=batch,
-                                                    checkpoint_layers=ckpt, out_dir=out_dir / "trainer"))
+                                                    checkpoint_layers=ckpt, attention=args.attention,
+                                                    out_dir=out_dir / "trainer"))
         results["train"] = train
         attempt(results, "packed_loss_check", lambda: packed_loss_check(model, tokenizer, rows))
+        model.set_attn_implementation("sdpa")  # answering uses SDPA, as finetune_ko.py's demo does
         model.save_pretrained(args.adapter_dir)
 
     if args.part in ("gen", "all"):
