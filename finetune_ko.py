@@ -199,7 +199,7 @@ def main(argv):
                 print(f"[8] Q: {answer.question} {answer.input}\n    A: {answer.text}\n    "
                       f"({answer.new_tokens} tokens in {answer.seconds:.2f} s, {answer.tokens_per_s:.1f} tokens/s)")
                 demo.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
-    print(f"done: {output_dir}")
+    print(f"done. Talk to it: python chat_ko.py --adapter {output_dir}")
 
 
 if __name__ == "__main__":

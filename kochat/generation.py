@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from transformers.generation.streamers import BaseStreamer
+
 from .prompts import Template
 from .tokenization import encode_prompt
 
@@ -32,17 +34,65 @@ class Answer:
         return {**asdict(self), "tokens_per_s": round(self.tokens_per_s, 2)}
 
 
-def gen(model, tokenizer, template: Template, questions, *, max_new_tokens: int = 256,
-        temperature: float = 0.0, top_p: float = 1.0, fast: bool = False, min_new_tokens: int = 0) -> list[Answer]:
-    """Answer each question: a string, or a (question, input) pair. temperature 0 = greedy.
+class TextStream(BaseStreamer):
+    """Hands the answer's text to `on_text` piece by piece as tokens arrive. A Korean syllable can span
+    several byte-level tokens: text that ends in an unfinished character waits for the next token."""
+
+    def __init__(self, tokenizer, on_text):
+        self.tokenizer, self.on_text = tokenizer, on_text
+        self.ids: list[int] = []
+        self.sent = 0
+        self.prompt_seen = False
+
+    def put(self, value):
+        if not self.prompt_seen:  # generate() first puts the prompt
+            self.prompt_seen = True
+            return
+        self.ids += [t for t in value.flatten().tolist() if t != self.tokenizer.eos_token_id]
+        self.flush(final=False)
+
+    def end(self):
+        self.flush(final=True)
+
+    def flush(self, final: bool):
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True).lstrip()
+        if not final and text.endswith("\ufffd"):
+            return
+        if len(text) > self.sent:
+            self.on_text(text[self.sent:])
+            self.sent = len(text)
+
+
+def render(template: Template | None, item) -> tuple[str, str, str]:
+    """(prompt text, question, input) for one item: a question, a (question, input) pair, a conversation
+    (a list of {"role", "content"} messages), or, with no template, a raw prompt to continue."""
+    if template is None:
+        return item, item, ""
+    if isinstance(item, list):
+        return template.chat(item), item[-1]["content"], ""
+    question, extra = (item, "") if isinstance(item, str) else item
+    return template.prompt(question, extra), question, extra
+
+
+def gen(model, tokenizer, template: Template | None, questions, *, max_new_tokens: int = 256,
+        temperature: float = 0.0, top_p: float = 1.0, fast: bool = False, min_new_tokens: int = 0,
+        stream=None) -> list[Answer]:
+    """Answer each question: a string, a (question, input) pair, or a conversation (a list of messages).
+    template None: each item is a raw prompt to continue. temperature 0 = greedy.
 
     fast: a static KV cache, which transformers compiles into CUDA graphs on a GPU (for models not in
     4-bit: load them with four_bit=False, or merge the adapter into a 16-bit base). The first call with
     a new batch size or length compiles; later ones replay. Same greedy tokens as the default path.
-    min_new_tokens: end of text is not allowed before this many tokens (benchmarks force full length)."""
-    items = [questions] if isinstance(questions, (str, tuple)) else list(questions)
-    pairs = [(q, "") if isinstance(q, str) else (q[0], q[1]) for q in items]
-    prompts = [encode_prompt(tokenizer, template.prompt(q, i)) for q, i in pairs]
+    min_new_tokens: end of text is not allowed before this many tokens (benchmarks force full length).
+    stream: called with each new piece of the answer's text as it is generated (one question only)."""
+    single = isinstance(questions, (str, tuple)) or (isinstance(questions, list) and questions
+                                                      and isinstance(questions[0], dict))
+    items = [questions] if single else list(questions)
+    if stream is not None and len(items) != 1:
+        raise ValueError("stream answers one question at a time")
+    rendered = [render(template, item) for item in items]
+    pairs = [(q, i) for _, q, i in rendered]
+    prompts = [encode_prompt(tokenizer, text) for text, _, _ in rendered]
     width = max(len(p) for p in prompts)
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     device = model.get_input_embeddings().weight.device
@@ -54,7 +104,8 @@ def gen(model, tokenizer, template: Template, questions, *, max_new_tokens: int 
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                              min_new_tokens=min_new_tokens, eos_token_id=eos, pad_token_id=pad, use_cache=True,
-                             cache_implementation="static" if fast else None, **sampling)
+                             cache_implementation="static" if fast else None,
+                             streamer=TextStream(tokenizer, stream) if stream else None, **sampling)
     seconds = time.perf_counter() - start
 
     answers = []

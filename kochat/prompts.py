@@ -16,6 +16,8 @@ from .cli import UserError
 
 TEMPLATE_DIR = PROJECT_ROOT / "prompts"  # next to the code, never relative to the working directory
 FIELDS = ("prompt_input", "prompt_no_input", "response", "response_split")
+TURN_SEPARATOR = "\n\n"  # between an earlier answer and the next question in a conversation
+ROLES = ("system", "user", "assistant")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Template:
             spec = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise UserError(f"template {path} is not valid UTF-8 JSON: {e}") from None
-        return cls.from_dict(spec, name=path.stem, where=str(path))
+        return cls.from_dict(spec, name=str(spec.get("name") or path.stem), where=str(path))
 
     @classmethod
     def from_dict(cls, spec: dict, name: str, where: str = "template") -> "Template":
@@ -82,6 +84,27 @@ class Template:
             parts = self.split(row["text"], end_of_text)
             return None if parts is None else {"prompt": parts[0], "answer": parts[1]}
         return {"prompt": self.prompt(row["instruction"], row.get("input", "")), "answer": self.answer(row["output"])}
+
+    def chat(self, messages: list[dict]) -> str:
+        """A conversation ([{"role", "content"}], OpenAI style) as one prompt: earlier questions and answers in
+        this template, then the last user message as the question. A system message goes first, as text.
+        Raises ValueError for a conversation that does not end with the user's message."""
+        for m in messages:
+            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+                raise ValueError("each message needs a role (system, user or assistant) and text content")
+        if not messages or messages[-1]["role"] != "user":
+            raise ValueError("the last message must be the user's")
+        system = "\n".join(m["content"].strip() for m in messages if m["role"] == "system")
+        text, question = (system + TURN_SEPARATOR) if system else "", None
+        for m in messages:
+            if m["role"] == "user":
+                if question is not None:  # two user messages in a row: the first goes unanswered
+                    text += self.prompt(question) + TURN_SEPARATOR
+                question = m["content"].strip()
+            elif m["role"] == "assistant" and question is not None:
+                text += self.prompt(question) + self.answer(m["content"].strip()) + TURN_SEPARATOR
+                question = None
+        return text + self.prompt(question)
 
     def split(self, text: str, end_of_text: str) -> tuple[str, str] | None:
         """Split a row already rendered in this template's form into (prompt, answer), as strings.

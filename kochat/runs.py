@@ -10,12 +10,14 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from transformers import TrainerCallback
 
 from .cli import UserError
+from .prompts import Template
 
 ADAPTER_FILE = "adapter_model.safetensors"
 RUN_CONFIG = "run_config.json"
@@ -33,6 +35,37 @@ def prepare_output_dir(folder: str, overwrite: bool) -> Path:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"cannot write the output folder {path}: {existing} is not a writable folder")
     return path
+
+
+@dataclass(frozen=True)
+class Run:
+    """What chat and serving need from a run folder (adapter) or a merged model folder."""
+    folder: Path
+    base_model: str        # MODEL_ID the adapter was trained on, or the merged folder itself
+    adapter: str | None    # the folder, when it holds an adapter
+    template: Template
+    tokenizer_dir: str
+
+
+def open_run(folder: str) -> Run:
+    """Read a run folder from finetune_ko.py, or a merged model folder: the template and base are read
+    from it, never guessed."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise UserError(f"{folder} is not a folder; pass a run folder from finetune_ko.py, e.g. outputs/tiny")
+    if not (path / TEMPLATE_FILE).is_file():
+        raise UserError(f"{folder} has no {TEMPLATE_FILE}: it is not a run folder from finetune_ko.py "
+                        f"(or a merged model folder saved with one)")
+    template = Template.load(str(path / TEMPLATE_FILE))
+    if (path / "adapter_config.json").is_file():
+        try:
+            base = json.loads((path / RUN_CONFIG).read_text(encoding="utf-8"))["constants"]["MODEL_ID"]
+        except (OSError, KeyError, json.JSONDecodeError):
+            base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+        return Run(path, base, str(path), template, str(path))
+    if (path / "config.json").is_file():
+        return Run(path, str(path), None, template, str(path))
+    raise UserError(f"{folder} holds neither an adapter (adapter_config.json) nor a model (config.json)")
 
 
 def write_json(path: Path, value) -> None:

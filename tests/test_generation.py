@@ -70,3 +70,23 @@ def test_fast_mode_gives_the_same_greedy_tokens(tiny_tokenizer, koalpaca_templat
 def test_min_new_tokens_forces_full_length(model, tiny_tokenizer, koalpaca_template):
     answers = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=40, min_new_tokens=40)
     assert [(a.new_tokens, a.finish_reason) for a in answers] == [(40, "length")] * len(QUESTIONS)
+
+
+def test_streamed_pieces_make_the_answer(model, tiny_tokenizer, koalpaca_template):
+    pieces = []
+    answer = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[2], max_new_tokens=40, stream=pieces.append)[0]
+    assert len(pieces) > 1 and "".join(pieces).strip() == answer.text
+    assert not any("\ufffd" in p for p in pieces)  # no half-decoded Korean syllables
+    with pytest.raises(ValueError, match="one question at a time"):
+        gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, stream=pieces.append)
+
+
+def test_a_conversation_and_a_raw_prompt_are_answered_like_their_rendered_text(model, tiny_tokenizer,
+                                                                              koalpaca_template):
+    messages = [{"role": "user", "content": "한국의 수도는?"}, {"role": "assistant", "content": "서울입니다."},
+                {"role": "user", "content": "일본은?"}]
+    chat = gen(model, tiny_tokenizer, koalpaca_template, messages, max_new_tokens=16)[0]
+    raw = gen(model, tiny_tokenizer, None, koalpaca_template.chat(messages), max_new_tokens=16)[0]
+    assert chat.question == "일본은?" and chat.text == raw.text
+    two = gen(model, tiny_tokenizer, koalpaca_template, [messages, [messages[0]]], max_new_tokens=16)
+    assert two[0].text == chat.text

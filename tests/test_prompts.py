@@ -64,3 +64,26 @@ def test_load_questions_reads_inputs_and_skips_comments(tmp_path, monkeypatch):
     assert len(load_questions("prompts/demo_questions.txt")) >= 3  # found in the project, not the cwd
     with pytest.raises(UserError, match="cannot read the questions file"):
         load_questions("missing.txt")
+
+
+def test_a_conversation_renders_earlier_turns_in_the_template(koalpaca_template):
+    messages = [{"role": "system", "content": "친절하게 답하세요."},
+                {"role": "user", "content": "한국의 수도는?"}, {"role": "assistant", "content": "서울입니다."},
+                {"role": "user", "content": "일본은?"}]
+    assert koalpaca_template.chat(messages) == ("친절하게 답하세요.\n\n### 질문: 한국의 수도는?\n\n### 답변: 서울입니다."
+                                                "\n\n### 질문: 일본은?\n\n### 답변:")
+    assert koalpaca_template.chat([{"role": "user", "content": "안녕"}]) == koalpaca_template.prompt("안녕")
+
+
+@pytest.mark.parametrize("messages", [[], [{"role": "assistant", "content": "a"}],
+                                      [{"role": "user", "content": 3}], [{"role": "robot", "content": "a"}],
+                                      [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]])
+def test_a_conversation_that_does_not_end_with_a_question_is_refused(koalpaca_template, messages):
+    with pytest.raises(ValueError):
+        koalpaca_template.chat(messages)
+
+
+def test_a_saved_template_keeps_its_name(tmp_path, koalpaca_template):
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(koalpaca_template.to_dict(), ensure_ascii=False), encoding="utf-8")
+    assert Template.load(str(path)) == koalpaca_template

@@ -42,3 +42,24 @@ def test_write_json_leaves_no_temporary_file(tmp_path):
     runs.write_json(tmp_path / "a.json", {"한글": 1})
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
     assert "한글" in (tmp_path / "a.json").read_text(encoding="utf-8")
+
+
+def test_open_run_reads_an_adapter_run_and_a_merged_folder(tmp_path, koalpaca_template, tiny_tokenizer):
+    from kochat import modeling, tiny
+
+    run = tmp_path / "run"
+    run.mkdir()
+    runs.write_json(run / runs.TEMPLATE_FILE, koalpaca_template.to_dict())
+    runs.write_json(run / "adapter_config.json", {"base_model_name_or_path": "/somewhere/else"})
+    runs.write_json(run / runs.RUN_CONFIG, {"constants": {"MODEL_ID": "tiny-gpt-neox"}})
+    opened = runs.open_run(str(run))
+    assert (opened.base_model, opened.adapter, opened.template) == ("tiny-gpt-neox", str(run), koalpaca_template)
+
+    merged = tmp_path / "merged"
+    modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).save_pretrained(merged)
+    runs.write_json(merged / runs.TEMPLATE_FILE, koalpaca_template.to_dict())
+    opened = runs.open_run(str(merged))
+    assert (opened.base_model, opened.adapter) == (str(merged), None)
+    (merged / "config.json").unlink()
+    with pytest.raises(UserError, match="holds neither an adapter"):
+        runs.open_run(str(merged))

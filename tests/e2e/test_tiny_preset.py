@@ -1,9 +1,6 @@
 """The real entry point, `python finetune_ko.py --preset tiny`, run as a user runs it (offline, CPU)."""
 import hashlib
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,20 +8,11 @@ from safetensors.torch import load_file
 
 from kochat import PROJECT_ROOT
 
-SCRIPT = PROJECT_ROOT / "finetune_ko.py"
 
 
-def run_recipe(*args, cwd):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("work")  # not the project folder: paths must not depend on the cwd
-    result = run_recipe("--preset", "tiny", cwd=work)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return work / "outputs" / "tiny", result
+@pytest.fixture
+def run_recipe(run_script):
+    return lambda *args, cwd: run_script("finetune_ko.py", *args, cwd=cwd)
 
 
 def test_the_run_folder_describes_itself(tiny_run):
@@ -99,7 +87,7 @@ def test_plain_peft_loads_the_adapter_and_answers_like_gen(tiny_run):
         assert expected  # a trained adapter on a pretrained tiny base says something
 
 
-def test_a_finished_run_is_kept_and_the_error_is_one_line(tiny_run):
+def test_a_finished_run_is_kept_and_the_error_is_one_line(tiny_run, run_recipe):
     run, _ = tiny_run
     before = hashlib.sha256((run / "adapter_model.safetensors").read_bytes()).hexdigest()
     result = run_recipe("--preset", "tiny", cwd=run.parent.parent)
@@ -109,7 +97,7 @@ def test_a_finished_run_is_kept_and_the_error_is_one_line(tiny_run):
     assert hashlib.sha256((run / "adapter_model.safetensors").read_bytes()).hexdigest() == before
 
 
-def test_dry_run_prints_the_koalpaca_figure(tmp_path):
+def test_dry_run_prints_the_koalpaca_figure(tmp_path, run_recipe):
     result = run_recipe("--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "trainable params: 6,553,600 || all params: 6,608,701,440 || trainable%: 0.0992" in result.stdout
@@ -123,7 +111,7 @@ def test_dry_run_prints_the_koalpaca_figure(tmp_path):
     (["--preset", "tiny", "--model_id=./no-model"], "error: model folder ./no-model not found"),
     (["--preset", "tiny", "--demo_questions=nope.txt"], "error: cannot read the questions file nope.txt"),
 ])
-def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, args, message):
+def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, run_recipe, args, message):
     result = run_recipe(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(message)
@@ -132,7 +120,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, args, message)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
-def test_the_real_model_on_a_cpu_points_to_the_tiny_preset(tmp_path):
+def test_the_real_model_on_a_cpu_points_to_the_tiny_preset(tmp_path, run_recipe):
     from transformers import AutoConfig
 
     from kochat.modeling import KNOWN_CONFIGS
