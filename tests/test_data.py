@@ -6,7 +6,7 @@ import pytest
 
 from kochat.cli import UserError
 from kochat.data import Columns, load_rows
-from conftest import write
+from support import write
 
 EOT = "<|endoftext|>"
 

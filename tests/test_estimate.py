@@ -1,7 +1,7 @@
 from peft import LoraConfig
 
 from kochat import estimate, modeling
-from conftest import POLYGLOT_12P8B_CONFIG, needs_shared_data
+from support import POLYGLOT_12P8B_CONFIG, needs_shared_data
 
 
 

@@ -5,7 +5,7 @@ import torch
 
 from kochat import modeling, tiny
 from kochat.cli import UserError
-from conftest import POLYGLOT_12P8B_CONFIG, needs_shared_data
+from support import POLYGLOT_12P8B_CONFIG, needs_shared_data
 
 
 def test_polyglot_end_of_text_is_resolved_by_string_not_by_its_files(polyglot_tokenizer):

@@ -4,7 +4,7 @@ from datasets import Dataset
 
 from kochat import data, tokenization
 from kochat.prompts import Template
-from conftest import KOALPACA_V10, KOALPACA_V11A, needs_shared_data
+from support import KOALPACA_V10, KOALPACA_V11A, needs_shared_data
 
 pytestmark = needs_shared_data
 
