@@ -45,7 +45,7 @@ def main(argv):
     settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P, fast=FAST)
 
     if QUESTION:
-        gen(model, tokenizer, run.template, QUESTION, stream=lambda text: print(text, end="", flush=True), **settings)
+        gen(model, tokenizer, run.template, QUESTION, stream=lambda _, text: print(text, end="", flush=True), **settings)
         print()
         return
     if questions:
@@ -82,7 +82,7 @@ def converse(model, tokenizer, run, settings):
         messages = history[-2 * MAX_TURNS:] + [{"role": "user", "content": question}]
         print("답변> ", end="", flush=True)
         answer = gen(model, tokenizer, run.template, messages,
-                     stream=lambda text: print(text, end="", flush=True), **settings)[0]
+                     stream=lambda _, text: print(text, end="", flush=True), **settings)[0]
         print(f"\n   ({answer.new_tokens} tokens, {answer.tokens_per_s:.1f} tokens/s"
               f"{', cut at MAX_NEW_TOKENS' if answer.finish_reason == 'length' else ''})")
         history = messages + [{"role": "assistant", "content": answer.text}]

@@ -1,8 +1,10 @@
 """The one gen(): answer questions with the template the model was trained on.
 
-Used by the training demo, and by chat and serving. Prompts are encoded exactly as in training,
-left-padded into one batch, generated until end of text or max_new_tokens, and only the new tokens
-are decoded. No token_type_ids ever reach generate() (GPT-NeoX rejects them).
+Used by the training demo, chat and serving. Prompts are encoded exactly as in training, left-padded
+into one batch and generated together; only new tokens are decoded. No token_type_ids ever reach
+generate() (GPT-NeoX rejects them). Each row of a batch has its own token limit, stop strings, stream
+and cancellation: one tracker, called by generate() after every token, decides per row when it is
+done, so a batch of different requests behaves as if each ran alone.
 """
 from __future__ import annotations
 
@@ -10,8 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-
-from transformers.generation.streamers import BaseStreamer
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .prompts import Template
 from .tokenization import encode_prompt
@@ -24,7 +25,8 @@ class Answer:
     text: str
     new_tokens: int
     seconds: float
-    finish_reason: str  # "stop": ended at end of text; "length": hit max_new_tokens
+    finish_reason: str  # "stop": end of text or a stop string; "length": the token limit; "cancelled"
+    prompt_tokens: int = 0
 
     @property
     def tokens_per_s(self) -> float:
@@ -32,35 +34,6 @@ class Answer:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "tokens_per_s": round(self.tokens_per_s, 2)}
-
-
-class TextStream(BaseStreamer):
-    """Hands the answer's text to `on_text` piece by piece as tokens arrive. A Korean syllable can span
-    several byte-level tokens: text that ends in an unfinished character waits for the next token."""
-
-    def __init__(self, tokenizer, on_text):
-        self.tokenizer, self.on_text = tokenizer, on_text
-        self.ids: list[int] = []
-        self.sent = 0
-        self.prompt_seen = False
-
-    def put(self, value):
-        if not self.prompt_seen:  # generate() first puts the prompt
-            self.prompt_seen = True
-            return
-        self.ids += [t for t in value.flatten().tolist() if t != self.tokenizer.eos_token_id]
-        self.flush(final=False)
-
-    def end(self):
-        self.flush(final=True)
-
-    def flush(self, final: bool):
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True).lstrip()
-        if not final and text.endswith("\ufffd"):
-            return
-        if len(text) > self.sent:
-            self.on_text(text[self.sent:])
-            self.sent = len(text)
 
 
 def render(template: Template | None, item) -> tuple[str, str, str]:
@@ -74,44 +47,92 @@ def render(template: Template | None, item) -> tuple[str, str, str]:
     return template.prompt(question, extra), question, extra
 
 
-def gen(model, tokenizer, template: Template | None, questions, *, max_new_tokens: int = 256,
-        temperature: float = 0.0, top_p: float = 1.0, fast: bool = False, min_new_tokens: int = 0,
-        stream=None) -> list[Answer]:
+class RowTracker(StoppingCriteria):
+    """After each generated token: per row, decode the new tokens, stream the new text, and say whether
+    the row is done (end of text, its own token limit, a stop string, or cancelled by its caller).
+
+    Streamed text holds back what could still turn out to be the start of a stop string, and a Korean
+    syllable split across byte-level tokens (decoded as U+FFFD) until its last byte arrives."""
+
+    def __init__(self, tokenizer, width: int, limits: list[int], stops: list[list[str]], stream, cancelled):
+        self.tokenizer, self.width, self.limits, self.stops = tokenizer, width, limits, stops
+        self.stream, self.cancelled = stream, cancelled
+        n = len(limits)
+        self.text, self.sent, self.tokens = [""] * n, [0] * n, [0] * n
+        self.reason: list[str | None] = [None] * n
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        eos = self.tokenizer.eos_token_id
+        for row, ids in enumerate(input_ids[:, self.width:].tolist()):
+            if self.reason[row] is not None:
+                continue
+            stopped = eos in ids
+            ids = ids[: ids.index(eos)] if stopped else ids
+            self.tokens[row] = len(ids) + int(stopped)
+            text = self.tokenizer.decode(ids, skip_special_tokens=True).lstrip()
+            cut = min((text.find(s) for s in self.stops[row] if s and s in text), default=-1)
+            if cut >= 0:
+                text, self.reason[row] = text[:cut], "stop"
+            elif stopped:
+                self.reason[row] = "stop"
+            elif self.tokens[row] >= self.limits[row]:
+                self.reason[row] = "length"
+            elif self.cancelled is not None and self.cancelled(row):
+                self.reason[row] = "cancelled"
+            self.text[row] = text
+            self.emit(row, final=self.reason[row] is not None)
+        return torch.tensor([r is not None for r in self.reason], device=input_ids.device)
+
+    def emit(self, row: int, final: bool) -> None:
+        if self.stream is None:
+            return
+        text = self.text[row] if final else self.text[row].rstrip("\ufffd")
+        if not final:  # keep back a tail that may begin a stop string
+            hold = max((len(s) - 1 for s in self.stops[row] if s), default=0)
+            for k in range(min(hold, len(text)), 0, -1):
+                if any(s.startswith(text[-k:]) for s in self.stops[row] if s):
+                    text = text[:-k]
+                    break
+        if len(text) > self.sent[row]:
+            self.stream(row, text[self.sent[row]:])
+            self.sent[row] = len(text)
+
+
+def gen(model, tokenizer, template: Template | None, questions, *, max_new_tokens=256, temperature: float = 0.0,
+        top_p: float = 1.0, fast: bool = False, min_new_tokens: int = 0, stop=None, stream=None,
+        cancelled=None) -> list[Answer]:
     """Answer each question: a string, a (question, input) pair, or a conversation (a list of messages).
     template None: each item is a raw prompt to continue. temperature 0 = greedy.
 
+    max_new_tokens: one limit, or one per question. stop: strings that end an answer (not included), for
+    all questions or a list per question. stream(i, text): called with each new piece of answer i.
+    cancelled(i): True once question i's caller is gone; its row stops (finish_reason "cancelled").
     fast: a static KV cache, which transformers compiles into CUDA graphs on a GPU (for models not in
     4-bit: load them with four_bit=False, or merge the adapter into a 16-bit base). The first call with
     a new batch size or length compiles; later ones replay. Same greedy tokens as the default path.
-    min_new_tokens: end of text is not allowed before this many tokens (benchmarks force full length).
-    stream: called with each new piece of the answer's text as it is generated (one question only)."""
+    min_new_tokens: end of text is not allowed before this many tokens (benchmarks force full length)."""
     single = isinstance(questions, (str, tuple)) or (isinstance(questions, list) and questions
                                                       and isinstance(questions[0], dict))
     items = [questions] if single else list(questions)
-    if stream is not None and len(items) != 1:
-        raise ValueError("stream answers one question at a time")
     rendered = [render(template, item) for item in items]
-    pairs = [(q, i) for _, q, i in rendered]
     prompts = [encode_prompt(tokenizer, text) for text, _, _ in rendered]
+    limits = list(max_new_tokens) if isinstance(max_new_tokens, (list, tuple)) else [max_new_tokens] * len(items)
+    stops = [list(s) for s in stop] if stop and isinstance(stop[0], (list, tuple)) else [list(stop or [])] * len(items)
     width = max(len(p) for p in prompts)
-    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id
     device = model.get_input_embeddings().weight.device
     input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
     attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+    tracker = RowTracker(tokenizer, width, limits, stops, stream, cancelled)
 
     start = time.perf_counter()
     with torch.inference_mode():
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                             min_new_tokens=min_new_tokens, eos_token_id=eos, pad_token_id=pad, use_cache=True,
-                             cache_implementation="static" if fast else None,
-                             streamer=TextStream(tokenizer, stream) if stream else None, **sampling)
+        model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max(limits),
+                       min_new_tokens=min_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
+                       use_cache=True, cache_implementation="static" if fast else None,
+                       stopping_criteria=StoppingCriteriaList([tracker]), **sampling)
     seconds = time.perf_counter() - start
-
-    answers = []
-    for (q, i), row in zip(pairs, out[:, width:].tolist()):
-        stopped = eos in row
-        tokens = row[: row.index(eos)] if stopped else row
-        text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
-        answers.append(Answer(q, i, text, len(tokens) + int(stopped), seconds, "stop" if stopped else "length"))
-    return answers
+    return [Answer(q, i, tracker.text[row].strip(), tracker.tokens[row], seconds, tracker.reason[row] or "length",
+                   len(prompts[row]))
+            for row, (_, q, i) in enumerate(rendered)]

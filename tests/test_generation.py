@@ -72,13 +72,40 @@ def test_min_new_tokens_forces_full_length(model, tiny_tokenizer, koalpaca_templ
     assert [(a.new_tokens, a.finish_reason) for a in answers] == [(40, "length")] * len(QUESTIONS)
 
 
-def test_streamed_pieces_make_the_answer(model, tiny_tokenizer, koalpaca_template):
+def test_streamed_pieces_make_each_answer(model, tiny_tokenizer, koalpaca_template):
+    pieces = {0: [], 1: [], 2: []}
+    answers = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=40,
+                  stream=lambda i, text: pieces[i].append(text))
+    for i, answer in enumerate(answers):
+        assert "".join(pieces[i]).strip() == answer.text
+        assert not any("\ufffd" in p for p in pieces[i])  # no half-decoded Korean syllables
+    assert max(len(p) for p in pieces.values()) > 1
+
+
+def test_each_row_keeps_its_own_limit_and_stop_strings(model, tiny_tokenizer, koalpaca_template):
+    alone = [gen(model, tiny_tokenizer, koalpaca_template, q, max_new_tokens=30)[0] for q in QUESTIONS]
+    word = alone[2].text.split()[1]  # a stop string that occurs in the third answer
     pieces = []
-    answer = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[2], max_new_tokens=40, stream=pieces.append)[0]
-    assert len(pieces) > 1 and "".join(pieces).strip() == answer.text
-    assert not any("\ufffd" in p for p in pieces)  # no half-decoded Korean syllables
-    with pytest.raises(ValueError, match="one question at a time"):
-        gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, stream=pieces.append)
+    batch = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=[30, 3, 30],
+                stop=[[], [], [word]], stream=lambda i, text: pieces.append(text) if i == 2 else None)
+    assert batch[0].text == alone[0].text and batch[0].finish_reason == alone[0].finish_reason
+    assert batch[1].new_tokens == 3 and batch[1].finish_reason == "length"
+    assert batch[2].text == alone[2].text[: alone[2].text.index(word)].strip()
+    assert batch[2].finish_reason == "stop" and word not in "".join(pieces)
+
+
+def test_a_cancelled_row_stops_and_the_others_go_on(model, tiny_tokenizer, koalpaca_template):
+    batch = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=30, min_new_tokens=30,
+                cancelled=lambda i: i == 1)
+    assert batch[1].finish_reason == "cancelled" and batch[1].new_tokens == 1
+    assert [a.new_tokens for a in (batch[0], batch[2])] == [30, 30]
+
+
+def test_usage_counts_prompt_tokens(model, tiny_tokenizer, koalpaca_template):
+    from kochat.tokenization import encode_prompt
+
+    answer = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[0], max_new_tokens=5)[0]
+    assert answer.prompt_tokens == len(encode_prompt(tiny_tokenizer, koalpaca_template.prompt(QUESTIONS[0])))
 
 
 def test_a_conversation_and_a_raw_prompt_are_answered_like_their_rendered_text(model, tiny_tokenizer,
