@@ -105,6 +105,8 @@ def apply_command_line(namespace: dict, argv: list[str], presets: dict, flags: d
         if not arg.startswith("--"):
             raise UserError(f"unexpected argument {arg!r}: options look like --max_steps=50 (see --help)")
         key, eq, value = arg[2:].partition("=")
+        if key.replace("-", "_").lower() in by_flag:  # --api-key and --api_key name the same constant
+            key = key.replace("-", "_")
         if key in flags:
             if eq:
                 raise UserError(f"--{key} takes no value")
@@ -133,8 +135,13 @@ def apply_command_line(namespace: dict, argv: list[str], presets: dict, flags: d
             raise UserError(f"preset {preset!r} sets unknown constants: {', '.join(sorted(unknown))}")
         namespace.update(presets[preset])
         given["preset"] = preset
+    repeated: set[str] = set()
     for name, raw in overrides:
-        namespace[name] = parse_value(name, raw, namespace[name])
+        value = parse_value(name, raw, namespace[name])
+        if isinstance(value, list) and name in repeated:  # a list constant given twice: --api_key a --api_key b
+            value = namespace[name] + value
+        namespace[name] = value
+        repeated.add(name)
     return given
 
 

@@ -90,3 +90,8 @@ def test_parse_value_keeps_text_verbatim():
     assert parse_value("DATA", "'quoted'", "x") == "quoted"
     assert parse_value("OUTPUT_DIR", "None", None) is None
     assert parse_value("MAX_STEPS", "1_000", 1) == 1000
+
+
+def test_list_constants_accumulate_when_repeated_and_hyphens_work():
+    ns, _ = apply(["--lora-targets", "query_key_value", "--lora_targets=dense,dense_h_to_4h"])
+    assert ns["LORA_TARGETS"] == ["query_key_value", "dense", "dense_h_to_4h"]

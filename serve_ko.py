@@ -1,0 +1,78 @@
+"""Serve your fine-tuned model inside your network: an OpenAI-compatible API and a Korean web chat page.
+    python serve_ko.py --adapter outputs/tiny --port 8000
+    python serve_ko.py --adapter outputs/run --host 0.0.0.0 --api-key "$KEY"      # beyond this machine: a key
+Endpoints: POST /v1/chat/completions, POST /v1/completions (stream: true for server-sent events),
+GET /v1/models, GET /health, and the chat page at /. Private by default: it listens on 127.0.0.1 only,
+refuses other addresses without an API key, and never logs prompts or answers unless asked to.
+"""
+import os
+import sys
+from pathlib import Path
+
+import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
+import torch
+
+from kochat import cli, modeling, runs
+
+# ---- constants: edit here, or override on the command line as --name=value -------------------
+ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.py, or a merged model folder
+HOST = "127.0.0.1"                           # address to listen on; anything beyond loopback needs an API key
+PORT = 8000                                  # TCP port
+API_KEY = []                                 # accepted keys; repeat --api-key; also $API_KEYS (a,b) and API_KEY_FILE
+API_KEY_FILE = ""                            # a file with one accepted key per line
+MODEL_NAME = ""                              # the model id clients send; "" = the run folder's name
+FOUR_BIT = True                              # the base in 4-bit NF4, as trained; False = 16-bit (more memory)
+FAST = False                                 # gen()'s fast mode: static cache, compiled on a GPU (16-bit models)
+MAX_BATCH = 16                               # requests answered together in one batch
+MAX_CONCURRENT = 64                          # requests in progress (waiting or answering); more get 429
+MAX_TOKENS = 256                             # answer length when a request sets no max_tokens
+TEMPERATURE = 0.7                            # when a request sets no temperature
+TOP_P = 0.9                                  # when a request sets no top_p
+MAX_BODY_BYTES = 1_000_000                   # larger request bodies get 413 before they are read
+LOG_PROMPTS = False                          # True: write prompts and answers to the log (off: they stay private)
+
+PRESETS = {}
+FLAGS = {}
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def read_keys() -> list[str]:
+    keys = list(API_KEY) + [k.strip() for k in os.environ.get("API_KEYS", "").split(",")]
+    if API_KEY_FILE:
+        try:
+            keys += Path(API_KEY_FILE).expanduser().read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise cli.UserError(f"cannot read the API key file {API_KEY_FILE}: {e}") from None
+    keys = [k.strip() for k in keys if k.strip()]
+    if HOST not in LOOPBACK and not keys:
+        raise cli.UserError(f"refusing to listen on {HOST} without an API key: pass --api-key=<key> (or set "
+                            f"API_KEYS or --api_key_file), or keep the default --host=127.0.0.1")
+    return keys
+
+
+def main(argv):
+    cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+    import uvicorn
+
+    from kochat.server import Engine, create_app
+
+    keys = read_keys()
+    run = runs.open_run(ADAPTER)
+    tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
+    modeling.check_machine_can_run(modeling.load_config(run.base_model))
+    model = modeling.load_model(run.base_model, tokenizer, four_bit=FOUR_BIT, adapter=run.adapter).eval()
+    torch.manual_seed(0)
+    engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=MAX_BATCH,
+                    max_concurrent=MAX_CONCURRENT, fast=FAST, log_prompts=LOG_PROMPTS)
+    app = create_app(engine, keys, max_body_bytes=MAX_BODY_BYTES, default_max_tokens=MAX_TOKENS,
+                     default_temperature=TEMPERATURE, default_top_p=TOP_P)
+    print(f"serving {engine.model_name} on http://{HOST}:{PORT}/ ({'API key required' if keys else 'no API key'})",
+          flush=True)
+    try:
+        uvicorn.run(app, host=HOST, port=PORT, log_level="info", timeout_keep_alive=5)
+    except OSError as e:
+        raise cli.UserError(f"cannot listen on {HOST}:{PORT}: {e.strerror}; choose another --port") from None
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))
