@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -101,6 +101,7 @@ class Engine:
         self.context = getattr(model.config, "max_position_embeddings", 2048)
         self.waiting: deque[Job] = deque()
         self.in_flight = 0
+        self.batch_sizes: Counter = Counter()  # how many batches of each size were generated
         self.lock = threading.Condition()
         self.worker = threading.Thread(target=self.work, name="kochat-generate", daemon=True)
         self.worker.start()
@@ -121,7 +122,8 @@ class Engine:
 
     def status(self) -> dict:
         with self.lock:
-            return {"waiting": len(self.waiting), "in_flight": self.in_flight}
+            return {"waiting": len(self.waiting), "in_flight": self.in_flight,
+                    "batch_sizes": dict(sorted(self.batch_sizes.items()))}
 
     def work(self) -> None:
         while True:
@@ -137,6 +139,7 @@ class Engine:
                         self.waiting.remove(job)
                         batch.append(job)
             live = [job for job in batch if not job.cancelled]
+            self.batch_sizes[len(live)] += 1
             try:
                 if live:
                     self.generate(live)

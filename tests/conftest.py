@@ -36,3 +36,21 @@ def koalpaca_template():
     from kochat.prompts import Template
 
     return Template.load("koalpaca")
+
+
+@pytest.fixture(scope="session")
+def tiny_run_folder(tiny_tokenizer, koalpaca_template, tmp_path_factory):
+    """A run folder as finetune_ko.py leaves it, with an untrained (random, non-zero) adapter: for what
+    reads run folders (chat, serving) without paying for training."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from kochat import modeling, runs, tiny
+
+    folder = tmp_path_factory.mktemp("runs") / "tiny"
+    base = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False)
+    torch.manual_seed(0)
+    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=32, target_modules=["query_key_value"],
+                                            init_lora_weights=False, task_type="CAUSAL_LM"))
+    runs.save_run(folder, model, tiny_tokenizer, koalpaca_template, {"MODEL_ID": tiny.MODEL_ID}, extra={})
+    return folder

@@ -1,0 +1,215 @@
+"""The real HTTP server on a loopback port, called with the official openai client and raw HTTP."""
+import logging
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from kochat import modeling, runs
+from kochat.generation import gen
+from kochat.server import Engine, create_app
+from kochat.tokenization import encode_prompt
+
+QUESTIONS = ["한국의 수도는 어디인가요?", "하늘은 왜 파란가요?", "김치는 어떻게 만드나요?", "물은 몇 도에서 끓나요?"]
+KEY = "sk-test-0123456789"
+
+
+class Served:
+    def __init__(self, run_folder, keys, **engine_options):
+        run = runs.open_run(str(run_folder))
+        self.tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
+        self.model = modeling.load_model(run.base_model, self.tokenizer, adapter=run.adapter).eval()
+        self.template = run.template
+        self.engine = Engine(self.model, self.tokenizer, run.template, "tiny", **engine_options)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        app = create_app(self.engine, keys, max_body_bytes=200_000, default_temperature=0.0)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def client(self, key="unused"):
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=60)
+
+    def greedy(self, item, max_tokens=256):
+        return gen(self.model, self.tokenizer, self.template, item, max_new_tokens=max_tokens)[0]
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(tiny_run_folder):
+    s = Served(tiny_run_folder, [], max_batch=16, max_concurrent=64)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def keyed(tiny_run_folder):
+    s = Served(tiny_run_folder, [KEY, "second-key"], max_batch=4, max_concurrent=3)
+    yield s
+    s.stop()
+
+
+def chat(question):
+    return [{"role": "user", "content": question}]
+
+
+def test_chat_completion_with_the_openai_client(served):
+    reply = served.client().chat.completions.create(model="tiny", messages=chat(QUESTIONS[0]), temperature=0)
+    expected = served.greedy(chat(QUESTIONS[0]))
+    assert reply.choices[0].message.content == expected.text
+    assert reply.choices[0].message.role == "assistant" and reply.object == "chat.completion"
+    assert reply.choices[0].finish_reason == "stop"
+    prompt_tokens = len(encode_prompt(served.tokenizer, served.template.chat(chat(QUESTIONS[0]))))
+    assert reply.usage.prompt_tokens == prompt_tokens
+    assert reply.usage.completion_tokens == expected.new_tokens
+    assert reply.usage.total_tokens == prompt_tokens + expected.new_tokens
+
+
+def test_streamed_chat_matches_the_plain_answer(served):
+    client = served.client()
+    plain = client.chat.completions.create(model="tiny", messages=chat(QUESTIONS[1]), temperature=0, max_tokens=40)
+    chunks = list(client.chat.completions.create(model="tiny", messages=chat(QUESTIONS[1]), temperature=0,
+                                                 max_tokens=40, stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() == plain.choices[0].message.content
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert reasons == [plain.choices[0].finish_reason]
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+
+
+def test_max_tokens_gives_length_and_stop_strings_give_stop(served):
+    client = served.client()
+    short = client.chat.completions.create(model="tiny", messages=chat(QUESTIONS[1]), temperature=0, max_tokens=2)
+    assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 2
+    full = served.greedy(chat(QUESTIONS[1]))
+    word = full.text.split()[1]
+    cut = client.chat.completions.create(model="tiny", messages=chat(QUESTIONS[1]), temperature=0, stop=[word])
+    assert cut.choices[0].message.content == full.text[: full.text.index(word)].strip()
+    assert cut.choices[0].finish_reason == "stop"
+
+
+def test_completions_continue_a_raw_prompt(served):
+    prompt = served.template.prompt(QUESTIONS[2])
+    client = served.client()
+    reply = client.completions.create(model="tiny", prompt=prompt, temperature=0, max_tokens=30)
+    assert reply.choices[0].text == served.greedy(chat(QUESTIONS[2]), 30).text
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model="tiny", prompt=prompt, temperature=0, max_tokens=30, stream=True) if c.choices)
+    assert streamed.strip() == reply.choices[0].text
+
+
+def test_models_and_health(served):
+    assert [m.id for m in served.client().models.list()] == ["tiny"]
+    health = httpx.get(served.url + "/health").json()
+    assert health["status"] == "ok" and health["model"] == "tiny"
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ('{"model": "tiny", "messages": [', 400, "request body is not valid JSON"),
+    ('{"model": "tiny", "messages": "hello"}', 400, "messages"),
+    ('{"model": "tiny", "messages": [{"role": "robot", "content": "x"}]}', 400, "messages.0.role"),
+    ('{"model": "tiny", "messages": [{"role": "user", "content": 5}]}', 400, "messages.0.content"),
+    ('{"model": "gpt-4", "messages": [{"role": "user", "content": "x"}]}', 404, "model 'gpt-4' not found"),
+    ('{"model": "tiny", "messages": []}', 400, "messages must not be empty"),
+    ('{"model": "tiny", "messages": [{"role": "assistant", "content": "x"}]}', 400, "the last message must be"),
+    ('{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', 400, "max_tokens must be"),
+    ('{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 99999}', 400, "max_tokens must be"),
+    ('{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "n": 2}', 400, "only n=1"),
+    ('{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "temperature": 7}', 400, "temperature"),
+    ('{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stop": ["a","b","c","d","e"]}', 400, "at most 4"),
+    ('{"model": "tiny"}', 400, "messages"),
+    ('[1, 2]', 400, "body"),
+])
+def test_bad_requests_get_openai_style_4xx(served, body, status, message):
+    r = httpx.post(served.url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert message in error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_a_prompt_longer_than_the_context_and_an_oversize_body(served):
+    long = "가나다라마바사 " * 400  # well over the tiny model's 1,024-token context
+    r = httpx.post(served.url + "/v1/chat/completions", json={"model": "tiny", "messages": chat(long)})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    r = httpx.post(served.url + "/v1/completions", json={"model": "tiny", "prompt": "x" * 300_000})
+    assert r.status_code == 413 and "request body over" in r.json()["error"]["message"]
+
+
+def test_32_concurrent_streams_all_complete_correctly_in_batches(served):
+    questions = [QUESTIONS[i % 4] + " " * (i // 4) for i in range(32)]
+    expected = {q: served.greedy(chat(q), 24).text for q in set(questions)}
+
+    def ask(q):
+        stream = served.client().chat.completions.create(model="tiny", messages=chat(q), temperature=0,
+                                                         max_tokens=24, stream=True)
+        return q, "".join(c.choices[0].delta.content or "" for c in stream if c.choices).strip()
+
+    before = dict(served.engine.batch_sizes)
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(ask, questions))
+    assert all(text == expected[q] for q, text in results)
+    grown = {size: n - before.get(size, 0) for size, n in served.engine.batch_sizes.items() if n > before.get(size, 0)}
+    assert max(grown) > 1  # requests that arrived together were generated together
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_slot(served):
+    body = {"model": "tiny", "messages": chat(QUESTIONS[3]), "max_tokens": 1000, "stream": True}
+    with httpx.stream("POST", served.url + "/v1/chat/completions", json=body, timeout=30) as r:
+        for line in r.iter_lines():
+            if '"content": "' in line and '"content": ""' not in line:
+                break  # one real piece of the answer, then hang up
+    deadline = time.time() + 20
+    while served.engine.status()["in_flight"] and time.time() < deadline:
+        time.sleep(0.1)
+    assert served.engine.status()["in_flight"] == 0
+
+
+def test_prompts_and_answers_stay_out_of_the_log(served, caplog):
+    with caplog.at_level(logging.DEBUG):
+        served.client().chat.completions.create(model="tiny", messages=chat("비밀 프로젝트 이름은?"), max_tokens=5)
+    assert "비밀 프로젝트" not in caplog.text
+
+
+def test_without_a_valid_key_every_api_call_is_401(keyed):
+    url = keyed.url + "/v1/chat/completions"
+    body = {"model": "tiny", "messages": chat(QUESTIONS[0]), "max_tokens": 3}
+    for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}, {"X-API-Key": KEY},
+                    {"Authorization": f"Basic {KEY}"}, {"Authorization": f"Bearer {KEY}x"}]:
+        r = httpx.post(url, json=body, headers=headers)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", headers
+    assert httpx.post(url, content="{bad", headers={"Content-Type": "application/json"}).status_code == 401
+    assert httpx.get(keyed.url + "/v1/models").status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        keyed.client("wrong").chat.completions.create(model="tiny", messages=chat("x"))
+    for key in (KEY, "second-key"):
+        assert keyed.client(key).chat.completions.create(model="tiny", messages=chat("x"), max_tokens=3).choices
+    assert httpx.get(keyed.url + "/health").status_code == 200 and httpx.get(keyed.url + "/").status_code == 200
+
+
+def test_too_many_requests_get_429_with_a_clear_message(keyed):
+    def ask(_):
+        r = httpx.post(keyed.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                       json={"model": "tiny", "messages": chat(QUESTIONS[1]), "max_tokens": 200,
+                             "temperature": 0.5}, timeout=60)
+        return r.status_code, r.json()
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(ask, range(12)))
+    codes = [code for code, _ in results]
+    assert set(codes) <= {200, 429} and codes.count(429) >= 1 and codes.count(200) >= 3
+    busy = next(body for code, body in results if code == 429)["error"]
+    assert busy["type"] == "rate_limit_error" and "--max_concurrent" in busy["message"]
