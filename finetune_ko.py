@@ -65,6 +65,7 @@ SEED = 42                                   # data order, eval split, adapter in
 RUN_NAME = "polyglot-ko-12.8b-koalpaca"     # the run folder's name under outputs/
 OUTPUT_DIR = None                           # None = outputs/<RUN_NAME>
 OVERWRITE = False                           # True: replace a finished run in the output folder
+MERGED_DIR = ""                             # also write the adapter merged into a 16-bit base here (for vLLM); "" = no
 DEMO_QUESTIONS = "prompts/demo_questions.txt"  # questions for the gen() demo; "" = no demo
 MAX_NEW_TOKENS = 256                        # longest demo answer, in tokens
 TEMPERATURE = 0.7                           # demo sampling temperature; 0 = greedy
@@ -186,6 +187,8 @@ def main(argv):
         "train": {"steps": trainer.state.global_step, "log_history": trainer.state.log_history}})
     runs.plot_loss(trainer.state.log_history, output_dir / "loss.png")
     print(f"[7] saved the run to {output_dir}/ (adapter, tokenizer, template.json, run_config.json, loss.png)")
+    if MERGED_DIR:
+        print(f"    merged into a 16-bit copy of the base: {runs.save_merged(output_dir, MERGED_DIR, tokenizer, template)}/")
 
     # 8. gen() demo: inference mode, the same template, stop at end of text, new tokens only ------------
     if questions:

@@ -6,6 +6,7 @@ GET /v1/models, GET /health, and the chat page at /. Private by default: it list
 refuses other addresses without an API key, and never logs prompts or answers unless asked to.
 """
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -50,6 +51,14 @@ def read_keys() -> list[str]:
     return keys
 
 
+def check_port_free() -> None:
+    """Before the model loads: a port in use, or an address this machine lacks, is a one-line error."""
+    try:
+        socket.create_server((HOST, PORT)).close()
+    except OSError as e:
+        raise cli.UserError(f"cannot listen on {HOST}:{PORT}: {e.strerror}; choose another --port") from None
+
+
 def main(argv):
     cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
     import uvicorn
@@ -57,6 +66,7 @@ def main(argv):
     from kochat.server import Engine, create_app
 
     keys = read_keys()
+    check_port_free()
     run = runs.open_run(ADAPTER)
     tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
     modeling.check_machine_can_run(modeling.load_config(run.base_model))
@@ -68,10 +78,7 @@ def main(argv):
                      default_temperature=TEMPERATURE, default_top_p=TOP_P)
     print(f"serving {engine.model_name} on http://{HOST}:{PORT}/ ({'API key required' if keys else 'no API key'})",
           flush=True)
-    try:
-        uvicorn.run(app, host=HOST, port=PORT, log_level="info", timeout_keep_alive=5)
-    except OSError as e:
-        raise cli.UserError(f"cannot listen on {HOST}:{PORT}: {e.strerror}; choose another --port") from None
+    uvicorn.run(app, host=HOST, port=PORT, log_level="info", timeout_keep_alive=5)
 
 
 if __name__ == "__main__":

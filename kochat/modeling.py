@@ -126,7 +126,8 @@ def compute_dtype() -> torch.dtype:
 
 
 def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str | None = None,
-               trainable: bool = False, merge: bool = False, attention: str | None = None):
+               trainable: bool = False, merge: bool = False, attention: str | None = None,
+               device_map: str = "auto"):
     """Load the base in 4-bit NF4 with double quantization (or in the compute dtype), on device_map="auto",
     then the LoRA adapter from `adapter` (a run folder) if given. End of text and pad come from `tokenizer`.
     `trainable`: the model will be trained (the adapter loads trainable; see keep_cpu_4bit_trainable).
@@ -136,7 +137,7 @@ def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str 
     if merge and (four_bit or adapter is None):
         raise UserError("merging needs an adapter and a 16-bit base (four_bit=False), never 4-bit weights")
     dtype = compute_dtype()
-    kwargs = {"dtype": dtype, "device_map": "auto", "attn_implementation": attention}
+    kwargs = {"dtype": dtype, "device_map": device_map, "attn_implementation": attention}
     if four_bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,

@@ -68,6 +68,22 @@ def open_run(folder: str) -> Run:
     raise UserError(f"{folder} holds neither an adapter (adapter_config.json) nor a model (config.json)")
 
 
+def save_merged(run_folder: Path, merged_folder: str, tokenizer, template) -> Path:
+    """The adapter merged into a 16-bit copy of its base (never into 4-bit weights), as a plain model
+    folder: vLLM and transformers load it as they load any model; chat and serving read its template.
+    Merged in CPU memory, so a 24 GB card is enough for the run and the host needs ~2 bytes a parameter."""
+    from . import modeling
+
+    run = open_run(str(run_folder))
+    out = Path(merged_folder).expanduser()
+    model = modeling.load_model(run.base_model, tokenizer, four_bit=False, adapter=run.adapter, merge=True,
+                                device_map="cpu")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    write_json(out / TEMPLATE_FILE, template.to_dict())
+    return out
+
+
 def write_json(path: Path, value) -> None:
     """Write then rename, so a crash never leaves half a file."""
     tmp = path.with_name(f".{path.name}.tmp")

@@ -63,3 +63,19 @@ def test_open_run_reads_an_adapter_run_and_a_merged_folder(tmp_path, koalpaca_te
     (merged / "config.json").unlink()
     with pytest.raises(UserError, match="holds neither an adapter"):
         runs.open_run(str(merged))
+
+
+def test_a_merged_folder_answers_like_the_run_it_came_from(tiny_run_folder, tmp_path, tiny_tokenizer):
+    from kochat import modeling
+    from kochat.generation import gen
+
+    merged = runs.save_merged(tiny_run_folder, str(tmp_path / "merged"), tiny_tokenizer,
+                              runs.open_run(str(tiny_run_folder)).template)
+    assert (merged / "model.safetensors").is_file() and not (merged / "adapter_config.json").exists()
+    answers = []
+    for folder in (tiny_run_folder, merged):
+        run = runs.open_run(str(folder))
+        model = modeling.load_model(run.base_model, tiny_tokenizer, four_bit=False, adapter=run.adapter).eval()
+        answers.append(gen(model, tiny_tokenizer, run.template, ["한국의 수도는?", "하늘은 왜 파란가요?"],
+                           max_new_tokens=20))
+    assert [a.text for a in answers[0]] == [a.text for a in answers[1]]

@@ -1,0 +1,84 @@
+"""`python serve_ko.py` started as a user starts it, on a loopback port, then stopped."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+
+from kochat import PROJECT_ROOT
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def serve(tmp_path):
+    procs = []
+
+    def start(*args):
+        proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "serve_ko.py"), *args], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+
+
+def wait_healthy(url, proc, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.3)
+    raise AssertionError("the server did not come up")
+
+
+def test_serve_a_trained_run_and_answer_with_the_openai_client(tiny_run, serve):
+    run, _ = tiny_run
+    port = free_port()
+    proc = serve(f"--adapter={run}", f"--port={port}", "--api-key", "k1", "--api-key=k2")
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, proc)
+    client = openai.OpenAI(base_url=url + "/v1", api_key="k2", max_retries=0)
+    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "한국의 수도는?"}],
+                                           temperature=0, max_tokens=16)
+    assert reply.choices[0].message.content and reply.usage.completion_tokens <= 16
+    assert httpx.get(url + "/v1/models").status_code == 401
+    assert "사내 챗봇" in httpx.get(url + "/").text
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    assert "한국의 수도는" not in proc.stdout.read() + proc.stderr.read()  # prompts are not logged
+
+
+def test_refuses_to_listen_beyond_loopback_without_a_key(tiny_run, serve):
+    run, _ = tiny_run
+    proc = serve(f"--adapter={run}", "--host=0.0.0.0")
+    assert proc.wait(timeout=120) == 2
+    assert proc.stderr.read().strip().splitlines()[-1].startswith(
+        "error: refusing to listen on 0.0.0.0 without an API key")
+
+
+def test_a_port_in_use_is_one_clear_line(tiny_run, serve):
+    run, _ = tiny_run
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        proc = serve(f"--adapter={run}", f"--port={busy.getsockname()[1]}")
+        assert proc.wait(timeout=120) != 0
+    assert "error: cannot listen on 127.0.0.1" in proc.stderr.read()
