@@ -15,6 +15,10 @@ os.environ["XDG_CACHE_HOME"] = _CACHE
 from support import POLYGLOT_TOKENIZER  # noqa: E402
 
 
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     from kochat import modeling, tiny

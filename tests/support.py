@@ -1,4 +1,7 @@
 """Paths to the real third-party data in ../shared/data, and small helpers, for the tests."""
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,13 +18,50 @@ needs_shared_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(), reason=f"real third-party data not found at {SHARED_DATA} (fresh clone)")
 
 
-def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(_CACHE, ignore_errors=True)
-
-
 def write(path: Path, content, encoding="utf-8") -> Path:
     if isinstance(content, bytes):
         path.write_bytes(content)
     else:
         path.write_text(content, encoding=encoding)
     return path
+
+
+class Served:
+    """The real server (kochat.server on uvicorn) for a run folder, on a free loopback port, in a thread."""
+
+    def __init__(self, run_folder, keys, **engine_options):
+        import uvicorn
+
+        from kochat import modeling, runs
+        from kochat.server import Engine, create_app
+
+        run = runs.open_run(str(run_folder))
+        self.tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
+        self.model = modeling.load_model(run.base_model, self.tokenizer, adapter=run.adapter).eval()
+        self.template = run.template
+        self.engine = Engine(self.model, self.tokenizer, run.template, "tiny", **engine_options)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        app = create_app(self.engine, keys, max_body_bytes=200_000, default_temperature=0.0)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def client(self, key="unused"):
+        import openai
+
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=60)
+
+    def greedy(self, item, max_tokens=256):
+        from kochat.generation import gen
+
+        return gen(self.model, self.tokenizer, self.template, item, max_new_tokens=max_tokens)[0]
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

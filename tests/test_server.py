@@ -1,52 +1,17 @@
 """The real HTTP server on a loopback port, called with the official openai client and raw HTTP."""
 import logging
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
-from kochat import modeling, runs
-from kochat.generation import gen
-from kochat.server import Engine, create_app
 from kochat.tokenization import encode_prompt
+from support import Served
 
 QUESTIONS = ["한국의 수도는 어디인가요?", "하늘은 왜 파란가요?", "김치는 어떻게 만드나요?", "물은 몇 도에서 끓나요?"]
 KEY = "sk-test-0123456789"
-
-
-class Served:
-    def __init__(self, run_folder, keys, **engine_options):
-        run = runs.open_run(str(run_folder))
-        self.tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
-        self.model = modeling.load_model(run.base_model, self.tokenizer, adapter=run.adapter).eval()
-        self.template = run.template
-        self.engine = Engine(self.model, self.tokenizer, run.template, "tiny", **engine_options)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        app = create_app(self.engine, keys, max_body_bytes=200_000, default_temperature=0.0)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def client(self, key="unused"):
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=60)
-
-    def greedy(self, item, max_tokens=256):
-        return gen(self.model, self.tokenizer, self.template, item, max_new_tokens=max_tokens)[0]
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
