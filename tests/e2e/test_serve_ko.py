@@ -82,3 +82,15 @@ def test_a_port_in_use_is_one_clear_line(tiny_run, serve):
         proc = serve(f"--adapter={run}", f"--port={busy.getsockname()[1]}")
         assert proc.wait(timeout=120) != 0
     assert "error: cannot listen on 127.0.0.1" in proc.stderr.read()
+
+
+def test_keys_from_the_environment_and_a_key_file(tiny_run, serve, tmp_path, monkeypatch):
+    run, _ = tiny_run
+    (tmp_path / "keys.txt").write_text("file-key\n\n", encoding="utf-8")
+    monkeypatch.setenv("API_KEYS", "env-key-1, env-key-2")
+    port = free_port()
+    proc = serve(f"--adapter={run}", f"--port={port}", "--api_key_file=keys.txt")
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, proc)
+    for key, status in [("env-key-2", 200), ("file-key", 200), ("env-key-3", 401), ("", 401)]:
+        assert httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == status, key
