@@ -92,6 +92,6 @@ def test_keys_from_the_environment_and_a_key_file(tiny_run, serve, tmp_path, mon
     proc = serve(f"--adapter={run}", f"--port={port}", "--api_key_file=keys.txt")
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc)
-    for key, status in [("env-key-2", 200), ("file-key", 200), ("env-key-3", 401), ("env-key-1 ", 200)]:
+    for key, status in [("env-key-2", 200), ("file-key", 200), ("env-key-3", 401), ("env-key-1", 200)]:
         assert httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == status, key
     assert httpx.get(url + "/v1/models").status_code == 401
