@@ -74,8 +74,8 @@ TOP_P = 0.9                                 # demo nucleus sampling
 # --preset NAME applies these first; explicit --name=value overrides still win.
 PRESETS = {
     # The embedded default: every step of the recipe, the real 4-bit path included, offline on a CPU,
-    # with a random-weight 2-layer GPT-NeoX and the project's own 212-row Korean sample. It proves the
-    # wiring; its answers are noise.
+    # with a 2-layer GPT-NeoX the project builds and briefly pretrains on its own 212-row Korean sample
+    # (kochat/tiny.py). It proves the wiring; its answers are fragments of those rows.
     "tiny": dict(MODEL_ID=tiny.MODEL_ID, DATA=str(tiny.DATA_FILE), RUN_NAME="tiny", MAX_LEN=256, PACK_TOKENS=256,
                  EVAL_FRACTION=0.1, BATCH_SIZE=2, LEARNING_RATE=3e-3, WARMUP_STEPS=5, MAX_STEPS=60,
                  LOGGING_STEPS=5, EVAL_STEPS=20, SAVE_STEPS=60, MAX_NEW_TOKENS=24, TEMPERATURE=0.0),

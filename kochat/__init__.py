@@ -1,8 +1,9 @@
 """What the three entry scripts (finetune_ko.py, chat_ko.py, serve_ko.py) share.
 
 One concern a module: `cli` (constants and overrides), `hub` (offline use), `prompts` (templates), `data` (rows in),
-`tokenization` (rows to trained-on tokens), `modeling` (the one model loader), `tiny` (the offline
-preset's model and tokenizer), `estimate` (dry run), `generation` (the one gen()), `runs` (the run folder).
+`tokenization` (rows to trained-on tokens), `packing` (rows into fixed-size sequences), `modeling` (the one
+model loader), `tiny` (the offline preset's model and tokenizer), `estimate` (dry run), `generation` (the
+one gen()), `runs` (the run folder), `server` (the HTTP app of serve_ko.py).
 """
 import logging
 import warnings
