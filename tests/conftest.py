@@ -12,7 +12,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 _CACHE = tempfile.mkdtemp(prefix="kochat-test-cache-")
 os.environ["XDG_CACHE_HOME"] = _CACHE
 
-from support import POLYGLOT_TOKENIZER  # noqa: E402
+from support import KEY, POLYGLOT_TOKENIZER, Served  # noqa: E402
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -58,3 +58,19 @@ def tiny_run_folder(tiny_tokenizer, koalpaca_template, tmp_path_factory):
                                             init_lora_weights=False, task_type="CAUSAL_LM"))
     runs.save_run(folder, model, tiny_tokenizer, koalpaca_template, {"MODEL_ID": tiny.MODEL_ID}, extra={})
     return folder
+
+
+@pytest.fixture(scope="session")
+def served(tiny_run_folder):
+    """The real server for the tiny run folder, no API key, batches up to 16."""
+    server = Served(tiny_run_folder, [], max_batch=16, max_concurrent=64)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def keyed(tiny_run_folder):
+    """The real server with two API keys (KEY and "second-key") and room for only 3 requests at once."""
+    server = Served(tiny_run_folder, [KEY, "second-key"], max_batch=4, max_concurrent=3)
+    yield server
+    server.stop()

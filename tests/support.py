@@ -14,6 +14,8 @@ POLYGLOT_12P8B_CONFIG = SHARED_DATA / "polyglot-ko-12.8b"
 KOALPACA_V11A = SHARED_DATA / "koalpaca" / "KoAlpaca_v1.1a_textonly_1k.jsonl"
 KOALPACA_V10 = SHARED_DATA / "koalpaca" / "ko_alpaca_data_v1.0_partial.json"
 
+KEY = "sk-test-0123456789"  # an API key of the keyed test server
+
 needs_shared_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(), reason=f"real third-party data not found at {SHARED_DATA} (fresh clone)")
 

@@ -8,24 +8,9 @@ import openai
 import pytest
 
 from kochat.tokenization import encode_prompt
-from support import Served
+from support import KEY
 
 QUESTIONS = ["한국의 수도는 어디인가요?", "하늘은 왜 파란가요?", "김치는 어떻게 만드나요?", "물은 몇 도에서 끓나요?"]
-KEY = "sk-test-0123456789"
-
-
-@pytest.fixture(scope="module")
-def served(tiny_run_folder):
-    s = Served(tiny_run_folder, [], max_batch=16, max_concurrent=64)
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def keyed(tiny_run_folder):
-    s = Served(tiny_run_folder, [KEY, "second-key"], max_batch=4, max_concurrent=3)
-    yield s
-    s.stop()
 
 
 def chat(question):

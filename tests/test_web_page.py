@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from support import Served
+from support import KEY
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -21,20 +21,6 @@ def browser():
         b.close()
 
 
-@pytest.fixture(scope="module")
-def open_server(tiny_run_folder):
-    s = Served(tiny_run_folder, [], max_batch=4, max_concurrent=16)
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def keyed_server(tiny_run_folder):
-    s = Served(tiny_run_folder, ["page-key"], max_batch=4, max_concurrent=16)
-    yield s
-    s.stop()
-
-
 def ask(page, question, n):
     page.fill("#input", question)
     page.keyboard.press("Enter")
@@ -42,20 +28,20 @@ def ask(page, question, n):
     return page.locator(".msg.assistant").nth(n).inner_text()
 
 
-def test_a_conversation_in_the_page_streams_the_models_answers(browser, open_server, tmp_path):
+def test_a_conversation_in_the_page_streams_the_models_answers(browser, served, tmp_path):
     page = browser.new_page(viewport={"width": 900, "height": 700})
     requests = []
     page.on("request", lambda r: requests.append(r.url))
-    page.goto(open_server.url + "/")
+    page.goto(served.url + "/")
     page.wait_for_function("document.getElementById('model').textContent === 'tiny'")
     assert page.title() == "사내 챗봇" and page.locator("#send").inner_text() == "보내기"
 
     first = ask(page, "한국의 수도는 어디인가요?", 0)
-    assert first == open_server.greedy([{"role": "user", "content": "한국의 수도는 어디인가요?"}]).text
+    assert first == served.greedy([{"role": "user", "content": "한국의 수도는 어디인가요?"}]).text
     history = [{"role": "user", "content": "한국의 수도는 어디인가요?"}, {"role": "assistant", "content": first},
                {"role": "user", "content": "그럼 일본은요?"}]
-    assert ask(page, "그럼 일본은요?", 1) == open_server.greedy(history).text  # earlier turns went along
-    assert all(url.startswith(open_server.url) for url in requests)  # nothing from the internet
+    assert ask(page, "그럼 일본은요?", 1) == served.greedy(history).text  # earlier turns went along
+    assert all(url.startswith(served.url) for url in requests)  # nothing from the internet
 
     shot = tmp_path / "chat.png"
     page.screenshot(path=str(shot))
@@ -71,15 +57,15 @@ def test_a_conversation_in_the_page_streams_the_models_answers(browser, open_ser
     page.close()
 
 
-def test_the_page_asks_for_the_api_key_when_the_server_needs_one(browser, keyed_server):
+def test_the_page_asks_for_the_api_key_when_the_server_needs_one(browser, keyed):
     page = browser.new_page()
-    page.goto(keyed_server.url + "/")
+    page.goto(keyed.url + "/")
     page.wait_for_selector("#keyDialog[open]")
     page.fill("#keyInput", "wrong-key")
     page.click("#keyForm button")
     page.wait_for_selector("#keyDialog[open]")  # asked again
-    page.fill("#keyInput", "page-key")
+    page.fill("#keyInput", KEY)
     page.click("#keyForm button")
     page.wait_for_function("document.getElementById('model').textContent === 'tiny'")
-    assert ask(page, "하늘은 왜 파란가요?", 0) == keyed_server.greedy([{"role": "user", "content": "하늘은 왜 파란가요?"}]).text
+    assert ask(page, "하늘은 왜 파란가요?", 0) == keyed.greedy([{"role": "user", "content": "하늘은 왜 파란가요?"}]).text
     page.close()
