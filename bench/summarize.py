@@ -12,7 +12,7 @@ OURS = "packed 4096, all layers checkpointed"  # finetune_ko.py's defaults: PACK
 def main(train_path: str, gen_path: str) -> None:
     train, gen = json.loads(Path(train_path).read_text()), json.loads(Path(gen_path).read_text())
     latest = {
-        "device": train["device"], "date": train["date"], "versions": train["versions"],
+        "device": train["device"], "date": train["date"], "gen_date": gen["date"], "versions": train["versions"],
         "seed_train_real_tok_s": train["train"][SEED]["real_tok_s"],
         "train_real_tok_s": train["train"][OURS]["real_tok_s"],
         "train_peak_gib": train["train"][OURS]["peak_gib"],
