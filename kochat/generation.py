@@ -48,48 +48,63 @@ def render(template: Template | None, item) -> tuple[str, str, str]:
 
 
 class RowTracker(StoppingCriteria):
-    """After each generated token: per row, decode the new tokens, stream the new text, and say whether
-    the row is done (end of text, its own token limit, a stop string, or cancelled by its caller).
+    """After each generated token: per row, note the newest token and say whether the row is done (end
+    of text, its own token limit, a stop string, or cancelled by its caller). Only rows that stream or
+    have stop strings are decoded as they go; the others once, at the end.
 
     Streamed text holds back what could still turn out to be the start of a stop string, and a Korean
     syllable split across byte-level tokens (decoded as U+FFFD) until its last byte arrives."""
 
-    def __init__(self, tokenizer, width: int, limits: list[int], stops: list[list[str]], stream, cancelled):
-        self.tokenizer, self.width, self.limits, self.stops = tokenizer, width, limits, stops
+    def __init__(self, tokenizer, limits: list[int], stops: list[list[str]], stream, cancelled):
+        self.tokenizer, self.limits, self.stops = tokenizer, limits, stops
         self.stream, self.cancelled = stream, cancelled
         n = len(limits)
-        self.text, self.sent, self.tokens = [""] * n, [0] * n, [0] * n
+        self.ids: list[list[int]] = [[] for _ in range(n)]
+        self.tokens, self.sent = [0] * n, [0] * n
+        self.cut: list[str | None] = [None] * n  # the text, once a stop string ended it
         self.reason: list[str | None] = [None] * n
 
     def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
         eos = self.tokenizer.eos_token_id
-        for row, ids in enumerate(input_ids[:, self.width:].tolist()):
+        for row, token in enumerate(input_ids[:, -1].tolist()):
             if self.reason[row] is not None:
                 continue
-            stopped = eos in ids
-            ids = ids[: ids.index(eos)] if stopped else ids
-            self.tokens[row] = len(ids) + int(stopped)
-            text = self.tokenizer.decode(ids, skip_special_tokens=True).lstrip()
-            cut = min((text.find(s) for s in self.stops[row] if s and s in text), default=-1)
-            if cut >= 0:
-                text, self.reason[row] = text[:cut], "stop"
-            elif stopped:
+            self.tokens[row] += 1
+            if token == eos:
                 self.reason[row] = "stop"
-            elif self.tokens[row] >= self.limits[row]:
+            else:
+                self.ids[row].append(token)
+            if self.stream is not None or self.stops[row]:
+                self.follow(row)
+            if self.reason[row] is None and self.tokens[row] >= self.limits[row]:
                 self.reason[row] = "length"
-            elif self.cancelled is not None and self.cancelled(row):
+            if self.reason[row] is None and self.cancelled is not None and self.cancelled(row):
                 self.reason[row] = "cancelled"
-            self.text[row] = text
-            self.emit(row, final=self.reason[row] is not None)
+            if self.reason[row] is not None and self.stream is not None:
+                self.emit(row, self.text(row), final=True)
         return torch.tensor([r is not None for r in self.reason], device=input_ids.device)
 
-    def emit(self, row: int, final: bool) -> None:
+    def text(self, row: int) -> str:
+        if self.cut[row] is not None:
+            return self.cut[row]
+        return self.tokenizer.decode(self.ids[row], skip_special_tokens=True).lstrip()
+
+    def follow(self, row: int) -> None:
+        """Decode the row so far: end it at a stop string, and stream what is certain."""
+        text = self.text(row)
+        at = min((text.find(s) for s in self.stops[row] if s and s in text), default=-1)
+        if at >= 0:
+            self.cut[row], self.reason[row] = text[:at], "stop"
+        elif self.reason[row] is None:
+            self.emit(row, text, final=False)
+
+    def emit(self, row: int, text: str, final: bool) -> None:
         if self.stream is None:
             return
-        text = self.text[row] if final else self.text[row].rstrip("\ufffd")
-        if not final:  # keep back a tail that may begin a stop string
+        if not final:
+            text = text.rstrip("\ufffd")
             hold = max((len(s) - 1 for s in self.stops[row] if s), default=0)
-            for k in range(min(hold, len(text)), 0, -1):
+            for k in range(min(hold, len(text)), 0, -1):  # keep back a tail that may begin a stop string
                 if any(s.startswith(text[-k:]) for s in self.stops[row] if s):
                     text = text[:-k]
                     break
@@ -124,7 +139,7 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
     input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
     attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
-    tracker = RowTracker(tokenizer, width, limits, stops, stream, cancelled)
+    tracker = RowTracker(tokenizer, limits, stops, stream, cancelled)
 
     start = time.perf_counter()
     with torch.inference_mode():
@@ -133,6 +148,6 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
                        use_cache=True, cache_implementation="static" if fast else None,
                        stopping_criteria=StoppingCriteriaList([tracker]), **sampling)
     seconds = time.perf_counter() - start
-    return [Answer(q, i, tracker.text[row].strip(), tracker.tokens[row], seconds, tracker.reason[row] or "length",
+    return [Answer(q, i, tracker.text(row).strip(), tracker.tokens[row], seconds, tracker.reason[row] or "length",
                    len(prompts[row]))
             for row, (_, q, i) in enumerate(rendered)]
