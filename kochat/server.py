@@ -78,7 +78,7 @@ class CompletionRequest(Sampling):
 # ---- the generation worker -----------------------------------------------------------------------
 @dataclass
 class Job:
-    item: object                      # messages for chat, raw text for completions
+    prompt: str                       # the full prompt text: chat messages rendered once, in the template
     max_tokens: int
     temperature: float
     top_p: float
@@ -106,9 +106,10 @@ class Engine:
         self.worker = threading.Thread(target=self.work, name="kochat-generate", daemon=True)
         self.worker.start()
 
-    def prompt_tokens(self, item, raw: bool) -> int:
-        text = item if raw else self.template.chat(item)
-        return len(encode_prompt(self.tokenizer, text))
+    def prompt_text(self, item, raw: bool) -> str:
+        """Chat messages in the run's template, or a completion's raw text as it is. Rendered here, once,
+        so a batch may mix chat and completion requests."""
+        return item if raw else self.template.chat(item)
 
     def submit(self, job: Job) -> None:
         with self.lock:
@@ -152,14 +153,13 @@ class Engine:
                     self.in_flight -= len(batch)
 
     def generate(self, jobs: list[Job]) -> None:
-        raw = isinstance(jobs[0].item, str)
-        answers = gen(self.model, self.tokenizer, None if raw else self.template, [j.item for j in jobs],
+        answers = gen(self.model, self.tokenizer, None, [j.prompt for j in jobs],
                       max_new_tokens=[j.max_tokens for j in jobs], temperature=jobs[0].temperature,
                       top_p=jobs[0].top_p, stop=[j.stop for j in jobs], fast=self.fast,
                       stream=lambda i, text: jobs[i].send("delta", text), cancelled=lambda i: jobs[i].cancelled)
         for job, answer in zip(jobs, answers):
             if self.log_prompts:
-                log.info("prompt=%r answer=%r", job.item, answer.text)
+                log.info("prompt=%r answer=%r", job.prompt, answer.text)
             job.send("done", answer)
 
 
@@ -231,9 +231,10 @@ def create_app(engine: Engine, api_keys: list[str], max_body_bytes: int = 1_000_
         if body.n != 1:
             raise ApiError(400, "only n=1 is supported", param="n")
         try:
-            prompt_tokens = engine.prompt_tokens(item, raw)
+            prompt = engine.prompt_text(item, raw)
         except ValueError as e:
             raise ApiError(400, str(e), param="messages") from None
+        prompt_tokens = len(encode_prompt(engine.tokenizer, prompt))
         room = engine.context - prompt_tokens
         if room < 1:
             raise ApiError(400, f"the prompt is {prompt_tokens} tokens; this model's context is {engine.context}",
@@ -247,7 +248,7 @@ def create_app(engine: Engine, api_keys: list[str], max_body_bytes: int = 1_000_
             raise ApiError(400, "at most 4 stop sequences", param="stop")
         temperature = default_temperature if body.temperature is None else body.temperature
         top_p = default_top_p if body.top_p is None else body.top_p
-        return Job(item, limit, temperature, top_p, stop, asyncio.get_running_loop())
+        return Job(prompt, limit, temperature, top_p, stop, asyncio.get_running_loop())
 
     async def answer(request: Request, job: Job, chat: bool, stream: bool, include_usage: bool):
         engine.submit(job)

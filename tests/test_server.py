@@ -62,6 +62,21 @@ def test_completions_continue_a_raw_prompt(served):
     assert streamed.strip() == reply.choices[0].text
 
 
+def test_chat_and_completion_requests_in_one_batch_each_get_their_own_answer(served):
+    prompt = served.template.prompt(QUESTIONS[3])  # the same question, asked both ways
+
+    def ask(i):
+        client = served.client()
+        if i % 2:
+            return client.completions.create(model="tiny", prompt=prompt, temperature=0, max_tokens=20).choices[0].text
+        return client.chat.completions.create(model="tiny", messages=chat(QUESTIONS[3]), temperature=0,
+                                              max_tokens=20).choices[0].message.content
+
+    expected = served.greedy(chat(QUESTIONS[3]), 20).text
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(ask, range(8))) == [expected] * 8
+
+
 def test_models_and_health(served):
     assert [m.id for m in served.client().models.list()] == ["tiny"]
     health = httpx.get(served.url + "/health").json()
