@@ -50,6 +50,14 @@ class CountingCollator:
         return self.inner(features)
 
 
+def load_rows_tokenized(path, tokenizer, template):
+    """The data file's rows as loaded, and tokenized as finetune_ko.py does (rows over 1,024 tokens dropped), shuffled."""
+    loaded, _ = data.load_rows(path, data.Columns(), template, tokenizer.eos_token, 20_000)
+    texts = Dataset.from_list(loaded).map(lambda r: template.render(r, tokenizer.eos_token), remove_columns=list(loaded[0]))
+    rows, _ = tokenization.drop_too_long(tokenization.tokenize_rows(texts, tokenizer, tokenizer.eos_token_id), 1024)
+    return loaded, rows.shuffle(seed=0)
+
+
 def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size, checkpoint_layers, attention,
                 out_dir):
     """Real tokens/s over `steps` optimizer steps after warm-up, and peak memory, for one setting."""
@@ -170,10 +178,7 @@ def main():
     model.config.use_cache = False
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, lora_dropout=args.lora_dropout,
                                              target_modules=["query_key_value"], task_type="CAUSAL_LM"))
-    loaded, _ = data.load_rows(args.data, data.Columns(), template, tokenizer.eos_token, 20_000)
-    texts = Dataset.from_list(loaded).map(lambda r: template.render(r, tokenizer.eos_token), remove_columns=list(loaded[0]))
-    rows, _ = tokenization.drop_too_long(tokenization.tokenize_rows(texts, tokenizer, tokenizer.eos_token_id), 1024)
-    rows = rows.shuffle(seed=0)
+    loaded, rows = load_rows_tokenized(args.data, tokenizer, template)
     lengths = sorted(len(x) for x in rows["input_ids"])
     results["row_tokens"] = {"rows": len(lengths), "mean": round(sum(lengths) / len(lengths), 1),
                              "median": lengths[len(lengths) // 2], "max": lengths[-1]}

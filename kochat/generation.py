@@ -48,16 +48,21 @@ def render(template: Template | None, item) -> tuple[str, str, str]:
 
 
 class RowTracker(StoppingCriteria):
-    """After each generated token: per row, note the newest token and say whether the row is done (end
-    of text, its own token limit, a stop string, or cancelled by its caller). Only rows that stream or
-    have stop strings are decoded as they go; the others once, at the end.
+    """After each generated token, say per row whether it is done: its own token limit (end of text is
+    generate()'s own check), a stop string, or cancelled by its caller.
 
-    Streamed text holds back what could still turn out to be the start of a stop string, and a Korean
-    syllable split across byte-level tokens (decoded as U+FFFD) until its last byte arrives."""
+    Without streaming, stop strings or cancellation nothing leaves the GPU between steps (the limits are
+    compared there), so the GPU never waits for Python; `finish` reads the answers once, at the end.
+    Otherwise each step reads the newest token of every row; only rows that stream or have stop strings
+    are decoded as they go. Streamed text holds back what could still turn out to be the start of a stop
+    string, and a Korean syllable split across byte-level tokens (decoded as U+FFFD) until its last byte."""
 
-    def __init__(self, tokenizer, limits: list[int], stops: list[list[str]], stream, cancelled):
+    def __init__(self, tokenizer, limits: list[int], stops: list[list[str]], stream, cancelled, device):
         self.tokenizer, self.limits, self.stops = tokenizer, limits, stops
         self.stream, self.cancelled = stream, cancelled
+        self.per_step = stream is not None or cancelled is not None or any(stops)
+        self.limit_tensor = torch.tensor(limits, device=device)
+        self.step = 0
         n = len(limits)
         self.ids: list[list[int]] = [[] for _ in range(n)]
         self.tokens, self.sent = [0] * n, [0] * n
@@ -65,24 +70,37 @@ class RowTracker(StoppingCriteria):
         self.reason: list[str | None] = [None] * n
 
     def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
-        eos = self.tokenizer.eos_token_id
+        self.step += 1
+        done = self.limit_tensor <= self.step
+        if not self.per_step:
+            return done
         for row, token in enumerate(input_ids[:, -1].tolist()):
-            if self.reason[row] is not None:
-                continue
-            self.tokens[row] += 1
-            if token == eos:
-                self.reason[row] = "stop"
-            else:
-                self.ids[row].append(token)
+            self.add(row, token)
             if self.stream is not None or self.stops[row]:
                 self.follow(row)
-            if self.reason[row] is None and self.tokens[row] >= self.limits[row]:
-                self.reason[row] = "length"
             if self.reason[row] is None and self.cancelled is not None and self.cancelled(row):
                 self.reason[row] = "cancelled"
             if self.reason[row] is not None and self.stream is not None:
                 self.emit(row, self.text(row), final=True)
-        return torch.tensor([r is not None for r in self.reason], device=input_ids.device)
+        return done | torch.tensor([r is not None for r in self.reason], device=input_ids.device)
+
+    def add(self, row: int, token: int) -> None:
+        if self.reason[row] is not None:
+            return
+        self.tokens[row] += 1
+        if token == self.tokenizer.eos_token_id:
+            self.reason[row] = "stop"
+        else:
+            self.ids[row].append(token)
+        if self.reason[row] is None and self.tokens[row] >= self.limits[row]:
+            self.reason[row] = "length"
+
+    def finish(self, new_ids: list[list[int]]) -> None:
+        """Read the rows' tokens from generate()'s output, when they were not read step by step."""
+        if not self.per_step:
+            for row, ids in enumerate(new_ids):
+                for token in ids:
+                    self.add(row, token)
 
     def text(self, row: int) -> str:
         if self.cut[row] is not None:
@@ -139,14 +157,15 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
     input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
     attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
-    tracker = RowTracker(tokenizer, limits, stops, stream, cancelled)
+    tracker = RowTracker(tokenizer, limits, stops, stream, cancelled, device)
 
     start = time.perf_counter()
     with torch.inference_mode():
-        model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max(limits),
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max(limits),
                        min_new_tokens=min_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
                        use_cache=True, cache_implementation="static" if fast else None,
                        stopping_criteria=StoppingCriteriaList([tracker]), **sampling)
+    tracker.finish(output[:, width:].tolist())
     seconds = time.perf_counter() - start
     return [Answer(q, i, tracker.text(row).strip(), tracker.tokens[row], seconds, tracker.reason[row] or "length",
                    len(prompts[row]))

@@ -1,0 +1,199 @@
+"""Where the time goes, at a real shape on one GPU: torch.profiler tables for packed training steps under
+three precision set-ups, and for answering steps of gen(fast=True) on the merged bf16 model.
+
+    python bench/profile.py --model /tmp/random-polyglot-ko-12.8b --data KOALPACA_1K.jsonl --out-dir DIR
+
+Training set-ups, one loaded 4-bit model, LoRA r=8 on query_key_value, packed 4,096 tokens, flex attention:
+  fp32-upcast   peft's prepare_model_for_kbit_training (embeddings, norms, biases to fp32) + Trainer bf16 autocast
+  bf16-autocast the same parameters kept in bf16 (LoRA weights fp32) + Trainer bf16 autocast
+  bf16-pure     the same parameters kept in bf16 (LoRA weights fp32), no autocast
+For each: dtype reaching attention, real tokens/s and peak memory (10 steps after 3 warm-up, all layers
+checkpointed, then half and none), the loss of one fixed packed batch, and a profile of two more steps.
+Writes DIR/profile.json and DIR/<name>.txt (the tables).
+"""
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from torch.profiler import ProfilerActivity, profile
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kochat import modeling, packing, runs  # noqa: E402
+from kochat.generation import gen  # noqa: E402
+from kochat.prompts import Template  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed import CountingCollator, StepClock, load_rows_tokenized  # noqa: E402
+
+GIB = 2**30
+WARMUP, TIMED, PROFILED = 3, 10, 2
+
+
+class ProfileSteps(TrainerCallback):
+    """Profile the optimizer steps after the timed ones."""
+
+    def __init__(self, first):
+        self.first, self.prof = first, None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.first:
+            self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+            self.prof.__enter__()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        torch.cuda.synchronize()
+        self.prof.__exit__(None, None, None)
+
+
+def table(prof, rows=40):
+    return prof.key_averages().table(sort_by="self_device_time_total", row_limit=rows, max_name_column_width=90)
+
+
+def cast_base(model, dtype):
+    """Every non-4-bit base parameter (embeddings, norms, biases) to `dtype`; LoRA weights stay as they are."""
+    for name, p in model.named_parameters():
+        if "lora_" not in name and p.__class__.__name__ != "Params4bit" and p.is_floating_point():
+            p.data = p.data.to(dtype)
+
+
+def attention_dtype(model, batch):
+    seen = []
+    layer = model.base_model.model.gpt_neox.layers[0].attention.query_key_value
+    handle = layer.register_forward_hook(lambda m, i, o: seen.append(str(o.dtype)))
+    with torch.no_grad():
+        model(**batch, use_cache=False)
+    handle.remove()
+    return seen[0]
+
+
+def run(model, tokenizer, rows, name, autocast, checkpoint_layers, out_dir):
+    layers = model.base_model.model.gpt_neox.layers
+    for i, layer in enumerate(layers):
+        layer.gradient_checkpointing = i < checkpoint_layers
+    train = packing.pack_rows(rows, 4096)
+    collator = CountingCollator(packing.PackedCollator(tokenizer.pad_token_id, 4096))
+    clock, prof = StepClock(), ProfileSteps(WARMUP + TIMED)
+    args = TrainingArguments(output_dir=str(out_dir / "trainer"), per_device_train_batch_size=1,
+                             max_steps=WARMUP + TIMED + PROFILED, learning_rate=1e-4, optim="paged_adamw_8bit",
+                             bf16=autocast, logging_steps=1000, save_strategy="no", report_to=[], seed=0,
+                             disable_tqdm=True)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    Trainer(model=model, args=args, train_dataset=train, data_collator=collator, callbacks=[clock, prof]).train()
+    seconds = clock.ends[WARMUP + TIMED - 1] - clock.ends[WARMUP - 1]
+    tokens = sum(collator.real_tokens[WARMUP:WARMUP + TIMED])
+    (out_dir / f"{name}.txt").write_text(table(prof.prof))
+    return {"real_tok_s": round(tokens / seconds, 1), "peak_gib": round(torch.cuda.max_memory_allocated() / GIB, 2),
+            "checkpointed_layers": f"{checkpoint_layers}/{len(layers)}", "profile": f"{name}.txt"}
+
+
+def fixed_batch_loss(model, tokenizer, rows, autocast):
+    batch = packing.PackedCollator(tokenizer.pad_token_id, 4096)(list(packing.pack_rows(rows.select(range(16)), 4096))[:1])
+    batch = {k: v.cuda() for k, v in batch.items()}
+    model.eval()
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(**batch, use_cache=False).loss.item()
+        dtype = attention_dtype(model, batch)
+    model.train()
+    return loss, dtype
+
+
+def attempt(results, key, fn):
+    try:
+        results[key] = fn()
+    except Exception as e:  # a benchmark records its failure and goes on
+        results[key] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-1500:]}
+    print(f"{key}: {json.dumps(results[key])[:500]}", flush=True)
+
+
+def profile_gen(model, tokenizer, template, questions, out_dir):
+    """Per answering step: wall time against GPU kernel time, for gen(fast=True) and plain generate()."""
+    found = {}
+    for batch in (1, 16):
+        qs = questions[:batch]
+        gen(model, tokenizer, template, qs, max_new_tokens=64, min_new_tokens=64, fast=True)  # compile
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        gen(model, tokenizer, template, qs, max_new_tokens=256, min_new_tokens=256, fast=True)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - start
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            gen(model, tokenizer, template, qs, max_new_tokens=64, min_new_tokens=64, fast=True)
+            torch.cuda.synchronize()
+        (out_dir / f"gen-fast-batch{batch}.txt").write_text(table(prof))
+        kernel_us = sum(e.self_device_time_total for e in prof.key_averages())
+        found[f"batch {batch}"] = {"tok_s": round(batch * 256 / wall, 1), "ms_per_step": round(wall / 256 * 1e3, 2),
+                                   "gpu_kernel_ms_per_step_profiled": round(kernel_us / 64 / 1e3, 2),
+                                   "plain_generate_tok_s": plain_generate_tok_s(model, tokenizer, template, qs)}
+    return found
+
+
+def plain_generate_tok_s(model, tokenizer, template, questions, new_tokens=256):
+    """The same static-cache generate() without gen()'s per-row tracker: what gen() adds per step."""
+    tokenizer.padding_side = "left"
+    enc = tokenizer([template.prompt(q, "") for q in questions], return_tensors="pt", padding=True,
+                    return_token_type_ids=False).to(model.device)
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, cache_implementation="static",
+                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    with torch.inference_mode():
+        model.generate(**enc, **kwargs)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        model.generate(**enc, **kwargs)
+        torch.cuda.synchronize()
+    return round(len(questions) * new_tokens / (time.perf_counter() - start), 1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--part", choices=["train", "gen", "all"], default="all")
+    args = parser.parse_args()
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {"device": torch.cuda.get_device_name(), "versions": runs.versions(), "command": " ".join(sys.argv)}
+    template = Template.load("koalpaca")
+    tokenizer = modeling.load_tokenizer(args.model)
+    loaded, rows = load_rows_tokenized(args.data, tokenizer, template)
+    adapter = "/tmp/profile-adapter"
+
+    if args.part in ("train", "all"):
+        model = modeling.load_model(args.model, tokenizer, four_bit=True, trainable=True, attention="flex_attention")
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05,
+                                                 target_modules=["query_key_value"], task_type="CAUSAL_LM"))
+        n = len(model.base_model.model.gpt_neox.layers)
+        train = {}
+        for name, base_dtype, autocast in [("fp32-upcast", torch.float32, True),
+                                           ("bf16-autocast", torch.bfloat16, True),
+                                           ("bf16-pure", torch.bfloat16, False)]:
+            cast_base(model, base_dtype)
+            loss, dtype = fixed_batch_loss(model, tokenizer, rows, autocast)
+            train[name] = {"fixed_batch_loss": loss, "qkv_output_dtype": dtype}
+            for ckpt in (n, n // 2, 0):
+                attempt(train[name], f"checkpointed {ckpt}/{n}",
+                        lambda: run(model, tokenizer, rows, f"train-{name}-ckpt{ckpt}", autocast, ckpt, out_dir))
+        results["train"] = train
+        model.save_pretrained(adapter)
+        del model
+        torch.cuda.empty_cache()
+
+    if args.part in ("gen", "all"):
+        questions = [r["instruction"] or r["text"].split("### 답변:")[0] for r in loaded[:16]]
+        merged = modeling.load_model(args.model, tokenizer, four_bit=False, adapter=adapter, merge=True).eval()
+        attempt(results, "gen", lambda: profile_gen(merged, tokenizer, template, questions, out_dir))
+    (out_dir / "profile.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
