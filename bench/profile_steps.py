@@ -1,7 +1,7 @@
 """Where the time goes, at a real shape on one GPU: torch.profiler tables for packed training steps under
 three precision set-ups, and for answering steps of gen(fast=True) on the merged bf16 model.
 
-    python bench/profile.py --model /tmp/random-polyglot-ko-12.8b --data KOALPACA_1K.jsonl --out-dir DIR
+    python bench/profile_steps.py --model /tmp/random-polyglot-ko-12.8b --data KOALPACA_1K.jsonl --out-dir DIR
 
 Training set-ups, one loaded 4-bit model, LoRA r=8 on query_key_value, packed 4,096 tokens, flex attention:
   fp32-upcast   peft's prepare_model_for_kbit_training (embeddings, norms, biases to fp32) + Trainer bf16 autocast
