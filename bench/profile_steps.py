@@ -7,6 +7,7 @@ Training set-ups, one loaded 4-bit model, LoRA r=8 on query_key_value, packed 4,
   fp32-upcast   peft's prepare_model_for_kbit_training (embeddings, norms, biases to fp32) + Trainer bf16 autocast
   bf16-autocast the same parameters kept in bf16 (LoRA weights fp32) + Trainer bf16 autocast
   bf16-pure     the same parameters kept in bf16 (LoRA weights fp32), no autocast
+  compiled      fp32-upcast with each decoder layer wrapped in torch.compile (fuses casts, rotary, LoRA epilogue)
 For each: dtype reaching attention, real tokens/s and peak memory (10 steps after 3 warm-up, all layers
 checkpointed, then half and none), the loss of one fixed packed batch, and a profile of two more steps.
 Writes DIR/profile.json and DIR/<name>.txt (the tables).
@@ -72,10 +73,12 @@ def attention_dtype(model, batch):
     return seen[0]
 
 
-def run(model, tokenizer, rows, name, autocast, checkpoint_layers, out_dir):
+def run(model, tokenizer, rows, name, autocast, checkpoint_layers, out_dir, compiled=False):
     layers = model.base_model.model.gpt_neox.layers
     for i, layer in enumerate(layers):
         layer.gradient_checkpointing = i < checkpoint_layers
+        if compiled:
+            layer.compile()
     train = packing.pack_rows(rows, 4096)
     collator = CountingCollator(packing.PackedCollator(tokenizer.pad_token_id, 4096))
     clock, prof = StepClock(), ProfileSteps(WARMUP + TIMED)
@@ -117,7 +120,7 @@ def profile_gen(model, tokenizer, template, questions, out_dir):
     found = {}
     for batch in (1, 16):
         qs = questions[:batch]
-        gen(model, tokenizer, template, qs, max_new_tokens=64, min_new_tokens=64, fast=True)  # compile
+        gen(model, tokenizer, template, qs, max_new_tokens=256, min_new_tokens=256, fast=True)  # compile at this size
         torch.cuda.synchronize()
         start = time.perf_counter()
         gen(model, tokenizer, template, qs, max_new_tokens=256, min_new_tokens=256, fast=True)
@@ -156,6 +159,8 @@ def main():
     parser.add_argument("--data", required=True)
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--part", choices=["train", "gen", "all"], default="all")
+    parser.add_argument("--setups", default="fp32-upcast,bf16-autocast,bf16-pure,compiled")
+    parser.add_argument("--checkpoint-shares", default="1,0.5,0", help="shares of the layers checkpointed, per setup")
     args = parser.parse_args()
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,15 +179,17 @@ def main():
                                                  target_modules=["query_key_value"], task_type="CAUSAL_LM"))
         n = len(model.base_model.model.gpt_neox.layers)
         train = {}
-        for name, base_dtype, autocast in [("fp32-upcast", torch.float32, True),
-                                           ("bf16-autocast", torch.bfloat16, True),
-                                           ("bf16-pure", torch.bfloat16, False)]:
+        setups = {"fp32-upcast": (torch.float32, True), "bf16-autocast": (torch.bfloat16, True),
+                  "bf16-pure": (torch.bfloat16, False), "compiled": (torch.float32, True)}
+        for name in args.setups.split(","):  # "compiled" last: the layers stay compiled
+            base_dtype, autocast = setups[name]
             cast_base(model, base_dtype)
             loss, dtype = fixed_batch_loss(model, tokenizer, rows, autocast)
             train[name] = {"fixed_batch_loss": loss, "qkv_output_dtype": dtype}
-            for ckpt in (n, n // 2, 0):
+            for ckpt in (round(n * float(share)) for share in args.checkpoint_shares.split(",")):
                 attempt(train[name], f"checkpointed {ckpt}/{n}",
-                        lambda: run(model, tokenizer, rows, f"train-{name}-ckpt{ckpt}", autocast, ckpt, out_dir))
+                        lambda: run(model, tokenizer, rows, f"train-{name}-ckpt{ckpt}", autocast, ckpt, out_dir,
+                                    compiled=name == "compiled"))
         results["train"] = train
         model.save_pretrained(adapter)
         del model
