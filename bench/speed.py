@@ -27,6 +27,8 @@ from kochat.generation import gen  # noqa: E402
 from kochat.prompts import Template  # noqa: E402
 
 GIB = 2**30
+SEED = "seed: batch 2, pad to longest, all layers checkpointed"
+DEFAULT = "packed 4096, half the layers checkpointed, compiled (finetune_ko.py's defaults)"
 WARMUP_STEPS = 3
 
 
@@ -58,14 +60,14 @@ def load_rows_tokenized(path, tokenizer, template):
     return loaded, rows.shuffle(seed=0)
 
 
-def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size, checkpoint_layers, attention,
+def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size, checkpointed, compiled, attention,
                 out_dir):
     """Real tokens/s over `steps` optimizer steps after warm-up, and peak memory, for one setting."""
     attention = modeling.training_attention(attention, packed=bool(pack_tokens))
     model.set_attn_implementation(attention)
-    layers = model.base_model.model.gpt_neox.layers
-    for i, layer in enumerate(layers):  # checkpoint the first `checkpoint_layers` layers, keep the rest
-        layer.gradient_checkpointing = i < checkpoint_layers
+    layers = modeling.decoder_layers(model)
+    checkpoint_layers = modeling.checkpoint_layers(model, checkpointed)  # as finetune_ko.py step 5
+    modeling.compile_layers(model, on=compiled)
     if pack_tokens:
         train = packing.pack_rows(rows, pack_tokens)
         collator = CountingCollator(packing.PackedCollator(tokenizer.pad_token_id, pack_tokens))
@@ -84,7 +86,7 @@ def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size,
     tokens = sum(collator.real_tokens[WARMUP_STEPS:WARMUP_STEPS + steps])
     step_s = [b - a for a, b in zip(clock.ends[WARMUP_STEPS - 1:], clock.ends[WARMUP_STEPS:])]
     return {"name": name, "attention": attention, "pack_tokens": pack_tokens, "batch_size": batch_size,
-            "checkpointed_layers": f"{checkpoint_layers}/{len(layers)}", "steps": steps,
+            "checkpointed_layers": f"{checkpoint_layers}/{len(layers)}", "compiled": compiled, "steps": steps,
             "real_tokens": tokens, "seconds": round(seconds, 3), "real_tok_s": round(tokens / seconds, 1),
             "step_s_min_max": [round(min(step_s), 3), round(max(step_s), 3)],
             "peak_gib": round(torch.cuda.max_memory_allocated() / GIB, 2), "train_loss": round(result.training_loss, 4)}
@@ -162,6 +164,8 @@ def main():
     parser.add_argument("--settings", default="", help="training settings to run, by number (0-4); default all")
     parser.add_argument("--attention", default="auto", help="as finetune_ko.py's ATTENTION: auto, sdpa, flex_attention")
     parser.add_argument("--lora-dropout", type=float, default=0.05)
+    parser.add_argument("--gen-modes", choices=["all", "fast"], default="all",
+                        help="fast: only the merged bf16 fast mode (no 4-bit and eager runs, no merged-vs-4-bit check)")
     args = parser.parse_args()
     out_dir = Path(args.out).parent
     results = {"device": torch.cuda.get_device_name(), "attention": args.attention, "lora_dropout": args.lora_dropout, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -182,21 +186,21 @@ def main():
     lengths = sorted(len(x) for x in rows["input_ids"])
     results["row_tokens"] = {"rows": len(lengths), "mean": round(sum(lengths) / len(lengths), 1),
                              "median": lengths[len(lengths) // 2], "max": lengths[-1]}
-    layers = len(model.base_model.model.gpt_neox.layers)
 
     if args.part in ("train", "all"):
         train = {}
-        settings = [("seed: batch 2, pad to longest, all layers checkpointed", 0, 2, layers),
-                    ("packed 4096, all layers checkpointed", 4096, 1, layers),
-                    ("packed 4096, half the layers checkpointed", 4096, 1, layers // 2),
-                    ("packed 8192, all layers checkpointed", 8192, 1, layers),
-                    ("packed 4096, no checkpointing", 4096, 1, 0)]
+        settings = [(SEED, 0, 2, 1.0, False),
+                    ("packed 4096, all layers checkpointed", 4096, 1, 1.0, False),
+                    (DEFAULT, 4096, 1, 0.5, True),
+                    ("packed 4096, all layers checkpointed, compiled", 4096, 1, 1.0, True),
+                    ("packed 4096, no checkpointing, compiled", 4096, 1, 0.0, True)]
         chosen = [settings[int(i)] for i in args.settings.split(",")] if args.settings else settings
-        for name, pack, batch, ckpt in chosen:
-            attempt(train, name, lambda: train_speed(model, tokenizer, rows, name=name.split(":")[0].replace(" ", "_")[:24],
+        for name, pack, batch, share, compiled in chosen:
+            attempt(train, name, lambda: train_speed(model, tokenizer, rows, name=f"setting{settings.index((name, pack, batch, share, compiled))}",
                                                     steps=args.steps, pack_tokens=pack, batch_size=batch,
-                                                    checkpoint_layers=ckpt, attention=args.attention,
+                                                    checkpointed=share, compiled=compiled, attention=args.attention,
                                                     out_dir=out_dir / "trainer"))
+        modeling.compile_layers(model, on=False)
         results["train"] = train
         attempt(results, "packed_loss_check", lambda: packed_loss_check(model, tokenizer, rows))
         model.set_attn_implementation("sdpa")  # answering uses SDPA, as finetune_ko.py's demo does
@@ -207,11 +211,13 @@ def main():
         generation = {}
         model.eval()
         model.config.use_cache = True
-        attempt(generation, "4-bit + LoRA, batch 1", lambda: gen_speed(model, tokenizer, template, questions[:1],
-                                                                       name="4bit", fast=False))
-        attempt(generation, "4-bit + LoRA, batch 16", lambda: gen_speed(model, tokenizer, template, questions,
-                                                                        name="4bit", fast=False))
-        unmerged = greedy_tokens(model, tokenizer, template, questions[:4], fast=False)
+        all_modes = args.gen_modes == "all"
+        if all_modes:
+            attempt(generation, "4-bit + LoRA, batch 1", lambda: gen_speed(model, tokenizer, template, questions[:1],
+                                                                           name="4bit", fast=False))
+            attempt(generation, "4-bit + LoRA, batch 16", lambda: gen_speed(model, tokenizer, template, questions,
+                                                                            name="4bit", fast=False))
+            unmerged = greedy_tokens(model, tokenizer, template, questions[:4], fast=False)
         if not Path(args.adapter_dir, "adapter_config.json").exists():
             model.save_pretrained(args.adapter_dir)
         del model
@@ -219,8 +225,9 @@ def main():
         t0 = time.perf_counter()
         merged = modeling.load_model(args.model, tokenizer, four_bit=False, adapter=args.adapter_dir, merge=True).eval()
         results["merged_load_s"] = round(time.perf_counter() - t0, 1)
-        attempt(generation, "merged bf16, batch 1", lambda: gen_speed(merged, tokenizer, template, questions[:1],
-                                                                      name="bf16", fast=False))
+        if all_modes:
+            attempt(generation, "merged bf16, batch 1", lambda: gen_speed(merged, tokenizer, template, questions[:1],
+                                                                          name="bf16", fast=False))
         attempt(generation, "merged bf16 fast, batch 1", lambda: gen_speed(merged, tokenizer, template, questions[:1],
                                                                            name="bf16-fast", fast=True))
         attempt(generation, "merged bf16 fast, batch 16", lambda: gen_speed(merged, tokenizer, template, questions,
@@ -229,8 +236,10 @@ def main():
         def agreement():
             eager = greedy_tokens(merged, tokenizer, template, questions[:4], fast=False)
             fast = greedy_tokens(merged, tokenizer, template, questions[:4], fast=True)
-            return {"fast_vs_eager_same_weights": share_equal(fast, eager),
-                    "merged_bf16_vs_unmerged_4bit": share_equal(eager, unmerged)}
+            found = {"fast_vs_eager_same_weights": share_equal(fast, eager)}
+            if all_modes:
+                found["merged_bf16_vs_unmerged_4bit"] = share_equal(eager, unmerged)
+            return found
         attempt(generation, "greedy agreement (share of matching tokens, 4 prompts × 64)", agreement)
         results["generation"] = generation
     Path(args.out).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -69,9 +69,13 @@ def meta_model_with_lora(config, lora_config):
     return get_peft_model(model, lora_config), would_quantize
 
 
+COMPILED_ACTIVATIONS = 0.75  # compiled layers keep fewer intermediates: fitted to 12.18 / 19.62 GiB measured
+
+
 def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int,
-                          checkpointing: bool, optim: str) -> dict[str, float]:
-    """Peak allocated GiB by part, for one training step at `batch` × `seq_len` tokens."""
+                          checkpointed: float, optim: str, compiled: bool = False) -> dict[str, float]:
+    """Peak allocated GiB by part, for one training step at `batch` × `seq_len` tokens, with the share
+    `checkpointed` of the layers recomputed in backward and the layers compiled or not."""
     h, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
     inter = getattr(config, "intermediate_size", 4 * h)
     tokens = batch * seq_len
@@ -79,28 +83,34 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int,
     other = counts.total - counts.quantized - lora
     # One layer's saved activations: fp32 norm outputs and residual, bf16 qkv, attention, MLP in and out,
     # the LoRA dropout copy (SDPA keeps no seq² scores). Bytes fitted to measured peaks (bench/RESULTS.md).
-    layer_acts = tokens * (20 * h + 4 * inter)
+    layer_acts = tokens * (20 * h + 4 * inter) * (COMPILED_ACTIVATIONS if compiled else 1.0)
+    # Checkpointed layers keep only their input, the rest keep everything. Backward meets the kept layers
+    # first and frees them, so one layer's recomputed activations only add to the peak when all are checkpointed.
+    recomputed = round(layers * checkpointed)
+    activations = (recomputed * tokens * h * 4 + (layers - recomputed) * layer_acts
+                   + (layer_acts if recomputed == layers else 0))
     parts = {
         "4-bit weights": counts.quantized * NF4_DQ_BYTES_PER_WEIGHT,
         "fp32 embeddings, norms, biases": other * 4,  # prepare_model_for_kbit_training upcasts them
         "LoRA weights, grads, optimizer": lora * (4 + 4 + OPTIMIZER_BYTES.get(optim, 8)),
-        "activations": (layers * tokens * h * 4 + layer_acts) if checkpointing else layers * layer_acts,
+        "activations": activations,
         "dequantized weight in flight": h * inter * 2,
         "logits and loss": tokens * vocab * 12,  # bf16 logits, fp32 copy for the loss, its gradient
     }
     return {k: v / GIB for k, v in parts.items()}
 
 
-def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, checkpointing: bool,
-           optim: str) -> list[str]:
-    parts = estimate_training_gib(config, counts, batch, seq_len, checkpointing, optim)
+def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float,
+           optim: str, compiled: bool = False) -> list[str]:
+    parts = estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled)
     weights = parts["4-bit weights"] + parts["fp32 embeddings, norms, biases"]
     peak = sum(parts.values())
     lines = [f"model: {model_id}  ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
              f"vocab {config.vocab_size})", counts.line(),
              f"GPU memory, weights in 4-bit NF4 (double quant): {weights:.1f} GiB",
              f"GPU memory, training at batch {batch} × {seq_len} tokens"
-             f"{', gradient checkpointing' if checkpointing else ''}, {optim}: ~{peak:.1f} GiB peak"]
+             f", {checkpointed:.0%} of layers checkpointed{', compiled' if compiled else ''}, {optim}: "
+             f"~{peak:.1f} GiB peak"]
     lines += [f"    {name:<34} {gib:6.2f} GiB" for name, gib in parts.items()]
     verdict = "fits" if peak <= FITS_GIB else "does NOT fit"
     lines.append(f"{verdict} a 24 GB card (estimate ≤ {FITS_GIB:.0f} GiB leaves room for the CUDA context)")

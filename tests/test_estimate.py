@@ -45,12 +45,15 @@ def test_memory_estimate_for_the_recipe_fits_a_24gb_card_and_grows_with_tokens()
     seed = estimate.estimate_training_gib(config, counts, 2, 600, True, "paged_adamw_8bit")
     assert 6.0 < seed["4-bit weights"] < 6.1  # 12.58 B weights at ~0.516 bytes
     # peaks measured on an H200 at this shape (bench/results/2026-11-28-h200-speed): estimates within 10 %
-    for batch, tokens, checkpointing, measured in [(2, 600, True, 8.76), (1, 4096, True, 12.19),
-                                                   (1, 8192, True, 16.82), (1, 4096, False, 34.56)]:
-        parts = estimate.estimate_training_gib(config, counts, batch, tokens, checkpointing, "paged_adamw_8bit")
-        assert abs(sum(parts.values()) - measured) / measured < 0.1, (batch, tokens, checkpointing)
-    big = estimate.estimate_training_gib(config, counts, 16, 1024, False, "adamw_torch")
+    # (and bench/results/2026-11-28-h200-profile): (batch, tokens, share checkpointed, compiled, measured GiB)
+    for batch, tokens, share, compiled, measured in [
+            (2, 600, 1, False, 8.76), (1, 4096, 1, False, 12.19), (1, 8192, 1, False, 16.82),
+            (1, 4096, 0, False, 34.56), (1, 4096, 0.5, False, 22.74), (1, 4096, 1, True, 12.18),
+            (1, 4096, 0.5, True, 19.62)]:
+        parts = estimate.estimate_training_gib(config, counts, batch, tokens, share, "paged_adamw_8bit", compiled)
+        assert abs(sum(parts.values()) - measured) / measured < 0.1, (batch, tokens, share, compiled)
+    big = estimate.estimate_training_gib(config, counts, 16, 1024, 0, "adamw_torch")
     assert sum(big.values()) > 2 * sum(seed.values())
-    lines = estimate.report("m", config, counts, 1, 4096, True, "paged_adamw_8bit")
+    lines = estimate.report("m", config, counts, 1, 4096, 0.5, "paged_adamw_8bit", compiled=True)
     assert lines[-1].startswith("fits a 24 GB card")
-    assert estimate.report("m", config, counts, 16, 2048, False, "adamw_torch")[-1].startswith("does NOT fit")
+    assert estimate.report("m", config, counts, 16, 2048, 0, "adamw_torch")[-1].startswith("does NOT fit")
