@@ -176,6 +176,7 @@ def main(argv):
         num_train_epochs=EPOCHS, max_steps=MAX_STEPS, optim=OPTIM, logging_steps=LOGGING_STEPS,
         eval_strategy="steps" if eval_rows is not None else "no", eval_steps=EVAL_STEPS,
         save_strategy="steps", save_steps=SAVE_STEPS, save_total_limit=2, seed=SEED,
+        prediction_loss_only=True,  # evaluation needs the loss only; keeping a 4,096 × vocab logits tensor costs GiBs
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         dataloader_pin_memory=torch.cuda.is_available(), report_to=[])
     first_step = runs.FirstStepTimer(process_start)
