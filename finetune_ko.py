@@ -153,7 +153,8 @@ def main(argv):
     attention = modeling.training_attention(ATTENTION, packed=bool(PACK_TOKENS))
     model = modeling.load_model(MODEL_ID, tokenizer, four_bit=True, trainable=True, attention=attention)
     model_load_s = round(time.time() - load_start, 1)
-    print(f"[4] loaded {type(model).__name__} in 4-bit in {model_load_s} s, compute dtype {model.dtype}, {attention} attention")
+    gpu = f", GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else ""
+    print(f"[4] loaded {type(model).__name__} in 4-bit in {model_load_s} s, compute dtype {model.dtype}, {attention} attention{gpu}")
 
     # 5. Prepare for k-bit training, gradient checkpointing, attach LoRA, compile the layers ------------
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=GRADIENT_CHECKPOINTING > 0,

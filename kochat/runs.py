@@ -122,7 +122,9 @@ class FirstStepTimer(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.first_step_s is None:
             self.first_step_s = round(time.time() - self.started, 1)
-            print(f"\n    first training step done {self.first_step_s} s after start", flush=True)
+            gpu = (f", GPU memory peak so far {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+                   if torch.cuda.is_available() else "")
+            print(f"\n    first training step done {self.first_step_s} s after start{gpu}", flush=True)
 
 
 def plot_loss(log_history: list[dict], path: Path) -> None:
