@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
 
 from .cli import UserError
