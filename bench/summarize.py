@@ -1,8 +1,9 @@
-"""Fold a speed run's raw JSON (bench/speed.py --part train and --part gen) and the recipe run's
-run_config.json (bench/recipe_gpu.sh: start to first step) into bench/results/latest.json.
-    python bench/summarize.py RUN/speed-train.json RUN/speed-gen.json RUN/recipe/run_config.json
+"""Fold a speed run's raw JSON (bench/speed.py --part train and --part gen) and the recipe run's log
+(bench/recipe_gpu.sh: model load and start to first step) into bench/results/latest.json.
+    python bench/summarize.py RUN/speed-train.json RUN/speed-gen.json RUN/recipe/recipe.log
 """
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from speed import DEFAULT, SEED
 
 def main(train_path: str, gen_path: str, recipe_path: str) -> None:
     train, gen = json.loads(Path(train_path).read_text()), json.loads(Path(gen_path).read_text())
-    timing = json.loads(Path(recipe_path).read_text())["timing"]
+    log = Path(recipe_path).read_text(encoding="utf-8")
+    first_step_s = float(re.search(r"first training step done ([\d.]+) s after start", log).group(1))
+    recipe_load_s = float(re.search(r"\[4\] loaded .* in 4-bit in ([\d.]+) s", log).group(1))
     latest = {
         "device": train["device"], "date": train["date"], "gen_date": gen["date"], "versions": train["versions"],
         "seed_train_real_tok_s": train["train"][SEED]["real_tok_s"],
@@ -20,8 +23,8 @@ def main(train_path: str, gen_path: str, recipe_path: str) -> None:
         "gen_batch1_tok_s": gen["generation"]["merged bf16 fast, batch 1"]["tok_s"],
         "gen_batch16_tok_s": gen["generation"]["merged bf16 fast, batch 16"]["tok_s"],
         "model_load_s": train["model_load_s"],
-        "first_step_s": timing["first_step_s"],
-        "recipe_model_load_s": timing["model_load_s"],
+        "first_step_s": first_step_s,
+        "recipe_model_load_s": recipe_load_s,
         "raw": [train_path, gen_path, recipe_path],
     }
     out = Path(__file__).resolve().parent / "results" / "latest.json"
