@@ -95,3 +95,37 @@ def test_a_merged_16bit_model_answers_like_the_unmerged_adapter(tiny_tokenizer, 
 def test_merging_into_4bit_weights_is_refused(tiny_tokenizer):
     with pytest.raises(UserError, match="never 4-bit weights"):
         modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=True, adapter="x", merge=True)
+
+
+def test_checkpointing_a_share_of_layers_keeps_the_gradients(tiny_tokenizer):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    batch = tiny_tokenizer(["### 질문: 한국의 수도는?\n\n### 답변: 서울입니다."], return_tensors="pt",
+                           return_token_type_ids=False)
+    grads = {}
+    for share in (0.0, 0.5, 1.0):
+        torch.manual_seed(0)
+        model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=True, trainable=True)
+        model = prepare_model_for_kbit_training(model, gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["query_key_value"]))
+        torch.manual_seed(1)
+        for name, p in model.named_parameters():  # lora_B starts at zero: give it values so lora_A gets gradients
+            if "lora_B" in name:
+                p.data.normal_()
+        assert modeling.checkpoint_layers(model, share) == round(2 * share)
+        assert [layer.gradient_checkpointing for layer in modeling.decoder_layers(model)] == \
+               [i < round(2 * share) for i in range(2)]
+        model.train()
+        model(**batch, labels=batch["input_ids"], use_cache=False).loss.backward()
+        grads[share] = torch.cat([p.grad.flatten() for n, p in model.named_parameters() if p.grad is not None])
+    assert torch.allclose(grads[0.0], grads[0.5], atol=1e-6) and torch.allclose(grads[0.0], grads[1.0], atol=1e-6)
+    with pytest.raises(UserError, match="between 0 and 1"):
+        modeling.checkpoint_layers(model, 1.5)
+
+
+def test_compiled_layers_are_switched_off_for_answering(tiny_tokenizer):
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False)
+    modeling.compile_layers(model)  # compiles lazily, at the first call: nothing runs here
+    assert all(layer._compiled_call_impl is not None for layer in modeling.decoder_layers(model))
+    modeling.compile_layers(model, on=False)
+    assert all(layer._compiled_call_impl is None for layer in modeling.decoder_layers(model))
