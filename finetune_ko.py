@@ -12,6 +12,7 @@ import time
 process_start = time.time()  # for the startup figure: start to first training step
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import Trainer, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
 
-from kochat import cli, data, estimate, modeling, packing, runs, tiny, tokenization
+from kochat import checkpoints, cli, data, estimate, modeling, packing, runs, tiny, tokenization
 from kochat.generation import gen
 from kochat.prompts import Template, load_questions
 
@@ -61,6 +62,8 @@ COMPILE = True                              # torch.compile each decoder layer o
 LOGGING_STEPS = 10                          # log the train loss every this many updates
 EVAL_STEPS = 200                            # eval loss every this many updates, and at the end
 SAVE_STEPS = 500                            # checkpoint every this many updates
+KEEP_CHECKPOINTS = 2                        # newest checkpoints kept; at least 2, so a crash mid-save leaves one
+RESUME = "auto"                             # auto: continue from the newest complete checkpoint; never; or its path
 SEED = 42                                   # data order, eval split, adapter initialisation
 # output and demo
 RUN_NAME = "polyglot-ko-12.8b-koalpaca"     # the run folder's name under outputs/
@@ -106,6 +109,8 @@ def main(argv):
     eos_id = tokenizer.eos_token_id  # <|endoftext|> (id 2) for polyglot-ko, whatever its files say
     template = Template.load(TEMPLATE)
     questions = load_questions(DEMO_QUESTIONS) if DEMO_QUESTIONS else []  # read now: a bad path fails before training
+    if KEEP_CHECKPOINTS < 2:
+        raise cli.UserError(f"KEEP_CHECKPOINTS must be at least 2 (a crash while one is saved leaves the other), not {KEEP_CHECKPOINTS}")
     if not 0 <= GRADIENT_CHECKPOINTING <= 1:
         raise cli.UserError(f"GRADIENT_CHECKPOINTING is a share of the layers, 0 to 1, not {GRADIENT_CHECKPOINTING}")
     if PACK_TOKENS and MAX_LEN > PACK_TOKENS:
@@ -165,10 +170,20 @@ def main(argv):
     compiled = COMPILE and torch.cuda.is_available()  # on a CPU compiling costs more than it saves
     if compiled:
         modeling.compile_layers(model)
-    print("[5] " + estimate.count_parameters(model).line())
+    counts = estimate.count_parameters(model)
+    print("[5] " + counts.line())
     print(f"    {checkpointed}/{len(modeling.decoder_layers(model))} layers checkpointed, layers {'' if compiled else 'not '}compiled")
 
     # 6. Train with the Hugging Face Trainer: progress bar, train/eval loss, TensorBoard in logs/ -------
+    #    Checkpoints are sealed when complete; rerunning the same command continues from the newest one.
+    checkpoint_dir = output_dir / "checkpoints"
+    if OVERWRITE:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    resume = checkpoints.resume_point(checkpoint_dir, RESUME)
+    per_checkpoint = counts.trainable * (4 + estimate.OPTIMIZER_BYTES.get(OPTIM, 8)) + 2e6
+    merged = 2 * counts.total if MERGED_DIR else 0
+    checkpoints.check_disk_space(output_dir, KEEP_CHECKPOINTS * per_checkpoint + merged + 100e6,
+                                 f"{KEEP_CHECKPOINTS} checkpoints, the adapter, logs" + (", the merged model" if merged else ""))
     dtype = modeling.compute_dtype()
     args = TrainingArguments(
         output_dir=str(output_dir / "checkpoints"), per_device_train_batch_size=BATCH_SIZE,
@@ -176,17 +191,28 @@ def main(argv):
         learning_rate=LEARNING_RATE, lr_scheduler_type=LR_SCHEDULER, warmup_steps=WARMUP_STEPS,
         num_train_epochs=EPOCHS, max_steps=MAX_STEPS, optim=OPTIM, logging_steps=LOGGING_STEPS,
         eval_strategy="steps" if eval_rows is not None else "no", eval_steps=EVAL_STEPS,
-        save_strategy="steps", save_steps=SAVE_STEPS, save_total_limit=2, seed=SEED,
+        save_strategy="steps", save_steps=SAVE_STEPS, save_total_limit=KEEP_CHECKPOINTS, seed=SEED,
         prediction_loss_only=True,  # evaluation needs the loss only; keeping a 4,096 × vocab logits tensor costs GiBs
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         dataloader_pin_memory=torch.cuda.is_available(), report_to=[])
-    first_step = runs.FirstStepTimer(process_start)
+    first_step, stop = runs.FirstStepTimer(process_start), checkpoints.StopOnSignal()
     trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
                       data_collator=collator,
-                      callbacks=[TensorBoardCallback(SummaryWriter(str(output_dir / "logs"))), first_step])
-    train_result = trainer.train()
-    if eval_rows is not None:
-        trainer.evaluate()
+                      callbacks=[TensorBoardCallback(SummaryWriter(str(output_dir / "logs"))), first_step,
+                                 checkpoints.SealCheckpoints(), stop])
+    if resume:
+        print(f"[6] resuming from {resume}")
+    try:
+        train_result = trainer.train(resume_from_checkpoint=resume)
+        if eval_rows is not None and not stop.received:
+            trainer.evaluate()
+    except torch.OutOfMemoryError:
+        raise cli.UserError(estimate.out_of_memory_hint(config, counts, BATCH_SIZE, PACK_TOKENS or MAX_LEN,
+                                                        GRADIENT_CHECKPOINTING, OPTIM, compiled)) from None
+    if stop.received:
+        print(f"[6] stopped by {stop.received} at step {trainer.state.global_step} of {trainer.state.max_steps}; "
+              f"checkpoint in {checkpoint_dir}/. Run the same command again to continue.")
+        return stop.exit_status
     peak = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else ""
     print(f"[6] trained {trainer.state.global_step} steps, final train loss {train_result.training_loss:.4f}{peak}")
 

@@ -115,3 +115,14 @@ def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, 
     verdict = "fits" if peak <= FITS_GIB else "does NOT fit"
     lines.append(f"{verdict} a 24 GB card (estimate ≤ {FITS_GIB:.0f} GiB leaves room for the CUDA context)")
     return lines
+
+
+def out_of_memory_hint(config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float, optim: str,
+                       compiled: bool) -> str:
+    """The one-line error for running out of GPU memory: what was tried, the estimate, what to lower."""
+    est = sum(estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled).values())
+    have = torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else 0.0
+    return (f"out of GPU memory training {batch} × {seq_len} tokens a step with {checkpointed:.0%} of layers "
+            f"checkpointed (--dry-run estimate ~{est:.1f} GiB; this GPU has {have:.1f} GiB): lower --pack_tokens "
+            f"(or --batch_size, and --max_len with it) or raise --gradient_checkpointing toward 1; checkpoints "
+            f"already saved are kept, and the same command continues from the newest")

@@ -1,0 +1,135 @@
+"""Training that survives interruption: sealed checkpoints, resuming from the newest one, a clean stop on
+Ctrl-C or SIGTERM, and the disk space a run needs, checked before it starts.
+
+The Trainer writes checkpoint-N/ file by file (adapter, optimizer, scheduler, RNG state, trainer state
+with the data position), so a crash mid-save leaves a folder that looks like a checkpoint and loads
+wrong. When a save has finished, SealCheckpoints writes a manifest of its files (sizes and SHA-256)
+beside them, write-then-rename: a checkpoint counts only when its seal exists and its files still match.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from .cli import UserError
+from .runs import write_json
+
+SEAL = "kochat-complete.json"
+GB = 1e9
+
+
+def seal(folder: Path) -> None:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SEAL and not p.name.startswith("."))
+    write_json(folder / SEAL, {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+                               for p in files})
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_complete(folder: Path) -> bool:
+    """Sealed, and every file the seal lists is there with its size and hash."""
+    try:
+        manifest = json.loads((folder / SEAL).read_text(encoding="utf-8"))
+        return bool(manifest) and all((folder / name).stat().st_size == entry["bytes"]
+                                      and _sha256(folder / name) == entry["sha256"]
+                                      for name, entry in manifest.items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def step_of(folder: Path) -> int:
+    return int(folder.name.rsplit("-", 1)[1])
+
+
+def checkpoint_folders(checkpoints: Path) -> list[Path]:
+    """checkpoint-N folders, oldest step first."""
+    if not checkpoints.is_dir():
+        return []
+    found = [p for p in checkpoints.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")
+             and p.name.rsplit("-", 1)[1].isdigit()]
+    return sorted(found, key=step_of)
+
+
+def resume_point(checkpoints: Path, resume: str) -> str | None:
+    """The checkpoint to continue from: RESUME "auto" = the newest complete one (none: a fresh start),
+    "never" = none, or a checkpoint folder's path. Incomplete checkpoints (a crash mid-save) are removed,
+    with a note, so the Trainer never counts them among the ones it keeps."""
+    if resume == "never":
+        if checkpoint_folders(checkpoints):
+            raise UserError(f"{checkpoints} holds checkpoints of an unfinished run; --resume=auto continues it, "
+                            f"--overwrite=true starts over")
+        return None
+    if resume != "auto":
+        path = Path(resume).expanduser()
+        if not is_complete(path):
+            raise UserError(f"--resume={resume} is not a complete checkpoint folder (it needs its {SEAL}); "
+                            f"use --resume=auto for the newest complete one")
+        return str(path)
+    newest = None
+    for folder in checkpoint_folders(checkpoints):
+        if is_complete(folder):
+            newest = folder
+        else:
+            print(f"    removing {folder.name}: its save did not finish (no matching {SEAL})")
+            shutil.rmtree(folder)
+    return str(newest) if newest else None
+
+
+class SealCheckpoints(TrainerCallback):
+    """Seal each checkpoint once the Trainer has written all of it."""
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            seal(folder)
+
+
+class StopOnSignal(TrainerCallback):
+    """Ctrl-C or SIGTERM during training: finish the current step, save a checkpoint, stop. A second
+    Ctrl-C stops at once (the last sealed checkpoint is still there)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: str | None = None
+        self.exit_status = 0  # 128 + the signal's number, the shell's convention for "stopped by a signal"
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received, self.exit_status = signal.Signals(signum).name, 128 + signum
+        print(f"\n    {self.received}: saving a checkpoint after this step, then stopping "
+              f"(press Ctrl-C again to stop at once)", flush=True)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.received is not None:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def check_disk_space(folder: Path, need_bytes: float, what: str) -> None:
+    """Stop before training when the output folder's disk cannot hold what the run will write."""
+    existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < need_bytes:
+        raise UserError(f"{existing} has {free / GB:.1f} GB free, but this run writes ~{need_bytes / GB:.1f} GB "
+                        f"({what}); free some space or pass --output_dir=<a folder on a bigger disk>")

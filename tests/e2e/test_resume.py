@@ -1,0 +1,87 @@
+"""Training survives interruption: killed at a random step, stopped by SIGTERM, rerun with the same command."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kochat import PROJECT_ROOT
+from kochat.checkpoints import SEAL
+
+ARGS = ["--preset", "tiny", "--max_steps=30", "--save_steps=5", "--eval_fraction=0", "--demo_questions="]
+
+
+def start(cwd):
+    return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "finetune_ko.py"), *ARGS], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def wait_for(path, proc, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def logged_losses(run):
+    history = json.loads((run / "run_config.json").read_text(encoding="utf-8"))["train"]["log_history"]
+    return [(e["step"], e["loss"]) for e in history if "loss" in e]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, run_script):
+    work = tmp_path_factory.mktemp("uninterrupted")
+    result = run_script("finetune_ko.py", *ARGS, cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work / "outputs" / "tiny"
+
+
+def test_a_run_killed_at_a_random_step_resumes_to_the_same_adapter_and_loss(uninterrupted, tmp_path, run_script):
+    chance = random.Random()
+    after, delay = chance.choice([5, 10, 15, 20]), chance.uniform(0, 0.5)
+    run = tmp_path / "outputs" / "tiny"
+    proc = start(tmp_path)
+    wait_for(run / "checkpoints" / f"checkpoint-{after}" / SEAL, proc)
+    time.sleep(delay)  # anywhere in the next steps, a save included
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "adapter_model.safetensors").exists(), "killed after it finished: nothing was tested"
+
+    result = run_script("finetune_ko.py", *ARGS, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[6] resuming from" in result.stdout, (after, delay)
+    assert json.loads((run / "run_config.json").read_text(encoding="utf-8"))["train"]["steps"] == 30
+    resumed_log, straight_log = logged_losses(run), logged_losses(uninterrupted)
+    assert [s for s, _ in resumed_log] == [s for s, _ in straight_log] == [5, 10, 15, 20, 25, 30]
+    assert [x for _, x in resumed_log] == pytest.approx([x for _, x in straight_log], abs=1e-4), (after, delay)
+    resumed, straight = load_file(str(run / "adapter_model.safetensors")), load_file(str(uninterrupted / "adapter_model.safetensors"))
+    assert resumed.keys() == straight.keys()
+    for name in straight:
+        assert torch.allclose(resumed[name], straight[name], atol=1e-5), (name, after, delay)
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_continue(tmp_path, run_script):
+    run = tmp_path / "outputs" / "tiny"
+    proc = start(tmp_path)
+    wait_for(run / "checkpoints" / "checkpoint-5" / SEAL, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert "Traceback" not in out
+    stopped = next(line for line in out.splitlines() if line.startswith("[6] stopped by SIGTERM"))
+    step = int(stopped.split(" at step ")[1].split()[0])
+    assert "Run the same command again to continue" in stopped
+    assert (run / "checkpoints" / f"checkpoint-{step}" / SEAL).is_file()
+    assert not (run / "adapter_model.safetensors").exists()
+
+    result = run_script("finetune_ko.py", *ARGS, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {run / 'checkpoints' / f'checkpoint-{step}'}".replace(str(tmp_path) + "/", "") in result.stdout
+    assert json.loads((run / "run_config.json").read_text(encoding="utf-8"))["train"]["steps"] == 30

@@ -1,0 +1,90 @@
+import os
+import shutil
+import signal
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+from transformers import TrainerControl
+
+from kochat import checkpoints
+from kochat.cli import UserError
+
+
+def fake_checkpoint(root: Path, step: int, sealed=True) -> Path:
+    folder = root / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    (folder / "adapter_model.safetensors").write_bytes(os.urandom(4096))
+    (folder / "optimizer.pt").write_bytes(os.urandom(8192))
+    (folder / "trainer_state.json").write_text('{"global_step": %d}' % step)
+    if sealed:
+        checkpoints.seal(folder)
+    return folder
+
+
+def test_a_sealed_checkpoint_is_complete_until_a_file_is_cut_changed_or_lost(tmp_path):
+    folder = fake_checkpoint(tmp_path, 10)
+    assert checkpoints.is_complete(folder)
+    for damage in ("truncate", "flip", "remove", "unsealed"):
+        copy = tmp_path / damage / "checkpoint-10"
+        shutil.copytree(folder, copy)
+        target = copy / "optimizer.pt"
+        if damage == "truncate":
+            target.write_bytes(target.read_bytes()[:100])  # a crash mid-write
+        elif damage == "flip":
+            data = bytearray(target.read_bytes())
+            data[5] ^= 1
+            target.write_bytes(bytes(data))
+        elif damage == "remove":
+            target.unlink()
+        else:
+            (copy / checkpoints.SEAL).unlink()  # the crash came before the seal
+        assert not checkpoints.is_complete(copy), damage
+
+
+def test_resume_takes_the_newest_complete_checkpoint_and_removes_a_half_saved_one(tmp_path, capsys):
+    root = tmp_path / "checkpoints"
+    fake_checkpoint(root, 5)
+    fake_checkpoint(root, 10)
+    half = fake_checkpoint(root, 15, sealed=False)
+    assert checkpoints.resume_point(root, "auto") == str(root / "checkpoint-10")
+    assert not half.exists() and "checkpoint-15: its save did not finish" in capsys.readouterr().out
+    assert checkpoints.resume_point(tmp_path / "none-yet", "auto") is None
+
+
+def test_resume_never_and_resume_from_a_path(tmp_path):
+    root = tmp_path / "checkpoints"
+    assert checkpoints.resume_point(root, "never") is None
+    good = fake_checkpoint(root, 5)
+    with pytest.raises(UserError, match="unfinished run; --resume=auto continues it, --overwrite=true starts over"):
+        checkpoints.resume_point(root, "never")
+    assert checkpoints.resume_point(root, str(good)) == str(good)
+    bad = fake_checkpoint(root, 6, sealed=False)
+    with pytest.raises(UserError, match="not a complete checkpoint folder"):
+        checkpoints.resume_point(root, str(bad))
+
+
+def test_too_little_disk_is_an_error_before_training(tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda p: usage(100e9, 99.5e9, 0.5e9))
+    with pytest.raises(UserError, match=r"has 0.5 GB free, but this run writes ~2.0 GB \(2 checkpoints\)"):
+        checkpoints.check_disk_space(tmp_path / "outputs" / "run", 2e9, "2 checkpoints")
+    checkpoints.check_disk_space(tmp_path / "outputs" / "run", 0.1e9, "2 checkpoints")  # enough: no error
+
+
+def test_sigterm_asks_the_trainer_to_save_and_stop_after_the_step():
+    stop, control = checkpoints.StopOnSignal(), TrainerControl()
+    before = signal.getsignal(signal.SIGTERM)
+    stop.on_train_begin(None, None, control)
+    try:
+        stop.on_step_end(None, None, control)
+        assert not control.should_save and not control.should_training_stop
+        os.kill(os.getpid(), signal.SIGTERM)
+        stop.on_step_end(None, None, control)
+        assert control.should_save and control.should_training_stop
+        assert stop.received == "SIGTERM" and stop.exit_status == 143
+        with pytest.raises(KeyboardInterrupt):  # a second signal: stop at once
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        stop.on_train_end(None, None, control)
+    assert signal.getsignal(signal.SIGTERM) == before
