@@ -114,6 +114,8 @@ def validate_row(record, columns: Columns, template: Template, end_of_text: str,
         return f"no '{columns.question}'/'{columns.answer}' or '{columns.text}' field"
     if any("\x00" in v for v in row.values()):
         return "contains a NUL byte"
+    if not all(_encodable(v) for v in row.values()):  # JSON's "\ud800": no tokenizer can take it
+        return "contains a lone UTF-16 surrogate (broken escape)"
     if sum(len(v) for v in row.values()) > max_chars:
         return f"longer than MAX_CHARS ({max_chars:,} characters)"
     rendered = template.render(row, end_of_text)
@@ -126,6 +128,14 @@ def validate_row(record, columns: Columns, template: Template, end_of_text: str,
     if not rendered["answer"].strip():
         return "empty answer"
     return row
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def check_columns(records: list, columns: Columns, source: str) -> None:
@@ -244,7 +254,7 @@ def read_parquet(path: Path, raw: bytes) -> list:
     try:
         return pq.read_table(pa.BufferReader(raw)).to_pylist()
     except (pa.ArrowException, OSError) as e:
-        raise UserError(f"{path} is not a readable Parquet file: {e}") from None
+        raise UserError(f"{path} is not a readable Parquet file: {str(e).strip().splitlines()[0]}") from None
 
 
 def read_hub_or_folder(source: str, local: bool) -> list:
