@@ -30,6 +30,7 @@ MAX_TOKENS = 256                             # answer length when a request sets
 TEMPERATURE = 0.7                            # when a request sets no temperature
 TOP_P = 0.9                                  # when a request sets no top_p
 MAX_BODY_BYTES = 1_000_000                   # larger request bodies get 413 before they are read
+BODY_TIMEOUT_S = 30.0                       # a request body must arrive within this many seconds (slow clients get 408)
 LOG_PROMPTS = False                          # True: write prompts and answers to the log (off: they stay private)
 
 PRESETS = {}
@@ -74,8 +75,8 @@ def main(argv):
     torch.manual_seed(0)
     engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=MAX_BATCH,
                     max_concurrent=MAX_CONCURRENT, fast=FAST, log_prompts=LOG_PROMPTS)
-    app = create_app(engine, keys, max_body_bytes=MAX_BODY_BYTES, default_max_tokens=MAX_TOKENS,
-                     default_temperature=TEMPERATURE, default_top_p=TOP_P)
+    app = create_app(engine, keys, max_body_bytes=MAX_BODY_BYTES, body_timeout_s=BODY_TIMEOUT_S,
+                     default_max_tokens=MAX_TOKENS, default_temperature=TEMPERATURE, default_top_p=TOP_P)
     print(f"serving {engine.model_name} on http://{HOST}:{PORT}/ ({'API key required' if keys else 'no API key'})",
           flush=True)
     uvicorn.run(app, host=HOST, port=PORT, log_level="info", timeout_keep_alive=5)

@@ -18,6 +18,9 @@ from .prompts import Template
 from .tokenization import encode_prompt
 
 
+GREEDY_BELOW = 1e-3  # temperatures under this are greedy: dividing logits by 1e-311 overflows them to inf
+
+
 @dataclass
 class Answer:
     question: str
@@ -135,7 +138,7 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
         top_p: float = 1.0, fast: bool = False, min_new_tokens: int = 0, stop=None, stream=None,
         cancelled=None) -> list[Answer]:
     """Answer each question: a string, a (question, input) pair, or a conversation (a list of messages).
-    template None: each item is a raw prompt to continue. temperature 0 = greedy.
+    template None: each item is a raw prompt to continue. temperature 0 (or under GREEDY_BELOW) = greedy.
 
     max_new_tokens: one limit, or one per question. stop: strings that end an answer (not included), for
     all questions or a list per question. stream(i, text): called with each new piece of answer i.
@@ -157,7 +160,8 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
     device = model.get_input_embeddings().weight.device
     input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
     attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+    sampling = ({"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature >= GREEDY_BELOW
+                else {"do_sample": False})
     tracker = RowTracker(tokenizer, limits, stops, stream, cancelled, device)
     cache = {}
     if fast and hasattr(model.generation_config, "max_cache_len"):  # transformers >= 5.2x

@@ -164,31 +164,74 @@ class Engine:
 
 
 # ---- the app -------------------------------------------------------------------------------------
-def create_app(engine: Engine, api_keys: list[str], max_body_bytes: int = 1_000_000,
+PUBLIC_PATHS = {"/", "/health"}  # the page (it asks for the key itself) and the health check; all else needs a key
+
+
+class Guard:
+    """ASGI middleware in front of every request, before any body byte is read: the API key on every path
+    but PUBLIC_PATHS, however spelled (401),
+    then the body, read here whole: over max_body_bytes by Content-Length or as it arrives, chunked
+    included (413), or not finished within body_timeout_s (408). A client cannot make the server hold
+    more than max_body_bytes or wait on a slow upload; the app then reads the body from memory."""
+
+    def __init__(self, app, key_ok, max_body_bytes: int, body_timeout_s: float):
+        self.app, self.key_ok, self.max_body_bytes, self.body_timeout_s = app, key_ok, max_body_bytes, body_timeout_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if scope["path"] not in PUBLIC_PATHS and not self.key_ok(headers.get("authorization", "")):
+            return await error_response(401, "missing or invalid API key: send the header 'Authorization: Bearer "
+                                             "<key>'", code="invalid_api_key")(scope, receive, send)
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            return await self.too_large(scope, receive, send)
+        body, deadline = [], asyncio.get_running_loop().time() + self.body_timeout_s
+        size, more = 0, True
+        while more:
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except asyncio.TimeoutError:
+                return await error_response(408, f"request body not received within {self.body_timeout_s:g} s")(
+                    scope, receive, send)
+            if message["type"] == "http.disconnect":
+                return
+            body.append(message.get("body", b""))
+            size += len(body[-1])
+            if size > self.max_body_bytes:
+                return await self.too_large(scope, receive, send)
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay():  # the body once, then the real channel (it reports a client leaving mid-stream)
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def too_large(self, scope, receive, send):
+        await error_response(413, f"request body over {self.max_body_bytes:,} bytes")(scope, receive, send)
+
+
+def create_app(engine: Engine, api_keys: list[str], max_body_bytes: int = 1_000_000, body_timeout_s: float = 30.0,
                default_max_tokens: int = 256, default_temperature: float = 0.7, default_top_p: float = 0.9) -> FastAPI:
     app = FastAPI(title="kochat", version="1", docs_url=None, redoc_url=None)
     keys = [k.encode() for k in api_keys]
 
-    def key_ok(request: Request) -> bool:
+    def key_ok(header: str) -> bool:
         if not keys:
             return True
-        header = request.headers.get("authorization", "")
         given = header[7:].strip().encode() if header[:7].lower() == "bearer " else b""
         matched = False
         for key in keys:  # compare with every key, in constant time: timing says nothing about which
             matched |= hmac.compare_digest(given, key)
         return matched
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        """Before the body is read: API key on /v1/, then the body's size."""
-        if request.url.path.startswith("/v1/") and not key_ok(request):
-            return error_response(401, "missing or invalid API key: send the header 'Authorization: Bearer <key>'",
-                                  code="invalid_api_key")
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
-            return error_response(413, f"request body over {max_body_bytes:,} bytes")
-        return await call_next(request)
+    app.add_middleware(Guard, key_ok=key_ok, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s)
 
     @app.exception_handler(ApiError)
     async def api_error(request, e: ApiError):

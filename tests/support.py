@@ -45,7 +45,7 @@ class Served:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        app = create_app(self.engine, keys, max_body_bytes=200_000, default_temperature=0.0)
+        app = create_app(self.engine, keys, max_body_bytes=200_000, body_timeout_s=2.0, default_temperature=0.0)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

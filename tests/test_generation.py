@@ -117,3 +117,10 @@ def test_a_conversation_and_a_raw_prompt_are_answered_like_their_rendered_text(m
     assert chat.question == "일본은?" and chat.text == raw.text
     two = gen(model, tiny_tokenizer, koalpaca_template, [messages, [messages[0]]], max_new_tokens=16)
     assert two[0].text == chat.text
+
+
+def test_a_vanishing_temperature_is_greedy_not_an_overflow(model, tiny_tokenizer, koalpaca_template):
+    # the server fuzz found it: temperature 2.2e-311 divided the logits into inf and sampling crashed
+    greedy = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[:2], max_new_tokens=12)
+    tiny_t = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[:2], max_new_tokens=12, temperature=2.2e-311)
+    assert [a.text for a in tiny_t] == [a.text for a in greedy]
