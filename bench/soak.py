@@ -69,6 +69,8 @@ def main():
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--max-concurrent", type=int, default=24, help="serve_ko.py's MAX_CONCURRENT: above it, 429")
     parser.add_argument("--max-growth-mb", type=float, default=150)
+    parser.add_argument("--no-backoff", dest="backoff", action="store_false",
+                        help="clients retry at once after a 429 (a stress test of the limit itself)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -104,6 +106,8 @@ def main():
                     outcome = one_request(client, kind, rng)
                 except Exception as e:  # a broken connection or bad JSON is a failure to count, not to hide
                     outcome = f"failed: {type(e).__name__}: {e}"
+                if outcome == "429" and args.backoff:
+                    time.sleep(rng.uniform(0.2, 1.0))  # back off and retry later, as the openai client does
                 with lock:
                     outcomes[outcome.split(":")[0]] += 1
                     by_kind[kind] += 1
@@ -127,7 +131,8 @@ def main():
     warm = [mb for t, mb in samples if t >= args.seconds / 10] or [samples[-1][1]]
     growth = max(warm) - warm[0]
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": args.seconds,
-              "clients": args.clients, "max_concurrent": args.max_concurrent, "requests": sum(outcomes.values()),
+              "clients": args.clients, "max_concurrent": args.max_concurrent, "backoff_after_429": args.backoff,
+              "requests": sum(outcomes.values()),
               "outcomes": dict(outcomes), "by_kind": dict(by_kind), "failures": failures,
               "requests_per_s": round(sum(outcomes.values()) / (time.time() - start), 1),
               "rss_mb_first": samples[0][1], "rss_mb_after_warmup": warm[0], "rss_mb_max": max(mb for _, mb in samples),

@@ -63,8 +63,10 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_same_adapter_and_loss(unin
     assert [x for _, x in resumed_log] == pytest.approx([x for _, x in straight_log], abs=1e-4), (after, delay)
     resumed, straight = load_file(str(run / "adapter_model.safetensors")), load_file(str(uninterrupted / "adapter_model.safetensors"))
     assert resumed.keys() == straight.keys()
-    for name in straight:
-        assert torch.allclose(resumed[name], straight[name], atol=1e-5), (name, after, delay)
+    worst = max((resumed[n] - straight[n]).abs().max().item() for n in straight)
+    print(f"killed after checkpoint-{after} + {delay:.2f} s: largest adapter difference {worst:.2e}, largest loss "
+          f"difference {max(abs(a[1] - b[1]) for a, b in zip(resumed_log, straight_log)):.2e}")
+    assert worst < 1e-5, (worst, after, delay)
 
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_continue(tmp_path, run_script):
