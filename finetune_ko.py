@@ -180,13 +180,10 @@ def main(argv):
     if OVERWRITE:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     resume = checkpoints.resume_point(checkpoint_dir, RESUME)
-    per_checkpoint = counts.trainable * (4 + estimate.OPTIMIZER_BYTES.get(OPTIM, 8)) + 2e6
-    merged = 2 * counts.total if MERGED_DIR else 0
-    checkpoints.check_disk_space(output_dir, KEEP_CHECKPOINTS * per_checkpoint + merged + 100e6,
-                                 f"{KEEP_CHECKPOINTS} checkpoints, the adapter, logs" + (", the merged model" if merged else ""))
+    checkpoints.check_disk_space(output_dir, counts, KEEP_CHECKPOINTS, OPTIM, merged=bool(MERGED_DIR))
     dtype = modeling.compute_dtype()
     args = TrainingArguments(
-        output_dir=str(output_dir / "checkpoints"), per_device_train_batch_size=BATCH_SIZE,
+        output_dir=str(checkpoint_dir), per_device_train_batch_size=BATCH_SIZE,
         per_device_eval_batch_size=BATCH_SIZE, gradient_accumulation_steps=GRAD_ACCUM,
         learning_rate=LEARNING_RATE, lr_scheduler_type=LR_SCHEDULER, warmup_steps=WARMUP_STEPS,
         num_train_epochs=EPOCHS, max_steps=MAX_STEPS, optim=OPTIM, logging_steps=LOGGING_STEPS,

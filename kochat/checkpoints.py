@@ -126,10 +126,17 @@ class StopOnSignal(TrainerCallback):
             signal.signal(s, handler)
 
 
-def check_disk_space(folder: Path, need_bytes: float, what: str) -> None:
-    """Stop before training when the output folder's disk cannot hold what the run will write."""
+def check_disk_space(folder: Path, counts, keep: int, optim: str, merged: bool) -> None:
+    """Stop before training when the output folder's disk cannot hold what the run will write: `keep`
+    checkpoints (LoRA weights and optimizer state), the adapter, logs, and the merged 16-bit model."""
+    from .estimate import OPTIMIZER_BYTES
+
+    need = keep * (counts.trainable * (4 + OPTIMIZER_BYTES.get(optim, 8)) + 2e6) + 100e6
+    what = f"{keep} checkpoints, the adapter, logs"
+    if merged:
+        need, what = need + 2 * counts.total, what + ", the merged model"
     existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
     free = shutil.disk_usage(existing).free
-    if free < need_bytes:
-        raise UserError(f"{existing} has {free / GB:.1f} GB free, but this run writes ~{need_bytes / GB:.1f} GB "
+    if free < need:
+        raise UserError(f"{existing} has {free / GB:.1f} GB free, but this run writes ~{need / GB:.1f} GB "
                         f"({what}); free some space or pass --output_dir=<a folder on a bigger disk>")

@@ -9,6 +9,7 @@ from transformers import TrainerControl
 
 from kochat import checkpoints
 from kochat.cli import UserError
+from kochat.estimate import ParamCount
 
 
 def fake_checkpoint(root: Path, step: int, sealed=True) -> Path:
@@ -67,9 +68,12 @@ def test_resume_never_and_resume_from_a_path(tmp_path):
 def test_too_little_disk_is_an_error_before_training(tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda p: usage(100e9, 99.5e9, 0.5e9))
-    with pytest.raises(UserError, match=r"has 0.5 GB free, but this run writes ~2.0 GB \(2 checkpoints\)"):
-        checkpoints.check_disk_space(tmp_path / "outputs" / "run", 2e9, "2 checkpoints")
-    checkpoints.check_disk_space(tmp_path / "outputs" / "run", 0.1e9, "2 checkpoints")  # enough: no error
+    counts = ParamCount(trainable=6_553_600, total=12_900_157_440, stored=6_608_701_440, quantized=12_580_000_000)
+    folder = tmp_path / "outputs" / "run"
+    checkpoints.check_disk_space(folder, counts, 2, "paged_adamw_8bit", merged=False)  # ~0.2 GB: fits in 0.5
+    with pytest.raises(UserError, match=r"has 0.5 GB free, but this run writes ~26.0 GB \(2 checkpoints, the "
+                                        r"adapter, logs, the merged model\); free some space or pass --output_dir"):
+        checkpoints.check_disk_space(folder, counts, 2, "paged_adamw_8bit", merged=True)
 
 
 def test_sigterm_asks_the_trainer_to_save_and_stop_after_the_step():
