@@ -31,6 +31,7 @@ TEMPERATURE = 0.7                            # when a request sets no temperatur
 TOP_P = 0.9                                  # when a request sets no top_p
 MAX_BODY_BYTES = 1_000_000                   # larger request bodies get 413 before they are read
 BODY_TIMEOUT_S = 30.0                       # a request body must arrive within this many seconds (slow clients get 408)
+HEADER_TIMEOUT_S = 10.0                     # a request's headers must arrive within this many seconds, else the connection closes
 LOG_PROMPTS = False                          # True: write prompts and answers to the log (off: they stay private)
 
 PRESETS = {}
@@ -64,7 +65,7 @@ def main(argv):
     cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
     import uvicorn
 
-    from kochat.server import Engine, create_app
+    from kochat.server import Engine, create_app, slow_header_protocol
 
     keys = read_keys()
     check_port_free()
@@ -79,7 +80,8 @@ def main(argv):
                      default_max_tokens=MAX_TOKENS, default_temperature=TEMPERATURE, default_top_p=TOP_P)
     print(f"serving {engine.model_name} on http://{HOST}:{PORT}/ ({'API key required' if keys else 'no API key'})",
           flush=True)
-    uvicorn.run(app, host=HOST, port=PORT, log_level="info", timeout_keep_alive=5)
+    uvicorn.run(app, host=HOST, port=PORT, log_level="info", timeout_keep_alive=5,
+                http=slow_header_protocol(HEADER_TIMEOUT_S))
 
 
 if __name__ == "__main__":

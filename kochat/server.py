@@ -164,6 +164,41 @@ class Engine:
 
 
 # ---- the app -------------------------------------------------------------------------------------
+def slow_header_protocol(header_timeout_s: float):
+    """uvicorn's HTTP/1.1 protocol (h11) plus the one limit uvicorn lacks: a request's headers must arrive
+    within header_timeout_s of the connection opening or of the previous response, else the connection is
+    closed. Without it a client trickling header bytes holds a connection forever (each byte resets the
+    keep-alive timer). Bodies have their own limit in Guard. Pass as uvicorn's `http=`."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutH11(H11Protocol):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self.waiting_since = self.loop.time()
+            self.header_timer = self.loop.call_later(header_timeout_s, self.check_headers)
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            self.waiting_since = self.loop.time()
+
+        def check_headers(self):
+            if self.transport.is_closing():
+                return
+            busy = self.cycle is not None and not self.cycle.response_complete  # headers in, answering
+            waited = self.loop.time() - self.waiting_since
+            if not busy and waited >= header_timeout_s:
+                self.transport.close()
+                return
+            self.header_timer = self.loop.call_later(header_timeout_s if busy else header_timeout_s - waited,
+                                                     self.check_headers)
+
+        def connection_lost(self, exc):
+            self.header_timer.cancel()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutH11
+
+
 PUBLIC_PATHS = {"/", "/health"}  # the page (it asks for the key itself) and the health check; all else needs a key
 
 

@@ -35,7 +35,7 @@ class Served:
         import uvicorn
 
         from kochat import modeling, runs
-        from kochat.server import Engine, create_app
+        from kochat.server import Engine, create_app, slow_header_protocol
 
         run = runs.open_run(str(run_folder))
         self.tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
@@ -46,7 +46,8 @@ class Served:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         app = create_app(self.engine, keys, max_body_bytes=200_000, body_timeout_s=2.0, default_temperature=0.0)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    http=slow_header_protocol(2.0)))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.time() + 30

@@ -105,6 +105,31 @@ def test_a_slow_body_times_out_with_408(served):
     assert 1.5 < time.monotonic() - start < 6
 
 
+def test_a_client_trickling_its_headers_is_disconnected(served):
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as s:
+        start = time.monotonic()
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\n")
+        closed = False
+        for _ in range(20):  # a header byte every 0.3 s: each one would reset a keep-alive timer
+            time.sleep(0.3)
+            try:
+                s.sendall(b"X")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+        if not closed:
+            s.settimeout(3)
+            closed = s.recv(100) == b""
+    assert closed and 1.5 < time.monotonic() - start < 7
+
+
+def test_a_kept_alive_connection_serves_several_requests(served):
+    with httpx.Client(base_url=served.url) as client:  # the header clock restarts after every response
+        for _ in range(3):
+            assert client.get("/health").status_code == 200
+            time.sleep(0.8)
+
+
 def test_no_path_spelling_or_header_gets_past_the_key(keyed):
     for path in ["/v1/models", "//v1/models", "/v1//models", "/V1/models", "/v1/models/", "/v1/../v1/models",
                  "/v1%2Fmodels", "/docs", "/openapi.json"]:
