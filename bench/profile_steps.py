@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import torch
@@ -30,7 +29,7 @@ from kochat.generation import gen  # noqa: E402
 from kochat.prompts import Template  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import CountingCollator, StepClock, load_rows_tokenized  # noqa: E402
+from speed import CountingCollator, StepClock, attempt, load_rows_tokenized  # noqa: E402
 
 GIB = 2**30
 WARMUP, TIMED, PROFILED = 3, 10, 2
@@ -105,14 +104,6 @@ def fixed_batch_loss(model, tokenizer, rows, autocast):
         dtype = attention_dtype(model, batch)
     model.train()
     return loss, dtype
-
-
-def attempt(results, key, fn):
-    try:
-        results[key] = fn()
-    except Exception as e:  # a benchmark records its failure and goes on
-        results[key] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-1500:]}
-    print(f"{key}: {json.dumps(results[key])[:500]}", flush=True)
 
 
 def profile_gen(model, tokenizer, template, questions, out_dir):
