@@ -180,6 +180,7 @@ def main(argv):
     if OVERWRITE:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     resume = checkpoints.resume_point(checkpoint_dir, RESUME)
+    checkpoints.check_same_settings(checkpoint_dir, constants, resume)
     checkpoints.check_disk_space(output_dir, counts, KEEP_CHECKPOINTS, OPTIM, merged=bool(MERGED_DIR))
     dtype = modeling.compute_dtype()
     args = TrainingArguments(

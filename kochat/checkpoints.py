@@ -86,6 +86,30 @@ def resume_point(checkpoints: Path, resume: str) -> str | None:
     return str(newest) if newest else None
 
 
+SETTINGS = "run_settings.json"
+# Constants that may change between a run and its resumption: how it is watched, saved, sped up or demoed.
+# Every other constant decides what is trained on and how, so a checkpoint only fits the settings it came from.
+MAY_CHANGE = {"LOGGING_STEPS", "EVAL_STEPS", "SAVE_STEPS", "KEEP_CHECKPOINTS", "RESUME", "OVERWRITE", "OUTPUT_DIR",
+              "RUN_NAME", "MERGED_DIR", "DEMO_QUESTIONS", "MAX_NEW_TOKENS", "TEMPERATURE", "TOP_P", "COMPILE",
+              "GRADIENT_CHECKPOINTING", "ATTENTION"}
+
+
+def check_same_settings(checkpoints: Path, constants: dict, resume: str | None) -> None:
+    """Record the run's constants beside its checkpoints; when resuming, refuse checkpoints made with
+    other data, model, template or training settings (they would continue a different run)."""
+    path = checkpoints / SETTINGS
+    if resume is not None and path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in saved.keys() | constants.keys()
+                         if k not in MAY_CHANGE and saved.get(k) != constants.get(k))
+        if changed:
+            was = ", ".join(f"{k.lower()}={saved.get(k)!r}" for k in changed[:4])
+            raise UserError(f"the checkpoints in {checkpoints} come from other settings ({was}); rerun with "
+                            f"those, or --overwrite=true to start over with the new ones")
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    write_json(path, constants)
+
+
 class SealCheckpoints(TrainerCallback):
     """Seal each checkpoint once the Trainer has written all of it."""
 
