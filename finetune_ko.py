@@ -158,7 +158,8 @@ def main(argv):
     attention = modeling.training_attention(ATTENTION, packed=bool(PACK_TOKENS))
     model = modeling.load_model(MODEL_ID, tokenizer, four_bit=True, trainable=True, attention=attention)
     model_load_s = round(time.time() - load_start, 1)
-    gpu = f", GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else ""
+    load_peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
+    gpu = f", GPU memory peak {load_peak_gib} GiB" if load_peak_gib is not None else ""
     print(f"[4] loaded {type(model).__name__} in 4-bit in {model_load_s} s, compute dtype {model.dtype}, {attention} attention{gpu}")
 
     # 5. Prepare for k-bit training, gradient checkpointing, attach LoRA, compile the layers ------------
@@ -211,7 +212,8 @@ def main(argv):
         print(f"[6] stopped by {stop.received} at step {trainer.state.global_step} of {trainer.state.max_steps}; "
               f"checkpoint in {checkpoint_dir}/. Run the same command again to continue.")
         return stop.exit_status
-    peak = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else ""
+    peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
+    peak = f", peak GPU memory {peak_gib} GiB" if peak_gib is not None else ""
     print(f"[6] trained {trainer.state.global_step} steps, final train loss {train_result.training_loss:.4f}{peak}")
 
     # 7. Save the adapter, tokenizer, template, generation config, constants, and the loss plot --------
@@ -219,6 +221,7 @@ def main(argv):
         "preset": given.get("preset"), "data_report": report.to_dict(),
         "end_of_text": {"token": tokenizer.eos_token, "id": eos_id}, "attention": attention,
         "timing": {"model_load_s": model_load_s, "first_step_s": first_step.first_step_s},
+        "gpu_peak_gib": {"after_load": load_peak_gib, "after_first_step": first_step.peak_gib, "after_training": peak_gib},
         "train": {"steps": trainer.state.global_step, "log_history": trainer.state.log_history}})
     runs.plot_loss(trainer.state.log_history, output_dir / "loss.png")
     print(f"[7] saved the run to {output_dir}/ (adapter, tokenizer, template.json, run_config.json, loss.png)")

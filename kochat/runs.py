@@ -118,13 +118,15 @@ class FirstStepTimer(TrainerCallback):
     """Prints, once, how long the run took from the process start to its first finished training step."""
 
     def __init__(self, started: float):
-        self.started, self.first_step_s = started, None
+        self.started, self.first_step_s, self.peak_gib = started, None, None
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.first_step_s is None:
             self.first_step_s = round(time.time() - self.started, 1)
-            gpu = (f", GPU memory peak so far {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
-                   if torch.cuda.is_available() else "")
+            gpu = ""
+            if torch.cuda.is_available():
+                self.peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                gpu = f", GPU memory peak so far {self.peak_gib} GiB"
             print(f"\n    first training step done {self.first_step_s} s after start{gpu}", flush=True)
 
 
