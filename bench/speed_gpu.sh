@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The full speed run of bench/RESULTS.md on one CUDA GPU, at polyglot-ko-12.8b's shape with random weights:
+# the seed recipe against the defaults in one process, the recipe end to end (model load, start to first
+# step, GPU memory peaks), gen() fast at batch 1 and 16; then results/latest.json.
+#   bench/speed_gpu.sh TOKENIZER_DIR KOALPACA_JSONL RESULTS_DIR
+# e.g. bench/speed_gpu.sh ../shared/data/polyglot-ko-tokenizer \
+#        ../shared/data/koalpaca/KoAlpaca_v1.1a_textonly_1k.jsonl bench/results/$(date +%F)-h200
+set -euo pipefail
+tokenizer=$1 data=$2 results=$3
+cd "$(dirname "$0")/.."
+model=${TMPDIR:-/tmp}/random-polyglot-ko-12.8b
+mkdir -p "$results"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+[ -d "$model" ] || python3 bench/random_model.py --model EleutherAI/polyglot-ko-12.8b --tokenizer "$tokenizer" --out "$model"
+python3 bench/speed.py --model "$model" --data "$data" --out "$results/speed-train.json" --part train --settings 0,2 --steps 20
+bench/recipe_gpu.sh "$tokenizer" "$data" "$results/recipe" > /dev/null
+python3 bench/speed.py --model "$model" --data "$data" --out "$results/speed-gen.json" --part gen --gen-modes fast
+python3 bench/summarize.py "$results/speed-train.json" "$results/speed-gen.json" "$results/recipe/recipe.log"
