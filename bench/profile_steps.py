@@ -9,7 +9,9 @@ Training set-ups, one loaded 4-bit model, LoRA r=8 on query_key_value, packed 4,
   bf16-pure     the same parameters kept in bf16 (LoRA weights fp32), no autocast
   compiled      fp32-upcast with each decoder layer wrapped in torch.compile (fuses casts, rotary, LoRA epilogue)
 For each: dtype reaching attention, real tokens/s and peak memory (10 steps after 3 warm-up, all layers
-checkpointed, then half and none), the loss of one fixed packed batch, and a profile of two more steps.
+checkpointed, then half and none), and a profile of two more steps. The setups run one after another on
+the same adapter, which trains as they go: the loss of one fixed packed batch, recorded before each, shows
+training progress, not a precision comparison.
 Writes DIR/profile.json and DIR/<name>.txt (the tables).
 """
 import argparse

@@ -194,11 +194,12 @@ def main():
                     (DEFAULT, 4096, 1, 0.5, True),
                     ("packed 4096, all layers checkpointed, compiled", 4096, 1, 1.0, True),
                     ("packed 4096, no checkpointing, compiled", 4096, 1, 0.0, True)]
-        chosen = [settings[int(i)] for i in args.settings.split(",")] if args.settings else settings
-        for name, pack, batch, share, compiled in chosen:
-            attempt(train, name, lambda: train_speed(model, tokenizer, rows, name=f"setting{settings.index((name, pack, batch, share, compiled))}",
-                                                    steps=args.steps, pack_tokens=pack, batch_size=batch,
-                                                    checkpointed=share, compiled=compiled, attention=args.attention,
+        chosen = [int(i) for i in args.settings.split(",")] if args.settings else range(len(settings))
+        for i in chosen:
+            name, pack, batch, share, compiled = settings[i]
+            attempt(train, name, lambda: train_speed(model, tokenizer, rows, name=f"setting{i}", steps=args.steps,
+                                                    pack_tokens=pack, batch_size=batch, checkpointed=share,
+                                                    compiled=compiled, attention=args.attention,
                                                     out_dir=out_dir / "trainer"))
         modeling.compile_layers(model, on=False)
         results["train"] = train

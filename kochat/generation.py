@@ -164,16 +164,16 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
                 else {"do_sample": False})
     tracker = RowTracker(tokenizer, limits, stops, stream, cancelled, device)
     cache = {}
-    if fast and hasattr(model.generation_config, "max_cache_len"):  # transformers >= 5.2x
+    if fast and hasattr(model.generation_config, "max_cache_len"):  # where this transformers has it (5.23 does)
         # static caches sized in steps of 256 tokens: calls of nearby lengths replay one compiled graph
         cache["max_cache_len"] = -(-(width + max(limits)) // 256) * 256
 
     start = time.perf_counter()
     with torch.inference_mode():
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max(limits),
-                       min_new_tokens=min_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
-                       use_cache=True, cache_implementation="static" if fast else None,
-                       stopping_criteria=StoppingCriteriaList([tracker]), **cache, **sampling)
+                                min_new_tokens=min_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
+                                use_cache=True, cache_implementation="static" if fast else None,
+                                stopping_criteria=StoppingCriteriaList([tracker]), **cache, **sampling)
     tracker.finish(output[:, width:].tolist())
     seconds = time.perf_counter() - start
     return [Answer(q, i, tracker.text(row).strip(), tracker.tokens[row], seconds, tracker.reason[row] or "length",

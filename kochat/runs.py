@@ -96,7 +96,6 @@ def versions() -> dict:
     import bitsandbytes
     import datasets
     import peft
-    import torch
     import transformers
 
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,

@@ -6,7 +6,6 @@ import socket
 import time
 
 import httpx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,7 +67,7 @@ def test_generated_requests_never_get_a_5xx_and_memory_stays_flat(served):
     seen = {}
     with httpx.Client(base_url=served.url, timeout=60) as client:
         def run_examples(n):
-            @settings(max_examples=n, deadline=None, database=None, derandomize=False,
+            @settings(max_examples=n, deadline=None, database=None,
                       suppress_health_check=list(HealthCheck))
             @given(request)
             def one(req):
