@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import DynamicCache, StaticCache, TemperatureLogitsWarper, TopPLogitsWarper
 
 from .prompts import Template
 from .tokenization import encode_prompt
@@ -50,42 +50,45 @@ def render(template: Template | None, item) -> tuple[str, str, str]:
     return template.prompt(question, extra), question, extra
 
 
-class RowTracker(StoppingCriteria):
-    """After each generated token, say per row whether it is done: its own token limit (end of text is
-    generate()'s own check), a stop string, or cancelled by its caller.
+class RowTracker:
+    """Per row of a batch: its tokens, and when it is done: end of text, its own token limit, a stop
+    string, or cancelled by its caller.
 
-    Without streaming, stop strings or cancellation nothing leaves the GPU between steps (the limits are
-    compared there), so the GPU never waits for Python; `finish` reads the answers once, at the end.
-    Otherwise each step reads the newest token of every row; only rows that stream or have stop strings
-    are decoded as they go. Streamed text holds back what could still turn out to be the start of a stop
-    string, and a Korean syllable split across byte-level tokens (decoded as U+FFFD) until its last byte."""
+    Without streaming, stop strings or cancellation (`per_step` False) the tokens are read once, at the
+    end (`finish`). Otherwise each step's tokens are read (`see`); only rows that stream or have stop
+    strings are decoded as they go. Streamed text holds back what could still turn out to be the start of
+    a stop string, and a Korean syllable split across byte-level tokens (decoded as U+FFFD) until its last byte."""
 
-    def __init__(self, tokenizer, limits: list[int], stops: list[list[str]], stream, cancelled, device):
+    def __init__(self, tokenizer, limits: list[int], stops: list[list[str]], stream, cancelled):
         self.tokenizer, self.limits, self.stops = tokenizer, limits, stops
         self.stream, self.cancelled = stream, cancelled
         self.per_step = stream is not None or cancelled is not None or any(stops)
-        self.limit_tensor = torch.tensor(limits, device=device)
-        self.step = 0
         n = len(limits)
         self.ids: list[list[int]] = [[] for _ in range(n)]
         self.tokens, self.sent = [0] * n, [0] * n
         self.cut: list[str | None] = [None] * n  # the text, once a stop string ended it
         self.reason: list[str | None] = [None] * n
 
-    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
-        self.step += 1
-        done = self.limit_tensor <= self.step
-        if not self.per_step:
-            return done
-        for row, token in enumerate(input_ids[:, -1].tolist()):
+    def see(self, tokens: list[int]) -> list[int]:
+        """One step's token of every row; returns the rows that a stop string or cancellation just ended."""
+        ended = []
+        for row, token in enumerate(tokens):
+            if self.reason[row] is not None:
+                continue
             self.add(row, token)
             if self.stream is not None or self.stops[row]:
                 self.follow(row)
             if self.reason[row] is None and self.cancelled is not None and self.cancelled(row):
                 self.reason[row] = "cancelled"
+            if self.reason[row] == "cancelled" or self.cut[row] is not None:
+                ended.append(row)  # the GPU knows end of text and limits; these it must be told
             if self.reason[row] is not None and self.stream is not None:
                 self.emit(row, self.text(row), final=True)
-        return done | torch.tensor([r is not None for r in self.reason], device=input_ids.device)
+        return ended
+
+    @property
+    def all_done(self) -> bool:
+        return all(r is not None for r in self.reason)
 
     def add(self, row: int, token: int) -> None:
         if self.reason[row] is not None:
@@ -99,7 +102,7 @@ class RowTracker(StoppingCriteria):
             self.reason[row] = "length"
 
     def finish(self, new_ids: list[list[int]]) -> None:
-        """Read the rows' tokens from generate()'s output, when they were not read step by step."""
+        """Read the rows' tokens at the end, when they were not read step by step."""
         if not self.per_step:
             for row, ids in enumerate(new_ids):
                 for token in ids:
@@ -143,10 +146,10 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
     max_new_tokens: one limit, or one per question. stop: strings that end an answer (not included), for
     all questions or a list per question. stream(i, text): called with each new piece of answer i.
     cancelled(i): True once question i's caller is gone; its row stops (finish_reason "cancelled").
-    fast: a static KV cache, which transformers compiles into CUDA graphs on a GPU (for models not in
-    4-bit: load them with four_bit=False, or merge the adapter into a 16-bit base). The first call with
-    a new batch size, or a longer prompt plus answer than any before (in steps of 256 tokens), compiles
-    (about a minute at 12.8b); later ones replay. Same greedy tokens as the default path.
+    fast: a static KV cache, and on a GPU the decode step compiled by transformers into CUDA graphs (for
+    models not in 4-bit: load them with four_bit=False, or merge the adapter into a 16-bit base). The first
+    call with a new batch size, or a longer prompt plus answer than any before (in steps of 256 tokens),
+    compiles (about a minute at 12.8b); later ones replay. Same greedy tokens as the default path.
     min_new_tokens: end of text is not allowed before this many tokens (benchmarks force full length)."""
     single = isinstance(questions, (str, tuple)) or (isinstance(questions, list) and questions
                                                       and isinstance(questions[0], dict))
@@ -160,22 +163,112 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
     device = model.get_input_embeddings().weight.device
     input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
     attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    sampling = ({"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature >= GREEDY_BELOW
-                else {"do_sample": False})
-    tracker = RowTracker(tokenizer, limits, stops, stream, cancelled, device)
-    cache = {}
-    if fast and hasattr(model.generation_config, "max_cache_len"):  # where this transformers has it (5.23 does)
-        # static caches sized in steps of 256 tokens: calls of nearby lengths replay one compiled graph
-        cache["max_cache_len"] = -(-(width + max(limits)) // 256) * 256
+    warpers = [] if temperature < GREEDY_BELOW else [TemperatureLogitsWarper(temperature)] + (
+        [TopPLogitsWarper(top_p)] if top_p < 1 else [])
+    tracker = RowTracker(tokenizer, limits, stops, stream, cancelled)
 
     start = time.perf_counter()
     with torch.inference_mode():
-        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max(limits),
-                                min_new_tokens=min_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
-                                use_cache=True, cache_implementation="static" if fast else None,
-                                stopping_criteria=StoppingCriteriaList([tracker]), **cache, **sampling)
-    tracker.finish(output[:, width:].tolist())
+        new_ids = decode(model, input_ids, attention_mask, tracker, eos=tokenizer.eos_token_id, pad=pad,
+                         min_new_tokens=min_new_tokens, warpers=warpers, fast=fast)
+    tracker.finish(new_ids)
     seconds = time.perf_counter() - start
     return [Answer(q, i, tracker.text(row).strip(), tracker.tokens[row], seconds, tracker.reason[row] or "length",
                    len(prompts[row]))
             for row, (_, q, i) in enumerate(rendered)]
+
+
+def decode(model, input_ids, attention_mask, tracker: RowTracker, *, eos: int, pad: int, min_new_tokens: int,
+           warpers: list, fast: bool) -> list[list[int]]:
+    """The token loop behind gen(), as transformers' generate() runs it for greedy search and sampling
+    (same positions, masks, float32 scores, warpers, padding of finished rows: the same greedy tokens),
+    with one difference: the GPU is never made to wait for Python. Each step's tokens travel to the host
+    while the next step runs, and are looked at one step late; generate() instead stops the GPU every token
+    to check whether all rows are done, which left ~3.7 ms of host time per token at the 12.8b shape
+    (bench/RESULTS.md). Returns each row's generated ids (finished rows continue with padding)."""
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT wrapper's transformers model
+    batch, width = input_ids.shape
+    steps = max(tracker.limits)
+    length = -(-(width + steps) // 256) * 256 if fast else width + steps
+    if fast:  # a static cache, sized in steps of 256 tokens so that calls of nearby lengths reuse one graph
+        cache, forward = StaticCache(config=core.config, max_cache_len=length), compiled_forward(core)
+    else:
+        cache, forward = DynamicCache(config=core.config), core
+    mask = torch.ones(batch, length, dtype=attention_mask.dtype, device=input_ids.device)
+    mask[:, :width] = attention_mask
+    position = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    logits = core(input_ids=input_ids, attention_mask=mask if fast else attention_mask, position_ids=position,
+                  past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    position = position[:, -1:]
+    limits = torch.tensor(tracker.limits, device=input_ids.device)
+    done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+    out = torch.full((batch, steps), pad, dtype=torch.long, device=input_ids.device)
+    host = StepsToHost(batch, input_ids.device)
+    last = -1  # the step whose forward ran last
+    for step in range(steps):
+        scores = logits.to(dtype=torch.float32, copy=True)
+        if step < min_new_tokens:
+            scores[:, eos] = -float("inf")
+        for warp in warpers:
+            scores = warp(None, scores)
+        token = (torch.multinomial(scores.softmax(-1), 1).squeeze(1) if warpers else scores.argmax(-1))
+        token = token.masked_fill(done, pad)
+        out[:, step] = token
+        done |= (token == eos) | (limits <= step + 1)
+        host.send(step, token, done)
+        last = step
+        if step + 1 < steps:  # queue the next step before looking at this one: the GPU keeps busy
+            position = position + 1
+            if forward is not core:
+                torch.compiler.cudagraph_mark_step_begin()
+            logits = forward(input_ids=token[:, None], attention_mask=mask if fast else mask[:, :width + step + 1],
+                             position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
+        if step > 0 and looked_at(host, step - 1, tracker, done):
+            break
+    else:
+        looked_at(host, last, tracker, done)
+    return out[:, :last + 1].tolist()
+
+
+def looked_at(host: "StepsToHost", step: int, tracker: RowTracker, done) -> bool:
+    """Read one step's tokens on the host; True once every row is done."""
+    tokens, all_done = host.receive(step)
+    if tracker.per_step:
+        ended = tracker.see(tokens)
+        if ended:
+            done[ended] = True
+        return tracker.all_done
+    return all_done
+
+
+class StepsToHost:
+    """Each step's tokens and whether all rows are done, copied to pinned host memory without waiting;
+    receive(step) waits for that step's copy only. Two slots: a step is received before the step two
+    later is sent."""
+
+    def __init__(self, batch: int, device):
+        cuda = device.type == "cuda"
+        self.slots = torch.empty(2, batch + 1, dtype=torch.long, pin_memory=cuda)
+        self.events = [torch.cuda.Event(), torch.cuda.Event()] if cuda else None
+
+    def send(self, step: int, token, done) -> None:
+        self.slots[step % 2].copy_(torch.cat([token, done.all().long()[None]]), non_blocking=True)
+        if self.events:
+            self.events[step % 2].record()
+
+    def receive(self, step: int) -> tuple[list[int], bool]:
+        if self.events:
+            self.events[step % 2].synchronize()
+        values = self.slots[step % 2].tolist()
+        return values[:-1], bool(values[-1])
+
+
+def compiled_forward(core):
+    """transformers' own compiled forward (torch.compile, CUDA graphs) where generate() would use it: a GPU,
+    weights that compile (not bitsandbytes 4-bit), nothing offloaded; else the plain forward."""
+    quantizer = getattr(core, "hf_quantizer", None)
+    places = set(getattr(core, "hf_device_map", {}).values())
+    if core.device.type != "cuda" or (quantizer is not None and not quantizer.is_compileable) or \
+            places & {"cpu", "disk"}:
+        return core
+    return core.get_compiled_call(None)

@@ -59,6 +59,26 @@ def test_sampling_is_reproducible_with_a_seed(model, tiny_tokenizer, koalpaca_te
 
 
 @pytest.mark.parametrize("four_bit", [True, False])
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_left_padded_batch_matches_plain_generate_token_for_token(tiny_tokenizer, koalpaca_template, four_bit, fast):
+    # gen() runs its own token loop (it never waits for the GPU); it must pick what generate() picks
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=four_bit).eval()
+    prompts = [encode_prompt(tiny_tokenizer, koalpaca_template.prompt(*((q, "") if isinstance(q, str) else q)))
+               for q in QUESTIONS]
+    width = max(map(len, prompts))
+    assert len(set(map(len, prompts))) > 1  # rows of different lengths: left padding is exercised
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=30, do_sample=False, eos_token_id=2,
+                         pad_token_id=0)[:, width:].tolist()
+    answers = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=30, fast=fast)
+    for row, answer in zip(out, answers):
+        expected = row[: row.index(2) + 1] if 2 in row else row
+        assert answer.new_tokens == len(expected)
+        assert answer.text == tiny_tokenizer.decode(expected, skip_special_tokens=True).strip()
+
+
+@pytest.mark.parametrize("four_bit", [True, False])
 def test_fast_mode_gives_the_same_greedy_tokens(tiny_tokenizer, koalpaca_template, four_bit):
     model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=four_bit).eval()
     default = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=24)
