@@ -1,6 +1,9 @@
 """Fold a speed run's raw JSON (bench/speed.py --part train and --part gen) and the recipe run's log
 (bench/recipe_gpu.sh: model load and start to first step) into bench/results/latest.json.
-    python bench/summarize.py RUN/speed-train.json RUN/speed-gen.json RUN/recipe/recipe.log
+    python bench/summarize.py RUN/speed-train.json RUN/speed-gen.json RUN/recipe/recipe.log [COLD_LOG]
+COLD_LOG: the output of a finetune_ko.py run started with an empty torch.compile cache (a fresh machine);
+its start-to-first-step becomes first_step_s, and the recipe's (cache filled by earlier runs)
+first_step_s_warm_cache. Without it, the recipe log's figure is first_step_s.
 """
 import json
 import re
@@ -10,10 +13,13 @@ from pathlib import Path
 from speed import DEFAULT, SEED
 
 
-def main(train_path: str, gen_path: str, recipe_path: str) -> None:
+def first_step_s(log: str) -> float:
+    return float(re.search(r"first training step done ([\d.]+) s after start", log).group(1))
+
+
+def main(train_path: str, gen_path: str, recipe_path: str, cold_path: str | None = None) -> None:
     train, gen = json.loads(Path(train_path).read_text()), json.loads(Path(gen_path).read_text())
     log = Path(recipe_path).read_text(encoding="utf-8")
-    first_step_s = float(re.search(r"first training step done ([\d.]+) s after start", log).group(1))
     recipe_load_s = float(re.search(r"\[4\] loaded .* in 4-bit in ([\d.]+) s", log).group(1))
     latest = {
         "device": train["device"], "date": train["date"], "gen_date": gen["date"], "versions": train["versions"],
@@ -23,14 +29,16 @@ def main(train_path: str, gen_path: str, recipe_path: str) -> None:
         "gen_batch1_tok_s": gen["generation"]["merged bf16 fast, batch 1"]["tok_s"],
         "gen_batch16_tok_s": gen["generation"]["merged bf16 fast, batch 16"]["tok_s"],
         "model_load_s": train["model_load_s"],
-        "first_step_s": first_step_s,
+        "first_step_s": first_step_s(Path(cold_path).read_text(encoding="utf-8") if cold_path else log),
         "recipe_model_load_s": recipe_load_s,
-        "raw": [train_path, gen_path, recipe_path],
+        "raw": [train_path, gen_path, recipe_path] + ([cold_path] if cold_path else []),
     }
+    if cold_path:
+        latest["first_step_s_warm_cache"] = first_step_s(log)
     out = Path(__file__).resolve().parent / "results" / "latest.json"
     out.write_text(json.dumps(latest, indent=2) + "\n")
     print(json.dumps(latest, indent=2))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

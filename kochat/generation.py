@@ -1,10 +1,11 @@
 """The one gen(): answer questions with the template the model was trained on.
 
 Used by the training demo, chat and serving. Prompts are encoded exactly as in training, left-padded
-into one batch and generated together; only new tokens are decoded. No token_type_ids ever reach
-generate() (GPT-NeoX rejects them). Each row of a batch has its own token limit, stop strings, stream
-and cancellation: one tracker, called by generate() after every token, decides per row when it is
-done, so a batch of different requests behaves as if each ran alone.
+into one batch and generated together; only new tokens are decoded. No token_type_ids ever reach the
+model (GPT-NeoX rejects them). The token loop is transformers' generate() loop, kept in step with it by
+tests, run so that the GPU never waits for Python (`decode`). Each row of a batch has its own token
+limit, stop strings, stream and cancellation: one tracker decides per row when it is done, so a batch of
+different requests behaves as if each ran alone.
 """
 from __future__ import annotations
 
