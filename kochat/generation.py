@@ -190,6 +190,8 @@ def decode(model, input_ids, attention_mask, tracker: RowTracker, *, eos: int, p
     core = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT wrapper's transformers model
     batch, width = input_ids.shape
     steps = max(tracker.limits)
+    if steps < 1:
+        return [[] for _ in range(batch)]
     length = -(-(width + steps) // 256) * 256 if fast else width + steps
     if fast:  # a static cache, sized in steps of 256 tokens so that calls of nearby lengths reuse one graph
         cache, forward = StaticCache(config=core.config, max_cache_len=length), compiled_forward(core)

@@ -144,3 +144,8 @@ def test_a_vanishing_temperature_is_greedy_not_an_overflow(model, tiny_tokenizer
     greedy = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[:2], max_new_tokens=12)
     tiny_t = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[:2], max_new_tokens=12, temperature=2.2e-311)
     assert [a.text for a in tiny_t] == [a.text for a in greedy]
+
+
+def test_no_new_tokens_asked_gives_an_empty_answer(model, tiny_tokenizer, koalpaca_template):
+    answers = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[:2], max_new_tokens=0)
+    assert [(a.text, a.new_tokens, a.finish_reason) for a in answers] == [("", 0, "length")] * 2
