@@ -199,10 +199,14 @@ def main(argv):
                       data_collator=collator,
                       callbacks=[TensorBoardCallback(SummaryWriter(str(output_dir / "logs"))), first_step,
                                  checkpoints.SealCheckpoints(), stop])
+    finished = checkpoints.finished_training(resume)  # stopped after its last checkpoint: nothing left to train
     if resume:
-        print(f"[6] resuming from {resume}")
+        print(f"[6] {'training had finished at' if finished else 'resuming from'} {resume}")
     try:
-        train_result = trainer.train(resume_from_checkpoint=resume)
+        if finished:
+            train_result = checkpoints.restore_finished(trainer, resume)
+        else:
+            train_result = trainer.train(resume_from_checkpoint=resume)
         if eval_rows is not None and not stop.received:
             trainer.evaluate()
     except torch.OutOfMemoryError:

@@ -14,7 +14,10 @@ import shutil
 import signal
 from pathlib import Path
 
-from transformers import TrainerCallback
+from peft import set_peft_model_state_dict
+from safetensors.torch import load_file
+from transformers import TrainerCallback, TrainerState
+from transformers.trainer_utils import TrainOutput
 
 from .cli import UserError
 from .runs import write_json
@@ -84,6 +87,24 @@ def resume_point(checkpoints: Path, resume: str) -> str | None:
             print(f"    removing {folder.name}: its save did not finish (no matching {SEAL})")
             shutil.rmtree(folder)
     return str(newest) if newest else None
+
+
+def finished_training(checkpoint: str | None) -> bool:
+    """The checkpoint holds the whole training: the run was stopped after its last save, before its end.
+    Resumed from it, the Trainer would train one step more than the run asks for."""
+    if checkpoint is None:
+        return False
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    return state["global_step"] >= state["max_steps"]
+
+
+def restore_finished(trainer, checkpoint: str) -> TrainOutput:
+    """Take a finished training from its last checkpoint: the adapter's weights and the Trainer's state
+    (steps, loss history), as trainer.train() would have left them."""
+    set_peft_model_state_dict(trainer.model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")))
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    return TrainOutput(trainer.state.global_step, sum(losses) / len(losses) if losses else float("nan"), {})
 
 
 SETTINGS = "run_settings.json"

@@ -149,3 +149,18 @@ def test_a_vanishing_temperature_is_greedy_not_an_overflow(model, tiny_tokenizer
 def test_no_new_tokens_asked_gives_an_empty_answer(model, tiny_tokenizer, koalpaca_template):
     answers = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[:2], max_new_tokens=0)
     assert [(a.text, a.new_tokens, a.finish_reason) for a in answers] == [("", 0, "length")] * 2
+
+
+def test_the_compiled_decode_step_gives_the_same_tokens_on_a_padded_batch(tiny_tokenizer, koalpaca_template,
+                                                                          monkeypatch):
+    # on a GPU fast=True decodes through transformers' compiled forward; here the same compiled call (inductor
+    # on the CPU, no CUDA graphs) must pick what the eager loop picks, rows of different lengths included
+    import kochat.generation
+
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
+    questions = QUESTIONS + ["김치는 어떻게 만드나요? 자세히 알려 주세요."]
+    eager = gen(model, tiny_tokenizer, koalpaca_template, questions, max_new_tokens=40, min_new_tokens=40)
+    monkeypatch.setattr(kochat.generation, "compiled_forward", lambda core: core.get_compiled_call(None))
+    fast = gen(model, tiny_tokenizer, koalpaca_template, questions, max_new_tokens=40, min_new_tokens=40, fast=True)
+    assert hasattr(model, "_compiled_call")  # the compiled path really ran
+    assert [a.text for a in fast] == [a.text for a in eager] and [a.new_tokens for a in fast] == [40] * 4

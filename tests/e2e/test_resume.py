@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from kochat import PROJECT_ROOT
@@ -66,6 +67,24 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_same_adapter_and_loss(unin
     print(f"killed after checkpoint-{after} + {delay:.2f} s: largest adapter difference {worst:.2e}, largest loss "
           f"difference {max(abs(a[1] - b[1]) for a, b in zip(resumed_log, straight_log)):.2e}")
     assert worst < 1e-5, (worst, after, delay)
+
+
+def test_a_run_stopped_after_its_last_checkpoint_finishes_without_training_again(uninterrupted, tmp_path,
+                                                                                 run_script):
+    # killed after checkpoint-30 (the last step) was sealed but before the adapter was written: the Trainer,
+    # resumed there, would train a 31st step; the run must finish from the checkpoint as it stands
+    import shutil
+
+    run = tmp_path / "outputs" / "tiny"
+    shutil.copytree(uninterrupted / "checkpoints", run / "checkpoints")
+    assert (run / "checkpoints" / "checkpoint-30" / SEAL).exists()
+    result = run_script("finetune_ko.py", *ARGS, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[6] training had finished at outputs/tiny/checkpoints/checkpoint-30" in result.stdout
+    assert json.loads((run / "run_config.json").read_text(encoding="utf-8"))["train"]["steps"] == 30
+    assert logged_losses(run) == logged_losses(uninterrupted)
+    restored, straight = load_file(str(run / "adapter_model.safetensors")), load_file(str(uninterrupted / "adapter_model.safetensors"))
+    assert all(torch.equal(restored[n], straight[n]) for n in straight)
 
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_continue(tmp_path, run_script):
