@@ -58,7 +58,7 @@ EPOCHS = 1.0                                # passes over the training rows (whe
 MAX_STEPS = -1                              # optimizer updates to run; -1 = EPOCHS
 OPTIM = "paged_adamw_8bit"                  # a transformers optimizer name, e.g. adamw_torch
 GRADIENT_CHECKPOINTING = 0.5                # share of layers recomputed in backward: 1 = least memory, 0 = fastest
-COMPILE = True                              # torch.compile each decoder layer on a GPU: +23 % tokens/s, less memory; the first run compiles (~40 s)
+COMPILE = True                              # torch.compile each decoder layer on a GPU: +23 % tokens/s, less memory
 LOGGING_STEPS = 10                          # log the train loss every this many updates
 EVAL_STEPS = 200                            # eval loss every this many updates, and at the end
 SAVE_STEPS = 500                            # checkpoint every this many updates

@@ -209,7 +209,8 @@ def decode(model, input_ids, attention_mask, tracker: RowTracker, *, eos: int, p
     host = StepsToHost(batch, input_ids.device)
     last = -1  # the step whose forward ran last
     for step in range(steps):
-        scores = logits.to(dtype=torch.float32, copy=True)
+        # float32 scores on the first GPU, as generate() makes them (a model split over GPUs ends on another)
+        scores = logits.to(dtype=torch.float32, device=input_ids.device, copy=True)
         if step < min_new_tokens:
             scores[:, eos] = -float("inf")
         for warp in warpers:
