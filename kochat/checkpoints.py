@@ -92,15 +92,17 @@ def resume_point(checkpoints: Path, resume: str) -> str | None:
 def finished_training(checkpoint: str | None) -> bool:
     """The checkpoint holds the whole training: the run was stopped after its last save, before its end.
     Resumed from it, the Trainer would train one step more than the run asks for."""
-    if checkpoint is None:
-        return False
-    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    state_file = Path(checkpoint) / "trainer_state.json" if checkpoint is not None else None
+    if state_file is None or not state_file.is_file():
+        return False  # nothing to resume, or a folder the Trainer itself will refuse
+    state = json.loads(state_file.read_text(encoding="utf-8"))
     return state["global_step"] >= state["max_steps"]
 
 
 def restore_finished(trainer, checkpoint: str) -> TrainOutput:
     """Take a finished training from its last checkpoint: the adapter's weights and the Trainer's state
-    (steps, loss history), as trainer.train() would have left them."""
+    (steps, loss history), as trainer.train() left them there. The returned training loss is the mean of
+    the logged losses (the Trainer's own figure was not saved)."""
     set_peft_model_state_dict(trainer.model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")))
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]

@@ -207,7 +207,7 @@ def decode(model, input_ids, attention_mask, tracker: RowTracker, *, eos: int, p
     done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
     out = torch.full((batch, steps), pad, dtype=torch.long, device=input_ids.device)
     host = StepsToHost(batch, input_ids.device)
-    last = -1  # the step whose forward ran last
+    last = -1  # the newest step whose tokens were picked
     for step in range(steps):
         # float32 scores on the first GPU, as generate() makes them (a model split over GPUs ends on another)
         scores = logits.to(dtype=torch.float32, device=input_ids.device, copy=True)

@@ -45,7 +45,9 @@ def uninterrupted(tmp_path_factory, run_script):
 
 def test_a_run_killed_at_a_random_step_resumes_to_the_same_adapter_and_loss(uninterrupted, tmp_path, run_script):
     chance = random.Random()
-    after, delay = chance.choice([5, 10, 15, 20]), chance.uniform(0, 0.5)
+    # killed 0-0.5 s after checkpoint 5, 10 or 15 of 30; later, a fast CPU sometimes finished first (and a
+    # kill after the last checkpoint has its own test below)
+    after, delay = chance.choice([5, 10, 15]), chance.uniform(0, 0.5)
     run = tmp_path / "outputs" / "tiny"
     proc = start(tmp_path)
     wait_for(run / "checkpoints" / f"checkpoint-{after}" / SEAL, proc)
