@@ -25,6 +25,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
 
 from kochat import checkpoints, cli, data, estimate, modeling, packing, runs, tiny, tokenization
+from kochat.errors import UserError
 from kochat.generation import gen
 from kochat.prompts import Template, load_questions
 
@@ -110,11 +111,11 @@ def main(argv):
     template = Template.load(TEMPLATE)
     questions = load_questions(DEMO_QUESTIONS) if DEMO_QUESTIONS else []  # read now: a bad path fails before training
     if KEEP_CHECKPOINTS < 2:
-        raise cli.UserError(f"KEEP_CHECKPOINTS must be at least 2 (a crash while one is saved leaves the other), not {KEEP_CHECKPOINTS}")
+        raise UserError(f"KEEP_CHECKPOINTS must be at least 2 (a crash while one is saved leaves the other), not {KEEP_CHECKPOINTS}")
     if not 0 <= GRADIENT_CHECKPOINTING <= 1:
-        raise cli.UserError(f"GRADIENT_CHECKPOINTING is a share of the layers, 0 to 1, not {GRADIENT_CHECKPOINTING}")
+        raise UserError(f"GRADIENT_CHECKPOINTING is a share of the layers, 0 to 1, not {GRADIENT_CHECKPOINTING}")
     if PACK_TOKENS and MAX_LEN > PACK_TOKENS:
-        raise cli.UserError(f"MAX_LEN ({MAX_LEN}) is longer than PACK_TOKENS ({PACK_TOKENS}): a row must fit a sequence")
+        raise UserError(f"MAX_LEN ({MAX_LEN}) is longer than PACK_TOKENS ({PACK_TOKENS}): a row must fit a sequence")
     set_seed(SEED)
     print(f"[0] model {MODEL_ID} | end of text {tokenizer.eos_token!r} = id {eos_id} | pad id "
           f"{tokenizer.pad_token_id} | template {template.name} | output {output_dir}")
@@ -135,7 +136,7 @@ def main(argv):
     report.skip(f"longer than MAX_LEN ({MAX_LEN} tokens)", count=too_long)
     print("[3] " + "\n    ".join(report.lines()))
     if len(tokenized) == 0:
-        raise cli.UserError(f"every row is longer than MAX_LEN={MAX_LEN} tokens; raise --max_len")
+        raise UserError(f"every row is longer than MAX_LEN={MAX_LEN} tokens; raise --max_len")
     if EVAL_FRACTION > 0 and len(tokenized) >= 2:
         split = tokenized.train_test_split(test_size=EVAL_FRACTION, seed=SEED)
         train_rows, eval_rows = split["train"], split["test"]
@@ -210,7 +211,7 @@ def main(argv):
         if eval_rows is not None and not stop.received:
             trainer.evaluate()
     except torch.OutOfMemoryError:
-        raise cli.UserError(estimate.out_of_memory_hint(config, counts, BATCH_SIZE, PACK_TOKENS or MAX_LEN,
+        raise UserError(estimate.out_of_memory_hint(config, counts, BATCH_SIZE, PACK_TOKENS or MAX_LEN,
                                                         GRADIENT_CHECKPOINTING, OPTIM, compiled)) from None
     if stop.received:
         print(f"[6] stopped by {stop.received} at step {trainer.state.global_step} of {trainer.state.max_steps}; "

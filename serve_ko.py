@@ -14,6 +14,7 @@ import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warn
 import torch
 
 from kochat import cli, modeling, runs
+from kochat.errors import UserError
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
 ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.py, or a merged model folder
@@ -45,10 +46,10 @@ def read_keys() -> list[str]:
         try:
             keys += Path(API_KEY_FILE).expanduser().read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:
-            raise cli.UserError(f"cannot read the API key file {API_KEY_FILE}: {e}") from None
+            raise UserError(f"cannot read the API key file {API_KEY_FILE}: {e}") from None
     keys = [k.strip() for k in keys if k.strip()]
     if HOST not in LOOPBACK and not keys:
-        raise cli.UserError(f"refusing to listen on {HOST} without an API key: pass --api-key=<key> (or set "
+        raise UserError(f"refusing to listen on {HOST} without an API key: pass --api-key=<key> (or set "
                             f"API_KEYS or --api_key_file), or keep the default --host=127.0.0.1")
     return keys
 
@@ -58,7 +59,7 @@ def check_port_free() -> None:
     try:
         socket.create_server((HOST, PORT)).close()
     except OSError as e:
-        raise cli.UserError(f"cannot listen on {HOST}:{PORT}: {e.strerror}; choose another --port") from None
+        raise UserError(f"cannot listen on {HOST}:{PORT}: {e.strerror}; choose another --port") from None
 
 
 def main(argv):

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback, TrainerState
 from transformers.trainer_utils import TrainOutput
 
-from .cli import UserError
+from .errors import UserError
 from .runs import write_json
 
 SEAL = "kochat-complete.json"

@@ -12,9 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-
-class UserError(Exception):
-    """A problem with the user's input or machine. Printed as one line; the program exits with 2."""
+from .errors import UserError
 
 
 def run(main) -> int:

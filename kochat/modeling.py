@@ -12,7 +12,7 @@ import os
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from .cli import UserError
+from .errors import UserError
 from . import hub, tiny
 
 END_OF_TEXT = "<|endoftext|>"

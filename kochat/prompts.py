@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import PROJECT_ROOT
-from .cli import UserError
+from .errors import UserError
 
 TEMPLATE_DIR = PROJECT_ROOT / "prompts"  # next to the code, never relative to the working directory
 FIELDS = ("prompt_input", "prompt_no_input", "response", "response_split")

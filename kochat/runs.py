@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from .cli import UserError
+from .errors import UserError
 from .prompts import Template
 
 ADAPTER_FILE = "adapter_model.safetensors"

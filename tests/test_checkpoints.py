@@ -8,7 +8,7 @@ import pytest
 from transformers import TrainerControl
 
 from kochat import checkpoints
-from kochat.cli import UserError
+from kochat.errors import UserError
 from kochat.estimate import ParamCount
 
 

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from kochat.cli import UserError, apply_command_line, constant_comments, constant_names, parse_value
+from kochat.cli import apply_command_line, constant_comments, constant_names, parse_value
+from kochat.errors import UserError
 
 SCRIPT = Path(__file__).resolve().parent.parent / "finetune_ko.py"
 

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kochat.cli import UserError
+from kochat.errors import UserError
 from kochat.data import Columns, load_rows
 from support import write
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kochat import data, tiny
-from kochat.cli import UserError
+from kochat.errors import UserError
 from kochat.prompts import Template
 
 FILES = 1200

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from kochat import modeling, tiny
-from kochat.cli import UserError
+from kochat.errors import UserError
 from support import POLYGLOT_12P8B_CONFIG, needs_shared_data
 
 

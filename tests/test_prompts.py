@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from kochat.cli import UserError
+from kochat.errors import UserError
 from kochat.prompts import TEMPLATE_DIR, Template, load_questions
 
 

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from kochat import runs
-from kochat.cli import UserError
+from kochat.errors import UserError
 
 
 def test_a_finished_run_is_not_overwritten_silently(tmp_path):

@@ -6,7 +6,7 @@ import torch
 from transformers import Trainer
 
 from kochat import PROJECT_ROOT
-from kochat.cli import UserError
+from kochat.errors import UserError
 
 
 def test_out_of_memory_names_the_constants_to_lower(tmp_path, monkeypatch):
