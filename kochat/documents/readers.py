@@ -11,11 +11,13 @@ folder is reported and skipped, not fatal.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import json
 import logging
 import re
+import threading
 import unicodedata
 import warnings
 import zipfile
@@ -79,18 +81,16 @@ def read_document(path: Path, max_bytes: int = 50_000_000) -> list[Section]:
 
 def decode_text(raw: bytes) -> str:
     """UTF-8 (BOM or not), UTF-16 with a BOM, or CP949 (a superset of EUC-KR), each decoded strictly."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encodings = ("utf-16",)
-    else:
-        encodings = ("utf-8-sig", "cp949")
-    for encoding in encodings:
+    utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    for encoding in ("utf-16",) if utf16 else ("utf-8-sig", "cp949"):
         try:
             text = raw.decode(encoding)
         except UnicodeDecodeError:
             continue
-        if "\x00" in text:
-            raise Unreadable("binary file, not text (it has NUL bytes): save it as UTF-8 text")
-        return text
+        if "\x00" not in text:
+            return text
+    if "\x00" in (raw.decode("utf-16", "replace") if utf16 else raw.decode("latin-1")):
+        raise Unreadable("binary file, not text (it has NUL bytes): save it as UTF-8 text")
     raise Unreadable("not UTF-8, UTF-16 or CP949/EUC-KR text: save it as UTF-8")
 
 
@@ -171,7 +171,7 @@ def _read_html(text: str) -> list[Section]:
         root = lxml.html.document_fromstring(text)
     except Exception:  # lxml's ParserError for a document with no elements
         raise Unreadable("empty: no text found") from None
-    for bad in root.xpath("//script|//style|//noscript|//template|//nav|//comment()|//processing-instruction()"):
+    for bad in root.xpath("|".join(f"//{t}" for t in _HTML_DROP + ("comment()", "processing-instruction()"))):
         bad.drop_tree()
     title = " ".join((root.findtext(".//title") or "").split())
     out = _Builder("" if root.xpath("//h1") else title)
@@ -183,8 +183,8 @@ def _read_html(text: str) -> list[Section]:
 
     def walk(el):
         tag = el.tag.lower() if isinstance(el.tag, str) else ""
-        if tag in ("head", "title"):
-            pass
+        if tag == "head":
+            pass  # the <title> is used above, or not at all
         elif re.fullmatch(r"h[1-6]", tag):
             newline()
             out.heading(int(tag[1]), el.text_content())
@@ -207,26 +207,29 @@ def _read_html(text: str) -> list[Section]:
     return out.done()
 
 
-class _QuietPdf:
-    """pypdf logs (and warns) a line for each flaw of a broken file; within one read, say nothing."""
+_PDF_LOCK = threading.Lock()
 
-    def __enter__(self):
-        self.logger = logging.getLogger("pypdf")
-        self.level, self.warnings = self.logger.level, warnings.catch_warnings()
-        self.logger.setLevel(logging.ERROR + 10)
-        self.warnings.__enter__()
+
+@contextlib.contextmanager
+def _quiet_pypdf():
+    """pypdf logs and warns a line for each flaw of a damaged file: say nothing during one read. The lock
+    keeps the saved level right across threads, and costs no parallelism: pypdf is pure Python."""
+    logger = logging.getLogger("pypdf")
+    with _PDF_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-
-    def __exit__(self, *exc):
-        self.warnings.__exit__(*exc)
-        self.logger.setLevel(self.level)
+        level = logger.level
+        logger.setLevel(logging.CRITICAL + 1)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
 
 
 def _read_pdf(raw: bytes, max_bytes: int) -> list[Section]:
     from pypdf import PasswordType, PdfReader
     from pypdf.errors import DependencyError
 
-    with _QuietPdf():
+    with _quiet_pypdf():
         try:
             reader = PdfReader(io.BytesIO(raw))
             if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
@@ -257,8 +260,8 @@ def _open_zip(raw: bytes, kind: str, max_bytes: int) -> zipfile.ZipFile:
         unpacked = sum(i.file_size for i in archive.infolist() if i.filename.endswith((".xml", ".rels", ".hpf")))
     except Exception as e:
         raise Unreadable(f"not a readable {kind} (damaged?): {_reason(e)}") from None
-    if unpacked > 4 * max_bytes:  # a zip bomb would exhaust memory when parsed
-        raise Unreadable(f"its XML unpacks to more than {4 * max_bytes / 1e6:g} MB: split it")
+    if unpacked > 4 * max_bytes:  # a zip bomb (or a damaged size) would exhaust memory when parsed
+        raise Unreadable(f"its XML unpacks to more than {4 * max_bytes / 1e6:g} MB (damaged?): split it")
     return archive
 
 
