@@ -29,7 +29,7 @@ QUESTION_COLUMNS = ("instruction", "question", "질문", "q", "title", "제목")
 ANSWER_COLUMNS = ("output", "answer", "답변", "a", "text", "내용", "content")
 INPUT_COLUMNS = ("input", "context")
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .hwp/.doc, and password-protected Office files
-HWP_NS = "{http://www.hancom.co.kr/hwpml/2011/paragraph}"
+_HWP_TAG = re.compile(r"\{http://www\.hancom\.co\.kr/hwpml/\d{4}/paragraph\}(\w+)")  # hp: (2011), hp10: (2016)
 
 
 @dataclass(frozen=True)
@@ -353,28 +353,32 @@ def _safe_parser():
 def _hwpx_walk(el, buf: list[str], lines: list[str]) -> None:
     """Text of hp:t runs; each hp:p a line; each hp:tr of an hp:tbl one line of cells joined by " | "."""
     for child in el:
-        tag = child.tag if isinstance(child.tag, str) else ""
-        if tag == HWP_NS + "t":
+        tag = _hwp_tag(child)
+        if tag == "t":
             buf.append(child.text or "")
             for part in child:  # <hp:tab/>, <hp:lineBreak/> and others, with text in their tails
-                buf.append((" " if part.tag == HWP_NS + "tab" else "\n" if part.tag == HWP_NS + "lineBreak"
-                            else "") + (part.tail or ""))
-        elif tag == HWP_NS + "tbl":
+                buf.append({"tab": " ", "lineBreak": "\n"}.get(_hwp_tag(part), "") + (part.tail or ""))
+        elif tag == "tbl":
             _flush(buf, lines)
-            for tr in child.iterchildren(HWP_NS + "tr"):
+            for tr in (row for row in child if _hwp_tag(row) == "tr"):
                 cells = []
-                for tc in tr.iterchildren(HWP_NS + "tc"):
-                    cell: list[str] = []
-                    _hwpx_walk(tc, [], cell)
-                    cells.append(" ".join(" ".join(cell).split()))
+                for tc in (cell for cell in tr if _hwp_tag(cell) == "tc"):
+                    cell_lines: list[str] = []
+                    _hwpx_walk(tc, [], cell_lines)
+                    cells.append(" ".join(" ".join(cell_lines).split()))
                 lines.append(" | ".join(c for c in cells if c))
-        elif tag == HWP_NS + "p":  # a paragraph, also inside a table cell, text box or footnote
+        elif tag == "p":  # a paragraph, also inside a table cell, text box or footnote
             _flush(buf, lines)
             inner: list[str] = []
             _hwpx_walk(child, inner, lines)
             _flush(inner, lines)
         else:
             _hwpx_walk(child, buf, lines)
+
+
+def _hwp_tag(el) -> str:
+    m = _HWP_TAG.fullmatch(el.tag) if isinstance(el.tag, str) else None
+    return m.group(1) if m else ""
 
 
 def _flush(buf: list[str], lines: list[str]) -> None:

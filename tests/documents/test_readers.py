@@ -108,6 +108,16 @@ def test_hwpx_reads_sections_in_the_order_of_content_hpf(tmp_path):
     assert "VPN" in first.text
 
 
+def test_hwpx_tabs_line_breaks_and_nested_paragraphs(tmp_path):
+    hp = "http://www.hancom.co.kr/hwpml/2011/paragraph"
+    section = (f'<hs:sec xmlns:hs="http://www.hancom.co.kr/hwpml/2011/section" xmlns:hp="{hp}"><hp:p><hp:run>'
+               '<hp:t>가<hp:tab/>나<hp:lineBreak/>다</hp:t><hp:footNote><hp:subList><hp:p><hp:run><hp:t>각주'
+               '</hp:t></hp:run></hp:p></hp:subList></hp:footNote><hp:t>라</hp:t></hp:run></hp:p></hs:sec>')
+    path = write(tmp_path, "a.hwpx", make_zip({"mimetype": b"application/hwp+zip",
+                                               "Contents/section0.xml": section.encode()}))
+    assert read_document(path) == [Section("가 나\n다\n각주\n라", None, "", None)]
+
+
 def test_pdf_one_section_per_page():
     sections = read_document(DOCS / "복리후생_안내.pdf")
     assert [s.page for s in sections] == [1, 2, 3] and all(s.heading == "" for s in sections)
