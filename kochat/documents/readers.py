@@ -45,6 +45,7 @@ class Unreadable(Exception):
 
 
 def read_document(path: Path, max_bytes: int = 50_000_000) -> list[Section]:
+    """The sections of one file, in reading order, each with text; or Unreadable, one line saying why."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".hwp":
