@@ -88,6 +88,7 @@ class Template:
     def chat(self, messages: list[dict]) -> str:
         """A conversation ([{"role", "content"}], OpenAI style) as one prompt: earlier questions and answers in
         this template, then the last user message as the question. A system message goes first, as text.
+        The last message may carry a "context" (retrieved passages): it goes in as the question's input.
         Raises ValueError for a conversation that does not end with the user's message."""
         for m in messages:
             if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
@@ -104,7 +105,7 @@ class Template:
             elif m["role"] == "assistant" and question is not None:
                 text += self.prompt(question) + self.answer(m["content"].strip()) + TURN_SEPARATOR
                 question = None
-        return text + self.prompt(question)
+        return text + self.prompt(question, messages[-1].get("context", ""))
 
     def split(self, text: str, end_of_text: str) -> tuple[str, str] | None:
         """Split a row already rendered in this template's form into (prompt, answer), as strings.

@@ -1,0 +1,124 @@
+"""Index a folder of company documents and search it: the passages chat_ko.py and serve_ko.py answer from.
+
+Edit the constants below, or override any of them on the command line with the same name in lower case:
+    python index_ko.py                                           # the sample documents -> outputs/index
+    python index_ko.py --docs=./company_docs --index=outputs/index-hr   # build, or update what changed
+    python index_ko.py --index=outputs/index-hr --search="연차휴가는 며칠인가요?" --top_k=5 [--json=true]
+    python index_ko.py --index=outputs/index-hr --search_file=qs.txt    # -> qs.hits.jsonl
+Reads .txt .md .html .pdf .docx .hwpx and FAQ .csv/.jsonl (UTF-8 or CP949). An update re-reads only new
+and changed files and never leaves a half-written index: the previous one stays in use until it is done.
+Steps 1-3 below run top to bottom.
+"""
+import json
+import sys
+from pathlib import Path
+
+from kochat import cli
+from kochat.documents import indexing, store
+from kochat.documents.retrieval import Searcher
+from kochat.errors import UserError
+
+# ---- constants: edit here, or override on the command line as --name=value -------------------
+DOCS = "data/company_docs"      # folder of documents, read recursively (hidden files and folders left out)
+INDEX = "outputs/index"         # the index folder to build, update or search
+CHUNK_CHARS = 500               # longest passage, in characters, cut at Korean sentence boundaries
+OVERLAP_CHARS = 100             # trailing sentences a passage shares with the next, at most this many characters
+BM25_K1 = 1.2                   # BM25 term-frequency saturation
+BM25_B = 0.9                    # BM25 length normalisation (0 = none, 1 = full)
+EMBEDDING_MODEL = ""            # a sentence-transformers model folder for dense retrieval beside BM25; "" = BM25 only
+RERANKER = ""                   # a cross-encoder model folder that re-scores the best passages when searching
+MAX_FILE_MB = 50.0              # larger files are skipped
+REBUILD = False                 # True: read every file again instead of updating
+SEARCH = ""                     # search the index for this question and print the passages (no update)
+SEARCH_FILE = ""                # a file of questions, one a line: hits of each into <file>.hits.jsonl
+TOP_K = 5                       # passages a search returns
+JSON = False                    # print search hits as one JSON object a line
+
+PRESETS = {}
+FLAGS = {}
+
+
+def main(argv):
+    cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+    check_constants()
+
+    # 1. build or update the index (a search alone builds it only if it does not exist yet)
+    searching = bool(SEARCH or SEARCH_FILE)
+    if not searching or store.current_generation(Path(INDEX).expanduser()) is None:
+        report = build()
+        if not searching:
+            print(f"index ready: {INDEX}.  search it: python3 index_ko.py --index={INDEX} --search=\"질문\"\n"
+                  f"answer from it: python3 chat_ko.py --adapter=outputs/<run> --index={INDEX}")
+            return 1 if report.passages == 0 else 0
+
+    # 2. open it, with the models it was built with
+    searcher = Searcher(store.open_index(INDEX), reranker=RERANKER)
+
+    # 3. search
+    if SEARCH:
+        show(SEARCH, searcher.search(SEARCH, top_k=TOP_K))
+    if SEARCH_FILE:
+        search_file(searcher)
+
+
+def check_constants():
+    if CHUNK_CHARS < 50:
+        raise UserError(f"--chunk_chars must be at least 50, not {CHUNK_CHARS}")
+    if not 0 <= OVERLAP_CHARS < CHUNK_CHARS:
+        raise UserError(f"--overlap_chars must be from 0 to less than --chunk_chars ({CHUNK_CHARS}), not {OVERLAP_CHARS}")
+    if BM25_K1 < 0 or not 0 <= BM25_B <= 1:
+        raise UserError(f"--bm25_k1 must be ≥ 0 and --bm25_b from 0 to 1 (got {BM25_K1}, {BM25_B})")
+    if MAX_FILE_MB <= 0 or TOP_K < 1:
+        raise UserError("--max_file_mb must be above 0 and --top_k at least 1")
+
+
+def build():
+    from tqdm import tqdm
+
+    print(f"[1] indexing {DOCS} -> {INDEX}")
+    bar = tqdm(unit="file", dynamic_ncols=True, disable=None)
+
+    def progress(done, total, path):
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(path[-40:], refresh=True)
+
+    try:
+        report = indexing.update_index(DOCS, INDEX, chunk_chars=CHUNK_CHARS, overlap_chars=OVERLAP_CHARS, k1=BM25_K1,
+                                       b=BM25_B, max_file_bytes=int(MAX_FILE_MB * 1_000_000),
+                                       embedding_model=EMBEDDING_MODEL, rebuild=REBUILD, progress=progress)
+    finally:
+        bar.close()
+    print("\n".join(report.lines()))
+    print(f"    {report.seconds:.1f} s")
+    if report.passages == 0:
+        print(f"error: no passages: {DOCS} holds no readable document (see the skipped files above)", file=sys.stderr)
+    return report
+
+
+def show(question, hits):
+    if JSON:
+        for h in hits:
+            print(json.dumps({"question": question, **h.to_dict()}, ensure_ascii=False))
+        return
+    if not hits:
+        print(f"no passage matches {question!r}")
+    for h in hits:
+        text = " ".join(h.text.split())
+        print(f"[{h.n}] {h.score:.3f} (relevance {h.relevance:.2f})  {h.where}\n    {text[:300]}{'…' if len(text) > 300 else ''}")
+
+
+def search_file(searcher):
+    from kochat.prompts import load_questions
+
+    questions = [q for q, _ in load_questions(SEARCH_FILE)]
+    output = Path(SEARCH_FILE).with_suffix(".hits.jsonl")
+    with open(output, "w", encoding="utf-8") as out:
+        for question in questions:
+            hits = searcher.search(question, top_k=TOP_K)
+            out.write(json.dumps({"question": question, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False) + "\n")
+    print(f"{len(questions)} questions searched: {output}")
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

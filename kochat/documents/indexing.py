@@ -1,0 +1,155 @@
+"""Build or update an index folder from a folder of documents, incrementally and atomically.
+
+Every file under the folder (recursively; hidden files and folders are left out) is hashed. A file whose
+content hash is unchanged keeps its passages, search terms and vectors from the current index without
+being read again; new and changed files are read and chunked; deleted files drop out. The result is
+written as a new generation of the index folder (kochat.documents.store), so the previous index stays
+whole until the new one is complete. A changed chunking or embedding setting re-reads everything.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from . import chunking, korean, store
+from .readers import Unreadable, read_document
+
+# Settings that decide what the passages are: changing one re-reads every file.
+SHAPING = ("chunk_chars", "overlap_chars", "embedding_model")
+
+
+@dataclass
+class Report:
+    read: int = 0                 # new or changed files read now
+    unchanged: int = 0            # kept from the previous index without reading
+    removed: int = 0              # in the previous index, gone from the folder
+    passages: int = 0
+    new_passages: int = 0
+    skipped: dict = field(default_factory=dict)  # relative path -> why
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"files read: {self.read:,}   unchanged: {self.unchanged:,}   removed: {self.removed:,}   "
+               f"skipped: {len(self.skipped):,}   passages: {self.passages:,} ({self.new_passages:,} new)"]
+        out += [f"      skipped {path}: {why}" for path, why in sorted(self.skipped.items())]
+        return out
+
+
+def document_files(docs: Path) -> list[Path]:
+    """Every file under `docs`, sorted, without hidden files or folders (.git, .DS_Store, ~$ lock files)."""
+    found = []
+    for p in sorted(docs.rglob("*")):
+        parts = p.relative_to(docs).parts
+        if any(x.startswith((".", "~$")) for x in parts) or not p.is_file():
+            continue
+        found.append(p)
+    return found
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def update_index(docs: str, folder: str, *, chunk_chars: int, overlap_chars: int, k1: float, b: float,
+                 max_file_bytes: int, embedding_model: str = "", rebuild: bool = False, progress=None) -> Report:
+    """Bring the index in `folder` up to date with the documents in `docs`. progress(done, total, path) is
+    called for each file."""
+    started = time.perf_counter()
+    docs_dir, index_dir = Path(docs).expanduser(), Path(folder).expanduser()
+    if not docs_dir.is_dir():
+        raise UserError(f"--docs={docs} is not a folder of documents")
+    if index_dir.exists() and not index_dir.is_dir():
+        raise UserError(f"--index={folder} is a file; name a folder for the index")
+    if index_dir.resolve().is_relative_to(docs_dir.resolve()):
+        raise UserError(f"--index={folder} lies inside --docs={docs}: the index would index itself; put it elsewhere")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"chunk_chars": chunk_chars, "overlap_chars": overlap_chars, "bm25_k1": k1, "bm25_b": b,
+                "embedding_model": embedding_model, "docs": str(docs_dir.resolve())}
+    with open(index_dir / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another index_ko.py is updating {folder}; wait for it to finish") from None
+        store.remove_leftovers(index_dir)
+        previous = None if rebuild or store.current_generation(index_dir) is None else store.open_index(index_dir)
+        if previous is not None and any(previous.settings.get(k) != settings[k] for k in SHAPING):
+            previous = None  # passages would differ: read everything again
+        return _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, started)
+
+
+def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, started) -> Report:
+    report = Report()
+    kept_by_file: dict[str, list[int]] = {}
+    old_terms = store.read_terms(previous) if previous is not None else []
+    if previous is not None:
+        for i, p in enumerate(previous.passages):
+            kept_by_file.setdefault(p["source"], []).append(i)
+    embedder = None
+    if settings["embedding_model"]:
+        from .embedding import Embedder
+
+        embedder = Embedder(settings["embedding_model"])
+
+    files, passages, vectors, fresh = {}, [], [], []
+    paths = document_files(docs_dir)
+    for done, path in enumerate(paths):
+        rel = path.relative_to(docs_dir).as_posix()
+        if progress:
+            progress(done, len(paths), rel)
+        digest = sha256(path)
+        old = previous.files.get(rel) if previous is not None else None
+        if old is not None and old["sha256"] == digest:
+            report.unchanged += 1
+            files[rel] = old
+            if "skipped" in old:
+                report.skipped[rel] = old["skipped"]
+            for i in kept_by_file.get(rel, []):
+                p = previous.passages[i]
+                passages.append(chunking.Passage(p["source"], p["page"], p["heading"], p["row"], p["start"],
+                                                 p["end"], p["text"], old_terms[i]))
+                vectors.append(previous.embeddings[i] if previous.embeddings is not None else None)
+            continue
+        report.read += 1
+        try:
+            sections = read_document(path, max_bytes=max_file_bytes)
+            chunks = chunking.chunk(rel, path.stem, sections, settings["chunk_chars"], settings["overlap_chars"])
+            if not chunks:
+                raise Unreadable("empty: no text found")
+        except Unreadable as e:
+            report.skipped[rel] = str(e)
+            files[rel] = {"sha256": digest, "size": path.stat().st_size, "skipped": str(e)}
+            continue
+        files[rel] = {"sha256": digest, "size": path.stat().st_size, "passages": len(chunks)}
+        for c in chunks:
+            fresh.append(len(passages))
+            passages.append(c)
+            vectors.append(None)
+    if progress:
+        progress(len(paths), len(paths), "")
+    report.removed = len(set(previous.files) - set(files)) if previous is not None else 0
+    report.passages, report.new_passages = len(passages), len(fresh)
+
+    embeddings = None
+    if embedder is not None:
+        new = embedder.encode([passages[i].text for i in fresh], progress=progress is not None and len(fresh) > 64)
+        for i, v in zip(fresh, new):
+            vectors[i] = v
+        embeddings = np.stack(vectors) if vectors else np.zeros((0, 1), dtype=np.float32)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    settings = {**settings, "kiwipiepy": korean.version(), "updated": now,
+                "created": previous.settings.get("created", now) if previous is not None else now,
+                "files": len(files), "passages": len(passages), "skipped": len(report.skipped)}
+    store.write_generation(index_dir, settings, files, passages, embeddings, settings["bm25_k1"], settings["bm25_b"])
+    report.seconds = time.perf_counter() - started
+    return report

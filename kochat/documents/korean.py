@@ -1,0 +1,61 @@
+"""Korean text analysis for the document index, with Kiwi (kiwipiepy; its model ships in a package, offline).
+
+Korean glues particles and endings to nouns and stems ("연차휴가는", "받습니다"), so whitespace words never
+match across sentences; retrieval compares content morphemes instead (`terms`). Passages are cut at the
+sentence boundaries Kiwi finds (`sentences`), which one pass returns together with each sentence's
+morphemes. One analyser per process: loading it takes about two seconds.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+# Content morphemes: nouns (NN*), numerals, pronouns, verb and adjective stems, roots, adverbs, Latin
+# letters, numbers and Chinese characters. Particles, endings and punctuation carry no topic.
+CONTENT_TAGS = ("NN", "NR", "NP", "VV", "VA", "XR", "MAG", "SL", "SN", "SH")
+
+_kiwi = None
+_lock = threading.Lock()  # one Kiwi object is not documented as safe across threads, and the server has several
+
+
+def _analyser():
+    global _kiwi
+    if _kiwi is None:
+        from kiwipiepy import Kiwi
+
+        _kiwi = Kiwi()
+    return _kiwi
+
+
+def version() -> str:
+    import kiwipiepy
+
+    return kiwipiepy.__version__
+
+
+@dataclass(frozen=True)
+class Sentence:
+    start: int           # character span in the text given
+    end: int
+    terms: tuple[str, ...]
+
+
+def _content(tokens) -> list[str]:
+    return [t.form.lower() for t in tokens if t.tag.startswith(CONTENT_TAGS)]
+
+
+def terms(text: str) -> list[str]:
+    """The content morphemes of a text, lower-cased, in order (repeats kept: BM25 counts them)."""
+    if not text.strip():
+        return []
+    with _lock:
+        return _content(_analyser().tokenize(text))
+
+
+def sentences(text: str) -> list[Sentence]:
+    """The sentences of a text with their character spans and content morphemes."""
+    if not text.strip():
+        return []
+    with _lock:
+        found = _analyser().split_into_sents(text, return_tokens=True)
+    return [Sentence(s.start, s.end, tuple(_content(s.tokens))) for s in found]

@@ -1,0 +1,146 @@
+"""Search an index: BM25 over Korean morphemes, optionally fused with dense retrieval and re-scored by a
+cross-encoder. The one way chat, serving, evaluation and index_ko.py --search find passages.
+
+- BM25 (bm25s) scores the question's content morphemes. In a conversation the earlier user turns are
+  scored too, at HISTORY_WEIGHT, so "그럼 2년차는요?" is searched with the question it follows.
+- With an embedding model in the index, the question's vector ranks passages by cosine similarity, and
+  the two rankings are fused by reciprocal rank (RRF, k=60): no score scales to calibrate.
+- With a reranker, the best RERANK_CANDIDATES are re-scored by reading question and passage together.
+
+Every hit carries `relevance` in 0..1, which decides whether the documents answer the question at all:
+the IDF-weighted share of the question's terms found in the passage (or, with an embedding model, the
+cosine similarity when higher; with a reranker, its score).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import korean
+from .embedding import Embedder, Reranker
+from .store import Index
+
+HISTORY_WEIGHT = 0.5      # earlier user turns count half as much as the question itself
+RRF_K = 60                # reciprocal rank fusion constant (Cormack et al. 2009)
+FUSION_CANDIDATES = 100   # from each ranking, before fusing
+RERANK_CANDIDATES = 20    # passages the cross-encoder reads
+
+
+@dataclass
+class Hit:
+    n: int                 # rank, 1 = best; answers cite it as [n]
+    source: str
+    page: int | None
+    heading: str
+    row: int | None
+    start: int
+    end: int
+    text: str
+    score: float           # what ranked it: BM25, fused RRF or reranker score
+    relevance: float       # 0..1, see the module docstring
+    index: str = ""        # the index's name
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["score"], d["relevance"] = round(self.score, 4), round(self.relevance, 4)
+        return d
+
+    @property
+    def where(self) -> str:
+        """"취업규칙.md · 3쪽 · 제12조 연차휴가": file, page or row, innermost heading."""
+        parts = [self.source]
+        if self.page is not None:
+            parts.append(f"{self.page}쪽")
+        if self.row is not None:
+            parts.append(f"{self.row}행")
+        if self.heading:
+            parts.append(self.heading.split(" > ")[-1])
+        return " · ".join(parts)
+
+
+class Searcher:
+    """An open index with the models it needs: the embedding model it was built with, and a reranker."""
+
+    def __init__(self, index: Index, reranker: str = "", device: str | None = None):
+        self.index = index
+        model = index.settings.get("embedding_model", "")
+        self.embedder = Embedder(model, device) if model and index.embeddings is not None else None
+        self.reranker = Reranker(reranker, device) if reranker else None
+        bm25 = index.bm25
+        if bm25 is not None:
+            indptr = bm25.scores["indptr"]
+            df = np.diff(indptr).astype(np.float64)
+            n = max(len(index.passages), 1)
+            self.idf = np.log(1 + (n - df + 0.5) / (df + 0.5))  # Lucene's BM25 idf, per vocabulary id
+
+    def search(self, question: str, top_k: int = 5, history: list[str] = ()) -> list[Hit]:
+        passages = self.index.passages
+        if not passages or top_k < 1:
+            return []
+        q_terms = korean.terms(question)
+        h_terms = [t for turn in history for t in korean.terms(turn)]
+        lexical = self.bm25_scores(q_terms) + HISTORY_WEIGHT * self.bm25_scores(h_terms)
+        cosine = None
+        if self.embedder is not None:
+            q_vec = self.embedder.encode([question])[0]
+            cosine = self.index.embeddings @ q_vec
+            if history:
+                cosine = cosine + HISTORY_WEIGHT * (self.index.embeddings @ self.embedder.encode([" ".join(history)])[0])
+            score = rrf([lexical, cosine], FUSION_CANDIDATES)
+        else:
+            score = lexical
+        order = top(score, max(top_k, RERANK_CANDIDATES if self.reranker else top_k))
+        order = [i for i in order if score[i] > 0]
+        relevance = self.coverage(q_terms + h_terms, np.array(order, dtype=np.int64))
+        if cosine is not None:
+            relevance = np.maximum(relevance, np.clip(cosine[order], 0, 1))
+        if self.reranker is not None and order:
+            query = " ".join([*history, question])
+            relevance = self.reranker.scores(query, [passages[i]["text"] for i in order])
+            ranked = np.argsort(-relevance, kind="stable")
+            order, relevance = [order[j] for j in ranked], relevance[ranked]
+            score = np.zeros(len(passages))
+            score[order] = relevance
+        hits = []
+        for rank, (i, rel) in enumerate(zip(order[:top_k], relevance[:top_k]), start=1):
+            p = passages[i]
+            hits.append(Hit(rank, p["source"], p["page"], p["heading"], p["row"], p["start"], p["end"], p["text"],
+                            float(score[i]), float(rel), self.index.name))
+        return hits
+
+    def bm25_scores(self, terms: list[str]) -> np.ndarray:
+        known = [t for t in terms if t in self.index.bm25.vocab_dict]
+        if not known:
+            return np.zeros(len(self.index.passages), dtype=np.float32)
+        return self.index.bm25.get_scores(known)
+
+    def coverage(self, terms: list[str], passage_ids: np.ndarray) -> np.ndarray:
+        """For each passage: the IDF-weighted share of the distinct query terms it contains."""
+        bm25, vocab = self.index.bm25, self.index.bm25.vocab_dict
+        ids = sorted({vocab[t] for t in terms if t in vocab})
+        unknown = len({t for t in terms if t not in vocab})  # terms no passage has: weigh as the rarest
+        total = float(sum(self.idf[j] for j in ids)) + unknown * float(self.idf.max(initial=1.0))
+        found = np.zeros(len(passage_ids))
+        if total <= 0:
+            return found
+        indptr, indices = bm25.scores["indptr"], bm25.scores["indices"]
+        for j in ids:
+            found += self.idf[j] * np.isin(passage_ids, indices[indptr[j]:indptr[j + 1]])
+        return found / total
+
+
+def top(score: np.ndarray, k: int) -> list[int]:
+    k = min(k, len(score))
+    best = np.argpartition(-score, k - 1)[:k]
+    return best[np.argsort(-score[best], kind="stable")].tolist()
+
+
+def rrf(scores: list[np.ndarray], candidates: int) -> np.ndarray:
+    """Reciprocal rank fusion of several rankings of the same passages (only their top `candidates` count)."""
+    fused = np.zeros(len(scores[0]))
+    for s in scores:
+        for rank, i in enumerate(top(s, candidates), start=1):
+            if s[i] > 0:
+                fused[i] += 1.0 / (RRF_K + rank)
+    return fused
