@@ -3,7 +3,7 @@
 One concern a module: `cli` (constants and overrides), `hub` (offline use), `prompts` (templates), `data` (rows in),
 `tokenization` (rows to trained-on tokens), `packing` (rows into fixed-size sequences), `modeling` (the one
 model loader), `tiny` (the offline preset's model and tokenizer), `estimate` (dry run), `generation` (the
-one gen()), `runs` (the run folder), `server` (the HTTP app of serve_ko.py).
+one gen()), `streaming` (its rows' ends and streams), `runs` (the run folder), `server` (serve_ko.py's HTTP app).
 """
 import logging
 import warnings

@@ -1,0 +1,111 @@
+"""The model behind the server: one worker thread answering queued requests in batches with gen().
+
+Requests wait in one first-in-first-out queue. The worker takes the oldest request and every other
+waiting request with the same sampling settings (up to max_batch) and answers them together with
+gen(), each row with its own token limit, stop strings, stream and cancellation. A request hears back
+through its Job's event queue, on the event loop it came from. Nothing here knows HTTP.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from ..generation import gen
+
+log = logging.getLogger("kochat.server")
+
+
+@dataclass
+class Job:
+    """One request as the worker sees it. Events to the requester: ("delta", text) for each streamed
+    piece, then ("done", Answer) or ("error", message)."""
+    prompt: str                       # the full prompt text, rendered once (routes.prompt_text)
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: list[str]
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: bool = False           # set by the requester when its client leaves; the row stops
+
+    def send(self, kind: str, value) -> None:
+        self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+
+
+class Busy(Exception):
+    """max_concurrent requests are already waiting or being answered."""
+
+
+class Engine:
+    """One model, one worker thread, a fair queue, batches of waiting requests with equal sampling. It also
+    says what the model is, for the routes: its name, tokenizer, template (chat prompts) and context."""
+
+    def __init__(self, model, tokenizer, template, model_name: str, max_batch: int = 16,
+                 max_concurrent: int = 64, fast: bool = False, log_prompts: bool = False):
+        self.model, self.tokenizer, self.template, self.model_name = model, tokenizer, template, model_name
+        self.max_batch, self.max_concurrent, self.fast, self.log_prompts = max_batch, max_concurrent, fast, log_prompts
+        self.context = getattr(model.config, "max_position_embeddings", 2048)
+        self.waiting: deque[Job] = deque()
+        self.in_flight = 0
+        self.batch_sizes: Counter = Counter()  # how many batches of each size were generated
+        self.lock = threading.Condition()
+        self.worker = threading.Thread(target=self.work, name="kochat-generate", daemon=True)
+        self.worker.start()
+
+    def submit(self, job: Job) -> None:
+        """Queue a job, or raise Busy."""
+        with self.lock:
+            if self.in_flight >= self.max_concurrent:
+                raise Busy()
+            self.in_flight += 1
+            self.waiting.append(job)
+            self.lock.notify()
+
+    def status(self) -> dict:
+        with self.lock:
+            return {"waiting": len(self.waiting), "in_flight": self.in_flight,
+                    "batch_sizes": dict(sorted(self.batch_sizes.items()))}
+
+    def work(self) -> None:
+        while True:
+            batch = self.next_batch()
+            live = [job for job in batch if not job.cancelled]
+            self.batch_sizes[len(live)] += 1
+            try:
+                if live:
+                    self.generate(live)
+            except Exception as e:  # a failed batch fails its requests, never the server
+                log.exception("generation failed")
+                for job in live:
+                    job.send("error", f"generation failed: {type(e).__name__}")
+            finally:
+                with self.lock:
+                    self.in_flight -= len(batch)
+
+    def next_batch(self) -> list[Job]:
+        """Wait for a job; take it and the later waiting jobs with its sampling settings, oldest first."""
+        with self.lock:
+            while not self.waiting:
+                self.lock.wait()
+            first = self.waiting.popleft()
+            batch = [first]
+            for job in list(self.waiting):  # same sampling, so one gen() call
+                if len(batch) >= self.max_batch:
+                    break
+                if (job.temperature, job.top_p) == (first.temperature, first.top_p):
+                    self.waiting.remove(job)
+                    batch.append(job)
+            return batch
+
+    def generate(self, jobs: list[Job]) -> None:
+        answers = gen(self.model, self.tokenizer, None, [j.prompt for j in jobs],
+                      max_new_tokens=[j.max_tokens for j in jobs], temperature=jobs[0].temperature,
+                      top_p=jobs[0].top_p, stop=[j.stop for j in jobs], fast=self.fast,
+                      stream=lambda i, text: jobs[i].send("delta", text), cancelled=lambda i: jobs[i].cancelled)
+        for job, answer in zip(jobs, answers):
+            if self.log_prompts:
+                log.info("prompt=%r answer=%r", job.prompt, answer.text)
+            job.send("done", answer)

@@ -1,0 +1,202 @@
+"""The HTTP app: OpenAI's chat and completion endpoints, the model list, health and the chat page.
+
+create_app wires it: Guard in front, OpenAI's error JSON for every error, the routes below, which find
+the engine and the defaults in app.state. A request is answered in three plain steps: `prompt_text` (the
+text the model continues), `to_job` (the request checked against the model: a Job, or a 4xx) and
+`answer` (queued; the result as one JSON body or as server-sent events). Prompts and answers are never
+logged here.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import PROJECT_ROOT
+from ..prompts import Template
+from ..tokenization import encode_prompt
+from .engine import Busy, Engine, Job
+from .guard import Guard
+from .schemas import (DONE, ApiError, ChatRequest, CompletionRequest, Reply, error_response, finish_reason,
+                      stream_error)
+
+log = logging.getLogger(__name__)
+WEB_PAGE = PROJECT_ROOT / "kochat" / "web" / "chat.html"
+MAX_STOPS = 4  # stop strings a request may send, as OpenAI allows
+
+router = APIRouter()
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What a request gets for a sampling field it leaves out."""
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.9
+
+
+def create_app(engine: Engine, api_keys: list[str], max_body_bytes: int = 1_000_000, body_timeout_s: float = 30.0,
+               default_max_tokens: int = 256, default_temperature: float = 0.7, default_top_p: float = 0.9) -> FastAPI:
+    """The app for one engine. No api_keys: no key asked (serve_ko.py allows that on loopback only)."""
+    app = FastAPI(title="kochat", version="1", docs_url=None, redoc_url=None)
+    app.state.engine = engine
+    app.state.defaults = Defaults(default_max_tokens, default_temperature, default_top_p)
+    app.add_middleware(Guard, api_keys=api_keys, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s)
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, invalid_body)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+    app.include_router(router)
+    return app
+
+
+# ---- errors, all as OpenAI's error JSON ------------------------------------------------------------
+async def api_error(request: Request, e: ApiError) -> JSONResponse:
+    return error_response(e.status, e.message, e.type, e.code, e.param)
+
+
+async def invalid_body(request: Request, e: RequestValidationError) -> JSONResponse:
+    """pydantic's first complaint about a body, as one 400 naming the field."""
+    first = e.errors()[0] if e.errors() else {}
+    if first.get("type") == "json_invalid":
+        return error_response(400, "request body is not valid JSON")
+    where = ".".join(str(x) for x in first.get("loc", ())[1:]) or None
+    return error_response(400, f"{where or 'body'}: {first.get('msg', 'invalid value')}", param=where)
+
+
+async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+    return error_response(e.status_code, str(e.detail))
+
+
+async def unexpected(request: Request, e: Exception) -> JSONResponse:
+    log.exception("unexpected error")
+    return error_response(500, "internal error", "server_error")
+
+
+# ---- routes --------------------------------------------------------------------------------------
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def page() -> HTMLResponse:
+    return HTMLResponse(WEB_PAGE.read_text(encoding="utf-8"))
+
+
+@router.get("/health")
+async def health(request: Request):
+    engine: Engine = request.app.state.engine
+    return {"status": "ok", "model": engine.model_name, **engine.status()}
+
+
+@router.get("/v1/models")
+async def models(request: Request):
+    return {"object": "list", "data": [{"id": request.app.state.engine.model_name, "object": "model", "created": 0,
+                                        "owned_by": "kochat"}]}
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatRequest, request: Request) -> Response:
+    if not body.messages:
+        raise ApiError(400, "messages must not be empty", param="messages")
+    return await answer(request, body)
+
+
+@router.post("/v1/completions")
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    if len(body.prompts) != 1 or not body.prompts[0]:
+        raise ApiError(400, "prompt must be one non-empty string", param="prompt")
+    return await answer(request, body)
+
+
+# ---- from a request to its answer ------------------------------------------------------------------
+def prompt_text(body: ChatRequest | CompletionRequest, template: Template) -> str:
+    """The text the model continues: chat messages rendered in the run's template, or a completion's prompt
+    as it is. Rendered here, once, so that one batch may mix chat and completion requests."""
+    if isinstance(body, CompletionRequest):
+        return body.prompts[0]
+    try:
+        return template.chat([m.model_dump() for m in body.messages])
+    except ValueError as e:  # e.g. the last message is not the user's
+        raise ApiError(400, str(e), param="messages") from None
+
+
+def to_job(body: ChatRequest | CompletionRequest, engine: Engine, defaults: Defaults) -> Job:
+    """The request as the engine's Job, once it fits: this model, n=1, a prompt and an answer limit within
+    the context, at most MAX_STOPS stop strings. Otherwise an ApiError (404 for another model, else 400)."""
+    if body.model != engine.model_name:
+        raise ApiError(404, f"model '{body.model}' not found; this server serves '{engine.model_name}'",
+                       code="model_not_found", param="model")
+    if body.n != 1:
+        raise ApiError(400, "only n=1 is supported", param="n")
+    prompt = prompt_text(body, engine.template)
+    prompt_tokens = len(encode_prompt(engine.tokenizer, prompt))
+    room = engine.context - prompt_tokens
+    if room < 1:
+        raise ApiError(400, f"the prompt is {prompt_tokens} tokens; this model's context is {engine.context}",
+                       code="context_length_exceeded",
+                       param="messages" if isinstance(body, ChatRequest) else "prompt")
+    limit = body.answer_limit if body.answer_limit is not None else min(defaults.max_tokens, room)
+    if not 1 <= limit <= room:
+        raise ApiError(400, f"max_tokens must be between 1 and {room} (the context of {engine.context} tokens "
+                            f"less the prompt's {prompt_tokens})", param="max_tokens")
+    if len(body.stops) > MAX_STOPS:
+        raise ApiError(400, f"at most {MAX_STOPS} stop sequences", param="stop")
+    temperature = defaults.temperature if body.temperature is None else body.temperature
+    top_p = defaults.top_p if body.top_p is None else body.top_p
+    return Job(prompt, limit, temperature, top_p, body.stops, asyncio.get_running_loop())
+
+
+async def answer(request: Request, body: ChatRequest | CompletionRequest) -> Response:
+    """Queue the request (429 when the engine is full); its answer as one JSON body, or streamed."""
+    engine: Engine = request.app.state.engine
+    job = to_job(body, engine, request.app.state.defaults)
+    try:
+        engine.submit(job)
+    except Busy:
+        raise ApiError(429, f"the server is busy: {engine.max_concurrent} requests are in progress "
+                            f"(serve_ko.py --max_concurrent); retry shortly", "rate_limit_error",
+                       "too_many_requests") from None
+    reply = Reply(chat=isinstance(body, ChatRequest), model=engine.model_name)
+    if body.stream:
+        return StreamingResponse(events(request, job, reply, body.include_usage), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    try:
+        while True:
+            kind, value = await job.events.get()
+            if kind == "error":
+                raise ApiError(500, value, "server_error")
+            if kind == "done":
+                return JSONResponse(reply.completion(value))
+    except asyncio.CancelledError:  # the client went away: free the row
+        job.cancelled = True
+        raise
+
+
+async def events(request: Request, job: Job, reply: Reply, include_usage: bool):
+    """The answer as server-sent events: (for chat) the assistant's role, each piece of text, the finish
+    reason, usage if asked, [DONE]. A client that leaves mid-stream cancels its row."""
+    try:
+        if reply.chat:
+            yield reply.chunk(first=True)
+        while True:
+            try:
+                kind, value = await asyncio.wait_for(job.events.get(), timeout=1.0)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    return
+                continue
+            if kind == "delta":
+                yield reply.chunk(value)
+            elif kind == "error":
+                yield stream_error(value)
+                return
+            else:
+                yield reply.chunk(reason=finish_reason(value))
+                if include_usage:
+                    yield reply.usage_chunk(value)
+                yield DONE
+                return
+    finally:  # the client went away mid-stream (or the stream ended): free the row
+        job.cancelled = True
