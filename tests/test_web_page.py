@@ -211,6 +211,20 @@ def test_conversations_are_kept_across_reloads_and_can_be_deleted(page, served):
     assert [c["messages"][0]["content"] for c in stored(page)] == ["한국의 수도는 어디인가요?"]
 
 
+def test_an_error_is_shown_and_the_question_comes_back(page, served):
+    """The page's own handling of an error answer (Playwright answers the request with a 429 in OpenAI's form)."""
+    page.route("**/v1/chat/completions", lambda route: route.fulfill(
+        status=429, content_type="application/json",
+        body=json.dumps({"error": {"message": "the server is busy", "type": "rate_limit_error"}})))
+    page.goto(served.url + "/")
+    page.fill("#input", "연차는 며칠인가요?")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.error")).to_have_text("오류: the server is busy")
+    assert page.locator("#input").input_value() == "연차는 며칠인가요?"  # to send again
+    assert page.locator(".msg.assistant").count() == 0 and stored(page) == []
+    assert page.locator("#send").inner_text() == "보내기"
+
+
 MARKDOWN = ("## 연차 안내\n\n연차는 **15일**이고 *입사 1년 후* 생깁니다. 신청은 `HR-101` 양식으로 합니다.\n"
             "줄바꿈도 지킵니다.\n\n- 첫째 항목\n- 둘째 항목\n  - 안쪽 항목\n\n1. 신청\n2. 승인\n\n"
             "| 구분 | 일수 |\n|---|---:|\n| 연차 | 15 |\n| 병가 | 60 |\n\n"
