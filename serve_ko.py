@@ -5,15 +5,15 @@ Endpoints: POST /v1/chat/completions, POST /v1/completions (stream: true for ser
 GET /v1/models, GET /health, and the chat page at /. Private by default: it listens on 127.0.0.1 only,
 refuses other addresses without an API key, and never logs prompts or answers unless asked to.
 """
+import errno
+import math
 import os
 import socket
 import sys
 from pathlib import Path
 
 import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
-import torch
-
-from kochat import cli, modeling, runs
+from kochat import cli
 from kochat.errors import UserError
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
@@ -40,6 +40,23 @@ FLAGS = {}
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
+def check_options() -> None:
+    """Values a library would stop at with a traceback, or take and misbehave with: one line each."""
+    if not 1 <= PORT <= 65535:
+        raise UserError(f"--port must be between 1 and 65535, got {PORT}")
+    for name, value in [("max_batch", MAX_BATCH), ("max_concurrent", MAX_CONCURRENT), ("max_tokens", MAX_TOKENS),
+                        ("max_body_bytes", MAX_BODY_BYTES)]:
+        if value < 1:
+            raise UserError(f"--{name} must be 1 or more, got {value}")
+    if not 0 <= TEMPERATURE <= 2:
+        raise UserError(f"--temperature must be between 0 (greedy) and 2, got {TEMPERATURE:g}")
+    if not 0 < TOP_P <= 1:
+        raise UserError(f"--top_p must be above 0 and at most 1, got {TOP_P:g}")
+    for name, value in [("body_timeout_s", BODY_TIMEOUT_S), ("header_timeout_s", HEADER_TIMEOUT_S)]:
+        if not 0 < value < math.inf:
+            raise UserError(f"--{name} must be a number of seconds above 0, got {value:g}")
+
+
 def read_keys() -> list[str]:
     keys = list(API_KEY) + [k.strip() for k in os.environ.get("API_KEYS", "").split(",")]
     if API_KEY_FILE:
@@ -48,28 +65,39 @@ def read_keys() -> list[str]:
         except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"cannot read the API key file {API_KEY_FILE}: {e}") from None
     keys = [k.strip() for k in keys if k.strip()]
+    if not all(k.isascii() and k.isprintable() for k in keys):  # else no client could ever send it
+        raise UserError("an API key has a character that is not printable ASCII; an HTTP header cannot carry it")
     if HOST not in LOOPBACK and not keys:
         raise UserError(f"refusing to listen on {HOST} without an API key: pass --api-key=<key> (or set "
-                            f"API_KEYS or --api_key_file), or keep the default --host=127.0.0.1")
+                        f"API_KEYS or --api_key_file), or keep the default --host=127.0.0.1")
     return keys
 
 
-def check_port_free() -> None:
-    """Before the model loads: a port in use, or an address this machine lacks, is a one-line error."""
+def check_can_listen() -> None:
+    """A host that is not an address of this machine, or a port in use or not allowed, is one line."""
     try:
-        socket.create_server((HOST, PORT)).close()
+        family = socket.getaddrinfo(HOST, PORT, type=socket.SOCK_STREAM)[0][0]
+    except (OSError, UnicodeError):
+        raise UserError(f"--host={HOST!r} is not an address or a known host name: use 127.0.0.1 (this machine "
+                        f"only) or 0.0.0.0 (all its addresses, with an API key)") from None
+    try:
+        socket.create_server((HOST, PORT), family=family).close()
     except OSError as e:
-        raise UserError(f"cannot listen on {HOST}:{PORT}: {e.strerror}; choose another --port") from None
+        option = "--port" if e.errno in (errno.EADDRINUSE, errno.EACCES) else "--host"
+        raise UserError(f"cannot listen on {HOST}:{PORT}: {e.strerror}; choose another {option}") from None
 
 
 def main(argv):
     cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+    check_options()
+    keys = read_keys()
+    check_can_listen()
+    import torch  # the heavy imports once the options are good: a wrong option is one line in a second
     import uvicorn
 
+    from kochat import modeling, runs
     from kochat.server import Engine, create_app, slow_header_protocol
 
-    keys = read_keys()
-    check_port_free()
     run = runs.open_run(ADAPTER)
     tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
     modeling.check_machine_can_run(modeling.load_config(run.base_model))

@@ -95,3 +95,29 @@ def test_keys_from_the_environment_and_a_key_file(tiny_run, serve, tmp_path, mon
     for key, status in [("env-key-2", 200), ("file-key", 200), ("env-key-3", 401), ("env-key-1", 200)]:
         assert httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == status, key
     assert httpx.get(url + "/v1/models").status_code == 401
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "80000"], "--port must be between 1 and 65535, got 80000"),
+    (["--port=0"], "--port must be between 1 and 65535, got 0"),
+    (["--max_batch=0"], "--max_batch must be 1 or more, got 0"),
+    (["--max_concurrent=-4"], "--max_concurrent must be 1 or more, got -4"),
+    (["--max_tokens=-1"], "--max_tokens must be 1 or more, got -1"),
+    (["--max_body_bytes=0"], "--max_body_bytes must be 1 or more, got 0"),
+    (["--temperature=2.5"], "--temperature must be between 0 (greedy) and 2, got 2.5"),
+    (["--temperature=-0.1"], "--temperature must be between 0 (greedy) and 2, got -0.1"),
+    (["--top_p=0"], "--top_p must be above 0 and at most 1, got 0"),
+    (["--top_p=1.5"], "--top_p must be above 0 and at most 1, got 1.5"),
+    (["--body_timeout_s=0"], "--body_timeout_s must be a number of seconds above 0, got 0"),
+    (["--header_timeout_s=-1"], "--header_timeout_s must be a number of seconds above 0, got -1"),
+    (["--header_timeout_s=nan"], "--header_timeout_s must be a number of seconds above 0, got nan"),
+    (["--host=", "--api-key=k"], "--host='' is not an address or a known host name: use 127.0.0.1 (this machine "
+                                 "only) or 0.0.0.0 (all its addresses, with an API key)"),
+    (["--host=foo..bar", "--api-key=k"], "--host='foo..bar' is not an address or a known host name"),
+    (["--api-key=비밀"], "an API key has a character that is not printable ASCII; an HTTP header cannot carry it"),
+])
+def test_a_bad_option_is_one_line_before_the_model_loads(run_script, tmp_path, args, message):
+    # the adapter does not exist: an error about it would mean the option went unchecked up to the model
+    result = run_script("serve_ko.py", "--adapter=no-such-run", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(f"error: {message}"), result.stderr
