@@ -21,7 +21,7 @@ from kochat.errors import UserError
 # ---- constants: edit here, or override on the command line as --name=value -------------------
 DOCS = "data/company_docs"      # folder of documents, read recursively (hidden files and folders left out)
 INDEX = "outputs/index"         # the index folder to build, update or search
-CHUNK_CHARS = 500               # longest passage, in characters, cut at Korean sentence boundaries
+CHUNK_CHARS = 800               # longest passage, in characters, cut at Korean sentence boundaries
 OVERLAP_CHARS = 100             # trailing sentences a passage shares with the next, at most this many characters
 BM25_K1 = 1.2                   # BM25 term-frequency saturation
 BM25_B = 0.9                    # BM25 length normalisation (0 = none, 1 = full)

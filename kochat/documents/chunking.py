@@ -37,7 +37,8 @@ def chunk(source: str, title: str, sections: list[Section], chunk_chars: int, ov
     title_terms = korean.terms(title)
     passages = []
     for section in sections:
-        context = tuple(title_terms + korean.terms(section.heading))
+        heading = "" if section.heading in section.text[:len(section.heading) + 1] else section.heading  # FAQ rows
+        context = tuple(title_terms + korean.terms(heading))                         # start with their question
         for start, end, terms in spans(section.text, chunk_chars, overlap_chars):
             passages.append(Passage(source, section.page, section.heading, section.row, start, end,
                                     section.text[start:end], context + terms))

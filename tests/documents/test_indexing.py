@@ -1,0 +1,144 @@
+"""Building and updating an index folder: incremental by content hash, bad files reported, never half-written."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import INDEX_SETTINGS
+
+from kochat import PROJECT_ROOT
+from kochat.documents import indexing, store
+from kochat.documents.retrieval import Searcher
+from kochat.errors import UserError
+
+
+def update(docs, folder, **extra):
+    return indexing.update_index(str(docs), str(folder), **{**INDEX_SETTINGS, **extra})
+
+
+def sources(folder):
+    return {p["source"] for p in store.open_index(folder).passages}
+
+
+def test_every_sample_format_is_indexed_and_an_unchanged_folder_reads_nothing(docs, tmp_path):
+    first = update(docs, tmp_path / "index")
+    assert (first.read, first.unchanged, first.skipped) == (7, 0, {})
+    assert sources(tmp_path / "index") == {"취업규칙.md", "출장비_규정.docx", "정보보안_규정.hwpx", "복리후생_안내.pdf",
+                                           "사내_FAQ.csv", "회의실_이용_안내.txt", "사내_동호회.html"}
+    again = update(docs, tmp_path / "index")
+    assert (again.read, again.unchanged, again.removed, again.passages) == (0, 7, 0, first.passages)
+    index = store.open_index(tmp_path / "index")
+    assert index.settings["passages"] == first.passages == len(index.passages) and index.settings["files"] == 7
+    assert [p.name for p in (tmp_path / "index").glob("g*")] == [index.generation.name]  # the old one is gone
+
+
+def test_changed_files_are_read_again_and_deleted_files_leave(docs, tmp_path):
+    update(docs, tmp_path / "index")
+    rules = docs / "취업규칙.md"
+    rules.write_text(rules.read_text(encoding="utf-8").replace("15일", "17일"), encoding="utf-8")
+    (docs / "사내_동호회.html").unlink()
+    (docs / "new").mkdir()
+    (docs / "new" / "주차_안내.md").write_text("# 주차\n\n지하 2층 주차장은 직원 전용이며 하루 4시간까지 무료입니다.\n",
+                                             encoding="utf-8")
+    (docs / ".hidden.md").write_text("# 숨김\n\n보이지 않아야 하는 주차 문서.\n", encoding="utf-8")
+    report = update(docs, tmp_path / "index")
+    assert (report.read, report.unchanged, report.removed) == (2, 5, 1)
+    assert "사내_동호회.html" not in sources(tmp_path / "index")
+    searcher = Searcher(store.open_index(tmp_path / "index"))
+    best = searcher.search("1년 이상 근속하면 연차휴가는 며칠인가요?", top_k=1)[0]
+    assert best.source == "취업규칙.md" and "17일" in best.text and "15일" not in best.text
+    parking = searcher.search("주차장 무료 시간", top_k=3)
+    assert parking[0].source == "new/주차_안내.md" and all(h.source != ".hidden.md" for h in parking)
+
+
+def test_bad_files_are_skipped_with_one_line_and_not_read_again_while_unchanged(docs, tmp_path):
+    (docs / "scan.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    (docs / "old.hwp").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100))
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "notes.xyz").write_text("무엇", encoding="utf-8")
+    report = update(docs, tmp_path / "index")
+    assert set(report.skipped) == {"scan.pdf", "old.hwp", "empty.txt", "notes.xyz"} and report.read == 11
+    assert "HWPX or PDF" in report.skipped["old.hwp"] and "empty" in report.skipped["empty.txt"]
+    lines = report.lines()
+    assert lines[0].startswith("files read: 11") and all("\n" not in line for line in lines)
+    assert any(line.strip().startswith("skipped scan.pdf:") for line in lines)
+    again = update(docs, tmp_path / "index")
+    assert again.read == 0 and set(again.skipped) == set(report.skipped)  # reported again, not re-read
+    files = json.loads((store.open_index(tmp_path / "index").generation / "files.json").read_text(encoding="utf-8"))
+    assert "skipped" in files["old.hwp"] and files["취업규칙.md"]["passages"] > 0
+
+
+def test_cp949_text_is_indexed_as_korean(docs, tmp_path):
+    update(docs, tmp_path / "index")
+    hits = Searcher(store.open_index(tmp_path / "index")).search("회의실 예약 시간", top_k=5)
+    assert any(h.source == "회의실_이용_안내.txt" and "예약" in h.text for h in hits)
+
+
+def test_a_changed_chunk_size_rereads_everything_and_bad_folders_are_one_line(docs, tmp_path):
+    update(docs, tmp_path / "index")
+    assert update(docs, tmp_path / "index", chunk_chars=300).read == 7
+    with pytest.raises(UserError, match="not a folder of documents"):
+        update(tmp_path / "missing", tmp_path / "index")
+    with pytest.raises(UserError, match="inside --docs"):
+        update(docs, docs / "index")
+    with pytest.raises(UserError, match="not an index folder"):
+        store.open_index(tmp_path)
+
+
+@pytest.mark.parametrize("where", ["bm25", "switch"])
+def test_an_update_stopped_before_it_finishes_leaves_the_previous_index(docs, tmp_path, monkeypatch, where):
+    """Ctrl-C while the new generation is written, or just before it becomes current: the old one stays in use,
+    and the next update removes the leftover and finishes."""
+    update(docs, tmp_path / "index")
+    before = store.open_index(tmp_path / "index")
+    (docs / "취업규칙.md").unlink()
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(*(("bm25s.BM25.save", stop) if where == "bm25" else ("kochat.documents.store.os.replace", stop)))
+    with pytest.raises(KeyboardInterrupt):
+        update(docs, tmp_path / "index")
+    monkeypatch.undo()
+    after = store.open_index(tmp_path / "index")
+    assert after.generation == before.generation and after.passages == before.passages
+    assert len(list((tmp_path / "index").glob("g*"))) == 2  # the unfinished one, left for the next update
+    report = update(docs, tmp_path / "index")
+    assert report.removed == 1 and "취업규칙.md" not in sources(tmp_path / "index")
+    assert len(list((tmp_path / "index").glob("g*"))) == 1
+
+
+def test_index_ko_killed_at_a_random_moment_leaves_a_usable_index(docs, tmp_path):
+    """SIGKILL of the real script at a seeded random moment of an update: the index is the old or the new one,
+    whole, and the next run completes."""
+    seed = int(os.environ.get("KOCHAT_TEST_SEED", time.time_ns() % 10_000))
+    print(f"kill seed {seed} (rerun with KOCHAT_TEST_SEED={seed})")
+    for n in range(120):  # enough files that the update takes a while
+        (docs / f"memo{n:03d}.md").write_text(f"# 메모 {n}\n\n" + "회의 결과를 공유합니다. 다음 주까지 검토 부탁드립니다. " * 20,
+                                               encoding="utf-8")
+    index = tmp_path / "index"
+    update(docs, index)
+    before = store.open_index(index)
+    for n in range(1, 120):  # every memo changed: the update reads them all again, seconds of work to interrupt
+        with open(docs / f"memo{n:03d}.md", "a", encoding="utf-8") as f:
+            f.write("검토를 마쳤습니다.\n")
+    (docs / "memo000.md").write_text("# 메모 0\n\n보안 점검은 매월 첫째 주 월요일에 합니다.\n", encoding="utf-8")
+    (docs / "취업규칙.md").unlink()
+    command = [sys.executable, str(PROJECT_ROOT / "index_ko.py"), f"--docs={docs}", f"--index={index}"]
+    started = time.monotonic()
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(random.Random(seed).uniform(2.0, 7.0))  # start-up takes ~2 s, the update ~5 s
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    print(f"killed after {time.monotonic() - started:.1f} s")
+    during = store.open_index(index)
+    assert during.passages == before.passages or (
+        "취업규칙.md" not in {p["source"] for p in during.passages} and during.generation != before.generation)
+    Searcher(during).search("보안 점검", top_k=3)  # usable either way
+    report = update(docs, index)
+    assert report.removed in (0, 1) and "취업규칙.md" not in sources(index)
+    assert Searcher(store.open_index(index)).search("보안 점검은 언제 하나요?", top_k=1)[0].source == "memo000.md"

@@ -1,0 +1,85 @@
+"""Searching an index: known questions find their passages in every sample format, follow-ups are searched with
+the conversation, and the optional embedding model and reranker are wired in (tiny random models, offline)."""
+import numpy as np
+import pytest
+from conftest import INDEX_SETTINGS
+
+from kochat.documents import indexing, store
+from kochat.documents.embedding import Embedder
+from kochat.documents.retrieval import Searcher
+
+
+@pytest.mark.parametrize("question, source, where", [
+    ("1년 이상 근속한 직원의 연차휴가는 며칠인가요?", "취업규칙.md", "제12조 연차휴가"),
+    ("서울 출장 숙박비 상한은 얼마인가요?", "출장비_규정.docx", "숙박비"),
+    ("비밀번호는 몇 자 이상이어야 하고 얼마마다 바꾸나요?", "정보보안_규정.hwpx", ""),
+    ("본인 결혼 경조금은 얼마인가요?", "복리후생_안내.pdf", "1쪽"),
+    ("회의실 예약은 한 번에 최대 몇 시간까지 가능한가요?", "사내_FAQ.csv", "행"),
+    ("등산 동호회 회비는 얼마인가요?", "사내_동호회.html", ""),
+])
+def test_known_questions_find_their_passage_first(sample_index, question, source, where):
+    best = sample_index.search(question, top_k=5)[0]
+    assert best.source == source and where in best.where and best.n == 1 and 0 < best.relevance <= 1
+
+
+def test_hits_are_ranked_and_an_unrelated_question_has_no_relevant_passage(sample_index):
+    hits = sample_index.search("연차휴가 신청", top_k=4)
+    assert [h.n for h in hits] == [1, 2, 3, 4] and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert all(h.index == "company" and h.text for h in hits)
+    unrelated = sample_index.search("화성 탐사 로켓의 발사 일정", top_k=5)
+    assert all(h.relevance < 0.3 for h in unrelated)
+    assert sample_index.search("", top_k=5) == [] and sample_index.search("연차", top_k=0) == []
+
+
+@pytest.fixture(scope="module")
+def followups(tmp_path_factory):
+    docs = tmp_path_factory.mktemp("followup-docs")
+    (docs / "연차.md").write_text("# 연차휴가\n\n1년차 직원의 연차휴가는 11일입니다. 근속 2년차 직원의 연차휴가는 15일입니다.\n",
+                                 encoding="utf-8")
+    (docs / "교육.md").write_text("# 신입사원 교육\n\n신입사원 교육은 입사 첫 주에 40시간입니다. 2년차 직원은 심화 교육을 "
+                                 "16시간 받습니다.\n", encoding="utf-8")
+    (docs / "동호회.md").write_text("# 동호회\n\n2년차부터 동호회 회장을 맡습니다.\n", encoding="utf-8")
+    folder = tmp_path_factory.mktemp("followup") / "index"
+    indexing.update_index(str(docs), str(folder), **INDEX_SETTINGS)
+    return Searcher(store.open_index(folder))
+
+
+def test_a_follow_up_is_searched_with_the_question_it_follows(followups):
+    alone = followups.search("그럼 2년차는요?", top_k=3)
+    after_leave = followups.search("그럼 2년차는요?", top_k=3, history=["연차휴가는 며칠인가요?"])
+    after_training = followups.search("그럼 2년차는요?", top_k=3, history=["신입사원 교육은 몇 시간인가요?"])
+    assert alone[0].source == "동호회.md"  # alone, the shortest passage with "2년차" wins
+    assert after_leave[0].source == "연차.md" and after_training[0].source == "교육.md"
+
+
+def test_an_embedding_model_adds_dense_retrieval_and_updates_reuse_unchanged_vectors(docs, tmp_path,
+                                                                                       tiny_embedding_model,
+                                                                                       monkeypatch):
+    folder = tmp_path / "index"
+    indexing.update_index(str(docs), str(folder), embedding_model=tiny_embedding_model, **INDEX_SETTINGS)
+    index = store.open_index(folder)
+    assert index.embeddings.shape == (len(index.passages), 32)
+    assert np.allclose(np.linalg.norm(index.embeddings, axis=1), 1, atol=1e-5)
+    searcher = Searcher(index)
+    assert searcher.embedder is not None and searcher.embedder.name == tiny_embedding_model
+    hits = searcher.search("연차휴가는 며칠인가요?", top_k=5)
+    assert len(hits) == 5 and all(0 <= h.relevance <= 1 for h in hits)
+    assert hits[0].score == pytest.approx(max(h.score for h in hits)) and hits[0].score <= 2 / 61  # fused RRF
+
+    encoded = []
+    real = Embedder.encode
+    monkeypatch.setattr(Embedder, "encode", lambda self, texts, progress=False: encoded.extend(texts) or real(self, texts))
+    (docs / "주차.md").write_text("# 주차\n\n지하 주차장은 직원 전용입니다.\n", encoding="utf-8")
+    indexing.update_index(str(docs), str(folder), embedding_model=tiny_embedding_model, **INDEX_SETTINGS)
+    assert encoded == ["지하 주차장은 직원 전용입니다."]  # only the new file's passage was embedded
+    updated = store.open_index(folder)
+    kept = [i for i, p in enumerate(updated.passages) if p["source"] != "주차.md"]
+    assert np.array_equal(updated.embeddings[kept], index.embeddings)
+
+
+def test_a_reranker_reorders_the_candidates_by_its_scores(sample_index, tiny_reranker):
+    searcher = Searcher(sample_index.index, reranker=tiny_reranker)
+    hits = searcher.search("출장비 정산 기한", top_k=5)
+    expected = searcher.reranker.scores("출장비 정산 기한", [h.text for h in hits])
+    assert [h.relevance for h in hits] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert [h.relevance for h in hits] == sorted((h.relevance for h in hits), reverse=True)
