@@ -35,9 +35,9 @@ router = APIRouter()
 @dataclass(frozen=True)
 class Defaults:
     """What a request gets for a sampling field it leaves out."""
-    max_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 0.9
+    max_tokens: int
+    temperature: float
+    top_p: float
 
 
 def create_app(engine: Engine, api_keys: list[str], max_body_bytes: int = 1_000_000, body_timeout_s: float = 30.0,
