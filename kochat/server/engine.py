@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..generation import gen
 
-log = logging.getLogger("kochat.server")
+log = logging.getLogger(__name__)
 
 
 @dataclass
