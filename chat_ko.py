@@ -4,7 +4,10 @@ as the model was trained.
     python chat_ko.py --adapter outputs/tiny                          # a conversation, answers streamed
     python chat_ko.py --adapter outputs/tiny --question "한국의 수도는?"   # one answer, then exit
     python chat_ko.py --adapter outputs/tiny --questions qs.txt         # each line answered into JSONL
-In a conversation: /reset forgets earlier turns, /exit (or Ctrl-D) leaves.
+    python chat_ko.py --adapter outputs/tiny --index outputs/index      # answers from your documents, cited
+In a conversation: /reset forgets earlier turns, /exit (or Ctrl-D) leaves. With --index, each question
+(with the conversation before it) retrieves passages that go into the prompt, numbered; the answer cites
+them as [1], [2] and the sources are printed under it.
 """
 import json
 import sys
@@ -14,6 +17,8 @@ import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warn
 import torch
 
 from kochat import cli, modeling, runs
+from kochat.documents import grounding
+from kochat.errors import UserError
 from kochat.generation import gen
 from kochat.prompts import load_questions
 
@@ -29,6 +34,11 @@ TEMPERATURE = 0.7                            # sampling temperature; 0 = greedy 
 TOP_P = 0.9                                  # nucleus sampling
 MAX_TURNS = 8                                # earlier question/answer pairs kept in a conversation
 SEED = 0                                     # sampling seed, for answers you can reproduce
+INDEX = ""                                   # an index folder from index_ko.py: answer from those documents
+TOP_K = 3                                    # passages given to the model with each question
+MIN_RELEVANCE = 0.3                          # below this (0..1) the documents do not cover the question
+NOT_COVERED = grounding.NOT_COVERED          # the answer then, instead of one the model would invent
+RERANKER = ""                                # a cross-encoder model folder that re-scores retrieved passages
 
 PRESETS = {}
 FLAGS = {}
@@ -38,32 +48,74 @@ def main(argv):
     cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
     run = runs.open_run(ADAPTER)
     questions = load_questions(QUESTIONS) if QUESTIONS else []
+    searcher = open_searcher()
     tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
     modeling.check_machine_can_run(modeling.load_config(run.base_model))
     model = modeling.load_model(run.base_model, tokenizer, four_bit=FOUR_BIT, adapter=run.adapter).eval()
     torch.manual_seed(SEED)
     settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P, fast=FAST)
+    context = getattr(model.config, "max_position_embeddings", 2048)
+
+    def answer(messages, stream=None, extra=""):
+        """gen() on the conversation, grounded in the index when there is one: (Answer, or None when the
+        documents do not cover the question; the sources given to the model)."""
+        if searcher is None:
+            item = (messages[-1]["content"], extra) if extra else messages
+            return gen(model, tokenizer, run.template, item, stream=stream, **settings)[0], []
+        if extra:  # a question's own input goes with it; the passages take the template's input slot
+            messages = [*messages[:-1], {"role": "user", "content": messages[-1]["content"] + "\n\n" + extra}]
+        grounded, found = grounding.ground(searcher, messages, top_k=TOP_K, min_relevance=MIN_RELEVANCE,
+                                           tokenizer=tokenizer, template=run.template,
+                                           max_prompt_tokens=context - MAX_NEW_TOKENS)
+        if not found.covered:
+            if stream:
+                stream(0, NOT_COVERED)
+            return None, []
+        return gen(model, tokenizer, run.template, grounded, stream=stream, **settings)[0], found.hits
 
     if QUESTION:
-        gen(model, tokenizer, run.template, QUESTION, stream=lambda _, text: print(text, end="", flush=True), **settings)
+        _, hits = answer([{"role": "user", "content": QUESTION}], stream=lambda _, text: print(text, end="", flush=True))
         print()
+        print_sources(hits)
         return
     if questions:
         output = Path(OUTPUT or Path(QUESTIONS).with_suffix(".answers.jsonl"))
         with open(output, "w", encoding="utf-8") as out:
-            for question in questions:
-                answer = gen(model, tokenizer, run.template, question, **settings)[0]
-                out.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
-                print(f"Q: {answer.question}\nA: {answer.text}\n   ({answer.new_tokens} tokens, "
-                      f"{answer.tokens_per_s:.1f} tokens/s)")
+            for question, extra in questions:
+                result, hits = answer([{"role": "user", "content": question}], extra=extra)
+                record = result.to_dict() if result else {"question": question, "input": extra, "text": NOT_COVERED,
+                                                          "new_tokens": 0, "finish_reason": "not_covered"}
+                if searcher is not None:
+                    record["sources"] = [h.to_dict() for h in hits]
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                print(f"Q: {question}\nA: {record['text']}" + (f"\n   ({result.new_tokens} tokens, "
+                      f"{result.tokens_per_s:.1f} tokens/s)" if result else ""))
+                print_sources(hits)
         print(f"{len(questions)} answers in {output}")
         return
-    converse(model, tokenizer, run, settings)
+    converse(run, answer)
 
 
-def converse(model, tokenizer, run, settings):
+def open_searcher():
+    if not INDEX:
+        return None
+    from kochat.documents import store
+    from kochat.documents.retrieval import Searcher
+
+    if not 0 <= MIN_RELEVANCE <= 1 or TOP_K < 1:
+        raise UserError(f"--min_relevance must be from 0 to 1 and --top_k at least 1 (got {MIN_RELEVANCE}, {TOP_K})")
+    return Searcher(store.open_index(INDEX), reranker=RERANKER)
+
+
+def print_sources(hits):
+    for h in hits:
+        print(f"   [{h.n}] {h.where}")
+
+
+def converse(run, answer):
     """A conversation: earlier turns go into each prompt, rendered with the run's own template."""
-    print(f"{run.folder} ({run.template.name} template). /reset forgets, /exit leaves.")
+    grounded = f", answering from {INDEX}" if INDEX else ""
+    print(f"{run.folder} ({run.template.name} template{grounded}). /reset forgets, /exit leaves.")
     history: list[dict] = []
     while True:
         try:
@@ -81,11 +133,14 @@ def converse(model, tokenizer, run, settings):
             continue
         messages = history[-2 * MAX_TURNS:] + [{"role": "user", "content": question}]
         print("답변> ", end="", flush=True)
-        answer = gen(model, tokenizer, run.template, messages,
-                     stream=lambda _, text: print(text, end="", flush=True), **settings)[0]
-        print(f"\n   ({answer.new_tokens} tokens, {answer.tokens_per_s:.1f} tokens/s"
-              f"{', cut at MAX_NEW_TOKENS' if answer.finish_reason == 'length' else ''})")
-        history = messages + [{"role": "assistant", "content": answer.text}]
+        result, hits = answer(messages, stream=lambda _, text: print(text, end="", flush=True))
+        if result is None:
+            print()
+        else:
+            print(f"\n   ({result.new_tokens} tokens, {result.tokens_per_s:.1f} tokens/s"
+                  f"{', cut at MAX_NEW_TOKENS' if result.finish_reason == 'length' else ''})")
+        print_sources(hits)
+        history = messages + [{"role": "assistant", "content": result.text if result else NOT_COVERED}]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`python chat_ko.py` against the tiny preset's run folder, as a user runs it."""
 import json
 
-from kochat import modeling, runs
+from kochat import PROJECT_ROOT, modeling, runs
 from kochat.generation import gen
 
 
@@ -49,3 +49,36 @@ def test_a_folder_that_is_not_a_run_is_one_clear_line(run_script, tmp_path):
         result = run_script("chat_ko.py", f"--adapter={folder}", "--question=x", cwd=tmp_path)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert result.stderr.strip().splitlines()[-1].startswith(message)
+
+
+def test_answers_from_an_index_are_grounded_and_cite_their_sources(tiny_run, run_script, tmp_path):
+    """--index: the passages go into the prompt (the answer is gen() on the grounded conversation), the sources
+    are printed and kept in the JSONL, and a question the documents do not cover gets NOT_COVERED, not the model."""
+    from kochat.documents import grounding, indexing, store
+    from kochat.documents.retrieval import Searcher
+
+    run, _ = tiny_run
+    index = tmp_path / "index"
+    indexing.update_index(str(PROJECT_ROOT / "data" / "company_docs"), str(index), chunk_chars=800, overlap_chars=100,
+                          k1=1.2, b=0.9, max_file_bytes=10_000_000)
+    (tmp_path / "qs.txt").write_text("1년 이상 근속한 직원의 연차휴가는 며칠인가요?\n화성 탐사 로켓의 발사 일정은?\n",
+                                     encoding="utf-8")
+    result = run_script("chat_ko.py", f"--adapter={run}", f"--index={index}", "--questions=qs.txt", "--temperature=0",
+                        "--max_new_tokens=16", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    covered, not_covered = [json.loads(line) for line in (tmp_path / "qs.answers.jsonl").read_text(encoding="utf-8")
+                            .splitlines()]
+    assert covered["sources"][0]["source"] == "취업규칙.md" and covered["sources"][0]["n"] == 1
+    assert "   [1] 취업규칙.md · 제12조 연차휴가" in result.stdout.splitlines()
+    assert not_covered == {"question": "화성 탐사 로켓의 발사 일정은?", "input": "", "text": grounding.NOT_COVERED,
+                           "new_tokens": 0, "finish_reason": "not_covered", "sources": []}
+
+    r = runs.open_run(str(run))
+    tokenizer = modeling.load_tokenizer(r.tokenizer_dir)
+    model = modeling.load_model(r.base_model, tokenizer, adapter=r.adapter).eval()
+    messages, found = grounding.ground(Searcher(store.open_index(index)), [{"role": "user", "content": covered["question"]}],
+                                       top_k=3, min_relevance=0.3, tokenizer=tokenizer, template=r.template,
+                                       max_prompt_tokens=model.config.max_position_embeddings - 16)
+    assert "[1] 취업규칙.md · 제12조 연차휴가\n" in messages[-1]["context"]
+    assert [h.to_dict() for h in found.hits] == covered["sources"]
+    assert covered["text"] == gen(model, tokenizer, r.template, messages, max_new_tokens=16)[0].text
