@@ -1,9 +1,12 @@
 """Serve your fine-tuned model inside your network: an OpenAI-compatible API and a Korean web chat page.
     python serve_ko.py --adapter outputs/tiny --port 8000
     python serve_ko.py --adapter outputs/run --host 0.0.0.0 --api-key "$KEY"      # beyond this machine: a key
+    python serve_ko.py --adapter outputs/run --index hr=outputs/index-hr --index it=outputs/index-it
 Endpoints: POST /v1/chat/completions, POST /v1/completions (stream: true for server-sent events),
-GET /v1/models, GET /health, and the chat page at /. Private by default: it listens on 127.0.0.1 only,
-refuses other addresses without an API key, and never logs prompts or answers unless asked to.
+GET /v1/models, GET /v1/indexes, GET /health, and the chat page at /. Private by default: it listens on
+127.0.0.1 only, refuses other addresses without an API key, and never logs prompts or answers unless asked
+to. With --index, chat answers come from those documents and carry their `sources`; a line `KEY hr,it` in
+the key file limits that key to those indexes.
 """
 import errno
 import math
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
 from kochat import cli
+from kochat.documents import grounding
 from kochat.errors import UserError
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
@@ -21,7 +25,7 @@ ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.
 HOST = "127.0.0.1"                           # address to listen on; anything beyond loopback needs an API key
 PORT = 8000                                  # TCP port
 API_KEY = []                                 # accepted keys; repeat --api-key; also $API_KEYS (a,b) and API_KEY_FILE
-API_KEY_FILE = ""                            # a file with one accepted key per line
+API_KEY_FILE = ""                            # a file with one accepted key per line; "KEY hr,it" limits it to those indexes
 MODEL_NAME = ""                              # the model id clients send; "" = the run folder's name
 FOUR_BIT = True                              # the base in 4-bit NF4, as trained; False = 16-bit (more memory)
 FAST = False                                 # gen()'s fast mode: static cache, compiled on a GPU (16-bit models)
@@ -34,6 +38,11 @@ MAX_BODY_BYTES = 1_000_000                   # larger request bodies get 413 bef
 BODY_TIMEOUT_S = 30.0                       # a request body must arrive within this many seconds (slow clients get 408)
 HEADER_TIMEOUT_S = 10.0                     # a request's headers must arrive within this many seconds, else the connection closes
 LOG_PROMPTS = False                          # True: write prompts and answers to the log (off: they stay private)
+INDEX = []                                   # document indexes to answer from: name=folder (or a folder); repeatable
+TOP_K = 3                                    # passages given to the model with each question
+MIN_RELEVANCE = 0.3                          # below this (0..1) the documents do not cover the question
+NOT_COVERED = grounding.NOT_COVERED          # the answer then, instead of one the model would invent
+RERANKER = ""                                # a cross-encoder model folder that re-scores retrieved passages
 
 PRESETS = {}
 FLAGS = {}
@@ -55,16 +64,44 @@ def check_options() -> None:
     for name, value in [("body_timeout_s", BODY_TIMEOUT_S), ("header_timeout_s", HEADER_TIMEOUT_S)]:
         if not 0 < value < math.inf:
             raise UserError(f"--{name} must be a number of seconds above 0, got {value:g}")
+    if TOP_K < 1 or not 0 <= MIN_RELEVANCE <= 1:
+        raise UserError(f"--top_k must be 1 or more and --min_relevance from 0 to 1 (got {TOP_K}, {MIN_RELEVANCE:g})")
 
 
-def read_keys() -> list[str]:
-    keys = list(API_KEY) + [k.strip() for k in os.environ.get("API_KEYS", "").split(",")]
+def index_folders() -> dict[str, str]:
+    """--index values as name -> folder: "hr=outputs/index-hr", or a bare folder named after itself."""
+    folders = {}
+    for item in INDEX:
+        name, eq, folder = item.partition("=")
+        name, folder = (name.strip(), folder.strip()) if eq else (Path(item).name, item)
+        if not name or not folder or not all(c.isalnum() or c in "-_." for c in name):
+            raise UserError(f"--index={item!r}: give name=folder, the name in letters, digits, '-', '_' or '.'")
+        if name in folders:
+            raise UserError(f"--index names {name!r} twice; give each index its own name (name=folder)")
+        folders[name] = folder
+    return folders
+
+
+def read_keys(indexes: dict[str, str]) -> dict[str, frozenset | None]:
+    """Accepted keys -> the index names each may use (None: every index). Keys from --api-key and API_KEYS
+    may use every index; a key file line "KEY hr,it" limits its key to hr and it."""
+    keys: dict[str, frozenset | None] = {k.strip(): None for k in [*API_KEY, *os.environ.get("API_KEYS", "").split(",")]
+                                         if k.strip()}
     if API_KEY_FILE:
         try:
-            keys += Path(API_KEY_FILE).expanduser().read_text(encoding="utf-8").splitlines()
+            lines = Path(API_KEY_FILE).expanduser().read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"cannot read the API key file {API_KEY_FILE}: {e}") from None
-    keys = [k.strip() for k in keys if k.strip()]
+        for number, line in enumerate(lines, start=1):
+            key, _, names = line.strip().partition(" ")
+            if not key:
+                continue
+            scope = frozenset(n.strip() for n in names.split(",") if n.strip()) if names.strip() else None
+            unknown = sorted((scope or set()) - set(indexes))
+            if unknown:
+                raise UserError(f"{API_KEY_FILE} line {number} names an index this server does not serve: "
+                                f"{', '.join(unknown)} (serving: {', '.join(indexes) or 'none; add --index'})")
+            keys[key] = scope
     if not all(k.isascii() and k.isprintable() for k in keys):  # else no client could ever send it
         raise UserError("an API key has a character that is not printable ASCII; an HTTP header cannot carry it")
     if HOST not in LOOPBACK and not keys:
@@ -90,15 +127,20 @@ def check_can_listen() -> None:
 def main(argv):
     cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
     check_options()
-    keys = read_keys()
+    indexes = index_folders()
+    keys = read_keys(indexes)
     check_can_listen()
     import torch  # the heavy imports once the options are good: a wrong option is one line in a second
     import uvicorn
 
     from kochat import modeling, runs
-    from kochat.server import Engine, create_app, slow_header_protocol
+    from kochat.documents import store
+    from kochat.documents.retrieval import Searcher
+    from kochat.server import Engine, Library, create_app, slow_header_protocol
 
     run = runs.open_run(ADAPTER)
+    library = Library({name: Searcher(store.open_index(folder), reranker=RERANKER, name=name) for name, folder in indexes.items()},
+                      top_k=TOP_K, min_relevance=MIN_RELEVANCE, not_covered=NOT_COVERED) if indexes else None
     tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
     modeling.check_machine_can_run(modeling.load_config(run.base_model))
     model = modeling.load_model(run.base_model, tokenizer, four_bit=FOUR_BIT, adapter=run.adapter).eval()
@@ -106,9 +148,11 @@ def main(argv):
     engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=MAX_BATCH,
                     max_concurrent=MAX_CONCURRENT, fast=FAST, log_prompts=LOG_PROMPTS)
     app = create_app(engine, keys, max_body_bytes=MAX_BODY_BYTES, body_timeout_s=BODY_TIMEOUT_S,
-                     default_max_tokens=MAX_TOKENS, default_temperature=TEMPERATURE, default_top_p=TOP_P)
-    print(f"serving {engine.model_name} on http://{HOST}:{PORT}/ ({'API key required' if keys else 'no API key'})",
-          flush=True)
+                     default_max_tokens=MAX_TOKENS, default_temperature=TEMPERATURE, default_top_p=TOP_P,
+                     library=library)
+    documents = f", answering from {', '.join(indexes)}" if indexes else ""
+    print(f"serving {engine.model_name} on http://{HOST}:{PORT}/ ({'API key required' if keys else 'no API key'}"
+          f"{documents})", flush=True)
     uvicorn.run(app, host=HOST, port=PORT, log_level="info", timeout_keep_alive=5,
                 http=slow_header_protocol(HEADER_TIMEOUT_S))
 

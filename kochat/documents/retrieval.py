@@ -62,8 +62,8 @@ class Hit:
 class Searcher:
     """An open index with the models it needs: the embedding model it was built with, and a reranker."""
 
-    def __init__(self, index: Index, reranker: str = "", device: str | None = None):
-        self.index = index
+    def __init__(self, index: Index, reranker: str = "", device: str | None = None, name: str = ""):
+        self.index, self.name = index, name or index.name  # the name hits carry: the server's, else the folder's
         model = index.settings.get("embedding_model", "")
         self.embedder = Embedder(model, device) if model and index.embeddings is not None else None
         self.reranker = Reranker(reranker, device) if reranker else None
@@ -106,7 +106,7 @@ class Searcher:
         for rank, (i, rel) in enumerate(zip(order[:top_k], relevance[:top_k]), start=1):
             p = passages[i]
             hits.append(Hit(rank, p["source"], p["page"], p["heading"], p["row"], p["start"], p["end"], p["text"],
-                            float(score[i]), float(rel), self.index.name))
+                            float(score[i]), float(rel), self.name))
         return hits
 
     def bm25_scores(self, terms: list[str]) -> np.ndarray:

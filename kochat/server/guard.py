@@ -18,33 +18,42 @@ from .schemas import error_response
 PUBLIC_PATHS = {"/", "/health"}  # the page (it asks for the key itself) and the health check; all else needs a key
 
 
-def key_ok(keys: list[bytes], authorization: str) -> bool:
-    """Whether an Authorization header carries one of the keys ("Bearer <key>"); True when there are no keys.
-    Compared with every key, in constant time: how long it takes says nothing about which key, if any, matched."""
+Keys = dict[str, "frozenset[str] | None"]  # key -> the index names it may use (None: all of them)
+
+
+def find_key(keys: list[tuple[bytes, frozenset | None]], authorization: str) -> tuple[bool, frozenset | None]:
+    """Whether an Authorization header carries one of the keys ("Bearer <key>"), and that key's index scope;
+    (True, None) when there are no keys. Compared with every key, in constant time: how long it takes says
+    nothing about which key, if any, matched."""
     if not keys:
-        return True
+        return True, None
     given = authorization[7:].strip().encode() if authorization[:7].lower() == "bearer " else b""
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given, key)
-    return matched
+    matched, scope = False, None
+    for key, key_scope in keys:
+        same = hmac.compare_digest(given, key)
+        scope = key_scope if same else scope
+        matched |= same
+    return matched, scope
 
 
 class Guard:
     """ASGI middleware: the key, then the body, as the module says. `app.add_middleware(Guard, api_keys=...,
-    max_body_bytes=..., body_timeout_s=...)`."""
+    max_body_bytes=..., body_timeout_s=...)`. The matched key's index scope goes to the routes as
+    `request.state.key_scope`."""
 
-    def __init__(self, app, api_keys: list[str], max_body_bytes: int, body_timeout_s: float):
+    def __init__(self, app, api_keys: Keys, max_body_bytes: int, body_timeout_s: float):
         self.app, self.max_body_bytes, self.body_timeout_s = app, max_body_bytes, body_timeout_s
-        self.keys = [k.encode() for k in api_keys]
+        self.keys = [(k.encode(), scope) for k, scope in api_keys.items()]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if scope["path"] not in PUBLIC_PATHS and not key_ok(self.keys, headers.get("authorization", "")):
+        matched, key_scope = find_key(self.keys, headers.get("authorization", ""))
+        if scope["path"] not in PUBLIC_PATHS and not matched:
             return await error_response(401, "missing or invalid API key: send the header 'Authorization: Bearer "
                                              "<key>'", code="invalid_api_key")(scope, receive, send)
+        scope.setdefault("state", {})["key_scope"] = key_scope if matched else frozenset()
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             return await self.too_large()(scope, receive, send)

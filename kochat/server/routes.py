@@ -3,8 +3,9 @@
 create_app wires it: Guard in front, OpenAI's error JSON for every error, the routes below, which find
 the engine and the defaults in app.state. A request is answered in three plain steps: `prompt_text` (the
 text the model continues), `to_job` (the request checked against the model: a Job, or a 4xx) and
-`answer` (queued; the result as one JSON body or as server-sent events). Prompts and answers are never
-logged here.
+`answer` (queued; the result as one JSON body or as server-sent events). A chat request to a server with
+document indexes is grounded first (library.Library): the retrieved passages go into its prompt and come
+back as `sources`. Prompts and answers are never logged here.
 """
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import PROJECT_ROOT
+from ..generation import Answer
 from ..prompts import Template
 from ..tokenization import encode_prompt
 from .engine import Busy, Engine, Job
-from .guard import Guard
+from .guard import Guard, Keys
+from .library import Library
 from .schemas import (DONE, ApiError, ChatRequest, CompletionRequest, Reply, error_response, finish_reason,
                       stream_error)
 
@@ -40,13 +43,17 @@ class Defaults:
     top_p: float
 
 
-def create_app(engine: Engine, api_keys: list[str], max_body_bytes: int = 1_000_000, body_timeout_s: float = 30.0,
-               default_max_tokens: int = 256, default_temperature: float = 0.7, default_top_p: float = 0.9) -> FastAPI:
-    """The app for one engine. No api_keys: no key asked (serve_ko.py allows that on loopback only)."""
+def create_app(engine: Engine, api_keys: list[str] | Keys, max_body_bytes: int = 1_000_000,
+               body_timeout_s: float = 30.0, default_max_tokens: int = 256, default_temperature: float = 0.7,
+               default_top_p: float = 0.9, library: Library | None = None) -> FastAPI:
+    """The app for one engine. No api_keys: no key asked (serve_ko.py allows that on loopback only). api_keys
+    as a dict: key -> the index names it may use (None: all). library: the document indexes, if any."""
     app = FastAPI(title="kochat", version="1", docs_url=None, redoc_url=None)
     app.state.engine = engine
     app.state.defaults = Defaults(default_max_tokens, default_temperature, default_top_p)
-    app.add_middleware(Guard, api_keys=api_keys, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s)
+    app.state.library = library
+    keys = api_keys if isinstance(api_keys, dict) else dict.fromkeys(api_keys)
+    app.add_middleware(Guard, api_keys=keys, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s)
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, invalid_body)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -96,6 +103,13 @@ async def models(request: Request):
                                         "owned_by": "kochat"}]}
 
 
+@router.get("/v1/indexes")
+async def indexes(request: Request):
+    """The document indexes this key may answer from (kochat's own endpoint; the chat page lists them)."""
+    library: Library | None = request.app.state.library
+    return {"object": "list", "data": library.describe(request.state.key_scope) if library else []}
+
+
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatRequest, request: Request) -> Response:
     if not body.messages:
@@ -111,26 +125,32 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 
 
 # ---- from a request to its answer ------------------------------------------------------------------
-def prompt_text(body: ChatRequest | CompletionRequest, template: Template) -> str:
-    """The text the model continues: chat messages rendered in the run's template, or a completion's prompt
-    as it is. Rendered here, once, so that one batch may mix chat and completion requests."""
+def prompt_text(body: ChatRequest | CompletionRequest, template: Template, messages: list[dict] | None = None) -> str:
+    """The text the model continues: chat messages (the request's, or those grounded in documents) rendered in
+    the run's template, or a completion's prompt as it is. Rendered here, once, so that one batch may mix
+    chat and completion requests."""
     if isinstance(body, CompletionRequest):
         return body.prompts[0]
     try:
-        return template.chat([m.model_dump() for m in body.messages])
+        return template.chat(messages or [m.model_dump() for m in body.messages])
     except ValueError as e:  # e.g. the last message is not the user's
         raise ApiError(400, str(e), param="messages") from None
 
 
-def to_job(body: ChatRequest | CompletionRequest, engine: Engine, defaults: Defaults) -> Job:
-    """The request as the engine's Job, once it fits: this model, n=1, a prompt and an answer limit within
-    the context, at most MAX_STOPS stop strings. Otherwise an ApiError (404 for another model, else 400)."""
+def check_model(body: ChatRequest | CompletionRequest, engine: Engine) -> None:
+    """This server's model and n=1, else an ApiError (404 for another model, else 400)."""
     if body.model != engine.model_name:
         raise ApiError(404, f"model '{body.model}' not found; this server serves '{engine.model_name}'",
                        code="model_not_found", param="model")
     if body.n != 1:
         raise ApiError(400, "only n=1 is supported", param="n")
-    prompt = prompt_text(body, engine.template)
+
+
+def to_job(body: ChatRequest | CompletionRequest, engine: Engine, defaults: Defaults,
+           messages: list[dict] | None = None) -> Job:
+    """The request as the engine's Job, once it fits: a prompt and an answer limit within the context, at most
+    MAX_STOPS stop strings. Otherwise an ApiError (400)."""
+    prompt = prompt_text(body, engine.template, messages)
     prompt_tokens = len(encode_prompt(engine.tokenizer, prompt))
     room = engine.context - prompt_tokens
     if room < 1:
@@ -148,35 +168,64 @@ def to_job(body: ChatRequest | CompletionRequest, engine: Engine, defaults: Defa
     return Job(prompt, limit, temperature, top_p, body.stops, asyncio.get_running_loop())
 
 
+async def ground(request: Request, body: ChatRequest, engine: Engine):
+    """(messages with the passages attached, sources) for a chat request to a server with documents; (None,
+    None) when it answers without them; (None, []) when the documents do not cover the question."""
+    library: Library | None = request.app.state.library
+    searcher = library.choose(body, request.state.key_scope) if library else None
+    if searcher is None:
+        return None, None
+    limit = body.answer_limit if body.answer_limit is not None else request.app.state.defaults.max_tokens
+    messages = [m.model_dump() for m in body.messages]
+    # Kiwi and BM25 take milliseconds to tens of them: off the event loop, which serves every other client
+    grounded, found = await asyncio.to_thread(library.ground, searcher, messages, engine.tokenizer, engine.template,
+                                              engine.context - min(limit, engine.context // 2))
+    return (grounded, found.sources()) if found.covered else (None, [])
+
+
+def not_covered(library: Library) -> Job:
+    """A finished Job whose answer says the documents do not cover the question: the model is not asked."""
+    job = Job("", 0, 0.0, 1.0, [], asyncio.get_running_loop())
+    job.events.put_nowait(("delta", library.not_covered))
+    job.events.put_nowait(("done", Answer("", "", library.not_covered, 0, 0.0, "stop", 0)))
+    return job
+
+
 async def answer(request: Request, body: ChatRequest | CompletionRequest) -> Response:
     """Queue the request (429 when the engine is full); its answer as one JSON body, or streamed."""
     engine: Engine = request.app.state.engine
-    job = to_job(body, engine, request.app.state.defaults)
-    try:
-        engine.submit(job)
-    except Busy:
-        raise ApiError(429, f"the server is busy: {engine.max_concurrent} requests are in progress "
-                            f"(serve_ko.py --max_concurrent); retry shortly", "rate_limit_error",
-                       "too_many_requests") from None
+    check_model(body, engine)
+    messages, sources = await ground(request, body, engine) if isinstance(body, ChatRequest) else (None, None)
+    if sources == []:
+        job = not_covered(request.app.state.library)
+    else:
+        job = to_job(body, engine, request.app.state.defaults, messages)
+        try:
+            engine.submit(job)
+        except Busy:
+            raise ApiError(429, f"the server is busy: {engine.max_concurrent} requests are in progress "
+                                f"(serve_ko.py --max_concurrent); retry shortly", "rate_limit_error",
+                           "too_many_requests") from None
     reply = Reply(chat=isinstance(body, ChatRequest), model=engine.model_name)
     if body.stream:
-        return StreamingResponse(events(request, job, reply, body.include_usage), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(events(request, job, reply, body.include_usage, sources),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     try:
         while True:
             kind, value = await job.events.get()
             if kind == "error":
                 raise ApiError(500, value, "server_error")
             if kind == "done":
-                return JSONResponse(reply.completion(value))
+                return JSONResponse(reply.completion(value, sources))
     except asyncio.CancelledError:  # the client went away: free the row
         job.cancelled = True
         raise
 
 
-async def events(request: Request, job: Job, reply: Reply, include_usage: bool):
+async def events(request: Request, job: Job, reply: Reply, include_usage: bool, sources: list[dict] | None = None):
     """The answer as server-sent events: (for chat) the assistant's role, each piece of text, the finish
-    reason, usage if asked, [DONE]. A client that leaves mid-stream cancels its row."""
+    reason, usage if asked, the sources of a grounded answer, [DONE]. A client that leaves mid-stream
+    cancels its row."""
     try:
         if reply.chat:
             yield reply.chunk(first=True)
@@ -196,6 +245,8 @@ async def events(request: Request, job: Job, reply: Reply, include_usage: bool):
                 yield reply.chunk(reason=finish_reason(value))
                 if include_usage:
                     yield reply.usage_chunk(value)
+                if sources is not None:
+                    yield reply.sources_chunk(sources)
                 yield DONE
                 return
     finally:  # the client went away mid-stream (or the stream ended): free the row

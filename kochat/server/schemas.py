@@ -72,6 +72,8 @@ class Sampling(BaseModel):
 class ChatRequest(Sampling):
     messages: list[Message]
     max_completion_tokens: int | None = None
+    index: str | None = None      # kochat's own: the document index to answer from (server.library)
+    retrieval: bool = True        # kochat's own: false answers without documents
 
     @property
     def answer_limit(self) -> int | None:
@@ -123,14 +125,15 @@ class Reply:
     def head(self, obj: str, choices: list) -> dict:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model, "choices": choices}
 
-    def completion(self, answer: Answer) -> dict:
-        """The whole (non-streamed) response body."""
+    def completion(self, answer: Answer, sources: list[dict] | None = None) -> dict:
+        """The whole (non-streamed) response body; with sources (a grounded answer) a top-level "sources"."""
         if self.chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": answer.text},
                       "finish_reason": finish_reason(answer)}
         else:
             choice = {"index": 0, "text": answer.text, "logprobs": None, "finish_reason": finish_reason(answer)}
-        return {**self.head("chat.completion" if self.chat else "text_completion", [choice]), "usage": usage(answer)}
+        body = {**self.head("chat.completion" if self.chat else "text_completion", [choice]), "usage": usage(answer)}
+        return body if sources is None else {**body, "sources": sources}
 
     def chunk(self, text: str | None = None, reason: str | None = None, first: bool = False) -> str:
         """One stream event: a piece of the answer, or (reason set) its end; `first` opens a chat stream
@@ -145,3 +148,7 @@ class Reply:
         """The stream's last event before DONE when the client asked for usage: no choices, the token counts."""
         return sse({**self.head("chat.completion.chunk" if self.chat else "text_completion", []),
                     "usage": usage(answer)})
+
+    def sources_chunk(self, sources: list[dict]) -> str:
+        """A grounded stream's last event before DONE (after usage): no choices, the passages it was given."""
+        return sse({**self.head("chat.completion.chunk", []), "sources": sources})

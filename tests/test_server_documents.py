@@ -1,0 +1,110 @@
+"""The real server answering from document indexes: sources in OpenAI-parsable bodies and streams, answers
+equal to gen() on the grounded conversation, NOT_COVERED without the model, follow-ups retrieved with the
+conversation, and each key limited to its indexes."""
+import httpx
+import openai
+import pytest
+from support import Served
+
+from kochat import PROJECT_ROOT
+from kochat.documents import grounding, indexing, store
+from kochat.documents.retrieval import Searcher
+from kochat.server import Library
+
+SETTINGS = dict(chunk_chars=800, overlap_chars=100, k1=1.2, b=0.9, max_file_bytes=10_000_000)
+KEYS = {"hr-key": frozenset({"hr"}), "team-key": frozenset({"team"}), "all-key": None}
+LEAVE = "1년 이상 근속한 직원의 연차휴가는 며칠인가요?"
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    team = tmp_path_factory.mktemp("team-docs")
+    (team / "연차.md").write_text("# 연차휴가\n\n1년차 직원의 연차휴가는 11일입니다. 근속 2년차 직원의 연차휴가는 15일입니다.\n",
+                                 encoding="utf-8")
+    (team / "교육.md").write_text("# 신입사원 교육\n\n신입사원 교육은 입사 첫 주에 40시간입니다. 2년차 직원은 심화 교육을 "
+                                 "16시간 받습니다.\n", encoding="utf-8")
+    (team / "동호회.md").write_text("# 동호회\n\n2년차부터 동호회 회장을 맡습니다.\n", encoding="utf-8")
+    folders = {"hr": PROJECT_ROOT / "data" / "company_docs", "team": team}
+    searchers = {}
+    for name, docs in folders.items():
+        folder = tmp_path_factory.mktemp("indexes") / f"index-{name}"
+        indexing.update_index(str(docs), str(folder), **SETTINGS)
+        searchers[name] = Searcher(store.open_index(folder), name=name)
+    return Library(searchers, top_k=3, min_relevance=0.3)
+
+
+@pytest.fixture(scope="module")
+def docs_server(tiny_run_folder, library):
+    server = Served(tiny_run_folder, KEYS, library=library, max_batch=8, max_concurrent=16)
+    yield server
+    server.stop()
+
+
+def grounded_greedy(server, library, messages, index="hr", max_tokens=24):
+    grounded, found = library.ground(library.searchers[index], messages, server.tokenizer, server.template,
+                                     server.engine.context - max_tokens)
+    return server.greedy(grounded, max_tokens=max_tokens).text, found.sources()
+
+
+def test_a_grounded_answer_carries_its_sources_through_the_openai_client(docs_server, library):
+    client = docs_server.client("hr-key")
+    messages = [{"role": "user", "content": LEAVE}]
+    reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=24, extra_body={"index": "hr"})
+    text, sources = grounded_greedy(docs_server, library, messages)
+    assert reply.choices[0].message.content == text and reply.model_extra["sources"] == sources
+    assert sources[0]["source"] == "취업규칙.md" and sources[0]["heading"].endswith("제12조 연차휴가")
+    assert {"n", "source", "page", "heading", "text", "score"} <= set(sources[0])
+    assert reply.usage.prompt_tokens > 200  # the passages are in the prompt
+
+    chunks = list(client.chat.completions.create(model="tiny", messages=messages, max_tokens=24, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    assert chunks[-1].choices == [] and chunks[-1].model_extra["sources"] == sources  # last, before [DONE]
+
+
+def test_a_question_the_documents_do_not_cover_is_answered_so_without_the_model(docs_server):
+    client = docs_server.client("hr-key")
+    messages = [{"role": "user", "content": "화성 탐사 로켓의 발사 일정은?"}]
+    before = docs_server.engine.status()["batch_sizes"]
+    reply = client.chat.completions.create(model="tiny", messages=messages)
+    assert reply.choices[0].message.content == grounding.NOT_COVERED and reply.model_extra["sources"] == []
+    assert reply.usage.completion_tokens == 0 and reply.choices[0].finish_reason == "stop"
+    chunks = list(client.chat.completions.create(model="tiny", messages=messages, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == grounding.NOT_COVERED
+    assert chunks[-1].model_extra["sources"] == []
+    assert docs_server.engine.status()["batch_sizes"] == before  # the model was never asked
+
+
+def test_retrieval_off_answers_as_a_server_without_documents(docs_server):
+    messages = [{"role": "user", "content": LEAVE}]
+    reply = docs_server.client("hr-key").chat.completions.create(model="tiny", messages=messages, max_tokens=16,
+                                                                 extra_body={"retrieval": False})
+    assert "sources" not in (reply.model_extra or {})
+    assert reply.choices[0].message.content == docs_server.greedy(messages, max_tokens=16).text
+
+
+def test_a_follow_up_is_retrieved_with_the_conversation(docs_server):
+    client = docs_server.client("team-key")
+    for first, expected in [("연차휴가는 며칠인가요?", "연차.md"), ("신입사원 교육은 몇 시간인가요?", "교육.md")]:
+        messages = [{"role": "user", "content": first}, {"role": "assistant", "content": "안내해 드릴게요."},
+                    {"role": "user", "content": "그럼 2년차는요?"}]
+        reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=8)
+        assert reply.model_extra["sources"][0]["source"] == expected
+
+
+def test_a_key_never_retrieves_from_an_index_it_is_not_given(docs_server):
+    def indexes(key):
+        r = httpx.get(docs_server.url + "/v1/indexes", headers={"Authorization": f"Bearer {key}"})
+        return [d["name"] for d in r.json()["data"]]
+
+    assert indexes("hr-key") == ["hr"] and indexes("team-key") == ["team"] and indexes("all-key") == ["hr", "team"]
+    assert httpx.get(docs_server.url + "/v1/indexes").status_code == 401
+    messages = [{"role": "user", "content": LEAVE}]
+    for key, asked in [("team-key", "hr"), ("hr-key", "team"), ("all-key", "payroll")]:
+        with pytest.raises(openai.NotFoundError) as caught:
+            docs_server.client(key).chat.completions.create(model="tiny", messages=messages, extra_body={"index": asked})
+        assert caught.value.body["code"] == "index_not_found" and f"index '{asked}' not found" in caught.value.message
+    team_only = docs_server.client("team-key").chat.completions.create(model="tiny", messages=messages, max_tokens=8)
+    assert {s["source"] for s in team_only.model_extra["sources"]} <= {"연차.md", "교육.md", "동호회.md"}
+    both = docs_server.client("all-key").chat.completions.create(model="tiny", messages=messages, max_tokens=8,
+                                                                 extra_body={"index": "team"})
+    assert {s["index"] for s in both.model_extra["sources"]} == {"team"}
