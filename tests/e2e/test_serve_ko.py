@@ -84,17 +84,40 @@ def test_a_port_in_use_is_one_clear_line(tiny_run, serve):
     assert "error: cannot listen on 127.0.0.1" in proc.stderr.read()
 
 
-def test_keys_from_the_environment_and_a_key_file(tiny_run, serve, tmp_path, monkeypatch):
+def test_keys_from_the_environment_and_a_key_file_limited_to_indexes(tiny_run, serve, tmp_path, monkeypatch):
+    from kochat.documents import indexing
+
     run, _ = tiny_run
-    (tmp_path / "keys.txt").write_text("file-key\n\n", encoding="utf-8")
+    for name in ("hr", "it"):
+        indexing.update_index(str(PROJECT_ROOT / "data" / "company_docs"), str(tmp_path / f"index-{name}"),
+                              chunk_chars=800, overlap_chars=100, k1=1.2, b=0.9, max_file_bytes=10_000_000)
+    (tmp_path / "keys.txt").write_text("file-key\n\nhr-key hr\n", encoding="utf-8")
     monkeypatch.setenv("API_KEYS", "env-key-1, env-key-2")
     port = free_port()
-    proc = serve(f"--adapter={run}", f"--port={port}", "--api_key_file=keys.txt")
+    proc = serve(f"--adapter={run}", f"--port={port}", "--api_key_file=keys.txt", "--index=hr=index-hr",
+                 "--index", "index-it")
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc)
-    for key, status in [("env-key-2", 200), ("file-key", 200), ("env-key-3", 401), ("env-key-1", 200)]:
+    for key, status in [("env-key-2", 200), ("file-key", 200), ("env-key-3", 401), ("env-key-1", 200), ("hr-key", 200)]:
         assert httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == status, key
     assert httpx.get(url + "/v1/models").status_code == 401
+    for key, names in [("hr-key", ["hr"]), ("file-key", ["hr", "index-it"]), ("env-key-1", ["hr", "index-it"])]:
+        listed = httpx.get(url + "/v1/indexes", headers={"Authorization": f"Bearer {key}"}).json()["data"]
+        assert [i["name"] for i in listed] == names and all(i["files"] == 7 for i in listed)
+    client = openai.OpenAI(base_url=url + "/v1", api_key="hr-key", max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "연차휴가는 며칠인가요?"}],
+                                       extra_body={"index": "index-it"})
+    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "연차휴가는 며칠인가요?"}],
+                                           max_tokens=8)
+    assert reply.model_extra["sources"][0]["source"] == "취업규칙.md" and reply.model_extra["sources"][0]["index"] == "hr"
+
+
+def test_an_index_the_key_file_names_but_the_server_lacks_is_one_line(run_script, tmp_path):
+    (tmp_path / "keys.txt").write_text("k1 hr,payroll\n", encoding="utf-8")
+    result = run_script("serve_ko.py", "--adapter=no-such-run", "--api_key_file=keys.txt", "--index=hr=x", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(
+        "error: keys.txt line 1 names an index this server does not serve: payroll (serving: hr)"), result.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -115,6 +138,10 @@ def test_keys_from_the_environment_and_a_key_file(tiny_run, serve, tmp_path, mon
                                  "only) or 0.0.0.0 (all its addresses, with an API key)"),
     (["--host=foo..bar", "--api-key=k"], "--host='foo..bar' is not an address or a known host name"),
     (["--api-key=비밀"], "an API key has a character that is not printable ASCII; an HTTP header cannot carry it"),
+    (["--index=hr department=x"], "--index='hr department=x': give name=folder, the name in letters, digits"),
+    (["--index=hr=a", "--index=hr=b"], "--index names 'hr' twice; give each index its own name (name=folder)"),
+    (["--top_k=0"], "--top_k must be 1 or more and --min_relevance from 0 to 1 (got 0, 0.3)"),
+    (["--min_relevance=1.5"], "--top_k must be 1 or more and --min_relevance from 0 to 1 (got 3, 1.5)"),
 ])
 def test_a_bad_option_is_one_line_before_the_model_loads(run_script, tmp_path, args, message):
     # the adapter does not exist: an error about it would mean the option went unchecked up to the model
