@@ -74,3 +74,39 @@ def keyed(tiny_run_folder):
     server = Served(tiny_run_folder, [KEY, "second-key"], max_batch=4, max_concurrent=3)
     yield server
     server.stop()
+
+
+INDEX_SETTINGS = dict(chunk_chars=800, overlap_chars=100, k1=1.2, b=0.9, max_file_bytes=10_000_000)
+DOCS_KEYS = {"hr-key": frozenset({"hr"}), "team-key": frozenset({"team"}), "all-key": None}
+
+
+@pytest.fixture(scope="session")
+def docs_library(tmp_path_factory):
+    """Two document indexes by name: hr (the sample company documents) and team (three notes that tell a
+    follow-up about 2년차 apart by the question before it)."""
+    from kochat import PROJECT_ROOT
+    from kochat.documents import indexing, store
+    from kochat.documents.retrieval import Searcher
+    from kochat.server import Library
+
+    team = tmp_path_factory.mktemp("team-docs")
+    (team / "연차.md").write_text("# 연차휴가\n\n1년차 직원의 연차휴가는 11일입니다. 근속 2년차 직원의 연차휴가는 15일입니다.\n",
+                                 encoding="utf-8")
+    (team / "교육.md").write_text("# 신입사원 교육\n\n신입사원 교육은 입사 첫 주에 40시간입니다. 2년차 직원은 심화 교육을 "
+                                 "16시간 받습니다.\n", encoding="utf-8")
+    (team / "동호회.md").write_text("# 동호회\n\n2년차부터 동호회 회장을 맡습니다.\n", encoding="utf-8")
+    folders = {"hr": PROJECT_ROOT / "data" / "company_docs", "team": team}
+    searchers = {}
+    for name, docs in folders.items():
+        folder = tmp_path_factory.mktemp("indexes") / f"index-{name}"
+        indexing.update_index(str(docs), str(folder), **INDEX_SETTINGS)
+        searchers[name] = Searcher(store.open_index(folder), name=name)
+    return Library(searchers, top_k=3, min_relevance=0.3)
+
+
+@pytest.fixture(scope="session")
+def docs_server(tiny_run_folder, docs_library):
+    """The real server answering from docs_library; keys DOCS_KEYS, each limited to its indexes."""
+    server = Served(tiny_run_folder, DOCS_KEYS, library=docs_library, max_batch=8, max_concurrent=16)
+    yield server
+    server.stop()

@@ -4,40 +4,10 @@ conversation, and each key limited to its indexes."""
 import httpx
 import openai
 import pytest
-from support import Served
 
-from kochat import PROJECT_ROOT
-from kochat.documents import grounding, indexing, store
-from kochat.documents.retrieval import Searcher
-from kochat.server import Library
+from kochat.documents import grounding
 
-SETTINGS = dict(chunk_chars=800, overlap_chars=100, k1=1.2, b=0.9, max_file_bytes=10_000_000)
-KEYS = {"hr-key": frozenset({"hr"}), "team-key": frozenset({"team"}), "all-key": None}
 LEAVE = "1년 이상 근속한 직원의 연차휴가는 며칠인가요?"
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    team = tmp_path_factory.mktemp("team-docs")
-    (team / "연차.md").write_text("# 연차휴가\n\n1년차 직원의 연차휴가는 11일입니다. 근속 2년차 직원의 연차휴가는 15일입니다.\n",
-                                 encoding="utf-8")
-    (team / "교육.md").write_text("# 신입사원 교육\n\n신입사원 교육은 입사 첫 주에 40시간입니다. 2년차 직원은 심화 교육을 "
-                                 "16시간 받습니다.\n", encoding="utf-8")
-    (team / "동호회.md").write_text("# 동호회\n\n2년차부터 동호회 회장을 맡습니다.\n", encoding="utf-8")
-    folders = {"hr": PROJECT_ROOT / "data" / "company_docs", "team": team}
-    searchers = {}
-    for name, docs in folders.items():
-        folder = tmp_path_factory.mktemp("indexes") / f"index-{name}"
-        indexing.update_index(str(docs), str(folder), **SETTINGS)
-        searchers[name] = Searcher(store.open_index(folder), name=name)
-    return Library(searchers, top_k=3, min_relevance=0.3)
-
-
-@pytest.fixture(scope="module")
-def docs_server(tiny_run_folder, library):
-    server = Served(tiny_run_folder, KEYS, library=library, max_batch=8, max_concurrent=16)
-    yield server
-    server.stop()
 
 
 def grounded_greedy(server, library, messages, index="hr", max_tokens=24):
@@ -46,11 +16,11 @@ def grounded_greedy(server, library, messages, index="hr", max_tokens=24):
     return server.greedy(grounded, max_tokens=max_tokens).text, found.sources()
 
 
-def test_a_grounded_answer_carries_its_sources_through_the_openai_client(docs_server, library):
+def test_a_grounded_answer_carries_its_sources_through_the_openai_client(docs_server, docs_library):
     client = docs_server.client("hr-key")
     messages = [{"role": "user", "content": LEAVE}]
     reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=24, extra_body={"index": "hr"})
-    text, sources = grounded_greedy(docs_server, library, messages)
+    text, sources = grounded_greedy(docs_server, docs_library, messages)
     assert reply.choices[0].message.content == text and reply.model_extra["sources"] == sources
     assert sources[0]["source"] == "취업규칙.md" and sources[0]["heading"].endswith("제12조 연차휴가")
     assert {"n", "source", "page", "heading", "text", "score"} <= set(sources[0])

@@ -323,3 +323,19 @@ def test_sources_under_a_grounded_answer_and_the_index_choice(page, served, tmp_
     assert page.locator(".msg.assistant").first.locator(".sources summary").count() == 2  # kept, shown again
     page.wait_for_selector("#indexBox:not([hidden])")
     assert page.locator("#index").input_value() == ""  # 문서 없이, remembered
+
+
+def test_a_grounded_answer_from_the_real_server_shows_its_sources(page, docs_server):
+    """End to end: the real server with document indexes; the page lists the key's indexes, asks, and shows
+    the passages the server retrieved under the answer."""
+    page.goto(docs_server.url + "/")
+    page.wait_for_selector("#keyDialog[open]")
+    page.fill("#keyInput", "hr-key")
+    page.click("#keyForm button")
+    page.wait_for_selector("#indexBox:not([hidden])")
+    assert page.locator("#index option").all_inner_texts() == ["hr", "문서 없이"]  # only what this key may use
+    ask(page, "1년 이상 근속한 직원의 연차휴가는 며칠인가요?", 0)
+    items = page.locator(".msg.assistant .sources summary").all_inner_texts()
+    assert items and items[0] == "[1] 취업규칙.md · 제12조 연차휴가"
+    page.locator(".msg.assistant .sources summary").first.click()
+    expect(page.locator(".msg.assistant .sources .passage").first).to_contain_text("15일의 연차휴가")
