@@ -1,0 +1,127 @@
+"""The text formats: Markdown (headings, tables, links and code fences), HTML (headings, tables and block
+elements, with scripts, styles and menus dropped) and question/answer FAQ files (.csv, .jsonl), one section per
+row whose columns are found by the names in QUESTION_COLUMNS, ANSWER_COLUMNS and INPUT_COLUMNS. Each reader
+takes text already decoded by `decode_text`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+from .base import Builder, Section, Unreadable, reason
+
+QUESTION_COLUMNS = ("instruction", "question", "질문", "q", "title", "제목")
+ANSWER_COLUMNS = ("output", "answer", "답변", "a", "text", "내용", "content")
+INPUT_COLUMNS = ("input", "context")
+
+_MD_HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
+_MD_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+
+
+def read_markdown(text: str) -> list[Section]:
+    out, fenced = Builder(), False
+    for line in text.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced  # no headings inside code blocks; the fence line itself is dropped
+            continue
+        m = None if fenced else _MD_HEADING.match(line)
+        if m:
+            out.heading(len(m.group(1)), m.group(2).replace("**", ""))
+        elif fenced or not _MD_TABLE_RULE.match(line):
+            if not fenced and line.strip().startswith("|"):  # table row: cells joined by " | "
+                line = " | ".join(c.strip() for c in line.strip().strip("|").split("|"))
+            out.line(line if fenced else _MD_LINK.sub(r"\1", line).replace("**", ""))
+    return out.done()
+
+
+_HTML_DROP = ("script", "style", "noscript", "template", "nav")  # code and site menus, not content
+_HTML_BLOCK = {"p", "div", "li", "ul", "ol", "dl", "dt", "dd", "table", "thead", "tbody", "tfoot", "caption",
+               "section", "article", "main", "aside", "header", "footer", "blockquote", "pre", "figure",
+               "figcaption", "address", "form", "hr", "br", "body"}
+
+
+def read_html(text: str) -> list[Section]:
+    import lxml.html
+
+    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)  # lxml refuses a str with an encoding declaration
+    try:
+        root = lxml.html.document_fromstring(text)
+    except Exception:  # lxml's ParserError for a document with no elements
+        raise Unreadable("empty: no text found") from None
+    for bad in root.xpath("|".join(f"//{t}" for t in _HTML_DROP + ("comment()", "processing-instruction()"))):
+        bad.drop_tree()
+    title = " ".join((root.findtext(".//title") or "").split())
+    out = Builder("" if root.xpath("//h1") else title)
+    pieces: list[str] = []
+
+    def newline():
+        out.line("".join(pieces))
+        pieces.clear()
+
+    def walk(el):
+        tag = el.tag.lower() if isinstance(el.tag, str) else ""
+        if tag == "head":
+            pass  # the <title> is used above, or not at all
+        elif re.fullmatch(r"h[1-6]", tag):
+            newline()
+            out.heading(int(tag[1]), el.text_content())
+        elif tag == "tr":
+            newline()
+            cells = [" ".join(c.text_content().split()) for c in el if c.tag in ("td", "th")]
+            out.line(" | ".join(c for c in cells if c))
+        else:
+            if tag in _HTML_BLOCK:
+                newline()
+            pieces.append(el.text or "")
+            for child in el:
+                walk(child)
+            if tag in _HTML_BLOCK:
+                newline()
+        pieces.append(el.tail or "")
+
+    walk(root)
+    newline()
+    return out.done()
+
+
+def _faq_sections(records: list) -> list[Section]:
+    """One section per row with a question and an answer; rows numbered from 1, as kochat.data does."""
+    sections, matched = [], not records  # no rows at all: "empty", not "no columns"
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            continue
+        keys = {str(k).strip().lower(): k for k in record}
+        q, a, i = (next((keys[c] for c in names if c in keys), None)
+                   for names in (QUESTION_COLUMNS, ANSWER_COLUMNS, INPUT_COLUMNS))
+        if q is None or a is None:
+            continue
+        matched = True
+        q, a, i = (record.get(k) if k is not None else "" for k in (q, a, i))
+        q, a, i = (str(v).strip() if isinstance(v, (str, int, float)) else "" for v in (q, a, i))
+        if q and a:
+            sections.append(Section(q + "\n" + (i + "\n" if i else "") + a, None, q, number))
+    if not matched:
+        raise Unreadable("no question/answer columns: name them question and answer (or 질문 and 답변)")
+    return sections
+
+
+def read_csv(text: str) -> list[Section]:
+    header = text.split("\n", 1)[0]
+    delimiter = "," if "," in header else "\t" if "\t" in header else ";" if ";" in header else ","
+    try:
+        return _faq_sections(list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)))
+    except csv.Error as e:
+        raise Unreadable(f"not a readable CSV: {reason(e)}") from None
+
+
+def read_jsonl(text: str) -> list[Section]:
+    records = []
+    for line in (line for line in text.splitlines() if line.strip()):
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a bad line is skipped like a row without an answer
+            records.append(None)
+    return _faq_sections(records)
