@@ -1,10 +1,10 @@
 """KoAlpaca QLoRA recipe: polyglot-ko in 4-bit NF4 + LoRA, fine-tuned on Korean questions and answers.
 
-Edit the constants below and run `python finetune_ko.py`, or override any of them on the command
+Edit the constants below and run `python3 finetune_ko.py`, or override any of them on the command
 line with the same name in lower case:
-    python finetune_ko.py --max_steps=50 --data=./my_qa.csv
-    python finetune_ko.py --preset tiny      # offline wiring check of every step on a CPU, < 2 minutes
-    python finetune_ko.py --dry-run          # parameters and GPU memory estimate, no weights downloaded
+    python3 finetune_ko.py --max_steps=50 --data=./my_qa.csv
+    python3 finetune_ko.py --preset tiny      # offline wiring check of every step on a CPU, < 2 minutes
+    python3 finetune_ko.py --dry-run          # parameters and GPU memory estimate, no weights downloaded
 Steps 0-8 below run top to bottom, like the notebook this came from.
 """
 import time
@@ -12,19 +12,15 @@ import time
 process_start = time.time()  # for the startup figure: start to first training step
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
 import torch
-from datasets import Dataset
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-from torch.utils.tensorboard import SummaryWriter
-from transformers import Trainer, TrainingArguments, set_seed
-from transformers.integrations import TensorBoardCallback
+from transformers import BitsAndBytesConfig, Trainer, TrainingArguments, set_seed
 
-from kochat import checkpoints, cli, data, estimate, modeling, packing, runs, tiny, tokenization
+from kochat import checkpoints, cli, data, estimate, modeling, packing, recipe, runs, tiny, tokenization
 from kochat.errors import UserError
 from kochat.generation import gen
 from kochat.prompts import Template, load_questions
@@ -69,20 +65,27 @@ SEED = 42                                   # data order, eval split, adapter in
 # output and demo
 RUN_NAME = "polyglot-ko-12.8b-koalpaca"     # the run folder's name under outputs/
 OUTPUT_DIR = None                           # None = outputs/<RUN_NAME>
-OVERWRITE = False                           # True: replace a finished run in the output folder
+OVERWRITE = False                           # True: replace a finished run (or checkpoints of other settings) there
 MERGED_DIR = ""                             # also write the adapter merged into a 16-bit base here (for vLLM); "" = no
 DEMO_QUESTIONS = "prompts/demo_questions.txt"  # questions for the gen() demo; "" = no demo
 MAX_NEW_TOKENS = 256                        # longest demo answer, in tokens
 TEMPERATURE = 0.7                           # demo sampling temperature; 0 = greedy
 TOP_P = 0.9                                 # demo nucleus sampling
 
+# A rerun continues an unfinished run's checkpoints only if every constant is as it was, except these: how the
+# run is watched, saved, sped up or demoed. Every other constant decides what is trained on and how.
+RESUME_MAY_CHANGE = {"LOGGING_STEPS", "EVAL_STEPS", "SAVE_STEPS", "KEEP_CHECKPOINTS", "RESUME", "OVERWRITE",
+                     "OUTPUT_DIR", "RUN_NAME", "MERGED_DIR", "DEMO_QUESTIONS", "MAX_NEW_TOKENS", "TEMPERATURE",
+                     "TOP_P", "COMPILE", "GRADIENT_CHECKPOINTING", "ATTENTION"}
+
 # --preset NAME applies these first; explicit --name=value overrides still win.
 PRESETS = {
     # The embedded default: every step of the recipe, the real 4-bit path included, offline on a CPU,
     # with a 2-layer GPT-NeoX the project builds and briefly pretrains on its own 212-row Korean sample
-    # (kochat/tiny.py). It proves the wiring; its answers are fragments of those rows.
-    "tiny": dict(MODEL_ID=tiny.MODEL_ID, DATA=str(tiny.DATA_FILE), RUN_NAME="tiny", MAX_LEN=256, PACK_TOKENS=256,
-                 EVAL_FRACTION=0.1, BATCH_SIZE=2, LEARNING_RATE=3e-3, WARMUP_STEPS=5, MAX_STEPS=60,
+    # (kochat/tiny.py). It proves the wiring; its answers are fragments of those rows. A one-minute check is
+    # run again as it was first run, so it replaces its own earlier run (an interrupted one still continues).
+    "tiny": dict(MODEL_ID=tiny.MODEL_ID, DATA=str(tiny.DATA_FILE), RUN_NAME="tiny", OVERWRITE=True, MAX_LEN=256,
+                 PACK_TOKENS=256, EVAL_FRACTION=0.1, BATCH_SIZE=2, LEARNING_RATE=3e-3, WARMUP_STEPS=5, MAX_STEPS=60,
                  LOGGING_STEPS=5, EVAL_STEPS=20, SAVE_STEPS=60, MAX_NEW_TOKENS=24, TEMPERATURE=0.0),
 }
 FLAGS = {"dry-run": "count parameters and estimate GPU memory from the config; load no weights"}
@@ -92,8 +95,9 @@ def main(argv):
     given = cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
     constants = {name: globals()[name] for name in cli.constant_names(globals())}
 
-    # 0. Set up: model config, LoRA config, output folder, tokenizer and its end of text, template -------
+    # 0. Set up: model config, every constant checked, LoRA config, output folder, tokenizer, template -
     config = modeling.load_config(MODEL_ID, use_known_table="dry-run" in given)
+    recipe.check_constants(constants, config)  # a value a library would refuse is one line, before anything loads
     lora_config = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=LORA_DROPOUT,
                              target_modules=LORA_TARGETS, bias="none", task_type="CAUSAL_LM")
     if "dry-run" in given:
@@ -110,12 +114,6 @@ def main(argv):
     eos_id = tokenizer.eos_token_id  # <|endoftext|> (id 2) for polyglot-ko, whatever its files say
     template = Template.load(TEMPLATE)
     questions = load_questions(DEMO_QUESTIONS) if DEMO_QUESTIONS else []  # read now: a bad path fails before training
-    if KEEP_CHECKPOINTS < 2:
-        raise UserError(f"KEEP_CHECKPOINTS must be at least 2 (a crash while one is saved leaves the other), not {KEEP_CHECKPOINTS}")
-    if not 0 <= GRADIENT_CHECKPOINTING <= 1:
-        raise UserError(f"GRADIENT_CHECKPOINTING is a share of the layers, 0 to 1, not {GRADIENT_CHECKPOINTING}")
-    if PACK_TOKENS and MAX_LEN > PACK_TOKENS:
-        raise UserError(f"MAX_LEN ({MAX_LEN}) is longer than PACK_TOKENS ({PACK_TOKENS}): a row must fit a sequence")
     set_seed(SEED)
     print(f"[0] model {MODEL_ID} | end of text {tokenizer.eos_token!r} = id {eos_id} | pad id "
           f"{tokenizer.pad_token_id} | template {template.name} | output {output_dir}")
@@ -126,22 +124,13 @@ def main(argv):
     print(f"[1] data {DATA}: {len(rows):,} usable rows")
 
     # 2. Map rows to text with the template: prompt "### 질문: …\n\n### 답변:", answer " …" ---------------
-    texts = Dataset.from_list(rows).map(lambda row: template.render(row, tokenizer.eos_token),
-                                        remove_columns=list(rows[0]), desc="rendering")
+    texts = recipe.render(rows, template, tokenizer.eos_token)
     print(f"[2] example:\n{texts[0]['prompt']}{texts[0]['answer']}{tokenizer.eos_token}")
 
     # 3. Tokenize in batches; labels only on the answer and its end of text; hold out an eval split --
-    tokenized = tokenization.tokenize_rows(texts, tokenizer, eos_id, TRAIN_ON_PROMPT)
-    tokenized, too_long = tokenization.drop_too_long(tokenized, MAX_LEN)
-    report.skip(f"longer than MAX_LEN ({MAX_LEN} tokens)", count=too_long)
+    tokenized = recipe.tokenize(texts, tokenizer, MAX_LEN, TRAIN_ON_PROMPT, report)  # rows over MAX_LEN: dropped
     print("[3] " + "\n    ".join(report.lines()))
-    if len(tokenized) == 0:
-        raise UserError(f"every row is longer than MAX_LEN={MAX_LEN} tokens; raise --max_len")
-    if EVAL_FRACTION > 0 and len(tokenized) >= 2:
-        split = tokenized.train_test_split(test_size=EVAL_FRACTION, seed=SEED)
-        train_rows, eval_rows = split["train"], split["test"]
-    else:
-        train_rows, eval_rows = tokenized, None
+    train_rows, eval_rows = recipe.split(tokenized, EVAL_FRACTION, SEED)
     print(f"    train {len(train_rows):,} rows, eval {len(eval_rows or []):,} rows; trained-on tokens in ⟦ ⟧:")
     print("    " + tokenization.show_trained_span(train_rows[0], tokenizer))
     if PACK_TOKENS:  # whole rows into fixed-size sequences; each row attends only to itself (kochat/packing.py)
@@ -156,8 +145,12 @@ def main(argv):
 
     # 4. Load the base model in 4-bit NF4 with double quantization (bitsandbytes), device_map="auto" --
     load_start = time.time()
-    attention = modeling.training_attention(ATTENTION, packed=bool(PACK_TOKENS))
-    model = modeling.load_model(MODEL_ID, tokenizer, four_bit=True, trainable=True, attention=attention)
+    dtype = modeling.compute_dtype()  # bf16 on GPUs that have it, fp16 on older GPUs, fp32 on a CPU
+    bnb_config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_use_double_quant=True, bnb_4bit_quant_type="nf4",
+                                    bnb_4bit_compute_dtype=dtype)
+    attention = modeling.training_attention(ATTENTION, packed=bool(PACK_TOKENS))  # flex for packed rows on a GPU
+    model = modeling.load_model(MODEL_ID, tokenizer, quantization_config=bnb_config, trainable=True,
+                                attention=attention)
     model_load_s = round(time.time() - load_start, 1)
     load_peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
     gpu = f", GPU memory peak {load_peak_gib} GiB" if load_peak_gib is not None else ""
@@ -178,15 +171,10 @@ def main(argv):
 
     # 6. Train with the Hugging Face Trainer: progress bar, train/eval loss, TensorBoard in logs/ -------
     #    Checkpoints are sealed when complete; rerunning the same command continues from the newest one.
-    checkpoint_dir = output_dir / "checkpoints"
-    if OVERWRITE:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    resume = checkpoints.resume_point(checkpoint_dir, RESUME)
-    checkpoints.check_same_settings(checkpoint_dir, constants, resume)
     checkpoints.check_disk_space(output_dir, counts, KEEP_CHECKPOINTS, OPTIM, merged=bool(MERGED_DIR))
-    dtype = modeling.compute_dtype()
+    resume = recipe.resume_point(output_dir, constants, RESUME, OVERWRITE, RESUME_MAY_CHANGE)  # None: a fresh start
     args = TrainingArguments(
-        output_dir=str(checkpoint_dir), per_device_train_batch_size=BATCH_SIZE,
+        output_dir=str(output_dir / "checkpoints"), per_device_train_batch_size=BATCH_SIZE,
         per_device_eval_batch_size=BATCH_SIZE, gradient_accumulation_steps=GRAD_ACCUM,
         learning_rate=LEARNING_RATE, lr_scheduler_type=LR_SCHEDULER, warmup_steps=WARMUP_STEPS,
         num_train_epochs=EPOCHS, max_steps=MAX_STEPS, optim=OPTIM, logging_steps=LOGGING_STEPS,
@@ -195,28 +183,18 @@ def main(argv):
         prediction_loss_only=True,  # evaluation needs the loss only; keeping a 4,096 × vocab logits tensor costs GiBs
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         dataloader_pin_memory=torch.cuda.is_available(), report_to=[])
-    first_step, stop = runs.FirstStepTimer(process_start), checkpoints.StopOnSignal()
+    callbacks = recipe.Callbacks(output_dir / "logs", process_start)  # TensorBoard, first-step timer, seals, Ctrl-C
     trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
-                      data_collator=collator,
-                      callbacks=[TensorBoardCallback(SummaryWriter(str(output_dir / "logs"))), first_step,
-                                 checkpoints.SealCheckpoints(), stop])
-    finished = checkpoints.finished_training(resume)  # stopped after its last checkpoint: nothing left to train
-    if resume:
-        print(f"[6] {'training had finished at' if finished else 'resuming from'} {resume}")
+                      data_collator=collator, callbacks=callbacks)
     try:
-        if finished:
-            train_result = checkpoints.restore_finished(trainer, resume)
-        else:
-            train_result = trainer.train(resume_from_checkpoint=resume)
-        if eval_rows is not None and not stop.received:
-            trainer.evaluate()
+        train_result = recipe.train(trainer, resume, callbacks)  # then the eval loss
     except torch.OutOfMemoryError:
         raise UserError(estimate.out_of_memory_hint(config, counts, BATCH_SIZE, PACK_TOKENS or MAX_LEN,
-                                                        GRADIENT_CHECKPOINTING, OPTIM, compiled)) from None
-    if stop.received:
-        print(f"[6] stopped by {stop.received} at step {trainer.state.global_step} of {trainer.state.max_steps}; "
-              f"checkpoint in {checkpoint_dir}/. Run the same command again to continue.")
-        return stop.exit_status
+                                                    GRADIENT_CHECKPOINTING, OPTIM, compiled)) from None
+    if callbacks.stop.received:
+        print(f"[6] stopped by {callbacks.stop.received} at step {trainer.state.global_step} of "
+              f"{trainer.state.max_steps}; checkpoint in {args.output_dir}/. Run the same command again to continue.")
+        return callbacks.stop.exit_status
     peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
     peak = f", peak GPU memory {peak_gib} GiB" if peak_gib is not None else ""
     print(f"[6] trained {trainer.state.global_step} steps, final train loss {train_result.training_loss:.4f}{peak}")
@@ -225,11 +203,14 @@ def main(argv):
     runs.save_run(output_dir, model, tokenizer, template, constants, extra={
         "preset": given.get("preset"), "data_report": report.to_dict(),
         "end_of_text": {"token": tokenizer.eos_token, "id": eos_id}, "attention": attention,
-        "timing": {"model_load_s": model_load_s, "first_step_s": first_step.first_step_s},
-        "gpu_peak_gib": {"after_load": load_peak_gib, "after_first_step": first_step.peak_gib, "after_training": peak_gib},
+        "quantization": bnb_config.to_dict(),
+        "timing": {"model_load_s": model_load_s, "first_step_s": callbacks.first_step.first_step_s},
+        "gpu_peak_gib": {"after_load": load_peak_gib, "after_first_step": callbacks.first_step.peak_gib,
+                         "after_training": peak_gib},
         "train": {"steps": trainer.state.global_step, "log_history": trainer.state.log_history}})
     runs.plot_loss(trainer.state.log_history, output_dir / "loss.png")
-    print(f"[7] saved the run to {output_dir}/ (adapter, tokenizer, template.json, run_config.json, loss.png)")
+    print(f"[7] saved the run to {output_dir}/ (adapter, tokenizer, template.json, run_config.json, README.md, "
+          f"loss.png)")
     if MERGED_DIR:
         print(f"    merged into a 16-bit copy of the base: {runs.save_merged(output_dir, MERGED_DIR, tokenizer, template)}/")
 
@@ -246,7 +227,7 @@ def main(argv):
                 print(f"[8] Q: {answer.question} {answer.input}\n    A: {answer.text}\n    "
                       f"({answer.new_tokens} tokens in {answer.seconds:.2f} s, {answer.tokens_per_s:.1f} tokens/s)")
                 demo.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
-    print(f"done. Talk to it: python chat_ko.py --adapter {output_dir}")
+    print(f"done. Talk to it: python3 chat_ko.py --adapter {output_dir}")
 
 
 if __name__ == "__main__":

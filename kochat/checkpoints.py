@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback, TrainerState
 from transformers.trainer_utils import TrainOutput
 
+from .cli import flag
 from .errors import UserError
 from .runs import write_json
 
@@ -70,14 +71,14 @@ def resume_point(checkpoints: Path, resume: str) -> str | None:
     with a note, so the Trainer never counts them among the ones it keeps."""
     if resume == "never":
         if checkpoint_folders(checkpoints):
-            raise UserError(f"{checkpoints} holds checkpoints of an unfinished run; --resume=auto continues it, "
-                            f"--overwrite=true starts over")
+            raise UserError(f"{checkpoints} holds checkpoints of an unfinished run; {flag('RESUME', 'auto')} "
+                            f"continues it, {flag('OVERWRITE', 'true')} starts over")
         return None
     if resume != "auto":
         path = Path(resume).expanduser()
         if not is_complete(path):
-            raise UserError(f"--resume={resume} is not a complete checkpoint folder (it needs its {SEAL}); "
-                            f"use --resume=auto for the newest complete one")
+            raise UserError(f"{flag('RESUME', resume)} is not a complete checkpoint folder (it needs its {SEAL}); "
+                            f"use {flag('RESUME', 'auto')} for the newest complete one")
         return str(path)
     newest = None
     for folder in checkpoint_folders(checkpoints):
@@ -110,27 +111,32 @@ def restore_finished(trainer, checkpoint: str) -> TrainOutput:
 
 
 SETTINGS = "run_settings.json"
-# Constants that may change between a run and its resumption: how it is watched, saved, sped up or demoed.
-# Every other constant decides what is trained on and how, so a checkpoint only fits the settings it came from.
-MAY_CHANGE = {"LOGGING_STEPS", "EVAL_STEPS", "SAVE_STEPS", "KEEP_CHECKPOINTS", "RESUME", "OVERWRITE", "OUTPUT_DIR",
-              "RUN_NAME", "MERGED_DIR", "DEMO_QUESTIONS", "MAX_NEW_TOKENS", "TEMPERATURE", "TOP_P", "COMPILE",
-              "GRADIENT_CHECKPOINTING", "ATTENTION"}
 
 
-def check_same_settings(checkpoints: Path, constants: dict, resume: str | None) -> None:
+def changed_settings(checkpoints: Path, constants: dict, may_change) -> list[str]:
+    """The constants, other than those in `may_change`, whose values differ from the ones the checkpoints in
+    the folder were made with (none recorded: none differ). The script declares `may_change`
+    (finetune_ko.py's RESUME_MAY_CHANGE): only it knows which of its constants leave the training alone."""
+    path = checkpoints / SETTINGS
+    if not path.is_file():
+        return []
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    return sorted(k for k in saved.keys() | constants.keys()
+                  if k not in may_change and saved.get(k) != constants.get(k))
+
+
+def check_same_settings(checkpoints: Path, constants: dict, resume: str | None, may_change) -> None:
     """Record the run's constants beside its checkpoints; when resuming, refuse checkpoints made with
     other data, model, template or training settings (they would continue a different run)."""
-    path = checkpoints / SETTINGS
-    if resume is not None and path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in saved.keys() | constants.keys()
-                         if k not in MAY_CHANGE and saved.get(k) != constants.get(k))
+    if resume is not None:
+        changed = changed_settings(checkpoints, constants, may_change)
         if changed:
-            was = ", ".join(f"{k.lower()}={saved.get(k)!r}" for k in changed[:4])
+            saved = json.loads((checkpoints / SETTINGS).read_text(encoding="utf-8"))
+            was = ", ".join(flag(k, repr(saved.get(k))) for k in changed[:4])
             raise UserError(f"the checkpoints in {checkpoints} come from other settings ({was}); rerun with "
-                            f"those, or --overwrite=true to start over with the new ones")
+                            f"those, or {flag('OVERWRITE', 'true')} to start over with the new ones")
     checkpoints.mkdir(parents=True, exist_ok=True)
-    write_json(path, constants)
+    write_json(checkpoints / SETTINGS, constants)
 
 
 class SealCheckpoints(TrainerCallback):
@@ -186,4 +192,4 @@ def check_disk_space(folder: Path, counts, keep: int, optim: str, merged: bool) 
     free = shutil.disk_usage(existing).free
     if free < need:
         raise UserError(f"{existing} has {free / GB:.1f} GB free, but this run writes ~{need / GB:.1f} GB "
-                        f"({what}); free some space or pass --output_dir=<a folder on a bigger disk>")
+                        f"({what}); free some space or pass {flag('OUTPUT_DIR', '<a folder on a bigger disk>')}")

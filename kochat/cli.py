@@ -27,8 +27,15 @@ def run(main) -> int:
         return 130
 
 
+def flag(name: str, value=None) -> str:
+    """How a user sets the constant NAME on the command line, for error texts: flag("OVERWRITE", "true") is
+    "--overwrite=true". The one place the package turns a constant's name into its option."""
+    return f"--{name.lower()}" + ("" if value is None else f"={value}")
+
+
 def constant_names(namespace: dict) -> list[str]:
-    """The knobs of a script: upper-case module globals holding plain values (not PRESETS)."""
+    """The knobs of a script: upper-case module globals holding plain values. Dicts and sets (PRESETS, FLAGS,
+    RESUME_MAY_CHANGE) are the script's data about its knobs, not knobs."""
     plain = (str, int, float, bool, list, type(None))
     return [k for k, v in namespace.items() if k.isupper() and not k.startswith("_") and isinstance(v, plain)]
 
@@ -114,17 +121,17 @@ def apply_command_line(namespace: dict, argv: list[str], presets: dict, flags: d
             if not args or args[0].startswith("--"):
                 raise UserError(f"--{key} needs a value: --{key}=VALUE")
             value = args.pop(0)
-        if key == "preset":
+        if key == "preset" and presets:
             if value not in presets:
                 raise UserError(f"unknown preset {value!r}; presets: {', '.join(presets) or 'none'}")
             preset = value
             continue
         if key.lower() not in by_flag:
-            close = difflib.get_close_matches(key.lower(), list(by_flag) + list(flags) + ["preset"], n=1)
+            known = list(by_flag) + list(flags) + (["preset"] if presets else [])
+            close = difflib.get_close_matches(key.lower(), known, n=1)
             hint = f" (did you mean --{close[0]}?)" if close else ""
-            valid = ", ".join(f"--{f}" for f in by_flag)
-            raise UserError(f"unknown option --{key}{hint}; valid: {valid}, --preset, "
-                            + ", ".join(f"--{f}" for f in flags))
+            valid = [f"--{f}" for f in by_flag] + (["--preset"] if presets else []) + [f"--{f}" for f in flags]
+            raise UserError(f"unknown option --{key}{hint}; valid: {', '.join(valid)}")
         overrides.append((by_flag[key.lower()], value))
 
     if preset is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .cli import flag
 from .modeling import build_on_meta
 
 GIB = 2**30
@@ -123,6 +124,7 @@ def out_of_memory_hint(config, counts: ParamCount, batch: int, seq_len: int, che
     est = sum(estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled).values())
     have = torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else 0.0
     return (f"out of GPU memory training {batch} × {seq_len} tokens a step with {checkpointed:.0%} of layers "
-            f"checkpointed (--dry-run estimate ~{est:.1f} GiB; this GPU has {have:.1f} GiB): lower --pack_tokens "
-            f"(or --batch_size, and --max_len with it) or raise --gradient_checkpointing toward 1; checkpoints "
-            f"already saved are kept, and the same command continues from the newest")
+            f"checkpointed (--dry-run estimate ~{est:.1f} GiB; this GPU has {have:.1f} GiB): lower "
+            f"{flag('PACK_TOKENS')} (or {flag('BATCH_SIZE')}, and {flag('MAX_LEN')} with it) or raise "
+            f"{flag('GRADIENT_CHECKPOINTING')} toward 1; checkpoints already saved are kept, and the same command "
+            f"continues from the newest")

@@ -11,6 +11,8 @@ import socket
 from functools import lru_cache
 from urllib.parse import urlparse
 
+from .cli import flag
+
 PROBE_TIMEOUT_S = 3
 
 
@@ -42,7 +44,7 @@ def download_hint(repo_id: str, repo_type: str = "model") -> str:
     """How to bring a hub repo into an offline network, as the end of an error message."""
     name = repo_id.split("/")[-1]
     where = f"/models/{name}" if repo_type == "model" else f"./data/{name}"
-    flag = "--model_id" if repo_type == "model" else "--data"
+    option = flag("MODEL_ID" if repo_type == "model" else "DATA", where)
     kind = "" if repo_type == "model" else " --repo-type dataset"
     return (f"on a connected machine run `hf download {repo_id}{kind} --local-dir {where}`, copy that folder "
-            f"here and pass {flag}={where}; HF_HUB_OFFLINE=1 is honoured")
+            f"here and pass {option}; HF_HUB_OFFLINE=1 is honoured")

@@ -12,8 +12,9 @@ import os
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from .errors import UserError
 from . import hub, tiny
+from .cli import flag
+from .errors import UserError
 
 END_OF_TEXT = "<|endoftext|>"
 CPU_PARAM_LIMIT = 1.5e9  # above this, training or answering on a CPU would take days: refuse early
@@ -72,15 +73,33 @@ def build_on_meta(config):
         return AutoModelForCausalLM.from_config(config)
 
 
-def check_machine_can_run(config) -> None:
-    """A real-size model on a machine without a CUDA GPU: stop before loading anything big."""
+def check_machine_can_run(config, answering: bool = False) -> None:
+    """A real-size model on a machine without a CUDA GPU: stop before loading anything big. The advice is
+    finetune_ko.py's (its tiny preset, its dry run), or, for `answering`, where such a run can answer."""
     if torch.cuda.is_available():
         return
     n = sum(p.numel() for p in build_on_meta(config).parameters())
     if n > CPU_PARAM_LIMIT:
-        raise UserError(f"the model has {n / 1e9:.1f} B parameters and this machine has no CUDA GPU; "
-                        f"run `--preset tiny` for the offline CPU check of every step, or `--dry-run` "
-                        f"to see what it needs on a GPU")
+        advice = ("answer with it on a machine with a CUDA GPU; on a CPU, a run of the tiny preset answers "
+                  "(python3 finetune_ko.py --preset tiny, then --adapter outputs/tiny)" if answering else
+                  "run `--preset tiny` for the offline CPU check of every step, or `--dry-run` to see what it "
+                  "needs on a GPU")
+        raise UserError(f"the model has {n / 1e9:.1f} B parameters and this machine has no CUDA GPU; {advice}")
+
+
+def check_lora_targets(config, targets: list[str]) -> None:
+    """Every LoRA target names modules the model has (as PEFT matches them: the whole name or its last
+    parts), checked on the meta device before any weight loads; else one line with the names it has."""
+    if targets == ["all-linear"]:  # PEFT's own shorthand
+        return
+    names = [name for name, module in build_on_meta(config).named_modules()
+             if isinstance(module, (torch.nn.Linear, torch.nn.Embedding))]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing or not targets:
+        have = ", ".join(dict.fromkeys(n.rsplit(".", 1)[-1] for n in names))
+        raise UserError(f"{flag('LORA_TARGETS')}: {config.model_type} has no module named "
+                        f"{', '.join(map(repr, missing)) or '(none given)'}; its layers are named {have} "
+                        f"(or pass all-linear)")
 
 
 def check_tokenizer_fits(tokenizer, config) -> None:
@@ -171,23 +190,30 @@ def compute_dtype() -> torch.dtype:
     return torch.float32
 
 
+def nf4_config(dtype: torch.dtype) -> BitsAndBytesConfig:
+    """The QLoRA quantization: 4-bit NF4 with double quantization, computing in `dtype`. finetune_ko.py
+    writes the same call out in step 4, where the reader looks for it; a test holds the two equal."""
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_use_double_quant=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_compute_dtype=dtype)
+
+
 def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str | None = None,
                trainable: bool = False, merge: bool = False, attention: str | None = None,
-               device_map: str = "auto"):
+               device_map: str = "auto", quantization_config: BitsAndBytesConfig | None = None):
     """Load the base in 4-bit NF4 with double quantization (or in the compute dtype), on device_map="auto",
     then the LoRA adapter from `adapter` (a run folder) if given. End of text and pad come from `tokenizer`.
+    `quantization_config`: the BitsAndBytesConfig to load with, instead of nf4_config() (implies 4-bit).
     `trainable`: the model will be trained (the adapter loads trainable; see keep_cpu_4bit_trainable).
     `attention`: a transformers attn_implementation ("sdpa", "eager", "flex_attention"); None = its default.
     `merge`: fold the adapter into the base weights (a plain transformers model, faster to answer with);
     only for a 16-bit base: merging into 4-bit weights would round the update away."""
+    four_bit = four_bit or quantization_config is not None
     if merge and (four_bit or adapter is None):
         raise UserError("merging needs an adapter and a 16-bit base (four_bit=False), never 4-bit weights")
     dtype = compute_dtype()
     kwargs = {"dtype": dtype, "device_map": device_map, "attn_implementation": attention}
     if four_bit:
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype)
+        kwargs["quantization_config"] = quantization_config or nf4_config(dtype)
     source = model_source(model_id)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)

@@ -2,21 +2,25 @@
 
 outputs/<run>/ holds adapter_model.safetensors + adapter_config.json (PEFT), the tokenizer (with its
 end of text resolved), generation_config.json, template.json, run_config.json (the constants used),
-loss.png, demo.jsonl, logs/ (TensorBoard) and checkpoints/.
+README.md (a model card: what was trained, on what, licences, how to use it), loss.png, demo.jsonl,
+logs/ (TensorBoard) and checkpoints/. load_for_answering() is how everything after training opens one.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
-import time
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
-from transformers import TrainerCallback
 
+from . import card
+from .cli import flag
 from .errors import UserError
 from .prompts import Template
 
@@ -25,17 +29,36 @@ RUN_CONFIG = "run_config.json"
 TEMPLATE_FILE = "template.json"
 
 
+# What a finished run wrote that a new run in the same folder does not overwrite file by file.
+RUN_FILES = (ADAPTER_FILE, "adapter_config.json", RUN_CONFIG, "README.md", "loss.png", "demo.jsonl", "logs",
+             "checkpoints")
+
+
+def holds_finished_run(folder: Path) -> bool:
+    return (folder / ADAPTER_FILE).exists()
+
+
 def prepare_output_dir(folder: str, overwrite: bool) -> Path:
     """Check, before any long work, that the folder can be written and holds no finished run (unless
     told to overwrite it). Nothing is created yet, so a run that stops early leaves nothing behind."""
     path = Path(folder).expanduser()
-    if (path / ADAPTER_FILE).exists() and not overwrite:
-        raise UserError(f"{path} already holds a finished run; pass --run_name=<new name> (or --output_dir=…) "
-                        f"to keep it, or --overwrite=true to replace it")
+    if holds_finished_run(path) and not overwrite:
+        raise UserError(f"{path} already holds a finished run; pass {flag('RUN_NAME', '<new name>')} (or "
+                        f"{flag('OUTPUT_DIR', '…')}) to keep it, or {flag('OVERWRITE', 'true')} to replace it")
     existing = next(p for p in [path, *path.absolute().parents] if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir() or not can_write(existing):
         raise UserError(f"cannot write the output folder {path}: {existing} is not a writable folder")
     return path
+
+
+def can_write(folder: Path) -> bool:
+    """Whether a file can be made in `folder`, found by making an unnamed one (gone when closed): os.access
+    says yes to root everywhere, also where nothing can be written (/proc, a read-only mount)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -67,6 +90,37 @@ def open_run(folder: str) -> Run:
     if (path / "config.json").is_file():
         return Run(path, str(path), None, template, str(path))
     raise UserError(f"{folder} holds neither an adapter (adapter_config.json) nor a model (config.json)")
+
+
+def clear_run(folder: Path) -> None:
+    """Remove what a run wrote into `folder` (its adapter, card, logs, checkpoints; see RUN_FILES), so that a
+    new run starts there from nothing. Only the run's own names: the folder may hold other files."""
+    for name in RUN_FILES:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+class Loaded(NamedTuple):
+    run: Run
+    tokenizer: object
+    model: object
+
+
+def load_for_answering(folder: str | Run, four_bit: bool = True) -> Loaded:
+    """(run, tokenizer, model) to answer with, from a run folder of finetune_ko.py or a merged model folder:
+    the folder's own tokenizer and template, its base as trained (4-bit NF4; four_bit=False: 16-bit), the
+    adapter on it, in eval mode. A real-size model on a machine without a GPU is refused before it loads.
+    chat_ko.py, serve_ko.py, the tests and bench all open a run this way."""
+    from . import modeling
+
+    run = folder if isinstance(folder, Run) else open_run(folder)
+    tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
+    modeling.check_machine_can_run(modeling.load_config(run.base_model), answering=True)
+    model = modeling.load_model(run.base_model, tokenizer, four_bit=four_bit, adapter=run.adapter).eval()
+    return Loaded(run, tokenizer, model)
 
 
 def save_merged(run_folder: Path, merged_folder: str, tokenizer, template) -> Path:
@@ -105,28 +159,14 @@ def versions() -> dict:
 def save_run(folder: Path, model, tokenizer, template, constants: dict, extra: dict) -> None:
     """Everything a later reader needs; run_config.json is written last."""
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)  # PEFT: adapter_model.safetensors + adapter_config.json
+    model.save_pretrained(folder)  # PEFT: adapter_model.safetensors + adapter_config.json (+ an empty card)
     tokenizer.save_pretrained(folder)
     model.generation_config.save_pretrained(folder)
     write_json(folder / TEMPLATE_FILE, template.to_dict())
-    write_json(folder / RUN_CONFIG, {"constants": constants, **extra, "versions": versions(),
-                                     "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-
-
-class FirstStepTimer(TrainerCallback):
-    """Prints, once, how long the run took from the process start to its first finished training step."""
-
-    def __init__(self, started: float):
-        self.started, self.first_step_s, self.peak_gib = started, None, None
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.first_step_s is None:
-            self.first_step_s = round(time.time() - self.started, 1)
-            gpu = ""
-            if torch.cuda.is_available():
-                self.peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-                gpu = f", GPU memory peak so far {self.peak_gib} GiB"
-            print(f"\n    first training step done {self.first_step_s} s after start{gpu}", flush=True)
+    config = {"constants": constants, **extra, "versions": versions(),
+              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (folder / "README.md").write_text(card.model_card(folder, config, template), encoding="utf-8")
+    write_json(folder / RUN_CONFIG, config)
 
 
 def plot_loss(log_history: list[dict], path: Path) -> None:

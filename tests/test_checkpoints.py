@@ -94,13 +94,19 @@ def test_sigterm_asks_the_trainer_to_save_and_stop_after_the_step():
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+MAY_CHANGE = {"MAX_NEW_TOKENS", "SAVE_STEPS"}  # as the script declares them (finetune_ko.RESUME_MAY_CHANGE)
+
+
 def test_checkpoints_only_continue_the_settings_they_came_from(tmp_path):
     root = tmp_path / "checkpoints"
     constants = {"DATA": "a.jsonl", "LORA_R": 8, "MAX_NEW_TOKENS": 256, "SAVE_STEPS": 500}
-    checkpoints.check_same_settings(root, constants, resume=None)  # a fresh run records its settings
+    checkpoints.check_same_settings(root, constants, None, MAY_CHANGE)  # a fresh run records its settings
     fake_checkpoint(root, 5)
     resume = checkpoints.resume_point(root, "auto")
-    checkpoints.check_same_settings(root, {**constants, "MAX_NEW_TOKENS": 64, "SAVE_STEPS": 10}, resume)  # fine
-    with pytest.raises(UserError, match=r"come from other settings \(data='a.jsonl', lora_r=8\); rerun with those, "
-                                        r"or --overwrite=true"):
-        checkpoints.check_same_settings(root, {**constants, "DATA": "b.jsonl", "LORA_R": 16}, resume)
+    checkpoints.check_same_settings(root, {**constants, "MAX_NEW_TOKENS": 64, "SAVE_STEPS": 10}, resume, MAY_CHANGE)
+    assert checkpoints.changed_settings(root, {**constants, "DATA": "b.jsonl"}, MAY_CHANGE) == ["DATA"]
+    with pytest.raises(UserError, match=r"come from other settings \(--data='a.jsonl', --lora_r=8\); rerun with "
+                                        r"those, or --overwrite=true"):
+        checkpoints.check_same_settings(root, {**constants, "DATA": "b.jsonl", "LORA_R": 16}, resume, MAY_CHANGE)
+    with pytest.raises(UserError, match=r"other settings \(--save_steps=10\)"):  # the script decides what may change
+        checkpoints.check_same_settings(root, {**constants, "MAX_NEW_TOKENS": 64}, resume, may_change=set())

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from kochat.cli import apply_command_line, constant_comments, constant_names, parse_value
+from kochat.cli import apply_command_line, constant_comments, constant_names, flag, parse_value
 from kochat.errors import UserError
 
 SCRIPT = Path(__file__).resolve().parent.parent / "finetune_ko.py"
@@ -96,3 +96,32 @@ def test_parse_value_keeps_text_verbatim():
 def test_list_constants_accumulate_when_repeated_and_hyphens_work():
     ns, _ = apply(["--lora-targets", "query_key_value", "--lora_targets=dense,dense_h_to_4h"])
     assert ns["LORA_TARGETS"] == ["query_key_value", "dense", "dense_h_to_4h"]
+
+
+def test_a_script_without_presets_never_offers_preset(capsys):
+    def chat_like(argv):
+        return apply_command_line({"ADAPTER": "x", "MAX_TURNS": 8}, argv, {}, {}, SCRIPT, "about")
+
+    with pytest.raises(UserError) as e:
+        chat_like(["--presett=tiny"])
+    assert "--preset" not in str(e.value).replace("--presett", "") and "valid: --adapter, --max_turns" in str(e.value)
+    with pytest.raises(UserError, match="unknown option --preset; valid: --adapter, --max_turns$"):
+        chat_like(["--preset", "tiny"])
+    with pytest.raises(SystemExit):
+        chat_like(["--help"])
+    assert "--preset" not in capsys.readouterr().out
+
+
+def test_flag_is_how_error_texts_name_a_constant():
+    assert flag("OVERWRITE", "true") == "--overwrite=true"
+    assert flag("LORA_TARGETS") == "--lora_targets"
+
+
+def test_the_constants_a_resume_may_change_are_data_of_the_script_not_knobs():
+    import runpy
+
+    namespace = runpy.run_path(str(SCRIPT), run_name="not_main")
+    names = constant_names(namespace)
+    assert "RESUME_MAY_CHANGE" not in names
+    assert namespace["RESUME_MAY_CHANGE"] <= set(names)  # a typo there would let nothing change
+    assert {"DATA", "MODEL_ID", "LORA_R", "LEARNING_RATE", "TEMPLATE", "SEED"}.isdisjoint(namespace["RESUME_MAY_CHANGE"])

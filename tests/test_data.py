@@ -95,6 +95,17 @@ def test_unusable_files_stop_with_one_clear_line(tmp_path, koalpaca_template, na
     assert "\n" not in str(e.value)
 
 
+def test_no_usable_rows_says_why_and_what_to_do(tmp_path, koalpaca_template):
+    with pytest.raises(UserError) as e:
+        load(write(tmp_path / "empty.jsonl", ""), koalpaca_template)
+    assert str(e.value).endswith("empty.jsonl: it holds no rows; add question/answer rows (columns 'instruction', "
+                                 "'output', optional 'input') or point --data at another file")
+    with pytest.raises(UserError) as e:
+        load(write(tmp_path / "bad.jsonl", jsonl([{"instruction": "q", "output": ""}] * 3)), koalpaca_template)
+    assert "all 3 rows were skipped (3 × empty answer); fix those rows, or name the right columns with " \
+           "--question_column=… --answer_column=…" in str(e.value)
+
+
 def test_a_missing_file_says_where_it_looked(tmp_path, koalpaca_template):
     with pytest.raises(UserError, match="data file ./nope.jsonl not found"):
         load_rows("./nope.jsonl", Columns(), koalpaca_template, EOT, 100)

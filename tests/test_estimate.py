@@ -1,12 +1,13 @@
 from peft import LoraConfig
 
+import finetune_ko as defaults  # the recipe's default settings: its constants block
 from kochat import estimate, modeling
 from support import POLYGLOT_12P8B_CONFIG, needs_shared_data
 
 
-
 def recipe_lora():  # a fresh one each time: get_peft_model writes the base model's name into it
-    return LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05, target_modules=["query_key_value"], task_type="CAUSAL_LM")
+    return LoraConfig(r=defaults.LORA_R, lora_alpha=defaults.LORA_ALPHA, lora_dropout=defaults.LORA_DROPOUT,
+                      target_modules=defaults.LORA_TARGETS, task_type="CAUSAL_LM")
 
 
 def counts_for(model_id):

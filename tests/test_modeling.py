@@ -37,6 +37,31 @@ def test_load_model_in_4bit_nf4_with_double_quant(tiny_tokenizer):
     assert model.generation_config.eos_token_id == 2  # not the config's 0
 
 
+def test_the_quantization_config_the_recipe_writes_out_is_the_loaders_default_and_is_used(tiny_tokenizer):
+    from transformers import BitsAndBytesConfig
+
+    written_out = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_use_double_quant=True, bnb_4bit_quant_type="nf4",
+                                     bnb_4bit_compute_dtype=modeling.compute_dtype())  # finetune_ko.py step 4
+    assert written_out.to_dict() == modeling.nf4_config(modeling.compute_dtype()).to_dict()
+    single = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="fp4", bnb_4bit_compute_dtype=torch.float32)
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, quantization_config=single)
+    state = model.gpt_neox.layers[0].attention.query_key_value.weight.quant_state
+    assert state.quant_type == "fp4" and not state.nested
+
+
+def test_lora_targets_the_model_lacks_are_one_line_naming_those_it_has():
+    config = modeling.load_config(tiny.MODEL_ID)
+    modeling.check_lora_targets(config, ["query_key_value"])
+    modeling.check_lora_targets(config, ["attention.dense", "dense_h_to_4h"])  # PEFT matches the name's end
+    modeling.check_lora_targets(config, ["all-linear"])
+    with pytest.raises(UserError) as e:
+        modeling.check_lora_targets(config, ["q_proj", "query_key_value"])
+    assert str(e.value) == ("--lora_targets: gpt_neox has no module named 'q_proj'; its layers are named embed_in, "
+                            "query_key_value, dense, dense_h_to_4h, dense_4h_to_h, lm_head (or pass all-linear)")
+    with pytest.raises(UserError, match="no module named \\(none given\\)"):
+        modeling.check_lora_targets(config, [])
+
+
 def test_missing_model_folder_and_unreachable_hub_id_are_clear():
     with pytest.raises(UserError, match="model folder ./nowhere not found"):
         modeling.load_config("./nowhere")
@@ -52,6 +77,9 @@ def test_a_real_size_model_is_refused_on_a_cpu():
     config = modeling.load_config("EleutherAI/polyglot-ko-12.8b", use_known_table=True)
     with pytest.raises(UserError, match="12.9 B parameters and this machine has no CUDA GPU; run `--preset tiny`"):
         modeling.check_machine_can_run(config)
+    with pytest.raises(UserError, match="no CUDA GPU; answer with it on a machine with a CUDA GPU; on a CPU, a run "
+                                        "of the tiny preset answers"):
+        modeling.check_machine_can_run(config, answering=True)
     modeling.check_machine_can_run(modeling.load_config(tiny.MODEL_ID))  # the tiny one is fine
 
 

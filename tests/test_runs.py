@@ -18,12 +18,20 @@ def test_a_finished_run_is_not_overwritten_silently(tmp_path):
     assert (run / runs.ADAPTER_FILE).read_bytes() == b"weights"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_an_unwritable_output_folder_is_refused_before_training(tmp_path):
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_unwritable_output_folder_is_refused_before_training():
+    # nothing can be made in /proc, not even by root (CI runs as root; os.access would have said yes)
+    with pytest.raises(UserError, match="cannot write the output folder /proc/kochat/run: /proc is not a writable"):
+        runs.prepare_output_dir("/proc/kochat/run", overwrite=False)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a folder without write permission")
+def test_a_folder_without_write_permission_is_refused(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     with pytest.raises(UserError, match="cannot write the output folder"):
         runs.prepare_output_dir(str(locked / "run"), overwrite=False)
+    assert list(locked.iterdir()) == []  # the probe left nothing
 
 
 def test_a_file_in_the_way_of_the_output_folder_is_refused(tmp_path):
@@ -66,7 +74,6 @@ def test_open_run_reads_an_adapter_run_and_a_merged_folder(tmp_path, koalpaca_te
 
 
 def test_a_merged_folder_answers_like_the_run_it_came_from(tiny_run_folder, tmp_path, tiny_tokenizer):
-    from kochat import modeling
     from kochat.generation import gen
 
     merged = runs.save_merged(tiny_run_folder, str(tmp_path / "merged"), tiny_tokenizer,
@@ -74,8 +81,44 @@ def test_a_merged_folder_answers_like_the_run_it_came_from(tiny_run_folder, tmp_
     assert (merged / "model.safetensors").is_file() and not (merged / "adapter_config.json").exists()
     answers = []
     for folder in (tiny_run_folder, merged):
-        run = runs.open_run(str(folder))
-        model = modeling.load_model(run.base_model, tiny_tokenizer, four_bit=False, adapter=run.adapter).eval()
-        answers.append(gen(model, tiny_tokenizer, run.template, ["한국의 수도는?", "하늘은 왜 파란가요?"],
+        run, tokenizer, model = runs.load_for_answering(str(folder), four_bit=False)
+        assert not model.training
+        answers.append(gen(model, tokenizer, run.template, ["한국의 수도는?", "하늘은 왜 파란가요?"],
                            max_new_tokens=20))
     assert [a.text for a in answers[0]] == [a.text for a in answers[1]]
+
+
+def test_load_for_answering_loads_the_run_as_trained(tiny_run_folder, tiny_tokenizer):
+    from kochat import modeling
+    from kochat.generation import gen
+
+    loaded = runs.load_for_answering(str(tiny_run_folder))  # 4-bit NF4, as finetune_ko.py trains
+    assert loaded.run.folder == tiny_run_folder and loaded.tokenizer.eos_token == "<|endoftext|>"
+    assert loaded.model.base_model.model.config.quantization_config.bnb_4bit_quant_type == "nf4"
+    by_hand = modeling.load_model(loaded.run.base_model, tiny_tokenizer, adapter=loaded.run.adapter).eval()
+    question = "한국의 수도는?"
+    assert (gen(loaded.model, loaded.tokenizer, loaded.run.template, question, max_new_tokens=12)[0].text
+            == gen(by_hand, tiny_tokenizer, loaded.run.template, question, max_new_tokens=12)[0].text)
+
+
+def test_a_real_size_run_on_a_cpu_is_refused_before_loading(tmp_path, koalpaca_template, monkeypatch):
+    from transformers import AutoConfig
+
+    from kochat import modeling
+
+    spec = dict(modeling.KNOWN_CONFIGS["EleutherAI/polyglot-ko-12.8b"])
+    AutoConfig.for_model(spec.pop("model_type"), **spec).save_pretrained(tmp_path / "merged")
+    runs.write_json(tmp_path / "merged" / runs.TEMPLATE_FILE, koalpaca_template.to_dict())
+    monkeypatch.setattr(modeling.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="12.9 B parameters and this machine has no CUDA GPU; answer with it on a "
+                                        "machine with a CUDA GPU"):
+        runs.load_for_answering(str(tmp_path / "merged"))
+
+
+def test_clear_run_removes_only_what_a_run_wrote(tmp_path):
+    for name in (runs.ADAPTER_FILE, runs.RUN_CONFIG, "README.md", "mine.txt"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    runs.clear_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+    assert not runs.holds_finished_run(tmp_path)

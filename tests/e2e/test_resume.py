@@ -15,6 +15,8 @@ from kochat import PROJECT_ROOT
 from kochat.checkpoints import SEAL
 
 ARGS = ["--preset", "tiny", "--max_steps=30", "--save_steps=5", "--eval_fraction=0", "--demo_questions="]
+# The kill point is drawn from this seed: set KOCHAT_RESUME_SEED to repeat a run's draw (a failure prints it).
+SEED = int(os.environ.get("KOCHAT_RESUME_SEED") or time.time_ns() % 2**32)
 
 
 def start(cwd):
@@ -44,31 +46,32 @@ def uninterrupted(tmp_path_factory, run_script):
 
 
 def test_a_run_killed_at_a_random_step_resumes_to_the_same_adapter_and_loss(uninterrupted, tmp_path, run_script):
-    chance = random.Random()
+    chance = random.Random(SEED)
     # killed 0-0.5 s after checkpoint 5, 10 or 15 of 30; later, a fast CPU sometimes finished first (and a
     # kill after the last checkpoint has its own test below)
     after, delay = chance.choice([5, 10, 15]), chance.uniform(0, 0.5)
+    print(f"KOCHAT_RESUME_SEED={SEED}: killed {delay:.2f} s after checkpoint-{after}")
     run = tmp_path / "outputs" / "tiny"
     proc = start(tmp_path)
     wait_for(run / "checkpoints" / f"checkpoint-{after}" / SEAL, proc)
     time.sleep(delay)  # anywhere in the next steps, a save included
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (run / "adapter_model.safetensors").exists(), "killed after it finished: nothing was tested"
+    assert not (run / "adapter_model.safetensors").exists(), f"killed after it finished (KOCHAT_RESUME_SEED={SEED})"
 
     result = run_script("finetune_ko.py", *ARGS, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "[6] resuming from" in result.stdout, (after, delay)
+    assert "[6] resuming from" in result.stdout, (SEED, after, delay)
     assert json.loads((run / "run_config.json").read_text(encoding="utf-8"))["train"]["steps"] == 30
     resumed_log, straight_log = logged_losses(run), logged_losses(uninterrupted)
     assert [s for s, _ in resumed_log] == [s for s, _ in straight_log] == [5, 10, 15, 20, 25, 30]
-    assert [x for _, x in resumed_log] == pytest.approx([x for _, x in straight_log], abs=1e-4), (after, delay)
+    assert [x for _, x in resumed_log] == pytest.approx([x for _, x in straight_log], abs=1e-4), (SEED, after, delay)
     resumed, straight = load_file(str(run / "adapter_model.safetensors")), load_file(str(uninterrupted / "adapter_model.safetensors"))
     assert resumed.keys() == straight.keys()
     worst = max((resumed[n] - straight[n]).abs().max().item() for n in straight)
     print(f"killed after checkpoint-{after} + {delay:.2f} s: largest adapter difference {worst:.2e}, largest loss "
           f"difference {max(abs(a[1] - b[1]) for a, b in zip(resumed_log, straight_log)):.2e}")
-    assert worst < 1e-5, (worst, after, delay)
+    assert worst < 1e-5, (worst, SEED, after, delay)
 
 
 def test_a_run_stopped_after_its_last_checkpoint_finishes_without_training_again(uninterrupted, tmp_path,

@@ -9,7 +9,6 @@ from safetensors.torch import load_file
 from kochat import PROJECT_ROOT
 
 
-
 @pytest.fixture
 def run_recipe(run_script):
     return lambda *args, cwd: run_script("finetune_ko.py", *args, cwd=cwd)
@@ -28,6 +27,21 @@ def test_the_run_folder_describes_itself(tiny_run):
     assert json.loads((run / "generation_config.json").read_text())["eos_token_id"] == 2
     assert json.loads((run / "tokenizer_config.json").read_text())["eos_token"] == "<|endoftext|>"
     assert json.loads((run / "template.json").read_text(encoding="utf-8"))["response_split"] == "### 답변:"
+    from kochat import modeling
+
+    # the BitsAndBytesConfig step 4 writes out is the loader's: chat and serving load the base as it was trained
+    assert config["quantization"] == modeling.nf4_config(modeling.compute_dtype()).to_dict()
+
+
+def test_the_run_folder_has_a_real_model_card(tiny_run):
+    run, result = tiny_run
+    card = (run / "README.md").read_text(encoding="utf-8")
+    assert "More Information Needed" not in card and "base_model:" not in card  # no cache path posing as a hub id
+    assert card.startswith("---\nlibrary_name: peft") and "# tiny: a LoRA adapter for tiny-gpt-neox" in card
+    assert "60 optimizer steps on" in card and "212 of 212 rows kept" in card and "| LORA_R | `8` |" in card
+    assert "written for kochat" in card and "4-bit NF4 with double quantization" in card
+    assert "python3 chat_ko.py --adapter outputs/tiny" in card and "PeftModel.from_pretrained" in card
+    assert result.stdout.strip().splitlines()[-1] == "done. Talk to it: python3 chat_ko.py --adapter outputs/tiny"
 
 
 def test_the_adapter_is_real_and_was_trained(tiny_run):
@@ -90,11 +104,27 @@ def test_plain_peft_loads_the_adapter_and_answers_like_gen(tiny_run):
 def test_a_finished_run_is_kept_and_the_error_is_one_line(tiny_run, run_recipe):
     run, _ = tiny_run
     before = hashlib.sha256((run / "adapter_model.safetensors").read_bytes()).hexdigest()
-    result = run_recipe("--preset", "tiny", cwd=run.parent.parent)
+    result = run_recipe("--preset", "tiny", "--overwrite=false", cwd=run.parent.parent)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: outputs/tiny already holds a finished run")
     assert "Traceback" not in result.stderr
     assert hashlib.sha256((run / "adapter_model.safetensors").read_bytes()).hexdigest() == before
+
+
+def test_the_first_command_runs_again_as_written(tiny_run, run_recipe, tmp_path):
+    # README's first command, a second time: the tiny preset replaces its own earlier run
+    import shutil
+
+    run, _ = tiny_run
+    again = tmp_path / "outputs" / "tiny"
+    shutil.copytree(run, again)
+    (again / "run_config.json").unlink()  # so a stale one cannot pass for the new one
+    result = run_recipe("--preset", "tiny", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming" not in result.stdout and "training had finished" not in result.stdout  # trained afresh
+    assert json.loads((again / "run_config.json").read_text(encoding="utf-8"))["train"]["steps"] == 60
+    first, second = load_file(str(run / "adapter_model.safetensors")), load_file(str(again / "adapter_model.safetensors"))
+    assert max((first[n] - second[n]).abs().max().item() for n in first) < 1e-5  # same seed: the same adapter
 
 
 def test_dry_run_prints_the_koalpaca_figure(tmp_path, run_recipe):
@@ -110,6 +140,12 @@ def test_dry_run_prints_the_koalpaca_figure(tmp_path, run_recipe):
     (["--preset", "tiny", "--data=missing.jsonl"], "error: data file missing.jsonl not found"),
     (["--preset", "tiny", "--model_id=./no-model"], "error: model folder ./no-model not found"),
     (["--preset", "tiny", "--demo_questions=nope.txt"], "error: cannot read the questions file nope.txt"),
+    (["--preset", "tiny", "--lora_targets=q_proj,v_proj"], "error: --lora_targets: gpt_neox has no module named "
+                                                           "'q_proj', 'v_proj'; its layers are named embed_in, "
+                                                           "query_key_value, dense"),
+    (["--preset", "tiny", "--lora_r=-8"], "error: --lora_r must be at least 1, not -8"),
+    (["--preset", "tiny", "--eval_fraction=1"], "error: --eval_fraction must be a share from 0"),
+    (["--preset", "tiny", "--lr_scheduler=cosinus"], "error: --lr_scheduler must be one of linear, cosine"),
 ])
 def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, run_recipe, args, message):
     result = run_recipe(*args, cwd=tmp_path)

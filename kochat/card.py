@@ -1,0 +1,122 @@
+"""The run folder's README.md: a model card that says what was trained, on what, with which constants, under
+which licences, and how to use it. It replaces the empty card PEFT writes (whose base_model would be a
+local cache path).
+
+Licences are stated only for what the project knows (polyglot-ko, KoAlpaca, the tiny preset's own model
+and data); for anything else the card says so and points to the source's own terms.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import tiny
+
+# (a substring of MODEL_ID or DATA, lower case) -> its licence, as the card states it
+BASE_LICENCES = {"polyglot-ko": ("apache-2.0", "Apache-2.0 (EleutherAI's polyglot-ko): commercial use allowed")}
+DATA_LICENCES = {"koalpaca": ("cc-by-nc-4.0", "CC BY-NC 4.0 (KoAlpaca data): non-commercial use only, and an "
+                                              "adapter trained on it inherits that restriction")}
+TINY_BASE = ("a 2-layer GPT-NeoX that kochat builds from its own sample (kochat/tiny.py); it ships with the "
+             "project")
+TINY_DATA = "written for kochat (data/ko_tiny_qa.jsonl); it ships with the project"
+SHOWN = ["MODEL_ID", "DATA", "TEMPLATE", "MAX_LEN", "PACK_TOKENS", "TRAIN_ON_PROMPT", "LORA_R", "LORA_ALPHA",
+         "LORA_DROPOUT", "LORA_TARGETS", "BATCH_SIZE", "GRAD_ACCUM", "LEARNING_RATE", "LR_SCHEDULER",
+         "WARMUP_STEPS", "EPOCHS", "MAX_STEPS", "OPTIM", "SEED"]
+
+
+def licence(source: str, known: dict, tiny_text: str, is_tiny: bool) -> tuple[str | None, str]:
+    """(the model hub's licence id or None, a sentence) for a base model or data set."""
+    if is_tiny:
+        return None, tiny_text
+    for key, (spdx, sentence) in known.items():
+        if key in source.lower():
+            return spdx, sentence
+    return None, f"not known to kochat: see the terms of {source} before you share the adapter"
+
+
+def model_card(folder: Path, config: dict, template) -> str:
+    c = config["constants"]
+    base, data = str(c.get("MODEL_ID", "")), str(c.get("DATA", ""))
+    base_is_tiny, data_is_tiny = base == tiny.MODEL_ID, Path(data).name == tiny.DATA_FILE.name
+    base_id, base_text = licence(base, BASE_LICENCES, TINY_BASE, base_is_tiny)
+    data_id, data_text = licence(data, DATA_LICENCES, TINY_DATA, data_is_tiny)
+    report = config.get("data_report") or {}
+    history = (config.get("train") or {}).get("log_history", [])
+    losses = [e["loss"] for e in history if "loss" in e]
+    evals = [e["eval_loss"] for e in history if "eval_loss" in e]
+    steps = (config.get("train") or {}).get("steps")
+    hub_base = "/" in base and not base.startswith((".", "/", "~")) and not Path(base).expanduser().exists()
+
+    meta = ["---", "library_name: peft", "pipeline_tag: text-generation", "language: [ko]",
+            "tags: [lora, qlora, kochat]"]
+    if hub_base:
+        meta.append(f"base_model: {base}")
+    if data_id or base_id:
+        meta.append(f"license: {data_id or base_id}")  # the stricter one: data terms bind the adapter
+    meta.append("---")
+
+    trained = f"{steps} optimizer steps" if steps is not None else "training"
+    loss = f"; train loss {losses[0]:.3f} → {losses[-1]:.3f}" if losses else ""
+    loss += f", eval loss {evals[0]:.3f} → {evals[-1]:.3f}" if evals else ""
+    rows = (f"{report['kept']:,} of {report['read']:,} rows kept, {report['read'] - report['kept']:,} skipped"
+            if report else "rows as loaded")
+    quant = config.get("quantization") or {}
+    qlora = ("the base loaded in 4-bit NF4 with double quantization (bitsandbytes)"
+             if quant.get("bnb_4bit_quant_type") == "nf4" else "the base as loaded by kochat")
+    preset = f" (the `{config['preset']}` preset)" if config.get("preset") else ""
+    lines = meta + [
+        f"# {folder.name}: a LoRA adapter for {base}",
+        "",
+        f"Trained by kochat's `finetune_ko.py`{preset}: LoRA (r={c.get('LORA_R')}, alpha={c.get('LORA_ALPHA')}, "
+        f"on {', '.join(c.get('LORA_TARGETS') or [])}) over {qlora}, {trained} on `{data}` "
+        f"({rows}){loss}. Questions are rendered with the `{template.name}` template "
+        f"(`{template.prompt_no_input!r}` then the answer); answers end with `<|endoftext|>`.",
+        "",
+        "## Constants",
+        "",
+        "| constant | value |",
+        "|---|---|",
+        *(f"| {k} | `{c[k]!r}` |" for k in SHOWN if k in c),
+        "",
+        "Every constant, the data report, versions and the loss history are in `run_config.json`.",
+        "",
+        "## Licences",
+        "",
+        f"- Base model `{base}`: {base_text}.",
+        f"- Data `{data}`: {data_text}.",
+        "",
+        "## Use it",
+        "",
+        "```bash",
+        f"python3 chat_ko.py --adapter {folder}            # in the terminal",
+        f"python3 serve_ko.py --adapter {folder} --port 8000   # OpenAI-compatible API and a chat page",
+        "```",
+        "",
+        "With plain transformers and PEFT (the base loaded as it was trained; the prompt in the template's form):",
+        "",
+        "```python",
+        "import torch",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig",
+        "",
+        f"tokenizer = AutoTokenizer.from_pretrained({str(folder)!r})",
+        *(["# the tiny preset's base, where kochat built it: kochat.modeling.model_source('tiny-gpt-neox')"]
+          if base_is_tiny else []),
+        f"base = AutoModelForCausalLM.from_pretrained({base_source(base)!r}, device_map=\"auto\",",
+        "    quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_use_double_quant=True,",
+        "        bnb_4bit_quant_type=\"nf4\", bnb_4bit_compute_dtype=torch.bfloat16))  # float16 on older GPUs",
+        f"model = PeftModel.from_pretrained(base, {str(folder)!r}).eval()",
+        f"prompt = {template.prompt('한국의 수도는 어디인가요?')!r}",
+        "ids = tokenizer(prompt, return_tensors=\"pt\", return_token_type_ids=False).to(model.device)",
+        "out = model.generate(**ids, max_new_tokens=128, eos_token_id=tokenizer.eos_token_id)",
+        "print(tokenizer.decode(out[0, ids[\"input_ids\"].shape[1]:], skip_special_tokens=True))",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def base_source(base: str) -> str:
+    """What from_pretrained takes for the base: the tiny model's built folder, or MODEL_ID itself."""
+    if base == tiny.MODEL_ID:
+        return str(tiny.ensure_built())
+    return base

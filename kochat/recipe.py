@@ -1,0 +1,184 @@
+"""What finetune_ko.py's steps call besides the libraries, kept here so the script reads like the notebook:
+
+- step 0: `check_constants`, every constant's value checked before anything loads, one line each;
+- steps 1-3 as functions (`render`, `tokenize`, `split`), which the script calls one by one and `prepare`
+  calls in a row, for the tests and bench/ that need rows exactly as the recipe makes them;
+- step 6: the one resume helper (`resume_point`), the one list of callbacks (`Callbacks`: TensorBoard, the
+  first-step timer, checkpoint sealing, stop on Ctrl-C/SIGTERM) and `train`, which also finishes a run
+  stopped after its last checkpoint.
+
+The recipe's default settings stay where the user edits them, in finetune_ko.py's constants block; bench/
+imports them from there.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+from transformers.training_args import OptimizerNames
+
+from . import checkpoints, data, modeling, runs, tokenization
+from .cli import flag
+from .errors import UserError
+
+ATTENTIONS = ("auto", "sdpa", "eager", "flex_attention")
+# transformers' schedulers that need nothing beyond the warm-up and the number of steps
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt")
+
+
+# ---- step 0 --------------------------------------------------------------------------------------------
+def check_constants(c: dict, config) -> None:
+    """Each constant that would reach a library unchecked (and fail there with a traceback, or later, after
+    the model has loaded) is checked here, with a line naming its option and what it may be."""
+
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            raise UserError(f"{flag(name)} must be {what}, not {c[name]!r}")
+
+    def number(name: str) -> bool:
+        return isinstance(c[name], (int, float)) and not isinstance(c[name], bool) and math.isfinite(c[name])
+
+    for name in ("MAX_CHARS", "MAX_LEN", "LORA_R", "BATCH_SIZE", "GRAD_ACCUM", "LOGGING_STEPS", "EVAL_STEPS",
+                 "SAVE_STEPS"):
+        need(c[name] >= 1, name, "at least 1")
+    for name in ("PACK_TOKENS", "WARMUP_STEPS", "MAX_NEW_TOKENS"):
+        need(c[name] >= 0, name, "0 or more")
+    need(c["MAX_STEPS"] == -1 or c["MAX_STEPS"] >= 1, "MAX_STEPS", "-1 (run EPOCHS) or at least 1")
+    for name in ("LEARNING_RATE", "LORA_ALPHA", "EPOCHS"):
+        need(number(name) and c[name] > 0, name, "a number above 0")
+    need(number("LORA_DROPOUT") and 0 <= c["LORA_DROPOUT"] < 1, "LORA_DROPOUT", "from 0 up to (not including) 1")
+    need(number("EVAL_FRACTION") and 0 <= c["EVAL_FRACTION"] < 1, "EVAL_FRACTION",
+         "a share from 0 (no eval) up to (not including) 1")
+    need(number("GRADIENT_CHECKPOINTING") and 0 <= c["GRADIENT_CHECKPOINTING"] <= 1, "GRADIENT_CHECKPOINTING",
+         "a share of the layers, 0 to 1")
+    need(number("TEMPERATURE") and 0 <= c["TEMPERATURE"] <= 2, "TEMPERATURE", "from 0 (greedy) to 2")
+    need(number("TOP_P") and 0 < c["TOP_P"] <= 1, "TOP_P", "above 0 and at most 1")
+    need(c["KEEP_CHECKPOINTS"] >= 2, "KEEP_CHECKPOINTS",
+         "at least 2 (a crash while one is saved leaves the other)")
+    need(c["ATTENTION"] in ATTENTIONS, "ATTENTION", "one of " + ", ".join(ATTENTIONS))
+    need(c["ATTENTION"] != "flex_attention" or torch.cuda.is_available(), "ATTENTION",
+         "auto or sdpa on a machine without a CUDA GPU (flex_attention trains on a GPU only)")
+    need(c["LR_SCHEDULER"] in LR_SCHEDULERS, "LR_SCHEDULER", "one of " + ", ".join(LR_SCHEDULERS))
+    optimizers = [o.value for o in OptimizerNames]
+    need(c["OPTIM"] in optimizers, "OPTIM", "a transformers optimizer name, e.g. paged_adamw_8bit or adamw_torch")
+    need(bool(c["RUN_NAME"]) and "/" not in c["RUN_NAME"], "RUN_NAME",
+         f"a folder name ({flag('OUTPUT_DIR')} takes a path)")
+    if c["PACK_TOKENS"] and c["MAX_LEN"] > c["PACK_TOKENS"]:
+        raise UserError(f"{flag('MAX_LEN')} ({c['MAX_LEN']}) is longer than {flag('PACK_TOKENS')} "
+                        f"({c['PACK_TOKENS']}): a row must fit a sequence")
+    if c["RESUME"] not in ("auto", "never"):
+        checkpoints.resume_point(Path(), c["RESUME"])  # a path: it must be a complete checkpoint
+    modeling.check_lora_targets(config, c["LORA_TARGETS"])
+
+
+# ---- steps 1-3 -----------------------------------------------------------------------------------------
+def render(rows: list[dict], template, end_of_text: str) -> Dataset:
+    """Step 2: validated rows as {"prompt", "answer"} text in the template's form."""
+    return Dataset.from_list(rows).map(lambda row: template.render(row, end_of_text), remove_columns=list(rows[0]),
+                                       desc="rendering")
+
+
+def tokenize(texts: Dataset, tokenizer, max_len: int, train_on_prompt: bool, report: data.SkipReport) -> Dataset:
+    """Step 3: input ids and labels (only the answer and its end of text trained on, unless train_on_prompt);
+    rows over max_len tokens are dropped, never cut, and counted in the report."""
+    tokenized = tokenization.tokenize_rows(texts, tokenizer, tokenizer.eos_token_id, train_on_prompt)
+    tokenized, too_long = tokenization.drop_too_long(tokenized, max_len)
+    report.skip(f"longer than MAX_LEN ({max_len} tokens)", count=too_long)
+    if len(tokenized) == 0:
+        raise UserError(f"every row is longer than MAX_LEN={max_len} tokens; raise {flag('MAX_LEN')}")
+    return tokenized
+
+
+def split(tokenized: Dataset, eval_fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
+    """Step 3: (train rows, eval rows or None), the eval share drawn with the seed."""
+    if eval_fraction > 0 and len(tokenized) >= 2:
+        parts = tokenized.train_test_split(test_size=eval_fraction, seed=seed)
+        return parts["train"], parts["test"]
+    return tokenized, None
+
+
+@dataclass
+class Prepared:
+    rows: list[dict]          # step 1: the usable rows
+    report: data.SkipReport   # what was read, kept and skipped, and why
+    texts: Dataset            # step 2
+    train: Dataset            # step 3
+    eval: Dataset | None
+
+
+def prepare(source: str, tokenizer, template, *, max_chars: int, max_len: int, columns: data.Columns = data.Columns(),
+            train_on_prompt: bool = False, eval_fraction: float = 0.0, seed: int = 42) -> Prepared:
+    """Steps 1-3 as finetune_ko.py runs them, in one call (pass its constants for its settings)."""
+    rows, report = data.load_rows(source, columns, template, tokenizer.eos_token, max_chars)
+    texts = render(rows, template, tokenizer.eos_token)
+    train, held_out = split(tokenize(texts, tokenizer, max_len, train_on_prompt, report), eval_fraction, seed)
+    return Prepared(rows, report, texts, train, held_out)
+
+
+# ---- step 6 --------------------------------------------------------------------------------------------
+def resume_point(output_dir: Path, constants: dict, resume: str, overwrite: bool, may_change) -> str | None:
+    """The checkpoint this run continues from, or None to start afresh; the one resume helper of step 6.
+
+    With `overwrite`, a finished run in the folder, or checkpoints made with other settings (or any, with
+    RESUME "never"), are removed first: the run starts over. Checkpoints of the same settings are continued
+    either way, which ends where starting over would. Half-saved checkpoints are removed. The run's constants
+    are recorded beside its checkpoints; `may_change` names those a rerun may change (RESUME_MAY_CHANGE)."""
+    folder = output_dir / "checkpoints"
+    if overwrite and (runs.holds_finished_run(output_dir) or resume == "never"
+                      or checkpoints.changed_settings(folder, constants, may_change)):
+        runs.clear_run(output_dir)
+    point = checkpoints.resume_point(folder, resume)
+    checkpoints.check_same_settings(folder, constants, point, may_change)
+    return point
+
+
+class FirstStepTimer(TrainerCallback):
+    """Prints, once, how long the run took from the process start to its first finished training step."""
+
+    def __init__(self, started: float):
+        self.started, self.first_step_s, self.peak_gib = started, None, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.first_step_s is None:
+            self.first_step_s = round(time.time() - self.started, 1)
+            gpu = ""
+            if torch.cuda.is_available():
+                self.peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                gpu = f", GPU memory peak so far {self.peak_gib} GiB"
+            print(f"\n    first training step done {self.first_step_s} s after start{gpu}", flush=True)
+
+
+class Callbacks(list):
+    """The Trainer's callbacks in finetune_ko.py: TensorBoard events in `logs`, the first-step timer, sealing of
+    each checkpoint, and a clean stop on Ctrl-C or SIGTERM. A list, with the two the script reads after
+    training by name."""
+
+    def __init__(self, logs: Path, process_start: float):
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        self.first_step, self.stop = FirstStepTimer(process_start), checkpoints.StopOnSignal()
+        super().__init__([TensorBoardCallback(SummaryWriter(str(logs))), self.first_step,
+                          checkpoints.SealCheckpoints(), self.stop])
+
+
+def train(trainer, resume: str | None, callbacks: Callbacks):
+    """trainer.train(), continued from `resume`; a run stopped after its last checkpoint is taken from it
+    without training again (the Trainer, resumed there, would run one step more). Then the eval loss, unless
+    a signal stopped the run. Returns the Trainer's TrainOutput."""
+    if checkpoints.finished_training(resume):
+        print(f"[6] training had finished at {resume}")
+        result = checkpoints.restore_finished(trainer, resume)
+    else:
+        if resume:
+            print(f"[6] resuming from {resume}")
+        result = trainer.train(resume_from_checkpoint=resume)
+    if trainer.eval_dataset is not None and not callbacks.stop.received:
+        trainer.evaluate()
+    return result

@@ -1,0 +1,141 @@
+"""Records from a local .jsonl/.json/.csv/.tsv/.parquet file, a folder of them, or a hub dataset's train split.
+
+Local files are read here rather than by `datasets`, so that one bad line becomes one skipped row (a
+BadRecord, whose reason kochat.data reports) instead of failing the whole file with an Arrow error. Whole-file
+problems (not UTF-8, not JSON, duplicate columns, unreadable) are one line saying what to do.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from . import hub
+from .cli import flag
+from .errors import UserError
+
+LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+
+
+class BadRecord:
+    """A record that could not be parsed (a bad JSON line); validation reports its reason."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def read_records(source: str) -> list:
+    """All records of a local file or folder, or of a hub dataset's train split."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return read_file(path)
+    if path.is_dir():
+        return read_hub_or_folder(str(path), local=True)
+    if path.suffix.lower() in LOCAL_SUFFIXES or source.startswith((".", "/", "~")):
+        raise UserError(f"data file {source} not found (working directory: {Path.cwd()})")
+    return read_hub_or_folder(source, local=False)
+
+
+def read_file(path: Path) -> list:
+    suffix = path.suffix.lower()
+    if suffix not in LOCAL_SUFFIXES:
+        raise UserError(f"{path}: unsupported file type {suffix or '(none)'}; use one of {', '.join(LOCAL_SUFFIXES)}")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from None
+    if suffix == ".parquet":
+        return read_parquet(path, raw)
+    try:
+        text = raw.decode("utf-8-sig")  # a BOM from Excel or Notepad is fine
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{path} is not UTF-8 (bad byte 0x{raw[e.start]:02x} at offset {e.start}); re-save it as UTF-8, "
+            f"e.g. iconv -f cp949 -t utf-8 {path.name} > utf8_{path.name}") from None
+    if suffix == ".jsonl":
+        return read_jsonl(text)
+    if suffix == ".json":
+        return read_json(text, path)
+    return read_csv(text, path, delimiter="\t" if suffix == ".tsv" else ",")
+
+
+def read_jsonl(text: str) -> list:
+    records = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            records.append(BadRecord(f"not valid JSON ({e.msg})"))
+    return records
+
+
+def read_json(text: str, path: Path) -> list:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.msg == "Extra data":  # several JSON values, one per line: JSON Lines under a .json name
+            return read_jsonl(text)
+        raise UserError(f"{path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            value = lists[0]
+    if not isinstance(value, list):
+        raise UserError(f"{path} should hold a JSON array of rows like [{{\"instruction\": …, \"output\": …}}]")
+    return value
+
+
+def read_csv(text: str, path: Path, delimiter: str) -> list:
+    csv.field_size_limit(2**31 - 1)  # very long fields are skipped by MAX_CHARS, with a reason
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            return []
+        header = [h.strip() for h in header]
+        duplicates = sorted({h for h in header if header.count(h) > 1})
+        if duplicates:
+            raise UserError(f"{path} has duplicate columns: {', '.join(duplicates)}; rename them")
+        records = []
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) > len(header):
+                records.append(BadRecord(f"more fields than the header's {len(header)}"))
+                continue
+            records.append({h: v for h, v in zip(header, values)})
+        return records
+    except csv.Error as e:
+        raise UserError(f"{path} is not valid {'TSV' if delimiter == chr(9) else 'CSV'} (line {reader.line_num}): {e}") from None
+
+
+def read_parquet(path: Path, raw: bytes) -> list:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(pa.BufferReader(raw)).to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{path} is not a readable Parquet file: {str(e).strip().splitlines()[0]}") from None
+
+
+def read_hub_or_folder(source: str, local: bool) -> list:
+    """A hub dataset id, or a folder of data files (such as a downloaded copy of one)."""
+    import datasets
+
+    datasets.logging.set_verbosity_error()
+    if not local:
+        hub.use_offline_if_unreachable()
+    try:
+        table = datasets.load_dataset(source, split="train")
+    except Exception as e:  # the hub client raises many types: offline, not found, gated, bad files
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        if local:
+            raise UserError(f"cannot read the folder {source} as a dataset ({first}); "
+                            f"point {flag('DATA')} at one of its data files instead") from None
+        raise UserError(f"cannot load dataset {source!r}: it is not a local file and the hub did not provide it "
+                        f"({first}); " + hub.download_hint(source, "dataset")) from None
+    return list(table)
