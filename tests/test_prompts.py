@@ -87,3 +87,10 @@ def test_a_saved_template_keeps_its_name(tmp_path, koalpaca_template):
     path = tmp_path / "template.json"
     path.write_text(json.dumps(koalpaca_template.to_dict(), ensure_ascii=False), encoding="utf-8")
     assert Template.load(str(path)) == koalpaca_template
+
+
+def test_a_conversations_last_message_may_carry_retrieved_passages_as_its_input(koalpaca_template):
+    messages = [{"role": "user", "content": "연차는?"}, {"role": "assistant", "content": "15일입니다."},
+                {"role": "user", "content": "2년차는요?", "context": "[1] 취업규칙.md\n2년차는 15일."}]
+    assert koalpaca_template.chat(messages) == ("### 질문: 연차는?\n\n### 답변: 15일입니다.\n\n"
+                                                "### 질문: 2년차는요?\n\n[1] 취업규칙.md\n2년차는 15일.\n\n### 답변:")
