@@ -1,7 +1,7 @@
 """Where the time goes, at a real shape on one GPU: torch.profiler tables for packed training steps under
 three precision set-ups, and for answering steps of gen(fast=True) on the merged bf16 model.
 
-    python bench/profile_steps.py --model /tmp/random-polyglot-ko-12.8b --data KOALPACA_1K.jsonl --out-dir DIR
+    python3 -m bench.profile_steps --model=/tmp/random-polyglot-ko-12.8b --data=KOALPACA_1K.jsonl --out_dir=DIR
 
 Training set-ups, one loaded 4-bit model, LoRA r=8 on query_key_value, packed 4,096 tokens, flex attention:
   fp32-upcast   peft's prepare_model_for_kbit_training (embeddings, norms, biases to fp32) + Trainer bf16 autocast
@@ -14,7 +14,6 @@ the same adapter, which trains as they go: the loss of one fixed packed batch, r
 training progress, not a precision comparison.
 Writes DIR/profile.json and DIR/<name>.txt (the tables).
 """
-import argparse
 import json
 import sys
 import time
@@ -25,16 +24,22 @@ from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from torch.profiler import ProfilerActivity, profile
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from kochat import modeling, packing, runs  # noqa: E402
-from kochat.generation import gen  # noqa: E402
-from kochat.prompts import Template  # noqa: E402
+import finetune_ko as defaults  # the recipe's default settings: its constants block
+from bench.speed import CountingCollator, StepClock, attempt, load_rows_tokenized
+from kochat import cli, estimate, modeling, packing, runs
+from kochat.generation import gen
+from kochat.prompts import Template
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import CountingCollator, StepClock, attempt, load_rows_tokenized  # noqa: E402
-
-GIB = 2**30
-WARMUP, TIMED, PROFILED = 3, 10, 2
+# ---- constants: override on the command line as --name=value ------------------------------------------
+MODEL = ""                          # a model folder (bench/random_model.py writes one of a real shape); required
+DATA = ""                           # KoAlpaca-v1.1a rows (.jsonl), for real row lengths; required
+OUT_DIR = ""                        # where profile.json and the tables go; required
+PART = "all"                        # train, gen or all
+SETUPS = "fp32-upcast,bf16-autocast,bf16-pure,compiled"  # training set-ups to run, in this order
+CHECKPOINT_SHARES = "1,0.5,0"       # shares of the layers checkpointed, per set-up
+WARMUP = 3                          # untimed steps first
+TIMED = 10                          # timed steps
+PROFILED = 2                        # profiled steps after the timed ones
 
 
 class ProfileSteps(TrainerCallback):
@@ -80,11 +85,12 @@ def run(model, tokenizer, rows, name, autocast, checkpoint_layers, out_dir, comp
         layer.gradient_checkpointing = i < checkpoint_layers
         if compiled:
             layer.compile()
-    train = packing.pack_rows(rows, 4096)
-    collator = CountingCollator(packing.PackedCollator(tokenizer.pad_token_id, 4096))
+    train = packing.pack_rows(rows, defaults.PACK_TOKENS)
+    collator = CountingCollator(packing.PackedCollator(tokenizer.pad_token_id, defaults.PACK_TOKENS))
     clock, prof = StepClock(), ProfileSteps(WARMUP + TIMED)
     args = TrainingArguments(output_dir=str(out_dir / "trainer"), per_device_train_batch_size=1,
-                             max_steps=WARMUP + TIMED + PROFILED, learning_rate=1e-4, optim="paged_adamw_8bit",
+                             max_steps=WARMUP + TIMED + PROFILED, learning_rate=defaults.LEARNING_RATE,
+                             optim=defaults.OPTIM,
                              bf16=autocast, logging_steps=1000, save_strategy="no", report_to=[], seed=0,
                              disable_tqdm=True)
     torch.cuda.empty_cache()
@@ -93,12 +99,14 @@ def run(model, tokenizer, rows, name, autocast, checkpoint_layers, out_dir, comp
     seconds = clock.ends[WARMUP + TIMED - 1] - clock.ends[WARMUP - 1]
     tokens = sum(collator.real_tokens[WARMUP:WARMUP + TIMED])
     (out_dir / f"{name}.txt").write_text(table(prof.prof))
-    return {"real_tok_s": round(tokens / seconds, 1), "peak_gib": round(torch.cuda.max_memory_allocated() / GIB, 2),
+    return {"real_tok_s": round(tokens / seconds, 1),
+            "peak_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2),
             "checkpointed_layers": f"{checkpoint_layers}/{len(layers)}", "profile": f"{name}.txt"}
 
 
 def fixed_batch_loss(model, tokenizer, rows, autocast):
-    batch = packing.PackedCollator(tokenizer.pad_token_id, 4096)(list(packing.pack_rows(rows.select(range(16)), 4096))[:1])
+    budget = defaults.PACK_TOKENS
+    batch = packing.PackedCollator(tokenizer.pad_token_id, budget)(list(packing.pack_rows(rows.select(range(16)), budget))[:1])
     batch = {k: v.cuda() for k, v in batch.items()}
     model.eval()
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
@@ -146,40 +154,36 @@ def plain_generate_tok_s(model, tokenizer, template, questions, new_tokens=256):
     return round(len(questions) * new_tokens / (time.perf_counter() - start), 1)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out-dir", required=True)
-    parser.add_argument("--part", choices=["train", "gen", "all"], default="all")
-    parser.add_argument("--setups", default="fp32-upcast,bf16-autocast,bf16-pure,compiled")
-    parser.add_argument("--checkpoint-shares", default="1,0.5,0", help="shares of the layers checkpointed, per setup")
-    args = parser.parse_args()
-    out_dir = Path(args.out_dir)
+def main(argv):
+    cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
+    cli.require(globals(), "MODEL", "DATA", "OUT_DIR")
+    out_dir = Path(OUT_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = {"device": torch.cuda.get_device_name(), "versions": runs.versions(), "command": " ".join(sys.argv)}
-    template = Template.load("koalpaca")
-    tokenizer = modeling.load_tokenizer(args.model)
-    loaded, rows = load_rows_tokenized(args.data, tokenizer, template)
+    results = {"device": torch.cuda.get_device_name(), "versions": runs.versions(),
+               "command": " ".join(["python3 -m bench.profile_steps", *argv])}
+    template = Template.load(defaults.TEMPLATE)
+    tokenizer = modeling.load_tokenizer(MODEL)
+    loaded, rows = load_rows_tokenized(DATA, tokenizer, template)
     adapter = "/tmp/profile-adapter"
 
-    if args.part in ("train", "all"):
-        model = modeling.load_model(args.model, tokenizer, four_bit=True, trainable=True, attention="flex_attention")
+    if PART in ("train", "all"):
+        model = modeling.load_model(MODEL, tokenizer, four_bit=True, trainable=True, attention="flex_attention")
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05,
-                                                 target_modules=["query_key_value"], task_type="CAUSAL_LM"))
+        model = get_peft_model(model, LoraConfig(r=defaults.LORA_R, lora_alpha=defaults.LORA_ALPHA,
+                                                 lora_dropout=defaults.LORA_DROPOUT,
+                                                 target_modules=defaults.LORA_TARGETS, task_type="CAUSAL_LM"))
         n = len(model.base_model.model.gpt_neox.layers)
         train = {}
         setups = {"fp32-upcast": (torch.float32, True), "bf16-autocast": (torch.bfloat16, True),
                   "bf16-pure": (torch.bfloat16, False), "compiled": (torch.float32, True)}
-        for name in args.setups.split(","):  # "compiled" last: the layers stay compiled
+        for name in SETUPS.split(","):  # "compiled" last: the layers stay compiled
             base_dtype, autocast = setups[name]
             cast_base(model, base_dtype)
             loss, dtype = fixed_batch_loss(model, tokenizer, rows, autocast)
             train[name] = {"fixed_batch_loss": loss, "qkv_output_dtype": dtype}
-            for ckpt in (round(n * float(share)) for share in args.checkpoint_shares.split(",")):
+            for ckpt in (round(n * float(share)) for share in CHECKPOINT_SHARES.split(",")):
                 attempt(train[name], f"checkpointed {ckpt}/{n}",
                         lambda: run(model, tokenizer, rows, f"train-{name}-ckpt{ckpt}", autocast, ckpt, out_dir,
                                     compiled=name == "compiled"))
@@ -188,12 +192,12 @@ def main():
         del model
         torch.cuda.empty_cache()
 
-    if args.part in ("gen", "all"):
+    if PART in ("gen", "all"):
         questions = [r["instruction"] or r["text"].split("### 답변:")[0] for r in loaded[:16]]
-        merged = modeling.load_model(args.model, tokenizer, four_bit=False, adapter=adapter, merge=True).eval()
+        merged = modeling.load_model(MODEL, tokenizer, four_bit=False, adapter=adapter, merge=True).eval()
         attempt(results, "gen", lambda: profile_gen(merged, tokenizer, template, questions, out_dir))
     (out_dir / "profile.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

@@ -19,7 +19,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
   python3 -c "import torch, transformers, peft, bitsandbytes, datasets, accelerate
 print('versions: torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__,
       '| bitsandbytes', bitsandbytes.__version__, '| datasets', datasets.__version__, '| accelerate', accelerate.__version__)"
-  [ -d "$model" ] || python3 bench/random_model.py --model "$shape" --tokenizer "$tokenizer" --out "$model"
+  [ -d "$model" ] || python3 -m bench.random_model --model="$shape" --tokenizer="$tokenizer" --out="$model"
   rm -rf "$run"
   start=$SECONDS
   python3 finetune_ko.py --model_id="$model" --data="$data" --run_name=recipe-gpu --output_dir="$run" \

@@ -1,11 +1,10 @@
 """Requests/s and tokens/s of serve_ko.py under 1, 8 and 32 concurrent streaming clients.
 
-    python bench/serve_load.py --adapter outputs/tiny --out bench/results/<date>-serve-cpu.json
+    python3 -m bench.serve_load --adapter=outputs/tiny --out=bench/results/<date>-serve-cpu.json
 Starts `serve_ko.py` on a free loopback port, warms it up, then for each level of concurrency runs
 clients that each send streamed chat requests back to back (max_tokens fixed, end of text allowed) for
 --seconds, through the official openai client. Counts only completed requests.
 """
-import argparse
 import json
 import os
 import signal
@@ -20,12 +19,17 @@ from pathlib import Path
 import httpx
 import openai
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from kochat import runs  # noqa: E402
+from kochat import PROJECT_ROOT, cli, runs
 
-QUESTIONS = ["한국의 수도는 어디인가요?", "하늘은 왜 파란가요?", "김치는 어떻게 만드나요?", "물은 몇 도에서 끓나요?",
-             "잠을 잘 자려면 어떻게 해야 하나요?", "파이썬은 어떤 언어인가요?", "지진이 나면 어떻게 해야 하나요?", "환율이란?"]
+# ---- constants: override on the command line as --name=value ------------------------------------------
+ADAPTER = ""                # a run folder from finetune_ko.py; required
+OUT = ""                    # the result JSON; required
+SECONDS = 30.0              # how long each level of concurrency runs
+MAX_TOKENS = 64             # max_tokens of every request
+LEVELS = "1,8,32"           # concurrent clients, one level after another
+
+QUESTIONS = ("한국의 수도는 어디인가요?", "하늘은 왜 파란가요?", "김치는 어떻게 만드나요?", "물은 몇 도에서 끓나요?",
+             "잠을 잘 자려면 어떻게 해야 하나요?", "파이썬은 어떤 언어인가요?", "지진이 나면 어떻게 해야 하나요?", "환율이란?")
 
 
 def load(url, model, clients, seconds, max_tokens):
@@ -62,19 +66,14 @@ def load(url, model, clients, seconds, max_tokens):
             "first_error": errors[0] if errors else None}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--adapter", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--levels", default="1,8,32")
-    args = parser.parse_args()
+def main(argv):
+    cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
+    cli.require(globals(), "ADAPTER", "OUT")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, str(ROOT / "serve_ko.py"), f"--adapter={args.adapter}",
+    server = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "serve_ko.py"), f"--adapter={ADAPTER}",
                                f"--port={port}", "--max_batch=32", "--max_concurrent=64"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -85,16 +84,17 @@ def main():
             except httpx.TransportError:
                 time.sleep(0.2)
         model = health["model"]
-        load(url, model, 2, 3, args.max_tokens)  # warm-up
-        results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "adapter": args.adapter,
+        load(url, model, 2, 3, MAX_TOKENS)  # warm-up
+        results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "adapter": ADAPTER,
                    "machine": f"{os.cpu_count()} CPU cores, no GPU" if not _has_gpu() else "GPU",
-                   "versions": runs.versions(), "max_tokens": args.max_tokens, "command": " ".join(sys.argv),
-                   "levels": [load(url, model, int(c), args.seconds, args.max_tokens) for c in args.levels.split(",")]}
+                   "versions": runs.versions(), "max_tokens": MAX_TOKENS,
+                   "command": " ".join(["python3 -m bench.serve_load", *argv]),
+                   "levels": [load(url, model, int(c), SECONDS, MAX_TOKENS) for c in LEVELS.split(",")]}
         results["batch_sizes"] = httpx.get(url + "/health").json()["batch_sizes"]
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
-    Path(args.out).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    Path(OUT).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     for level in results["levels"]:
         print(f"{level['clients']:>3} clients: {level['requests_per_s']:6.2f} requests/s, "
               f"{level['tokens_per_s']:7.1f} tokens/s, {level['errors']} errors")
@@ -107,4 +107,4 @@ def _has_gpu():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

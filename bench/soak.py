@@ -1,13 +1,12 @@
 """A bounded soak of serve_ko.py on loopback: many clients, mixed plain and streamed requests, some of
 them hanging up mid-stream, for a fixed time; counts every outcome and samples the server's memory.
 
-    python bench/soak.py --adapter outputs/tiny --seconds 600 --clients 32 --out soak.json   # the long one
-    python bench/soak.py --adapter outputs/tiny --seconds 20 --clients 8 --out soak.json     # what CI runs
+    python3 -m bench.soak --adapter=outputs/tiny --seconds=600 --clients=32 --out=soak.json   # the long one
+    python3 -m bench.soak --adapter=outputs/tiny --seconds=15 --clients=8 --out=soak.json     # what CI runs
 
 Exits 1 when any request failed (429s from the server's MAX_CONCURRENT are counted, not failures) or
 the server's memory grew more than --max-growth-mb after the first tenth of the run.
 """
-import argparse
 import json
 import os
 import random
@@ -22,10 +21,20 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-QUESTIONS = ["한국의 수도는 어디인가요?", "하늘은 왜 파란가요?", "김치는 어떻게 만드나요?", "물은 몇 도에서 끓나요?",
-             "파인튜닝이란 무엇인가요?", "다음 문장을 영어로 번역하세요. 오늘 회의는 오후 두 시에 시작합니다."]
-KINDS = ["plain chat", "streamed chat", "streamed, hang up", "plain completion", "streamed completion"]
+from kochat import PROJECT_ROOT, cli
+
+# ---- constants: override on the command line as --name=value ------------------------------------------
+ADAPTER = ""                # a run folder from finetune_ko.py; required
+OUT = ""                    # the result JSON; required
+SECONDS = 600.0             # how long the clients run
+CLIENTS = 32                # clients sending requests back to back
+MAX_CONCURRENT = 24         # serve_ko.py's MAX_CONCURRENT: above it, 429
+MAX_GROWTH_MB = 150.0       # the server's memory may grow this much after the first tenth of the run
+BACKOFF = True              # clients wait 0.2-1 s after a 429; false: retry at once (a stress test of the limit)
+
+QUESTIONS = ("한국의 수도는 어디인가요?", "하늘은 왜 파란가요?", "김치는 어떻게 만드나요?", "물은 몇 도에서 끓나요?",
+             "파인튜닝이란 무엇인가요?", "다음 문장을 영어로 번역하세요. 오늘 회의는 오후 두 시에 시작합니다.")
+KINDS = ("plain chat", "streamed chat", "streamed, hang up", "plain completion", "streamed completion")
 
 
 def rss_mb(pid: int) -> float:
@@ -62,23 +71,15 @@ def one_request(client: httpx.Client, kind: str, rng: random.Random) -> str:
         return "ok"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--adapter", required=True, help="a run folder from finetune_ko.py")
-    parser.add_argument("--seconds", type=float, default=600)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--max-concurrent", type=int, default=24, help="serve_ko.py's MAX_CONCURRENT: above it, 429")
-    parser.add_argument("--max-growth-mb", type=float, default=150)
-    parser.add_argument("--no-backoff", dest="backoff", action="store_false",
-                        help="clients retry at once after a 429 (a stress test of the limit itself)")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+def main(argv):
+    cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
+    cli.require(globals(), "ADAPTER", "OUT")
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, str(ROOT / "serve_ko.py"), f"--adapter={args.adapter}", f"--port={port}",
-                               "--model_name=soak", f"--max_concurrent={args.max_concurrent}"],
+    server = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "serve_ko.py"), f"--adapter={ADAPTER}",
+                               f"--port={port}", "--model_name=soak", f"--max_concurrent={MAX_CONCURRENT}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}"
@@ -95,7 +96,7 @@ def main():
 
     outcomes, by_kind, failures, lock = Counter(), Counter(), [], threading.Lock()
     start = time.time()
-    stop_at = start + args.seconds
+    stop_at = start + SECONDS
 
     def client_loop(seed):
         rng = random.Random(seed)
@@ -106,7 +107,7 @@ def main():
                     outcome = one_request(client, kind, rng)
                 except Exception as e:  # a broken connection or bad JSON is a failure to count, not to hide
                     outcome = f"failed: {type(e).__name__}: {e}"
-                if outcome == "429" and args.backoff:
+                if outcome == "429" and BACKOFF:
                     time.sleep(rng.uniform(0.2, 1.0))  # back off and retry later, as the openai client does
                 with lock:
                     outcomes[outcome.split(":")[0]] += 1
@@ -114,13 +115,13 @@ def main():
                     if outcome.startswith("failed") and len(failures) < 20:
                         failures.append(outcome[:300])
 
-    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(args.clients)]
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(CLIENTS)]
     for t in threads:
         t.start()
     samples = []
     while any(t.is_alive() for t in threads):
         samples.append((round(time.time() - start, 1), round(rss_mb(server.pid), 1)))
-        time.sleep(max(1.0, args.seconds / 100))
+        time.sleep(max(1.0, SECONDS / 100))
     for t in threads:
         t.join()
     samples.append((round(time.time() - start, 1), round(rss_mb(server.pid), 1)))
@@ -128,21 +129,21 @@ def main():
     server.terminate()
     server.wait(timeout=30)
 
-    warm = [mb for t, mb in samples if t >= args.seconds / 10] or [samples[-1][1]]
+    warm = [mb for t, mb in samples if t >= SECONDS / 10] or [samples[-1][1]]
     growth = max(warm) - warm[0]
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": args.seconds,
-              "clients": args.clients, "max_concurrent": args.max_concurrent, "backoff_after_429": args.backoff,
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": SECONDS,
+              "clients": CLIENTS, "max_concurrent": MAX_CONCURRENT, "backoff_after_429": BACKOFF,
               "requests": sum(outcomes.values()),
               "outcomes": dict(outcomes), "by_kind": dict(by_kind), "failures": failures,
               "requests_per_s": round(sum(outcomes.values()) / (time.time() - start), 1),
               "rss_mb_first": samples[0][1], "rss_mb_after_warmup": warm[0], "rss_mb_max": max(mb for _, mb in samples),
               "rss_growth_after_warmup_mb": round(growth, 1), "rss_samples": samples, "health_after": health,
               "cpus": os.cpu_count()}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    Path(OUT).parent.mkdir(parents=True, exist_ok=True)
+    Path(OUT).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in result.items() if k != "rss_samples"}, ensure_ascii=False))
-    sys.exit(1 if outcomes["failed"] or growth > args.max_growth_mb else 0)
+    return 1 if outcomes["failed"] or growth > MAX_GROWTH_MB else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

@@ -1,14 +1,15 @@
 """Training and answering speed at a real shape on one GPU: the seed recipe and the project's settings in
-one process, through the project's own loader, tokenizer of rows, packing and gen().
+one process, through the project's own loader, steps 1-3 (kochat.recipe.prepare), packing and gen().
+From the repository root:
 
-    python bench/speed.py --model /tmp/random-polyglot-ko-12.8b --data KOALPACA_1K.jsonl --out RESULT.json
-    python bench/speed.py ... --part train      # or --part gen
+    python3 -m bench.speed --model=/tmp/random-polyglot-ko-12.8b --data=KOALPACA_1K.jsonl --out=RESULT.json
+    python3 -m bench.speed ... --part=train      # or --part=gen
 
 --model is a model folder (bench/random_model.py writes one of any known shape); --data gives real row
-lengths (KoAlpaca-v1.1a rows, tokenized with the model's tokenizer). Each measurement runs in its own
-try block: one failure is recorded in the JSON and the rest still run.
+lengths (KoAlpaca-v1.1a rows, tokenized with the model's tokenizer). The recipe's settings (LoRA, optimizer,
+learning rate, MAX_LEN, PACK_TOKENS, checkpointing, compiling) are read from finetune_ko.py's constants. Each
+measurement runs in its own try block: one failure is recorded in the JSON and the rest still run.
 """
-import argparse
 import json
 import sys
 import time
@@ -17,19 +18,41 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from datasets import Dataset
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from kochat import data, modeling, packing, runs, tokenization  # noqa: E402
-from kochat.generation import gen  # noqa: E402
-from kochat.prompts import Template  # noqa: E402
+import finetune_ko as defaults  # the recipe's default settings: its constants block
+from kochat import cli, estimate, modeling, packing, recipe, runs, tokenization
+from kochat.errors import UserError
+from kochat.generation import gen
+from kochat.prompts import Template
 
-GIB = 2**30
-SEED = "seed: batch 2, pad to longest, all layers checkpointed"
-DEFAULT = "packed 4096, half the layers checkpointed, compiled (finetune_ko.py's defaults)"
-WARMUP_STEPS = 3
+# ---- constants: override on the command line as --name=value ------------------------------------------
+MODEL = ""                          # a model folder (bench/random_model.py writes one of a real shape); required
+DATA = ""                           # KoAlpaca-v1.1a rows (.jsonl), for real row lengths; required
+OUT = ""                            # the result JSON; required
+PART = "all"                        # train, gen or all
+STEPS = 20                          # timed optimizer steps per training setting, after WARMUP_STEPS
+WARMUP_STEPS = 3                    # untimed steps first (compiling, allocator warm-up)
+ADAPTER_DIR = "/tmp/bench-adapter"  # the adapter trained by the train part, merged by the gen part
+SETTINGS = ""                       # training settings to run, by number (0-4, see TRAIN_SETTINGS); "" = all
+ATTENTION = "auto"                  # as finetune_ko.py's ATTENTION: auto, sdpa, flex_attention
+LORA_DROPOUT = defaults.LORA_DROPOUT  # as finetune_ko.py's
+GEN_MODES = "all"                   # all, or fast: only the merged bf16 fast mode (no 4-bit and eager runs)
+
+_SHARE = {1.0: "all", 0.5: "half the", 0.0: "none of the"}.get(defaults.GRADIENT_CHECKPOINTING,
+                                                                f"{defaults.GRADIENT_CHECKPOINTING:.0%} of the")
+NAMES = {"seed": "seed: batch 2, pad to longest, all layers checkpointed",  # the keys results/*.json use
+         "default": f"packed {defaults.PACK_TOKENS}, {_SHARE} layers checkpointed, "
+                    f"{'compiled' if defaults.COMPILE else 'eager'} (finetune_ko.py's defaults)"}
+# (name, PACK_TOKENS, BATCH_SIZE, GRADIENT_CHECKPOINTING, compiled), chosen by number with --settings
+TRAIN_SETTINGS = (
+    (NAMES["seed"], 0, 2, 1.0, False),
+    (f"packed {defaults.PACK_TOKENS}, all layers checkpointed", defaults.PACK_TOKENS, 1, 1.0, False),
+    (NAMES["default"], defaults.PACK_TOKENS, defaults.BATCH_SIZE, defaults.GRADIENT_CHECKPOINTING, defaults.COMPILE),
+    (f"packed {defaults.PACK_TOKENS}, all layers checkpointed, compiled", defaults.PACK_TOKENS, 1, 1.0, True),
+    (f"packed {defaults.PACK_TOKENS}, no checkpointing, compiled", defaults.PACK_TOKENS, 1, 0.0, True),
+)
 
 
 class StepClock(TrainerCallback):
@@ -53,11 +76,10 @@ class CountingCollator:
 
 
 def load_rows_tokenized(path, tokenizer, template):
-    """The data file's rows as loaded, and tokenized as finetune_ko.py does (rows over 1,024 tokens dropped), shuffled."""
-    loaded, _ = data.load_rows(path, data.Columns(), template, tokenizer.eos_token, 20_000)
-    texts = Dataset.from_list(loaded).map(lambda r: template.render(r, tokenizer.eos_token), remove_columns=list(loaded[0]))
-    rows, _ = tokenization.drop_too_long(tokenization.tokenize_rows(texts, tokenizer, tokenizer.eos_token_id), 1024)
-    return loaded, rows.shuffle(seed=0)
+    """The data file's rows as loaded, and tokenized as finetune_ko.py's steps 1-3 do (rows over its MAX_LEN
+    dropped, no eval split), shuffled."""
+    prepared = recipe.prepare(path, tokenizer, template, max_chars=defaults.MAX_CHARS, max_len=defaults.MAX_LEN)
+    return prepared.rows, prepared.train.shuffle(seed=0)
 
 
 def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size, checkpointed, compiled, attention,
@@ -75,7 +97,7 @@ def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size,
         train, collator = rows, CountingCollator(tokenization.make_collator(tokenizer))
     clock = StepClock()
     args = TrainingArguments(output_dir=str(out_dir / name), per_device_train_batch_size=batch_size,
-                             max_steps=steps + WARMUP_STEPS, learning_rate=1e-4, optim="paged_adamw_8bit",
+                             max_steps=steps + WARMUP_STEPS, learning_rate=defaults.LEARNING_RATE, optim=defaults.OPTIM,
                              bf16=torch.cuda.is_available(), logging_steps=1000, save_strategy="no", report_to=[], seed=0,
                              disable_tqdm=True)
     torch.cuda.empty_cache()
@@ -89,10 +111,11 @@ def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size,
             "checkpointed_layers": f"{checkpoint_layers}/{len(layers)}", "compiled": compiled, "steps": steps,
             "real_tokens": tokens, "seconds": round(seconds, 3), "real_tok_s": round(tokens / seconds, 1),
             "step_s_min_max": [round(min(step_s), 3), round(max(step_s), 3)],
-            "peak_gib": round(torch.cuda.max_memory_allocated() / GIB, 2), "train_loss": round(result.training_loss, 4)}
+            "peak_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2),
+            "train_loss": round(result.training_loss, 4)}
 
 
-def packed_loss_check(model, tokenizer, rows, n_rows=8, budget=4096):
+def packed_loss_check(model, tokenizer, rows, n_rows=8, budget=defaults.PACK_TOKENS):
     """A packed sequence's loss against the token-weighted mean of the same rows run one by one."""
     some = rows.select(range(n_rows))
     packed = packing.pack_rows(some, budget)
@@ -153,78 +176,66 @@ def attempt(results, key, fn):
     print(f"{key}: {json.dumps(results[key], ensure_ascii=False)[:600]}", flush=True)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--part", choices=["train", "gen", "all"], default="all")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--adapter-dir", default="/tmp/bench-adapter")
-    parser.add_argument("--settings", default="", help="training settings to run, by number (0-4); default all")
-    parser.add_argument("--attention", default="auto", help="as finetune_ko.py's ATTENTION: auto, sdpa, flex_attention")
-    parser.add_argument("--lora-dropout", type=float, default=0.05)
-    parser.add_argument("--gen-modes", choices=["all", "fast"], default="all",
-                        help="fast: only the merged bf16 fast mode (no 4-bit and eager runs, no merged-vs-4-bit check)")
-    args = parser.parse_args()
-    out_dir = Path(args.out).parent
-    results = {"device": torch.cuda.get_device_name(), "attention": args.attention, "lora_dropout": args.lora_dropout, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "versions": runs.versions(), "model": args.model, "command": " ".join(sys.argv)}
-    template = Template.load("koalpaca")
+def main(argv):
+    cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
+    cli.require(globals(), "MODEL", "DATA", "OUT")
+    if PART not in ("train", "gen", "all") or GEN_MODES not in ("all", "fast"):
+        raise UserError(f"--part is train, gen or all and --gen_modes all or fast (got {PART!r}, {GEN_MODES!r})")
+    out_dir = Path(OUT).parent
+    results = {"device": torch.cuda.get_device_name(), "attention": ATTENTION, "lora_dropout": LORA_DROPOUT,
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": runs.versions(),
+               "model": MODEL, "command": " ".join(["python3 -m bench.speed", *argv])}
+    template = Template.load(defaults.TEMPLATE)
 
     t0 = time.perf_counter()
-    tokenizer = modeling.load_tokenizer(args.model)
-    model = modeling.load_model(args.model, tokenizer, four_bit=True, trainable=True)
+    tokenizer = modeling.load_tokenizer(MODEL)
+    model = modeling.load_model(MODEL, tokenizer, four_bit=True, trainable=True)
     torch.cuda.synchronize()
     results["model_load_s"] = round(time.perf_counter() - t0, 1)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
                                             gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, lora_dropout=args.lora_dropout,
-                                             target_modules=["query_key_value"], task_type="CAUSAL_LM"))
-    loaded, rows = load_rows_tokenized(args.data, tokenizer, template)
+    model = get_peft_model(model, LoraConfig(r=defaults.LORA_R, lora_alpha=defaults.LORA_ALPHA,
+                                             lora_dropout=LORA_DROPOUT, target_modules=defaults.LORA_TARGETS,
+                                             task_type="CAUSAL_LM"))
+    loaded, rows = load_rows_tokenized(DATA, tokenizer, template)
     lengths = sorted(len(x) for x in rows["input_ids"])
     results["row_tokens"] = {"rows": len(lengths), "mean": round(sum(lengths) / len(lengths), 1),
                              "median": lengths[len(lengths) // 2], "max": lengths[-1]}
 
-    if args.part in ("train", "all"):
+    if PART in ("train", "all"):
         train = {}
-        settings = [(SEED, 0, 2, 1.0, False),
-                    ("packed 4096, all layers checkpointed", 4096, 1, 1.0, False),
-                    (DEFAULT, 4096, 1, 0.5, True),
-                    ("packed 4096, all layers checkpointed, compiled", 4096, 1, 1.0, True),
-                    ("packed 4096, no checkpointing, compiled", 4096, 1, 0.0, True)]
-        chosen = [int(i) for i in args.settings.split(",")] if args.settings else range(len(settings))
+        chosen = [int(i) for i in SETTINGS.split(",")] if SETTINGS else range(len(TRAIN_SETTINGS))
         for i in chosen:
-            name, pack, batch, share, compiled = settings[i]
-            attempt(train, name, lambda: train_speed(model, tokenizer, rows, name=f"setting{i}", steps=args.steps,
+            name, pack, batch, share, compiled = TRAIN_SETTINGS[i]
+            attempt(train, name, lambda: train_speed(model, tokenizer, rows, name=f"setting{i}", steps=STEPS,
                                                     pack_tokens=pack, batch_size=batch, checkpointed=share,
-                                                    compiled=compiled, attention=args.attention,
+                                                    compiled=compiled, attention=ATTENTION,
                                                     out_dir=out_dir / "trainer"))
         modeling.compile_layers(model, on=False)
         results["train"] = train
         attempt(results, "packed_loss_check", lambda: packed_loss_check(model, tokenizer, rows))
         model.set_attn_implementation("sdpa")  # answering uses SDPA, as finetune_ko.py's demo does
-        model.save_pretrained(args.adapter_dir)
+        model.save_pretrained(ADAPTER_DIR)
 
-    if args.part in ("gen", "all"):
+    if PART in ("gen", "all"):
         questions = [r["instruction"] or r["text"].split("### 답변:")[0] for r in loaded[:16]]
         generation = {}
         model.eval()
         model.config.use_cache = True
-        all_modes = args.gen_modes == "all"
+        all_modes = GEN_MODES == "all"
         if all_modes:
             attempt(generation, "4-bit + LoRA, batch 1", lambda: gen_speed(model, tokenizer, template, questions[:1],
                                                                            name="4bit", fast=False))
             attempt(generation, "4-bit + LoRA, batch 16", lambda: gen_speed(model, tokenizer, template, questions,
                                                                             name="4bit", fast=False))
             unmerged = greedy_tokens(model, tokenizer, template, questions[:4], fast=False)
-        if not Path(args.adapter_dir, "adapter_config.json").exists():
-            model.save_pretrained(args.adapter_dir)
+        if not Path(ADAPTER_DIR, "adapter_config.json").exists():
+            model.save_pretrained(ADAPTER_DIR)
         del model
         torch.cuda.empty_cache()
         t0 = time.perf_counter()
-        merged = modeling.load_model(args.model, tokenizer, four_bit=False, adapter=args.adapter_dir, merge=True).eval()
+        merged = modeling.load_model(MODEL, tokenizer, four_bit=False, adapter=ADAPTER_DIR, merge=True).eval()
         results["merged_load_s"] = round(time.perf_counter() - t0, 1)
         if all_modes:
             attempt(generation, "merged bf16, batch 1", lambda: gen_speed(merged, tokenizer, template, questions[:1],
@@ -243,8 +254,8 @@ def main():
             return found
         attempt(generation, "greedy agreement (share of matching tokens, 4 prompts × 64)", agreement)
         results["generation"] = generation
-    Path(args.out).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    Path(OUT).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

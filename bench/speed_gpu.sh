@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 model=${TMPDIR:-/tmp}/random-polyglot-ko-12.8b
 mkdir -p "$results"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-[ -d "$model" ] || python3 bench/random_model.py --model EleutherAI/polyglot-ko-12.8b --tokenizer "$tokenizer" --out "$model"
+[ -d "$model" ] || python3 -m bench.random_model --model=EleutherAI/polyglot-ko-12.8b --tokenizer="$tokenizer" --out="$model"
 bench/recipe_gpu.sh "$tokenizer" "$data" "$results/recipe" > /dev/null
-python3 bench/speed.py --model "$model" --data "$data" --out "$results/speed-train.json" --part train --settings 0,2 --steps 20
-python3 bench/speed.py --model "$model" --data "$data" --out "$results/speed-gen.json" --part gen --gen-modes fast
-python3 bench/summarize.py "$results/speed-train.json" "$results/speed-gen.json" "$results/recipe/recipe.log"
+python3 -m bench.speed --model="$model" --data="$data" --out="$results/speed-train.json" --part=train --settings=0,2 --steps=20
+python3 -m bench.speed --model="$model" --data="$data" --out="$results/speed-gen.json" --part=gen --gen_modes=fast
+python3 -m bench.summarize --train="$results/speed-train.json" --gen="$results/speed-gen.json" \
+    --recipe_log="$results/recipe/recipe.log"

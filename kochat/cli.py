@@ -33,6 +33,13 @@ def flag(name: str, value=None) -> str:
     return f"--{name.lower()}" + ("" if value is None else f"={value}")
 
 
+def require(namespace: dict, *names: str) -> None:
+    """Constants a script cannot run without (left "" in its constants block): one line naming those missing."""
+    missing = [flag(n, "…") for n in names if not namespace[n]]
+    if missing:
+        raise UserError(f"{' '.join(missing)} {'is' if len(missing) == 1 else 'are'} required (see --help)")
+
+
 def constant_names(namespace: dict) -> list[str]:
     """The knobs of a script: upper-case module globals holding plain values. Dicts and sets (PRESETS, FLAGS,
     RESUME_MAY_CHANGE) are the script's data about its knobs, not knobs."""

@@ -8,6 +8,13 @@ step has the same shape. position_ids restart at 0 for each row and no attention
 the restarts transformers builds a block-diagonal causal mask (masking_utils.find_packed_sequence_indices),
 so each row attends only to itself, with its own rotary positions. The label of each row's first token
 is -100, so no loss crosses a row boundary. Same tokens, same labels: the same loss as padded batches.
+
+Why not the libraries that do this: TRL's `pack_dataset(strategy="bfd")` is the same best-fit-decreasing
+packer, but TRL is not a dependency (a training framework for these 25 lines) and it cuts a row longer than
+the budget (truncated or split, by strategy), where the recipe drops such rows before packing and counts them
+(a cut row loses its end of text). transformers' `DataCollatorWithFlattening` joins a batch into one row of whatever length the batch
+has, a new shape every step (each one recompiles the compiled layers and rebuilds flex attention's block
+mask); PackedCollator pads every bin to the budget, so all steps share one shape.
 """
 from __future__ import annotations
 
