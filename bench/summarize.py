@@ -27,10 +27,13 @@ def first_step_s(log: str) -> float:
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "TRAIN", "GEN", "RECIPE_LOG")
-    summarize(TRAIN, GEN, RECIPE_LOG, COLD_LOG or None)
+    latest = summarize(TRAIN, GEN, RECIPE_LOG, COLD_LOG or None)
+    out = Path(__file__).resolve().parent / "results" / "latest.json"
+    out.write_text(json.dumps(latest, indent=2) + "\n")
+    print(json.dumps(latest, indent=2))
 
 
-def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str | None = None) -> None:
+def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str | None = None) -> dict:
     train, gen = json.loads(Path(train_path).read_text()), json.loads(Path(gen_path).read_text())
     log = Path(recipe_path).read_text(encoding="utf-8")
     recipe_load_s = float(re.search(r"\[4\] loaded .* in 4-bit in ([\d.]+) s", log).group(1))
@@ -48,9 +51,7 @@ def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str |
     }
     if cold_path:
         latest["first_step_s_warm_cache"] = first_step_s(log)
-    out = Path(__file__).resolve().parent / "results" / "latest.json"
-    out.write_text(json.dumps(latest, indent=2) + "\n")
-    print(json.dumps(latest, indent=2))
+    return latest
 
 
 if __name__ == "__main__":

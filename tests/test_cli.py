@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from kochat.cli import apply_command_line, constant_comments, constant_names, flag, parse_value
+from kochat.cli import apply_command_line, constant_comments, constant_names, flag, parse_value, require
 from kochat.errors import UserError
 
 SCRIPT = Path(__file__).resolve().parent.parent / "finetune_ko.py"
@@ -125,3 +125,9 @@ def test_the_constants_a_resume_may_change_are_data_of_the_script_not_knobs():
     assert "RESUME_MAY_CHANGE" not in names
     assert namespace["RESUME_MAY_CHANGE"] <= set(names)  # a typo there would let nothing change
     assert {"DATA", "MODEL_ID", "LORA_R", "LEARNING_RATE", "TEMPLATE", "SEED"}.isdisjoint(namespace["RESUME_MAY_CHANGE"])
+
+
+def test_required_constants_left_empty_are_named_in_one_line():
+    require({"MODEL": "m", "OUT": "x"}, "MODEL", "OUT")
+    with pytest.raises(UserError, match=r"^--out=… is required \(see --help\)$"):
+        require({"MODEL": "m", "OUT": ""}, "MODEL", "OUT")
