@@ -21,6 +21,8 @@ from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import BitsAndBytesConfig, Trainer, TrainingArguments, set_seed
 
 from kochat import checkpoints, cli, data, estimate, modeling, packing, recipe, runs, tiny, tokenization
+from kochat.documents import store, training
+from kochat.documents.retrieval import Searcher
 from kochat.errors import UserError
 from kochat.generation import gen
 from kochat.prompts import Template, load_questions
@@ -40,6 +42,10 @@ PACK_TOKENS = 4096                          # pack whole rows into sequences of 
 ATTENTION = "auto"                          # auto (flex_attention for packed rows on a GPU, else sdpa), sdpa, eager
 EVAL_FRACTION = 0.01                        # share of rows held out for the eval loss; 0 = no eval
 TRAIN_ON_PROMPT = False                     # False: loss on the answer and its end of text only
+GROUNDED_ROWS = False                       # True: a row's input becomes a numbered passage among distractors, as
+                                            # answers from an index (chat_ko.py --index) will see it
+GROUNDED_DISTRACTORS = 2                    # passages beside the row's own in a grounded row
+GROUNDED_INDEX = ""                         # an index folder (index_ko.py) to draw distractors from; "" = other rows
 # LoRA
 LORA_R = 8                                  # rank of the adapter matrices
 LORA_ALPHA = 32                             # adapter updates are scaled by LORA_ALPHA / LORA_R
@@ -122,6 +128,14 @@ def main(argv):
     columns = data.Columns(QUESTION_COLUMN, INPUT_COLUMN, ANSWER_COLUMN, TEXT_COLUMN)
     rows, report = data.load_rows(DATA, columns, template, tokenizer.eos_token, MAX_CHARS)
     print(f"[1] data {DATA}: {len(rows):,} usable rows")
+    if GROUNDED_ROWS:  # learn to answer from given passages: the gold among distractors, numbered [1], [2], …
+        searcher = Searcher(store.open_index(GROUNDED_INDEX)) if GROUNDED_INDEX else None
+        rows, grounded = training.ground_rows(rows, GROUNDED_DISTRACTORS, SEED, searcher)
+        print(f"    grounded {grounded:,} rows with an input among {GROUNDED_DISTRACTORS} distractors "
+              f"from {GROUNDED_INDEX or 'other rows'}")
+        example = next((r for r in rows if r.get("input")), None)
+        if example:
+            print(f"    e.g. {example['instruction']!r} with the input:\n      " + example["input"].replace("\n", "\n      "))
 
     # 2. Map rows to text with the template: prompt "### 질문: …\n\n### 답변:", answer " …" ---------------
     texts = recipe.render(rows, template, tokenizer.eos_token)
