@@ -1,6 +1,6 @@
 """The constants block of an entry script, overridden from the command line with the same names.
 
-`python finetune_ko.py --max_steps=50 --data=./my_qa.csv` sets MAX_STEPS and DATA: one knob per
+`python3 finetune_ko.py --max_steps=50 --data=./my_qa.csv` sets MAX_STEPS and DATA: one knob per
 constant, the type of the default decides how a value is read, a wrong name or type is a one-line
 error. Inspired by nanoGPT's configurator, without exec().
 """

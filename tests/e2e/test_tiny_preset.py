@@ -1,4 +1,4 @@
-"""The real entry point, `python finetune_ko.py --preset tiny`, run as a user runs it (offline, CPU)."""
+"""The real entry point, `python3 finetune_ko.py --preset tiny`, run as a user runs it (offline, CPU)."""
 import hashlib
 import json
 
