@@ -1,8 +1,8 @@
 """Retrieval quality and speed of the document index (kochat.documents) on real Korean sets, on a CPU.
 
-    python3 bench/rag.py                                    # quality + speed -> bench/results/2026-11-29-cpu-rag/
-    python3 bench/rag.py --parts=quality --sets=autorag_retrieval,publichealthqa_ko --sweep=false
-    python3 bench/rag.py --parts=big_files                  # 100k passages indexed from files, the slow way (once)
+    python3 -m bench.rag                                    # quality + speed -> bench/results/2026-11-29-cpu-rag/
+    python3 -m bench.rag --parts=quality --sets=autorag_retrieval,publichealthqa_ko --sweep=false
+    python3 -m bench.rag --parts=big_files                  # 100k passages indexed from files, the slow way (once)
 
 Every figure goes through the real pipeline: each corpus passage is written as a UTF-8 .txt document
 (its title, if any, as the first line; the file name is a safe form of its id), indexed with
@@ -41,23 +41,23 @@ from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from kochat import cli  # noqa: E402
-from kochat.errors import UserError  # noqa: E402
-from kochat.documents import chunking, indexing, korean, store  # noqa: E402
-from kochat.documents.readers import read_document  # noqa: E402
-from kochat.documents.retrieval import Searcher  # noqa: E402
+import index_ko as defaults  # the index's default settings: index_ko.py's constants block
+from kochat import PROJECT_ROOT as ROOT
+from kochat import cli
+from kochat.documents import chunking, indexing, korean, store
+from kochat.documents.readers import read_document
+from kochat.documents.retrieval import Searcher
+from kochat.errors import UserError
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
 DATA = "../shared/data"         # the shared real data (relative to the repository root, or absolute)
 OUT = "bench/results/2026-11-29-cpu-rag"  # where the JSON results go ("" = nowhere, print only)
 PARTS = ["quality", "speed"]    # quality, speed, big_files
 SETS = ["autorag_retrieval", "publichealthqa_ko", "allganize_rag_ko", "finreg", "kobest_boolq"]  # quality sets
-CHUNK_CHARS = 500               # longest passage, in characters (index_ko.py's default)
-OVERLAP_CHARS = 100             # trailing sentences shared with the next passage (index_ko.py's default)
-BM25_K1 = 1.2                   # BM25 term-frequency saturation (index_ko.py's default)
-BM25_B = 0.9                    # BM25 length normalisation (index_ko.py's default)
+CHUNK_CHARS = defaults.CHUNK_CHARS  # longest passage, in characters (index_ko.py's default)
+OVERLAP_CHARS = defaults.OVERLAP_CHARS  # trailing sentences shared with the next passage (index_ko.py's)
+BM25_K1 = defaults.BM25_K1      # BM25 term-frequency saturation (index_ko.py's default)
+BM25_B = defaults.BM25_B        # BM25 length normalisation (index_ko.py's default)
 MAX_FILE_MB = 50.0              # larger files are skipped (index_ko.py's default)
 SWEEP = True                    # also run CHUNK_SWEEP (at the default BM25) and BM25_SWEEP (at the default chunking)
 CHUNK_SWEEP = [300, 500, 800, 100000]   # 100000: each passage whole
@@ -304,7 +304,7 @@ def versions() -> dict:
 
 def header(argv) -> dict:
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-            "versions": versions(), "command": " ".join(["python3", "bench/rag.py", *argv]),
+            "versions": versions(), "command": " ".join(["python3", "-m", "bench.rag", *argv]),
             "defaults": {"chunk_chars": CHUNK_CHARS, "overlap_chars": OVERLAP_CHARS, "bm25_k1": BM25_K1,
                          "bm25_b": BM25_B, "search_passages": SEARCH_PASSAGES, "top_k": TOP_K},
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}

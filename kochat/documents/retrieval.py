@@ -125,8 +125,10 @@ class Searcher:
         if total <= 0:
             return found
         indptr, indices = bm25.scores["indptr"], bm25.scores["indices"]
-        for j in ids:
-            found += self.idf[j] * np.isin(passage_ids, indices[indptr[j]:indptr[j + 1]])
+        for j in ids:  # a term's passages, sorted (bm25s' CSC matrix): binary search, not a scan of the list
+            postings = indices[indptr[j]:indptr[j + 1]]
+            at = np.minimum(np.searchsorted(postings, passage_ids), len(postings) - 1)
+            found += self.idf[j] * (postings[at] == passage_ids) if len(postings) else 0
         return found / total
 
 
