@@ -9,6 +9,8 @@ From the repository root:
 lengths (KoAlpaca-v1.1a rows, tokenized with the model's tokenizer). The recipe's settings (LoRA, optimizer,
 learning rate, MAX_LEN, PACK_TOKENS, checkpointing, compiling) are read from finetune_ko.py's constants. Each
 measurement runs in its own try block: one failure is recorded in the JSON and the rest still run.
+Over 250 lines on purpose: the seed and the project's settings are measured in one process on one loaded
+model (the only fair comparison), so training and answering live in one script.
 """
 import json
 import sys
