@@ -39,14 +39,18 @@ def context(hits: list[Hit]) -> str:
 
 def ground(searcher: Searcher, messages: list[dict], *, top_k: int, min_relevance: float,
            tokenizer=None, template=None, max_prompt_tokens: int | None = None) -> tuple[list[dict], Grounding]:
-    """Retrieve for the conversation and return it with the passages attached to its last message.
+    """Retrieve for the conversation and return it with the passages attached to its last message; not
+    covered when no passage reaches min_relevance.
 
     With a tokenizer, template and max_prompt_tokens, the lowest-ranked passages are left out until the
     rendered prompt fits (the answer needs the rest of the context)."""
     question, history = search_query(messages)
     hits = searcher.search(question, top_k=top_k, history=history)
-    if not hits or hits[0].relevance < min_relevance:
+    if not hits or max(h.relevance for h in hits) < min_relevance:
         return messages, Grounding(hits=[], covered=False)
+    hits = [h for h in hits if h.relevance > 0]  # passages that share no topic word with the question go
+    for n, h in enumerate(hits, start=1):        # (they matched only "어떻게", "되나요"…), the rest renumbered
+        h.n = n
     while hits:
         grounded = [*messages[:-1], {**messages[-1], "context": context(hits)}]
         if max_prompt_tokens is None or len(encode_prompt(tokenizer, template.chat(grounded))) <= max_prompt_tokens:

@@ -8,7 +8,7 @@ cross-encoder. The one way chat, serving, evaluation and index_ko.py --search fi
 - With a reranker, the best RERANK_CANDIDATES are re-scored by reading question and passage together.
 
 Every hit carries `relevance` in 0..1, which decides whether the documents answer the question at all:
-the IDF-weighted share of the question's terms found in the passage (or, with an embedding model, the
+the IDF-weighted share of the question's topic terms (QUESTION_WORDS left out) found in the passage (or, with an embedding model, the
 cosine similarity when higher; with a reranker, its score).
 """
 from __future__ import annotations
@@ -25,6 +25,11 @@ HISTORY_WEIGHT = 0.5      # earlier user turns count half as much as the questio
 RRF_K = 60                # reciprocal rank fusion constant (Cormack et al. 2009)
 FUSION_CANDIDATES = 100   # from each ranking, before fusing
 RERANK_CANDIDATES = 20    # passages the cross-encoder reads
+# Morphemes of how a question is asked, not what it asks about ("어떻게 되나요", "며칠", "얼마까지 …할 수 있나요"):
+# left out of `relevance`, so a question is judged covered by its topic words alone. (BM25 still counts them:
+# they help match FAQ rows, which are phrased as questions.)
+QUESTION_WORDS = frozenset("하 되 있 없 가 오 보 주 받 않 어떻 이렇 그렇 무엇 뭐 어디 언제 누구 왜 얼마 며칠 몇 수 것 때 등 및 "
+                           "좀 정도 알리 궁금 말하 설명".split())
 
 
 @dataclass
@@ -92,7 +97,8 @@ class Searcher:
             score = lexical
         order = top(score, max(top_k, RERANK_CANDIDATES if self.reranker else top_k))
         order = [i for i in order if score[i] > 0]
-        relevance = self.coverage(q_terms + h_terms, np.array(order, dtype=np.int64))
+        topic = [x for x in q_terms + h_terms if x not in QUESTION_WORDS]
+        relevance = self.coverage(topic, np.array(order, dtype=np.int64))
         if cosine is not None:
             relevance = np.maximum(relevance, np.clip(cosine[order], 0, 1))
         if self.reranker is not None and order:
