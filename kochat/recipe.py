@@ -47,8 +47,8 @@ def check_constants(c: dict, config) -> None:
     for name in ("MAX_CHARS", "MAX_LEN", "LORA_R", "BATCH_SIZE", "GRAD_ACCUM", "LOGGING_STEPS", "EVAL_STEPS",
                  "SAVE_STEPS"):
         need(c[name] >= 1, name, "at least 1")
-    for name in ("PACK_TOKENS", "WARMUP_STEPS", "MAX_NEW_TOKENS"):
-        need(c[name] >= 0, name, "0 or more")
+    for name in ("PACK_TOKENS", "WARMUP_STEPS", "MAX_NEW_TOKENS", "GROUNDED_DISTRACTORS"):
+        need(c.get(name, 0) >= 0, name, "0 or more")
     need(c["MAX_STEPS"] == -1 or c["MAX_STEPS"] >= 1, "MAX_STEPS", "-1 (run EPOCHS) or at least 1")
     for name in ("LEARNING_RATE", "LORA_ALPHA", "EPOCHS"):
         need(number(name) and c[name] > 0, name, "a number above 0")
@@ -114,7 +114,8 @@ class Prepared:
 
 def prepare(source: str, tokenizer, template, *, max_chars: int, max_len: int, columns: data.Columns = data.Columns(),
             train_on_prompt: bool = False, eval_fraction: float = 0.0, seed: int = 42) -> Prepared:
-    """Steps 1-3 as finetune_ko.py runs them, in one call (pass its constants for its settings)."""
+    """Steps 1-3 as finetune_ko.py runs them, in one call (pass its constants for its settings), without the
+    grounded rows of step 1 (GROUNDED_ROWS, off by default)."""
     rows, report = data.load_rows(source, columns, template, tokenizer.eos_token, max_chars)
     texts = render(rows, template, tokenizer.eos_token)
     train, held_out = split(tokenize(texts, tokenizer, max_len, train_on_prompt, report), eval_fraction, seed)

@@ -45,6 +45,7 @@ def test_the_recipes_own_settings_pass(defaults, tiny_config):
     ({"KEEP_CHECKPOINTS": 1}, "--keep_checkpoints must be at least 2"),
     ({"GRADIENT_CHECKPOINTING": 1.5}, "--gradient_checkpointing must be a share of the layers, 0 to 1"),
     ({"RUN_NAME": "a/b"}, "--run_name must be a folder name (--output_dir takes a path)"),
+    ({"GROUNDED_DISTRACTORS": -1}, "--grounded_distractors must be 0 or more, not -1"),
     ({"MAX_LEN": 512}, "--max_len (512) is longer than --pack_tokens (256): a row must fit a sequence"),
     ({"RESUME": "/nowhere/checkpoint-5"}, "--resume=/nowhere/checkpoint-5 is not a complete checkpoint folder"),
     ({"LORA_TARGETS": ["q_proj"]}, "--lora_targets: gpt_neox has no module named 'q_proj'; its layers are named"),
