@@ -12,7 +12,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 _CACHE = tempfile.mkdtemp(prefix="kochat-test-cache-")
 os.environ["XDG_CACHE_HOME"] = _CACHE
 
-from support import KEY, POLYGLOT_TOKENIZER, Served  # noqa: E402
+from support import INDEX_SETTINGS, KEY, POLYGLOT_TOKENIZER, Served, write_followup_docs  # noqa: E402
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -76,7 +76,6 @@ def keyed(tiny_run_folder):
     server.stop()
 
 
-INDEX_SETTINGS = dict(chunk_chars=800, overlap_chars=100, k1=1.2, b=0.9, max_file_bytes=10_000_000)
 DOCS_KEYS = {"hr-key": frozenset({"hr"}), "team-key": frozenset({"team"}), "all-key": None}
 
 
@@ -89,12 +88,7 @@ def docs_library(tmp_path_factory):
     from kochat.documents.retrieval import Searcher
     from kochat.server import Library
 
-    team = tmp_path_factory.mktemp("team-docs")
-    (team / "연차.md").write_text("# 연차휴가\n\n1년차 직원의 연차휴가는 11일입니다. 근속 2년차 직원의 연차휴가는 15일입니다.\n",
-                                 encoding="utf-8")
-    (team / "교육.md").write_text("# 신입사원 교육\n\n신입사원 교육은 입사 첫 주에 40시간입니다. 2년차 직원은 심화 교육을 "
-                                 "16시간 받습니다.\n", encoding="utf-8")
-    (team / "동호회.md").write_text("# 동호회\n\n2년차부터 동호회 회장을 맡습니다.\n", encoding="utf-8")
+    team = write_followup_docs(tmp_path_factory.mktemp("team-docs"))
     folders = {"hr": PROJECT_ROOT / "data" / "company_docs", "team": team}
     searchers = {}
     for name, docs in folders.items():

@@ -15,6 +15,8 @@ KOALPACA_V11A = SHARED_DATA / "koalpaca" / "KoAlpaca_v1.1a_textonly_1k.jsonl"
 KOALPACA_V10 = SHARED_DATA / "koalpaca" / "ko_alpaca_data_v1.0_partial.json"
 
 KEY = "sk-test-0123456789"  # an API key of the keyed test server
+# index_ko.py's defaults, as update_index takes them
+INDEX_SETTINGS = dict(chunk_chars=800, overlap_chars=100, k1=1.2, b=0.9, max_file_bytes=50_000_000)
 
 needs_shared_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(), reason=f"real third-party data not found at {SHARED_DATA} (fresh clone)")
@@ -70,3 +72,14 @@ class Served:
     def stop(self):
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def write_followup_docs(folder: Path) -> Path:
+    """Three notes that all mention 2년차: which one a follow-up "그럼 2년차는요?" is about depends on the
+    question before it (연차.md after one about leave, 교육.md after one about training; 동호회.md alone)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write(folder / "연차.md", "# 연차휴가\n\n1년차 직원의 연차휴가는 11일입니다. 근속 2년차 직원의 연차휴가는 15일입니다.\n")
+    write(folder / "교육.md", "# 신입사원 교육\n\n신입사원 교육은 입사 첫 주에 40시간입니다. 2년차 직원은 심화 교육을 16시간 "
+                            "받습니다.\n")
+    write(folder / "동호회.md", "# 동호회\n\n2년차부터 동호회 회장을 맡습니다.\n")
+    return folder

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from support import INDEX_SETTINGS
+
 from kochat import PROJECT_ROOT
 
 SAMPLE_DOCS = PROJECT_ROOT / "data" / "company_docs"
-INDEX_SETTINGS = dict(chunk_chars=800, overlap_chars=100, k1=1.2, b=0.9, max_file_bytes=50_000_000)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import INDEX_SETTINGS
+from support import INDEX_SETTINGS
 
 from kochat import PROJECT_ROOT
 from kochat.documents import indexing, store

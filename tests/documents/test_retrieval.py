@@ -2,7 +2,7 @@
 the conversation, and the optional embedding model and reranker are wired in (tiny random models, offline)."""
 import numpy as np
 import pytest
-from conftest import INDEX_SETTINGS
+from support import INDEX_SETTINGS, write_followup_docs
 
 from kochat.documents import indexing, store
 from kochat.documents.embedding import Embedder
@@ -33,12 +33,7 @@ def test_hits_are_ranked_and_an_unrelated_question_has_no_relevant_passage(sampl
 
 @pytest.fixture(scope="module")
 def followups(tmp_path_factory):
-    docs = tmp_path_factory.mktemp("followup-docs")
-    (docs / "연차.md").write_text("# 연차휴가\n\n1년차 직원의 연차휴가는 11일입니다. 근속 2년차 직원의 연차휴가는 15일입니다.\n",
-                                 encoding="utf-8")
-    (docs / "교육.md").write_text("# 신입사원 교육\n\n신입사원 교육은 입사 첫 주에 40시간입니다. 2년차 직원은 심화 교육을 "
-                                 "16시간 받습니다.\n", encoding="utf-8")
-    (docs / "동호회.md").write_text("# 동호회\n\n2년차부터 동호회 회장을 맡습니다.\n", encoding="utf-8")
+    docs = write_followup_docs(tmp_path_factory.mktemp("followup-docs"))
     folder = tmp_path_factory.mktemp("followup") / "index"
     indexing.update_index(str(docs), str(folder), **INDEX_SETTINGS)
     return Searcher(store.open_index(folder))
