@@ -1,10 +1,10 @@
 """Talk to your fine-tuned model in the terminal, offline: a run folder from finetune_ko.py (base + LoRA
 adapter) or a merged model folder. The template is read from the folder, so questions are asked exactly
 as the model was trained.
-    python chat_ko.py --adapter outputs/tiny                          # a conversation, answers streamed
-    python chat_ko.py --adapter outputs/tiny --question "한국의 수도는?"   # one answer, then exit
-    python chat_ko.py --adapter outputs/tiny --questions qs.txt         # each line answered into JSONL
-    python chat_ko.py --adapter outputs/tiny --index outputs/index      # answers from your documents, cited
+    python3 chat_ko.py --adapter outputs/tiny                          # a conversation, answers streamed
+    python3 chat_ko.py --adapter outputs/tiny --question "한국의 수도는?"   # one answer, then exit
+    python3 chat_ko.py --adapter outputs/tiny --questions qs.txt         # each line answered into JSONL
+    python3 chat_ko.py --adapter outputs/tiny --index outputs/index      # answers from your documents, cited
 In a conversation: /reset forgets earlier turns, /exit (or Ctrl-D) leaves. With --index, each question
 (with the conversation before it) retrieves passages that go into the prompt, numbered; the answer cites
 them as [1], [2] and the sources are printed under it.
@@ -16,7 +16,7 @@ from pathlib import Path
 import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
 import torch
 
-from kochat import cli, modeling, runs
+from kochat import cli, runs
 from kochat.documents import grounding
 from kochat.errors import UserError
 from kochat.generation import gen
@@ -49,9 +49,7 @@ def main(argv):
     run = runs.open_run(ADAPTER)
     questions = load_questions(QUESTIONS) if QUESTIONS else []
     searcher = open_searcher()
-    tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
-    modeling.check_machine_can_run(modeling.load_config(run.base_model))
-    model = modeling.load_model(run.base_model, tokenizer, four_bit=FOUR_BIT, adapter=run.adapter).eval()
+    _, tokenizer, model = runs.load_for_answering(run, four_bit=FOUR_BIT)
     torch.manual_seed(SEED)
     settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P, fast=FAST)
     context = getattr(model.config, "max_position_embeddings", 2048)

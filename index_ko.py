@@ -1,10 +1,10 @@
 """Index a folder of company documents and search it: the passages chat_ko.py and serve_ko.py answer from.
 
 Edit the constants below, or override any of them on the command line with the same name in lower case:
-    python index_ko.py                                           # the sample documents -> outputs/index
-    python index_ko.py --docs=./company_docs --index=outputs/index-hr   # build, or update what changed
-    python index_ko.py --index=outputs/index-hr --search="연차휴가는 며칠인가요?" --top_k=5 [--json=true]
-    python index_ko.py --index=outputs/index-hr --search_file=qs.txt    # -> qs.hits.jsonl
+    python3 index_ko.py                                           # the sample documents -> outputs/index
+    python3 index_ko.py --docs=./company_docs --index=outputs/index-hr   # build, or update what changed
+    python3 index_ko.py --index=outputs/index-hr --search="연차휴가는 며칠인가요?" --top_k=5 [--json=true]
+    python3 index_ko.py --index=outputs/index-hr --search_file=qs.txt    # -> qs.hits.jsonl
 Reads .txt .md .html .pdf .docx .hwpx and FAQ .csv/.jsonl (UTF-8 or CP949). An update re-reads only new
 and changed files and never leaves a half-written index: the previous one stays in use until it is done.
 Steps 1-3 below run top to bottom.

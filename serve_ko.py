@@ -1,7 +1,7 @@
 """Serve your fine-tuned model inside your network: an OpenAI-compatible API and a Korean web chat page.
-    python serve_ko.py --adapter outputs/tiny --port 8000
-    python serve_ko.py --adapter outputs/run --host 0.0.0.0 --api-key "$KEY"      # beyond this machine: a key
-    python serve_ko.py --adapter outputs/run --index hr=outputs/index-hr --index it=outputs/index-it
+    python3 serve_ko.py --adapter outputs/tiny --port 8000
+    python3 serve_ko.py --adapter outputs/run --host 0.0.0.0 --api-key "$KEY"      # beyond this machine: a key
+    python3 serve_ko.py --adapter outputs/run --index hr=outputs/index-hr --index it=outputs/index-it
 Endpoints: POST /v1/chat/completions, POST /v1/completions (stream: true for server-sent events),
 GET /v1/models, GET /v1/indexes, GET /health, and the chat page at /. Private by default: it listens on
 127.0.0.1 only, refuses other addresses without an API key, and never logs prompts or answers unless asked
@@ -133,7 +133,7 @@ def main(argv):
     import torch  # the heavy imports once the options are good: a wrong option is one line in a second
     import uvicorn
 
-    from kochat import modeling, runs
+    from kochat import runs
     from kochat.documents import store
     from kochat.documents.retrieval import Searcher
     from kochat.server import Engine, Library, create_app, slow_header_protocol
@@ -141,9 +141,7 @@ def main(argv):
     run = runs.open_run(ADAPTER)
     library = Library({name: Searcher(store.open_index(folder), reranker=RERANKER, name=name) for name, folder in indexes.items()},
                       top_k=TOP_K, min_relevance=MIN_RELEVANCE, not_covered=NOT_COVERED) if indexes else None
-    tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
-    modeling.check_machine_can_run(modeling.load_config(run.base_model))
-    model = modeling.load_model(run.base_model, tokenizer, four_bit=FOUR_BIT, adapter=run.adapter).eval()
+    _, tokenizer, model = runs.load_for_answering(run, four_bit=FOUR_BIT)
     torch.manual_seed(0)
     engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=MAX_BATCH,
                     max_concurrent=MAX_CONCURRENT, fast=FAST, log_prompts=LOG_PROMPTS)

@@ -5,7 +5,7 @@ them hanging up mid-stream, for a fixed time; counts every outcome and samples t
     python3 -m bench.soak --adapter=outputs/tiny --seconds=15 --clients=8 --out=soak.json     # what CI runs
 
 Exits 1 when any request failed (429s from the server's MAX_CONCURRENT are counted, not failures) or
-the server's memory grew more than --max-growth-mb after the first tenth of the run.
+the server's memory grew more than --max_growth_mb after the first tenth of the run.
 """
 import json
 import os

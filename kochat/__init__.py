@@ -1,9 +1,12 @@
-"""What the three entry scripts (finetune_ko.py, chat_ko.py, serve_ko.py) share.
+"""What the entry scripts (finetune_ko.py, index_ko.py, chat_ko.py, serve_ko.py) share; ARCHITECTURE.md maps it.
 
-One concern a module: `cli` (constants and overrides), `hub` (offline use), `prompts` (templates), `data` (rows in),
+One concern a module: `errors` (the one-line UserError), `cli` (constants and overrides), `hub` (offline use),
+`records` (reading data files), `data` (rows in, checked), `prompts` (templates, the one renderer),
 `tokenization` (rows to trained-on tokens), `packing` (rows into fixed-size sequences), `modeling` (the one
-model loader), `tiny` (the offline preset's model and tokenizer), `estimate` (dry run), `generation` (the
-one gen()), `streaming` (its rows' ends and streams), `runs` (the run folder), `server` (serve_ko.py's HTTP app).
+model loader), `tiny` (the offline preset's model and tokenizer), `estimate` (dry run), `recipe` (the recipe's
+step helpers), `checkpoints` (sealed checkpoints, resume), `runs` (the run folder), `card` (its model card),
+`generation` (the one gen()), `streaming` (its rows' ends and streams); packages `documents/` (files ->
+index folder -> retrieved passages -> grounded prompts) and `server/` (serve_ko.py's HTTP app).
 """
 import logging
 import warnings

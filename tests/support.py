@@ -37,12 +37,10 @@ class Served:
     def __init__(self, run_folder, keys, library=None, **engine_options):
         import uvicorn
 
-        from kochat import modeling, runs
+        from kochat import runs
         from kochat.server import Engine, create_app, slow_header_protocol
 
-        run = runs.open_run(str(run_folder))
-        self.tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
-        self.model = modeling.load_model(run.base_model, self.tokenizer, adapter=run.adapter).eval()
+        run, self.tokenizer, self.model = runs.load_for_answering(str(run_folder))
         self.template = run.template
         self.engine = Engine(self.model, self.tokenizer, run.template, "tiny", **engine_options)
         with socket.socket() as s:

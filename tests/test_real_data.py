@@ -1,8 +1,7 @@
 """Steps 1-3 of the recipe on real third-party data with the real polyglot-ko tokenizer (../shared/data)."""
 import pytest
-from datasets import Dataset
 
-from kochat import data, tokenization
+from kochat import recipe, tokenization
 from kochat.prompts import Template
 from support import KOALPACA_V10, KOALPACA_V11A, needs_shared_data
 
@@ -10,14 +9,9 @@ pytestmark = needs_shared_data
 
 
 def steps_1_to_3(source, template, tokenizer, max_len=1024):
-    """The same calls finetune_ko.py makes in steps 1-3."""
-    rows, report = data.load_rows(str(source), data.Columns(), template, tokenizer.eos_token, 20_000)
-    texts = Dataset.from_list(rows).map(lambda row: template.render(row, tokenizer.eos_token),
-                                        remove_columns=list(rows[0]))
-    tokenized = tokenization.tokenize_rows(texts, tokenizer, tokenizer.eos_token_id)
-    tokenized, too_long = tokenization.drop_too_long(tokenized, max_len)
-    report.skip(f"longer than MAX_LEN ({max_len} tokens)", count=too_long)
-    return rows, texts, tokenized, report
+    """Steps 1-3 as finetune_ko.py runs them (no eval split): rows, texts, tokenized rows, report."""
+    prepared = recipe.prepare(str(source), tokenizer, template, max_chars=20_000, max_len=max_len)
+    return prepared.rows, prepared.texts, prepared.train, prepared.report
 
 
 def test_all_koalpaca_v11a_text_rows(polyglot_tokenizer):

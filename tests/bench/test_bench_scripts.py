@@ -8,7 +8,7 @@ import pytest
 
 from kochat import PROJECT_ROOT
 
-SCRIPTS = ["speed", "profile_steps", "random_model", "serve_load", "soak", "summarize"]
+SCRIPTS = ["speed", "profile_steps", "random_model", "serve_load", "soak", "summarize", "rag", "grounded_gpu"]
 
 
 def run_module(name, *args):
