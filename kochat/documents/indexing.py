@@ -53,12 +53,6 @@ def document_files(docs: Path) -> list[Path]:
     return found
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def update_index(docs: str, folder: str, *, chunk_chars: int, overlap_chars: int, k1: float, b: float,
@@ -107,7 +101,8 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
         rel = path.relative_to(docs_dir).as_posix()
         if progress:
             progress(done, len(paths), rel)
-        digest = sha256(path)
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
         old = previous.files.get(rel) if previous is not None else None
         if old is not None and old["sha256"] == digest:
             report.unchanged += 1
