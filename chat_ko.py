@@ -66,8 +66,9 @@ def main(argv):
                                            tokenizer=tokenizer, template=run.template,
                                            max_prompt_tokens=context - MAX_NEW_TOKENS)
         if not found.covered:
+            said = NOT_COVERED if not found.too_long else "(대화가 길어 문서를 넣을 자리가 없습니다: /reset 으로 새 대화를 시작하세요)"
             if stream:
-                stream(0, NOT_COVERED)
+                stream(0, said)
             return None, []
         return gen(model, tokenizer, run.template, grounded, stream=stream, **settings)[0], found.hits
 
@@ -100,6 +101,9 @@ def open_searcher():
     from kochat.documents import store
     from kochat.documents.retrieval import Searcher
 
+    if "=" in INDEX and not Path(INDEX).expanduser().is_dir():
+        raise UserError(f"--index={INDEX}: chat_ko.py answers from one index folder (--index=outputs/index-hr); "
+                        f"name=folder is serve_ko.py's form")
     if not 0 <= MIN_RELEVANCE <= 1 or TOP_K < 1:
         raise UserError(f"--min_relevance must be from 0 to 1 and --top_k at least 1 (got {MIN_RELEVANCE}, {TOP_K})")
     return Searcher(store.open_index(INDEX), reranker=RERANKER)

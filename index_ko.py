@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from kochat import cli
+from kochat import PROJECT_ROOT, cli
 from kochat.documents import indexing, store
 from kochat.documents.retrieval import Searcher
 from kochat.errors import UserError
@@ -42,14 +42,14 @@ def main(argv):
     cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
     check_constants()
 
-    # 1. build or update the index (a search alone builds it only if it does not exist yet)
-    searching = bool(SEARCH or SEARCH_FILE)
-    if not searching or store.current_generation(Path(INDEX).expanduser()) is None:
+    # 1. build or update the index (a search only searches: a mistyped --index is an error, not a new index)
+    if not (SEARCH or SEARCH_FILE):
         report = build()
-        if not searching:
-            print(f"index ready: {INDEX}.  search it: python3 index_ko.py --index={INDEX} --search=\"질문\"\n"
-                  f"answer from it: python3 chat_ko.py --adapter=outputs/<run> --index={INDEX}")
-            return 1 if report.passages == 0 else 0
+        if report.passages == 0:
+            raise UserError(f"no passages: {DOCS} holds no readable document (see the skipped files above)")
+        print(f"index ready: {INDEX}.  search it: python3 index_ko.py --index={INDEX} --search=\"질문\"\n"
+              f"answer from it: python3 chat_ko.py --adapter=outputs/<run> --index={INDEX}")
+        return
 
     # 2. open it, with the models it was built with
     searcher = Searcher(store.open_index(INDEX), reranker=RERANKER)
@@ -68,8 +68,10 @@ def check_constants():
         raise UserError(f"--overlap_chars must be from 0 to less than --chunk_chars ({CHUNK_CHARS}), not {OVERLAP_CHARS}")
     if BM25_K1 < 0 or not 0 <= BM25_B <= 1:
         raise UserError(f"--bm25_k1 must be ≥ 0 and --bm25_b from 0 to 1 (got {BM25_K1}, {BM25_B})")
-    if MAX_FILE_MB <= 0 or TOP_K < 1:
-        raise UserError("--max_file_mb must be above 0 and --top_k at least 1")
+    if MAX_FILE_MB <= 0:
+        raise UserError(f"--max_file_mb must be above 0, not {MAX_FILE_MB:g}")
+    if TOP_K < 1:
+        raise UserError(f"--top_k must be at least 1, not {TOP_K}")
 
 
 def build():
@@ -83,16 +85,17 @@ def build():
         bar.n = done
         bar.set_postfix_str(path[-40:], refresh=True)
 
+    docs = Path(DOCS).expanduser()
+    if not docs.is_absolute() and not docs.exists() and (PROJECT_ROOT / docs).is_dir():
+        docs = PROJECT_ROOT / docs  # the sample documents, wherever the script is run from
     try:
-        report = indexing.update_index(DOCS, INDEX, chunk_chars=CHUNK_CHARS, overlap_chars=OVERLAP_CHARS, k1=BM25_K1,
+        report = indexing.update_index(str(docs), INDEX, chunk_chars=CHUNK_CHARS, overlap_chars=OVERLAP_CHARS, k1=BM25_K1,
                                        b=BM25_B, max_file_bytes=int(MAX_FILE_MB * 1_000_000),
                                        embedding_model=EMBEDDING_MODEL, rebuild=REBUILD, progress=progress)
     finally:
         bar.close()
     print("\n".join(report.lines()))
     print(f"    {report.seconds:.1f} s")
-    if report.passages == 0:
-        print(f"error: no passages: {DOCS} holds no readable document (see the skipped files above)", file=sys.stderr)
     return report
 
 

@@ -25,7 +25,7 @@ ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.
 HOST = "127.0.0.1"                           # address to listen on; anything beyond loopback needs an API key
 PORT = 8000                                  # TCP port
 API_KEY = []                                 # accepted keys; repeat --api-key; also $API_KEYS (a,b) and API_KEY_FILE
-API_KEY_FILE = ""                            # a file with one accepted key per line; "KEY hr,it" limits it to those indexes
+API_KEY_FILE = ""                            # one accepted key a line; "KEY hr,it" limits it to those indexes; # comments
 MODEL_NAME = ""                              # the model id clients send; "" = the run folder's name
 FOUR_BIT = True                              # the base in 4-bit NF4, as trained; False = 16-bit (more memory)
 FAST = False                                 # gen()'s fast mode: static cache, compiled on a GPU (16-bit models)
@@ -94,7 +94,7 @@ def read_keys(indexes: dict[str, str]) -> dict[str, frozenset | None]:
             raise UserError(f"cannot read the API key file {API_KEY_FILE}: {e}") from None
         for number, line in enumerate(lines, start=1):
             key, _, names = line.strip().partition(" ")
-            if not key:
+            if not key or key.startswith("#"):  # blank lines and comments: a commented-out key is no key
                 continue
             scope = frozenset(n.strip() for n in names.split(",") if n.strip()) if names.strip() else None
             unknown = sorted((scope or set()) - set(indexes))

@@ -1,6 +1,8 @@
 """The real server answering from document indexes: sources in OpenAI-parsable bodies and streams, answers
 equal to gen() on the grounded conversation, NOT_COVERED without the model, follow-ups retrieved with the
 conversation, and each key limited to its indexes."""
+import unicodedata
+
 import httpx
 import openai
 import pytest
@@ -78,3 +80,26 @@ def test_a_key_never_retrieves_from_an_index_it_is_not_given(docs_server):
     both = docs_server.client("all-key").chat.completions.create(model="tiny", messages=messages, max_tokens=8,
                                                                  extra_body={"index": "team"})
     assert {s["index"] for s in both.model_extra["sources"]} == {"team"}
+
+
+def test_requests_are_checked_before_retrieval_and_a_topic_change_is_not_covered(docs_server, served):
+    """Found in review: a conversation ending on the assistant was a 500 with retrieval on, a not-covered
+    request skipped the request checks, an earlier question's words made an off-topic one covered, an
+    index named on a server without indexes was ignored, and an NFD question found nothing."""
+    client = docs_server.client("hr-key")
+    with pytest.raises(openai.BadRequestError, match="the last message must be the user's"):
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": LEAVE},
+                                                               {"role": "assistant", "content": "15일"}])
+    with pytest.raises(openai.BadRequestError, match="max_tokens"):
+        client.chat.completions.create(model="tiny", max_tokens=-5,
+                                       messages=[{"role": "user", "content": "오늘 날씨 어때?"}])
+    topic_change = [{"role": "user", "content": LEAVE}, {"role": "assistant", "content": "15일입니다."},
+                    {"role": "user", "content": "오늘 날씨 어때?"}]
+    reply = client.chat.completions.create(model="tiny", messages=topic_change)
+    assert reply.choices[0].message.content == grounding.NOT_COVERED
+    nfd = unicodedata.normalize("NFD", LEAVE)
+    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": nfd}], max_tokens=4)
+    assert reply.model_extra["sources"][0]["source"] == "취업규칙.md"
+    with pytest.raises(openai.NotFoundError, match="index 'hr' not found"):
+        served.client().chat.completions.create(model="tiny", messages=[{"role": "user", "content": LEAVE}],
+                                                extra_body={"index": "hr"})

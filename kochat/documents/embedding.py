@@ -14,8 +14,13 @@ from ..errors import UserError
 
 
 def _load(kind, name: str, device: str | None):
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        from ..hub import use_offline_if_unreachable
+
+        use_offline_if_unreachable()  # a hub id on an air-gapped machine: fail in seconds, not after retries
     try:
-        return kind(name, device=device, local_files_only=Path(name).expanduser().is_dir())
+        return kind(str(folder) if folder.is_dir() else name, device=device, local_files_only=folder.is_dir())
     except Exception as e:  # noqa: BLE001  sentence-transformers raises many kinds; the user needs one line
         raise UserError(f"cannot load the {kind.__name__} model {name!r} ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''}): pass a sentence-transformers model folder"

@@ -20,6 +20,7 @@ NOT_COVERED = "제공된 문서에서 이 질문에 대한 내용을 찾지 못�
 class Grounding:
     hits: list[Hit] = field(default_factory=list)  # the passages given to the model, numbered from 1
     covered: bool = False                          # False: answer NOT_COVERED without the model
+    too_long: bool = False                         # relevant passages found, but the conversation leaves no room
 
     def sources(self) -> list[dict]:
         return [h.to_dict() for h in self.hits]
@@ -56,4 +57,4 @@ def ground(searcher: Searcher, messages: list[dict], *, top_k: int, min_relevanc
         if max_prompt_tokens is None or len(encode_prompt(tokenizer, template.chat(grounded))) <= max_prompt_tokens:
             return grounded, Grounding(hits=hits, covered=True)
         hits = hits[:-1]
-    return messages, Grounding(hits=[], covered=False)
+    return messages, Grounding(hits=[], covered=False, too_long=True)

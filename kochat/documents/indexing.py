@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,7 @@ from . import chunking, korean, store
 from .readers import Unreadable, read_document
 
 # Settings that decide what the passages are: changing one re-reads every file.
-SHAPING = ("chunk_chars", "overlap_chars", "embedding_model")
+SHAPING = ("chunk_chars", "overlap_chars", "embedding_model", "kiwipiepy")
 
 
 @dataclass
@@ -65,24 +66,38 @@ def update_index(docs: str, folder: str, *, chunk_chars: int, overlap_chars: int
         raise UserError(f"--docs={docs} is not a folder of documents")
     if index_dir.exists() and not index_dir.is_dir():
         raise UserError(f"--index={folder} is a file; name a folder for the index")
-    if index_dir.resolve().is_relative_to(docs_dir.resolve()):
-        raise UserError(f"--index={folder} lies inside --docs={docs}: the index would index itself; put it elsewhere")
-    index_dir.mkdir(parents=True, exist_ok=True)
+    if index_dir.resolve().is_relative_to(docs_dir.resolve()) or docs_dir.resolve().is_relative_to(index_dir.resolve()):
+        raise UserError(f"--index={folder} and --docs={docs} overlap: the index would index itself, or replace the "
+                        f"documents; give the index a folder of its own, e.g. outputs/index")
+    if index_dir.is_dir() and store.current_generation(index_dir) is None and any(
+            p.name not in (".lock", store.CURRENT, store.CURRENT + ".tmp") and not store.GENERATION.fullmatch(p.name)
+            for p in index_dir.iterdir()):
+        raise UserError(f"--index={folder} holds other files and is not an index folder: give the index a new or "
+                        f"empty folder, e.g. outputs/index")
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot make the index folder {folder}: {e.strerror}") from None
+    if embedding_model and Path(embedding_model).expanduser().is_dir():  # chat and serving start elsewhere
+        embedding_model = str(Path(embedding_model).expanduser().resolve())
     settings = {"chunk_chars": chunk_chars, "overlap_chars": overlap_chars, "bm25_k1": k1, "bm25_b": b,
-                "embedding_model": embedding_model, "docs": str(docs_dir.resolve())}
-    with open(index_dir / ".lock", "w") as lock:
+                "embedding_model": embedding_model, "kiwipiepy": korean.version(), "docs": str(docs_dir.resolve())}
+    with open(index_dir / ".lock", "w") as lock:  # flock: local disks (on a network share, run one update at a time)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UserError(f"another index_ko.py is updating {folder}; wait for it to finish") from None
         store.remove_leftovers(index_dir)
         previous = None if rebuild or store.current_generation(index_dir) is None else store.open_index(index_dir)
+        if previous is not None and previous.settings.get("docs", settings["docs"]) != settings["docs"]:
+            raise UserError(f"{folder} indexes {previous.settings['docs']}, not {docs}: pass --docs="
+                            f"{previous.settings['docs']} to update it, or --rebuild=true to index {docs} there instead")
         if previous is not None and any(previous.settings.get(k) != settings[k] for k in SHAPING):
             previous = None  # passages would differ: read everything again
-        return _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, started)
+        return _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, started, rebuild)
 
 
-def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, started) -> Report:
+def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, started, rebuild) -> Report:
     report = Report()
     kept_by_file: dict[str, list[int]] = {}
     old_terms = store.read_terms(previous) if previous is not None else []
@@ -98,17 +113,16 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
     files, passages, vectors, fresh = {}, [], [], []
     paths = document_files(docs_dir)
     for done, path in enumerate(paths):
-        rel = path.relative_to(docs_dir).as_posix()
+        rel = unicodedata.normalize("NFC", path.relative_to(docs_dir).as_posix())  # macOS names are NFD
         if progress:
             progress(done, len(paths), rel)
         with open(path, "rb") as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
         old = previous.files.get(rel) if previous is not None else None
-        if old is not None and old["sha256"] == digest:
+        if old is not None and old["sha256"] == digest and "skipped" not in old:  # a skipped file is tried again:
+            # a raised MAX_FILE_MB or a newly installed library may read it now
             report.unchanged += 1
             files[rel] = old
-            if "skipped" in old:
-                report.skipped[rel] = old["skipped"]
             for i in kept_by_file.get(rel, []):
                 p = previous.passages[i]
                 passages.append(chunking.Passage(p["source"], p["page"], p["heading"], p["row"], p["start"],
@@ -118,7 +132,7 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
         report.read += 1
         try:
             sections = read_document(path, max_bytes=max_file_bytes)
-            chunks = chunking.chunk(rel, path.stem, sections, settings["chunk_chars"], settings["overlap_chars"])
+            chunks = chunking.chunk(rel, unicodedata.normalize("NFC", path.stem), sections, settings["chunk_chars"], settings["overlap_chars"])
             if not chunks:
                 raise Unreadable("empty: no text found")
         except Unreadable as e:
@@ -134,6 +148,9 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
         progress(len(paths), len(paths), "")
     report.removed = len(set(previous.files) - set(files)) if previous is not None else 0
     report.passages, report.new_passages = len(passages), len(fresh)
+    if not passages and previous is not None and previous.passages and not rebuild:
+        raise UserError(f"no readable document in {docs_dir} (an unmounted share?); the index keeps its "
+                        f"{len(previous.passages):,} passages. To empty it anyway: --rebuild=true")
 
     embeddings = None
     if embedder is not None:
@@ -142,7 +159,7 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
             vectors[i] = v
         embeddings = np.stack(vectors) if vectors else np.zeros((0, 1), dtype=np.float32)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    settings = {**settings, "kiwipiepy": korean.version(), "updated": now,
+    settings = {**settings, "updated": now,
                 "created": previous.settings.get("created", now) if previous is not None else now,
                 "files": len(files), "passages": len(passages), "skipped": len(report.skipped)}
     store.write_generation(index_dir, settings, files, passages, embeddings, settings["bm25_k1"], settings["bm25_b"])

@@ -8,6 +8,7 @@ morphemes. One analyser per process: loading it takes about two seconds.
 from __future__ import annotations
 
 import threading
+import unicodedata
 from dataclasses import dataclass
 
 # Content morphemes: nouns (NN*), numerals, pronouns, verb and adjective stems, roots, adverbs, Latin
@@ -45,7 +46,9 @@ def _content(tokens) -> list[str]:
 
 
 def terms(text: str) -> list[str]:
-    """The content morphemes of a text, lower-cased, in order (repeats kept: BM25 counts them)."""
+    """The content morphemes of a text, lower-cased, in order (repeats kept: BM25 counts them). NFC first:
+    documents are read as NFC, and a question typed on a Mac may arrive decomposed (NFD)."""
+    text = unicodedata.normalize("NFC", text)
     if not text.strip():
         return []
     with _lock:

@@ -25,6 +25,8 @@ HISTORY_WEIGHT = 0.5      # earlier user turns count half as much as the questio
 RRF_K = 60                # reciprocal rank fusion constant (Cormack et al. 2009)
 FUSION_CANDIDATES = 100   # from each ranking, before fusing
 RERANK_CANDIDATES = 20    # passages the cross-encoder reads
+QUESTION_CHARS = 2000     # the end of a question that is analysed: Kiwi takes ~70 µs a character, behind one
+HISTORY_CHARS = 500       # lock, so a 300k-character question would stall every search for 20 s
 # Morphemes of how a question is asked, not what it asks about ("어떻게 되나요", "며칠", "얼마까지 …할 수 있나요"):
 # left out of `relevance`, so a question is judged covered by its topic words alone. (BM25 still counts them:
 # they help match FAQ rows, which are phrased as questions.)
@@ -83,21 +85,24 @@ class Searcher:
         passages = self.index.passages
         if not passages or top_k < 1:
             return []
+        question, history = question[-QUESTION_CHARS:], [turn[-HISTORY_CHARS:] for turn in history]
         q_terms = korean.terms(question)
         h_terms = [t for turn in history for t in korean.terms(turn)]
         lexical = self.bm25_scores(q_terms) + HISTORY_WEIGHT * self.bm25_scores(h_terms)
         cosine = None
         if self.embedder is not None:
-            q_vec = self.embedder.encode([question])[0]
-            cosine = self.index.embeddings @ q_vec
+            cosine = self.index.embeddings @ self.embedder.encode([question])[0]
+            dense = cosine
             if history:
-                cosine = cosine + HISTORY_WEIGHT * (self.index.embeddings @ self.embedder.encode([" ".join(history)])[0])
-            score = rrf([lexical, cosine], FUSION_CANDIDATES)
+                dense = cosine + HISTORY_WEIGHT * (self.index.embeddings @ self.embedder.encode([" ".join(history)])[0])
+            score = rrf([lexical, dense], FUSION_CANDIDATES)
         else:
             score = lexical
         order = top(score, max(top_k, RERANK_CANDIDATES if self.reranker else top_k))
         order = [i for i in order if score[i] > 0]
-        topic = [x for x in q_terms + h_terms if x not in QUESTION_WORDS]
+        # relevance is the question's own: after "연차는 며칠?", "오늘 날씨 어때?" is not covered by leave rules.
+        # Only a question with no topic word of its own ("그럼 2년차는요?" has one: 2년차) leans on the turns before.
+        topic = [x for x in q_terms if x not in QUESTION_WORDS] or [x for x in h_terms if x not in QUESTION_WORDS]
         relevance = self.coverage(topic, np.array(order, dtype=np.int64))
         if cosine is not None:
             relevance = np.maximum(relevance, np.clip(cosine[order], 0, 1))

@@ -12,13 +12,16 @@
 
 An update writes a new generation beside the current one and only then points CURRENT at it (write a
 temporary file, fsync, rename), so a crash or Ctrl-C at any moment leaves the previous index whole and
-in use. Leftover generations are removed by the next update. Files stay on this machine: a single-machine
+in use. The previous generation stays until the next update (a reader that opened it meanwhile still
+finds it); that update removes it and any unfinished one. Only folders named like a generation
+(g + six digits) are ever removed. Files stay on this machine: a single-machine
 store with no server to run.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,7 @@ from .chunking import Passage
 
 FORMAT = 1
 CURRENT = "CURRENT"
+GENERATION = re.compile(r"g\d{6}")  # g000001, g000002, …: the only names an update creates or removes
 
 
 @dataclass
@@ -48,36 +52,52 @@ class Index:
 
 
 def current_generation(folder: Path) -> Path | None:
+    """The complete generation CURRENT names; None when there is none (or CURRENT names no generation)."""
     pointer = folder / CURRENT
-    if not pointer.is_file():
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
         return None
-    generation = folder / pointer.read_text(encoding="utf-8").strip()
-    return generation if generation.is_dir() else None
+    generation = folder / name
+    return generation if GENERATION.fullmatch(name) and generation.is_dir() else None
+
+
+def generations(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_dir() and GENERATION.fullmatch(p.name)] if folder.is_dir() else []
 
 
 def open_index(folder: str | Path) -> Index:
     """The complete index in `folder`, read whole into memory."""
-    import bm25s
-
     path = Path(folder).expanduser()
     generation = current_generation(path) if path.is_dir() else None
     if generation is None:
         raise UserError(f"{folder} is not an index folder; build one with: python3 index_ko.py --docs=<folder of "
                         f"documents> --index={folder}")
     try:
-        settings = json.loads((generation / "index.json").read_text(encoding="utf-8"))
-        if settings.get("format") != FORMAT:
-            raise UserError(f"{folder} was written by another version of kochat (format {settings.get('format')}); "
-                            f"build it again with index_ko.py")
-        files = json.loads((generation / "files.json").read_text(encoding="utf-8"))
-        with open(generation / "passages.jsonl", encoding="utf-8") as f:
-            passages = [json.loads(line) for line in f]
-        bm25 = bm25s.BM25.load(str(generation / "bm25"), load_vocab=True, mmap=False) if passages else None
-        vectors = generation / "embeddings.npy"
-        embeddings = np.load(vectors) if vectors.is_file() else None
+        return _read(path, generation)
     except (OSError, ValueError, KeyError) as e:
+        newer = current_generation(path)  # an update switched generations while this one was being read
+        if newer is not None and newer != generation:
+            return _read(path, newer)
         raise UserError(f"index {folder} is damaged ({type(e).__name__}: {e}); build it again with index_ko.py "
                         f"(--rebuild=true)") from None
+
+
+def _read(path: Path, generation: Path) -> Index:
+    import bm25s
+
+    settings = json.loads((generation / "index.json").read_text(encoding="utf-8"))
+    if settings.get("format") != FORMAT:
+        raise UserError(f"{path} was written by another version of kochat (format {settings.get('format')}); "
+                        f"build it again with index_ko.py --rebuild=true")
+    files = json.loads((generation / "files.json").read_text(encoding="utf-8"))
+    with open(generation / "passages.jsonl", encoding="utf-8") as f:
+        passages = [json.loads(line) for line in f]
+    bm25 = bm25s.BM25.load(str(generation / "bm25"), load_vocab=True, mmap=False) if passages else None
+    vectors = generation / "embeddings.npy"
+    embeddings = np.load(vectors) if vectors.is_file() else None
+    if embeddings is not None and len(embeddings) != len(passages):
+        raise ValueError(f"{len(embeddings)} vectors for {len(passages)} passages")
     return Index(path, generation, settings, files, passages, bm25, embeddings)
 
 
@@ -93,8 +113,7 @@ def write_generation(folder: Path, settings: dict, files: dict, passages: list[P
     import bm25s
 
     folder.mkdir(parents=True, exist_ok=True)
-    previous = current_generation(folder)
-    number = 1 + max([int(p.name[1:]) for p in folder.glob("g[0-9]*") if p.name[1:].isdigit()], default=0)
+    number = 1 + max([int(p.name[1:]) for p in generations(folder)], default=0)
     generation = folder / f"g{number:06d}"
     generation.mkdir()
     with open(generation / "passages.jsonl", "w", encoding="utf-8") as f:
@@ -119,16 +138,14 @@ def write_generation(folder: Path, settings: dict, files: dict, passages: list[P
         os.fsync(f.fileno())
     os.replace(pointer, folder / CURRENT)  # the one step that switches readers to the new generation
     sync_dir(folder)
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
     return generation
 
 
 def remove_leftovers(folder: Path) -> None:
     """Generations that are not current: an update that crashed or was stopped before it finished."""
     keep = current_generation(folder)
-    for p in folder.glob("g[0-9]*"):
-        if p.is_dir() and p != keep:
+    for p in generations(folder):
+        if p != keep:
             shutil.rmtree(p, ignore_errors=True)
     (folder / (CURRENT + ".tmp")).unlink(missing_ok=True)
 

@@ -36,18 +36,23 @@ class Library:
         return out
 
     def choose(self, body: ChatRequest, scope: frozenset | None) -> Searcher | None:
-        """The index this request retrieves from, or None for none."""
+        """The index this request retrieves from, or None for none. An index it names must be one the key
+        may use, even with retrieval off: a typo is reported, not answered without documents."""
+        allowed = self.allowed(scope)
+        if body.index is not None and body.index not in allowed:
+            raise index_not_found(body.index, allowed)
         if not body.retrieval:
             return None
-        allowed = self.allowed(scope)
         if body.index is None:
             return self.searchers[allowed[0]] if allowed else None
-        if body.index not in allowed:
-            raise ApiError(404, f"index '{body.index}' not found" + (f"; this key may use: {', '.join(allowed)}"
-                                                                     if allowed else ""),
-                           code="index_not_found", param="index")
         return self.searchers[body.index]
 
     def ground(self, searcher: Searcher, messages: list[dict], tokenizer, template, max_prompt_tokens: int):
         return grounding.ground(searcher, messages, top_k=self.top_k, min_relevance=self.min_relevance,
                                 tokenizer=tokenizer, template=template, max_prompt_tokens=max_prompt_tokens)
+
+
+def index_not_found(name: str, allowed: list[str]) -> ApiError:
+    """The same answer for an index that does not exist and one the key may not use."""
+    return ApiError(404, f"index '{name}' not found" + (f"; this key may use: {', '.join(allowed)}" if allowed else ""),
+                    code="index_not_found", param="index")

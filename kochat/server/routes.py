@@ -24,7 +24,7 @@ from ..prompts import Template
 from ..tokenization import encode_prompt
 from .engine import Busy, Engine, Job
 from .guard import Guard, Keys
-from .library import Library
+from .library import Library, index_not_found
 from .schemas import (DONE, ApiError, ChatRequest, CompletionRequest, Reply, error_response, finish_reason,
                       stream_error)
 
@@ -172,6 +172,8 @@ async def ground(request: Request, body: ChatRequest, engine: Engine):
     """(messages with the passages attached, sources) for a chat request to a server with documents; (None,
     None) when it answers without them; (None, []) when the documents do not cover the question."""
     library: Library | None = request.app.state.library
+    if library is None and body.index is not None:
+        raise index_not_found(body.index, [])
     searcher = library.choose(body, request.state.key_scope) if library else None
     if searcher is None:
         return None, None
@@ -180,6 +182,10 @@ async def ground(request: Request, body: ChatRequest, engine: Engine):
     # Kiwi and BM25 take milliseconds to tens of them: off the event loop, which serves every other client
     grounded, found = await asyncio.to_thread(library.ground, searcher, messages, engine.tokenizer, engine.template,
                                               engine.context - min(limit, engine.context // 2))
+    if found.too_long:
+        raise ApiError(400, "the conversation leaves no room in this model's context for the documents' passages: "
+                            "send fewer earlier turns (start a new conversation)", code="context_length_exceeded",
+                       param="messages")
     return (grounded, found.sources()) if found.covered else (None, [])
 
 
@@ -195,11 +201,13 @@ async def answer(request: Request, body: ChatRequest | CompletionRequest) -> Res
     """Queue the request (429 when the engine is full); its answer as one JSON body, or streamed."""
     engine: Engine = request.app.state.engine
     check_model(body, engine)
+    job = to_job(body, engine, request.app.state.defaults)  # every 400 before any retrieval, covered or not
     messages, sources = await ground(request, body, engine) if isinstance(body, ChatRequest) else (None, None)
     if sources == []:
         job = not_covered(request.app.state.library)
     else:
-        job = to_job(body, engine, request.app.state.defaults, messages)
+        if messages is not None:
+            job = to_job(body, engine, request.app.state.defaults, messages)
         try:
             engine.submit(job)
         except Busy:

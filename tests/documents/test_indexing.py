@@ -33,7 +33,10 @@ def test_every_sample_format_is_indexed_and_an_unchanged_folder_reads_nothing(do
     assert (again.read, again.unchanged, again.removed, again.passages) == (0, 7, 0, first.passages)
     index = store.open_index(tmp_path / "index")
     assert index.settings["passages"] == first.passages == len(index.passages) and index.settings["files"] == 7
-    assert [p.name for p in (tmp_path / "index").glob("g*")] == [index.generation.name]  # the old one is gone
+    # the previous generation stays for readers that opened it; the next update removes it
+    assert sorted(p.name for p in (tmp_path / "index").glob("g*")) == ["g000001", index.generation.name]
+    update(docs, tmp_path / "index")
+    assert sorted(p.name for p in (tmp_path / "index").glob("g*")) == ["g000002", "g000003"]
 
 
 def test_changed_files_are_read_again_and_deleted_files_leave(docs, tmp_path):
@@ -55,7 +58,7 @@ def test_changed_files_are_read_again_and_deleted_files_leave(docs, tmp_path):
     assert parking[0].source == "new/주차_안내.md" and all(h.source != ".hidden.md" for h in parking)
 
 
-def test_bad_files_are_skipped_with_one_line_and_not_read_again_while_unchanged(docs, tmp_path):
+def test_bad_files_are_skipped_with_one_line_and_reported_again(docs, tmp_path):
     (docs / "scan.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     (docs / "old.hwp").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100))
     (docs / "empty.txt").write_bytes(b"")
@@ -67,7 +70,7 @@ def test_bad_files_are_skipped_with_one_line_and_not_read_again_while_unchanged(
     assert lines[0].startswith("files read: 11") and all("\n" not in line for line in lines)
     assert any(line.strip().startswith("skipped scan.pdf:") for line in lines)
     again = update(docs, tmp_path / "index")
-    assert again.read == 0 and set(again.skipped) == set(report.skipped)  # reported again, not re-read
+    assert again.read == 4 and set(again.skipped) == set(report.skipped)  # tried again (cheap), reported again
     files = json.loads((store.open_index(tmp_path / "index").generation / "files.json").read_text(encoding="utf-8"))
     assert "skipped" in files["old.hwp"] and files["취업규칙.md"]["passages"] > 0
 
@@ -83,7 +86,7 @@ def test_a_changed_chunk_size_rereads_everything_and_bad_folders_are_one_line(do
     assert update(docs, tmp_path / "index", chunk_chars=300).read == 7
     with pytest.raises(UserError, match="not a folder of documents"):
         update(tmp_path / "missing", tmp_path / "index")
-    with pytest.raises(UserError, match="inside --docs"):
+    with pytest.raises(UserError, match="overlap"):
         update(docs, docs / "index")
     with pytest.raises(UserError, match="not an index folder"):
         store.open_index(tmp_path)
@@ -109,7 +112,8 @@ def test_an_update_stopped_before_it_finishes_leaves_the_previous_index(docs, tm
     assert len(list((tmp_path / "index").glob("g*"))) == 2  # the unfinished one, left for the next update
     report = update(docs, tmp_path / "index")
     assert report.removed == 1 and "취업규칙.md" not in sources(tmp_path / "index")
-    assert len(list((tmp_path / "index").glob("g*"))) == 1
+    after = store.open_index(tmp_path / "index")  # the unfinished one was removed; its name is used again
+    assert sorted(p.name for p in (tmp_path / "index").glob("g*")) == [before.generation.name, after.generation.name]
 
 
 def test_index_ko_killed_at_a_random_moment_leaves_a_usable_index(docs, tmp_path):
@@ -142,3 +146,44 @@ def test_index_ko_killed_at_a_random_moment_leaves_a_usable_index(docs, tmp_path
     report = update(docs, index)
     assert report.removed in (0, 1) and "취업규칙.md" not in sources(index)
     assert Searcher(store.open_index(index)).search("보안 점검은 언제 하나요?", top_k=1)[0].source == "memo000.md"
+
+
+def test_only_generations_are_ever_removed_and_a_bad_pointer_is_no_index(docs, tmp_path):
+    """Found in review: a glob removed any g<digit> folder, and an empty CURRENT pointed at the folder itself."""
+    project = tmp_path / "project"
+    (project / "g2024_archive").mkdir(parents=True)
+    with pytest.raises(UserError, match="holds other files and is not an index folder"):
+        update(docs, project)
+    with pytest.raises(UserError, match="overlap"):
+        update(docs, docs.parent)  # the documents inside the index folder
+    assert (project / "g2024_archive").is_dir()
+    index = tmp_path / "index"
+    update(docs, index)
+    (index / "CURRENT").write_text("\n", encoding="utf-8")
+    with pytest.raises(UserError, match="not an index folder"):
+        store.open_index(index)
+    update(docs, index, rebuild=True)
+    assert index.is_dir() and store.open_index(index).passages and len(store.generations(index)) == 1
+
+
+def test_a_reader_that_opened_the_previous_generation_still_reads_it(docs, tmp_path):
+    """A server that resolved CURRENT just before an update switched it still finds that generation."""
+    index = tmp_path / "index"
+    update(docs, index)
+    first = store.current_generation(index)
+    update(docs, index)
+    assert store.current_generation(index) != first
+    assert store._read(index, first).passages == store.open_index(index).passages
+
+
+def test_skipped_files_are_tried_again_and_an_empty_folder_keeps_a_good_index(docs, tmp_path):
+    index = tmp_path / "index"
+    small = update(docs, index, max_file_bytes=20_000)
+    assert "복리후생_안내.pdf" in small.skipped  # 44 KB
+    again = update(docs, index)  # the limit raised: the same unchanged file is read now
+    assert again.read == len(small.skipped) and "복리후생_안내.pdf" not in again.skipped
+    empty = tmp_path / "unmounted"
+    empty.mkdir()
+    with pytest.raises(UserError, match="the index keeps its"):
+        update(empty, index)
+    assert store.open_index(index).passages

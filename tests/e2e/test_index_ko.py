@@ -19,8 +19,10 @@ def test_build_update_and_search_as_a_user_does(run_script, tmp_path):
     assert "Traceback" not in built.stderr
 
     (tmp_path / "docs" / "사내_동호회.html").unlink()
+    forgot = run_script("index_ko.py", "--index=idx", cwd=tmp_path)  # --docs left out: the sample documents
+    assert forgot.returncode == 2 and "indexes " in forgot.stderr and "pass --docs=" in forgot.stderr
     updated = run_script("index_ko.py", "--docs=docs", "--index=idx", cwd=tmp_path)
-    assert updated.stdout.splitlines()[1].startswith("files read: 0   unchanged: 7   removed: 1   skipped: 1")
+    assert updated.stdout.splitlines()[1].startswith("files read: 1   unchanged: 6   removed: 1   skipped: 1")
 
     found = run_script("index_ko.py", "--index=idx", "--search=서울 출장 숙박비 상한은?", "--top_k=2", cwd=tmp_path)
     assert found.returncode == 0 and found.stdout.startswith("[1] ") and "출장비_규정.docx · 제6조 숙박비" in found.stdout
@@ -44,10 +46,12 @@ def test_bad_input_is_one_line(run_script, tmp_path):
     (tmp_path / "only-bad").mkdir()
     (tmp_path / "only-bad" / "scan.pdf").write_bytes(b"%PDF-1.4 broken")
     for args, message in [(["--docs=missing"], "error: --docs=missing is not a folder of documents"),
-                          (["--index=nowhere", "--search=연차", "--docs=missing"], "error: --docs=missing is not a folder"),
+                          (["--index=nowhere", "--search=연차"], "error: nowhere is not an index folder"),
+                          (["--docs=empty", "--index=idx"], "error: no passages: empty holds no readable document"),
+                          (["--index=idx", "--search=연차", "--top_k=0"], "error: --top_k must be at least 1, not 0"),
                           (["--chunk_chars=10"], "error: --chunk_chars must be at least 50, not 10"),
                           (["--overlap_chars=900"], "error: --overlap_chars must be from 0 to less than --chunk_chars"),
                           (["--docs=only-bad", "--index=bad"], "error: no passages: only-bad holds no readable document")]:
         result = run_script("index_ko.py", *args, cwd=tmp_path)
-        assert result.returncode in (1, 2) and "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (args, result.stderr)
         assert result.stderr.strip().splitlines()[-1].startswith(message), (args, result.stderr)

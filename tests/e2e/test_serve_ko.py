@@ -91,14 +91,15 @@ def test_keys_from_the_environment_and_a_key_file_limited_to_indexes(tiny_run, s
     for name in ("hr", "it"):
         indexing.update_index(str(PROJECT_ROOT / "data" / "company_docs"), str(tmp_path / f"index-{name}"),
                               chunk_chars=800, overlap_chars=100, k1=1.2, b=0.9, max_file_bytes=10_000_000)
-    (tmp_path / "keys.txt").write_text("file-key\n\nhr-key hr\n", encoding="utf-8")
+    (tmp_path / "keys.txt").write_text("# keys of the HR team\nfile-key\n\nhr-key hr\n#old-key hr\n", encoding="utf-8")
     monkeypatch.setenv("API_KEYS", "env-key-1, env-key-2")
     port = free_port()
     proc = serve(f"--adapter={run}", f"--port={port}", "--api_key_file=keys.txt", "--index=hr=index-hr",
                  "--index", "index-it")
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc)
-    for key, status in [("env-key-2", 200), ("file-key", 200), ("env-key-3", 401), ("env-key-1", 200), ("hr-key", 200)]:
+    for key, status in [("env-key-2", 200), ("file-key", 200), ("env-key-3", 401), ("env-key-1", 200), ("hr-key", 200),
+                        ("#old-key", 401), ("#", 401)]:  # a commented-out key is no key
         assert httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == status, key
     assert httpx.get(url + "/v1/models").status_code == 401
     for key, names in [("hr-key", ["hr"]), ("file-key", ["hr", "index-it"]), ("env-key-1", ["hr", "index-it"])]:
