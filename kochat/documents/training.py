@@ -14,7 +14,8 @@ import random
 from . import grounding
 from .retrieval import Hit, Searcher
 
-GIVEN = "제공된 자료"  # the gold's source label: a training row has a passage, not a file
+GIVEN = "제공된 자료"  # every passage's label in a training row: a file name on distractors alone would tell the
+                     # model which passage is the answer
 
 
 def _passage(text: str, source: str) -> Hit:
@@ -33,8 +34,8 @@ def ground_rows(rows: list[dict], distractors: int, seed: int, searcher: Searche
             out.append(row)
             continue
         if searcher is not None:
-            others = [_passage(h.text, h.where) for h in searcher.search(row["instruction"], top_k=distractors + 1)
-                      if h.text.strip() != gold.strip()][:distractors]
+            hits = searcher.search(row["instruction"], top_k=distractors + 1)
+            others = [_passage(h.text, GIVEN) for h in hits if gold.strip() not in h.text][:distractors]
         else:
             pool = [x for x in rng.sample(inputs, min(len(inputs), distractors + 1)) if x != gold][:distractors]
             others = [_passage(x, GIVEN) for x in pool]

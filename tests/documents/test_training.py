@@ -29,4 +29,5 @@ def test_distractors_from_an_index_are_retrieved_for_the_question(sample_index):
     out, grounded = ground_rows(rows, distractors=2, seed=1, searcher=sample_index)
     blocks = out[0]["input"].split("\n\n")[1:]
     assert grounded == 1 and len(blocks) == 3
-    assert any("출장비_규정.docx" in b.split("\n")[0] for b in blocks)  # a hard negative from the documents
+    assert all(b.split("\n")[0].endswith("] 제공된 자료") for b in blocks)  # one label: no hint which is the gold
+    assert any("1박당" in b for b in blocks)  # a hard negative from the documents (출장비 규정 제6조)
