@@ -119,26 +119,28 @@ def apply_command_line(namespace: dict, argv: list[str], presets: dict, flags: d
         key, eq, value = arg[2:].partition("=")
         if key.replace("-", "_").lower() in by_flag:  # --api-key and --api_key name the same constant
             key = key.replace("-", "_")
+        if key.replace("_", "-") in flags:  # --dry_run is --dry-run: the spelling every other option uses
+            key = key.replace("_", "-")
         if key in flags:
             if eq:
                 raise UserError(f"--{key} takes no value")
             given[key] = True
             continue
-        if not eq:
-            if not args or args[0].startswith("--"):
-                raise UserError(f"--{key} needs a value: --{key}=VALUE")
-            value = args.pop(0)
-        if key == "preset" and presets:
-            if value not in presets:
-                raise UserError(f"unknown preset {value!r}; presets: {', '.join(presets) or 'none'}")
-            preset = value
-            continue
-        if key.lower() not in by_flag:
+        if key.lower() not in by_flag and not (key == "preset" and presets):  # before asking for its value
             known = list(by_flag) + list(flags) + (["preset"] if presets else [])
             close = difflib.get_close_matches(key.lower(), known, n=1)
             hint = f" (did you mean --{close[0]}?)" if close else ""
             valid = [f"--{f}" for f in by_flag] + (["--preset"] if presets else []) + [f"--{f}" for f in flags]
             raise UserError(f"unknown option --{key}{hint}; valid: {', '.join(valid)}")
+        if not eq:
+            if not args or args[0].startswith("--"):
+                raise UserError(f"--{key} needs a value: --{key}=VALUE")
+            value = args.pop(0)
+        if key == "preset":
+            if value not in presets:
+                raise UserError(f"unknown preset {value!r}; presets: {', '.join(presets) or 'none'}")
+            preset = value
+            continue
         overrides.append((by_flag[key.lower()], value))
 
     if preset is not None:

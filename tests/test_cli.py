@@ -38,7 +38,7 @@ def test_overrides_take_the_type_of_the_default():
 
 
 def test_preset_applies_first_and_explicit_overrides_win():
-    ns, given = apply(["--max_steps=5", "--preset", "tiny", "--dry-run"])
+    ns, given = apply(["--max_steps=5", "--preset", "tiny", "--dry_run"])  # --dry_run spells --dry-run too
     assert ns["MODEL_ID"] == "tiny" and ns["MAX_STEPS"] == 5
     assert given == {"preset": "tiny", "dry-run": True}
 
@@ -50,6 +50,7 @@ def test_preset_applies_first_and_explicit_overrides_win():
     (["--overwrite=maybe"], "--overwrite expects true or false"),
     (["--preset=huge"], "unknown preset 'huge'; presets: tiny"),
     (["--dry-run=yes"], "--dry-run takes no value"),
+    (["--bogus"], "unknown option --bogus"),  # not "--bogus needs a value"
     (["--max_steps"], "--max_steps needs a value"),
     (["max_steps=3"], "unexpected argument 'max_steps=3'"),
 ])
