@@ -182,8 +182,12 @@ def test_skipped_files_are_tried_again_and_an_empty_folder_keeps_a_good_index(do
     assert "복리후생_안내.pdf" in small.skipped  # 44 KB
     again = update(docs, index)  # the limit raised: the same unchanged file is read now
     assert again.read == len(small.skipped) and "복리후생_안내.pdf" not in again.skipped
-    empty = tmp_path / "unmounted"
-    empty.mkdir()
+    for path in docs.iterdir():  # the share not mounted: the same folder, empty
+        path.unlink()
     with pytest.raises(UserError, match="the index keeps its"):
-        update(empty, index)
+        update(docs, index)
     assert store.open_index(index).passages
+    other = tmp_path / "other-docs"
+    other.mkdir()
+    with pytest.raises(UserError, match="indexes .*, not .*: pass --docs="):
+        update(other, index)  # another folder: named, not mixed in
