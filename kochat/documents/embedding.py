@@ -13,6 +13,16 @@ import numpy as np
 from ..errors import UserError
 
 
+def _sentence_transformers():
+    """The optional package, or one line saying how to add it (the default BM25 index does without)."""
+    try:
+        import sentence_transformers
+    except ImportError:
+        raise UserError("an embedding model or reranker needs sentence-transformers: pip install "
+                        "sentence-transformers==6.2.0 (or leave EMBEDDING_MODEL and RERANKER empty)") from None
+    return sentence_transformers
+
+
 def _load(kind, name: str, device: str | None):
     folder = Path(name).expanduser()
     if not folder.is_dir():
@@ -31,10 +41,8 @@ class Embedder:
     """Texts to unit vectors, so a dot product is the cosine similarity."""
 
     def __init__(self, name: str, device: str | None = None, batch_size: int = 32):
-        from sentence_transformers import SentenceTransformer
-
         self.name, self.batch_size = name, batch_size
-        self.model = _load(SentenceTransformer, name, device)
+        self.model = _load(_sentence_transformers().SentenceTransformer, name, device)
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:
@@ -48,10 +56,8 @@ class Reranker:
     """A cross-encoder: reads question and passage together, scores how well the passage answers."""
 
     def __init__(self, name: str, device: str | None = None):
-        from sentence_transformers import CrossEncoder
-
         self.name = name
-        self.model = _load(CrossEncoder, name, device)
+        self.model = _load(_sentence_transformers().CrossEncoder, name, device)
 
     def scores(self, question: str, texts: list[str]) -> np.ndarray:
         """One score a text in 0..1 (the model's sigmoid output)."""

@@ -78,3 +78,15 @@ def test_a_reranker_reorders_the_candidates_by_its_scores(sample_index, tiny_rer
     expected = searcher.reranker.scores("출장비 정산 기한", [h.text for h in hits])
     assert [h.relevance for h in hits] == pytest.approx(expected.tolist(), abs=1e-6)
     assert [h.relevance for h in hits] == sorted((h.relevance for h in hits), reverse=True)
+
+
+def test_without_sentence_transformers_an_embedding_model_is_one_line(monkeypatch):
+    import sys
+
+    from kochat.documents.embedding import Reranker
+    from kochat.errors import UserError
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # not installed: the README's first command
+    for kind in (Embedder, Reranker):
+        with pytest.raises(UserError, match="needs sentence-transformers: pip install sentence-transformers==6.2.0"):
+            kind("/models/any")
