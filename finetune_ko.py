@@ -25,23 +25,26 @@ from kochat.documents import store, training
 from kochat.documents.retrieval import Searcher
 from kochat.errors import UserError
 from kochat.generation import gen
-from kochat.prompts import Template, load_questions
+from kochat.prompts import load_questions, load_template
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
 # model and data
 MODEL_ID = "EleutherAI/polyglot-ko-12.8b"   # hub id or local folder (config, weights, tokenizer)
-DATA = "beomi/KoAlpaca-v1.1a"               # hub dataset id, a folder, or a .jsonl/.json/.csv/.tsv/.parquet file
+DATA = "beomi/KoAlpaca-v1.1a"               # hub dataset id, a folder, or a .jsonl/.json/.csv/.tsv/.parquet file;
+                                            # rows of question/answer columns, or conversations in a 'messages'
+                                            # (OpenAI) or 'conversations' (ShareGPT) column
 QUESTION_COLUMN = "instruction"             # column with the question
 INPUT_COLUMN = "input"                      # optional column with extra input for the question
 ANSWER_COLUMN = "output"                    # column with the answer
 TEXT_COLUMN = "text"                        # column of rows already rendered in the template's form
-TEMPLATE = "koalpaca"                       # prompts/<name>.json: koalpaca or alpaca_ko; or a path to a .json
+TEMPLATE = "auto"                           # auto: the tokenizer's chat template if it has one, else koalpaca;
+                                            # chat_template; prompts/<name>.json (koalpaca, alpaca_ko); a .json path
 MAX_CHARS = 20_000                          # rows longer than this many characters are skipped
-MAX_LEN = 1024                              # rows longer than this many tokens are skipped (never truncated)
+MAX_LEN = 1024                              # rows (conversations) longer than this many tokens are skipped, never cut
 PACK_TOKENS = 4096                          # pack whole rows into sequences of this many tokens; 0 = pad batches of rows
 ATTENTION = "auto"                          # auto (flex_attention for packed rows on a GPU, else sdpa), sdpa, eager
 EVAL_FRACTION = 0.01                        # share of rows held out for the eval loss; 0 = no eval
-TRAIN_ON_PROMPT = False                     # False: loss on the answer and its end of text only
+TRAIN_ON_PROMPT = False                     # False: loss on the answers and their end of turn only
 GROUNDED_ROWS = False                       # True: a row's input becomes a numbered passage among distractors, as
                                             # answers from an index (chat_ko.py --index) will see it
 GROUNDED_DISTRACTORS = 2                    # passages beside the row's own in a grounded row
@@ -50,7 +53,8 @@ GROUNDED_INDEX = ""                         # an index folder (index_ko.py) to d
 LORA_R = 8                                  # rank of the adapter matrices
 LORA_ALPHA = 32                             # adapter updates are scaled by LORA_ALPHA / LORA_R
 LORA_DROPOUT = 0.05                         # dropout on the adapter's input
-LORA_TARGETS = ["query_key_value"]          # module names to adapt; on the command line: a,b,c
+LORA_TARGETS = "auto"                       # auto: query_key_value for GPT-NeoX (the KoAlpaca recipe), every
+                                            # attention and MLP linear layer for others; or names: a,b,c; all-linear
 # training
 BATCH_SIZE = 1                              # packed sequences per step (rows per step when PACK_TOKENS = 0)
 GRAD_ACCUM = 1                              # steps per optimizer update (effective batch = BATCH_SIZE × this)
@@ -93,6 +97,12 @@ PRESETS = {
     "tiny": dict(MODEL_ID=tiny.MODEL_ID, DATA=str(tiny.DATA_FILE), RUN_NAME="tiny", OVERWRITE=True, MAX_LEN=256,
                  PACK_TOKENS=256, EVAL_FRACTION=0.1, BATCH_SIZE=2, LEARNING_RATE=3e-3, WARMUP_STEPS=5, MAX_STEPS=60,
                  LOGGING_STEPS=5, EVAL_STEPS=20, SAVE_STEPS=60, MAX_NEW_TOKENS=24, TEMPERATURE=0.0),
+    # The same check for a chat model: a 2-layer Qwen3 whose tokenizer has a chat template (ChatML), trained on
+    # the project's 73 multi-turn Korean conversations (22 with a system message) through that template.
+    "tiny_chat": dict(MODEL_ID=tiny.CHAT_MODEL_ID, DATA=str(tiny.CHAT_DATA_FILE), RUN_NAME="tiny_chat", OVERWRITE=True,
+                      MAX_LEN=512, PACK_TOKENS=512, EVAL_FRACTION=0.1, BATCH_SIZE=2, LEARNING_RATE=3e-3,
+                      WARMUP_STEPS=5, MAX_STEPS=60, LOGGING_STEPS=5, EVAL_STEPS=20, SAVE_STEPS=60, MAX_NEW_TOKENS=24,
+                      TEMPERATURE=0.0),
 }
 FLAGS = {"dry-run": "count parameters and estimate GPU memory from the config; load no weights"}
 
@@ -103,9 +113,9 @@ def main(argv):
 
     # 0. Set up: model config, every constant checked, LoRA config, output folder, tokenizer, template -
     config = modeling.load_config(MODEL_ID, use_known_table="dry-run" in given)
-    recipe.check_constants(constants, config)  # a value a library would refuse is one line, before anything loads
+    targets = recipe.check_constants(constants, config)  # a value a library would refuse is one line, up front
     lora_config = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=LORA_DROPOUT,
-                             target_modules=LORA_TARGETS, bias="none", task_type="CAUSAL_LM")
+                             target_modules=targets, bias="none", task_type="CAUSAL_LM")
     if "dry-run" in given:
         meta_model, would_quantize = estimate.meta_model_with_lora(config, lora_config)
         counts = estimate.count_parameters(meta_model, would_quantize)
@@ -117,16 +127,18 @@ def main(argv):
     output_dir = runs.prepare_output_dir(OUTPUT_DIR or f"outputs/{RUN_NAME}", OVERWRITE)
     tokenizer = modeling.load_tokenizer(MODEL_ID)
     modeling.check_tokenizer_fits(tokenizer, config)
-    eos_id = tokenizer.eos_token_id  # <|endoftext|> (id 2) for polyglot-ko, whatever its files say
-    template = Template.load(TEMPLATE)
+    template = load_template(TEMPLATE, tokenizer)  # auto: the tokenizer's chat template, else koalpaca
+    eos_id = tokenizer.eos_token_id  # <|endoftext|> (id 2) for polyglot-ko, whatever its files say; a chat
+                                     # template's end of turn (e.g. <|im_end|>) for a chat model
     questions = load_questions(DEMO_QUESTIONS) if DEMO_QUESTIONS else []  # read now: a bad path fails before training
     set_seed(SEED)
-    print(f"[0] model {MODEL_ID} | end of text {tokenizer.eos_token!r} = id {eos_id} | pad id "
-          f"{tokenizer.pad_token_id} | template {template.name} | output {output_dir}")
+    print(f"[0] model {MODEL_ID} ({config.model_type}) | end of text {tokenizer.eos_token!r} = id {eos_id} | pad id "
+          f"{tokenizer.pad_token_id} | template {template.name} | LoRA on {', '.join(targets) if isinstance(targets, list) else targets}"
+          f" | output {output_dir}")
 
-    # 1. Load the data: a hub id or a local file; every row validated, bad ones skipped and counted --
+    # 1. Load the data: a hub id or a local file; every row validated, bad ones and duplicates skipped and counted
     columns = data.Columns(QUESTION_COLUMN, INPUT_COLUMN, ANSWER_COLUMN, TEXT_COLUMN)
-    rows, report = data.load_rows(DATA, columns, template, tokenizer.eos_token, MAX_CHARS)
+    rows, report = data.load_rows(DATA, columns, template, MAX_CHARS)
     print(f"[1] data {DATA}: {len(rows):,} usable rows")
     if GROUNDED_ROWS:  # learn to answer from given passages: the gold among distractors, numbered [1], [2], …
         searcher = Searcher(store.open_index(GROUNDED_INDEX)) if GROUNDED_INDEX else None
@@ -137,15 +149,18 @@ def main(argv):
         if example:
             print(f"    e.g. {example['instruction']!r} with the input:\n      " + example["input"].replace("\n", "\n      "))
 
-    # 2. Map rows to text with the template: prompt "### 질문: …\n\n### 답변:", answer " …" ---------------
-    texts = recipe.render(rows, template, tokenizer.eos_token)
-    print(f"[2] example:\n{texts[0]['prompt']}{texts[0]['answer']}{tokenizer.eos_token}")
+    # 2. Map rows to text with the template: prompt "### 질문: …\n\n### 답변:", answer " …<|endoftext|>" ----
+    #    (or the model's chat template); each answer's span comes from rendering the conversation's prefixes
+    texts = recipe.render(rows, template, report)
+    print(f"[2] example:\n{''.join(texts[0]['texts'])}")
 
     # 3. Tokenize in batches; labels only on the answer and its end of text; hold out an eval split --
     tokenized = recipe.tokenize(texts, tokenizer, MAX_LEN, TRAIN_ON_PROMPT, report)  # rows over MAX_LEN: dropped
     print("[3] " + "\n    ".join(report.lines()))
-    train_rows, eval_rows = recipe.split(tokenized, EVAL_FRACTION, SEED)
-    print(f"    train {len(train_rows):,} rows, eval {len(eval_rows or []):,} rows; trained-on tokens in ⟦ ⟧:")
+    train_rows, eval_rows = recipe.split(tokenized, EVAL_FRACTION, SEED)  # by prompt: none on both sides
+    report.counts["eval prompts also trained on"] = recipe.overlap(train_rows, eval_rows)
+    print(f"    train {len(train_rows):,} rows, eval {len(eval_rows or []):,} rows, "
+          f"{report.counts['eval prompts also trained on']} eval prompts also in training; trained-on tokens in ⟦ ⟧:")
     print("    " + tokenization.show_trained_span(train_rows[0], tokenizer))
     if PACK_TOKENS:  # whole rows into fixed-size sequences; each row attends only to itself (kochat/packing.py)
         rows_in = len(train_rows)
@@ -215,7 +230,7 @@ def main(argv):
 
     # 7. Save the adapter, tokenizer, template, generation config, constants, and the loss plot --------
     runs.save_run(output_dir, model, tokenizer, template, constants, extra={
-        "preset": given.get("preset"), "data_report": report.to_dict(),
+        "preset": given.get("preset"), "data_report": report.to_dict(), "lora_targets": targets,
         "end_of_text": {"token": tokenizer.eos_token, "id": eos_id}, "attention": attention,
         "quantization": bnb_config.to_dict(),
         "timing": {"model_load_s": model_load_s, "first_step_s": callbacks.first_step.first_step_s},

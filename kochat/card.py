@@ -2,22 +2,23 @@
 which licences, and how to use it. It replaces the empty card PEFT writes (whose base_model would be a
 local cache path).
 
-Licences are stated only for what the project knows (polyglot-ko, KoAlpaca, the tiny preset's own model
-and data); for anything else the card says so and points to the source's own terms.
+Licences are stated only for what the project knows (the base models in kochat/known_models.py, KoAlpaca,
+the tiny presets' own models and data); for anything else the card says so and points to the source's own terms.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from . import tiny
+from .known_models import KNOWN_MODELS
 
 # (a substring of MODEL_ID or DATA, lower case) -> its licence, as the card states it
 BASE_LICENCES = {"polyglot-ko": ("apache-2.0", "Apache-2.0 (EleutherAI's polyglot-ko): commercial use allowed")}
 DATA_LICENCES = {"koalpaca": ("cc-by-nc-4.0", "CC BY-NC 4.0 (KoAlpaca data): non-commercial use only, and an "
                                               "adapter trained on it inherits that restriction")}
-TINY_BASE = ("a 2-layer GPT-NeoX that kochat builds from its own sample (kochat/tiny.py); it ships with the "
-             "project")
-TINY_DATA = "written for kochat (data/ko_tiny_qa.jsonl); it ships with the project"
+TINY_BASE = "a 2-layer model that kochat builds from its own sample (kochat/tiny.py); it ships with the project"
+TINY_DATA = "written for kochat (data/); it ships with the project"
+TINY_MODELS, TINY_DATA_FILES = (tiny.MODEL_ID, tiny.CHAT_MODEL_ID), (tiny.DATA_FILE.name, tiny.CHAT_DATA_FILE.name)
 SHOWN = ["MODEL_ID", "DATA", "TEMPLATE", "MAX_LEN", "PACK_TOKENS", "TRAIN_ON_PROMPT", "LORA_R", "LORA_ALPHA",
          "LORA_DROPOUT", "LORA_TARGETS", "BATCH_SIZE", "GRAD_ACCUM", "LEARNING_RATE", "LR_SCHEDULER",
          "WARMUP_STEPS", "EPOCHS", "MAX_STEPS", "OPTIM", "SEED"]
@@ -27,6 +28,11 @@ def licence(source: str, known: dict, tiny_text: str, is_tiny: bool) -> tuple[st
     """(the model hub's licence id or None, a sentence) for a base model or data set."""
     if is_tiny:
         return None, tiny_text
+    if source in KNOWN_MODELS:
+        model = KNOWN_MODELS[source]
+        allowed = "commercial use allowed" if model.commercial else "no commercial use"
+        return ("apache-2.0" if model.licence == "Apache-2.0" else "other"), \
+            f"{model.licence}: {allowed} ({model.terms})"
     for key, (spdx, sentence) in known.items():
         if key in source.lower():
             return spdx, sentence
@@ -36,7 +42,7 @@ def licence(source: str, known: dict, tiny_text: str, is_tiny: bool) -> tuple[st
 def model_card(folder: Path, config: dict, template) -> str:
     c = config["constants"]
     base, data = str(c.get("MODEL_ID", "")), str(c.get("DATA", ""))
-    base_is_tiny, data_is_tiny = base == tiny.MODEL_ID, Path(data).name == tiny.DATA_FILE.name
+    base_is_tiny, data_is_tiny = base in TINY_MODELS, Path(data).name in TINY_DATA_FILES
     base_id, base_text = licence(base, BASE_LICENCES, TINY_BASE, base_is_tiny)
     data_id, data_text = licence(data, DATA_LICENCES, TINY_DATA, data_is_tiny)
     report = config.get("data_report") or {}
@@ -63,13 +69,19 @@ def model_card(folder: Path, config: dict, template) -> str:
     qlora = ("the base loaded in 4-bit NF4 with double quantization (bitsandbytes)"
              if quant.get("bnb_4bit_quant_type") == "nf4" else "the base as loaded by kochat")
     preset = f" (the `{config['preset']}` preset)" if config.get("preset") else ""
+    targets = config.get("lora_targets") or c.get("LORA_TARGETS") or []
+    if hasattr(template, "prompt_no_input"):
+        form = (f"Questions are rendered with the `{template.name}` template (`{template.prompt_no_input!r}` then "
+                f"the answer); answers end with `{template.end_of_turn}`.")
+    else:
+        form = (f"Conversations are rendered with the base model's own chat template (saved with the tokenizer); "
+                f"answers end with `{template.end_of_turn}`.")
     lines = meta + [
         f"# {folder.name}: a LoRA adapter for {base}",
         "",
         f"Trained by kochat's `finetune_ko.py`{preset}: LoRA (r={c.get('LORA_R')}, alpha={c.get('LORA_ALPHA')}, "
-        f"on {', '.join(c.get('LORA_TARGETS') or [])}) over {qlora}, {trained} on `{data}` "
-        f"({rows}){loss}. Questions are rendered with the `{template.name}` template "
-        f"(`{template.prompt_no_input!r}` then the answer); answers end with `<|endoftext|>`.",
+        f"on {', '.join(targets) if isinstance(targets, list) else targets}) over {qlora}, {trained} on `{data}` "
+        f"({rows}){loss}. {form}",
         "",
         "## Constants",
         "",
@@ -99,7 +111,7 @@ def model_card(folder: Path, config: dict, template) -> str:
         "from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig",
         "",
         f"tokenizer = AutoTokenizer.from_pretrained({str(folder)!r})",
-        *(["# the tiny preset's base, where kochat built it: kochat.modeling.model_source('tiny-gpt-neox')"]
+        *([f"# the tiny preset's base, where kochat built it: kochat.modeling.model_source({base!r})"]
           if base_is_tiny else []),
         f"base = AutoModelForCausalLM.from_pretrained({base_source(base)!r}, device_map=\"auto\",",
         "    quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_use_double_quant=True,",
@@ -117,6 +129,6 @@ def model_card(folder: Path, config: dict, template) -> str:
 
 def base_source(base: str) -> str:
     """What from_pretrained takes for the base: the tiny model's built folder, or MODEL_ID itself."""
-    if base == tiny.MODEL_ID:
-        return str(tiny.ensure_built())
+    if base in TINY_MODELS:
+        return str(tiny.ensure_built(base))
     return base

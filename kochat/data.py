@@ -1,12 +1,15 @@
 """Rows in: a hub dataset id or a local file (read by kochat.records), mapped through configurable columns,
-every row validated; a bad row is skipped and counted with its reason. Result: rows of
-instruction/input/output or text, and the skip report.
+every row validated; a bad row, and an exact duplicate of an earlier one, is skipped and counted with its
+reason. Result: rows of instruction/input/output, of text, or of messages (a conversation in OpenAI
+`messages` or ShareGPT `conversations` form, kochat/conversations.py), and the report.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
+from . import conversations
 from .cli import flag
 from .errors import UserError
 from .prompts import Template
@@ -27,6 +30,7 @@ class SkipReport:
     read: int = 0
     reasons: Counter = field(default_factory=Counter)
     first_row: dict = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)  # what the kept rows hold: conversations, answers, …
 
     def skip(self, reason: str, row_number: int | None = None, count: int = 1) -> None:
         if count == 0:
@@ -48,29 +52,47 @@ class SkipReport:
         for reason, n in self.reasons.most_common():
             where = f" (first: row {self.first_row[reason]})" if reason in self.first_row else ""
             out.append(f"  skipped {n:,} × {reason}{where}")
+        c = self.counts
+        if c["conversations"]:
+            out.append(f"conversations: {c['conversations']:,} ({c['multi-turn']:,} with several answers, "
+                       f"{c['with a system message']:,} with a system message); answers: {c['answers']:,}")
+        if c["split per answer"]:
+            out.append(f"  {c['split per answer']:,} conversations trained as one example per answer (the template "
+                       f"renders earlier answers differently)")
         return out
 
     def to_dict(self) -> dict:
-        return {"read": self.read, "kept": self.kept, "skipped": dict(self.reasons)}
+        return {"read": self.read, "kept": self.kept, "skipped": dict(self.reasons), **dict(self.counts)}
 
 
-def load_rows(source: str, columns: Columns, template: Template, end_of_text: str,
-              max_chars: int) -> tuple[list[dict], SkipReport]:
-    """Read `source` and return its usable rows, plus the skip report.
+def load_rows(source: str, columns: Columns, template: Template, max_chars: int) -> tuple[list[dict], SkipReport]:
+    """Read `source` and return its usable rows, plus the report.
 
-    Rows with question/answer columns are mapped to instruction/input/output; rows with only a text
-    column must already be in the template's form (checked here, split at its marker when rendered).
+    Rows with question/answer columns are mapped to instruction/input/output; rows with a text column must
+    already be in the template's form (checked here, split at its marker when rendered); rows with a
+    `messages` or `conversations` column are conversations, checked turn by turn.
     """
     records = read_records(source)
     check_columns(records, columns, source)
     report = SkipReport(read=len(records))
-    rows = []
+    rows, seen = [], set()
     for number, record in enumerate(records, start=1):
-        row = validate_row(record, columns, template, end_of_text, max_chars)
+        row = validate_row(record, columns, template, max_chars)
         if isinstance(row, str):
             report.skip(row, number)
+            continue
+        key = json.dumps(row, ensure_ascii=False, sort_keys=True)
+        if key in seen:
+            report.skip("exact duplicate of an earlier row", number)
+            continue
+        seen.add(key)
+        rows.append(row)
+        if row["messages"]:
+            answers = sum(m["role"] == "assistant" for m in row["messages"])
+            report.counts.update({"conversations": 1, "multi-turn": answers > 1, "answers": answers,
+                                  "with a system message": row["messages"][0]["role"] == "system"})
         else:
-            rows.append(row)
+            report.counts["answers"] += 1
     if not rows:
         raise UserError(no_rows_message(source, columns, report))
     return rows, report
@@ -87,15 +109,21 @@ def no_rows_message(source: str, columns: Columns, report: SkipReport) -> str:
             f"or name the right columns with {flag('QUESTION_COLUMN', '…')} {flag('ANSWER_COLUMN', '…')}")
 
 
-def validate_row(record, columns: Columns, template: Template, end_of_text: str, max_chars: int):
-    """The row as {"instruction", "input", "output", "text"} (unused ones "") or the reason (a string)
-    it is skipped. Rendering it with `template` gives a non-empty question and answer."""
+def validate_row(record, columns: Columns, template: Template, max_chars: int):
+    """The row as {"instruction", "input", "output", "text", "messages"} (unused ones empty) or the reason
+    (a string) it is skipped. Rendering it with `template` gives a non-empty question and answer."""
     if isinstance(record, BadRecord):
         return record.reason
     if not isinstance(record, dict):
         return "not an object with named fields"
-    row = {"instruction": "", "input": "", "output": "", "text": ""}
-    if columns.question in record or columns.answer in record:
+    row = {"instruction": "", "input": "", "output": "", "text": "", "messages": []}
+    conversation = next((c for c in conversations.COLUMNS if c in record), None)
+    if conversation:
+        messages = conversations.parse(record[conversation])
+        if isinstance(messages, str):
+            return messages
+        row["messages"] = messages
+    elif columns.question in record or columns.answer in record:
         for key, name, required in (("instruction", columns.question, True), ("input", columns.input, False),
                                     ("output", columns.answer, True)):
             value = record.get(name)
@@ -116,21 +144,31 @@ def validate_row(record, columns: Columns, template: Template, end_of_text: str,
         if not row["text"]:
             return "empty text"
     else:
-        return f"no '{columns.question}'/'{columns.answer}' or '{columns.text}' field"
-    if any("\x00" in v for v in row.values()):
+        return f"no '{columns.question}'/'{columns.answer}', '{columns.text}' or 'messages' field"
+    texts = [v for v in row.values() if isinstance(v, str)] + [m["content"] for m in row["messages"]]
+    if any("\x00" in v for v in texts):
         return "contains a NUL byte"
-    if not all(_encodable(v) for v in row.values()):  # JSON's "\ud800": no tokenizer can take it
+    if not all(_encodable(v) for v in texts):  # JSON's "\ud800": no tokenizer can take it
         return "contains a lone UTF-16 surrogate (broken escape)"
-    if sum(len(v) for v in row.values()) > max_chars:
+    if sum(len(v) for v in texts) > max_chars:
         return f"longer than MAX_CHARS ({max_chars:,} characters)"
-    rendered = template.render(row, end_of_text)
-    if rendered is None:
+    if row["text"]:
+        return check_rendered_text(row, columns, template)
+    return row
+
+
+def check_rendered_text(row: dict, columns: Columns, template: Template):
+    """A text row already in the template's form: the row, or why it is skipped."""
+    if not isinstance(template, Template):
+        return f"'{columns.text}' rows are in a prompt template's form; train them with {flag('TEMPLATE', 'koalpaca')}"
+    parts = template.split(row["text"], template.end_of_turn)
+    if parts is None:
         return f"'{columns.text}' lacks the response marker {template.response_split!r}"
     question_prefix = template.prompt_no_input.split("{instruction}")[0].strip()
-    question = rendered["prompt"].rsplit(template.response_split, 1)[0].strip().removeprefix(question_prefix)
+    question = parts[0].rsplit(template.response_split, 1)[0].strip().removeprefix(question_prefix)
     if not question.strip():
         return "empty question"
-    if not rendered["answer"].strip():
+    if not parts[1].strip():
         return "empty answer"
     return row
 
@@ -149,10 +187,11 @@ def check_columns(records: list, columns: Columns, source: str) -> None:
     for record in records:
         if isinstance(record, dict):
             seen.update(str(k) for k in record)
-    wanted = {columns.question, columns.answer, columns.text}
+    wanted = {columns.question, columns.answer, columns.text, *conversations.COLUMNS}
     if records and not (seen & wanted):
         found = ", ".join(sorted(seen)[:12]) or "none"
         raise UserError(
             f"{source} has columns [{found}], none of '{columns.question}', '{columns.answer}' or "
             f"'{columns.text}': name yours with {flag('QUESTION_COLUMN', '…')} {flag('ANSWER_COLUMN', '…')} "
-            f"(and {flag('INPUT_COLUMN', '…')}), or {flag('TEXT_COLUMN', '…')} for rendered rows")
+            f"(and {flag('INPUT_COLUMN', '…')}), or {flag('TEXT_COLUMN', '…')} for rendered rows; conversations go "
+            f"in a 'messages' (OpenAI) or 'conversations' (ShareGPT) column")

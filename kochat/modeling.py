@@ -8,32 +8,18 @@ tokenizer and generation config we save, so every later reader stops at the same
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from . import hub, tiny
+from .known_models import KNOWN_MODELS
 from .cli import flag
 from .errors import UserError
 
 END_OF_TEXT = "<|endoftext|>"
 CPU_PARAM_LIMIT = 1.5e9  # above this, training or answering on a CPU would take days: refuse early
-
-# polyglot-ko sizes, from the model cards (12.8b also in ../shared/data), for --dry-run without a download.
-_POLYGLOT_KO = dict(model_type="gpt_neox", architectures=["GPTNeoXForCausalLM"], vocab_size=30080,
-                    max_position_embeddings=2048, rotary_pct=0.5, rotary_emb_base=10000, layer_norm_eps=1e-5,
-                    hidden_act="gelu", use_parallel_residual=True, tie_word_embeddings=False)
-KNOWN_CONFIGS = {
-    "EleutherAI/polyglot-ko-1.3b": dict(_POLYGLOT_KO, hidden_size=2048, num_hidden_layers=24,
-                                        num_attention_heads=16, intermediate_size=8192),
-    "EleutherAI/polyglot-ko-3.8b": dict(_POLYGLOT_KO, hidden_size=3072, num_hidden_layers=32,
-                                        num_attention_heads=24, intermediate_size=12288),
-    "EleutherAI/polyglot-ko-5.8b": dict(_POLYGLOT_KO, hidden_size=4096, num_hidden_layers=28,
-                                        num_attention_heads=16, intermediate_size=16384),
-    "EleutherAI/polyglot-ko-12.8b": dict(_POLYGLOT_KO, hidden_size=5120, num_hidden_layers=40,
-                                         num_attention_heads=40, intermediate_size=20480),
-}
-
 
 def hub_hint(model_id: str) -> str:
     return f"'{model_id}' is not a local folder and the hub did not provide it: " + hub.download_hint(model_id)
@@ -41,8 +27,8 @@ def hub_hint(model_id: str) -> str:
 
 def model_source(model_id: str) -> str:
     """What from_pretrained loads: a local folder, a hub id, or the built tiny model's folder."""
-    if model_id == tiny.MODEL_ID:
-        return str(tiny.ensure_built())
+    if model_id in (tiny.MODEL_ID, tiny.CHAT_MODEL_ID):
+        return str(tiny.ensure_built(model_id))
     path = os.path.expanduser(model_id)
     if os.path.isdir(path):
         return path
@@ -53,18 +39,28 @@ def model_source(model_id: str) -> str:
 
 
 def load_config(model_id: str, use_known_table: bool = False):
-    """The model's config; with use_known_table, fall back to KNOWN_CONFIGS when offline."""
+    """The model's config; with use_known_table, fall back to kochat.known_models when offline. A model that
+    needs its own code (trust_remote_code) is one line: kochat runs no code downloaded with a model."""
     source = model_source(model_id)
     try:
         return AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as e:
-        if use_known_table and model_id in KNOWN_CONFIGS:
-            spec = dict(KNOWN_CONFIGS[model_id])
-            return AutoConfig.for_model(spec.pop("model_type"), **spec)
+        if use_known_table and model_id in KNOWN_MODELS:
+            return known_config(model_id)
+        if "trust_remote_code" in str(e):
+            raise UserError(f"{model_id} needs its own Python code from the hub (trust_remote_code), which kochat "
+                            f"does not run; use a model transformers has a class for, or a copy converted to one "
+                            f"(e.g. a 'llamafied' EXAONE 3.5, or EXAONE 4.0)") from None
         if os.path.isdir(source):
             raise UserError(f"{source} has no readable config.json ({e})") from None
-        known = f" (--dry-run knows {', '.join(KNOWN_CONFIGS)} without a download)" if not use_known_table else ""
+        known = f" (--dry-run knows {', '.join(KNOWN_MODELS)} without a download)" if not use_known_table else ""
         raise UserError(hub_hint(model_id) + known) from None
+
+
+def known_config(model_id: str):
+    """The config of a model in kochat.known_models, built without a download."""
+    spec = dict(KNOWN_MODELS[model_id].config)
+    return AutoConfig.for_model(spec.pop("model_type"), **spec)
 
 
 def build_on_meta(config):
@@ -87,19 +83,45 @@ def check_machine_can_run(config, answering: bool = False) -> None:
         raise UserError(f"the model has {n / 1e9:.1f} B parameters and this machine has no CUDA GPU; {advice}")
 
 
-def check_lora_targets(config, targets: list[str]) -> None:
-    """Every LoRA target names modules the model has (as PEFT matches them: the whole name or its last
-    parts), checked on the meta device before any weight loads; else one line with the names it has."""
-    if targets == ["all-linear"]:  # PEFT's own shorthand
-        return
-    names = [name for name, module in build_on_meta(config).named_modules()
-             if isinstance(module, (torch.nn.Linear, torch.nn.Embedding))]
-    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
-    if missing or not targets:
-        have = ", ".join(dict.fromkeys(n.rsplit(".", 1)[-1] for n in names))
-        raise UserError(f"{flag('LORA_TARGETS')}: {config.model_type} has no module named "
-                        f"{', '.join(map(repr, missing)) or '(none given)'}; its layers are named {have} "
-                        f"(or pass all-linear)")
+def language_layers(model) -> list:
+    """The decoder layers of the language model (a vision tower's layers, as in Gemma 3, are not among them)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    return [m for m in decoder.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+def lora_targets(config, choice) -> list[str] | str:
+    """What LoRA adapts. "auto": GPT-NeoX keeps the KoAlpaca recipe's query_key_value (6,553,600 parameters at
+    12.8b); any other model gets every linear layer of its decoder layers, attention and MLP (the QLoRA paper's
+    finding: adapting all of them matches full fine-tuning), found from the model built on the meta device, and
+    written as a pattern over the decoder's layers where other modules (a vision tower) share those names.
+    Else a list of module names (on the command line: a,b,c) or PEFT's "all-linear", checked against the model:
+    a wrong name is one line with the names it has."""
+    names = choice.split(",") if isinstance(choice, str) and choice not in ("auto", "all-linear") else choice
+    if names == "all-linear":
+        return names
+    model = build_on_meta(config)
+    linear = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    if names != "auto":
+        names = [n.strip() for n in names if n.strip()]
+        missing = [t for t in names if not any(n == t or n.endswith("." + t) for n in linear)]
+        if missing or not names:
+            have = ", ".join(dict.fromkeys(n.rsplit(".", 1)[-1] for n in linear))
+            raise UserError(f"{flag('LORA_TARGETS')}: {config.model_type} has no linear layer named "
+                            f"{', '.join(map(repr, missing)) or '(none given)'}; its linear layers are named "
+                            f"{have} (or pass auto or all-linear)")
+        return names
+    if config.model_type == "gpt_neox":
+        return ["query_key_value"]
+    in_layers = {id(m) for layer in language_layers(model) for m in layer.modules()}
+    inside = [n for n, m in linear.items() if id(m) in in_layers]
+    short = list(dict.fromkeys(n.rsplit(".", 1)[-1] for n in inside))
+    elsewhere = [n for n, m in linear.items() if id(m) not in in_layers and n.rsplit(".", 1)[-1] in short]
+    if not elsewhere:
+        return short
+    per_layer = dict.fromkeys(re.sub(r"\\\.\d+\\\.", r"\\.\\d+\\.", re.escape(n)) for n in inside)
+    return "|".join(per_layer)  # PEFT matches a string against whole module names: exactly these layers
 
 
 def check_tokenizer_fits(tokenizer, config) -> None:
@@ -110,7 +132,8 @@ def check_tokenizer_fits(tokenizer, config) -> None:
 
 
 def load_tokenizer(model_id: str):
-    """The tokenizer with its end-of-text resolved (see the module doc) and a pad token set."""
+    """The tokenizer with its end-of-text resolved (see the module doc; for a tokenizer with a chat template,
+    prompts.load_template resolves it from the template) and a pad token set."""
     source = model_source(model_id)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -119,8 +142,8 @@ def load_tokenizer(model_id: str):
             raise UserError(f"{source} has no readable tokenizer ({str(e).splitlines()[0][:120]})") from None
         raise UserError(hub_hint(model_id)) from None
     eot = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
-    if isinstance(eot, int) and tokenizer.convert_ids_to_tokens(eot) == END_OF_TEXT:
-        tokenizer.eos_token = END_OF_TEXT
+    if not tokenizer.chat_template and isinstance(eot, int) and tokenizer.convert_ids_to_tokens(eot) == END_OF_TEXT:
+        tokenizer.eos_token = END_OF_TEXT  # a chat model's turns end with its own token (prompts.load_template)
     elif tokenizer.eos_token is None:
         raise UserError(f"the tokenizer of {model_id} has no {END_OF_TEXT} and no eos token; "
                         f"add one to its tokenizer_config.json")

@@ -13,6 +13,7 @@ imports them from there.
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.training_args import OptimizerNames
 
-from . import checkpoints, data, modeling, runs, tokenization
+from . import checkpoints, conversations, data, modeling, runs, tokenization
 from .cli import flag
 from .errors import UserError
 
@@ -33,9 +34,10 @@ LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "cons
 
 
 # ---- step 0 --------------------------------------------------------------------------------------------
-def check_constants(c: dict, config) -> None:
+def check_constants(c: dict, config) -> list[str] | str:
     """Each constant that would reach a library unchecked (and fail there with a traceback, or later, after
-    the model has loaded) is checked here, with a line naming its option and what it may be."""
+    the model has loaded) is checked here, with a line naming its option and what it may be. Returns the
+    LoRA targets, "auto" resolved for this model (kochat.modeling.lora_targets)."""
 
     def need(ok: bool, name: str, what: str) -> None:
         if not ok:
@@ -74,20 +76,35 @@ def check_constants(c: dict, config) -> None:
                         f"({c['PACK_TOKENS']}): a row must fit a sequence")
     if c["RESUME"] not in ("auto", "never"):
         checkpoints.resume_point(Path(), c["RESUME"])  # a path: it must be a complete checkpoint
-    modeling.check_lora_targets(config, c["LORA_TARGETS"])
+    return modeling.lora_targets(config, c["LORA_TARGETS"])  # "auto" resolved, names checked
 
 
 # ---- steps 1-3 -----------------------------------------------------------------------------------------
-def render(rows: list[dict], template, end_of_text: str) -> Dataset:
-    """Step 2: validated rows as {"prompt", "answer"} text in the template's form."""
-    return Dataset.from_list(rows).map(lambda row: template.render(row, end_of_text), remove_columns=list(rows[0]),
-                                       desc="rendering")
+def render(rows: list[dict], template, report: data.SkipReport) -> Dataset:
+    """Step 2: validated rows as examples of (text, trained) pieces in the template's form (columns "texts",
+    "trained", "prompt_key"). A conversation the template refuses is skipped and counted in the report."""
+    texts, trained, keys = [], [], []
+    for row in rows:
+        try:
+            made, per_answer = conversations.examples(template, row)
+        except ValueError as e:
+            report.skip(str(e).split(":")[0])
+            continue
+        report.counts["split per answer"] += per_answer
+        key = conversations.prompt_key(made[0])  # every example of one conversation goes to the same split
+        for pieces in made:
+            texts.append([text for text, _ in pieces])
+            trained.append([flag for _, flag in pieces])
+            keys.append(key)
+    if not texts:
+        raise UserError("the template refused every row; " + "; ".join(report.lines()[1:3]))
+    return Dataset.from_dict({"texts": texts, "trained": trained, "prompt_key": keys})
 
 
 def tokenize(texts: Dataset, tokenizer, max_len: int, train_on_prompt: bool, report: data.SkipReport) -> Dataset:
-    """Step 3: input ids and labels (only the answer and its end of text trained on, unless train_on_prompt);
-    rows over max_len tokens are dropped, never cut, and counted in the report."""
-    tokenized = tokenization.tokenize_rows(texts, tokenizer, tokenizer.eos_token_id, train_on_prompt)
+    """Step 3: input ids and labels (only the answers and their end of turn trained on, unless
+    train_on_prompt); examples over max_len tokens are dropped, never cut, and counted in the report."""
+    tokenized = tokenization.tokenize_examples(texts, tokenizer, train_on_prompt)
     tokenized, too_long = tokenization.drop_too_long(tokenized, max_len)
     report.skip(f"longer than MAX_LEN ({max_len} tokens)", count=too_long)
     if len(tokenized) == 0:
@@ -96,11 +113,39 @@ def tokenize(texts: Dataset, tokenizer, max_len: int, train_on_prompt: bool, rep
 
 
 def split(tokenized: Dataset, eval_fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
-    """Step 3: (train rows, eval rows or None), the eval share drawn with the seed."""
-    if eval_fraction > 0 and len(tokenized) >= 2:
-        parts = tokenized.train_test_split(test_size=eval_fraction, seed=seed)
-        return parts["train"], parts["test"]
-    return tokenized, None
+    """Step 3: (train rows, eval rows or None), the eval share drawn with the seed by prompt: rows that share
+    a prompt (the same question with another answer, the examples of one conversation) go to the same side,
+    so the eval loss is never measured on a prompt trained on."""
+    keys = tokenized["prompt_key"]
+    tokenized = tokenized.remove_columns("prompt_key")
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    if eval_fraction <= 0 or len(groups) < 2:
+        return tokenized, None
+    order = list(groups)
+    random.Random(seed).shuffle(order)
+    wanted, held_out = max(1, round(eval_fraction * len(keys))), []
+    for key in order[:-1]:  # at least one prompt stays for training
+        if len(held_out) >= wanted:
+            break
+        held_out += groups[key]
+    kept = sorted(set(range(len(keys))) - set(held_out))
+    return tokenized.select(kept), tokenized.select(sorted(held_out))
+
+
+def overlap(train: Dataset, held_out: Dataset | None) -> int:
+    """Eval rows whose prompt tokens (up to the first trained token) begin a training row too: 0 by construction
+    of `split`, counted for the data report as the evidence."""
+    if held_out is None:
+        return 0
+
+    def prompt(row):
+        first = next((i for i, label in enumerate(row["labels"]) if label != tokenization.IGNORE), len(row["labels"]))
+        return tuple(row["input_ids"][:first])
+
+    trained = {prompt(row) for row in train}
+    return sum(prompt(row) in trained for row in held_out)
 
 
 @dataclass
@@ -116,8 +161,8 @@ def prepare(source: str, tokenizer, template, *, max_chars: int, max_len: int, c
             train_on_prompt: bool = False, eval_fraction: float = 0.0, seed: int = 42) -> Prepared:
     """Steps 1-3 as finetune_ko.py runs them, in one call (pass its constants for its settings), without the
     grounded rows of step 1 (GROUNDED_ROWS, off by default)."""
-    rows, report = data.load_rows(source, columns, template, tokenizer.eos_token, max_chars)
-    texts = render(rows, template, tokenizer.eos_token)
+    rows, report = data.load_rows(source, columns, template, max_chars)
+    texts = render(rows, template, report)
     train, held_out = split(tokenize(texts, tokenizer, max_len, train_on_prompt, report), eval_fraction, seed)
     return Prepared(rows, report, texts, train, held_out)
 

@@ -22,7 +22,7 @@ import torch
 from . import card
 from .cli import flag
 from .errors import UserError
-from .prompts import Template
+from .prompts import ChatTemplate, Template, load_template
 
 ADAPTER_FILE = "adapter_model.safetensors"
 RUN_CONFIG = "run_config.json"
@@ -67,29 +67,33 @@ class Run:
     folder: Path
     base_model: str        # MODEL_ID the adapter was trained on, or the merged folder itself
     adapter: str | None    # the folder, when it holds an adapter
-    template: Template
-    tokenizer_dir: str
+    template: Template | ChatTemplate
+    tokenizer: object      # the folder's own, end of text resolved as in training
 
 
 def open_run(folder: str) -> Run:
-    """Read a run folder from finetune_ko.py, or a merged model folder: the template and base are read
-    from it, never guessed."""
+    """Read a run folder from finetune_ko.py, or a merged model folder: the tokenizer, template and base are
+    read from it, never guessed."""
+    from . import modeling
+
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise UserError(f"{folder} is not a folder; pass a run folder from finetune_ko.py, e.g. outputs/tiny")
     if not (path / TEMPLATE_FILE).is_file():
         raise UserError(f"{folder} has no {TEMPLATE_FILE}: it is not a run folder from finetune_ko.py "
                         f"(or a merged model folder saved with one)")
-    template = Template.load(str(path / TEMPLATE_FILE))
     if (path / "adapter_config.json").is_file():
         try:
             base = json.loads((path / RUN_CONFIG).read_text(encoding="utf-8"))["constants"]["MODEL_ID"]
         except (OSError, KeyError, json.JSONDecodeError):
             base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
-        return Run(path, base, str(path), template, str(path))
-    if (path / "config.json").is_file():
-        return Run(path, str(path), None, template, str(path))
-    raise UserError(f"{folder} holds neither an adapter (adapter_config.json) nor a model (config.json)")
+        adapter = str(path)
+    elif (path / "config.json").is_file():
+        base, adapter = str(path), None
+    else:
+        raise UserError(f"{folder} holds neither an adapter (adapter_config.json) nor a model (config.json)")
+    tokenizer = modeling.load_tokenizer(str(path))
+    return Run(path, base, adapter, load_template(str(path / TEMPLATE_FILE), tokenizer), tokenizer)
 
 
 def clear_run(folder: Path) -> None:
@@ -117,10 +121,9 @@ def load_for_answering(folder: str | Run, four_bit: bool = True) -> Loaded:
     from . import modeling
 
     run = folder if isinstance(folder, Run) else open_run(folder)
-    tokenizer = modeling.load_tokenizer(run.tokenizer_dir)
     modeling.check_machine_can_run(modeling.load_config(run.base_model), answering=True)
-    model = modeling.load_model(run.base_model, tokenizer, four_bit=four_bit, adapter=run.adapter).eval()
-    return Loaded(run, tokenizer, model)
+    model = modeling.load_model(run.base_model, run.tokenizer, four_bit=four_bit, adapter=run.adapter).eval()
+    return Loaded(run, run.tokenizer, model)
 
 
 def save_merged(run_folder: Path, merged_folder: str, tokenizer, template) -> Path:

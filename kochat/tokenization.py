@@ -1,9 +1,11 @@
-"""Rows of (prompt, answer) text to input ids and labels: the mask is built, not searched.
+"""Examples of (text, trained) pieces to input ids and labels: the mask is built, not searched.
 
-The prompt and the answer are tokenized separately and joined, and the end-of-text id is appended
-as an id. Labels are -100 over the prompt (unless training on it too), so exactly the answer and
-its end-of-text are trained on, whatever BPE would have merged across the boundary. Padding of
-labels is done separately with -100, so the end-of-text label survives even where pad id = EOS id.
+Each piece (kochat/conversations.py: prompt, answer and its end of turn, the next prompt, …) is tokenized
+on its own and the ids joined. Labels are -100 over the untrained pieces (unless training on the prompt
+too), so exactly the answers and their end-of-turn tokens are trained on, whatever BPE would have merged
+across a boundary. The first piece is the text generation feeds for the first answer, so the model sees the
+same tokens in both. Padding of labels is done separately with -100, so the end-of-text label survives even
+where pad id = EOS id.
 """
 from __future__ import annotations
 
@@ -18,21 +20,26 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
     return tokenizer(prompt, add_special_tokens=False, return_token_type_ids=False)["input_ids"]
 
 
-def tokenize_rows(rows: Dataset, tokenizer, eos_id: int, train_on_prompt: bool = False) -> Dataset:
-    """Add input_ids / attention_mask / labels to a dataset of {"prompt", "answer"} rows (batched)."""
+def tokenize_examples(examples: Dataset, tokenizer, train_on_prompt: bool = False) -> Dataset:
+    """Add input_ids / attention_mask / labels to a dataset of examples with columns "texts" and "trained"
+    (the pieces), batched; other columns are kept."""
 
     def tokenize_batch(batch):
-        prompts = tokenizer(batch["prompt"], add_special_tokens=False, return_token_type_ids=False)["input_ids"]
-        answers = tokenizer(batch["answer"], add_special_tokens=False, return_token_type_ids=False)["input_ids"]
+        flat = [text for texts in batch["texts"] for text in texts]
+        ids_of = iter(tokenizer(flat, add_special_tokens=False, return_token_type_ids=False)["input_ids"])
         out = {"input_ids": [], "attention_mask": [], "labels": []}
-        for p, a in zip(prompts, answers):
-            ids = p + a + [eos_id]
+        for texts, trained in zip(batch["texts"], batch["trained"]):
+            ids, labels = [], []
+            for is_trained in trained:
+                piece = next(ids_of)
+                ids += piece
+                labels += piece if is_trained or train_on_prompt else [IGNORE] * len(piece)
             out["input_ids"].append(ids)
             out["attention_mask"].append([1] * len(ids))
-            out["labels"].append(list(ids) if train_on_prompt else [IGNORE] * len(p) + a + [eos_id])
+            out["labels"].append(labels)
         return out
 
-    return rows.map(tokenize_batch, batched=True, remove_columns=rows.column_names, desc="tokenizing")
+    return examples.map(tokenize_batch, batched=True, remove_columns=["texts", "trained"], desc="tokenizing")
 
 
 def drop_too_long(tokenized: Dataset, max_len: int) -> tuple[Dataset, int]:

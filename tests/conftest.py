@@ -36,10 +36,12 @@ def polyglot_tokenizer():
 
 
 @pytest.fixture(scope="session")
-def koalpaca_template():
-    from kochat.prompts import Template
+def koalpaca_template(tiny_tokenizer):
+    """The recipe's template as training and answering use it: answers end with <|endoftext|>, the end of
+    text of polyglot-ko and of the tiny model alike."""
+    from kochat.prompts import load_template
 
-    return Template.load("koalpaca")
+    return load_template("koalpaca", tiny_tokenizer)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ EOT = "<|endoftext|>"
 
 
 def load(path, template, columns=Columns(), max_chars=20_000):
-    return load_rows(str(path), columns, template, EOT, max_chars)
+    return load_rows(str(path), columns, template, max_chars)
 
 
 def jsonl(rows):
@@ -60,7 +60,7 @@ def test_bad_rows_are_skipped_and_counted_with_their_reasons(tmp_path, koalpaca_
         "'input' is not text (int)": 1, "contains a NUL byte": 1, "longer than MAX_CHARS (300 characters)": 1,
         "not valid JSON (Expecting property name enclosed in double quotes)": 1,
         "not an object with named fields": 1, "'text' lacks the response marker '### 답변:'": 1,
-        "no 'instruction'/'output' or 'text' field": 1}
+        "no 'instruction'/'output', 'text' or 'messages' field": 1}
     assert report.first_row["missing 'output'"] == 2
     assert "  skipped 2 × empty answer (first: row 3)" in report.lines()
 
@@ -74,7 +74,7 @@ def test_configurable_columns(tmp_path, koalpaca_template):
 def test_bom_and_json_lines_under_a_json_name_are_fine(tmp_path, koalpaca_template):
     f = write(tmp_path / "bom.csv", "\ufeffinstruction,output\n질문,답\n")
     assert load(f, koalpaca_template)[0][0]["instruction"] == "질문"
-    f = write(tmp_path / "lines.json", jsonl([{"instruction": "질문", "output": "답"}] * 2))
+    f = write(tmp_path / "lines.json", jsonl([{"instruction": f"질문 {i}", "output": "답"} for i in range(2)]))
     assert load(f, koalpaca_template)[1].kept == 2
 
 
@@ -108,12 +108,12 @@ def test_no_usable_rows_says_why_and_what_to_do(tmp_path, koalpaca_template):
 
 def test_a_missing_file_says_where_it_looked(tmp_path, koalpaca_template):
     with pytest.raises(UserError, match="data file ./nope.jsonl not found"):
-        load_rows("./nope.jsonl", Columns(), koalpaca_template, EOT, 100)
+        load_rows("./nope.jsonl", Columns(), koalpaca_template, 100)
 
 
 def test_an_unreachable_hub_dataset_says_how_to_bring_it_in(koalpaca_template):
     with pytest.raises(UserError) as e:
-        load_rows("beomi/KoAlpaca-v1.1a", Columns(), koalpaca_template, EOT, 100)
+        load_rows("beomi/KoAlpaca-v1.1a", Columns(), koalpaca_template, 100)
     assert "hf download beomi/KoAlpaca-v1.1a --repo-type dataset" in str(e.value)
     assert "HF_HUB_OFFLINE=1 is honoured" in str(e.value)
 
@@ -121,6 +121,6 @@ def test_an_unreachable_hub_dataset_says_how_to_bring_it_in(koalpaca_template):
 def test_a_folder_of_data_files_loads_through_datasets(tmp_path, koalpaca_template):
     folder = tmp_path / "KoAlpaca-v1.1a"
     folder.mkdir()
-    write(folder / "train.jsonl", jsonl([{"instruction": "질문", "output": "답", "url": "https://x"}] * 3))
+    write(folder / "train.jsonl", jsonl([{"instruction": f"질문 {i}", "output": "답", "url": "https://x"} for i in range(3)]))
     rows, report = load(folder, koalpaca_template)
     assert report.kept == 3 and rows[0]["output"] == "답"

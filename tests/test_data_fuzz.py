@@ -126,7 +126,7 @@ def test_every_malformed_file_loads_with_a_true_report_or_stops_with_one_line(co
     for path in corpus:
         start = time.perf_counter()
         try:
-            rows, report = data.load_rows(str(path), data.Columns(), template, "<|endoftext|>", 20_000)
+            rows, report = data.load_rows(str(path), data.Columns(), template, 20_000)
         except UserError as e:
             message = str(e)
             assert message and "\n" not in message and "Traceback" not in message, (path.name, message)

@@ -5,6 +5,7 @@ import torch
 
 from kochat import modeling, tiny
 from kochat.errors import UserError
+from kochat.known_models import KNOWN_MODELS
 from support import POLYGLOT_12P8B_CONFIG, needs_shared_data
 
 
@@ -51,15 +52,15 @@ def test_the_quantization_config_the_recipe_writes_out_is_the_loaders_default_an
 
 def test_lora_targets_the_model_lacks_are_one_line_naming_those_it_has():
     config = modeling.load_config(tiny.MODEL_ID)
-    modeling.check_lora_targets(config, ["query_key_value"])
-    modeling.check_lora_targets(config, ["attention.dense", "dense_h_to_4h"])  # PEFT matches the name's end
-    modeling.check_lora_targets(config, ["all-linear"])
+    assert modeling.lora_targets(config, ["query_key_value"]) == ["query_key_value"]
+    assert modeling.lora_targets(config, "attention.dense,dense_h_to_4h") == ["attention.dense", "dense_h_to_4h"]
+    assert modeling.lora_targets(config, "all-linear") == "all-linear"
     with pytest.raises(UserError) as e:
-        modeling.check_lora_targets(config, ["q_proj", "query_key_value"])
-    assert str(e.value) == ("--lora_targets: gpt_neox has no module named 'q_proj'; its layers are named embed_in, "
-                            "query_key_value, dense, dense_h_to_4h, dense_4h_to_h, lm_head (or pass all-linear)")
-    with pytest.raises(UserError, match="no module named \\(none given\\)"):
-        modeling.check_lora_targets(config, [])
+        modeling.lora_targets(config, ["q_proj", "query_key_value"])
+    assert str(e.value) == ("--lora_targets: gpt_neox has no linear layer named 'q_proj'; its linear layers are named "
+                            "query_key_value, dense, dense_h_to_4h, dense_4h_to_h, lm_head (or pass auto or all-linear)")
+    with pytest.raises(UserError, match="no linear layer named \\(none given\\)"):
+        modeling.lora_targets(config, [])
 
 
 def test_missing_model_folder_and_unreachable_hub_id_are_clear():
@@ -86,7 +87,7 @@ def test_a_real_size_model_is_refused_on_a_cpu():
 @needs_shared_data
 def test_known_12p8b_config_matches_the_real_one():
     real = json.loads((POLYGLOT_12P8B_CONFIG / "config.json").read_text())
-    known = modeling.KNOWN_CONFIGS["EleutherAI/polyglot-ko-12.8b"]
+    known = KNOWN_MODELS["EleutherAI/polyglot-ko-12.8b"].config
     for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
                 "max_position_embeddings", "rotary_pct", "layer_norm_eps", "hidden_act", "tie_word_embeddings"):
         assert known[key] == real[key], key

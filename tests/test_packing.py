@@ -4,14 +4,16 @@ from datasets import Dataset
 
 from kochat import modeling, tiny
 from kochat.packing import PackedCollator, pack_rows
-from kochat.tokenization import IGNORE, tokenize_rows
+from kochat.tokenization import IGNORE, tokenize_examples
 
 ROWS = [{"prompt": f"### 질문: 질문 {i}번, {'가나다' * (i % 7)}\n\n### 답변:", "answer": f" 답 {'라마바' * (i % 5)}"}
         for i in range(14)]
 
 
 def tokenized(tokenizer, train_on_prompt=False):
-    return tokenize_rows(Dataset.from_list(ROWS), tokenizer, tokenizer.eos_token_id, train_on_prompt)
+    examples = Dataset.from_dict({"texts": [[r["prompt"], r["answer"] + tokenizer.eos_token] for r in ROWS],
+                                  "trained": [[False, True]] * len(ROWS)})
+    return tokenize_examples(examples, tokenizer, train_on_prompt)
 
 
 def test_bins_hold_every_row_once_whole_and_within_budget(tiny_tokenizer):

@@ -46,7 +46,7 @@ def test_template_by_path_and_its_errors(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(good), encoding="utf-8")
     assert Template.load(str(path)).name == "mine"
-    with pytest.raises(UserError, match="template 'nope' not found; use one of alpaca_ko, koalpaca"):
+    with pytest.raises(UserError, match="template 'nope' not found; use one of auto, chat_template, alpaca_ko, koalpaca"):
         Template.load("nope")
     path.write_text(json.dumps({**good, "response": "no placeholder"}), encoding="utf-8")
     with pytest.raises(UserError, match="response needs {output}"):
@@ -71,7 +71,7 @@ def test_a_conversation_renders_earlier_turns_in_the_template(koalpaca_template)
                 {"role": "user", "content": "한국의 수도는?"}, {"role": "assistant", "content": "서울입니다."},
                 {"role": "user", "content": "일본은?"}]
     assert koalpaca_template.chat(messages) == ("친절하게 답하세요.\n\n### 질문: 한국의 수도는?\n\n### 답변: 서울입니다."
-                                                "\n\n### 질문: 일본은?\n\n### 답변:")
+                                                "<|endoftext|>\n\n### 질문: 일본은?\n\n### 답변:")
     assert koalpaca_template.chat([{"role": "user", "content": "안녕"}]) == koalpaca_template.prompt("안녕")
 
 
@@ -86,11 +86,11 @@ def test_a_conversation_that_does_not_end_with_a_question_is_refused(koalpaca_te
 def test_a_saved_template_keeps_its_name(tmp_path, koalpaca_template):
     path = tmp_path / "template.json"
     path.write_text(json.dumps(koalpaca_template.to_dict(), ensure_ascii=False), encoding="utf-8")
-    assert Template.load(str(path)) == koalpaca_template
+    assert Template.load(str(path)) == Template.load("koalpaca")  # the end of text comes from the tokenizer
 
 
 def test_a_conversations_last_message_may_carry_retrieved_passages_as_its_input(koalpaca_template):
     messages = [{"role": "user", "content": "연차는?"}, {"role": "assistant", "content": "15일입니다."},
                 {"role": "user", "content": "2년차는요?", "context": "[1] 취업규칙.md\n2년차는 15일."}]
-    assert koalpaca_template.chat(messages) == ("### 질문: 연차는?\n\n### 답변: 15일입니다.\n\n"
+    assert koalpaca_template.chat(messages) == ("### 질문: 연차는?\n\n### 답변: 15일입니다.<|endoftext|>\n\n"
                                                 "### 질문: 2년차는요?\n\n[1] 취업규칙.md\n2년차는 15일.\n\n### 답변:")

@@ -48,7 +48,7 @@ def test_the_recipes_own_settings_pass(defaults, tiny_config):
     ({"GROUNDED_DISTRACTORS": -1}, "--grounded_distractors must be 0 or more, not -1"),
     ({"MAX_LEN": 512}, "--max_len (512) is longer than --pack_tokens (256): a row must fit a sequence"),
     ({"RESUME": "/nowhere/checkpoint-5"}, "--resume=/nowhere/checkpoint-5 is not a complete checkpoint folder"),
-    ({"LORA_TARGETS": ["q_proj"]}, "--lora_targets: gpt_neox has no module named 'q_proj'; its layers are named"),
+    ({"LORA_TARGETS": ["q_proj"]}, "--lora_targets: gpt_neox has no linear layer named 'q_proj'; its linear layers are named"),
 ])
 def test_a_value_a_library_would_refuse_is_one_line_before_anything_loads(defaults, tiny_config, change, message):
     with pytest.raises(UserError) as e:
@@ -61,8 +61,8 @@ def test_prepare_is_steps_1_to_3_as_the_recipe_runs_them(tiny_tokenizer, koalpac
 
     prepared = recipe.prepare(str(tiny.DATA_FILE), tiny_tokenizer, koalpaca_template, max_chars=20_000, max_len=48,
                               eval_fraction=0.1, seed=42)
-    rows, report = data.load_rows(str(tiny.DATA_FILE), data.Columns(), koalpaca_template, "<|endoftext|>", 20_000)
-    texts = recipe.render(rows, koalpaca_template, "<|endoftext|>")
+    rows, report = data.load_rows(str(tiny.DATA_FILE), data.Columns(), koalpaca_template, 20_000)
+    texts = recipe.render(rows, koalpaca_template, report)
     train, held_out = recipe.split(recipe.tokenize(texts, tiny_tokenizer, 48, False, report), 0.1, 42)
     assert prepared.report.to_dict() == report.to_dict() and report.reasons["longer than MAX_LEN (48 tokens)"] > 0
     assert prepared.train["input_ids"] == train["input_ids"] and prepared.eval["labels"] == held_out["labels"]

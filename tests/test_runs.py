@@ -4,6 +4,7 @@ import pytest
 
 from kochat import runs
 from kochat.errors import UserError
+from kochat.known_models import KNOWN_MODELS
 
 
 def test_a_finished_run_is_not_overwritten_silently(tmp_path):
@@ -60,12 +61,14 @@ def test_open_run_reads_an_adapter_run_and_a_merged_folder(tmp_path, koalpaca_te
     runs.write_json(run / runs.TEMPLATE_FILE, koalpaca_template.to_dict())
     runs.write_json(run / "adapter_config.json", {"base_model_name_or_path": "/somewhere/else"})
     runs.write_json(run / runs.RUN_CONFIG, {"constants": {"MODEL_ID": "tiny-gpt-neox"}})
+    tiny_tokenizer.save_pretrained(run)
     opened = runs.open_run(str(run))
     assert (opened.base_model, opened.adapter, opened.template) == ("tiny-gpt-neox", str(run), koalpaca_template)
 
     merged = tmp_path / "merged"
     modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).save_pretrained(merged)
     runs.write_json(merged / runs.TEMPLATE_FILE, koalpaca_template.to_dict())
+    tiny_tokenizer.save_pretrained(merged)
     opened = runs.open_run(str(merged))
     assert (opened.base_model, opened.adapter) == (str(merged), None)
     (merged / "config.json").unlink()
@@ -101,14 +104,16 @@ def test_load_for_answering_loads_the_run_as_trained(tiny_run_folder, tiny_token
             == gen(by_hand, tiny_tokenizer, loaded.run.template, question, max_new_tokens=12)[0].text)
 
 
-def test_a_real_size_run_on_a_cpu_is_refused_before_loading(tmp_path, koalpaca_template, monkeypatch):
+def test_a_real_size_run_on_a_cpu_is_refused_before_loading(tmp_path, koalpaca_template, tiny_tokenizer,
+                                                            monkeypatch):
     from transformers import AutoConfig
 
     from kochat import modeling
 
-    spec = dict(modeling.KNOWN_CONFIGS["EleutherAI/polyglot-ko-12.8b"])
+    spec = dict(KNOWN_MODELS["EleutherAI/polyglot-ko-12.8b"].config)
     AutoConfig.for_model(spec.pop("model_type"), **spec).save_pretrained(tmp_path / "merged")
     runs.write_json(tmp_path / "merged" / runs.TEMPLATE_FILE, koalpaca_template.to_dict())
+    tiny_tokenizer.save_pretrained(tmp_path / "merged")
     monkeypatch.setattr(modeling.torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="12.9 B parameters and this machine has no CUDA GPU; answer with it on a "
                                         "machine with a CUDA GPU"):

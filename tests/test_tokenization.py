@@ -3,15 +3,22 @@ import copy
 import pytest
 from datasets import Dataset
 
-from kochat.tokenization import (IGNORE, drop_too_long, encode_prompt, make_collator, show_trained_span,
-                                 tokenize_rows)
+from kochat import data, recipe
+from kochat.prompts import load_template
+from kochat.tokenization import IGNORE, drop_too_long, encode_prompt, make_collator, show_trained_span
 
-ROWS = [{"prompt": "### 질문: 한국의 수도는 어디인가요?\n\n### 답변:", "answer": " 대한민국의 수도는 서울입니다."},
-        {"prompt": "### 질문: 반대말을 쓰세요.\n\n크다\n\n### 답변:", "answer": " 작다"}]
+ROWS = [{"prompt": "### 질문: 한국의 수도는 어디인가요?\n\n### 답변:", "answer": " 대한민국의 수도는 서울입니다.",
+         "row": {"instruction": "한국의 수도는 어디인가요?", "output": "대한민국의 수도는 서울입니다."}},
+        {"prompt": "### 질문: 반대말을 쓰세요.\n\n크다\n\n### 답변:", "answer": " 작다",
+         "row": {"instruction": "반대말을 쓰세요.", "input": "크다", "output": "작다"}}]
 
 
 def tokenized(tokenizer, train_on_prompt=False):
-    return tokenize_rows(Dataset.from_list(ROWS), tokenizer, tokenizer.eos_token_id, train_on_prompt)
+    """The rows through the recipe's own steps 2 and 3 (render with the koalpaca template, tokenize)."""
+    template = load_template("koalpaca", tokenizer)
+    rows = [{"instruction": "", "input": "", "output": "", "text": "", "messages": [], **r["row"]} for r in ROWS]
+    return recipe.tokenize(recipe.render(rows, template, data.SkipReport()), tokenizer, 10_000, train_on_prompt,
+                           data.SkipReport())
 
 
 @pytest.fixture(params=["tiny", "polyglot"])
@@ -46,7 +53,7 @@ def test_end_of_text_label_survives_padding_even_when_pad_is_eos(tiny_tokenizer)
     tok.pad_token = tok.eos_token  # the classic failure: pad = EOS, and padding masks every EOS label
     assert tok.pad_token_id == tok.eos_token_id
     rows = tokenized(tok)
-    batch = make_collator(tok)([dict(r) for r in rows])
+    batch = make_collator(tok)([{k: v for k, v in r.items() if k != "prompt_key"} for r in rows])
     width = batch["input_ids"].shape[1]
     assert width % 8 == 0
     for i, r in enumerate(rows):

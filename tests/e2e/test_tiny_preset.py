@@ -159,9 +159,9 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, run_recipe, ar
 def test_the_real_model_on_a_cpu_points_to_the_tiny_preset(tmp_path, run_recipe):
     from transformers import AutoConfig
 
-    from kochat.modeling import KNOWN_CONFIGS
+    from kochat.known_models import KNOWN_MODELS
 
-    spec = dict(KNOWN_CONFIGS["EleutherAI/polyglot-ko-12.8b"])
+    spec = dict(KNOWN_MODELS["EleutherAI/polyglot-ko-12.8b"].config)
     AutoConfig.for_model(spec.pop("model_type"), **spec).save_pretrained(tmp_path / "polyglot-ko-12.8b")
     result = run_recipe("--model_id=./polyglot-ko-12.8b", cwd=tmp_path)
     assert result.returncode == 2
