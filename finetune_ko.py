@@ -188,6 +188,7 @@ def main(argv):
     # 5. Prepare for k-bit training, gradient checkpointing, attach LoRA, compile the layers ------------
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=GRADIENT_CHECKPOINTING > 0,
                                             gradient_checkpointing_kwargs={"use_reentrant": False})
+    modeling.embeddings_in(model, dtype)  # peft made them fp32; frozen, they need only the compute dtype
     model.config.use_cache = False  # no KV cache in training (packed rows need none to stay apart); step 8 turns it on
     model = get_peft_model(model, lora_config)
     checkpointed = modeling.checkpoint_layers(model, GRADIENT_CHECKPOINTING)

@@ -74,12 +74,12 @@ def prepare():
     from kochat import modeling
     from kochat.documents import grounding, indexing, store
     from kochat.documents.retrieval import Searcher
-    from kochat.prompts import Template
+    from kochat.prompts import load_template
     from kochat.tokenization import encode_prompt
 
     top_k, min_relevance, budget = chat_ko.TOP_K, chat_ko.MIN_RELEVANCE, CONTEXT - chat_ko.MAX_NEW_TOKENS
     tokenizer = modeling.load_tokenizer(TOKENIZER)
-    template = Template.load(recipe_defaults.TEMPLATE)
+    template = load_template(recipe_defaults.TEMPLATE, tokenizer)
     with tempfile.TemporaryDirectory() as tmp:
         folder = str(Path(tmp) / "index")
         report = indexing.update_index(DOCS, folder, chunk_chars=index_ko.CHUNK_CHARS,
@@ -125,12 +125,11 @@ def measure(argv):
 
     from kochat import modeling, runs
     from kochat.generation import gen
-    from kochat.prompts import Template
+    from kochat.prompts import load_template
 
     parts = PARTS
     prepared = json.loads(Path(PROMPTS).read_text(encoding="utf-8"))
     items = [i for i in prepared["items"] if i["covered"]][:LIMIT or None]
-    template = Template.load(prepared["template"])
     results = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": runs.versions(),
                "model": MODEL, "command": " ".join(["python3 -m bench.grounded_gpu", *argv]),
@@ -236,13 +235,16 @@ def measure(argv):
 
     t0 = time.perf_counter()
     tokenizer = modeling.load_tokenizer(MODEL)
+    template = load_template(prepared["template"], tokenizer)
     model = modeling.load_model(MODEL, tokenizer, four_bit=True)
     sync()
     results["model_load_s"] = round(time.perf_counter() - t0, 1)
     # an adapter of finetune_ko.py's shape, both matrices random (a trained adapter is never all zero)
     model = get_peft_model(model, LoraConfig(r=recipe_defaults.LORA_R, lora_alpha=recipe_defaults.LORA_ALPHA,
                                              lora_dropout=recipe_defaults.LORA_DROPOUT,
-                                             target_modules=recipe_defaults.LORA_TARGETS, init_lora_weights=False,
+                                             target_modules=modeling.lora_targets(model.config,
+                                                                                  recipe_defaults.LORA_TARGETS),
+                                             init_lora_weights=False,
                                              task_type="CAUSAL_LM")).eval()
     model.config.use_cache = True
     adapter = Path(tempfile.mkdtemp()) / "adapter"

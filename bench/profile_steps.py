@@ -28,7 +28,7 @@ import finetune_ko as defaults  # the recipe's default settings: its constants b
 from bench.speed import CountingCollator, StepClock, attempt, load_rows_tokenized
 from kochat import cli, estimate, modeling, packing, runs
 from kochat.generation import gen
-from kochat.prompts import Template
+from kochat.prompts import load_template
 
 # ---- constants: override on the command line as --name=value ------------------------------------------
 MODEL = ""                          # a model folder (bench/random_model.py writes one of a real shape); required
@@ -161,8 +161,8 @@ def main(argv):
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"device": torch.cuda.get_device_name(), "versions": runs.versions(),
                "command": " ".join(["python3 -m bench.profile_steps", *argv])}
-    template = Template.load(defaults.TEMPLATE)
     tokenizer = modeling.load_tokenizer(MODEL)
+    template = load_template(defaults.TEMPLATE, tokenizer)
     loaded, rows = load_rows_tokenized(DATA, tokenizer, template)
     adapter = "/tmp/profile-adapter"
 
@@ -173,7 +173,9 @@ def main(argv):
         model.config.use_cache = False
         model = get_peft_model(model, LoraConfig(r=defaults.LORA_R, lora_alpha=defaults.LORA_ALPHA,
                                                  lora_dropout=defaults.LORA_DROPOUT,
-                                                 target_modules=defaults.LORA_TARGETS, task_type="CAUSAL_LM"))
+                                                 target_modules=modeling.lora_targets(model.config,
+                                                                                      defaults.LORA_TARGETS),
+                                                 task_type="CAUSAL_LM"))
         n = len(model.base_model.model.gpt_neox.layers)
         train = {}
         setups = {"fp32-upcast": (torch.float32, True), "bf16-autocast": (torch.bfloat16, True),

@@ -27,7 +27,7 @@ import finetune_ko as defaults  # the recipe's default settings: its constants b
 from kochat import cli, estimate, modeling, packing, recipe, runs, tokenization
 from kochat.errors import UserError
 from kochat.generation import gen
-from kochat.prompts import Template
+from kochat.prompts import load_template
 
 # ---- constants: override on the command line as --name=value ------------------------------------------
 MODEL = ""                          # a model folder (bench/random_model.py writes one of a real shape); required
@@ -47,7 +47,8 @@ _SHARE = {1.0: "all", 0.5: "half the", 0.0: "none of the"}.get(defaults.GRADIENT
 NAMES = {"seed": "seed: batch 2, pad to longest, all layers checkpointed",  # the keys results/*.json use
          "default": f"packed {defaults.PACK_TOKENS}, {_SHARE} layers checkpointed, "
                     f"{'compiled' if defaults.COMPILE else 'eager'} (finetune_ko.py's defaults)"}
-# (name, PACK_TOKENS, BATCH_SIZE, GRADIENT_CHECKPOINTING, compiled), chosen by number with --settings
+# (name, PACK_TOKENS, BATCH_SIZE, GRADIENT_CHECKPOINTING, compiled), chosen by number with --settings. The seed
+# keeps peft's fp32 embeddings and head; the others have them in 16-bit, as finetune_ko.py (modeling.embeddings_in).
 TRAIN_SETTINGS = (
     (NAMES["seed"], 0, 2, 1.0, False),
     (f"packed {defaults.PACK_TOKENS}, all layers checkpointed", defaults.PACK_TOKENS, 1, 1.0, False),
@@ -89,6 +90,8 @@ def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size,
     """Real tokens/s over `steps` optimizer steps after warm-up, and peak memory, for one setting."""
     attention = modeling.training_attention(attention, packed=bool(pack_tokens))
     model.set_attn_implementation(attention)
+    seed_style = name == "setting0"
+    modeling.embeddings_in(model, torch.float32 if seed_style else torch.bfloat16)
     layers = modeling.decoder_layers(model)
     checkpoint_layers = modeling.checkpoint_layers(model, checkpointed)  # as finetune_ko.py step 5
     modeling.compile_layers(model, on=compiled)
@@ -110,6 +113,7 @@ def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size,
     tokens = sum(collator.real_tokens[WARMUP_STEPS:WARMUP_STEPS + steps])
     step_s = [b - a for a, b in zip(clock.ends[WARMUP_STEPS - 1:], clock.ends[WARMUP_STEPS:])]
     return {"name": name, "attention": attention, "pack_tokens": pack_tokens, "batch_size": batch_size,
+            "embeddings": "fp32" if seed_style else "bf16",
             "checkpointed_layers": f"{checkpoint_layers}/{len(layers)}", "compiled": compiled, "steps": steps,
             "real_tokens": tokens, "seconds": round(seconds, 3), "real_tok_s": round(tokens / seconds, 1),
             "step_s_min_max": [round(min(step_s), 3), round(max(step_s), 3)],
@@ -187,10 +191,9 @@ def main(argv):
     results = {"device": torch.cuda.get_device_name(), "attention": ATTENTION, "lora_dropout": LORA_DROPOUT,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": runs.versions(),
                "model": MODEL, "command": " ".join(["python3 -m bench.speed", *argv])}
-    template = Template.load(defaults.TEMPLATE)
-
     t0 = time.perf_counter()
     tokenizer = modeling.load_tokenizer(MODEL)
+    template = load_template(defaults.TEMPLATE, tokenizer)
     model = modeling.load_model(MODEL, tokenizer, four_bit=True, trainable=True)
     torch.cuda.synchronize()
     results["model_load_s"] = round(time.perf_counter() - t0, 1)
@@ -198,7 +201,8 @@ def main(argv):
                                             gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     model = get_peft_model(model, LoraConfig(r=defaults.LORA_R, lora_alpha=defaults.LORA_ALPHA,
-                                             lora_dropout=LORA_DROPOUT, target_modules=defaults.LORA_TARGETS,
+                                             lora_dropout=LORA_DROPOUT,
+                                             target_modules=modeling.lora_targets(model.config, defaults.LORA_TARGETS),
                                              task_type="CAUSAL_LM"))
     loaded, rows = load_rows_tokenized(DATA, tokenizer, template)
     lengths = sorted(len(x) for x in rows["input_ids"])

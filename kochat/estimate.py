@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .cli import flag
+from .known_models import KNOWN_MODELS, licence_line
 from .modeling import build_on_meta
 
 GIB = 2**30
@@ -77,11 +78,13 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int,
                           checkpointed: float, optim: str, compiled: bool = False) -> dict[str, float]:
     """Peak allocated GiB by part, for one training step at `batch` × `seq_len` tokens, with the share
     `checkpointed` of the layers recomputed in backward and the layers compiled or not."""
-    h, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
-    inter = getattr(config, "intermediate_size", 4 * h)
+    text = config.get_text_config()  # a multimodal model's language part (Gemma 3)
+    h, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
+    inter = getattr(text, "intermediate_size", 4 * h)
     tokens = batch * seq_len
     lora = counts.trainable
-    other = counts.total - counts.quantized - lora
+    embeddings = vocab * h * (1 if getattr(text, "tie_word_embeddings", False) else 2)
+    other = counts.total - counts.quantized - lora - embeddings
     # One layer's saved activations: fp32 norm outputs and residual, bf16 qkv, attention, MLP in and out,
     # the LoRA dropout copy (SDPA keeps no seq² scores). Bytes fitted to measured peaks (bench/RESULTS.md).
     layer_acts = tokens * (20 * h + 4 * inter) * (COMPILED_ACTIVATIONS if compiled else 1.0)
@@ -92,7 +95,8 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int,
                    + (layer_acts if recomputed == layers else 0))
     parts = {
         "4-bit weights": counts.quantized * NF4_DQ_BYTES_PER_WEIGHT,
-        "fp32 embeddings, norms, biases": other * 4,  # prepare_model_for_kbit_training upcasts them
+        "16-bit embeddings and output head": embeddings * 2,  # modeling.embeddings_in
+        "fp32 norms, biases, other": other * 4,  # prepare_model_for_kbit_training upcasts them
         "LoRA weights, grads, optimizer": lora * (4 + 4 + OPTIMIZER_BYTES.get(optim, 8)),
         "activations": activations,
         "dequantized weight in flight": h * inter * 2,
@@ -104,17 +108,21 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int,
 def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float,
            optim: str, compiled: bool = False) -> list[str]:
     parts = estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled)
-    weights = parts["4-bit weights"] + parts["fp32 embeddings, norms, biases"]
+    weights = parts["4-bit weights"] + parts["16-bit embeddings and output head"] + parts["fp32 norms, biases, other"]
     peak = sum(parts.values())
-    lines = [f"model: {model_id}  ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
-             f"vocab {config.vocab_size})", counts.line(),
-             f"GPU memory, weights in 4-bit NF4 (double quant): {weights:.1f} GiB",
+    text = config.get_text_config()
+    lines = [f"model: {model_id}  ({config.model_type}, {text.num_hidden_layers} layers, hidden {text.hidden_size}, "
+             f"vocab {text.vocab_size})", counts.line(),
+             f"GPU memory, weights in 4-bit NF4 (double quant), embeddings in 16-bit: {weights:.1f} GiB",
              f"GPU memory, training at batch {batch} × {seq_len} tokens"
              f", {checkpointed:.0%} of layers checkpointed{', compiled' if compiled else ''}, {optim}: "
              f"~{peak:.1f} GiB peak"]
     lines += [f"    {name:<34} {gib:6.2f} GiB" for name, gib in parts.items()]
     verdict = "fits" if peak <= FITS_GIB else "does NOT fit"
     lines.append(f"{verdict} a 24 GB card (estimate ≤ {FITS_GIB:.0f} GiB leaves room for the CUDA context)")
+    lines.append(licence_line(model_id))
+    if model_id in KNOWN_MODELS and KNOWN_MODELS[model_id].note:
+        lines.append(f"note: {KNOWN_MODELS[model_id].note}")
     return lines
 
 
