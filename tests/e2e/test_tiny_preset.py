@@ -140,8 +140,8 @@ def test_dry_run_prints_the_koalpaca_figure(tmp_path, run_recipe):
     (["--preset", "tiny", "--data=missing.jsonl"], "error: data file missing.jsonl not found"),
     (["--preset", "tiny", "--model_id=./no-model"], "error: model folder ./no-model not found"),
     (["--preset", "tiny", "--demo_questions=nope.txt"], "error: cannot read the questions file nope.txt"),
-    (["--preset", "tiny", "--lora_targets=q_proj,v_proj"], "error: --lora_targets: gpt_neox has no module named "
-                                                           "'q_proj', 'v_proj'; its layers are named embed_in, "
+    (["--preset", "tiny", "--lora_targets=q_proj,v_proj"], "error: --lora_targets: gpt_neox has no linear layer "
+                                                           "named 'q_proj', 'v_proj'; its linear layers are named "
                                                            "query_key_value, dense"),
     (["--preset", "tiny", "--lora_r=-8"], "error: --lora_r must be at least 1, not -8"),
     (["--preset", "tiny", "--eval_fraction=1"], "error: --eval_fraction must be a share from 0"),

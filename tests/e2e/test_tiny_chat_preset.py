@@ -1,0 +1,73 @@
+"""`python finetune_ko.py --preset tiny_chat` end to end: a chat model trained through its own chat template on
+multi-turn conversations, then answered by stock PEFT, by gen() and by the server, all through that template."""
+import json
+
+import pytest
+import torch
+
+from support import Served
+
+
+@pytest.fixture(scope="module")
+def tiny_chat_run(tmp_path_factory, run_script):
+    work = tmp_path_factory.mktemp("work")
+    result = run_script("finetune_ko.py", "--preset", "tiny_chat", cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work / "outputs" / "tiny_chat", result
+
+
+def test_the_run_trained_on_conversations_through_the_chat_template(tiny_chat_run):
+    run, result = tiny_chat_run
+    config = json.loads((run / "run_config.json").read_text(encoding="utf-8"))
+    assert config["constants"]["TEMPLATE"] == "auto" and config["constants"]["LORA_TARGETS"] == "auto"
+    assert config["lora_targets"] == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    report = config["data_report"]
+    assert report["conversations"] == report["kept"] >= 60 and report["answers"] > report["conversations"]
+    assert json.loads((run / "template.json").read_text(encoding="utf-8"))["name"] == "chat_template"
+    assert "<|im_start|>" in (run / "chat_template.jinja").read_text(encoding="utf-8")
+    assert json.loads((run / "tokenizer_config.json").read_text(encoding="utf-8"))["eos_token"] == "<|im_end|>"
+    assert "[0] model tiny-qwen3-chat (qwen3)" in result.stdout and "template chat_template" in result.stdout
+    assert "<|im_start|>assistant\n⟦" in result.stdout  # the trained-on tokens start right after the assistant header
+    assert "0 eval prompts also in training" in result.stdout
+    demo = [json.loads(line) for line in (run / "demo.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert demo and all(d["text"] for d in demo) and any(d["finish_reason"] == "stop" for d in demo)
+    assert "base model's own chat template" in (run / "README.md").read_text(encoding="utf-8")
+
+
+def test_stock_peft_loads_the_adapter_and_answers_like_gen(tiny_chat_run):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from kochat import runs, tiny
+    from kochat.generation import gen
+
+    run, _ = tiny_chat_run
+    tokenizer = AutoTokenizer.from_pretrained(run)  # the run folder's own, chat template included
+    base = AutoModelForCausalLM.from_pretrained(tiny.ensure_built(tiny.CHAT_MODEL_ID), dtype=torch.float32)
+    plain = PeftModel.from_pretrained(base, str(run)).eval()
+    loaded = runs.load_for_answering(str(run), four_bit=False)
+    conversation = [{"role": "system", "content": "짧게 답하세요."}, {"role": "user", "content": "한글날은 언제예요?"}]
+    ids = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True)["input_ids"]
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    out = plain.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False,
+                         eos_token_id=end, pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:].tolist()
+    expected = tokenizer.decode(out[: out.index(end)] if end in out else out, skip_special_tokens=True).strip()
+    assert expected and gen(loaded.model, loaded.tokenizer, loaded.run.template, conversation,
+                            max_new_tokens=24)[0].text == expected
+
+
+def test_the_server_answers_messages_through_the_chat_template(tiny_chat_run):
+    from kochat.tokenization import encode_prompt
+
+    run, _ = tiny_chat_run
+    served = Served(run, keys=[])
+    try:
+        messages = [{"role": "user", "content": "서울에서 부산까지 KTX로 얼마나 걸려요?"},
+                    {"role": "assistant", "content": "약 2시간 30분 걸립니다."}, {"role": "user", "content": "그럼 비행기는요?"}]
+        reply = served.client().chat.completions.create(model="tiny", messages=messages, temperature=0, max_tokens=24)
+        assert reply.choices[0].message.content == served.greedy(messages, max_tokens=24).text
+        prompt = served.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert reply.usage.prompt_tokens == len(encode_prompt(served.tokenizer, prompt))
+    finally:
+        served.stop()

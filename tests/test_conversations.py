@@ -1,0 +1,145 @@
+"""Conversations: the per-turn mask on each chat-template family, multi-turn data, duplicates and the eval split."""
+import json
+from pathlib import Path
+
+import pytest
+
+from kochat import data, modeling, recipe, tiny
+from kochat.errors import UserError
+from kochat.prompts import load_template
+from kochat.tokenization import IGNORE, encode_prompt
+
+TEMPLATES = Path(__file__).parent / "fixtures" / "chat_templates"  # as the model repos ship them
+# each family's special tokens, and the BOS its template prints
+FAMILIES = {"qwen2_5": (["<|im_start|>", "<|im_end|>"], None),
+            "qwen3": (["<|im_start|>", "<|im_end|>", "<think>", "</think>"], None),
+            "llama3_1": (["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+                         "<|begin_of_text|>"),
+            "gemma3": (["<bos>", "<start_of_turn>", "<end_of_turn>"], "<bos>"),
+            "exaone3_5": (["[|system|]", "[|user|]", "[|assistant|]", "[|endofturn|]"], None)}
+END_OF_TURN = {"qwen2_5": "<|im_end|>", "qwen3": "<|im_end|>", "llama3_1": "<|eot_id|>", "gemma3": "<end_of_turn>",
+               "exaone3_5": "[|endofturn|]"}
+TURNS = [{"role": "user", "content": "한국의 수도는 어디인가요?"}, {"role": "assistant", "content": "서울입니다."},
+         {"role": "user", "content": "그럼 일본은요?"}, {"role": "assistant", "content": "도쿄입니다."},
+         {"role": "user", "content": "둘 중 어디가 더 북쪽이죠?"}, {"role": "assistant", "content": "서울이 조금 더 북쪽입니다."}]
+SYSTEM = {"role": "system", "content": "짧고 정확하게 답하세요."}
+
+
+def family_tokenizer(family: str):
+    """The tiny chat tokenizer taught a real template family's special tokens and template."""
+    tokenizer = modeling.load_tokenizer(tiny.CHAT_MODEL_ID)
+    specials, bos = FAMILIES[family]
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    if bos:
+        tokenizer.bos_token = bos
+    tokenizer.chat_template = (TEMPLATES / f"{family}.jinja").read_text(encoding="utf-8")
+    return tokenizer
+
+
+def rows_of(*conversations):
+    return [{"instruction": "", "input": "", "output": "", "text": "", "messages": m} for m in conversations]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("system", [False, True], ids=["no-system", "system"])
+def test_exactly_the_answers_and_their_end_of_turn_are_trained_on(family, system):
+    tokenizer = family_tokenizer(family)
+    template = load_template("auto", tokenizer)
+    assert template.end_of_turn == END_OF_TURN[family] == tokenizer.eos_token
+    messages = ([SYSTEM] if system else []) + TURNS
+    report = data.SkipReport()
+    tokenized = recipe.tokenize(recipe.render(rows_of(messages), template, report), tokenizer, 4096, False, report)
+    trained = [t for row in tokenized for t, label in zip(row["input_ids"], row["labels"]) if label != IGNORE]
+    answers = [m["content"] for m in messages if m["role"] == "assistant"]
+    expected = [t for a in answers for t in tokenizer(a, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]]
+    assert trained == expected
+    # the tokens before the first answer are exactly what generation feeds for the first question
+    first = tokenized[0]
+    start = next(i for i, label in enumerate(first["labels"]) if label != IGNORE)
+    assert first["input_ids"][:start] == encode_prompt(tokenizer, template.chat(messages[:2 if system else 1]))
+    # Qwen3 writes earlier answers without the thinking block its prompt ends with: one example per answer
+    assert (len(tokenized), report.counts["split per answer"]) == ((3, 1) if family == "qwen3" else (1, 0))
+
+
+def test_a_template_that_ends_answers_with_no_special_token_is_one_line():
+    tokenizer = modeling.load_tokenizer(tiny.CHAT_MODEL_ID)
+    tokenizer.chat_template = (TEMPLATES / "solar.jinja").read_text(encoding="utf-8")  # SOLAR-10.7B-Instruct's
+    with pytest.raises(UserError, match="writes no special token after an answer .* use --template=koalpaca"):
+        load_template("auto", tokenizer)
+    assert load_template("koalpaca", tokenizer).name == "koalpaca"
+
+
+def test_auto_is_koalpaca_for_a_tokenizer_without_a_chat_template(tiny_tokenizer):
+    template = load_template("auto", tiny_tokenizer)
+    assert (template.name, template.end_of_turn) == ("koalpaca", "<|endoftext|>")
+    chat = modeling.load_tokenizer(tiny.CHAT_MODEL_ID)
+    assert chat.eos_token == "<|im_end|>"  # <|endoftext|> is its pad, not its end: no override for chat tokenizers
+    with pytest.raises(UserError, match="the tokenizer has no chat template"):
+        load_template("chat_template", tiny_tokenizer)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_messages_and_sharegpt_rows_load_and_bad_ones_are_skipped_with_reasons(tmp_path):
+    template = load_template("auto", modeling.load_tokenizer(tiny.CHAT_MODEL_ID))
+    good = [SYSTEM] + TURNS[:2]
+    sharegpt = [{"from": "system", "value": "친절하게."}, {"from": "human", "value": "안녕?"},
+                {"from": "gpt", "value": "안녕하세요!"}, {"from": "human", "value": "이름이 뭐예요?"},
+                {"from": "gpt", "value": "도우미입니다."}]
+    rows = [{"messages": good}, {"conversations": sharegpt}, {"messages": good},  # the third repeats the first
+            {"messages": [{"role": "robot", "content": "삐"}, {"role": "assistant", "content": "네"}]},
+            {"messages": [TURNS[0], TURNS[2], TURNS[1]]},
+            {"messages": [TURNS[0], {"role": "assistant", "content": "  "}]},
+            {"messages": TURNS[:3]},
+            {"messages": [TURNS[0], TURNS[1], SYSTEM, TURNS[2], TURNS[3]]},
+            {"conversations": "not a list"}]
+    loaded, report = data.load_rows(write_jsonl(tmp_path / "chat.jsonl", rows), data.Columns(), template, 20_000)
+    assert [r["messages"][1]["content"] for r in loaded] == ["한국의 수도는 어디인가요?", "안녕?"]
+    assert loaded[1]["messages"][0] == {"role": "system", "content": "친절하게."}
+    assert dict(report.reasons) == {
+        "exact duplicate of an earlier row": 1,
+        "unknown role 'robot' (use system, user, assistant; ShareGPT: human, gpt, system)": 1,
+        "two user turns in a row": 1, "an empty turn": 1, "ends on a user turn (nothing to learn from it)": 1,
+        "a system message after the first turn": 1, "a conversation that is not a list of turns": 1}
+    assert (report.counts["conversations"], report.counts["multi-turn"], report.counts["with a system message"],
+            report.counts["answers"]) == (2, 1, 2, 3)
+    assert "conversations: 2 (1 with several answers, 2 with a system message); answers: 3" in report.lines()
+
+
+def test_conversations_load_from_parquet_too(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    template = load_template("auto", modeling.load_tokenizer(tiny.CHAT_MODEL_ID))
+    pq.write_table(pa.Table.from_pylist([{"messages": TURNS}, {"messages": [SYSTEM] + TURNS[:2]}]), tmp_path / "c.parquet")
+    loaded, report = data.load_rows(str(tmp_path / "c.parquet"), data.Columns(), template, 20_000)
+    assert len(loaded) == 2 and report.counts["answers"] == 4
+
+
+def test_the_eval_split_never_shares_a_prompt_with_training(tiny_tokenizer, koalpaca_template):
+    # 30 questions, each answered three ways: a row-level split would put most questions on both sides
+    rows = [{"instruction": f"질문 {q}번은 무엇인가요?", "input": "", "output": f"답 {q}-{a}", "text": "", "messages": []}
+            for q in range(30) for a in range(3)]
+    report = data.SkipReport()
+    tokenized = recipe.tokenize(recipe.render(rows, koalpaca_template, report), tiny_tokenizer, 256, False, report)
+    train, held_out = recipe.split(tokenized, 0.2, seed=1)
+    assert len(train) + len(held_out) == 90 and len(held_out) >= 18 and len(held_out) % 3 == 0
+    assert recipe.overlap(train, held_out) == 0
+    questions = [{tiny_tokenizer.decode(r["input_ids"]).split("### 답변:")[0] for r in part} for part in (train, held_out)]
+    assert len(questions[0]) + len(questions[1]) == 30 and not questions[0] & questions[1]
+    assert recipe.split(tokenized, 0.2, seed=1)[1]["input_ids"] == held_out["input_ids"]  # the seed decides
+
+
+def test_the_tiny_chat_model_trains_through_its_chat_template(tmp_path):
+    tokenizer = modeling.load_tokenizer(tiny.CHAT_MODEL_ID)
+    template = load_template("auto", tokenizer)
+    prepared = recipe.prepare(str(tiny.CHAT_DATA_FILE), tokenizer, template, max_chars=20_000, max_len=512)
+    assert prepared.report.counts["conversations"] == prepared.report.kept >= 60
+    assert prepared.report.counts["with a system message"] >= 10
+    row = prepared.train[0]
+    text = tokenizer.decode(row["input_ids"])
+    assert text.startswith("<|im_start|>") and text.count("<|im_end|>") >= 2
+    assert row["labels"][-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
