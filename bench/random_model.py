@@ -3,7 +3,7 @@
 Speed and memory do not depend on the weights' values, so GPU benchmarks at polyglot-ko-12.8b's shape
 need no download: this folder goes through the same safetensors + 4-bit loading path as real weights.
     python3 -m bench.random_model --model=EleutherAI/polyglot-ko-12.8b --tokenizer=DIR --out=/tmp/random-12.8b
---model is a name in kochat.modeling.KNOWN_CONFIGS or a folder holding a config.json.
+--model is a name in kochat.known_models.KNOWN_MODELS or a folder holding a config.json.
 """
 import shutil
 import sys
@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 from kochat import cli, modeling
 
 # ---- constants: override on the command line as --name=value ------------------------------------------
-MODEL = "EleutherAI/polyglot-ko-12.8b"  # a name in kochat.modeling.KNOWN_CONFIGS, or a folder with a config.json
+MODEL = "EleutherAI/polyglot-ko-12.8b"  # a name in kochat.known_models.KNOWN_MODELS, or a folder with a config.json
 TOKENIZER = ""                          # a folder with tokenizer.json, copied beside the weights; required
 OUT = ""                                # the model folder to write; required
 

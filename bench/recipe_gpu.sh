@@ -5,7 +5,7 @@
 #   bench/recipe_gpu.sh TOKENIZER_DIR KOALPACA_JSONL RESULTS_DIR [extra finetune_ko.py overrides]
 # e.g. bench/recipe_gpu.sh ../shared/data/polyglot-ko-tokenizer \
 #        ../shared/data/koalpaca/KoAlpaca_v1.1a_textonly_1k.jsonl bench/results/recipe-h200
-# SHAPE picks another shape: a name in kochat.modeling.KNOWN_CONFIGS or a folder with a config.json.
+# SHAPE picks another shape: a name in kochat.known_models.KNOWN_MODELS or a folder with a config.json.
 set -euo pipefail
 tokenizer=$1 data=$2 results=$3; shift 3
 cd "$(dirname "$0")/.."

@@ -28,7 +28,7 @@ def parse(turns) -> list[dict] | str:
     for turn in turns:
         if not isinstance(turn, dict):
             return "a turn that is not an object"
-        if "from" in turn and "role" not in turn:  # ShareGPT
+        if turn.get("role") is None and turn.get("from") is not None:  # ShareGPT
             role, content = SHAREGPT_ROLES.get(turn["from"], turn["from"]), turn.get("value")
         else:
             role, content = turn.get("role"), turn.get("content")

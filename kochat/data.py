@@ -117,7 +117,7 @@ def validate_row(record, columns: Columns, template: Template, max_chars: int):
     if not isinstance(record, dict):
         return "not an object with named fields"
     row = {"instruction": "", "input": "", "output": "", "text": "", "messages": []}
-    conversation = next((c for c in conversations.COLUMNS if c in record), None)
+    conversation = next((c for c in conversations.COLUMNS if record.get(c) not in (None, "", [])), None)
     if conversation:
         messages = conversations.parse(record[conversation])
         if isinstance(messages, str):

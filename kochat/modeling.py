@@ -99,13 +99,14 @@ def lora_targets(config, choice) -> list[str] | str:
     Else a list of module names (on the command line: a,b,c) or PEFT's "all-linear", checked against the model:
     a wrong name is one line with the names it has."""
     names = choice.split(",") if isinstance(choice, str) and choice not in ("auto", "all-linear") else choice
-    if names == "all-linear":
-        return names
+    if names in ("all-linear", ["all-linear"]):
+        return "all-linear"
     model = build_on_meta(config)
     linear = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     if names != "auto":
         names = [n.strip() for n in names if n.strip()]
-        missing = [t for t in names if not any(n == t or n.endswith("." + t) for n in linear)]
+        embeddings = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Embedding)]
+        missing = [t for t in names if not any(n == t or n.endswith("." + t) for n in [*linear, *embeddings])]
         if missing or not names:
             have = ", ".join(dict.fromkeys(n.rsplit(".", 1)[-1] for n in linear))
             raise UserError(f"{flag('LORA_TARGETS')}: {config.model_type} has no linear layer named "

@@ -188,7 +188,10 @@ class ChatTemplate(Conversing):
     def find_end_of_turn(self) -> str:
         """The first special token after the answer in a rendered probe conversation: where answers stop."""
         probe = [{"role": "user", "content": "질문"}, {"role": "assistant", "content": "대답"}]
-        before, after = self.render(probe[:1]), self.render(probe, add_generation_prompt=False)
+        try:
+            before, after = self.render(probe[:1]), self.render(probe, add_generation_prompt=False)
+        except ValueError as e:
+            raise UserError(f"{e}; use {flag('TEMPLATE', 'koalpaca')}") from None
         if not after.startswith(before) or "대답" not in after[len(before):]:
             raise UserError("the tokenizer's chat template writes an answer's turn differently from the prompt it "
                             f"gives for it, so answers cannot be told apart; use {flag('TEMPLATE', 'koalpaca')}")

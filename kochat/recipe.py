@@ -125,11 +125,12 @@ def split(tokenized: Dataset, eval_fraction: float, seed: int) -> tuple[Dataset,
         return tokenized, None
     order = list(groups)
     random.Random(seed).shuffle(order)
-    wanted, held_out = max(1, round(eval_fraction * len(keys))), []
-    for key in order[:-1]:  # at least one prompt stays for training
-        if len(held_out) >= wanted:
-            break
-        held_out += groups[key]
+    wanted, held_out = min(max(1, round(eval_fraction * len(keys))), len(keys) - 1), []  # some stay for training
+    for key in order:
+        if len(held_out) + len(groups[key]) <= wanted:  # a prompt with many rows never swallows the split
+            held_out += groups[key]
+    if not held_out:
+        return tokenized, None
     kept = sorted(set(range(len(keys))) - set(held_out))
     return tokenized.select(kept), tokenized.select(sorted(held_out))
 

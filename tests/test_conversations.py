@@ -143,3 +143,24 @@ def test_the_tiny_chat_model_trains_through_its_chat_template(tmp_path):
     text = tokenizer.decode(row["input_ids"])
     assert text.startswith("<|im_start|>") and text.count("<|im_end|>") >= 2
     assert row["labels"][-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_a_prompt_with_many_rows_never_swallows_the_eval_split():
+    from datasets import Dataset
+
+    rows = Dataset.from_dict({"input_ids": [[1, 2]] * 1000, "labels": [[1, 2]] * 1000,
+                              "prompt_key": ["a"] * 999 + ["b"]})
+    for seed in range(4):
+        train, held_out = recipe.split(rows, 0.01, seed)
+        assert len(train) == 999 and len(held_out) == 1
+
+
+def test_columns_filled_with_nothing_by_a_shared_schema_are_not_conversations(koalpaca_template):
+    assert data.validate_row({"instruction": "질문", "output": "답", "messages": None}, data.Columns(),
+                             koalpaca_template, 20_000)["instruction"] == "질문"
+    from kochat import conversations
+
+    turns = [{"role": None, "content": None, "from": "human", "value": "안녕?"},
+             {"role": None, "content": None, "from": "gpt", "value": "안녕하세요."}]
+    assert conversations.parse(turns) == [{"role": "user", "content": "안녕?"},
+                                          {"role": "assistant", "content": "안녕하세요."}]

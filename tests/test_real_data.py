@@ -2,7 +2,7 @@
 import pytest
 
 from kochat import recipe, tokenization
-from kochat.prompts import Template
+from kochat.prompts import load_template
 from support import KOALPACA_V10, KOALPACA_V11A, needs_shared_data
 
 pytestmark = needs_shared_data
@@ -15,7 +15,7 @@ def steps_1_to_3(source, template, tokenizer, max_len=1024):
 
 
 def test_all_koalpaca_v11a_text_rows(polyglot_tokenizer):
-    template = Template.load("koalpaca")
+    template = load_template("koalpaca", polyglot_tokenizer)
     _, texts, tokenized, report = steps_1_to_3(KOALPACA_V11A, template, polyglot_tokenizer)
     print("\n".join(report.lines()))
     assert report.read == 1000
@@ -23,8 +23,9 @@ def test_all_koalpaca_v11a_text_rows(polyglot_tokenizer):
     assert set(report.reasons) <= {"longer than MAX_LEN (1024 tokens)"}
     # rendered rows split back into exactly the recipe's text
     original = KOALPACA_V11A.read_text(encoding="utf-8").splitlines()[0]
-    assert texts[0]["prompt"].startswith("### 질문: 양파는") and texts[0]["prompt"].endswith("### 답변:")
-    assert texts[0]["answer"].startswith(" 양파는 잎이 아닌")
+    prompt, answer = texts[0]["texts"]
+    assert prompt.startswith("### 질문: 양파는") and prompt.endswith("### 답변:")
+    assert answer.startswith(" 양파는 잎이 아닌") and answer.endswith("<|endoftext|>")
     for ex in tokenized:
         assert ex["labels"][-1] == 2 and ex["input_ids"][-1] == 2
         assert 2 not in ex["input_ids"][:-1]  # the text's own <|endoftext|> string was not tokenized again
@@ -35,7 +36,7 @@ def test_all_koalpaca_v11a_text_rows(polyglot_tokenizer):
 
 @pytest.mark.parametrize("template_name", ["koalpaca", "alpaca_ko"])
 def test_all_koalpaca_v10_rows_with_and_without_input(polyglot_tokenizer, template_name):
-    template = Template.load(template_name)
+    template = load_template(template_name, polyglot_tokenizer)
     rows, texts, tokenized, report = steps_1_to_3(KOALPACA_V10, template, polyglot_tokenizer)
     print("\n".join(report.lines()))
     assert report.read == 11_421
@@ -43,8 +44,8 @@ def test_all_koalpaca_v10_rows_with_and_without_input(polyglot_tokenizer, templa
     with_input = [(row, text) for row, text in zip(rows, texts) if row["input"]]
     assert 4_850 <= len(with_input) <= 4_888
     for row, text in with_input:
-        assert text["prompt"] == template.prompt(row["instruction"], row["input"])
-        assert f"\n{row['input']}\n" in text["prompt"]
+        assert text["texts"][0] == template.prompt(row["instruction"], row["input"])
+        assert f"\n{row['input']}\n" in text["texts"][0]
     for ex in tokenized.select(range(0, len(tokenized), 97)):
         trained = [t for t, label in zip(ex["input_ids"], ex["labels"]) if label != tokenization.IGNORE]
         assert trained[-1] == 2 and len(trained) < len(ex["input_ids"])
