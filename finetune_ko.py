@@ -18,13 +18,14 @@ from pathlib import Path
 import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
 import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-from transformers import BitsAndBytesConfig, Trainer, TrainingArguments, set_seed
+from transformers import BitsAndBytesConfig, TrainingArguments, set_seed
 
 from kochat import checkpoints, cli, data, estimate, modeling, packing, recipe, runs, tiny, tokenization
 from kochat.documents import store, training
 from kochat.documents.retrieval import Searcher
 from kochat.errors import UserError
 from kochat.generation import gen
+from kochat.loss import ChunkedLossTrainer  # the Hugging Face Trainer, its loss without the full logits
 from kochat.prompts import load_questions, load_template
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
@@ -66,6 +67,8 @@ MAX_STEPS = -1                              # optimizer updates to run; -1 = EPO
 OPTIM = "paged_adamw_8bit"                  # a transformers optimizer name, e.g. adamw_torch
 GRADIENT_CHECKPOINTING = 0.5                # share of layers recomputed in backward: 1 = least memory, 0 = fastest
 COMPILE = True                              # torch.compile each decoder layer on a GPU: +23 % tokens/s, less memory
+LOSS_CHUNK = 1024                           # the loss's output head runs over this many trained tokens at a time,
+                                            # so the full logits never exist (kochat/loss.py); 0 = all at once
 LOGGING_STEPS = 10                          # log the train loss every this many updates
 EVAL_STEPS = 200                            # eval loss every this many updates, and at the end
 SAVE_STEPS = 500                            # checkpoint every this many updates
@@ -86,7 +89,7 @@ TOP_P = 0.9                                 # demo nucleus sampling
 # run is watched, saved, sped up or demoed. Every other constant decides what is trained on and how.
 RESUME_MAY_CHANGE = {"LOGGING_STEPS", "EVAL_STEPS", "SAVE_STEPS", "KEEP_CHECKPOINTS", "RESUME", "OVERWRITE",
                      "OUTPUT_DIR", "RUN_NAME", "MERGED_DIR", "DEMO_QUESTIONS", "MAX_NEW_TOKENS", "TEMPERATURE",
-                     "TOP_P", "COMPILE", "GRADIENT_CHECKPOINTING", "ATTENTION"}
+                     "TOP_P", "COMPILE", "GRADIENT_CHECKPOINTING", "ATTENTION", "LOSS_CHUNK"}
 
 # --preset NAME applies these first; explicit --name=value overrides still win.
 PRESETS = {
@@ -121,7 +124,7 @@ def main(argv):
         counts = estimate.count_parameters(meta_model, would_quantize)
         tokens_per_row = PACK_TOKENS or MAX_LEN  # a packed sequence, or a row padded to at most MAX_LEN
         print("\n".join(estimate.report(MODEL_ID, config, counts, BATCH_SIZE, tokens_per_row, GRADIENT_CHECKPOINTING,
-                                         OPTIM, compiled=COMPILE)))
+                                         OPTIM, compiled=COMPILE, loss_chunk=LOSS_CHUNK)))
         return
     modeling.check_machine_can_run(config)
     output_dir = runs.prepare_output_dir(OUTPUT_DIR or f"outputs/{RUN_NAME}", OVERWRITE)
@@ -214,13 +217,13 @@ def main(argv):
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         dataloader_pin_memory=torch.cuda.is_available(), report_to=[])
     callbacks = recipe.Callbacks(output_dir / "logs", process_start)  # TensorBoard, first-step timer, seals, Ctrl-C
-    trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
-                      data_collator=collator, callbacks=callbacks)
+    trainer = ChunkedLossTrainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
+                                 data_collator=collator, callbacks=callbacks, loss_chunk=LOSS_CHUNK)
     try:
         train_result = recipe.train(trainer, resume, callbacks)  # then the eval loss
     except torch.OutOfMemoryError:
         raise UserError(estimate.out_of_memory_hint(config, counts, BATCH_SIZE, PACK_TOKENS or MAX_LEN,
-                                                    GRADIENT_CHECKPOINTING, OPTIM, compiled)) from None
+                                                    GRADIENT_CHECKPOINTING, OPTIM, compiled, LOSS_CHUNK)) from None
     if callbacks.stop.received:
         print(f"[6] stopped by {callbacks.stop.received} at step {trainer.state.global_step} of "
               f"{trainer.state.max_steps}; checkpoint in {args.output_dir}/. Run the same command again to continue.")

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 
 import finetune_ko as defaults  # the recipe's default settings: its constants block
 from kochat import cli, estimate, modeling, packing, recipe, runs, tokenization
 from kochat.errors import UserError
 from kochat.generation import gen
+from kochat.loss import ChunkedLossTrainer
 from kochat.prompts import load_template
 
 # ---- constants: override on the command line as --name=value ------------------------------------------
@@ -107,13 +108,15 @@ def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size,
                              disable_tqdm=True)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator, callbacks=[clock])
+    # the seed's loss is transformers' own; the project's runs the head in chunks (finetune_ko.py's LOSS_CHUNK)
+    trainer = ChunkedLossTrainer(model=model, args=args, train_dataset=train, data_collator=collator, callbacks=[clock],
+                                 loss_chunk=0 if seed_style else defaults.LOSS_CHUNK)
     result = trainer.train()
     seconds = clock.ends[-1] - clock.ends[WARMUP_STEPS - 1]
     tokens = sum(collator.real_tokens[WARMUP_STEPS:WARMUP_STEPS + steps])
     step_s = [b - a for a, b in zip(clock.ends[WARMUP_STEPS - 1:], clock.ends[WARMUP_STEPS:])]
     return {"name": name, "attention": attention, "pack_tokens": pack_tokens, "batch_size": batch_size,
-            "embeddings": "fp32" if seed_style else "bf16",
+            "embeddings": "fp32" if seed_style else "bf16", "loss_chunk": trainer.loss_chunk,
             "checkpointed_layers": f"{checkpoint_layers}/{len(layers)}", "compiled": compiled, "steps": steps,
             "real_tokens": tokens, "seconds": round(seconds, 3), "real_tok_s": round(tokens / seconds, 1),
             "step_s_min_max": [round(min(step_s), 3), round(max(step_s), 3)],

@@ -74,10 +74,11 @@ def meta_model_with_lora(config, lora_config):
 COMPILED_ACTIVATIONS = 0.75  # compiled layers keep fewer intermediates: fitted to 12.18 / 19.62 GiB measured
 
 
-def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int,
-                          checkpointed: float, optim: str, compiled: bool = False) -> dict[str, float]:
+def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float, optim: str,
+                          compiled: bool = False, loss_chunk: int = 0) -> dict[str, float]:
     """Peak allocated GiB by part, for one training step at `batch` × `seq_len` tokens, with the share
-    `checkpointed` of the layers recomputed in backward and the layers compiled or not."""
+    `checkpointed` of the layers recomputed in backward, the layers compiled or not, and the output head's
+    logits made `loss_chunk` tokens at a time (kochat/loss.py; 0: all at once, transformers' own loss)."""
     text = config.get_text_config()  # a multimodal model's language part (Gemma 3)
     h, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
     inter = getattr(text, "intermediate_size", 4 * h)
@@ -100,14 +101,14 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int,
         "LoRA weights, grads, optimizer": lora * (4 + 4 + OPTIMIZER_BYTES.get(optim, 8)),
         "activations": activations,
         "dequantized weight in flight": h * inter * 2,
-        "logits and loss": tokens * vocab * 12,  # bf16 logits, fp32 copy for the loss, its gradient
+        "logits and loss": min(tokens, loss_chunk or tokens) * vocab * 12,  # bf16 logits, fp32 copy, its gradient
     }
     return {k: v / GIB for k, v in parts.items()}
 
 
 def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float,
-           optim: str, compiled: bool = False) -> list[str]:
-    parts = estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled)
+           optim: str, compiled: bool = False, loss_chunk: int = 0) -> list[str]:
+    parts = estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled, loss_chunk)
     weights = parts["4-bit weights"] + parts["16-bit embeddings and output head"] + parts["fp32 norms, biases, other"]
     peak = sum(parts.values())
     text = config.get_text_config()
@@ -127,9 +128,9 @@ def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, 
 
 
 def out_of_memory_hint(config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float, optim: str,
-                       compiled: bool) -> str:
+                       compiled: bool, loss_chunk: int = 0) -> str:
     """The one-line error for running out of GPU memory: what was tried, the estimate, what to lower."""
-    est = sum(estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled).values())
+    est = sum(estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled, loss_chunk).values())
     have = torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else 0.0
     return (f"out of GPU memory training {batch} × {seq_len} tokens a step with {checkpointed:.0%} of layers "
             f"checkpointed (--dry-run estimate ~{est:.1f} GiB; this GPU has {have:.1f} GiB): lower "

@@ -49,7 +49,7 @@ def check_constants(c: dict, config) -> list[str] | str:
     for name in ("MAX_CHARS", "MAX_LEN", "LORA_R", "BATCH_SIZE", "GRAD_ACCUM", "LOGGING_STEPS", "EVAL_STEPS",
                  "SAVE_STEPS"):
         need(c[name] >= 1, name, "at least 1")
-    for name in ("PACK_TOKENS", "WARMUP_STEPS", "MAX_NEW_TOKENS", "GROUNDED_DISTRACTORS"):
+    for name in ("PACK_TOKENS", "WARMUP_STEPS", "MAX_NEW_TOKENS", "GROUNDED_DISTRACTORS", "LOSS_CHUNK"):
         need(c.get(name, 0) >= 0, name, "0 or more")
     need(c["MAX_STEPS"] == -1 or c["MAX_STEPS"] >= 1, "MAX_STEPS", "-1 (run EPOCHS) or at least 1")
     for name in ("LEARNING_RATE", "LORA_ALPHA", "EPOCHS"):

@@ -1,3 +1,4 @@
+import pytest
 from peft import LoraConfig
 
 import finetune_ko as defaults  # the recipe's default settings: its constants block
@@ -5,14 +6,14 @@ from kochat import estimate, modeling
 from support import POLYGLOT_12P8B_CONFIG, needs_shared_data
 
 
-def recipe_lora():  # a fresh one each time: get_peft_model writes the base model's name into it
+def recipe_lora(config):  # a fresh one each time: get_peft_model writes the base model's name into it
     return LoraConfig(r=defaults.LORA_R, lora_alpha=defaults.LORA_ALPHA, lora_dropout=defaults.LORA_DROPOUT,
-                      target_modules=defaults.LORA_TARGETS, task_type="CAUSAL_LM")
+                      target_modules=modeling.lora_targets(config, defaults.LORA_TARGETS), task_type="CAUSAL_LM")
 
 
 def counts_for(model_id):
     config = modeling.load_config(model_id, use_known_table=True)
-    model, would_quantize = estimate.meta_model_with_lora(config, recipe_lora())
+    model, would_quantize = estimate.meta_model_with_lora(config, recipe_lora(config))
     return config, estimate.count_parameters(model, would_quantize)
 
 
@@ -35,7 +36,7 @@ def test_counts_of_a_loaded_4bit_model_match_the_meta_estimate(tiny_tokenizer):
     from kochat import tiny
 
     config, meta_counts = counts_for(tiny.MODEL_ID)
-    model = get_peft_model(modeling.load_model(tiny.MODEL_ID, tiny_tokenizer), recipe_lora())
+    model = get_peft_model(modeling.load_model(tiny.MODEL_ID, tiny_tokenizer), recipe_lora(config))
     loaded = estimate.count_parameters(model)
     assert (loaded.trainable, loaded.total, loaded.quantized) == \
            (meta_counts.trainable, meta_counts.total, meta_counts.quantized)
@@ -56,5 +57,7 @@ def test_memory_estimate_for_the_recipe_fits_a_24gb_card_and_grows_with_tokens()
     big = estimate.estimate_training_gib(config, counts, 16, 1024, 0, "adamw_torch")
     assert sum(big.values()) > 2 * sum(seed.values())
     lines = estimate.report("m", config, counts, 1, 4096, 0.5, "paged_adamw_8bit", compiled=True)
-    assert lines[-1].startswith("fits a 24 GB card")
-    assert estimate.report("m", config, counts, 16, 2048, 0, "adamw_torch")[-1].startswith("does NOT fit")
+    assert lines[-2].startswith("fits a 24 GB card") and lines[-1].startswith("licence: not in kochat's table")
+    assert estimate.report("m", config, counts, 16, 2048, 0, "adamw_torch")[-2].startswith("does NOT fit")
+    chunked = estimate.estimate_training_gib(config, counts, 1, 4096, 0.5, "paged_adamw_8bit", True, loss_chunk=1024)
+    assert chunked["logits and loss"] == pytest.approx(parts["logits and loss"] / 4)

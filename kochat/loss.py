@@ -1,0 +1,70 @@
+"""The training loss without the full logits: the output head run in chunks over the trained tokens only.
+
+transformers computes a causal LM's logits for every position before its loss: in a packed step of 4,096
+tokens that is 4,096 × vocabulary × (2-byte logits + their fp32 copy + its gradient), 6.96 GiB at Qwen3-8B's
+151,936-token vocabulary (1.4 GiB at polyglot-ko's 30,080). Here the decoder's last hidden states are taken
+only where the next token is trained on, and the head and cross-entropy run over them `chunk` tokens at a
+time, each chunk recomputed in backward (activation checkpointing), so only one chunk's logits exist at once.
+The loss is transformers' (the sum over trained tokens divided by their number, or by the Trainer's
+num_items_in_batch under gradient accumulation), and so are the gradients: a test compares both with the
+model's own. The same idea as Liger's fused linear cross-entropy, in plain torch, for every architecture and
+on the CPU too.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+from transformers import Trainer
+
+from .tokenization import IGNORE
+
+
+def head_loss_sum(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, softcap: float | None) -> torch.Tensor:
+    """Summed cross-entropy of one chunk: the head's logits in fp32, as transformers' loss takes them."""
+    logits = F.linear(hidden, weight).float()
+    if softcap:  # Gemma 2's final logit soft-capping
+        logits = torch.tanh(logits / softcap) * softcap
+    return F.cross_entropy(logits, targets, reduction="sum")
+
+
+def chunked_loss(model, inputs: dict, labels: torch.Tensor, chunk: int, num_items=None) -> torch.Tensor:
+    """The causal LM loss of `model` (a transformers model, or PEFT's wrapper of one) on `inputs`, the head
+    applied `chunk` trained tokens at a time."""
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = core.get_decoder()(**inputs, use_cache=False).last_hidden_state
+    following = labels[:, 1:]
+    trained = following != IGNORE
+    hidden, targets = hidden[:, :-1][trained], following[trained]
+    weight = core.get_output_embeddings().weight
+    softcap = getattr(core.config.get_text_config(), "final_logit_softcapping", None)
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, len(targets), chunk):
+        total = total + checkpoint(head_loss_sum, hidden[start:start + chunk], targets[start:start + chunk], weight,
+                                   softcap, use_reentrant=False)
+    count = num_items if num_items is not None else trained.sum()
+    return total / count
+
+
+def computes_plain_logits(model) -> bool:
+    """Whether the model's logits are its head applied to the decoder's output (softcapping aside): not so for
+    models that scale them (Cohere's logit_scale, Granite's logits_scaling), which keep transformers' loss."""
+    config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config.get_text_config()
+    return not any(hasattr(config, name) for name in ("logit_scale", "logits_scaling"))
+
+
+class ChunkedLossTrainer(Trainer):
+    """The Hugging Face Trainer, its loss computed by `chunked_loss` (`chunk` = 0: transformers' own loss)."""
+
+    def __init__(self, *args, loss_chunk: int = 1024, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_chunk = loss_chunk
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.loss_chunk or "labels" not in inputs or not computes_plain_logits(model):
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        loss = chunked_loss(model, inputs, labels, self.loss_chunk, num_items_in_batch)
+        return (loss, {"loss": loss}) if return_outputs else loss

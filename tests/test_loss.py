@@ -1,0 +1,42 @@
+"""The chunked loss equals transformers' own, in value and in the LoRA gradients, on both tiny architectures."""
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from kochat import modeling, packing, tiny
+from kochat.loss import chunked_loss
+from kochat.tokenization import IGNORE
+
+
+@pytest.mark.parametrize("model_id", [tiny.MODEL_ID, tiny.CHAT_MODEL_ID])
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
+def test_the_chunked_loss_and_its_gradients_are_transformers_own(model_id, packed):
+    tokenizer = modeling.load_tokenizer(model_id)
+    config = modeling.load_config(model_id)
+    torch.manual_seed(0)
+    model = get_peft_model(modeling.load_model(model_id, tokenizer, four_bit=False),
+                           LoraConfig(r=4, target_modules=modeling.lora_targets(config, "auto"), init_lora_weights=False))
+    ids = torch.randint(10, 500, (2, 40))
+    labels = ids.clone()
+    labels[:, :12] = IGNORE  # a prompt
+    labels[1, 30:] = IGNORE  # and padding
+    inputs = {"input_ids": ids}
+    if packed:  # two rows in one sequence: positions restart, no attention mask
+        inputs["position_ids"] = torch.cat([torch.arange(25), torch.arange(15)]).repeat(2, 1)
+        labels[:, 25] = IGNORE
+    else:
+        inputs["attention_mask"] = (labels != IGNORE) | (torch.arange(40) < 30)
+
+    def loss_and_grads(compute):
+        model.zero_grad()
+        loss = compute()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    theirs, their_grads = loss_and_grads(lambda: model(**inputs, labels=labels, use_cache=False).loss)  # as in training
+    ours, our_grads = loss_and_grads(lambda: chunked_loss(model, inputs, labels, chunk=7))
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert len(our_grads) >= 4 and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(our_grads, their_grads))
+    # under gradient accumulation the Trainer divides by the tokens of all its micro-batches
+    assert torch.allclose(chunked_loss(model, inputs, labels, 7, num_items=100),
+                          theirs * (labels[:, 1:] != IGNORE).sum() / 100, atol=1e-5)
