@@ -66,5 +66,6 @@ class ChunkedLossTrainer(Trainer):
                                         num_items_in_batch=num_items_in_batch)
         inputs = dict(inputs)
         labels = inputs.pop("labels")
-        loss = chunked_loss(model, inputs, labels, self.loss_chunk, num_items_in_batch)
+        with self.accelerator.autocast():  # what accelerate wraps the model's own forward in (bf16 mixed precision)
+            loss = chunked_loss(model, inputs, labels, self.loss_chunk, num_items_in_batch)
         return (loss, {"loss": loss}) if return_outputs else loss
