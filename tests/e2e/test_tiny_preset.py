@@ -23,7 +23,8 @@ def test_the_run_folder_describes_itself(tiny_run):
     config = json.loads((run / "run_config.json").read_text(encoding="utf-8"))
     assert config["preset"] == "tiny" and config["constants"]["MODEL_ID"] == "tiny-gpt-neox"
     assert config["end_of_text"] == {"token": "<|endoftext|>", "id": 2}
-    assert config["data_report"] == {"read": 212, "kept": 212, "skipped": {}}
+    assert config["data_report"] == {"read": 212, "kept": 212, "skipped": {}, "answers": 212, "split per answer": 0,
+                                     "eval prompts also trained on": 0}
     assert json.loads((run / "generation_config.json").read_text())["eos_token_id"] == 2
     assert json.loads((run / "tokenizer_config.json").read_text())["eos_token"] == "<|endoftext|>"
     assert json.loads((run / "template.json").read_text(encoding="utf-8"))["response_split"] == "### 답변:"
