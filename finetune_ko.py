@@ -124,7 +124,8 @@ def main(argv):
         counts = estimate.count_parameters(meta_model, would_quantize)
         tokens_per_row = PACK_TOKENS or MAX_LEN  # a packed sequence, or a row padded to at most MAX_LEN
         print("\n".join(estimate.report(MODEL_ID, config, counts, BATCH_SIZE, tokens_per_row, GRADIENT_CHECKPOINTING,
-                                         OPTIM, compiled=COMPILE, loss_chunk=LOSS_CHUNK)))
+                                         OPTIM, compiled=COMPILE, loss_chunk=LOSS_CHUNK,
+                                         lora_dropout=LORA_DROPOUT)))
         return
     modeling.check_machine_can_run(config)
     output_dir = runs.prepare_output_dir(OUTPUT_DIR or f"outputs/{RUN_NAME}", OVERWRITE)
@@ -223,7 +224,8 @@ def main(argv):
         train_result = recipe.train(trainer, resume, callbacks)  # then the eval loss
     except torch.OutOfMemoryError:
         raise UserError(estimate.out_of_memory_hint(config, counts, BATCH_SIZE, PACK_TOKENS or MAX_LEN,
-                                                    GRADIENT_CHECKPOINTING, OPTIM, compiled, LOSS_CHUNK)) from None
+                                                    GRADIENT_CHECKPOINTING, OPTIM, compiled, LOSS_CHUNK,
+                                                    LORA_DROPOUT)) from None
     if callbacks.stop.received:
         print(f"[6] stopped by {callbacks.stop.received} at step {trainer.state.global_step} of "
               f"{trainer.state.max_steps}; checkpoint in {args.output_dir}/. Run the same command again to continue.")

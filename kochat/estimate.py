@@ -29,6 +29,7 @@ class ParamCount:
     total: int       # every parameter, 4-bit weights counted at their real size
     stored: int      # 4-bit weights counted as stored, two to a byte (what the KoAlpaca recipe printed)
     quantized: int   # weights held in 4 bits (real count)
+    adapted_inputs: int = 0  # the input widths of all LoRA-adapted layers: each keeps a dropout copy of its input
 
     def line(self) -> str:
         return (f"trainable params: {self.trainable:,} || all params: {self.stored:,} || "
@@ -45,8 +46,10 @@ def quantizable_weights(model) -> set[int]:
 
 def count_parameters(model, would_quantize: set[int] = frozenset()) -> ParamCount:
     """Counts for a loaded 4-bit model (Params4bit) or a meta model plus the ids that would be 4-bit."""
-    trainable = total = stored = quantized = 0
-    for p in model.parameters():
+    trainable = total = stored = quantized = adapted_inputs = 0
+    for name, p in model.named_parameters():
+        if "lora_A" in name:  # [r, in_features]
+            adapted_inputs += p.shape[1]
         if p.__class__.__name__ == "Params4bit":  # packed: numel() is half the weights
             real, kept = p.numel() * 2, p.numel()
         elif id(p) in would_quantize:
@@ -58,7 +61,7 @@ def count_parameters(model, would_quantize: set[int] = frozenset()) -> ParamCoun
         quantized += real if kept != real else 0
         if p.requires_grad:
             trainable += real
-    return ParamCount(trainable, total, stored, quantized)
+    return ParamCount(trainable, total, stored, quantized, adapted_inputs)
 
 
 def meta_model_with_lora(config, lora_config):
@@ -71,11 +74,11 @@ def meta_model_with_lora(config, lora_config):
     return get_peft_model(model, lora_config), would_quantize
 
 
-COMPILED_ACTIVATIONS = 0.75  # compiled layers keep fewer intermediates: fitted to 12.18 / 19.62 GiB measured
+COMPILED_ACTIVATIONS = 0.75  # compiled GPT-NeoX layers keep fewer intermediates: fitted to 12.18 / 19.62 GiB measured
 
 
 def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float, optim: str,
-                          compiled: bool = False, loss_chunk: int = 0) -> dict[str, float]:
+                          compiled: bool = False, loss_chunk: int = 0, lora_dropout: float = 0.05) -> dict[str, float]:
     """Peak allocated GiB by part, for one training step at `batch` × `seq_len` tokens, with the share
     `checkpointed` of the layers recomputed in backward, the layers compiled or not, and the output head's
     logits made `loss_chunk` tokens at a time (kochat/loss.py; 0: all at once, transformers' own loss)."""
@@ -87,8 +90,16 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int, 
     embeddings = vocab * h * (1 if getattr(text, "tie_word_embeddings", False) else 2)
     other = counts.total - counts.quantized - lora - embeddings
     # One layer's saved activations: fp32 norm outputs and residual, bf16 qkv, attention, MLP in and out,
-    # the LoRA dropout copy (SDPA keeps no seq² scores). Bytes fitted to measured peaks (bench/RESULTS.md).
-    layer_acts = tokens * (20 * h + 4 * inter) * (COMPILED_ACTIVATIONS if compiled else 1.0)
+    # the LoRA dropout copy of query_key_value's input (SDPA keeps no seq² scores). Bytes fitted to measured
+    # peaks at the 12.8b shape (bench/RESULTS.md). A gated MLP (SwiGLU: Llama, Qwen, Gemma, EXAONE) keeps two
+    # more tensors of its intermediate width, and compiling saved nothing measurable at the Qwen3-8B shape; each
+    # further adapted layer keeps a 16-bit dropout copy of its input (fitted there within 10 %).
+    gated = config.model_type != "gpt_neox"
+    per_token = (20 * h + 4 * inter) * (COMPILED_ACTIVATIONS if compiled and not gated else 1.0)
+    if gated:
+        per_token += 4 * inter
+    per_token += 2 * (counts.adapted_inputs / layers - h) if lora_dropout > 0 else -2 * h
+    layer_acts = tokens * per_token
     # Checkpointed layers keep only their input, the rest keep everything. Backward meets the kept layers
     # first and frees them, so one layer's recomputed activations only add to the peak when all are checkpointed.
     recomputed = round(layers * checkpointed)
@@ -107,8 +118,9 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int, 
 
 
 def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float,
-           optim: str, compiled: bool = False, loss_chunk: int = 0) -> list[str]:
-    parts = estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled, loss_chunk)
+           optim: str, compiled: bool = False, loss_chunk: int = 0, lora_dropout: float = 0.05) -> list[str]:
+    parts = estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled, loss_chunk,
+                                  lora_dropout)
     weights = parts["4-bit weights"] + parts["16-bit embeddings and output head"] + parts["fp32 norms, biases, other"]
     peak = sum(parts.values())
     text = config.get_text_config()
@@ -128,9 +140,10 @@ def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, 
 
 
 def out_of_memory_hint(config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float, optim: str,
-                       compiled: bool, loss_chunk: int = 0) -> str:
+                       compiled: bool, loss_chunk: int = 0, lora_dropout: float = 0.05) -> str:
     """The one-line error for running out of GPU memory: what was tried, the estimate, what to lower."""
-    est = sum(estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled, loss_chunk).values())
+    est = sum(estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled, loss_chunk,
+                                    lora_dropout).values())
     have = torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else 0.0
     return (f"out of GPU memory training {batch} × {seq_len} tokens a step with {checkpointed:.0%} of layers "
             f"checkpointed (--dry-run estimate ~{est:.1f} GiB; this GPU has {have:.1f} GiB): lower "

@@ -60,4 +60,18 @@ def test_memory_estimate_for_the_recipe_fits_a_24gb_card_and_grows_with_tokens()
     assert lines[-2].startswith("fits a 24 GB card") and lines[-1].startswith("licence: not in kochat's table")
     assert estimate.report("m", config, counts, 16, 2048, 0, "adamw_torch")[-2].startswith("does NOT fit")
     chunked = estimate.estimate_training_gib(config, counts, 1, 4096, 0.5, "paged_adamw_8bit", True, loss_chunk=1024)
+    measured_since = estimate.estimate_training_gib(config, counts, 1, 4096, 0.5, "paged_adamw_8bit", True, 1024)
+    assert abs(sum(measured_since.values()) - 17.82) / 17.82 < 0.1  # 16-bit embeddings, chunked loss (2026-11-29)
     assert chunked["logits and loss"] == pytest.approx(parts["logits and loss"] / 4)
+
+
+def test_memory_estimate_at_the_qwen3_8b_shape_is_within_11_percent_of_the_h200():
+    """A gated MLP and LoRA on all 7 linear layers keep about twice GPT-NeoX's activations a layer
+    (bench/results/2026-11-29-h200-qwen3-8b): (LoRA dropout, share checkpointed, LOSS_CHUNK, measured GiB)."""
+    config = modeling.known_config("Qwen/Qwen3-8B")
+    for dropout, share, chunk, measured in [(0.05, 0.5, 0, 32.86), (0.0, 0.5, 0, 28.08), (0.0, 1.0, 0, 15.09),
+                                            (0.05, 0.5, 1024, 27.77), (0.0, 0.5, 1024, 22.97)]:
+        lora = LoraConfig(r=8, lora_dropout=dropout, target_modules=modeling.lora_targets(config, "auto"))
+        counts = estimate.count_parameters(*estimate.meta_model_with_lora(config, lora))
+        parts = estimate.estimate_training_gib(config, counts, 1, 4096, share, "paged_adamw_8bit", True, chunk, dropout)
+        assert abs(sum(parts.values()) - measured) / measured < 0.11, (dropout, share, chunk)
