@@ -43,12 +43,12 @@ def load_config(model_id: str, use_known_table: bool = False):
     needs its own code (trust_remote_code) is one line: kochat runs no code downloaded with a model."""
     source = model_source(model_id)
     try:
-        return AutoConfig.from_pretrained(source)
+        return AutoConfig.from_pretrained(source, trust_remote_code=False)  # never run code from a model folder
     except (OSError, ValueError) as e:
         if use_known_table and model_id in KNOWN_MODELS:
             return known_config(model_id)
         if "trust_remote_code" in str(e):
-            raise UserError(f"{model_id} needs its own Python code from the hub (trust_remote_code), which kochat "
+            raise UserError(f"{model_id} needs its own Python code (trust_remote_code), which kochat "
                             f"does not run; use a model transformers has a class for, or a copy converted to one "
                             f"(e.g. a 'llamafied' EXAONE 3.5, or EXAONE 4.0)") from None
         if os.path.isdir(source):
@@ -137,7 +137,7 @@ def load_tokenizer(model_id: str):
     prompts.load_template resolves it from the template) and a pad token set."""
     source = model_source(model_id)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as e:
         if os.path.isdir(source):
             raise UserError(f"{source} has no readable tokenizer ({str(e).splitlines()[0][:120]})") from None
@@ -250,7 +250,7 @@ def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str 
         kwargs["quantization_config"] = quantization_config or nf4_config(dtype)
     source = model_source(model_id)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=False, **kwargs)
     except OSError as e:
         if os.path.isdir(source):
             raise UserError(f"cannot load weights from {source}: {str(e).splitlines()[0][:160]}") from None

@@ -185,3 +185,11 @@ def test_compiled_4bit_layers_trace_without_graph_breaks_in_bf16(tiny_tokenizer,
     modeling.compile_layers(model)
     modeling.compile_layers(model, on=False)  # the casts stay; explain traces the plain layers
     assert data_mutations(model) == 0
+
+
+def test_a_model_that_needs_its_own_code_is_one_line_and_never_asks(tmp_path):
+    config = {"model_type": "exaone", "architectures": ["ExaoneForCausalLM"],
+              "auto_map": {"AutoConfig": "configuration_exaone.ExaoneConfig"}}  # EXAONE 3.5's layout
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="needs its own Python code \\(trust_remote_code\\), which kochat does not run"):
+        modeling.load_config(str(tmp_path))
