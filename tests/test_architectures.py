@@ -1,0 +1,80 @@
+"""Each architecture kochat names, as a tiny random model through the project's own paths on the CPU: the 4-bit
+loader, LoRA "auto", packed rows (their loss equals the rows run one by one), the chunked loss, and gen()
+(greedy tokens equal generate()'s, fast mode equal to the default)."""
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from kochat import modeling, packing, tiny
+from kochat.generation import gen
+from kochat.loss import chunked_loss
+from kochat.prompts import load_template
+from kochat.tokenization import IGNORE, encode_prompt
+
+SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, head_dim=16, max_position_embeddings=512, tie_word_embeddings=False)
+ARCHITECTURES = {  # model_type -> what differs from SMALL
+    "llama": {}, "qwen2": {}, "qwen3": {}, "exaone4": {"sliding_window": 16, "sliding_window_pattern": 2},
+    "gemma2": {"sliding_window": 16, "query_pre_attn_scalar": 16},
+    "gemma3_text": {"sliding_window": 16, "query_pre_attn_scalar": 16},
+}
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def tiny_model(request, tmp_path_factory):
+    """(folder, tokenizer): a random 2-layer model of the architecture with the tiny chat tokenizer."""
+    tokenizer = modeling.load_tokenizer(tiny.CHAT_MODEL_ID)
+    config = AutoConfig.for_model(request.param, vocab_size=2048, pad_token_id=tokenizer.pad_token_id,
+                                  eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.pad_token_id,
+                                  **{**SMALL, **ARCHITECTURES[request.param]})
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp(request.param)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder), modeling.load_tokenizer(str(folder))
+
+
+def test_lora_auto_adapts_every_attention_and_mlp_layer(tiny_model):
+    folder, _ = tiny_model
+    assert sorted(modeling.lora_targets(modeling.load_config(folder), "auto")) == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
+def test_packed_rows_in_4bit_have_the_loss_of_the_rows_alone_and_the_chunked_loss_is_the_same(tiny_model):
+    folder, tokenizer = tiny_model
+    model = modeling.load_model(folder, tokenizer, four_bit=True, trainable=True)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=modeling.lora_targets(model.config, "auto"),
+                                             init_lora_weights=False)).eval()
+    torch.manual_seed(1)
+    rows = [torch.randint(10, 1900, (n,)).tolist() for n in (20, 33, 11)]
+    examples = [{"input_ids": ids, "labels": [IGNORE] * 5 + ids[5:]} for ids in rows]
+    from datasets import Dataset
+
+    packed = packing.pack_rows(Dataset.from_list(examples), 80)
+    batch = packing.PackedCollator(tokenizer.pad_token_id, 80)(list(packed))
+    with torch.no_grad():
+        packed_loss = model(**batch, use_cache=False).loss
+        total = count = 0
+        for ex in examples:
+            labels = torch.tensor([ex["labels"]])
+            loss = model(input_ids=torch.tensor([ex["input_ids"]]), labels=labels, use_cache=False).loss
+            n = int((labels[:, 1:] != IGNORE).sum())
+            total, count = total + loss * n, count + n
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        ours = chunked_loss(model, inputs, batch["labels"], chunk=16)
+    assert torch.allclose(packed_loss, total / count, rtol=1e-4)
+    assert torch.allclose(ours, packed_loss, rtol=1e-4)
+
+
+def test_gen_gives_generates_greedy_tokens_and_fast_mode_the_same(tiny_model):
+    folder, tokenizer = tiny_model
+    template = load_template("auto", tokenizer)  # the tiny chat tokenizer's ChatML
+    model = modeling.load_model(folder, tokenizer, four_bit=False).eval()
+    conversation = [{"role": "user", "content": "한국의 수도는 어디인가요?"}]
+    ids = torch.tensor([encode_prompt(tokenizer, template.chat(conversation))])
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, min_new_tokens=12,
+                         do_sample=False, pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:].tolist()
+    default = gen(model, tokenizer, template, conversation, max_new_tokens=12, min_new_tokens=12)[0]
+    fast = gen(model, tokenizer, template, conversation, max_new_tokens=12, min_new_tokens=12, fast=True)[0]
+    assert default.text == tokenizer.decode(out, skip_special_tokens=True).strip() == fast.text
