@@ -52,14 +52,17 @@ def computes_plain_logits(model) -> bool:
 
 
 class ChunkedLossTrainer(Trainer):
-    """The Hugging Face Trainer, its loss computed by `chunked_loss` (`chunk` = 0: transformers' own loss)."""
+    """The Hugging Face Trainer, its loss computed by `chunked_loss` (`chunk` = 0: transformers' own loss). A model
+    wrapped for several processes (DDP, FSDP) keeps transformers' loss: the wrapper's own forward must run, and
+    FSDP shards the head's weight."""
 
     def __init__(self, *args, loss_chunk: int = 1024, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_chunk = loss_chunk
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if not self.loss_chunk or "labels" not in inputs or not computes_plain_logits(model):
+        wrapped = self.accelerator.unwrap_model(model) is not model  # DDP/FSDP: their forward syncs the gradients
+        if not self.loss_chunk or "labels" not in inputs or wrapped or not computes_plain_logits(model):
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
         inputs = dict(inputs)
