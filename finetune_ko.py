@@ -20,7 +20,7 @@ import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import BitsAndBytesConfig, TrainingArguments, set_seed
 
-from kochat import checkpoints, cli, data, estimate, modeling, packing, recipe, runs, tiny, tokenization
+from kochat import checkpoints, cli, data, estimate, modeling, packing, processes, recipe, runs, tiny, tokenization
 from kochat.documents import store, training
 from kochat.documents.retrieval import Searcher
 from kochat.errors import UserError
@@ -128,6 +128,7 @@ def main(argv):
                                          lora_dropout=LORA_DROPOUT)))
         return
     modeling.check_machine_can_run(config)
+    launched = processes.start()  # several under torchrun / accelerate launch: the main one prints and saves
     output_dir = runs.prepare_output_dir(OUTPUT_DIR or f"outputs/{RUN_NAME}", OVERWRITE)
     tokenizer = modeling.load_tokenizer(MODEL_ID)
     modeling.check_tokenizer_fits(tokenizer, config)
@@ -183,7 +184,7 @@ def main(argv):
                                     bnb_4bit_compute_dtype=dtype)
     attention = modeling.training_attention(ATTENTION, packed=bool(PACK_TOKENS))  # flex for packed rows on a GPU
     model = modeling.load_model(MODEL_ID, tokenizer, quantization_config=bnb_config, trainable=True,
-                                attention=attention)
+                                attention=attention, device_map=processes.device_map(launched))
     model_load_s = round(time.time() - load_start, 1)
     load_peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
     gpu = f", GPU memory peak {load_peak_gib} GiB" if load_peak_gib is not None else ""
@@ -206,7 +207,8 @@ def main(argv):
     # 6. Train with the Hugging Face Trainer: progress bar, train/eval loss, TensorBoard in logs/ -------
     #    Checkpoints are sealed when complete; rerunning the same command continues from the newest one.
     checkpoints.check_disk_space(output_dir, counts, KEEP_CHECKPOINTS, OPTIM, merged=bool(MERGED_DIR))
-    resume = recipe.resume_point(output_dir, constants, RESUME, OVERWRITE, RESUME_MAY_CHANGE)  # None: a fresh start
+    with launched.main_process_first():  # it clears what a rerun replaces; the others then find the same point
+        resume = recipe.resume_point(output_dir, constants, RESUME, OVERWRITE, RESUME_MAY_CHANGE)  # None: afresh
     args = TrainingArguments(
         output_dir=str(output_dir / "checkpoints"), per_device_train_batch_size=BATCH_SIZE,
         per_device_eval_batch_size=BATCH_SIZE, gradient_accumulation_steps=GRAD_ACCUM,
@@ -215,8 +217,13 @@ def main(argv):
         eval_strategy="steps" if eval_rows is not None else "no", eval_steps=EVAL_STEPS,
         save_strategy="steps", save_steps=SAVE_STEPS, save_total_limit=KEEP_CHECKPOINTS, seed=SEED,
         prediction_loss_only=True,  # evaluation needs the loss only; keeping a 4,096 × vocab logits tensor costs GiBs
-        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
+        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,  # every LoRA weight takes part in every step
         dataloader_pin_memory=torch.cuda.is_available(), report_to=[])
+    print(f"[6] effective batch {BATCH_SIZE * GRAD_ACCUM * launched.num_processes} "
+          f"{'sequences' if PACK_TOKENS else 'rows'} an update ({BATCH_SIZE} × {GRAD_ACCUM} accumulated × "
+          f"{launched.num_processes} process{'es' if launched.num_processes > 1 else ''}); learning rate {LEARNING_RATE:g}, "
+          f"{LR_SCHEDULER} after {WARMUP_STEPS} warm-up updates")
     callbacks = recipe.Callbacks(output_dir / "logs", process_start)  # TensorBoard, first-step timer, seals, Ctrl-C
     trainer = ChunkedLossTrainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
                                  data_collator=collator, callbacks=callbacks, loss_chunk=LOSS_CHUNK)
@@ -233,12 +240,15 @@ def main(argv):
     peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
     peak = f", peak GPU memory {peak_gib} GiB" if peak_gib is not None else ""
     print(f"[6] trained {trainer.state.global_step} steps, final train loss {train_result.training_loss:.4f}{peak}")
+    if not launched.is_main_process:
+        return 0  # steps 7 and 8 belong to the run: the main process does them, once
 
     # 7. Save the adapter, tokenizer, template, generation config, constants, and the loss plot --------
     runs.save_run(output_dir, model, tokenizer, template, constants, extra={
         "preset": given.get("preset"), "data_report": report.to_dict(), "lora_targets": targets,
         "end_of_text": {"token": tokenizer.eos_token, "id": eos_id}, "attention": attention,
         "quantization": bnb_config.to_dict(),
+        "processes": launched.num_processes, "strategy": "ddp" if launched.num_processes > 1 else "one process",
         "timing": {"model_load_s": model_load_s, "first_step_s": callbacks.first_step.first_step_s},
         "gpu_peak_gib": {"after_load": load_peak_gib, "after_first_step": callbacks.first_step.peak_gib,
                          "after_training": peak_gib},

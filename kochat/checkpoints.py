@@ -21,6 +21,7 @@ from transformers.trainer_utils import TrainOutput
 
 from .cli import flag
 from .errors import UserError
+from .processes import largest_across
 from .runs import write_json
 
 SEAL = "kochat-complete.json"
@@ -141,7 +142,7 @@ class SealCheckpoints(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
+        if state.is_world_process_zero and folder.is_dir():  # the process that wrote it (kochat/processes.py)
             seal(folder)
 
 
@@ -167,7 +168,12 @@ class StopOnSignal(TrainerCallback):
         self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.received is not None:
+        # a signal to any one of several processes stops them all at the same step (else the others would wait
+        # for it in their next gradient all-reduce forever)
+        signum = largest_across(signal.Signals[self.received].value if self.received else 0, args.device)
+        if signum:
+            if self.received is None:
+                self.received, self.exit_status = signal.Signals(signum).name, 128 + signum
             control.should_save = True
             control.should_training_stop = True
 

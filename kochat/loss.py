@@ -69,4 +69,6 @@ class ChunkedLossTrainer(Trainer):
         labels = inputs.pop("labels")
         with self.accelerator.autocast():  # what accelerate wraps the model's own forward in (bf16 mixed precision)
             loss = chunked_loss(model, inputs, labels, self.loss_chunk, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # the Trainer's own rule: num_items counts every process's
         return (loss, {"loss": loss}) if return_outputs else loss
