@@ -67,7 +67,7 @@ MAX_STEPS = -1                              # optimizer updates to run; -1 = EPO
 OPTIM = "paged_adamw_8bit"                  # a transformers optimizer name, e.g. adamw_torch
 GRADIENT_CHECKPOINTING = 0.5                # share of layers recomputed in backward: 1 = least memory, 0 = fastest
 COMPILE = True                              # torch.compile each decoder layer on a GPU: +23 % tokens/s, less memory
-LOSS_CHUNK = 1024                           # the loss's output head runs over this many trained tokens at a time,
+LOSS_CHUNK = 1024                           # the loss's output head runs over this many positions at a time,
                                             # so the full logits never exist (kochat/loss.py); 0 = all at once
 LOGGING_STEPS = 10                          # log the train loss every this many updates
 EVAL_STEPS = 200                            # eval loss every this many updates, and at the end

@@ -31,7 +31,7 @@ def head_loss_sum(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Ten
 
 def chunked_loss(model, inputs: dict, labels: torch.Tensor, chunk: int, num_items=None) -> torch.Tensor:
     """The causal LM loss of `model` (a transformers model, or PEFT's wrapper of one) on `inputs`, the head
-    applied `chunk` trained tokens at a time."""
+    applied to `chunk` positions at a time."""
     core = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = core.get_decoder()(**inputs, use_cache=False).last_hidden_state[:, :-1].flatten(0, 1)
     targets = labels[:, 1:].flatten()  # -100 where nothing is trained: cross_entropy skips it
