@@ -3,8 +3,10 @@ import shutil
 import signal
 from collections import namedtuple
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from transformers import TrainerControl
 
 from kochat import checkpoints
@@ -79,12 +81,13 @@ def test_too_little_disk_is_an_error_before_training(tmp_path, monkeypatch):
 def test_sigterm_asks_the_trainer_to_save_and_stop_after_the_step():
     stop, control = checkpoints.StopOnSignal(), TrainerControl()
     before = signal.getsignal(signal.SIGTERM)
-    stop.on_train_begin(None, None, control)
+    args = SimpleNamespace(device=torch.device("cpu"))  # what the callback reads of the Trainer's arguments
+    stop.on_train_begin(args, None, control)
     try:
-        stop.on_step_end(None, None, control)
+        stop.on_step_end(args, None, control)
         assert not control.should_save and not control.should_training_stop
         os.kill(os.getpid(), signal.SIGTERM)
-        stop.on_step_end(None, None, control)
+        stop.on_step_end(args, None, control)
         assert control.should_save and control.should_training_stop
         assert stop.received == "SIGTERM" and stop.exit_status == 143
         with pytest.raises(KeyboardInterrupt):  # a second signal: stop at once
