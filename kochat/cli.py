@@ -48,12 +48,19 @@ def constant_names(namespace: dict) -> list[str]:
 
 
 def constant_comments(script: Path) -> dict[str, str]:
-    """NAME -> the comment on its line in the constants block, for --help."""
-    found = {}
+    """NAME -> the comment on its line in the constants block, and on the comment-only lines right under it
+    that continue it, for --help."""
+    found, last = {}, None
     for line in script.read_text(encoding="utf-8").splitlines():
         m = re.match(r"^([A-Z][A-Z0-9_]*)\s*=\s*(.*?)\s*#\s*(.*)$", line)
         if m:
-            found.setdefault(m.group(1), m.group(3))
+            last = m.group(1) if m.group(1) not in found else None
+            if last:
+                found[last] = m.group(3)
+        elif last and re.match(r"^\s{8,}#\s*(.*)$", line):  # an indented comment line continues it
+            found[last] += " " + line.strip().lstrip("#").strip()
+        else:
+            last = None
     return found
 
 

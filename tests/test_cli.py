@@ -132,3 +132,10 @@ def test_required_constants_left_empty_are_named_in_one_line():
     require({"MODEL": "m", "OUT": "x"}, "MODEL", "OUT")
     with pytest.raises(UserError, match=r"^--out=… is required \(see --help\)$"):
         require({"MODEL": "m", "OUT": ""}, "MODEL", "OUT")
+
+
+def test_help_reads_a_comment_continued_on_the_lines_under_its_constant():
+    comments = constant_comments(SCRIPT)
+    assert comments["LORA_TARGETS"].startswith("auto: query_key_value for GPT-NeoX") and \
+        comments["LORA_TARGETS"].endswith("or names: a,b,c; all-linear")
+    assert comments["MAX_LEN"] == "rows (conversations) longer than this many tokens are skipped, never cut"
