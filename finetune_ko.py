@@ -207,8 +207,8 @@ def main(argv):
     # 6. Train with the Hugging Face Trainer: progress bar, train/eval loss, TensorBoard in logs/ -------
     #    Checkpoints are sealed when complete; rerunning the same command continues from the newest one.
     checkpoints.check_disk_space(output_dir, counts, KEEP_CHECKPOINTS, OPTIM, merged=bool(MERGED_DIR))
-    with launched.main_process_first():  # it clears what a rerun replaces; the others then find the same point
-        resume = recipe.resume_point(output_dir, constants, RESUME, OVERWRITE, RESUME_MAY_CHANGE)  # None: afresh
+    resume = processes.from_main(launched, lambda: recipe.resume_point(  # None: a fresh start; the main process
+        output_dir, constants, RESUME, OVERWRITE, RESUME_MAY_CHANGE))     # alone clears what a rerun replaces
     args = TrainingArguments(
         output_dir=str(output_dir / "checkpoints"), per_device_train_batch_size=BATCH_SIZE,
         per_device_eval_batch_size=BATCH_SIZE, gradient_accumulation_steps=GRAD_ACCUM,
@@ -224,7 +224,8 @@ def main(argv):
           f"{'sequences' if PACK_TOKENS else 'rows'} an update ({BATCH_SIZE} × {GRAD_ACCUM} accumulated × "
           f"{launched.num_processes} process{'es' if launched.num_processes > 1 else ''}); learning rate {LEARNING_RATE:g}, "
           f"{LR_SCHEDULER} after {WARMUP_STEPS} warm-up updates")
-    callbacks = recipe.Callbacks(output_dir / "logs", process_start)  # TensorBoard, first-step timer, seals, Ctrl-C
+    callbacks = recipe.Callbacks(output_dir / "logs", process_start,  # TensorBoard, first-step timer, seals, Ctrl-C
+                                 tensorboard=launched.is_main_process)
     trainer = ChunkedLossTrainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
                                  data_collator=collator, callbacks=callbacks, loss_chunk=LOSS_CHUNK)
     try:

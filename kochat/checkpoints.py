@@ -14,6 +14,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import torch
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import TrainerCallback, TrainerState
@@ -141,8 +142,10 @@ class SealCheckpoints(TrainerCallback):
     """Seal each checkpoint once the Trainer has written all of it."""
 
     def on_save(self, args, state, control, **kwargs):
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()  # every process has written its part (its own RNG state) before the seal
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if state.is_world_process_zero and folder.is_dir():  # the process that wrote it (kochat/processes.py)
+        if state.is_world_process_zero and folder.is_dir():  # one process seals (kochat/processes.py)
             seal(folder)
 
 
@@ -167,13 +170,16 @@ class StopOnSignal(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
-    def on_step_end(self, args, state, control, **kwargs):
-        # a signal to any one of several processes stops them all at the same step (else the others would wait
-        # for it in their next gradient all-reduce forever)
+    def agree(self, args) -> None:
+        """A signal to any one of several processes counts for all of them (else the others would wait for it in
+        their next all-reduce forever)."""
         signum = largest_across(signal.Signals[self.received].value if self.received else 0, args.device)
-        if signum:
-            if self.received is None:
-                self.received, self.exit_status = signal.Signals(signum).name, 128 + signum
+        if signum and self.received is None:
+            self.received, self.exit_status = signal.Signals(signum).name, 128 + signum
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.agree(args)
+        if self.received is not None:
             control.should_save = True
             control.should_training_stop = True
 

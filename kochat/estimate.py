@@ -13,6 +13,7 @@ import torch
 
 from .cli import flag
 from .known_models import KNOWN_MODELS, licence_line
+from .loss import computes_plain_logits
 from .modeling import build_on_meta
 
 GIB = 2**30
@@ -83,6 +84,7 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int, 
     `checkpointed` of the layers recomputed in backward, the layers compiled or not, and the output head's
     logits made `loss_chunk` tokens at a time (kochat/loss.py; 0: all at once, transformers' own loss)."""
     text = config.get_text_config()  # a multimodal model's language part (Gemma 3)
+    loss_chunk = loss_chunk if computes_plain_logits(config) else 0  # others keep transformers' loss (kochat/loss.py)
     h, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
     inter = getattr(text, "intermediate_size", 4 * h)
     tokens = batch * seq_len

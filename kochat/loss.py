@@ -21,9 +21,16 @@ from transformers import Trainer
 from .tokenization import IGNORE
 
 
-def head_loss_sum(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, softcap: float | None) -> torch.Tensor:
-    """Summed cross-entropy of one chunk: the head's logits in fp32, as transformers' loss takes them."""
-    logits = F.linear(hidden, weight).float()
+# Model types whose logits are their output head applied to the decoder's output (Gemma 2's soft-capping aside);
+# others (Cohere's logit_scale, Granite's logits_scaling, Falcon-H1's lm_head_multiplier, …) keep transformers' loss.
+PLAIN_LOGITS = {"gpt_neox", "llama", "mistral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "gemma", "gemma2",
+                "gemma3", "gemma3_text", "exaone4"}
+
+
+def head_loss_sum(head, hidden: torch.Tensor, targets: torch.Tensor, softcap: float | None) -> torch.Tensor:
+    """Summed cross-entropy of one chunk: the head module itself (its bias, a LoRA on it), the logits in fp32,
+    as transformers' loss takes them."""
+    logits = head(hidden).float()
     if softcap:  # Gemma 2's final logit soft-capping
         logits = torch.tanh(logits / softcap) * softcap
     return F.cross_entropy(logits, targets, reduction="sum")
@@ -35,26 +42,24 @@ def chunked_loss(model, inputs: dict, labels: torch.Tensor, chunk: int, num_item
     core = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = core.get_decoder()(**inputs, use_cache=False).last_hidden_state[:, :-1].flatten(0, 1)
     targets = labels[:, 1:].flatten()  # -100 where nothing is trained: cross_entropy skips it
-    weight = core.get_output_embeddings().weight
+    head = core.get_output_embeddings()
     softcap = getattr(core.config.get_text_config(), "final_logit_softcapping", None)
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, len(targets), chunk):  # fixed chunks, not the trained positions: no wait for the GPU
-        total = total + checkpoint(head_loss_sum, hidden[start:start + chunk], targets[start:start + chunk], weight,
+        total = total + checkpoint(head_loss_sum, head, hidden[start:start + chunk], targets[start:start + chunk],
                                    softcap, use_reentrant=False)
     return total / (num_items if num_items is not None else (targets != IGNORE).sum())
 
 
-def computes_plain_logits(model) -> bool:
-    """Whether the model's logits are its head applied to the decoder's output (softcapping aside): not so for
-    models that scale them (Cohere's logit_scale, Granite's logits_scaling), which keep transformers' loss."""
-    config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config.get_text_config()
-    return not any(hasattr(config, name) for name in ("logit_scale", "logits_scaling"))
+def computes_plain_logits(config) -> bool:
+    """Whether the model's logits are its head applied to its decoder's output (see PLAIN_LOGITS)."""
+    return config.model_type in PLAIN_LOGITS
 
 
 class ChunkedLossTrainer(Trainer):
     """The Hugging Face Trainer, its loss computed by `chunked_loss` (`chunk` = 0: transformers' own loss). A model
-    wrapped for several processes (DDP, FSDP) keeps transformers' loss: the wrapper's own forward must run, and
-    FSDP shards the head's weight."""
+    wrapped for several processes (DDP, FSDP) keeps transformers' loss, full logits on every GPU: the wrapper's
+    own forward must run for the gradients to be shared."""
 
     def __init__(self, *args, loss_chunk: int = 1024, **kwargs):
         super().__init__(*args, **kwargs)
@@ -62,7 +67,8 @@ class ChunkedLossTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         wrapped = self.accelerator.unwrap_model(model) is not model  # DDP/FSDP: their forward syncs the gradients
-        if not self.loss_chunk or "labels" not in inputs or wrapped or not computes_plain_logits(model):
+        config = self.accelerator.unwrap_model(model).config
+        if not self.loss_chunk or "labels" not in inputs or wrapped or not computes_plain_logits(config):
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
         inputs = dict(inputs)

@@ -30,6 +30,17 @@ def device_map(state: PartialState):
     return {"": state.device} if state.num_processes > 1 else "auto"
 
 
+def from_main(state: PartialState, compute):
+    """compute() run by the main process alone, its result handed to the others (one process: just compute())."""
+    if state.num_processes == 1:
+        return compute()
+    from accelerate.utils import broadcast_object_list
+
+    box = [compute() if state.is_main_process else None]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
 def largest_across(value: int, device) -> int:
     """The largest of each process's `value` (one process: the value itself)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):

@@ -206,13 +206,13 @@ class Callbacks(list):
     each checkpoint, and a clean stop on Ctrl-C or SIGTERM. A list, with the two the script reads after
     training by name."""
 
-    def __init__(self, logs: Path, process_start: float):
+    def __init__(self, logs: Path, process_start: float, tensorboard: bool = True):
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
         self.first_step, self.stop = FirstStepTimer(process_start), checkpoints.StopOnSignal()
-        super().__init__([TensorBoardCallback(SummaryWriter(str(logs))), self.first_step,
-                          checkpoints.SealCheckpoints(), self.stop])
+        board = [TensorBoardCallback(SummaryWriter(str(logs)))] if tensorboard else []  # the main process's only
+        super().__init__([*board, self.first_step, checkpoints.SealCheckpoints(), self.stop])
 
 
 def train(trainer, resume: str | None, callbacks: Callbacks):
@@ -226,6 +226,7 @@ def train(trainer, resume: str | None, callbacks: Callbacks):
         if resume:
             print(f"[6] resuming from {resume}")
         result = trainer.train(resume_from_checkpoint=resume)
+    callbacks.stop.agree(trainer.args)  # a signal during the last save: every process skips the evaluation alike
     if trainer.eval_dataset is not None and not callbacks.stop.received:
         trainer.evaluate()
     return result
