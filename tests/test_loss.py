@@ -40,3 +40,26 @@ def test_the_chunked_loss_and_its_gradients_are_transformers_own(model_id, packe
     # under gradient accumulation the Trainer divides by the tokens of all its micro-batches
     assert torch.allclose(chunked_loss(model, inputs, labels, 7, num_items=100),
                           theirs * (labels[:, 1:] != IGNORE).sum() / 100, atol=1e-5)
+
+
+def test_a_lora_on_the_output_head_is_part_of_the_chunked_loss():
+    tokenizer = modeling.load_tokenizer(tiny.CHAT_MODEL_ID)
+    torch.manual_seed(0)
+    model = get_peft_model(modeling.load_model(tiny.CHAT_MODEL_ID, tokenizer, four_bit=False),
+                           LoraConfig(r=4, target_modules=["q_proj", "lm_head"], init_lora_weights=False))
+    ids = torch.randint(10, 500, (1, 30))
+    labels = ids.clone()
+    labels[:, :8] = IGNORE
+    theirs = model(input_ids=ids, labels=labels, use_cache=False).loss
+    ours = chunked_loss(model, {"input_ids": ids}, labels, chunk=7)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_models_that_scale_their_logits_keep_transformers_loss():
+    from transformers import AutoConfig
+
+    from kochat.loss import computes_plain_logits
+
+    assert computes_plain_logits(AutoConfig.for_model("qwen3")) and computes_plain_logits(AutoConfig.for_model("gpt_neox"))
+    assert not computes_plain_logits(AutoConfig.for_model("cohere"))  # logit_scale
+    assert not computes_plain_logits(AutoConfig.for_model("granite"))  # logits_scaling
