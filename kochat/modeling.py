@@ -94,16 +94,19 @@ def language_layers(model) -> list:
 def lora_targets(config, choice) -> list[str] | str:
     """What LoRA adapts. "auto": GPT-NeoX keeps the KoAlpaca recipe's query_key_value (6,553,600 parameters at
     12.8b); any other model gets every linear layer of its decoder layers, attention and MLP (the QLoRA paper's
-    finding: adapting all of them matches full fine-tuning), found from the model built on the meta device, and
-    written as a pattern over the decoder's layers where other modules (a vision tower) share those names.
+    finding: adapting all of them matches full fine-tuning), found from the model built on the meta device.
     Else a list of module names (on the command line: a,b,c) or PEFT's "all-linear", checked against the model:
-    a wrong name is one line with the names it has."""
+    a wrong name is one line with the names it has. Where other modules share those names (a vision tower, as in
+    Gemma 3), the targets become a pattern over the decoder's layers: text-only training never runs the others,
+    and an adapter there would be trained on nothing (and stall DDP, which expects every weight to get a gradient)."""
     names = choice.split(",") if isinstance(choice, str) and choice not in ("auto", "all-linear") else choice
-    if names in ("all-linear", ["all-linear"]):
-        return "all-linear"
+    names = "all-linear" if names == ["all-linear"] else names
     model = build_on_meta(config)
     linear = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    if names != "auto":
+    in_layers = {id(m) for layer in language_layers(model) for m in layer.modules()}
+    head = model.get_output_embeddings()
+    outside = {n for n, m in linear.items() if id(m) not in in_layers and m is not head}
+    if isinstance(names, list):
         names = [n.strip() for n in names if n.strip()]
         embeddings = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Embedding)]
         missing = [t for t in names if not any(n == t or n.endswith("." + t) for n in [*linear, *embeddings])]
@@ -112,17 +115,22 @@ def lora_targets(config, choice) -> list[str] | str:
             raise UserError(f"{flag('LORA_TARGETS')}: {config.model_type} has no linear layer named "
                             f"{', '.join(map(repr, missing)) or '(none given)'}; its linear layers are named "
                             f"{have} (or pass auto or all-linear)")
+        matched = [n for n in linear if any(n == t or n.endswith("." + t) for t in names)]
+        if not set(matched) & outside:
+            return names
+        return decoder_pattern([n for n in matched if n not in outside])
+    if names == "all-linear" and not outside:
         return names
-    if config.model_type == "gpt_neox":
+    if names == "auto" and config.model_type == "gpt_neox":
         return ["query_key_value"]
-    in_layers = {id(m) for layer in language_layers(model) for m in layer.modules()}
     inside = [n for n, m in linear.items() if id(m) in in_layers]
     short = list(dict.fromkeys(n.rsplit(".", 1)[-1] for n in inside))
-    elsewhere = [n for n, m in linear.items() if id(m) not in in_layers and n.rsplit(".", 1)[-1] in short]
-    if not elsewhere:
-        return short
-    per_layer = dict.fromkeys(re.sub(r"\\\.\d+\\\.", r"\\.\\d+\\.", re.escape(n)) for n in inside)
-    return "|".join(per_layer)  # PEFT matches a string against whole module names: exactly these layers
+    return decoder_pattern(inside) if any(n.rsplit(".", 1)[-1] in short for n in outside) else short
+
+
+def decoder_pattern(names: list[str]) -> str:
+    """A pattern PEFT matches against whole module names: exactly these decoder-layer modules, in every layer."""
+    return "|".join(dict.fromkeys(re.sub(r"\\\.\d+\\\.", r"\\.\\d+\\.", re.escape(n)) for n in names))
 
 
 def check_tokenizer_fits(tokenizer, config) -> None:

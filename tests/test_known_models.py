@@ -38,6 +38,8 @@ def test_the_seed_figure_is_unchanged_and_a_vision_tower_gets_no_adapter():
     meta, _ = estimate.meta_model_with_lora(config, LoraConfig(r=8, target_modules=modeling.lora_targets(config, "auto")))
     assert estimate.count_parameters(meta).trainable == 6_553_600
     gemma = modeling.known_config("google/gemma-3-12b-pt")
-    meta, _ = estimate.meta_model_with_lora(gemma, LoraConfig(r=8, target_modules=modeling.lora_targets(gemma, "auto")))
-    adapted = {name.split(".lora_A")[0] for name, _ in meta.named_parameters() if ".lora_A" in name}
-    assert len(adapted) == 48 * 7 and all(".language_model.layers." in name for name in adapted)
+    for choice, per_layer in [("auto", 7), ("all-linear", 7), ("q_proj,v_proj", 2)]:  # the tower has q_proj too
+        lora = LoraConfig(r=8, target_modules=modeling.lora_targets(gemma, choice))
+        meta, _ = estimate.meta_model_with_lora(gemma, lora)
+        adapted = {name.split(".lora_A")[0] for name, _ in meta.named_parameters() if ".lora_A" in name}
+        assert len(adapted) == 48 * per_layer and all(".language_model.layers." in name for name in adapted), choice
