@@ -1,10 +1,13 @@
 """What the entry scripts (finetune_ko.py, index_ko.py, chat_ko.py, serve_ko.py) share; ARCHITECTURE.md maps it.
 
 One concern a module: `errors` (the one-line UserError), `cli` (constants and overrides), `hub` (offline use),
-`records` (reading data files), `data` (rows in, checked), `prompts` (templates, the one renderer),
-`tokenization` (rows to trained-on tokens), `packing` (rows into fixed-size sequences), `modeling` (the one
-model loader), `tiny` (the offline preset's model and tokenizer), `estimate` (dry run), `recipe` (the recipe's
-step helpers), `checkpoints` (sealed checkpoints, resume), `runs` (the run folder), `card` (its model card),
+`records` (reading data files), `data` (rows in, checked), `conversations` (turns checked; rows as trained and
+untrained pieces), `prompts` (templates or the model's chat template, the one renderer), `tokenization` (pieces
+to trained-on tokens), `packing` (rows into fixed-size sequences), `modeling` (the one model loader),
+`known_models` (shapes and licences for the dry run), `tiny` (the offline presets' models and tokenizers),
+`estimate` (dry run), `recipe` (the recipe's step helpers), `loss` (the Trainer, its loss's head in chunks),
+`processes` (several training processes), `checkpoints` (sealed checkpoints, resume), `runs` (the run folder),
+`card` (its model card),
 `generation` (the one gen()), `streaming` (its rows' ends and streams); packages `documents/` (files ->
 index folder -> retrieved passages -> grounded prompts) and `server/` (serve_ko.py's HTTP app).
 """

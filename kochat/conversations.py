@@ -94,5 +94,5 @@ def examples(template, row: dict) -> tuple[list[list[tuple[str, bool]]], bool]:
 def prompt_key(pieces: list[tuple[str, bool]]) -> str:
     """What identifies an example's prompt for the eval split: the text before its first trained piece
     (system message, first question and its input), whitespace-normalised."""
-    first = next((text for text, trained in pieces if not trained), "") if pieces and not pieces[0][1] else ""
+    first = pieces[0][0] if pieces and not pieces[0][1] else ""
     return " ".join(first.split())
