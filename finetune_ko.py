@@ -119,16 +119,21 @@ def main(argv):
     targets = recipe.check_constants(constants, config)  # a value a library would refuse is one line, up front
     lora_config = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=LORA_DROPOUT,
                              target_modules=targets, bias="none", task_type="CAUSAL_LM")
-    if "dry-run" in given:
+    launch = processes.launch()  # one process; or several (torchrun, accelerate launch): DDP, or FSDP to shard
+    if "dry-run" in given:  # under the launcher, the estimate is per GPU for that launch
         meta_model, would_quantize = estimate.meta_model_with_lora(config, lora_config)
         counts = estimate.count_parameters(meta_model, would_quantize)
         tokens_per_row = PACK_TOKENS or MAX_LEN  # a packed sequence, or a row padded to at most MAX_LEN
-        print("\n".join(estimate.report(MODEL_ID, config, counts, BATCH_SIZE, tokens_per_row, GRADIENT_CHECKPOINTING,
-                                         OPTIM, compiled=COMPILE, loss_chunk=LOSS_CHUNK,
-                                         lora_dropout=LORA_DROPOUT)))
+        if processes.is_main():
+            print("\n".join(estimate.report(MODEL_ID, config, counts, BATCH_SIZE, tokens_per_row,
+                                             GRADIENT_CHECKPOINTING, OPTIM, compiled=COMPILE, loss_chunk=LOSS_CHUNK,
+                                             lora_dropout=LORA_DROPOUT, launch=launch)))
         return
     modeling.check_machine_can_run(config)
-    launched = processes.start()  # several under torchrun / accelerate launch: the main one prints and saves
+    if launch.fsdp and not torch.cuda.is_available():
+        raise UserError("FSDP shards the model across GPUs and this machine has none: launch several CPU processes "
+                        "with torchrun --nproc_per_node=N finetune_ko.py (data parallel) instead")
+    launched = processes.start()  # the processes' shared state: the main one prints and saves
     output_dir = runs.prepare_output_dir(OUTPUT_DIR or f"outputs/{RUN_NAME}", OVERWRITE)
     tokenizer = modeling.load_tokenizer(MODEL_ID)
     modeling.check_tokenizer_fits(tokenizer, config)
@@ -181,7 +186,8 @@ def main(argv):
     load_start = time.time()
     dtype = modeling.compute_dtype()  # bf16 on GPUs that have it, fp16 on older GPUs, fp32 on a CPU
     bnb_config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_use_double_quant=True, bnb_4bit_quant_type="nf4",
-                                    bnb_4bit_compute_dtype=dtype)
+                                    bnb_4bit_compute_dtype=dtype,
+                                    bnb_4bit_quant_storage=dtype if launch.fsdp else torch.uint8)  # FSDP shards
     attention = modeling.training_attention(ATTENTION, packed=bool(PACK_TOKENS))  # flex for packed rows on a GPU
     model = modeling.load_model(MODEL_ID, tokenizer, quantization_config=bnb_config, trainable=True,
                                 attention=attention, device_map=processes.device_map(launched))
@@ -191,18 +197,26 @@ def main(argv):
     print(f"[4] loaded {type(model).__name__} in 4-bit in {model_load_s} s, compute dtype {model.dtype}, {attention} attention{gpu}")
 
     # 5. Prepare for k-bit training, gradient checkpointing, attach LoRA, compile the layers ------------
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=GRADIENT_CHECKPOINTING > 0,
-                                            gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointing = {"use_reentrant": False}
+    if not launch.fsdp:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=GRADIENT_CHECKPOINTING > 0,
+                                                gradient_checkpointing_kwargs=checkpointing)
+    elif GRADIENT_CHECKPOINTING > 0:  # FSDP flattens a layer's weights into one tensor of one dtype: peft's fp32
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)  # upcast would split it
     modeling.embeddings_in(model, dtype)  # peft made them fp32; frozen, they need only the compute dtype
     model.config.use_cache = False  # no KV cache in training (packed rows need none to stay apart); step 8 turns it on
     model = get_peft_model(model, lora_config)
     checkpointed = modeling.checkpoint_layers(model, GRADIENT_CHECKPOINTING)
-    compiled = COMPILE and torch.cuda.is_available()  # on a CPU compiling costs more than it saves
-    if compiled:
+    compiled = COMPILE and torch.cuda.is_available() and not launch.fsdp  # a CPU: costs more than it saves;
+    if compiled:                                                            # FSDP: its flat weights are not traced
         modeling.compile_layers(model)
     counts = estimate.count_parameters(model)
     print("[5] " + counts.line())
-    print(f"    {checkpointed}/{len(modeling.decoder_layers(model))} layers checkpointed, layers {'' if compiled else 'not '}compiled")
+    print(f"    {checkpointed}/{len(modeling.decoder_layers(model))} layers checkpointed, layers {'' if compiled else 'not '}compiled"
+          + (" (FSDP)" if launch.fsdp and COMPILE else ""))
+    optim = "adamw_torch" if launch.fsdp and OPTIM == "paged_adamw_8bit" else OPTIM  # peft: FSDP-QLoRA cannot save
+    if optim != OPTIM:                                                              # paged 8-bit optimizer state
+        print(f"    optimizer {optim}: FSDP cannot checkpoint {OPTIM}'s state (the LoRA's state is small either way)")
 
     # 6. Train with the Hugging Face Trainer: progress bar, train/eval loss, TensorBoard in logs/ -------
     #    Checkpoints are sealed when complete; rerunning the same command continues from the newest one.
@@ -213,45 +227,57 @@ def main(argv):
         output_dir=str(output_dir / "checkpoints"), per_device_train_batch_size=BATCH_SIZE,
         per_device_eval_batch_size=BATCH_SIZE, gradient_accumulation_steps=GRAD_ACCUM,
         learning_rate=LEARNING_RATE, lr_scheduler_type=LR_SCHEDULER, warmup_steps=WARMUP_STEPS,
-        num_train_epochs=EPOCHS, max_steps=MAX_STEPS, optim=OPTIM, logging_steps=LOGGING_STEPS,
+        num_train_epochs=EPOCHS, max_steps=MAX_STEPS, optim=optim, logging_steps=LOGGING_STEPS,
         eval_strategy="steps" if eval_rows is not None else "no", eval_steps=EVAL_STEPS,
         save_strategy="steps", save_steps=SAVE_STEPS, save_total_limit=KEEP_CHECKPOINTS, seed=SEED,
         prediction_loss_only=True,  # evaluation needs the loss only; keeping a 4,096 × vocab logits tensor costs GiBs
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=False,  # every LoRA weight takes part in every step
+        include_num_input_tokens_seen="non_padding",  # real tokens trained on, all processes: the speed at the end
         dataloader_pin_memory=torch.cuda.is_available(), report_to=[])
     print(f"[6] effective batch {BATCH_SIZE * GRAD_ACCUM * launched.num_processes} "
           f"{'sequences' if PACK_TOKENS else 'rows'} an update ({BATCH_SIZE} × {GRAD_ACCUM} accumulated × "
-          f"{launched.num_processes} process{'es' if launched.num_processes > 1 else ''}); learning rate {LEARNING_RATE:g}, "
+          f"{launched.num_processes} process{'es' if launched.num_processes > 1 else ''}, {launch.strategy}); "
+          f"learning rate {LEARNING_RATE:g}, "
           f"{LR_SCHEDULER} after {WARMUP_STEPS} warm-up updates")
     callbacks = recipe.Callbacks(output_dir / "logs", process_start,  # TensorBoard, first-step timer, seals, Ctrl-C
                                  tensorboard=launched.is_main_process)
     trainer = ChunkedLossTrainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
-                                 data_collator=collator, callbacks=callbacks, loss_chunk=LOSS_CHUNK)
+                                 data_collator=collator, callbacks=callbacks, loss_chunk=LOSS_CHUNK,
+                                 processing_class=tokenizer)  # its pad id: what the token count leaves out
     try:
         train_result = recipe.train(trainer, resume, callbacks)  # then the eval loss
     except torch.OutOfMemoryError:
         raise UserError(estimate.out_of_memory_hint(config, counts, BATCH_SIZE, PACK_TOKENS or MAX_LEN,
                                                     GRADIENT_CHECKPOINTING, OPTIM, compiled, LOSS_CHUNK,
-                                                    LORA_DROPOUT)) from None
+                                                    LORA_DROPOUT, launch)) from None
     if callbacks.stop.received:
         print(f"[6] stopped by {callbacks.stop.received} at step {trainer.state.global_step} of "
               f"{trainer.state.max_steps}; checkpoint in {args.output_dir}/. Run the same command again to continue.")
         return callbacks.stop.exit_status
-    peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
-    peak = f", peak GPU memory {peak_gib} GiB" if peak_gib is not None else ""
-    print(f"[6] trained {trainer.state.global_step} steps, final train loss {train_result.training_loss:.4f}{peak}")
+    peak_gib = None
+    if torch.cuda.is_available():  # the fullest GPU's
+        peak_gib = processes.largest_across(torch.cuda.max_memory_allocated() >> 20, launched.device) / 1024
+    speed = callbacks.step_timer.real_tok_s
+    print(f"[6] trained {trainer.state.global_step} steps, final train loss {train_result.training_loss:.4f}"
+          + (f", {speed:,.0f} real tokens/s after the first step" if speed else "")
+          + (f", peak GPU memory {peak_gib:.2f} GiB" + (" (the fullest GPU)" if launched.num_processes > 1 else "")
+             if peak_gib is not None else ""))
+    if launch.fsdp:  # the adapter is sharded across the processes: gathered whole, written by the main one
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        trainer.save_model(str(output_dir))
     if not launched.is_main_process:
         return 0  # steps 7 and 8 belong to the run: the main process does them, once
 
     # 7. Save the adapter, tokenizer, template, generation config, constants, and the loss plot --------
-    runs.save_run(output_dir, model, tokenizer, template, constants, extra={
+    runs.save_run(output_dir, model, tokenizer, template, constants, adapter_saved=launch.fsdp, extra={
         "preset": given.get("preset"), "data_report": report.to_dict(), "lora_targets": targets,
         "end_of_text": {"token": tokenizer.eos_token, "id": eos_id}, "attention": attention,
         "quantization": bnb_config.to_dict(),
-        "processes": launched.num_processes, "strategy": "ddp" if launched.num_processes > 1 else "one process",
-        "timing": {"model_load_s": model_load_s, "first_step_s": callbacks.first_step.first_step_s},
-        "gpu_peak_gib": {"after_load": load_peak_gib, "after_first_step": callbacks.first_step.peak_gib,
+        "processes": launched.num_processes, "strategy": launch.strategy, "optimizer": optim,
+        "timing": {"model_load_s": model_load_s, "first_step_s": callbacks.step_timer.first_step_s,
+                   "real_tok_s_after_first_step": speed},
+        "gpu_peak_gib": {"after_load": load_peak_gib, "after_first_step": callbacks.step_timer.peak_gib,
                          "after_training": peak_gib},
         "train": {"steps": trainer.state.global_step, "log_history": trainer.state.log_history}})
     runs.plot_loss(trainer.state.log_history, output_dir / "loss.png")
@@ -261,6 +287,10 @@ def main(argv):
         print(f"    merged into a 16-bit copy of the base: {runs.save_merged(output_dir, MERGED_DIR, tokenizer, template)}/")
 
     # 8. gen() demo: inference mode, the same template, stop at end of text, new tokens only ------------
+    if questions and launch.fsdp:  # the trained model is sharded across processes that have ended: load the run
+        del trainer, model
+        torch.cuda.empty_cache()
+        model = runs.load_for_answering(str(output_dir)).model
     if questions:
         model.eval()
         model.config.use_cache = True

@@ -15,6 +15,9 @@ from .cli import flag
 from .known_models import KNOWN_MODELS, licence_line
 from .loss import computes_plain_logits
 from .modeling import build_on_meta
+from .processes import Launch
+
+ONE_PROCESS = Launch(1, "one process")
 
 GIB = 2**30
 # NF4 with double quantization: 4 bits a weight, plus an 8-bit scale per 64 weights and an fp32 scale
@@ -51,8 +54,9 @@ def count_parameters(model, would_quantize: set[int] = frozenset()) -> ParamCoun
     for name, p in model.named_parameters():
         if "lora_A" in name:  # [r, in_features]
             adapted_inputs += p.shape[1]
-        if p.__class__.__name__ == "Params4bit":  # packed: numel() is half the weights
-            real, kept = p.numel() * 2, p.numel()
+        if p.__class__.__name__ == "Params4bit":  # packed two to a byte, in bytes or (FSDP) 16-bit elements
+            kept = p.numel() * p.element_size()
+            real = kept * 2
         elif id(p) in would_quantize:
             real, kept = p.numel(), p.numel() // 2
         else:
@@ -79,12 +83,17 @@ COMPILED_ACTIVATIONS = 0.75  # compiled GPT-NeoX layers keep fewer intermediates
 
 
 def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float, optim: str,
-                          compiled: bool = False, loss_chunk: int = 0, lora_dropout: float = 0.05) -> dict[str, float]:
-    """Peak allocated GiB by part, for one training step at `batch` × `seq_len` tokens, with the share
+                          compiled: bool = False, loss_chunk: int = 0, lora_dropout: float = 0.05,
+                          launch: Launch = ONE_PROCESS) -> dict[str, float]:
+    """Peak allocated GiB by part on one GPU, for one training step at `batch` × `seq_len` tokens, with the share
     `checkpointed` of the layers recomputed in backward, the layers compiled or not, and the output head's
-    logits made `loss_chunk` tokens at a time (kochat/loss.py; 0: all at once, transformers' own loss)."""
+    logits made `loss_chunk` tokens at a time (kochat/loss.py; 0: all at once, transformers' own loss).
+    `launch`: several processes keep transformers' loss (the wrapped model); DDP gives each GPU the whole model,
+    FSDP a share of the weights plus the layer being gathered, and no compiled layers (finetune_ko.py)."""
     text = config.get_text_config()  # a multimodal model's language part (Gemma 3)
-    loss_chunk = loss_chunk if computes_plain_logits(config) else 0  # others keep transformers' loss (kochat/loss.py)
+    if not computes_plain_logits(config) or launch.processes > 1:  # kochat/loss.py keeps transformers' loss
+        loss_chunk = 0
+    compiled = compiled and not launch.fsdp
     h, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
     inter = getattr(text, "intermediate_size", 4 * h)
     tokens = batch * seq_len
@@ -116,13 +125,21 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int, 
         "dequantized weight in flight": h * inter * 2,
         "logits and loss": min(tokens, loss_chunk or tokens) * vocab * 12,  # bf16 logits, fp32 copy, its gradient
     }
+    if launch.fsdp:  # each GPU keeps 1/N of every weight and of the LoRA's state (8-bit paged Adam is swapped
+        n = launch.processes  # for adamw_torch); a layer is gathered whole while it runs, the next one prefetched
+        layer_weights = counts.quantized * NF4_DQ_BYTES_PER_WEIGHT / layers
+        parts["4-bit weights"] = parts["4-bit weights"] / n + 2 * layer_weights
+        parts["16-bit embeddings and output head"] = embeddings * 2 / n + vocab * h * 2  # the head gathered
+        parts["fp32 norms, biases, other"] = other * 2 / n  # kept in the compute dtype: FSDP flattens one dtype
+        parts["LoRA weights, grads, optimizer"] = lora * (4 + 4 + 8) / n
     return {k: v / GIB for k, v in parts.items()}
 
 
 def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float,
-           optim: str, compiled: bool = False, loss_chunk: int = 0, lora_dropout: float = 0.05) -> list[str]:
+           optim: str, compiled: bool = False, loss_chunk: int = 0, lora_dropout: float = 0.05,
+           launch: Launch = ONE_PROCESS) -> list[str]:
     parts = estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled, loss_chunk,
-                                  lora_dropout)
+                                  lora_dropout, launch)
     weights = parts["4-bit weights"] + parts["16-bit embeddings and output head"] + parts["fp32 norms, biases, other"]
     peak = sum(parts.values())
     text = config.get_text_config()
@@ -130,8 +147,10 @@ def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, 
              f"vocab {text.vocab_size})", counts.line(),
              f"GPU memory, weights in 4-bit NF4 (double quant), embeddings in 16-bit: {weights:.1f} GiB",
              f"GPU memory, training at batch {batch} × {seq_len} tokens"
-             f", {checkpointed:.0%} of layers checkpointed{', compiled' if compiled else ''}, {optim}: "
-             f"~{peak:.1f} GiB peak"]
+             f", {checkpointed:.0%} of layers checkpointed{', compiled' if compiled and not launch.fsdp else ''}, "
+             f"{'adamw_torch' if launch.fsdp and optim == 'paged_adamw_8bit' else optim}: ~{peak:.1f} GiB peak"
+             + (f" on each of {launch.processes} GPUs ({launch.strategy})" if launch.processes > 1 or launch.fsdp
+                else "")]
     lines += [f"    {name:<34} {gib:6.2f} GiB" for name, gib in parts.items()]
     verdict = "fits" if peak <= FITS_GIB else "does NOT fit"
     lines.append(f"{verdict} a 24 GB card (estimate ≤ {FITS_GIB:.0f} GiB leaves room for the CUDA context)")
@@ -142,10 +161,11 @@ def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, 
 
 
 def out_of_memory_hint(config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float, optim: str,
-                       compiled: bool, loss_chunk: int = 0, lora_dropout: float = 0.05) -> str:
+                       compiled: bool, loss_chunk: int = 0, lora_dropout: float = 0.05,
+                       launch: Launch = ONE_PROCESS) -> str:
     """The one-line error for running out of GPU memory: what was tried, the estimate, what to lower."""
     est = sum(estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled, loss_chunk,
-                                    lora_dropout).values())
+                                    lora_dropout, launch).values())
     have = torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else 0.0
     return (f"out of GPU memory training {batch} × {seq_len} tokens a step with {checkpointed:.0%} of layers "
             f"checkpointed (--dry-run estimate ~{est:.1f} GiB; this GPU has {have:.1f} GiB): lower "

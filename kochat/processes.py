@@ -6,11 +6,17 @@ script. Each loads the 4-bit base on its own device and trains the same LoRA on 
 Trainer wraps the model in DistributedDataParallel, which all-reduces the LoRA gradients. What belongs to the run
 happens once: the main process prints, checks and clears the output folder first, seals checkpoints, and writes
 the adapter, card, plot and demo; the others stay quiet and wait.
+
+Two strategies, chosen by the launcher: DDP (torchrun, or `accelerate launch --config_file configs/ddp.yaml`)
+gives each GPU a whole 4-bit copy of the base; FSDP (`accelerate launch --config_file configs/fsdp_qlora.yaml`)
+shards it across the GPUs, for a model one GPU cannot hold (FSDP-QLoRA: the 4-bit weights stored in the
+compute dtype, `bnb_4bit_quant_storage`, so FSDP can shard them like any 16-bit weight).
 """
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 
 import torch
 from accelerate import PartialState
@@ -23,6 +29,30 @@ def start() -> PartialState:
     if not state.is_main_process:
         sys.stdout = open(os.devnull, "w")
     return state
+
+
+@dataclass(frozen=True)
+class Launch:
+    processes: int
+    strategy: str  # "one process", "ddp" or "fsdp"
+
+    @property
+    def fsdp(self) -> bool:
+        return self.strategy == "fsdp"
+
+
+def launch() -> Launch:
+    """How this script was launched, read from the launcher's environment without starting anything (--dry-run
+    uses it too): torchrun and accelerate set WORLD_SIZE; accelerate's FSDP config sets ACCELERATE_USE_FSDP."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true"):
+        return Launch(processes, "fsdp")
+    return Launch(processes, "ddp" if processes > 1 else "one process")
+
+
+def is_main() -> bool:
+    """Whether this is the main process (rank 0), before any state is made: --dry-run prints once."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def device_map(state: PartialState):

@@ -4,8 +4,8 @@
 - steps 1-3 as functions (`render`, `tokenize`, `split`), which the script calls one by one and `prepare`
   calls in a row, for the tests and bench/ that need rows exactly as the recipe makes them;
 - step 6: the one resume helper (`resume_point`), the one list of callbacks (`Callbacks`: TensorBoard, the
-  first-step timer, checkpoint sealing, stop on Ctrl-C/SIGTERM) and `train`, which also finishes a run
-  stopped after its last checkpoint.
+  step timer (first step, then speed), checkpoint sealing, stop on Ctrl-C/SIGTERM) and `train`, which also
+  finishes a run stopped after its last checkpoint.
 
 The recipe's default settings stay where the user edits them, in finetune_ko.py's constants block; bench/
 imports them from there.
@@ -185,24 +185,37 @@ def resume_point(output_dir: Path, constants: dict, resume: str, overwrite: bool
     return point
 
 
-class FirstStepTimer(TrainerCallback):
-    """Prints, once, how long the run took from the process start to its first finished training step."""
+class StepTimer(TrainerCallback):
+    """Prints, once, how long the run took from the process start to its first finished training step; then
+    measures the training speed: real (non-padding) tokens a second, all processes together (the Trainer counts
+    them: include_num_input_tokens_seen="non_padding"), over the steps after the first (which compiles the
+    layers), evaluations and checkpoint saves left out."""
 
     def __init__(self, started: float):
-        self.started, self.first_step_s, self.peak_gib = started, None, None
+        self.started, self.first_step_s, self.peak_gib, self.real_tok_s = started, None, None, None
+        self.step_began = self.tokens_before = None
+        self.seconds = self.tokens = 0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step_began, self.tokens_before = time.time(), state.num_input_tokens_seen
 
     def on_step_end(self, args, state, control, **kwargs):
+        now = time.time()
         if self.first_step_s is None:
-            self.first_step_s = round(time.time() - self.started, 1)
+            self.first_step_s = round(now - self.started, 1)
             gpu = ""
             if torch.cuda.is_available():
                 self.peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2)
                 gpu = f", GPU memory peak so far {self.peak_gib} GiB"
             print(f"\n    first training step done {self.first_step_s} s after start{gpu}", flush=True)
+            return
+        self.seconds += now - self.step_began
+        self.tokens += state.num_input_tokens_seen - self.tokens_before
+        self.real_tok_s = round(self.tokens / self.seconds, 1)
 
 
 class Callbacks(list):
-    """The Trainer's callbacks in finetune_ko.py: TensorBoard events in `logs`, the first-step timer, sealing of
+    """The Trainer's callbacks in finetune_ko.py: TensorBoard events in `logs`, the step timer, sealing of
     each checkpoint, and a clean stop on Ctrl-C or SIGTERM. A list, with the two the script reads after
     training by name."""
 
@@ -210,9 +223,9 @@ class Callbacks(list):
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
-        self.first_step, self.stop = FirstStepTimer(process_start), checkpoints.StopOnSignal()
+        self.step_timer, self.stop = StepTimer(process_start), checkpoints.StopOnSignal()
         board = [TensorBoardCallback(SummaryWriter(str(logs)))] if tensorboard else []  # the main process's only
-        super().__init__([*board, self.first_step, checkpoints.SealCheckpoints(), self.stop])
+        super().__init__([*board, self.step_timer, checkpoints.SealCheckpoints(), self.stop])
 
 
 def train(trainer, resume: str | None, callbacks: Callbacks):

@@ -159,10 +159,13 @@ def versions() -> dict:
             "peft": peft.__version__, "bitsandbytes": bitsandbytes.__version__, "datasets": datasets.__version__}
 
 
-def save_run(folder: Path, model, tokenizer, template, constants: dict, extra: dict) -> None:
-    """Everything a later reader needs; run_config.json is written last."""
+def save_run(folder: Path, model, tokenizer, template, constants: dict, extra: dict,
+             adapter_saved: bool = False) -> None:
+    """Everything a later reader needs; run_config.json is written last. adapter_saved: the adapter is already
+    in the folder (FSDP: the Trainer gathered it from the processes' shards)."""
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)  # PEFT: adapter_model.safetensors + adapter_config.json (+ an empty card)
+    if not adapter_saved:
+        model.save_pretrained(folder)  # PEFT: adapter_model.safetensors + adapter_config.json (+ an empty card)
     tokenizer.save_pretrained(folder)
     model.generation_config.save_pretrained(folder)
     write_json(folder / TEMPLATE_FILE, template.to_dict())

@@ -116,5 +116,5 @@ def test_the_callbacks_are_one_list_with_the_two_the_script_reads(tmp_path):
 
     callbacks = recipe.Callbacks(tmp_path / "logs", process_start=0.0)
     kinds = [type(c) for c in callbacks]
-    assert kinds == [TensorBoardCallback, recipe.FirstStepTimer, checkpoints.SealCheckpoints, checkpoints.StopOnSignal]
-    assert callbacks.first_step is callbacks[1] and callbacks.stop is callbacks[3]
+    assert kinds == [TensorBoardCallback, recipe.StepTimer, checkpoints.SealCheckpoints, checkpoints.StopOnSignal]
+    assert callbacks.step_timer is callbacks[1] and callbacks.stop is callbacks[3]

@@ -35,7 +35,12 @@ def test_two_processes_train_one_run_like_one_process_with_the_same_batch(tiny_r
     config = json.loads((run / "run_config.json").read_text(encoding="utf-8"))
     assert (config["processes"], config["strategy"]) == (2, "ddp")
     assert result.stdout.count("[0] model tiny-gpt-neox") == 1  # one report, not one a process
-    assert "effective batch 2 sequences an update (1 × 1 accumulated × 2 processes)" in result.stdout
+    assert "effective batch 2 sequences an update (1 × 1 accumulated × 2 processes, ddp)" in result.stdout
+    # the tokens trained on are counted over both processes: as many as the one process saw
+    seen_two, seen_one = losses(run, "num_input_tokens_seen")[-1], losses(single, "num_input_tokens_seen")[-1]
+    assert abs(seen_two - seen_one) < 0.05 * seen_one
+    speed = config["timing"]["real_tok_s_after_first_step"]
+    assert speed > 0 and f"{speed:,.0f} real tokens/s after the first step" in result.stdout
     # the same sequences an update, split over two processes: the same curve, up to float sums in another order
     # and which sequences share an update (the distributed sampler's order)
     two, one = losses(run, "loss"), losses(single, "loss")
@@ -66,3 +71,12 @@ def test_a_sigterm_to_either_process_stops_both_with_a_checkpoint_and_the_same_c
     assert f"resuming from outputs/tiny/checkpoints/checkpoint-{stopped_at}" in again.stdout
     assert "[6] trained 40 steps" in again.stdout
     assert (tmp_path / "outputs" / "tiny" / "adapter_model.safetensors").is_file()
+
+
+def test_fsdp_on_a_machine_without_gpus_is_one_line_before_anything_loads(tmp_path):
+    # what `accelerate launch --config_file configs/fsdp_qlora.yaml` sets; accelerate's FSDP needs GPUs
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "finetune_ko.py"), "--preset", "tiny"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "ACCELERATE_USE_FSDP": "true"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: FSDP shards the model across GPUs")
+    assert "torchrun --nproc_per_node=N" in result.stderr and not (tmp_path / "outputs").exists()
