@@ -1,0 +1,89 @@
+"""Is the fine-tuned model better than its base, and did it keep its Korean? Score a run folder from
+finetune_ko.py, base (adapter off) vs adapter on one load, with lm-evaluation-harness's own Korean tasks fed
+from local files, and/or answer a question file side by side. Offline; results go into the run folder.
+    python3 eval_ko.py --adapter=outputs/RUN --tasks=kobest --kobest_dir=/data/kobest            # test split
+    python3 eval_ko.py --adapter=outputs/tiny --tasks=kobest --kobest_dir=../shared/data/kobest --split=dev --limit=50
+    python3 eval_ko.py --adapter=outputs/RUN --tasks=kmmlu --kmmlu_dir=/data/KMMLU/data          # or haerae, kobest_copa
+    python3 eval_ko.py --adapter=outputs/RUN --questions=user_oriented_instructions.jsonl       # answers side by side
+    python3 eval_ko.py --adapter=outputs/RUN --questions=qs.txt --judge_url=http://127.0.0.1:8001/v1
+Scores: outputs/RUN/eval/<tasks>-<split>.json and .md (a table base vs adapter with the difference); answers:
+outputs/RUN/eval/answers-<file>.json, .md and .html. Stopped midway, the same command continues from the cache
+in outputs/RUN/eval/cache/. A merged model folder is scored alone (its base is not in it).
+"""
+import sys
+from pathlib import Path
+
+import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
+
+from kochat import cli, runs
+from kochat.errors import UserError
+from kochat.evaluation import judge, steps, suites
+from kochat.evaluation.questions import read_questions
+
+# ---- constants: edit here, or override on the command line as --name=value -------------------
+ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.py, or a merged model folder
+TASKS = []                                   # kobest, kmmlu, haerae (comma-separated), one of their tasks
+                                             # (kobest_copa), or any lm-eval task name (needs the hub)
+KOBEST_DIR = ""                              # KoBEST's folder: BoolQ/ COPA/ HellaSwag/ SentiNeg/ WiC/, each <split>.tsv
+KMMLU_DIR = ""                               # KMMLU's data folder: <Subject>-<split>.csv as released
+HAERAE_DIR = ""                              # HAE-RAE Bench's files: general_knowledge.csv, history.csv, …
+SPLIT = "test"                               # test, dev (= validation) or train: the file each task reads
+LIMIT = 0                                    # score only the first N items of each task; 0 = all
+BATCH_SIZE = 0                               # requests scored together by lm-eval; 0 = the most that fit (auto)
+CACHE = True                                 # keep each model's answers in outputs/RUN/eval/cache: resume there
+QUESTIONS = ""                               # a question file (.txt, .jsonl, KULLM/Self-Instruct form): answer it
+MAX_NEW_TOKENS = 256                         # longest answer, in tokens (the same for base and adapter)
+TEMPERATURE = 0.0                            # 0 = greedy: the same answers every time
+TOP_P = 1.0                                  # nucleus sampling, with TEMPERATURE above 0
+ANSWER_BATCH = 8                             # questions answered together by gen()
+SEED = 0                                     # sampling seed, the same for both models
+JUDGE_URL = ""                               # an OpenAI-compatible API (serve_ko, vLLM) that scores answers 1-10
+JUDGE_MODEL = ""                             # the judge's model id; "" = the first the endpoint lists
+JUDGE_API_KEY = ""                           # the judge's key, if it needs one
+OUT = ""                                     # the JSON to write; "" = outputs/RUN/eval/<tasks>-<split>.json or
+                                             # answers-<questions file>.json
+FOUR_BIT = True                              # the base in 4-bit NF4, as trained; False = 16-bit (more memory)
+VERBOSE = False                              # lm-eval's own log lines too
+
+PRESETS = {}
+FLAGS = {}
+
+
+def main(argv):
+    cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+
+    # 1. Check everything before the model loads: the run folder, each task's files and columns, the questions
+    if not TASKS and not QUESTIONS:
+        raise UserError("nothing to do: pass --tasks=kobest (with --kobest_dir=…) and/or --questions=FILE")
+    if TASKS and QUESTIONS and OUT:
+        raise UserError("--out names one file: leave it out when giving both --tasks and --questions")
+    if LIMIT < 0 or BATCH_SIZE < 0 or ANSWER_BATCH < 1 or MAX_NEW_TOKENS < 1:
+        raise UserError("--limit and --batch_size must be 0 or more, --answer_batch and --max_new_tokens 1 or more")
+    run = runs.open_run(ADAPTER)
+    folders = {"kobest": KOBEST_DIR, "kmmlu": KMMLU_DIR, "haerae": HAERAE_DIR}
+    local, hub = suites.resolve(TASKS, folders, SPLIT) if TASKS else ([], [])
+    questions = read_questions(QUESTIONS) if QUESTIONS else []
+    judge_model = judge.check(JUDGE_URL, JUDGE_API_KEY, JUDGE_MODEL) if JUDGE_URL and questions else ""
+
+    # 2. Load the run as chat does: the base in 4-bit with the adapter on it (or a merged folder)
+    _, tokenizer, model = runs.load_for_answering(run, four_bit=FOUR_BIT)
+    print(f"{run.folder}: base {run.base_model}" + (" + adapter" if run.adapter else " (merged)") +
+          f"; {len(local) + len(hub)} tasks, {len(questions)} questions")
+
+    # 3. Scores: lm-eval scores base (adapter disabled) and adapter; JSON and a table base vs adapter
+    if TASKS:
+        out = Path(OUT) if OUT else steps.default_out(run, TASKS, SPLIT)
+        steps.score_tasks(run, model, tokenizer, local, hub, out=out, split=SPLIT, limit=LIMIT,
+                          batch_size=BATCH_SIZE, cache=CACHE, four_bit=FOUR_BIT, verbose=VERBOSE)
+
+    # 4. Answers: both models answer every question with the same settings, side by side, with figures
+    if questions:
+        out = Path(OUT) if OUT else Path(run.folder) / steps.EVAL_DIR / f"answers-{Path(QUESTIONS).stem}.json"
+        settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P)
+        steps.answer_questions(run, model, tokenizer, questions, questions_file=QUESTIONS, out=out, settings=settings,
+                               batch_size=ANSWER_BATCH, seed=SEED, four_bit=FOUR_BIT, judge_url=JUDGE_URL,
+                               judge_model=judge_model, judge_api_key=JUDGE_API_KEY, cache=CACHE)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

@@ -1,0 +1,74 @@
+"""The generative report's pages: a self-contained HTML page with the answers side by side (nothing loaded
+from the internet), and a Markdown table of the figures per model."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+FIGURES = (("answers", "answers", "{:.0f}"), ("ended", "ended with end of text", "{:.0%}"),
+           ("mean_chars", "mean length (characters)", "{:.0f}"), ("mean_tokens", "mean length (tokens)", "{:.1f}"),
+           ("repeated_4gram_rate", "repeated 4-grams", "{:.1%}"), ("hangul_share", "Hangul share", "{:.1%}"),
+           ("tokens_per_s", "tokens/s", "{:.1f}"), ("judge_mean", "judge score (1-10)", "{:.2f}"))
+
+
+def figures_markdown(doc: dict) -> str:
+    models = list(doc["figures"])
+    lines = ["| figure | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for name, label, fmt in FIGURES:
+        if any(name in doc["figures"][m] for m in models):
+            cells = [fmt.format(doc["figures"][m][name]) if name in doc["figures"][m] else "" for m in models]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown(doc: dict) -> str:
+    head = [f"# {Path(doc['run']).name}: answers to {Path(doc['questions']).name}", "",
+            f"{len(doc['items'])} questions, same settings for every model: " +
+            ", ".join(f"{k}={v}" for k, v in doc["settings"].items()), ""]
+    return "\n".join(head) + figures_markdown(doc)
+
+
+STYLE = """body{font-family:"Noto Sans CJK KR","Malgun Gothic",sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:.4em .6em;vertical-align:top}
+th{background:#f3f3f3}.answers td{width:45%;white-space:pre-wrap}.q{background:#fafafa;font-weight:600}
+.meta{color:#777;font-size:.85em;display:block;margin-top:.4em}.cut{color:#b00}"""
+
+
+def page(doc: dict) -> str:
+    e = html.escape
+    models = list(doc["figures"])
+    rows = "".join(f"<tr><th>{e(label)}</th>" + "".join(
+        f"<td>{e(fmt.format(doc['figures'][m][name])) if name in doc['figures'][m] else ''}</td>" for m in models)
+        + "</tr>" for name, label, fmt in FIGURES if any(name in doc["figures"][m] for m in models))
+    items = []
+    for item in doc["items"]:
+        question = e(item["question"]) + (f"<br><small>{e(item['input'])}</small>" if item["input"] else "")
+        cells = []
+        for m in models:
+            a = item["answers"][m]
+            cut = a["finish_reason"] != "stop"
+            judged = (a.get("judge") or {}).get("score")
+            meta = f"{a['new_tokens']} tokens" + (", <span class=cut>cut at the limit</span>" if cut else "") + \
+                (f", judge {judged}/10" if judged is not None else "")
+            cells.append(f"<td>{e(a['text'])}<span class=meta>{meta}</span></td>")
+        items.append(f"<tr><td class=q colspan={len(models)}>{e(str(item['id']))}. {question}</td></tr>"
+                     f"<tr>{''.join(cells)}</tr>")
+    settings = ", ".join(f"{k}={v}" for k, v in doc["settings"].items())
+    return (f"<!doctype html><html lang=ko><head><meta charset=utf-8><title>{e(Path(doc['run']).name)} answers</title>"
+            f"<style>{STYLE}</style></head><body><h1>{e(Path(doc['run']).name)}: {e(Path(doc['questions']).name)}</h1>"
+            f"<p>{len(doc['items'])} questions; every model with the same settings: {e(settings)}. "
+            f"Base model {e(doc['base_model'])}.</p><table><tr><th>figure</th>"
+            + "".join(f"<th>{e(m)}</th>" for m in models) + f"</tr>{rows}</table>"
+            f"<table class=answers><tr>{''.join(f'<th>{e(m)}</th>' for m in models)}</tr>{''.join(items)}</table>"
+            "</body></html>\n")
+
+
+def write(doc: dict, out: Path) -> tuple[Path, Path, Path]:
+    from ..runs import write_json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, doc)
+    md, page_file = out.with_suffix(".md"), out.with_suffix(".html")
+    md.write_text(markdown(doc), encoding="utf-8")
+    page_file.write_text(page(doc), encoding="utf-8")
+    return out, md, page_file
