@@ -258,12 +258,17 @@ def config_for(task: LocalTask) -> dict:
 def check_hub_names(names: list[str]) -> None:
     """Task names lm-eval knows (indexing all its tasks, ~20 s, only when such a name is given); they load their
     data from the hub, so they need it."""
+    local_names = list(SUITES) + [t for s in SUITES for t in suite_members(s)]
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    for n in names:
+        close = difflib.get_close_matches(n, local_names, n=1, cutoff=0.8)
+        if close or offline:
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UserError(f"--tasks: unknown task {n!r}{hint}; from local files: {', '.join(SUITES)} or one of "
+                            f"their tasks (kobest_copa); other lm-eval tasks read the hub, and HF_HUB_OFFLINE=1")
     known = task_manager(None).all_tasks
     for n in names:
         if n not in known:
-            close = difflib.get_close_matches(n, list(SUITES) + known, n=1)
-            raise UserError(f"--tasks: unknown task {n!r}{f' (did you mean {close[0]}?)' if close else ''}; local "
-                            f"suites: {', '.join(SUITES)}; any lm-eval task name also works with the hub reachable")
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise UserError(f"--tasks={','.join(names)}: these lm-eval tasks read their data from the hub, and "
-                        f"HF_HUB_OFFLINE=1; local files work for {', '.join(SUITES)}")
+            close = difflib.get_close_matches(n, known, n=1)
+            raise UserError(f"--tasks: unknown task {n!r}{f' (did you mean {close[0]}?)' if close else ''}; from "
+                            f"local files: {', '.join(SUITES)}; any lm-eval task name with the hub reachable")
