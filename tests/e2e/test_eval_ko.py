@@ -1,0 +1,49 @@
+"""`python eval_ko.py` on the tiny preset's run, as a user runs it: the run and its base scored on KoBEST dev
+(a few items a task) and a KULLM-form question file answered side by side, in one command; bad input is one
+line before any model loads (each form of bad input: tests/evaluation)."""
+import json
+
+import pytest
+
+from support import SHARED_DATA
+
+KOBEST = SHARED_DATA / "kobest"
+
+
+def test_scores_and_answers_base_vs_adapter(tiny_run, run_script, tmp_path):
+    run, _ = tiny_run
+    questions = tmp_path / "user_oriented_instructions.jsonl"
+    questions.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [
+        {"id": "t0", "instruction": "다음 문장을 고치세요.", "instances": [{"input": "나는 학교 갔다.", "output": ""}]},
+        {"id": "t1", "instruction": "한국의 수도는 어디인가요?", "instances": [{"input": "", "output": ""}]}]), encoding="utf-8")
+    scored = KOBEST.is_dir()
+    tasks = ["--tasks=kobest", f"--kobest_dir={KOBEST}", "--split=dev", "--limit=6", "--batch_size=8"] if scored else []
+    result = run_script("eval_ko.py", f"--adapter={run}", *tasks, f"--questions={questions}", "--max_new_tokens=16",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    eval_dir = run / "eval"
+    report = json.loads((eval_dir / "answers-user_oriented_instructions.json").read_text(encoding="utf-8"))
+    assert list(report["figures"]) == ["base", "adapter"] and report["figures"]["adapter"]["answers"] == 2
+    assert [i["id"] for i in report["items"]] == ["t0", "t1"]
+    assert all(i["answers"]["base"]["new_tokens"] > 0 for i in report["items"])
+    page = (eval_dir / "answers-user_oriented_instructions.html").read_text(encoding="utf-8")
+    assert "다음 문장을 고치세요." in page and "Hangul share" in page
+    if not scored:
+        pytest.skip(f"KoBEST not found at {KOBEST} (fresh clone): only the answers were checked")
+    doc = json.loads((eval_dir / "kobest-dev.json").read_text(encoding="utf-8"))
+    assert doc["models"] == ["base", "adapter"] and doc["harness"]["version"]
+    assert set(doc["tasks"]) == {"kobest_boolq", "kobest_copa", "kobest_hellaswag", "kobest_sentineg", "kobest_wic"}
+    assert all(0 <= t[m]["acc"] <= 1 and t[m]["items"] == 6 for t in doc["tasks"].values() for m in ("base", "adapter"))
+    assert "f1" in doc["tasks"]["kobest_boolq"]["adapter"]
+    table = (eval_dir / "kobest-dev.md").read_text(encoding="utf-8")
+    assert "| kobest_copa | accuracy |" in table and "Δ adapter − base" in table and table in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tasks=kobest", "--kobest_dir=/nonexistent"], "error: --kobest_dir=/nonexistent is not a folder"),
+    (["--questions=qs.csv"], "unknown question file format .csv"),
+])
+def test_bad_input_is_one_line_before_loading(tiny_run, run_script, tmp_path, args, message):
+    run, _ = tiny_run
+    result = run_script("eval_ko.py", f"--adapter={run}", *args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
