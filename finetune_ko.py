@@ -84,6 +84,8 @@ DEMO_QUESTIONS = "prompts/demo_questions.txt"  # questions for the gen() demo; "
 MAX_NEW_TOKENS = 256                        # longest demo answer, in tokens
 TEMPERATURE = 0.7                           # demo sampling temperature; 0 = greedy
 TOP_P = 0.9                                 # demo nucleus sampling
+EVAL_TASKS = ""                             # score the finished run base vs adapter as eval_ko.py does, into
+                                            # <run>/eval/: "kobest=DIR[@split]", comma-separated; "" = no
 
 # A rerun continues an unfinished run's checkpoints only if every constant is as it was, except these: how the
 # run is watched, saved, sped up or demoed. Every other constant decides what is trained on and how.
@@ -264,8 +266,7 @@ def main(argv):
           + (f", peak GPU memory {peak_gib:.2f} GiB" + (" (the fullest GPU)" if launched.num_processes > 1 else "")
              if peak_gib is not None else ""))
     if launch.fsdp:  # the adapter is sharded across the processes: gathered whole, written by the main one
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-        trainer.save_model(str(output_dir))
+        processes.save_sharded_adapter(trainer.model_wrapped, model, output_dir, launched)
     if not launched.is_main_process:
         return 0  # steps 7 and 8 belong to the run: the main process does them, once
 
@@ -290,19 +291,30 @@ def main(argv):
     if questions and launch.fsdp:  # the trained model is sharded across processes that have ended: load the run
         del trainer, model
         torch.cuda.empty_cache()
-        model = runs.load_for_answering(str(output_dir)).model
+        model = runs.load_for_answering(str(output_dir), device_map={"": launched.device}).model
     if questions:
         model.eval()
         model.config.use_cache = True
         model.set_attn_implementation("sdpa")  # flex attention serves packed training; answering uses SDPA
         modeling.compile_layers(model, on=False)  # answering shapes change every token: eager layers
-        with open(output_dir / "demo.jsonl", "w", encoding="utf-8") as demo:
+        # trained under autocast, as the Trainer runs it: peft left the norms in fp32 beside 16-bit embeddings
+        with (torch.autocast(model.device.type, dtype=dtype, enabled=model.device.type == "cuda"),
+              open(output_dir / "demo.jsonl", "w", encoding="utf-8") as demo):
             for question in questions:
                 answer = gen(model, tokenizer, template, question, max_new_tokens=MAX_NEW_TOKENS,
                              temperature=TEMPERATURE, top_p=TOP_P)[0]
                 print(f"[8] Q: {answer.question} {answer.input}\n    A: {answer.text}\n    "
                       f"({answer.new_tokens} tokens in {answer.seconds:.2f} s, {answer.tokens_per_s:.1f} tokens/s)")
                 demo.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
+
+    # 9. Score the finished run, base vs adapter, with eval_ko.py's code (EVAL_TASKS) --------------------
+    if EVAL_TASKS and processes.is_main():
+        from kochat.evaluation import steps as evaluation  # lm-eval is imported only when asked for
+        model.eval()
+        model.set_attn_implementation("sdpa")
+        modeling.compile_layers(model, on=False)  # lm-eval's batches change shape: eager layers
+        with torch.autocast(model.device.type, dtype=dtype, enabled=model.device.type == "cuda"):
+            evaluation.after_training(output_dir, model, tokenizer, EVAL_TASKS)
     print(f"done. Talk to it: python3 chat_ko.py --adapter {output_dir}")
 
 

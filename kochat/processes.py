@@ -78,3 +78,27 @@ def largest_across(value: int, device) -> int:
     tensor = torch.tensor([value], device=device)
     torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
     return int(tensor.item())
+
+
+def save_sharded_adapter(wrapped, model, folder, state: PartialState) -> None:
+    """Write the LoRA adapter of a model FSDP has sharded across the processes: every process takes part in
+    gathering the full weights (into the main process's CPU memory), and the main one saves the trained ones
+    under their own names. Checked: a run never ends with an adapter missing its weights."""
+    from safetensors import safe_open
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    from .errors import UserError
+
+    trained = {}
+    with FSDP.summon_full_params(wrapped, writeback=False, rank0_only=True, offload_to_cpu=True):
+        if state.is_main_process:
+            trained = {name.replace("_fsdp_wrapped_module.", ""): p.detach().clone()
+                       for name, p in model.named_parameters() if p.requires_grad}
+            model.save_pretrained(folder, state_dict=trained)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        with safe_open(str(folder / "adapter_model.safetensors"), "pt") as saved:
+            written = len(list(saved.keys()))
+        if not trained or written != len(trained):
+            raise UserError(f"the adapter gathered from the FSDP shards holds {written} of its {len(trained)} "
+                            f"weights; the checkpoints in {folder}/checkpoints are kept")

@@ -113,7 +113,7 @@ class Loaded(NamedTuple):
     model: object
 
 
-def load_for_answering(folder: str | Run, four_bit: bool = True) -> Loaded:
+def load_for_answering(folder: str | Run, four_bit: bool = True, device_map="auto") -> Loaded:
     """(run, tokenizer, model) to answer with, from a run folder of finetune_ko.py or a merged model folder:
     the folder's own tokenizer and template, its base as trained (4-bit NF4; four_bit=False: 16-bit), the
     adapter on it, in eval mode. A real-size model on a machine without a GPU is refused before it loads.
@@ -122,7 +122,8 @@ def load_for_answering(folder: str | Run, four_bit: bool = True) -> Loaded:
 
     run = folder if isinstance(folder, Run) else open_run(folder)
     modeling.check_machine_can_run(modeling.load_config(run.base_model), answering=True)
-    model = modeling.load_model(run.base_model, run.tokenizer, four_bit=four_bit, adapter=run.adapter).eval()
+    model = modeling.load_model(run.base_model, run.tokenizer, four_bit=four_bit, adapter=run.adapter,
+                                device_map=device_map).eval()
     return Loaded(run, run.tokenizer, model)
 
 
