@@ -1,0 +1,17 @@
+"""finetune_ko.py's EVAL_TASKS: SUITE=DIR[@split] items, checked (folders, files) before training starts."""
+import pytest
+
+from kochat import PROJECT_ROOT
+from kochat.errors import UserError
+from kochat.evaluation import steps
+
+
+def test_eval_tasks_spec():
+    kmmlu = PROJECT_ROOT / "tests" / "fixtures" / "kmmlu"
+    assert steps.parse_spec(f"kobest=/data/kobest@dev, kmmlu={kmmlu}") == [("kobest", "/data/kobest", "dev"),
+                                                                           ("kmmlu", str(kmmlu), "test")]
+    (name, local, split), = steps.check_spec(f"kmmlu={kmmlu}")
+    assert name == "kmmlu" and split == "test" and [t.task for t in local] == ["kmmlu_accounting", "kmmlu_korean_history"]
+    for bad in ("kobest", "mmlu=/data", "kobest=@dev"):
+        with pytest.raises(UserError, match="SUITE=FOLDER"):
+            steps.parse_spec(bad)
