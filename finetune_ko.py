@@ -86,8 +86,6 @@ TEMPERATURE = 0.7                           # demo sampling temperature; 0 = gre
 TOP_P = 0.9                                 # demo nucleus sampling
 EVAL_TASKS = ""                             # score the finished run base vs adapter as eval_ko.py does, into
                                             # <run>/eval/: "kobest=DIR[@split]", comma-separated; "" = no
-EVAL_TASKS = ""                             # score the finished run base vs adapter as eval_ko.py does, into
-                                            # <run>/eval/: "kobest=DIR[@split]", comma-separated; "" = no
 
 # A rerun continues an unfinished run's checkpoints only if every constant is as it was, except these: how the
 # run is watched, saved, sped up or demoed. Every other constant decides what is trained on and how.
@@ -308,15 +306,6 @@ def main(argv):
                 print(f"[8] Q: {answer.question} {answer.input}\n    A: {answer.text}\n    "
                       f"({answer.new_tokens} tokens in {answer.seconds:.2f} s, {answer.tokens_per_s:.1f} tokens/s)")
                 demo.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
-
-    # 9. Score the finished run, base vs adapter, with eval_ko.py's code (EVAL_TASKS) --------------------
-    if EVAL_TASKS and processes.is_main():
-        from kochat.evaluation import steps as evaluation  # lm-eval is imported only when asked for
-        model.eval()
-        model.set_attn_implementation("sdpa")
-        modeling.compile_layers(model, on=False)  # lm-eval's batches change shape: eager layers
-        with torch.autocast(model.device.type, dtype=dtype, enabled=model.device.type == "cuda"):
-            evaluation.after_training(output_dir, model, tokenizer, EVAL_TASKS)
 
     # 9. Score the finished run, base vs adapter, with eval_ko.py's code (EVAL_TASKS) --------------------
     if EVAL_TASKS and processes.is_main():
