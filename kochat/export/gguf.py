@@ -424,10 +424,13 @@ class ChatForm:
                       "assistant": (between[len(user_suffix):], answer_suffix)}
             try:
                 with_system = render([("system", "지시1"), ("user", "질문1")], generation=False)
+            except ValueError:
+                with_system = None  # a template that takes no system message: Ollama's is left out
+            if with_system is not None:
+                if not with_system.startswith(begin):
+                    raise ValueError("it writes a conversation with a system message from another beginning")
                 system_prefix, rest = with_system[len(begin):].split("지시1")
                 around["system"] = (system_prefix, rest[:len(rest) - len(user_prefix + "질문1" + user_suffix)])
-            except ValueError:
-                pass  # a template that takes no system message: Ollama's are left out
             form = cls(begin, around, generation)
             probes = [[("user", "안녕하세요?")],
                       [("user", "첫 질문"), ("assistant", "첫 대답"), ("user", "두 번째 질문")],
