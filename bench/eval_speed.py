@@ -34,6 +34,7 @@ LIMIT = 0               # items a task; 0 = all
 BATCH_SIZE = 0          # lm-eval's batch of requests; 0 = auto, as eval_ko.py's default
 MAX_BATCH_SIZE = 64     # the largest batch auto tries
 ADAPTER = True          # a freshly initialised LoRA on the 4-bit base, as a run folder loads
+F1 = True               # also lm-eval's macro-F1 (imports scikit-learn and scipy); false = accuracy only, same speed
 TEST_ITEMS = {"kobest_boolq": 1404, "kobest_copa": 1000, "kobest_hellaswag": 500,  # KoBEST v1.0's test split
               "kobest_sentineg": 397, "kobest_wic": 1260}                          # (skt/kobest_v1), 4,561 items
 
@@ -68,7 +69,10 @@ def main(argv):
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
-            scored = harness.score(model, tokenizer, [task], limit=LIMIT, batch_size=BATCH_SIZE,
+            config = suites.config_for(task)
+            if not F1:  # the metric is computed after scoring: leaving it out changes no timing
+                config["metric_list"] = [m for m in config["metric_list"] if m["metric"] != "f1"]
+            scored = harness.score(model, tokenizer, [config], limit=LIMIT, batch_size=BATCH_SIZE,
                                    max_batch_size=MAX_BATCH_SIZE)
             seconds = time.perf_counter() - start
             row = scored["tasks"][task.task]
