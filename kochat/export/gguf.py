@@ -419,7 +419,8 @@ class ChatForm:
             between, after_answer = turns.split("질문1", 1)[1].split("답1")
             after_answer = after_answer.split("질문2")[0]
             user_prefix = common_suffix(head, after_answer)
-            begin, answer_suffix = head[:len(head) - len(user_prefix)], after_answer[:len(after_answer) - len(user_prefix)]
+            begin = head[:len(head) - len(user_prefix)]
+            answer_suffix = after_answer[:len(after_answer) - len(user_prefix)]
             around = {"user": (user_prefix, user_suffix),
                       "assistant": (between[len(user_suffix):], answer_suffix)}
             try:

@@ -1,6 +1,7 @@
 """kochat.export.gguf: GGUF files llama.cpp loads and answers from like gen(), a tokenizer llama.cpp splits like
 transformers (tiny and real polyglot-ko), llama.cpp's own quantizer, an Ollama Modelfile whose Go template renders
 kochat's prompt, and one line for every input it cannot take."""
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -16,11 +17,8 @@ from kochat.generation import gen
 from kochat.prompts import load_template
 from support import KOALPACA_V10, KOALPACA_V11A, POLYGLOT_12P8B_CONFIG, needs_shared_data
 
-try:
-    import llama_cpp  # noqa: F401
-    needs_llama_cpp = pytest.mark.skipif(False, reason="")
-except ImportError:
-    needs_llama_cpp = pytest.mark.skip(reason=f"llama.cpp not installed (pip install {gguf.LLAMA_CPP_PACKAGE})")
+needs_llama_cpp = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                                     reason=f"llama.cpp not installed (pip install {gguf.LLAMA_CPP_PACKAGE})")
 needs_go = pytest.mark.skipif(shutil.which("go") is None,
                               reason="Go not installed (Debian: apt-get install golang-go): Ollama's templates are Go's")
 
