@@ -19,7 +19,7 @@ import torch
 from kochat import cli, runs
 from kochat.documents import grounding
 from kochat.errors import UserError
-from kochat.generation import gen
+from kochat.generation import fast_mode, gen, mode_line
 from kochat.prompts import load_questions
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
@@ -28,7 +28,8 @@ QUESTION = ""                                # answer this one question and exit
 QUESTIONS = ""                               # a file of questions (one a line; tab, then input) to answer
 OUTPUT = ""                                  # JSONL for QUESTIONS; "" = <questions file>.answers.jsonl
 FOUR_BIT = True                              # the base in 4-bit NF4, as trained; False = 16-bit (more memory)
-FAST = False                                 # gen()'s fast mode: static cache, compiled on a GPU (16-bit models)
+FAST = "auto"                                # gen()'s fast mode (static cache, compiled on a GPU): auto = on for
+                                             # a 16-bit or int8/int4 (export_ko.py) model on a GPU; true; false
 MAX_NEW_TOKENS = 256                         # longest answer, in tokens
 TEMPERATURE = 0.7                            # sampling temperature; 0 = greedy (same answer every time)
 TOP_P = 0.9                                  # nucleus sampling
@@ -51,7 +52,9 @@ def main(argv):
     searcher = open_searcher()
     _, tokenizer, model = runs.load_for_answering(run, four_bit=FOUR_BIT)
     torch.manual_seed(SEED)
-    settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P, fast=FAST)
+    fast = fast_mode(FAST, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
+    print(mode_line(model, fast), file=sys.stderr)
+    settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P, fast=fast)
     context = getattr(model.config, "max_position_embeddings", 2048)
 
     def answer(messages, stream=None, extra=""):

@@ -89,7 +89,7 @@ EVAL_TASKS = ""                             # score the finished run base vs ada
 
 # A rerun continues an unfinished run's checkpoints only if every constant is as it was, except these: how the
 # run is watched, saved, sped up or demoed. Every other constant decides what is trained on and how.
-RESUME_MAY_CHANGE = {"LOGGING_STEPS", "EVAL_STEPS", "SAVE_STEPS", "KEEP_CHECKPOINTS", "RESUME", "OVERWRITE",
+RESUME_MAY_CHANGE = {"LOGGING_STEPS", "EVAL_STEPS", "SAVE_STEPS", "KEEP_CHECKPOINTS", "RESUME", "OVERWRITE", "EVAL_TASKS",
                      "OUTPUT_DIR", "RUN_NAME", "MERGED_DIR", "DEMO_QUESTIONS", "MAX_NEW_TOKENS", "TEMPERATURE",
                      "TOP_P", "COMPILE", "GRADIENT_CHECKPOINTING", "ATTENTION", "LOSS_CHUNK"}
 
@@ -143,10 +143,17 @@ def main(argv):
     eos_id = tokenizer.eos_token_id  # <|endoftext|> (id 2) for polyglot-ko, whatever its files say; a chat
                                      # template's end of turn (e.g. <|im_end|>) for a chat model
     questions = load_questions(DEMO_QUESTIONS) if DEMO_QUESTIONS else []  # read now: a bad path fails before training
+    if EVAL_TASKS:  # folders, files and columns checked now, not after training
+        from kochat.evaluation import steps as evaluation  # lm-eval is imported only when asked for
+        evaluation.check_spec(EVAL_TASKS)
     set_seed(SEED)
     print(f"[0] model {MODEL_ID} ({config.model_type}) | end of text {tokenizer.eos_token!r} = id {eos_id} | pad id "
           f"{tokenizer.pad_token_id} | template {template.name} | LoRA on {', '.join(targets) if isinstance(targets, list) else targets}"
           f" | output {output_dir}")
+    if launch.fsdp:
+        print("    note: FSDP-QLoRA trains, but gathering its adapter from the shards does not work yet with these "
+              "library versions (bench/results/2026-11-29-h200x2-several-gpus): the run stops at step 7 with an "
+              "error. Use DDP (torchrun, configs/ddp.yaml) for a run you keep.")
 
     # 1. Load the data: a hub id or a local file; every row validated, bad ones and duplicates skipped and counted
     columns = data.Columns(QUESTION_COLUMN, INPUT_COLUMN, ANSWER_COLUMN, TEXT_COLUMN)
@@ -288,7 +295,7 @@ def main(argv):
         print(f"    merged into a 16-bit copy of the base: {runs.save_merged(output_dir, MERGED_DIR, tokenizer, template)}/")
 
     # 8. gen() demo: inference mode, the same template, stop at end of text, new tokens only ------------
-    if questions and launch.fsdp:  # the trained model is sharded across processes that have ended: load the run
+    if launch.fsdp and (questions or EVAL_TASKS):  # the trained model is sharded across ended processes: reload
         del trainer, model
         torch.cuda.empty_cache()
         model = runs.load_for_answering(str(output_dir), device_map={"": launched.device}).model
@@ -308,8 +315,7 @@ def main(argv):
                 demo.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
 
     # 9. Score the finished run, base vs adapter, with eval_ko.py's code (EVAL_TASKS) --------------------
-    if EVAL_TASKS and processes.is_main():
-        from kochat.evaluation import steps as evaluation  # lm-eval is imported only when asked for
+    if EVAL_TASKS:
         model.eval()
         model.set_attn_implementation("sdpa")
         modeling.compile_layers(model, on=False)  # lm-eval's batches change shape: eager layers

@@ -28,7 +28,8 @@ API_KEY = []                                 # accepted keys; repeat --api-key; 
 API_KEY_FILE = ""                            # one accepted key a line; "KEY hr,it" limits it to those indexes; # comments
 MODEL_NAME = ""                              # the model id clients send; "" = the run folder's name
 FOUR_BIT = True                              # the base in 4-bit NF4, as trained; False = 16-bit (more memory)
-FAST = False                                 # gen()'s fast mode: static cache, compiled on a GPU (16-bit models)
+FAST = "auto"                                # gen()'s fast mode (static cache, compiled on a GPU): auto = on for
+                                             # a 16-bit or int8/int4 (export_ko.py) model on a GPU; true; false
 MAX_BATCH = 16                               # requests answered together in one batch
 MAX_CONCURRENT = 64                          # requests in progress (waiting or answering); more get 429
 MAX_TOKENS = 256                             # answer length when a request sets no max_tokens
@@ -136,6 +137,7 @@ def main(argv):
     from kochat import runs
     from kochat.documents import store
     from kochat.documents.retrieval import Searcher
+    from kochat.generation import fast_mode, mode_line
     from kochat.server import Engine, Library, create_app, slow_header_protocol
 
     run = runs.open_run(ADAPTER)
@@ -143,8 +145,10 @@ def main(argv):
                       top_k=TOP_K, min_relevance=MIN_RELEVANCE, not_covered=NOT_COVERED) if indexes else None
     _, tokenizer, model = runs.load_for_answering(run, four_bit=FOUR_BIT)
     torch.manual_seed(0)
+    fast = fast_mode(FAST, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
+    print(mode_line(model, fast), file=sys.stderr)
     engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=MAX_BATCH,
-                    max_concurrent=MAX_CONCURRENT, fast=FAST, log_prompts=LOG_PROMPTS)
+                    max_concurrent=MAX_CONCURRENT, fast=fast, log_prompts=LOG_PROMPTS)
     app = create_app(engine, keys, max_body_bytes=MAX_BODY_BYTES, body_timeout_s=BODY_TIMEOUT_S,
                      default_max_tokens=MAX_TOKENS, default_temperature=TEMPERATURE, default_top_p=TOP_P,
                      library=library)

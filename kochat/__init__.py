@@ -24,3 +24,8 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 # transformers 5.2x renamed gradient checkpointing to activation checkpointing; peft and the GPU image's
 # transformers 5.17 still use the old names, which work. Nothing for a user to act on.
 warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*is deprecated", category=FutureWarning)
+# torchao (the int8/int4 exports) tries to load its CUDA and Hopper kernels at import and logs each one that a CPU
+# build of torch cannot load; weight-only int8 runs without them. Its enum registrations warn through torch's pytree
+# logger. Neither is anything for a user to act on.
+logging.getLogger("torchao").setLevel(logging.ERROR)
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)

@@ -52,6 +52,30 @@ def render(template: Template | None, item) -> tuple[str, str, str]:
     return template.prompt(question, extra), question, extra
 
 
+def fast_mode(setting, model) -> bool:
+    """FAST of chat_ko.py and serve_ko.py: "auto" turns gen()'s fast mode on where it pays, a model with 16-bit or
+    torchao int8/int4 weights (an export_ko.py folder) on a GPU; bitsandbytes 4-bit layers cannot be compiled
+    into its graph. true/false as given."""
+    if setting != "auto":
+        from .cli import parse_value
+
+        return parse_value("FAST", str(setting), False)
+    return model.device.type == "cuda" and not getattr(model, "is_loaded_in_4bit", False)
+
+
+def mode_line(model, fast: bool) -> str:
+    """One line saying how answers are made: the weights, the device, the mode."""
+    saved = getattr(model.config, "quantization_config", None)
+    if getattr(model, "is_loaded_in_4bit", False):
+        weights = "4-bit NF4 weights (bitsandbytes)"
+    elif saved is not None:
+        kind = saved.get("quant_type", {}) if isinstance(saved, dict) else getattr(saved, "quant_type", "")
+        weights = f"{type(kind).__name__ if not isinstance(kind, dict) else 'torchao'} weights (torchao)"
+    else:
+        weights = f"{str(model.dtype).removeprefix('torch.')} weights"
+    return f"answering with {weights} on {model.device.type}, fast mode {'on' if fast else 'off'}"
+
+
 def gen(model, tokenizer, template: Template | None, questions, *, max_new_tokens=256, temperature: float = 0.0,
         top_p: float = 1.0, fast: bool = False, min_new_tokens: int = 0, stop=None, stream=None,
         cancelled=None) -> list[Answer]:

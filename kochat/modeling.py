@@ -63,6 +63,15 @@ def known_config(model_id: str):
     return AutoConfig.for_model(spec.pop("model_type"), **spec)
 
 
+def saved_quantization(config) -> str | None:
+    """How a model folder was saved quantized ("torchao": an int8/int4 export of export_ko.py), or None: such a
+    folder is loaded as it was saved, never quantized again."""
+    saved = getattr(config, "quantization_config", None)
+    if saved is None:
+        return None
+    return str(saved.get("quant_method") if isinstance(saved, dict) else getattr(saved, "quant_method", "quantized"))
+
+
 def build_on_meta(config):
     """The model's modules with no memory behind them: for counting parameters and estimating memory."""
     with torch.device("meta"):

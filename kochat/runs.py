@@ -116,12 +116,15 @@ class Loaded(NamedTuple):
 def load_for_answering(folder: str | Run, four_bit: bool = True, device_map="auto") -> Loaded:
     """(run, tokenizer, model) to answer with, from a run folder of finetune_ko.py or a merged model folder:
     the folder's own tokenizer and template, its base as trained (4-bit NF4; four_bit=False: 16-bit), the
-    adapter on it, in eval mode. A real-size model on a machine without a GPU is refused before it loads.
+    adapter on it, in eval mode; a folder export_ko.py quantized (int8, int4) as it was saved. A real-size model on a machine without a GPU is refused before it loads.
     chat_ko.py, serve_ko.py, the tests and bench all open a run this way."""
     from . import modeling
 
     run = folder if isinstance(folder, Run) else open_run(folder)
-    modeling.check_machine_can_run(modeling.load_config(run.base_model), answering=True)
+    config = modeling.load_config(run.base_model)
+    modeling.check_machine_can_run(config, answering=True)
+    if modeling.saved_quantization(config):  # an int8/int4 export (export_ko.py): loaded as it was saved
+        four_bit = False
     model = modeling.load_model(run.base_model, run.tokenizer, four_bit=four_bit, adapter=run.adapter,
                                 device_map=device_map).eval()
     return Loaded(run, run.tokenizer, model)

@@ -1,0 +1,79 @@
+"""export_ko.py's int8 and int4 formats at a real shape on one GPU: the 16-bit model quantized by
+kochat.export.quantized (as `python3 export_ko.py --format=int4` does), loaded back as chat_ko.py and serve_ko.py
+load it (runs.load_for_answering), and answered with gen()'s fast mode at batch 1 and 16 (256 new tokens each).
+From the repository root:
+
+    python3 -m bench.export_gpu --model=/tmp/random-polyglot-ko-12.8b --data=KOALPACA_1K.jsonl --out=RESULT.json
+
+--model is a 16-bit model folder (bench/random_model.py writes one of a real shape; random weights: speed and
+memory only, the answers mean nothing). The JSON is rewritten after each measurement.
+"""
+import json
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from bench.speed import attempt, gen_speed
+from kochat import cli, estimate, runs
+from kochat.export import quantized
+from kochat.prompts import Template
+from kochat.records import read_records
+
+# ---- constants: override on the command line as --name=value ------------------------------------------
+MODEL = ""                 # a 16-bit model folder of a real shape; required
+DATA = ""                  # KoAlpaca-v1.1a rows (.jsonl), for real questions; required
+OUT = ""                   # the result JSON; required
+FORMATS = ["int4", "int8"]  # export formats to measure
+WORK = "/tmp/bench-export"  # where the exported folders are written (and removed after)
+
+
+def main(argv):
+    cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
+    cli.require(globals(), "MODEL", "DATA", "OUT")
+    results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "versions": {**runs.versions(), "torchao": __import__("torchao").__version__}, "model": MODEL,
+               "command": " ".join(["python3 -m bench.export_gpu", *argv])}
+    model_dir = Path(MODEL)
+    if not (model_dir / runs.TEMPLATE_FILE).exists():  # a bare model folder: answered in the KoAlpaca form
+        runs.write_json(model_dir / runs.TEMPLATE_FILE, Template.load("koalpaca").to_dict())
+    rows = list(read_records(DATA))
+    questions = [r.get("instruction") or r["text"].split("### 답변:")[0] for r in rows[:16]]
+
+    def save():
+        Path(OUT).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+    for fmt in FORMATS:
+        out = Path(WORK) / fmt
+        shutil.rmtree(out, ignore_errors=True)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+        def export():
+            start = time.perf_counter()
+            quantized.write_quantized(model_dir, out, fmt)
+            return {"seconds": round(time.perf_counter() - start, 1),
+                    "gib_on_disk": round(sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / estimate.GIB, 2),
+                    "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
+        attempt(results, f"{fmt} export", export)
+        save()
+        torch.cuda.empty_cache()
+        run, tokenizer, model = runs.load_for_answering(str(out))
+        for batch in (1, 16):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+
+            def measure():
+                figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{fmt} fast", fast=True)
+                return {**figures, "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
+            attempt(results, f"{fmt} fast, batch {batch}", measure)
+            save()
+        del model
+        shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

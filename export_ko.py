@@ -1,0 +1,137 @@
+"""Export a run for the engines a company runs: a merged 16-bit folder (transformers, vLLM), int8/int4 weight-only
+folders (chat_ko.py and serve_ko.py answer fastest from them), or GGUF files with an Ollama Modelfile (llama.cpp).
+
+Edit the constants below, or override any of them on the command line with the same name in lower case:
+    python3 export_ko.py --adapter=outputs/tiny --format=merged --out=outputs/tiny-merged   # 16-bit, vLLM
+    python3 export_ko.py --adapter=outputs/tiny --format=int8 --out=outputs/tiny-int8       # GPU or CPU
+    python3 export_ko.py --adapter=outputs/RUN --format=int4 --out=outputs/RUN-int4         # NVIDIA GPU
+    python3 export_ko.py --adapter=outputs/tiny --format=gguf --out=outputs/tiny-gguf       # llama.cpp, Ollama
+The adapter is merged into a 16-bit copy of its base (never into 4-bit weights) first; every other format is
+made from that merged model. Disk and memory are checked before anything is written; files appear under
+their names only when complete. Steps 1-3 below run top to bottom.
+"""
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
+import torch
+
+from kochat import cli, modeling, runs
+from kochat.cli import flag
+from kochat.errors import UserError
+from kochat.export import gguf, quantized
+
+# ---- constants: edit here, or override on the command line as --name=value -------------------
+ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.py (or a merged model folder)
+FORMAT = "merged"                            # merged (16-bit), int8, int4 (torchao), or gguf (llama.cpp, Ollama)
+OUT = ""                                     # the folder to write; "" = <ADAPTER>-<FORMAT>
+GGUF_QUANTS = ["q4_k_m", "q8_0"]             # for gguf: any of f16, q8_0, q4_k_m
+OVERWRITE = False                            # True: replace what OUT already holds
+
+PRESETS = {}
+FLAGS = {}
+FORMATS = ("merged", *quantized.FORMATS, "gguf")
+
+
+def main(argv):
+    cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+
+    # 1. Check everything before any long work: the format, the run, where it goes, disk and memory ------
+    if FORMAT not in FORMATS:
+        raise UserError(f"{flag('FORMAT', FORMAT)} is not one of {', '.join(FORMATS)}")
+    run = runs.open_run(ADAPTER)
+    out = Path(OUT or f"{str(run.folder).rstrip('/')}-{FORMAT}").expanduser()
+    if out.exists() and any(out.iterdir()) and not OVERWRITE:
+        raise UserError(f"{out} already holds files; pass {flag('OUT', '<new folder>')} or {flag('OVERWRITE', 'true')}")
+    if run.adapter is None and (FORMAT == "merged" or modeling.saved_quantization(modeling.load_config(run.base_model))):
+        raise UserError(f"{run.folder} is already an exported model; export the run folder it came from")
+    config = modeling.load_config(run.base_model)
+    params = sum(p.numel() for p in modeling.build_on_meta(config).parameters())
+    print(f"[1] {run.folder}: {config.model_type}, {params / 1e9:.2f} B parameters -> {FORMAT} in {out}/")
+    if FORMAT in quantized.FORMATS:
+        quantized.torchao_config(FORMAT)  # torchao installed, and a GPU for int4
+    if FORMAT == "gguf":
+        gguf.check_convertible(config, run.tokenizer, run.template, GGUF_QUANTS)
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=writable_parent(out)))
+    try:
+        check_room(params, out, needs_merge=run.adapter is not None)
+
+        # 2. Merge the adapter into a 16-bit copy of its base (in CPU memory), unless the folder is merged --
+        if run.adapter is None:
+            merged = run.folder
+            print(f"[2] {run.folder} is already a merged model")
+        else:
+            print(f"[2] merging the adapter of {run.folder} into a 16-bit copy of {run.base_model} …")
+            merged = runs.save_merged(run.folder, str(work / "merged"), run.tokenizer, run.template)
+
+        # 3. Write the format asked for; a finished folder takes OUT's place only when complete ---------
+        print(f"[3] writing {FORMAT} …")
+        made = work / "out"
+        if FORMAT == "merged":
+            merged.rename(made)
+        elif FORMAT in quantized.FORMATS:
+            quantized.write_quantized(merged, made, FORMAT)
+        else:
+            files = gguf.write_gguf(merged, made, GGUF_QUANTS, run.template)
+            gguf.write_modelfile(files[-1], run.template, run.tokenizer, made)  # the smallest (QUANTS order)
+        if out.exists():
+            shutil.rmtree(out)
+        made.rename(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"[3] wrote {out}/ ({size / 2**30:.2f} GiB):")
+    for path in sorted(out.iterdir()):
+        print(f"    {path.name}")
+    print("use it: " + usage(out))
+
+
+def writable_parent(out: Path) -> Path:
+    parent = out.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if not runs.can_write(parent):
+        raise UserError(f"cannot write into {parent}: pass {flag('OUT', '<a writable folder>')}")
+    return parent
+
+
+def check_room(params: int, out: Path, needs_merge: bool) -> None:
+    """The disk (the 16-bit merged model while working, then the format) and, for a merge, CPU memory (the 16-bit
+    base is loaded there) must be there before anything is written."""
+    sixteen_bit = 2 * params
+    need = sixteen_bit + {"merged": 0, "int8": params * 1.1, "int4": params * 0.6, "gguf": 2.6 * params}[FORMAT]
+    free = shutil.disk_usage(writable_parent(out)).free
+    if free < need:
+        raise UserError(f"not enough disk for a {FORMAT} export of {params / 1e9:.1f} B parameters: needs "
+                        f"~{need / 1e9:.1f} GB under {out.absolute().parent}, {free / 1e9:.1f} GB free")
+    if needs_merge:
+        available = available_memory()
+        if available is not None and available < sixteen_bit * 1.1:
+            raise UserError(f"merging needs ~{sixteen_bit * 1.1 / 1e9:.1f} GB of free CPU memory for the 16-bit base, "
+                            f"{available / 1e9:.1f} GB is free: close other programs or export on a larger machine")
+
+
+def available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def usage(out: Path) -> str:
+    if FORMAT == "gguf":
+        return (f"cd {out} && ollama create NAME -f Modelfile && ollama run NAME   "
+                f"(or llama.cpp: llama-cli -m {sorted(out.glob('*.gguf'))[0]})")
+    chat = f"python3 chat_ko.py --adapter {out}"
+    if FORMAT == "merged":
+        return f"{chat}   |   vllm serve {out}"
+    return chat + ("" if FORMAT == "int8" or torch.cuda.is_available() else "   (on a machine with an NVIDIA GPU)")
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

@@ -1,0 +1,62 @@
+"""The `int8` and `int4` exports: a merged 16-bit model quantized weight-only with torchao (BSD-3-Clause), saved
+as a plain transformers folder that records its quantization in config.json, so chat_ko.py, serve_ko.py (and
+transformers) load it as it is, and gen()'s fast mode compiles its kernels into the decoding graph.
+
+int8: one byte a weight, a scale per output row; runs on a GPU or a CPU. int4: half a byte a weight, a scale per
+128 weights, in the layout of the tinygemm CUDA kernel (`tile_packed_to_4d`): made and run on an NVIDIA GPU.
+Quantizing happens as the weights load, layer by layer, so the GPU holds the quantized model plus one 16-bit
+layer, never the whole 16-bit model (a 12.8b model quantizes on a 24 GB card).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+
+FORMATS = ("int8", "int4")
+BYTES_PER_WEIGHT = {"int8": 1 + 2 / 5120, "int4": 0.5 + 4 / 128}  # the weight, and its scales (int4: and zeros)
+TORCHAO_PACKAGE = "torchao==0.18.0"
+
+
+def torchao_config(fmt: str):
+    """The torchao configuration of a format (one line if torchao is missing or the machine cannot make it)."""
+    try:
+        from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig
+    except ImportError:
+        raise UserError(f"--format={fmt} needs torchao: pip install {TORCHAO_PACKAGE}") from None
+    if fmt == "int8":
+        return Int8WeightOnlyConfig()
+    if not torch.cuda.is_available():
+        raise UserError("--format=int4 is made and run by a CUDA kernel and this machine has no NVIDIA GPU: export "
+                        "--format=int8 (GPU or CPU) or --format=gguf (q4_k_m, for llama.cpp on a CPU) instead")
+    return Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d")
+
+
+def expected_bytes(counts_total: int, fmt: str) -> int:
+    return int(counts_total * BYTES_PER_WEIGHT[fmt])
+
+
+def write_quantized(merged_folder: Path, out: Path, fmt: str) -> Path:
+    """`merged_folder` (16-bit, with tokenizer and template) quantized into `out`, with the same tokenizer and
+    template files. The embeddings and output head stay 16-bit, as torchao leaves them by default."""
+    from transformers import AutoModelForCausalLM, TorchAoConfig
+
+    from .. import modeling
+
+    config = torchao_config(fmt)
+    tokenizer = modeling.load_tokenizer(str(merged_folder))
+    dtype = modeling.compute_dtype()
+    model = AutoModelForCausalLM.from_pretrained(merged_folder, dtype=dtype, trust_remote_code=False,
+                                                 device_map="cuda" if torch.cuda.is_available() else "cpu",
+                                                 quantization_config=TorchAoConfig(config))
+    for cfg in (model.config, model.generation_config):
+        cfg.eos_token_id, cfg.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    for name in ("template.json", "chat_template.jinja"):
+        if (merged_folder / name).is_file():
+            (out / name).write_bytes((merged_folder / name).read_bytes())
+    return out
+

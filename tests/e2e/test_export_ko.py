@@ -1,0 +1,99 @@
+"""export_ko.py as a user runs it on the tiny run: the merged folder answers as the adapter on a 16-bit base does;
+the int8 folder loads in chat_ko.py as it was saved and keeps the merged model's loss; int4 on a machine without an
+NVIDIA GPU, a wrong format, an occupied output folder and a run whose base is gone are each one line, before
+anything is written."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from kochat import modeling, recipe, runs
+from kochat.generation import gen
+
+QUESTIONS = ["한국의 수도는 어디인가요?", "건강하게 살기 위한 세 가지 방법은?", "파인튜닝이란 무엇인가요?"]
+
+
+@pytest.fixture(scope="module")
+def merged(tiny_run, run_script, tmp_path_factory):
+    run, _ = tiny_run
+    out = tmp_path_factory.mktemp("export") / "tiny-merged"
+    result = run_script("export_ko.py", f"--adapter={run}", "--format=merged", f"--out={out}", cwd=out.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {out}/" in result.stdout and "vllm serve" in result.stdout
+    return out
+
+
+def greedy(folder, four_bit=True):
+    loaded = runs.load_for_answering(str(folder), four_bit=four_bit)
+    return [a.text for a in gen(loaded.model, loaded.tokenizer, loaded.run.template, QUESTIONS, max_new_tokens=24)]
+
+
+def held_out_loss(folder, rows=40):
+    """The mean loss on held-out rows of the tiny preset's data, as training computes it (answer tokens only)."""
+    loaded = runs.load_for_answering(str(folder), four_bit=False)
+    prepared = recipe.prepare("data/ko_tiny_qa.jsonl", loaded.tokenizer, loaded.run.template, max_chars=20_000,
+                              max_len=256)
+    total = count = 0
+    with torch.no_grad():
+        for row in prepared.train.select(range(rows)):
+            labels = torch.tensor([row["labels"]])
+            loss = loaded.model(input_ids=torch.tensor([row["input_ids"]]), labels=labels).loss.item()
+            n = int((labels[:, 1:] != -100).sum())
+            total, count = total + loss * n, count + n
+    return total / count
+
+
+def test_merged_answers_as_the_adapter_does_and_is_a_plain_model_folder(tiny_run, merged):
+    """Folding B·A into the weights changes only float rounding: the same next-token logits within 1e-4 on every
+    question's prompt, and the same greedy answer where no near tie flips a token (the first question)."""
+    run, _ = tiny_run
+    adapter, folded = (runs.load_for_answering(str(f), four_bit=False) for f in (run, merged))
+    for question in QUESTIONS:
+        ids = torch.tensor([adapter.tokenizer(adapter.run.template.prompt(question, ""))["input_ids"]])
+        with torch.no_grad():
+            assert torch.allclose(adapter.model(input_ids=ids).logits, folded.model(input_ids=ids).logits, atol=1e-4)
+    assert greedy(merged)[0] == greedy(run, four_bit=False)[0] == "7입니다."
+    assert {"config.json", "model.safetensors", "template.json", "tokenizer.json"} <= {p.name for p in merged.iterdir()}
+    assert "quantization_config" not in json.loads((merged / "config.json").read_text())
+
+
+def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, merged, run_script, tmp_path):
+    run, _ = tiny_run
+    out = tmp_path / "tiny-int8"
+    result = run_script("export_ko.py", f"--adapter={run}", "--format=int8", f"--out={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantization_config"]["quant_method"] == "torchao"
+    answer = run_script("chat_ko.py", f"--adapter={out}", "--question", QUESTIONS[0], "--temperature=0", cwd=tmp_path)
+    assert answer.returncode == 0, answer.stderr[-3000:]
+    assert "answering with Int8WeightOnlyConfig weights (torchao) on cpu, fast mode off" in answer.stderr
+    assert answer.stdout.strip()
+    int8_loss, merged_loss = held_out_loss(out), held_out_loss(merged)
+    assert abs(int8_loss - merged_loss) < 0.02 * merged_loss, (int8_loss, merged_loss)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="int4 is made on an NVIDIA GPU; this checks the refusal without one")
+def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_path):
+    run, _ = tiny_run
+
+    def refused(*args):
+        result = run_script("export_ko.py", f"--adapter={run}", *args, cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        return result.stderr.strip().splitlines()[-1]
+
+    assert "int4 is made and run by a CUDA kernel" in refused("--format=int4", f"--out={tmp_path / 'a'}")
+    assert "is not one of merged, int8, int4, gguf" in refused("--format=onnx", f"--out={tmp_path / 'b'}")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    assert "already holds files" in refused("--format=merged", f"--out={tmp_path / 'full'}")
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    moved = tmp_path / "moved-run"  # a run whose base folder is gone
+    shutil.copytree(run, moved, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    config = json.loads((moved / "run_config.json").read_text())
+    config["constants"]["MODEL_ID"] = str(tmp_path / "no-such-base")
+    (moved / "run_config.json").write_text(json.dumps(config))
+    result = run_script("export_ko.py", f"--adapter={moved}", "--format=merged", f"--out={tmp_path / 'c'}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert not any(p.name in ("a", "b", "c") for p in tmp_path.iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
