@@ -68,7 +68,7 @@ def main(argv):
 
         # 3. Write the format asked for; a finished folder takes OUT's place only when complete ---------
         print(f"[3] writing {FORMAT} …")
-        made = work / "out"
+        made = work / out.name  # gguf files are named after it
         if FORMAT == "merged":
             merged.rename(made)
         elif FORMAT in quantized.FORMATS:

@@ -97,3 +97,16 @@ def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_pa
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert not any(p.name in ("a", "b", "c") for p in tmp_path.iterdir())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+
+
+def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run, run_script, tmp_path):
+    import gguf
+
+    run, _ = tiny_run
+    out = tmp_path / "tiny-gguf"
+    result = run_script("export_ko.py", f"--adapter={run}", "--format=gguf", "--gguf_quants=f16", f"--out={out}",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "tiny-gguf-f16.gguf"]
+    assert gguf.GGUFReader(out / "tiny-gguf-f16.gguf").get_field("general.architecture").contents() == "gptneox"
+    assert "FROM ./tiny-gguf-f16.gguf" in (out / "Modelfile").read_text() and "ollama create" in result.stdout
