@@ -148,9 +148,24 @@ def suite_members(suite: str) -> dict:
     return found
 
 
+# lm-evaluation-harness and what its metrics import: not in the first install (requirements.txt), which trains
+# and answers; requirements-dev.txt pins the same for the tests.
+LM_EVAL_INSTALL = ("pip install lm-eval==0.4.13 scikit-learn==1.9.1 sacrebleu==2.6.0 sqlitedict==2.1.0 evaluate==0.4.6 "
+                   "rouge-score==0.1.2 pytablewriter==1.2.1 word2number==1.1 more-itertools==11.2.1")
+
+
+def require_lm_eval() -> None:
+    """One line saying how to install lm-evaluation-harness, before anything loads, where it is missing."""
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        raise UserError(f"scoring benchmarks needs lm-evaluation-harness, which is not installed: {LM_EVAL_INSTALL}") from None
+
+
 def resolve(tasks: list[str], folders: dict[str, str], split: str) -> tuple[list[LocalTask], list[str]]:
     """The tasks asked for (suite names like kobest, or one task of one, like kobest_copa; any other lm-eval
     task name) as local tasks, each file found and checked, and hub task names; UserError on anything wrong."""
+    require_lm_eval()
     local: list[LocalTask] = []
     hub: list[str] = []
     for name in tasks:

@@ -88,3 +88,14 @@ def test_rows_with_an_empty_field_are_left_out_as_the_hubs_loader_drops_them(tmp
     local, _ = suites.resolve(["kobest_copa"], {"kobest": str(tmp_path)}, "dev")
     assert local[0].rows() == [{"premise": "비가 왔다.", "question": "결과", "alternative_1": "땅이 젖었다.",
                                 "alternative_2": "해가 떴다.", "label": 0}]
+
+
+def test_without_lm_eval_installed_scoring_is_one_line_saying_how_to_install_it(monkeypatch):
+    import sys
+
+    from kochat.errors import UserError
+    from kochat.evaluation import suites
+
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # not installed: the README's first command leaves it out
+    with pytest.raises(UserError, match=r"needs lm-evaluation-harness.*pip install lm-eval==0\.4\.13"):
+        suites.resolve(["kobest"], {"kobest": "."}, "dev")
