@@ -47,12 +47,13 @@ FLAGS = {}
 
 def main(argv):
     cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+    fast_choice = cli.auto_or_bool("FAST", FAST)  # checked before anything loads
     run = runs.open_run(ADAPTER)
     questions = load_questions(QUESTIONS) if QUESTIONS else []
     searcher = open_searcher()
     _, tokenizer, model = runs.load_for_answering(run, four_bit=FOUR_BIT)
     torch.manual_seed(SEED)
-    fast = fast_mode(FAST, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
+    fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)
     settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P, fast=fast)
     context = getattr(model.config, "max_position_embeddings", 2048)

@@ -42,22 +42,26 @@ def main(argv):
     if FORMAT not in FORMATS:
         raise UserError(f"{flag('FORMAT', FORMAT)} is not one of {', '.join(FORMATS)}")
     run = runs.open_run(ADAPTER)
-    out = Path(OUT or f"{str(run.folder).rstrip('/')}-{FORMAT}").expanduser()
-    if out.exists() and any(out.iterdir()) and not OVERWRITE:
-        raise UserError(f"{out} already holds files; pass {flag('OUT', '<new folder>')} or {flag('OVERWRITE', 'true')}")
-    if run.adapter is None and (FORMAT == "merged" or modeling.saved_quantization(modeling.load_config(run.base_model))):
-        raise UserError(f"{run.folder} is already an exported model; export the run folder it came from")
     config = modeling.load_config(run.base_model)
+    if run.adapter is None and (FORMAT == "merged" or modeling.saved_quantization(config)):
+        raise UserError(f"{run.folder} is already an exported model; export the run folder it came from")
+    out = Path(OUT or f"{str(run.folder).rstrip('/')}-{FORMAT}").expanduser()
+    check_out(out, run)
     params = sum(p.numel() for p in modeling.build_on_meta(config).parameters())
+    merged_bytes = params * modeling.saved_dtype(config).itemsize
     print(f"[1] {run.folder}: {config.model_type}, {params / 1e9:.2f} B parameters -> {FORMAT} in {out}/")
     if FORMAT in quantized.FORMATS:
         quantized.torchao_config(FORMAT)  # torchao installed, and a GPU for int4
-    if FORMAT == "gguf":
+        written = params * quantized.BYTES_PER_WEIGHT[FORMAT]
+    elif FORMAT == "gguf":
         gguf.check_convertible(config, run.tokenizer, run.template, GGUF_QUANTS)
-    work = Path(tempfile.mkdtemp(prefix=".export-", dir=writable_parent(out)))
+        written = params * (gguf.BYTES_PER_PARAM["f16"] + sum(gguf.BYTES_PER_PARAM[q] for q in set(GGUF_QUANTS) - {"f16"}))
+    else:
+        written = 0  # the merged folder itself is the export
+    check_room(merged_bytes + written, out, merge_bytes=merged_bytes if run.adapter else 0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
-        check_room(params, out, needs_merge=run.adapter is not None)
-
         # 2. Merge the adapter into a 16-bit copy of its base (in CPU memory), unless the folder is merged --
         if run.adapter is None:
             merged = run.folder
@@ -68,11 +72,15 @@ def main(argv):
 
         # 3. Write the format asked for; a finished folder takes OUT's place only when complete ---------
         print(f"[3] writing {FORMAT} …")
-        made = work / out.name  # gguf files are named after it
+        made, files = work / out.name, []  # gguf files are named after the folder
         if FORMAT == "merged":
             merged.rename(made)
         elif FORMAT in quantized.FORMATS:
-            quantized.write_quantized(merged, made, FORMAT)
+            try:
+                quantized.write_quantized(merged, made, FORMAT)
+            except torch.OutOfMemoryError:
+                raise UserError(f"out of GPU memory quantizing to {FORMAT} (an int8 export of 12.8b parameters peaked "
+                                f"at 24.1 GiB): export on a GPU with more memory; nothing was written") from None
         else:
             files = gguf.write_gguf(merged, made, GGUF_QUANTS, run.template)
             gguf.write_modelfile(files[-1], run.template, run.tokenizer, made)  # the smallest (QUANTS order)
@@ -86,31 +94,35 @@ def main(argv):
     print(f"[3] wrote {out}/ ({size / 2**30:.2f} GiB):")
     for path in sorted(out.iterdir()):
         print(f"    {path.name}")
-    print("use it: " + usage(out))
+    print("use it: " + usage(out, [out / f.name for f in files]))
 
 
-def writable_parent(out: Path) -> Path:
-    parent = out.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if not runs.can_write(parent):
-        raise UserError(f"cannot write into {parent}: pass {flag('OUT', '<a writable folder>')}")
-    return parent
+def check_out(out: Path, run) -> None:
+    """OUT must be a new or (with OVERWRITE) replaceable folder under a writable one, and never the run itself."""
+    resolved = out.resolve()
+    if resolved == run.folder.resolve() or run.folder.resolve().is_relative_to(resolved):
+        raise UserError(f"{flag('OUT', str(out))} would replace the run folder {run.folder}; pass another folder")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; pass {flag('OUT', '<a folder>')}")
+    if out.is_dir() and any(out.iterdir()) and not OVERWRITE:
+        raise UserError(f"{out} already holds files; pass {flag('OUT', '<new folder>')} or {flag('OVERWRITE', 'true')}")
+    existing = next(p for p in [out.absolute().parent, *out.absolute().parents] if p.exists())
+    if not existing.is_dir() or not runs.can_write(existing):
+        raise UserError(f"cannot write the output folder {out}: {existing} is not a writable folder")
 
 
-def check_room(params: int, out: Path, needs_merge: bool) -> None:
-    """The disk (the 16-bit merged model while working, then the format) and, for a merge, CPU memory (the 16-bit
-    base is loaded there) must be there before anything is written."""
-    sixteen_bit = 2 * params
-    need = sixteen_bit + {"merged": 0, "int8": params * 1.1, "int4": params * 0.6, "gguf": 2.6 * params}[FORMAT]
-    free = shutil.disk_usage(writable_parent(out)).free
-    if free < need:
-        raise UserError(f"not enough disk for a {FORMAT} export of {params / 1e9:.1f} B parameters: needs "
-                        f"~{need / 1e9:.1f} GB under {out.absolute().parent}, {free / 1e9:.1f} GB free")
-    if needs_merge:
-        available = available_memory()
-        if available is not None and available < sixteen_bit * 1.1:
-            raise UserError(f"merging needs ~{sixteen_bit * 1.1 / 1e9:.1f} GB of free CPU memory for the 16-bit base, "
-                            f"{available / 1e9:.1f} GB is free: close other programs or export on a larger machine")
+def check_room(need: float, out: Path, merge_bytes: int) -> None:
+    """Disk for the merged model (kept while working) and what the format writes, and, for a merge, CPU memory
+    (the 16-bit base is loaded there), before anything is written."""
+    existing = next(p for p in [out.absolute().parent, *out.absolute().parents] if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < need * 1.05:
+        raise UserError(f"not enough disk for a {FORMAT} export: needs ~{need * 1.05 / 1e9:.1f} GB under {existing}, "
+                        f"{free / 1e9:.1f} GB free")
+    available = available_memory()
+    if merge_bytes and available is not None and available < merge_bytes * 1.1:
+        raise UserError(f"merging needs ~{merge_bytes * 1.1 / 1e9:.1f} GB of free CPU memory for the 16-bit base, "
+                        f"{available / 1e9:.1f} GB is free: close other programs or export on a larger machine")
 
 
 def available_memory() -> int | None:
@@ -123,10 +135,10 @@ def available_memory() -> int | None:
     return None
 
 
-def usage(out: Path) -> str:
+def usage(out: Path, gguf_files: list[Path]) -> str:
     if FORMAT == "gguf":
         return (f"cd {out} && ollama create NAME -f Modelfile && ollama run NAME   "
-                f"(or llama.cpp: llama-cli -m {sorted(out.glob('*.gguf'))[0]})")
+                f"(or llama.cpp: llama-cli -m {gguf_files[-1]})")
     chat = f"python3 chat_ko.py --adapter {out}"
     if FORMAT == "merged":
         return f"{chat}   |   vllm serve {out}"

@@ -21,6 +21,7 @@ from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import BitsAndBytesConfig, TrainingArguments, set_seed
 
 from kochat import checkpoints, cli, data, estimate, modeling, packing, processes, recipe, runs, tiny, tokenization
+from kochat.cli import flag
 from kochat.documents import store, training
 from kochat.documents.retrieval import Searcher
 from kochat.errors import UserError
@@ -151,9 +152,9 @@ def main(argv):
           f"{tokenizer.pad_token_id} | template {template.name} | LoRA on {', '.join(targets) if isinstance(targets, list) else targets}"
           f" | output {output_dir}")
     if launch.fsdp:
-        print("    note: FSDP-QLoRA trains, but gathering its adapter from the shards does not work yet with these "
-              "library versions (bench/results/2026-11-29-h200x2-several-gpus): the run stops at step 7 with an "
-              "error. Use DDP (torchrun, configs/ddp.yaml) for a run you keep.")
+        print("    note: FSDP-QLoRA's adapter gathering is not yet verified on GPUs (bench/results/2026-11-29-h200x2-"
+              "several-gpus): the adapter is checked before it is written, and a run stopped midway cannot resume. "
+              "For a run you keep, DDP (torchrun, configs/ddp.yaml).")
 
     # 1. Load the data: a hub id or a local file; every row validated, bad ones and duplicates skipped and counted
     columns = data.Columns(QUESTION_COLUMN, INPUT_COLUMN, ANSWER_COLUMN, TEXT_COLUMN)
@@ -232,6 +233,9 @@ def main(argv):
     checkpoints.check_disk_space(output_dir, counts, KEEP_CHECKPOINTS, OPTIM, merged=bool(MERGED_DIR))
     resume = processes.from_main(launched, lambda: recipe.resume_point(  # None: a fresh start; the main process
         output_dir, constants, RESUME, OVERWRITE, RESUME_MAY_CHANGE))     # alone clears what a rerun replaces
+    if resume and launch.fsdp:  # its sharded checkpoints hold no LoRA weights (accelerate 1.15, transformers 5.17)
+        raise UserError(f"resuming an FSDP run is not supported yet: its checkpoints do not keep the adapter; pass "
+                        f"{flag('RESUME', 'never')} to start over, or train with DDP (torchrun)")
     args = TrainingArguments(
         output_dir=str(output_dir / "checkpoints"), per_device_train_batch_size=BATCH_SIZE,
         per_device_eval_batch_size=BATCH_SIZE, gradient_accumulation_steps=GRAD_ACCUM,

@@ -128,6 +128,7 @@ def check_can_listen() -> None:
 def main(argv):
     cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
     check_options()
+    fast_choice = cli.auto_or_bool("FAST", FAST)
     indexes = index_folders()
     keys = read_keys(indexes)
     check_can_listen()
@@ -145,7 +146,7 @@ def main(argv):
                       top_k=TOP_K, min_relevance=MIN_RELEVANCE, not_covered=NOT_COVERED) if indexes else None
     _, tokenizer, model = runs.load_for_answering(run, four_bit=FOUR_BIT)
     torch.manual_seed(0)
-    fast = fast_mode(FAST, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
+    fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)
     engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=MAX_BATCH,
                     max_concurrent=MAX_CONCURRENT, fast=fast, log_prompts=LOG_PROMPTS)

@@ -64,6 +64,16 @@ def constant_comments(script: Path) -> dict[str, str]:
     return found
 
 
+def auto_or_bool(name: str, value) -> bool | None:
+    """A constant that is "auto" or true/false (FAST): None for auto, else the bool; one line for anything else."""
+    if str(value).strip().lower() == "auto":
+        return None
+    try:
+        return parse_value(name, str(value), False)
+    except UserError:
+        raise UserError(f"--{name.lower()} is auto, true or false, not {value!r}") from None
+
+
 def parse_value(name: str, raw: str, default):
     """Read `raw` as the type of `default`; raise UserError if it is not one."""
     flag = f"--{name.lower()}"

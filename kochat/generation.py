@@ -52,25 +52,25 @@ def render(template: Template | None, item) -> tuple[str, str, str]:
     return template.prompt(question, extra), question, extra
 
 
-def fast_mode(setting, model) -> bool:
-    """FAST of chat_ko.py and serve_ko.py: "auto" turns gen()'s fast mode on where it pays, a model with 16-bit or
-    torchao int8/int4 weights (an export_ko.py folder) on a GPU; bitsandbytes 4-bit layers cannot be compiled
-    into its graph. true/false as given."""
-    if setting != "auto":
-        from .cli import parse_value
-
-        return parse_value("FAST", str(setting), False)
+def fast_mode(setting: bool | None, model) -> bool:
+    """Whether gen() runs its fast mode: as set, or for "auto" (None) where it pays, a model with 16-bit or torchao
+    int8/int4 weights (an export_ko.py folder) on a GPU; bitsandbytes 4-bit layers cannot be compiled into its graph."""
+    if setting is not None:
+        return setting
     return model.device.type == "cuda" and not getattr(model, "is_loaded_in_4bit", False)
 
 
 def mode_line(model, fast: bool) -> str:
     """One line saying how answers are made: the weights, the device, the mode."""
-    saved = getattr(model.config, "quantization_config", None)
+    from .modeling import saved_quantization
+
     if getattr(model, "is_loaded_in_4bit", False):
         weights = "4-bit NF4 weights (bitsandbytes)"
-    elif saved is not None:
-        kind = saved.get("quant_type", {}) if isinstance(saved, dict) else getattr(saved, "quant_type", "")
-        weights = f"{type(kind).__name__ if not isinstance(kind, dict) else 'torchao'} weights (torchao)"
+    elif saved_quantization(model.config):
+        weights = f"{saved_quantization(model.config)}-quantized weights"
+        kind = getattr(model.config.quantization_config, "quant_type", None)
+        if kind is not None and not isinstance(kind, (str, dict)):  # torchao: its config, e.g. Int8WeightOnlyConfig
+            weights = f"{type(kind).__name__} weights (torchao)"
     else:
         weights = f"{str(model.dtype).removeprefix('torch.')} weights"
     return f"answering with {weights} on {model.device.type}, fast mode {'on' if fast else 'off'}"

@@ -72,6 +72,13 @@ def saved_quantization(config) -> str | None:
     return str(saved.get("quant_method") if isinstance(saved, dict) else getattr(saved, "quant_method", "quantized"))
 
 
+def saved_dtype(config) -> torch.dtype:
+    """The dtype a model's weights were published in (float16 for polyglot-ko, bfloat16 for most newer models);
+    bfloat16 where the config does not say. A merged copy keeps it: on a CPU as on a GPU, half the bytes of fp32."""
+    dtype = getattr(config, "dtype", None)
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.bfloat16
+
+
 def build_on_meta(config):
     """The model's modules with no memory behind them: for counting parameters and estimating memory."""
     with torch.device("meta"):
@@ -250,18 +257,20 @@ def nf4_config(dtype: torch.dtype) -> BitsAndBytesConfig:
 
 def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str | None = None,
                trainable: bool = False, merge: bool = False, attention: str | None = None,
-               device_map: str = "auto", quantization_config: BitsAndBytesConfig | None = None):
+               device_map: str = "auto", quantization_config: BitsAndBytesConfig | None = None,
+               dtype: torch.dtype | None = None):
     """Load the base in 4-bit NF4 with double quantization (or in the compute dtype), on device_map="auto",
     then the LoRA adapter from `adapter` (a run folder) if given. End of text and pad come from `tokenizer`.
     `quantization_config`: the BitsAndBytesConfig to load with, instead of nf4_config() (implies 4-bit).
     `trainable`: the model will be trained (the adapter loads trainable; see keep_cpu_4bit_trainable).
     `attention`: a transformers attn_implementation ("sdpa", "eager", "flex_attention"); None = its default.
     `merge`: fold the adapter into the base weights (a plain transformers model, faster to answer with);
-    only for a 16-bit base: merging into 4-bit weights would round the update away."""
+    only for a 16-bit base: merging into 4-bit weights would round the update away.
+    `dtype`: the weights' dtype when not 4-bit; None = compute_dtype() (bf16 on a GPU, fp32 on a CPU)."""
     four_bit = four_bit or quantization_config is not None
     if merge and (four_bit or adapter is None):
         raise UserError("merging needs an adapter and a 16-bit base (four_bit=False), never 4-bit weights")
-    dtype = compute_dtype()
+    dtype = compute_dtype() if four_bit or dtype is None else dtype
     kwargs = {"dtype": dtype, "device_map": device_map, "attn_implementation": attention}
     if four_bit:
         kwargs["quantization_config"] = quantization_config or nf4_config(dtype)

@@ -80,25 +80,45 @@ def largest_across(value: int, device) -> int:
     return int(tensor.item())
 
 
+FSDP_PREFIX = "_fsdp_wrapped_module."  # FSDP's wrapper puts the module it wraps under this name
+
+
+def adapter_weights(model) -> dict:
+    """The adapter's trained weights under the names PEFT saves them with, from a model whose layers FSDP wrapped.
+    peft picks an adapter's weights by matching the model's module names, which carry FSDP's wrapper in the middle
+    (…layers.0._fsdp_wrapped_module.attention…): the names go in as they are and lose the wrapper coming out.
+    Stripping it first leaves peft nothing to match, and an empty adapter (bench/results/2026-11-29-h200x2-*)."""
+    from peft import get_peft_model_state_dict
+
+    trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    return {name.replace(FSDP_PREFIX, ""): t for name, t in get_peft_model_state_dict(model, state_dict=trained).items()}
+
+
 def save_sharded_adapter(wrapped, model, folder, state: PartialState) -> None:
     """Write the LoRA adapter of a model FSDP has sharded across the processes: every process takes part in
-    gathering the full weights (into the main process's CPU memory), and the main one saves the trained ones
-    under their own names. Checked: a run never ends with an adapter missing its weights."""
-    from safetensors import safe_open
+    gathering the full weights (into the main process's CPU memory), and the main one writes them as PEFT would.
+    Checked before it takes its name: a run never ends with an adapter missing weights."""
+    from safetensors.torch import save_file
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     from .errors import UserError
 
-    trained = {}
+    weights = {}
     with FSDP.summon_full_params(wrapped, writeback=False, rank0_only=True, offload_to_cpu=True):
         if state.is_main_process:
-            trained = {name.replace("_fsdp_wrapped_module.", ""): p.detach().clone()
-                       for name, p in model.named_parameters() if p.requires_grad}
-            model.save_pretrained(folder, state_dict=trained)
+            weights = adapter_weights(model)
     state.wait_for_everyone()
-    if state.is_main_process:
-        with safe_open(str(folder / "adapter_model.safetensors"), "pt") as saved:
-            written = len(list(saved.keys()))
-        if not trained or written != len(trained):
-            raise UserError(f"the adapter gathered from the FSDP shards holds {written} of its {len(trained)} "
-                            f"weights; the checkpoints in {folder}/checkpoints are kept")
+    if not state.is_main_process:
+        return
+    expected = sum(1 for _, p in model.named_parameters() if p.requires_grad)
+    if not expected or len(weights) != expected or any(t.numel() == 0 for t in weights.values()):
+        raise UserError(f"the adapter gathered from the FSDP shards holds {len(weights)} of its {expected} weights "
+                        f"(or empty ones); nothing was written. Train with DDP (torchrun) instead")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".adapter_model.safetensors.tmp"
+    save_file(weights, str(tmp), metadata={"format": "pt"})
+    config = model.peft_config["default"]
+    training, config.inference_mode = config.inference_mode, True  # as PeftModel.save_pretrained writes it
+    config.save_pretrained(str(folder))
+    config.inference_mode = training
+    os.replace(tmp, folder / "adapter_model.safetensors")

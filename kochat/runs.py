@@ -131,15 +131,16 @@ def load_for_answering(folder: str | Run, four_bit: bool = True, device_map="aut
 
 
 def save_merged(run_folder: Path, merged_folder: str, tokenizer, template) -> Path:
-    """The adapter merged into a 16-bit copy of its base (never into 4-bit weights), as a plain model
-    folder: vLLM and transformers load it as they load any model; chat and serving read its template.
+    """The adapter merged into a copy of its base in the base's own 16-bit dtype (never into 4-bit weights), as
+    a plain model folder: vLLM and transformers load it as they load any model; chat and serving read its template.
     Merged in CPU memory, so a 24 GB card is enough for the run and the host needs ~2 bytes a parameter."""
     from . import modeling
 
     run = open_run(str(run_folder))
     out = Path(merged_folder).expanduser()
+    dtype = modeling.saved_dtype(modeling.load_config(run.base_model))
     model = modeling.load_model(run.base_model, tokenizer, four_bit=False, adapter=run.adapter, merge=True,
-                                device_map="cpu")
+                                device_map="cpu", dtype=dtype)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     write_json(out / TEMPLATE_FILE, template.to_dict())
@@ -166,7 +167,7 @@ def versions() -> dict:
 def save_run(folder: Path, model, tokenizer, template, constants: dict, extra: dict,
              adapter_saved: bool = False) -> None:
     """Everything a later reader needs; run_config.json is written last. adapter_saved: the adapter is already
-    in the folder (FSDP: the Trainer gathered it from the processes' shards)."""
+    in the folder (FSDP: processes.save_sharded_adapter gathered it from the shards)."""
     folder.mkdir(parents=True, exist_ok=True)
     if not adapter_saved:
         model.save_pretrained(folder)  # PEFT: adapter_model.safetensors + adapter_config.json (+ an empty card)

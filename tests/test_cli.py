@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from kochat.cli import apply_command_line, constant_comments, constant_names, flag, parse_value, require
+from kochat.cli import (apply_command_line, auto_or_bool, constant_comments, constant_names, flag, parse_value,
+                        require)
 from kochat.errors import UserError
 
 SCRIPT = Path(__file__).resolve().parent.parent / "finetune_ko.py"
@@ -139,3 +140,10 @@ def test_help_reads_a_comment_continued_on_the_lines_under_its_constant():
     assert comments["LORA_TARGETS"].startswith("auto: query_key_value for GPT-NeoX") and \
         comments["LORA_TARGETS"].endswith("or names: a,b,c; all-linear")
     assert comments["MAX_LEN"] == "rows (conversations) longer than this many tokens are skipped, never cut"
+
+
+def test_auto_or_bool_reads_fast_before_anything_loads():
+    assert auto_or_bool("FAST", "auto") is None and auto_or_bool("FAST", " AUTO ") is None
+    assert auto_or_bool("FAST", "true") is True and auto_or_bool("FAST", False) is False
+    with pytest.raises(UserError, match=r"--fast is auto, true or false, not 'maybe'"):
+        auto_or_bool("FAST", "maybe")

@@ -164,3 +164,14 @@ def test_the_compiled_decode_step_gives_the_same_tokens_on_a_padded_batch(tiny_t
     fast = gen(model, tiny_tokenizer, koalpaca_template, questions, max_new_tokens=40, min_new_tokens=40, fast=True)
     assert hasattr(model, "_compiled_call")  # the compiled path really ran
     assert [a.text for a in fast] == [a.text for a in eager] and [a.new_tokens for a in fast] == [40] * 4
+
+
+def test_fast_mode_auto_is_on_only_where_it_pays_and_the_mode_line_says_how_answers_are_made(model, tiny_tokenizer):
+    from kochat.generation import fast_mode, mode_line
+
+    assert fast_mode(True, model) is True and fast_mode(False, model) is False
+    assert fast_mode(None, model) is False  # auto: bitsandbytes 4-bit layers (and no GPU here)
+    assert mode_line(model, False) == "answering with 4-bit NF4 weights (bitsandbytes) on cpu, fast mode off"
+    plain = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False, device_map="cpu")
+    assert fast_mode(None, plain) is torch.cuda.is_available()  # a 16-bit model: on where there is a GPU
+    assert mode_line(plain, True) == "answering with float32 weights on cpu, fast mode on"

@@ -4,8 +4,9 @@ transformers) load it as it is, and gen()'s fast mode compiles its kernels into 
 
 int8: one byte a weight, a scale per output row; runs on a GPU or a CPU. int4: half a byte a weight, a scale per
 128 weights, in the layout of the tinygemm CUDA kernel (`tile_packed_to_4d`): made and run on an NVIDIA GPU.
-Quantizing happens as the weights load, layer by layer, so the GPU holds the quantized model plus one 16-bit
-layer, never the whole 16-bit model (a 12.8b model quantizes on a 24 GB card).
+transformers quantizes the weights as they load; the GPU's peak while doing it was measured at the 12.8b shape
+(bench/RESULTS.md): 13.1 GiB for int4, 24.1 GiB for int8, so an int8 export of that size wants a GPU larger
+than 24 GB (or a CPU, slowly).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from ..errors import UserError
 
 FORMATS = ("int8", "int4")
-BYTES_PER_WEIGHT = {"int8": 1 + 2 / 5120, "int4": 0.5 + 4 / 128}  # the weight, and its scales (int4: and zeros)
+BYTES_PER_WEIGHT = {"int8": 1.0, "int4": 0.55}  # on disk, scales included (12.8b shape: 12.3 and 6.8 GiB)
 TORCHAO_PACKAGE = "torchao==0.18.0"
 
 
@@ -34,10 +35,6 @@ def torchao_config(fmt: str):
     return Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d")
 
 
-def expected_bytes(counts_total: int, fmt: str) -> int:
-    return int(counts_total * BYTES_PER_WEIGHT[fmt])
-
-
 def write_quantized(merged_folder: Path, out: Path, fmt: str) -> Path:
     """`merged_folder` (16-bit, with tokenizer and template) quantized into `out`, with the same tokenizer and
     template files. The embeddings and output head stay 16-bit, as torchao leaves them by default."""
@@ -47,7 +44,8 @@ def write_quantized(merged_folder: Path, out: Path, fmt: str) -> Path:
 
     config = torchao_config(fmt)
     tokenizer = modeling.load_tokenizer(str(merged_folder))
-    dtype = modeling.compute_dtype()
+    dtype = (torch.bfloat16 if fmt == "int4"  # tinygemm computes in bf16 only
+             else modeling.saved_dtype(modeling.load_config(str(merged_folder))))  # the merged copy's own
     model = AutoModelForCausalLM.from_pretrained(merged_folder, dtype=dtype, trust_remote_code=False,
                                                  device_map="cuda" if torch.cuda.is_available() else "cpu",
                                                  quantization_config=TorchAoConfig(config))

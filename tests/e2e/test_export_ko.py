@@ -3,12 +3,13 @@ the int8 folder loads in chat_ko.py as it was saved and keeps the merged model's
 NVIDIA GPU, a wrong format, an occupied output folder and a run whose base is gone are each one line, before
 anything is written."""
 import json
+import re
 import shutil
 
 import pytest
 import torch
 
-from kochat import modeling, recipe, runs
+from kochat import PROJECT_ROOT, recipe, runs
 from kochat.generation import gen
 
 QUESTIONS = ["한국의 수도는 어디인가요?", "건강하게 살기 위한 세 가지 방법은?", "파인튜닝이란 무엇인가요?"]
@@ -29,14 +30,14 @@ def greedy(folder, four_bit=True):
     return [a.text for a in gen(loaded.model, loaded.tokenizer, loaded.run.template, QUESTIONS, max_new_tokens=24)]
 
 
-def held_out_loss(folder, rows=40):
-    """The mean loss on held-out rows of the tiny preset's data, as training computes it (answer tokens only)."""
+def held_out_loss(folder):
+    """The mean loss on the rows the tiny preset held out (its EVAL_FRACTION and SEED), answer tokens only."""
     loaded = runs.load_for_answering(str(folder), four_bit=False)
-    prepared = recipe.prepare("data/ko_tiny_qa.jsonl", loaded.tokenizer, loaded.run.template, max_chars=20_000,
-                              max_len=256)
+    prepared = recipe.prepare(str(PROJECT_ROOT / "data" / "ko_tiny_qa.jsonl"), loaded.tokenizer, loaded.run.template,
+                              max_chars=20_000, max_len=256, eval_fraction=0.1, seed=42)
     total = count = 0
     with torch.no_grad():
-        for row in prepared.train.select(range(rows)):
+        for row in prepared.eval:
             labels = torch.tensor([row["labels"]])
             loss = loaded.model(input_ids=torch.tensor([row["input_ids"]]), labels=labels).loss.item()
             n = int((labels[:, 1:] != -100).sum())
@@ -67,13 +68,13 @@ def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, 
     assert config["quantization_config"]["quant_method"] == "torchao"
     answer = run_script("chat_ko.py", f"--adapter={out}", "--question", QUESTIONS[0], "--temperature=0", cwd=tmp_path)
     assert answer.returncode == 0, answer.stderr[-3000:]
-    assert "answering with Int8WeightOnlyConfig weights (torchao) on cpu, fast mode off" in answer.stderr
+    assert re.search(r"answering with Int8WeightOnlyConfig weights \(torchao\) on (cpu, fast mode off|cuda, fast mode on)",
+                     answer.stderr)
     assert answer.stdout.strip()
     int8_loss, merged_loss = held_out_loss(out), held_out_loss(merged)
     assert abs(int8_loss - merged_loss) < 0.02 * merged_loss, (int8_loss, merged_loss)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="int4 is made on an NVIDIA GPU; this checks the refusal without one")
 def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_path):
     run, _ = tiny_run
 
@@ -82,10 +83,13 @@ def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_pa
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
         return result.stderr.strip().splitlines()[-1]
 
-    assert "int4 is made and run by a CUDA kernel" in refused("--format=int4", f"--out={tmp_path / 'a'}")
-    assert "is not one of merged, int8, int4, gguf" in refused("--format=onnx", f"--out={tmp_path / 'b'}")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
+    if not torch.cuda.is_available():  # int4 is made on an NVIDIA GPU: without one, it is refused
+        assert "int4 is made and run by a CUDA kernel" in refused("--format=int4", f"--out={tmp_path / 'a'}")
+    assert "is a file" in refused("--format=merged", f"--out={tmp_path / 'full' / 'keep.txt'}")
+    assert "would replace the run folder" in refused("--format=merged", f"--out={run}", "--overwrite=true")
+    assert "is not one of merged, int8, int4, gguf" in refused("--format=onnx", f"--out={tmp_path / 'b'}")
     assert "already holds files" in refused("--format=merged", f"--out={tmp_path / 'full'}")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     moved = tmp_path / "moved-run"  # a run whose base folder is gone
@@ -95,7 +99,7 @@ def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_pa
     (moved / "run_config.json").write_text(json.dumps(config))
     result = run_script("export_ko.py", f"--adapter={moved}", "--format=merged", f"--out={tmp_path / 'c'}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert not any(p.name in ("a", "b", "c") for p in tmp_path.iterdir())
+    assert not any(p.name in ("a", "b", "c") for p in tmp_path.iterdir()) and (run / "adapter_model.safetensors").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
 
 
