@@ -224,8 +224,8 @@ def main(argv):
     print("[5] " + counts.line())
     print(f"    {checkpointed}/{len(modeling.decoder_layers(model))} layers checkpointed, layers {'' if compiled else 'not '}compiled"
           + (" (FSDP)" if launch.fsdp and COMPILE else ""))
-    optim = "adamw_torch" if launch.fsdp and OPTIM == "paged_adamw_8bit" else OPTIM  # peft: FSDP-QLoRA cannot save
-    if optim != OPTIM:                                                              # paged 8-bit optimizer state
+    optim = processes.optimizer(launch, OPTIM)  # FSDP cannot checkpoint paged 8-bit Adam's state
+    if optim != OPTIM:
         print(f"    optimizer {optim}: FSDP cannot checkpoint {OPTIM}'s state (the LoRA's state is small either way)")
 
     # 6. Train with the Hugging Face Trainer: progress bar, train/eval loss, TensorBoard in logs/ -------

@@ -15,7 +15,7 @@ from .cli import flag
 from .known_models import KNOWN_MODELS, licence_line
 from .loss import computes_plain_logits
 from .modeling import build_on_meta
-from .processes import Launch
+from .processes import Launch, optimizer
 
 ONE_PROCESS = Launch(1, "one process")
 
@@ -148,7 +148,7 @@ def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, 
              f"GPU memory, weights in 4-bit NF4 (double quant), embeddings in 16-bit: {weights:.1f} GiB",
              f"GPU memory, training at batch {batch} × {seq_len} tokens"
              f", {checkpointed:.0%} of layers checkpointed{', compiled' if compiled and not launch.fsdp else ''}, "
-             f"{'adamw_torch' if launch.fsdp and optim == 'paged_adamw_8bit' else optim}: ~{peak:.1f} GiB peak"
+             f"{optimizer(launch, optim)}: ~{peak:.1f} GiB peak"
              + (f" on each of {launch.processes} GPUs ({launch.strategy})" if launch.processes > 1 or launch.fsdp
                 else "")]
     lines += [f"    {name:<34} {gib:6.2f} GiB" for name, gib in parts.items()]

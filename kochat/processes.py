@@ -41,6 +41,12 @@ class Launch:
         return self.strategy == "fsdp"
 
 
+def optimizer(launch: Launch, optim: str) -> str:
+    """The optimizer a launch trains with: FSDP-QLoRA cannot checkpoint paged 8-bit Adam's state (peft's FSDP
+    guide), so it takes adamw_torch instead (the LoRA's state is small either way)."""
+    return "adamw_torch" if launch.fsdp and optim == "paged_adamw_8bit" else optim
+
+
 def launch() -> Launch:
     """How this script was launched, read from the launcher's environment without starting anything (--dry-run
     uses it too): torchrun and accelerate set WORLD_SIZE; accelerate's FSDP config sets ACCELERATE_USE_FSDP."""

@@ -125,6 +125,9 @@ def load_for_answering(folder: str | Run, four_bit: bool = True, device_map="aut
     modeling.check_machine_can_run(config, answering=True)
     if modeling.saved_quantization(config):  # an int8/int4 export (export_ko.py): loaded as it was saved
         four_bit = False
+        if "Int4" in str(config.quantization_config) and not torch.cuda.is_available():
+            raise UserError(f"{run.folder} holds int4 weights, which run on an NVIDIA GPU only: answer from it there, "
+                            f"or export the run again with --format=int8 (GPU or CPU) or --format=gguf")
     model = modeling.load_model(run.base_model, run.tokenizer, four_bit=four_bit, adapter=run.adapter,
                                 device_map=device_map).eval()
     return Loaded(run, run.tokenizer, model)
