@@ -81,3 +81,26 @@ def test_fsdp_on_a_machine_without_gpus_is_one_line_before_anything_loads(tmp_pa
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: FSDP shards the model across GPUs")
     assert "torchrun --nproc_per_node=N" in result.stderr and not (tmp_path / "outputs").exists()
+
+
+def test_a_kill_9_of_one_process_loses_no_more_than_the_steps_since_the_last_sealed_checkpoint(tmp_path):
+    """kill -9 gives no process a chance to save: torchrun ends the other one, and the same command continues from
+    the newest sealed checkpoint (a half-written one, if the survivor started a save, is removed)."""
+    args = ["--max_steps=30", "--save_steps=10", "--eval_fraction=0", "--demo_questions="]
+    proc = subprocess.Popen(torchrun(*args), cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    checkpoints = tmp_path / "outputs" / "tiny" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not (checkpoints / "checkpoint-10" / SEAL).exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "finetune_ko.py" in " ".join(p.cmdline())]
+    next(p for p in workers if p.environ().get("RANK") == "1").kill()
+    proc.communicate(timeout=300)
+    assert proc.returncode != 0 and not (tmp_path / "outputs" / "tiny" / "adapter_model.safetensors").exists()
+    sealed = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*") if (p / SEAL).exists())
+    again = subprocess.run(torchrun(*args), cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming from outputs/tiny/checkpoints/checkpoint-{sealed[-1]}" in again.stdout
+    assert "[6] trained 30 steps" in again.stdout and (tmp_path / "outputs" / "tiny" / "adapter_model.safetensors").is_file()
