@@ -59,29 +59,35 @@ def main(argv):
         raise UserError("--out names one file: leave it out when giving both --tasks and --questions")
     if LIMIT < 0 or BATCH_SIZE < 0 or ANSWER_BATCH < 1 or MAX_NEW_TOKENS < 1:
         raise UserError("--limit and --batch_size must be 0 or more, --answer_batch and --max_new_tokens 1 or more")
+    if TEMPERATURE < 0 or not 0 < TOP_P <= 1:
+        raise UserError(f"--temperature must be 0 or more and --top_p in (0, 1], not {TEMPERATURE} and {TOP_P}")
     run = runs.open_run(ADAPTER)
     folders = {"kobest": KOBEST_DIR, "kmmlu": KMMLU_DIR, "haerae": HAERAE_DIR}
     local, hub = suites.resolve(TASKS, folders, SPLIT) if TASKS else ([], [])
     questions = read_questions(QUESTIONS) if QUESTIONS else []
+    scores_out = (Path(OUT) if OUT else steps.default_out(run, TASKS, SPLIT)) if TASKS else None
+    answers_out = (Path(OUT) if OUT else Path(run.folder) / steps.EVAL_DIR / f"answers-{Path(QUESTIONS).stem}.json"
+                   ) if QUESTIONS else None
+    for out in filter(None, (scores_out, answers_out)):  # checked now, not after the model has answered
+        runs.check_file_can_be_written(out, "OUT")
     judge_model = judge.check(JUDGE_URL, JUDGE_API_KEY, JUDGE_MODEL) if JUDGE_URL and questions else ""
 
     # 2. Load the run as chat does: the base in 4-bit with the adapter on it (or a merged folder)
     _, tokenizer, model = runs.load_for_answering(run, four_bit=FOUR_BIT)
+    four_bit = getattr(model, "is_loaded_in_4bit", False)  # an int8/int4 export loads as saved, never in 4-bit
     print(f"{run.folder}: base {run.base_model}" + (" + adapter" if run.adapter else " (merged)") +
           f"; {len(local) + len(hub)} tasks, {len(questions)} questions")
 
     # 3. Scores: lm-eval scores base (adapter disabled) and adapter; JSON and a table base vs adapter
     if TASKS:
-        out = Path(OUT) if OUT else steps.default_out(run, TASKS, SPLIT)
-        steps.score_tasks(run, model, tokenizer, local, hub, out=out, split=SPLIT, limit=LIMIT,
-                          batch_size=BATCH_SIZE, cache=CACHE, four_bit=FOUR_BIT, verbose=VERBOSE)
+        steps.score_tasks(run, model, tokenizer, local, hub, out=scores_out, split=SPLIT, limit=LIMIT,
+                          batch_size=BATCH_SIZE, cache=CACHE, four_bit=four_bit, verbose=VERBOSE)
 
     # 4. Answers: both models answer every question with the same settings, side by side, with figures
     if questions:
-        out = Path(OUT) if OUT else Path(run.folder) / steps.EVAL_DIR / f"answers-{Path(QUESTIONS).stem}.json"
         settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P)
-        steps.answer_questions(run, model, tokenizer, questions, questions_file=QUESTIONS, out=out, settings=settings,
-                               batch_size=ANSWER_BATCH, seed=SEED, four_bit=FOUR_BIT, judge_url=JUDGE_URL,
+        steps.answer_questions(run, model, tokenizer, questions, questions_file=QUESTIONS, out=answers_out,
+                               settings=settings, batch_size=ANSWER_BATCH, seed=SEED, four_bit=four_bit, judge_url=JUDGE_URL,
                                judge_model=judge_model, judge_api_key=JUDGE_API_KEY, cache=CACHE)
 
 

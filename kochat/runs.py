@@ -51,6 +51,15 @@ def prepare_output_dir(folder: str, overwrite: bool) -> Path:
     return path
 
 
+def check_file_can_be_written(path: Path, option: str) -> None:
+    """Before long work: `path` is not a folder and lies under a writable one (made when the file is written)."""
+    if path.is_dir():
+        raise UserError(f"{flag(option, str(path))} is a folder; name a file")
+    existing = next(p for p in [path.absolute().parent, *path.absolute().parents] if p.exists())
+    if not existing.is_dir() or not can_write(existing):
+        raise UserError(f"cannot write {path}: {existing} is not a writable folder; pass another {flag(option, '…')}")
+
+
 def can_write(folder: Path) -> bool:
     """Whether a file can be made in `folder`, found by making an unnamed one (gone when closed): os.access
     says yes to root everywhere, also where nothing can be written (/proc, a read-only mount)."""

@@ -83,10 +83,12 @@ def read_cache(path: Path) -> dict[str, dict]:
 
 
 def answer_all(model, tokenizer, template, questions: list[Question], *, model_name: str, cache: Path,
-               settings: dict, batch_size: int, progress=None) -> list[dict]:
-    """Every question answered by this model (cached ones read back), in the questions' order."""
+               settings: dict, batch_size: int, seed: int = 0, progress=None) -> list[dict]:
+    """Every question answered by this model (cached ones read back), in the questions' order. An answer is read
+    back only if it was made with the same settings, seed and template (the prompt's form)."""
     done = read_cache(cache)
-    keys = [key(model_name, q, settings) for q in questions]
+    made_with = {**settings, "seed": seed, "template": json.dumps(template.to_dict(), sort_keys=True, ensure_ascii=False)}
+    keys = [key(model_name, q, made_with) for q in questions]
     todo = [(k, q) for k, q in zip(keys, questions) if k not in done]
     cache.parent.mkdir(parents=True, exist_ok=True)
     if progress is not None:
@@ -122,5 +124,5 @@ def answer_base_and_adapter(model, tokenizer, run, questions, *, cache_dir: Path
             with context:
                 found[label] = answer_all(model, tokenizer, run.template, questions, model_name=names[label],
                                           cache=cache_dir / f"answers-{names[label]}.jsonl", settings=settings,
-                                          batch_size=batch_size, progress=bar)
+                                          batch_size=batch_size, seed=seed, progress=bar)
     return found

@@ -26,16 +26,14 @@ def lm_eval_version() -> str:
 
 
 def fingerprint(run, four_bit: bool) -> dict[str, str]:
-    """Names for the caches of the base and the adapter: what they stand for, hashed (the adapter's bytes)."""
+    """Names for the caches of the base and the adapter: what they stand for, hashed (the adapter's bytes; for a
+    merged folder, each weight file's name, size and time: hashing 26 GB of weights would take minutes)."""
     base = hashlib.sha256(f"{run.base_model}|4bit={four_bit}|lm_eval={lm_eval_version()}".encode()).hexdigest()[:16]
     names = {"base": f"base-{base}"}
-    weights = Path(run.folder) / ("adapter_model.safetensors" if run.adapter else "model.safetensors")
     digest = hashlib.sha256(base.encode())
-    if weights.is_file():
-        with open(weights, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    else:  # a sharded merged folder: its index and sizes stand for it
+    if run.adapter:
+        digest.update((Path(run.folder) / "adapter_model.safetensors").read_bytes())
+    else:
         for p in sorted(Path(run.folder).glob("*.safetensors*")):
             digest.update(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}".encode())
     names["adapter" if run.adapter else "model"] = f"{'adapter' if run.adapter else 'model'}-{digest.hexdigest()[:16]}"

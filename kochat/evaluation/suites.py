@@ -36,10 +36,10 @@ def _bool(value: str) -> int:
 
 def _int_in(low: int, high: int, shift: int = 0) -> Callable[[str], int]:
     def read(value: str) -> int:
-        number = int(float(value))
-        if not low <= number <= high:
+        number = float(value)  # "2" or "2.0" (files saved by pandas); never 2.7 or inf
+        if not (number.is_integer() and low <= number <= high):
             raise ValueError(f"expected a whole number from {low} to {high}")
-        return number + shift
+        return int(number) + shift
     return read
 
 
@@ -280,7 +280,8 @@ def check_hub_names(names: list[str]) -> None:
         if close or offline:
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise UserError(f"--tasks: unknown task {n!r}{hint}; from local files: {', '.join(SUITES)} or one of "
-                            f"their tasks (kobest_copa); other lm-eval tasks read the hub, and HF_HUB_OFFLINE=1")
+                            f"their tasks (kobest_copa); other lm-eval tasks read the hub"
+                            + (", and HF_HUB_OFFLINE=1 keeps it closed" if offline else ""))
     known = task_manager(None).all_tasks
     for n in names:
         if n not in known:

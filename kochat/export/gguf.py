@@ -20,7 +20,7 @@ GPT-2's, which is exactly llama.cpp's `gpt-2` pre-tokenizer (`'s|'t|…| ?\\p{L}
 converter's own list maps other such tokenizers, e.g. ruGPT3XL's, to `gpt-2` too). Before it, polyglot-ko splits
 off the character U+0CF1 (ೱ, a Kannada sign its pretraining data used as a marker) and drops it; llama.cpp keeps
 it, so only text containing that character tokenizes differently. `pre_tokenizer()` accepts exactly these forms
-and names anything else in one line. The evidence is measured, not assumed (tests/export/test_gguf_tokenizer.py):
+and names anything else in one line. The evidence is measured, not assumed (tests/export/test_gguf.py):
 llama.cpp and transformers give identical ids on every KoAlpaca row tried, for the tiny preset's tokenizer and for
 the real polyglot-ko tokenizer (a vocab-only GGUF). The end of text is written as the template's end of turn
 (`<|endoftext|>` = id 2 for polyglot-ko, whatever its tokenizer files say; see kochat.modeling).
@@ -91,7 +91,7 @@ def llama_cpp_or_advice(purpose: str):
         import llama_cpp
     except ImportError:
         raise UserError(f"{purpose} needs llama.cpp: pip install {LLAMA_CPP_PACKAGE} (it builds llama.cpp from "
-                        f"source: a C++ compiler and cmake, ~15 minutes on 2 cores, once)") from None
+                        f"source: a C++ compiler and cmake, ~20 minutes on 2 cores, once)") from None
     return llama_cpp
 
 
