@@ -160,9 +160,13 @@ def save_merged(run_folder: Path, merged_folder: str, tokenizer, template) -> Pa
 
 
 def write_json(path: Path, value) -> None:
+    write_text(path, json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
     """Write then rename, so a crash never leaves half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 

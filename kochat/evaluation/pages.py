@@ -64,11 +64,11 @@ def page(doc: dict) -> str:
 
 
 def write(doc: dict, out: Path) -> tuple[Path, Path, Path]:
-    from ..runs import write_json
+    from ..runs import write_json, write_text
 
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, doc)
     md, page_file = out.with_suffix(".md"), out.with_suffix(".html")
-    md.write_text(markdown(doc), encoding="utf-8")
-    page_file.write_text(page(doc), encoding="utf-8")
+    write_text(md, markdown(doc))
+    write_text(page_file, page(doc))
     return out, md, page_file

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..runs import write_json
+from ..runs import write_json, write_text
 
 METRICS = (("acc", "accuracy"), ("f1", "macro-F1"), ("acc_norm", "accuracy (length-normalised)"))
 
@@ -74,5 +74,5 @@ def write(doc: dict, out: Path) -> tuple[Path, Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, doc)
     table = out.with_suffix(".md")
-    table.write_text(markdown(doc), encoding="utf-8")
+    write_text(table, markdown(doc))
     return out, table
