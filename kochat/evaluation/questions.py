@@ -8,12 +8,12 @@ Anything else is one line, before any model loads.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
 from ..prompts import load_questions
+from ..records import BadRecord, read_file
 
 FORMS = ".txt (one a line), .jsonl/.json (instruction or question, optional input; or instances[].input)"
 
@@ -35,26 +35,20 @@ def read_questions(path: str) -> list[Question]:
     if suffix == ".txt":
         found = [Question(str(i), q, extra) for i, (q, extra) in enumerate(load_questions(str(file)), start=1)]
     else:
-        found = _from_records(path, _records(file, suffix))
+        found = _from_records(path, _records(file))
     if not found:
         raise UserError(f"--questions={path} holds no questions")
     return found
 
 
-def _records(file: Path, suffix: str) -> list[tuple[int, object]]:
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read the questions file {file}: {e}") from None
-    try:
-        if suffix == ".json":
-            value = json.loads(text)
-            if not isinstance(value, list):
-                raise UserError(f"{file}: a .json questions file is an array of objects ({FORMS})")
-            return list(enumerate(value, start=1))
-        return [(n, json.loads(line)) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    except json.JSONDecodeError as e:
-        raise UserError(f"{file}: not JSON ({e.msg}, line {getattr(e, 'lineno', '?')}); {FORMS}") from None
+def _records(file: Path) -> list[tuple[int, object]]:
+    """The file's records, numbered, as kochat reads any .json/.jsonl (kochat.records); a bad line is one error."""
+    found = []
+    for n, record in enumerate(read_file(file), start=1):
+        if isinstance(record, BadRecord):
+            raise UserError(f"{file}, record {n}: {record.reason}; {FORMS}")
+        found.append((n, record))
+    return found
 
 
 def _from_records(path: str, records) -> list[Question]:

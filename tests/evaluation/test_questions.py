@@ -29,8 +29,8 @@ def test_every_form(tmp_path):
 @pytest.mark.parametrize("name, content, message", [
     ("qs.csv", "question\n한국의 수도는?\n", "unknown question file format .csv"),
     ("qs.jsonl", '{"prompt": "한국의 수도는?"}\n', r"no instruction or question \(keys: prompt\)"),
-    ("qs.jsonl", "한국의 수도는?\n", "not JSON"),
-    ("qs.json", '{"instruction": "x"}', "is an array of objects"),
+    ("qs.jsonl", "한국의 수도는?\n", r"record 1: not valid JSON"),  # read as kochat.records reads any .jsonl
+    ("qs.json", '{"instruction": "x"}', "should hold a JSON array"),
     ("qs.jsonl", '{"instruction": "x", "instances": "y"}\n', "instances must be a list"),
     ("qs.txt", "# only a comment\n", "holds no questions"),
     ("missing.txt", None, "is not a file"),
