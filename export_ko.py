@@ -47,7 +47,7 @@ def main(argv):
         raise UserError(f"{run.folder} is already an exported model; export the run folder it came from")
     out = Path(OUT or f"{str(run.folder).rstrip('/')}-{FORMAT}").expanduser()
     check_out(out, run)
-    params = sum(p.numel() for p in modeling.build_on_meta(config).parameters())
+    params = modeling.parameter_count(config)
     merged_bytes = params * modeling.saved_dtype(config).itemsize
     print(f"[1] {run.folder}: {config.model_type}, {params / 1e9:.2f} B parameters -> {FORMAT} in {out}/")
     if FORMAT in quantized.FORMATS:
@@ -55,7 +55,7 @@ def main(argv):
         written = params * quantized.BYTES_PER_WEIGHT[FORMAT]
     elif FORMAT == "gguf":
         gguf.check_convertible(config, run.tokenizer, run.template, GGUF_QUANTS)
-        written = params * (gguf.BYTES_PER_PARAM["f16"] + sum(gguf.BYTES_PER_PARAM[q] for q in set(GGUF_QUANTS) - {"f16"}))
+        written = gguf.bytes_written(params, GGUF_QUANTS)
     else:
         written = 0  # the merged folder itself is the export
     check_room(merged_bytes + written, out, merge_bytes=merged_bytes if run.adapter else 0)

@@ -86,7 +86,7 @@ def main(argv):
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                "versions": {"python": platform.python_version(),
                             **{p: version(p) for p in ("llama-cpp-python", "gguf", "torch", "transformers")}},
-               "model": MODEL, "parameters": gguf.parameter_count(modeling.load_config(str(model_dir))),
+               "model": MODEL, "parameters": modeling.parameter_count(modeling.load_config(str(model_dir))),
                "weights": "random (speed does not depend on their values)",
                "command": " ".join(["python3 -m bench.gguf_cpu", *argv]), "export_all_s": round(export_s, 1),
                "threads": THREADS or os.cpu_count(), "formats": {}}

@@ -85,12 +85,16 @@ def build_on_meta(config):
         return AutoModelForCausalLM.from_config(config)
 
 
+def parameter_count(config) -> int:
+    return sum(p.numel() for p in build_on_meta(config).parameters())
+
+
 def check_machine_can_run(config, answering: bool = False) -> None:
     """A real-size model on a machine without a CUDA GPU: stop before loading anything big. The advice is
     finetune_ko.py's (its tiny preset, its dry run), or, for `answering`, where such a run can answer."""
     if torch.cuda.is_available():
         return
-    n = sum(p.numel() for p in build_on_meta(config).parameters())
+    n = parameter_count(config)
     if n > CPU_PARAM_LIMIT:
         advice = ("answer with it on a machine with a CUDA GPU; on a CPU, a run of the tiny preset answers "
                   "(python3 finetune_ko.py --preset tiny, then --adapter outputs/tiny)" if answering else

@@ -142,16 +142,17 @@ def end_of_turn_id(tokenizer, template) -> int:
     return ids[0]
 
 
-def parameter_count(config) -> int:
-    from ..modeling import build_on_meta
-
-    return sum(p.numel() for p in build_on_meta(config).parameters())
+def bytes_written(params: int, quants: Sequence[str]) -> float:
+    """The GGUF files' bytes: f16 (always written first, the others are made from it) and each quantized one."""
+    return params * (BYTES_PER_PARAM["f16"] + sum(BYTES_PER_PARAM[q] for q in set(quants) - {"f16"}))
 
 
 def check_disk(config, quants: Sequence[str], out_folder: Path) -> None:
     """Enough free disk for the f16 file (always written first) and each quantized one, with 5 % to spare."""
+    from ..modeling import parameter_count
+
     params = parameter_count(config)
-    need = params * (BYTES_PER_PARAM["f16"] + sum(BYTES_PER_PARAM[q] for q in set(quants) - {"f16"})) * 1.05
+    need = bytes_written(params, quants) * 1.05
     existing = next(p for p in [out_folder, *out_folder.absolute().parents] if p.exists())
     free = shutil.disk_usage(existing).free
     if free < need:

@@ -21,6 +21,20 @@ def torchrun(*args):
             "--preset", "tiny", "--batch_size=1", *args]  # 2 processes × 1 sequence = the preset's batch of 2
 
 
+def started_past_first_checkpoint(tmp_path, args):
+    """(torchrun process, checkpoints folder, the rank-1 worker) once checkpoint-10 is sealed. Rank 1 is not the
+    one that prints and saves."""
+    proc = subprocess.Popen(torchrun(*args), cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    checkpoints = tmp_path / "outputs" / "tiny" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not (checkpoints / "checkpoint-10" / SEAL).exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "finetune_ko.py" in " ".join(p.cmdline())]
+    return proc, checkpoints, next(p for p in workers if p.environ().get("RANK") == "1")
+
+
 def losses(run, key):
     history = json.loads((run / "run_config.json").read_text(encoding="utf-8"))["train"]["log_history"]
     return [e[key] for e in history if key in e]
@@ -51,15 +65,7 @@ def test_two_processes_train_one_run_like_one_process_with_the_same_batch(tiny_r
 
 def test_a_sigterm_to_either_process_stops_both_with_a_checkpoint_and_the_same_command_continues(tmp_path):
     args = ["--max_steps=40", "--save_steps=10", "--eval_fraction=0", "--demo_questions="]
-    proc = subprocess.Popen(torchrun(*args), cwd=tmp_path, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    checkpoints = tmp_path / "outputs" / "tiny" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while not (checkpoints / "checkpoint-10" / SEAL).exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
-        time.sleep(0.05)
-    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "finetune_ko.py" in " ".join(p.cmdline())]
-    second = next(p for p in workers if p.environ().get("RANK") == "1")  # not the one that prints and saves
+    proc, checkpoints, second = started_past_first_checkpoint(tmp_path, args)
     second.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=300)[0]
     assert proc.returncode != 0 and "stopped by SIGTERM at step" in output, output[-3000:]
@@ -87,15 +93,8 @@ def test_a_kill_9_of_one_process_loses_no_more_than_the_steps_since_the_last_sea
     """kill -9 gives no process a chance to save: torchrun ends the other one, and the same command continues from
     the newest sealed checkpoint (a half-written one, if the survivor started a save, is removed)."""
     args = ["--max_steps=30", "--save_steps=10", "--eval_fraction=0", "--demo_questions="]
-    proc = subprocess.Popen(torchrun(*args), cwd=tmp_path, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    checkpoints = tmp_path / "outputs" / "tiny" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while not (checkpoints / "checkpoint-10" / SEAL).exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
-        time.sleep(0.05)
-    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "finetune_ko.py" in " ".join(p.cmdline())]
-    next(p for p in workers if p.environ().get("RANK") == "1").kill()
+    proc, checkpoints, second = started_past_first_checkpoint(tmp_path, args)
+    second.kill()
     proc.communicate(timeout=300)
     assert proc.returncode != 0 and not (tmp_path / "outputs" / "tiny" / "adapter_model.safetensors").exists()
     sealed = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*") if (p / SEAL).exists())
