@@ -2,16 +2,15 @@
 
 A suite is a family of lm-eval tasks (kobest: kobest_boolq … kobest_wic) whose data a company keeps as
 files: KoBEST's released TSVs (`DIR/BoolQ/test.tsv` …), KMMLU's CSVs (`DIR/Accounting-test.csv` …),
-HAE-RAE Bench's (`DIR/general_knowledge.csv` …). Each file is read and checked here (folder, columns,
-labels: one line each, before any model loads) and renamed into the fields of the hub dataset lm-eval's
-task reads (skt/kobest_v1, HAERAE-HUB/KMMLU, HAERAE-HUB/HAE_RAE_BENCH). The task itself stays lm-eval's:
-its own YAML (prompt, choices, target, metrics) with only the data source swapped for the local rows
-(`custom_dataset`) and the one split asked for. Any other lm-eval task name runs as lm-eval defines it,
-from the hub.
+HAE-RAE Bench's (`DIR/general_knowledge.tsv` …). Each file is read by kochat.records, as every data file of
+the project, and checked here (folder, columns, labels: one line each, before any model loads) and renamed
+into the fields of the hub dataset lm-eval's task reads (skt/kobest_v1, HAERAE-HUB/KMMLU,
+HAERAE-HUB/HAE_RAE_BENCH). The task itself stays lm-eval's: its own YAML (prompt, choices, target, metrics)
+with only the data source swapped for the local rows (`custom_dataset`) and the one split asked for. Any
+other lm-eval task name runs as lm-eval defines it, from the hub.
 """
 from __future__ import annotations
 
-import csv
 import difflib
 import functools
 import os
@@ -21,6 +20,7 @@ from typing import Callable
 
 from ..cli import flag
 from ..errors import UserError
+from ..records import LOCAL_SUFFIXES, BadRecord, read_file
 
 SPLIT_FILES = {"test": "test", "dev": "dev", "validation": "dev", "train": "train"}  # --split -> file stem
 
@@ -57,21 +57,20 @@ class Layout:
     columns: dict[str, str]
     label: str                     # the file column holding the answer
     read_label: Callable[[str], object]
-    delimiter: str = ","
 
 
 # KoBEST (skt/kobest_v1): its loader renames the released TSVs' columns as here (True/False -> 1/0, COPA 1/2 -> 0/1).
 KOBEST = {
     "kobest_boolq": ("BoolQ", Layout({"Text": "paragraph", "Question": "question", "Answer": "label"}, "Answer",
-                                     _bool, "\t")),
+                                     _bool)),
     "kobest_copa": ("COPA", Layout({"sentence": "premise", "question": "question", "1": "alternative_1",
-                                    "2": "alternative_2", "Answer": "label"}, "Answer", _int_in(1, 2, -1), "\t")),
+                                    "2": "alternative_2", "Answer": "label"}, "Answer", _int_in(1, 2, -1))),
     "kobest_hellaswag": ("HellaSwag", Layout({"context": "context", "choice1": "ending_1", "choice2": "ending_2",
                                               "choice3": "ending_3", "choice4": "ending_4", "label": "label"},
-                                             "label", _int_in(0, 3), "\t")),
-    "kobest_sentineg": ("SentiNeg", Layout({"Text": "sentence", "Label": "label"}, "Label", _int_in(0, 1), "\t")),
+                                             "label", _int_in(0, 3))),
+    "kobest_sentineg": ("SentiNeg", Layout({"Text": "sentence", "Label": "label"}, "Label", _int_in(0, 1))),
     "kobest_wic": ("WiC", Layout({"Target": "word", "SENTENCE1": "context_1", "SENTENCE2": "context_2",
-                                  "ANSWER": "label"}, "ANSWER", _bool, "\t")),
+                                  "ANSWER": "label"}, "ANSWER", _bool)),
 }
 # KMMLU (HAERAE-HUB/KMMLU): data/<Subject>-<split>.csv, answer 1-4 as released (lm-eval's target is answer-1).
 KMMLU_LAYOUT = Layout({"question": "question", "A": "A", "B": "B", "C": "C", "D": "D", "answer": "answer"}, "answer",
@@ -209,43 +208,47 @@ def find_files(suite: str, wanted: dict, folder: str, split: str) -> list[LocalT
             found.append(LocalTask(suite, task, file, layout))
         return found
     for task, (name, layout) in wanted.items():
-        names = [f"{name}-{stem}.csv"] if suite == "kmmlu" else [f"{name}.csv", f"{name}.tsv",
-                                                                 f"{name.replace('_', ' ').title()}.csv"]
+        # KMMLU's data/<Subject>-<split>.csv; HAE-RAE: a file a subset, named by lm-eval's dataset_name, in any
+        # format kochat reads (HAE-RAE Bench 1.1 released data/general_knowledge.tsv …; a hub export is .csv/.parquet)
+        names = [f"{name}-{stem}.csv"] if suite == "kmmlu" else [f"{name}{suffix}" for suffix in LOCAL_SUFFIXES]
         file = next((root / n for n in names if (root / n).is_file()), None)
         if file is not None:
-            delimiter = "\t" if file.suffix == ".tsv" else ","
-            found.append(LocalTask(suite, task, file, Layout(layout.columns, layout.label, layout.read_label,
-                                                             delimiter)))
+            found.append(LocalTask(suite, task, file, layout))
     if not found:
         example = "Accounting-test.csv, Biology-test.csv, … (KMMLU's data/ folder)" if suite == "kmmlu" else \
-            "general_knowledge.csv, history.csv, loan_words.csv, rare_words.csv, standard_nomenclature.csv"
+            ("general_knowledge, history, loan_words, rare_words, standard_nomenclature, each as "
+             f"{'/'.join(LOCAL_SUFFIXES)} with the columns query, answer")
         raise UserError(f"{option}={folder} holds no {suite} file for --split={split}; expected {example}")
     return found
 
 
 def read_rows(file: Path, layout: Layout) -> list[dict]:
-    """The file's rows in the hub dataset's fields; rows with an empty field are left out, as the hub's own
-    loader drops them. One line on a wrong column, label or encoding."""
-    try:
-        with open(file, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f, delimiter=layout.delimiter)
-            columns = reader.fieldnames or []
-            missing = [c for c in layout.columns if c not in columns]
-            if missing:
-                raise UserError(f"{file}: no column {', '.join(missing)}; it has {', '.join(columns) or 'no header'} "
-                                f"(expected {', '.join(layout.columns)})")
-            rows = []
-            for line, raw in enumerate(reader, start=2):
-                values = {c: (raw.get(c) or "").strip() for c in layout.columns}
-                if not all(values.values()):
-                    continue
-                try:
-                    values[layout.label] = layout.read_label(values[layout.label])
-                except ValueError as e:
-                    raise UserError(f"{file}, row {line}: {layout.label} is {raw.get(layout.label)!r}, {e}") from None
-                rows.append({layout.columns[c]: v for c, v in values.items()})
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise UserError(f"cannot read {file}: {e}") from None
+    """The file's rows in the hub dataset's fields, read as kochat reads any data file (kochat.records: .tsv,
+    .csv, .jsonl, .json, .parquet); rows with an empty field are left out, as the hub's own loader drops them.
+    One line on a wrong column, row or label."""
+    records = read_file(file)
+    if not records:
+        raise UserError(f"{file} has no rows")
+    first = 2 if file.suffix.lower() in (".csv", ".tsv") else 1  # row numbers as an editor shows them: header row 1
+    for number, record in enumerate(records, start=first):
+        if not isinstance(record, dict):
+            reason = record.reason if isinstance(record, BadRecord) else f"{type(record).__name__}, not named fields"
+            raise UserError(f"{file}, row {number}: {reason}")
+    columns = list(dict.fromkeys(name for record in records for name in record))
+    missing = [c for c in layout.columns if c not in columns]
+    if missing:
+        raise UserError(f"{file}: no column {', '.join(missing)}; it has {', '.join(columns)} "
+                        f"(expected {', '.join(layout.columns)})")
+    rows = []
+    for number, record in enumerate(records, start=first):
+        values = {c: "" if record.get(c) is None else str(record[c]).strip() for c in layout.columns}
+        if not all(values.values()):
+            continue
+        try:
+            values[layout.label] = layout.read_label(values[layout.label])
+        except ValueError as e:
+            raise UserError(f"{file}, row {number}: {layout.label} is {record[layout.label]!r}, {e}") from None
+        rows.append({layout.columns[c]: v for c, v in values.items()})
     if not rows:
         raise UserError(f"{file} has no rows")
     return rows

@@ -1,6 +1,8 @@
 """Local benchmark files -> lm-eval's own tasks: the files found and checked (one line each, no model), the
 rows renamed into the hub dataset's fields so lm-eval's prompts and targets render from them. KMMLU and
 HAE-RAE fixtures (tests/fixtures/kmmlu, haerae) were written for this project in the released files' layout."""
+import re
+
 import pytest
 
 from kochat import PROJECT_ROOT
@@ -81,6 +83,28 @@ def test_a_tsv_with_wrong_columns_or_labels_is_one_line(tmp_path, header, row, m
     kobest_copy(tmp_path, header, row)
     with pytest.raises(UserError, match=message):
         suites.resolve(["kobest_copa"], {"kobest": str(tmp_path)}, "dev")
+
+
+@pytest.mark.parametrize("name, text", [
+    ("general_knowledge.tsv", "query\tanswer\n수도는? (A) 부산 (B) 서울\t(B)\n"),  # HAE-RAE Bench 1.1's data/
+    ("general_knowledge.jsonl", '{"query": "수도는? (A) 부산 (B) 서울", "answer": "B", "options": ["부산", "서울"]}\n'),
+])
+def test_a_haerae_subset_is_read_in_any_data_file_format(tmp_path, name, text):
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    local, _ = suites.resolve(["haerae_general_knowledge"], {"haerae": str(tmp_path)}, "test")
+    assert local[0].rows() == [{"query": "수도는? (A) 부산 (B) 서울", "answer": "(B)"}]
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("general_knowledge.csv", "query,answer\n수도는?,(B),남는 칸\n", "general_knowledge.csv, row 2: more fields than"),
+    ("general_knowledge.jsonl", '{"query": "수도는?", "answer": "(B)"}\n["수도는?", "(B)"]\n',
+     "general_knowledge.jsonl, row 2: list, not named fields"),
+    ("general_knowledge.jsonl", '{"query": "수도는?", "answer": "(F)"}\n', "row 1: answer is '(F)', expected one of"),
+])
+def test_a_bad_row_in_any_format_is_one_line(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=re.escape(message)):
+        suites.resolve(["haerae"], {"haerae": str(tmp_path)}, "test")
 
 
 def test_rows_with_an_empty_field_are_left_out_as_the_hubs_loader_drops_them(tmp_path):
