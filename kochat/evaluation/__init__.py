@@ -9,6 +9,7 @@ base, and did it keep the base's Korean?
 - `scores`: the scores' JSON and the Markdown table base vs adapter;
 - `questions`: question files (.txt, .jsonl, the KULLM / Self-Instruct user-oriented form);
 - `answers`: the generative report: base and adapter answer every question with gen(), judge-free figures
-  per model, resumed from a JSONL cache; `judge` scores answers 1-10 through an OpenAI-compatible endpoint;
+  per model, resumed from a JSONL cache; `judge` scores answers 1-10 through an OpenAI-compatible endpoint,
+  its verdicts cached the same way;
 - `pages`: the side-by-side HTML page and Markdown summary of the generative report.
 """

@@ -1,13 +1,18 @@
 """Optional: an LLM judge the company runs (its own serve_ko.py, vLLM, any OpenAI-compatible endpoint) scores
-each answer 1-10 with a Korean rubric. Off unless --judge_url is given; checked before any model loads."""
+each answer 1-10 with a Korean rubric. Off unless --judge_url is given; checked before any model loads.
+Verdicts are appended to a JSONL cache as they come, keyed by the whole request (the judge's URL and model,
+the rubric with the question, input and answer in it), so an interrupted report resumes without asking again."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from ..errors import UserError
+from .answers import read_cache
 
 RUBRIC = """당신은 한국어 AI 비서의 답변을 평가하는 공정한 심사위원입니다.
 아래 질문(과 입력)에 대한 답변을 다음 기준으로 평가하세요.
@@ -64,15 +69,46 @@ def parse_score(text: str) -> int | None:
     return int(found[-1]) if found else None
 
 
-def judge(url: str, model: str, question: str, extra: str, answer: str, *, api_key: str = "",
-          timeout: float = 120.0) -> dict:
-    """{"score": 1-10 or None (the judge's reply had no score), "reply": the judge's text} for one answer."""
+def request_body(model: str, question: str, extra: str, answer: str) -> dict:
+    """The chat request that asks the judge about one answer: the rubric with the question, input and answer."""
     prompt = RUBRIC.format(question=question, input_block=f"\n[입력]\n{extra}\n" if extra else "", answer=answer)
-    body = {"model": model, "temperature": 0, "max_tokens": 512,
-            "messages": [{"role": "user", "content": prompt}]}
+    return {"model": model, "temperature": 0, "max_tokens": 512, "messages": [{"role": "user", "content": prompt}]}
+
+
+def ask(url: str, body: dict, *, api_key: str = "", timeout: float = 120.0) -> dict:
+    """{"score": 1-10 or None (the judge's reply had no score), "reply": the judge's text} for one request; a
+    request that failed is {"score": None, "reply": "(judge failed: …)", "failed": True}."""
     try:
         reply = _request(endpoint(url, "/chat/completions"), body, api_key, timeout)
         text = reply["choices"][0]["message"]["content"] or ""
     except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError) as e:
-        return {"score": None, "reply": f"(judge failed: {getattr(e, 'reason', e)})"}
+        return {"score": None, "reply": f"(judge failed: {getattr(e, 'reason', e)})", "failed": True}
     return {"score": parse_score(text), "reply": text}
+
+
+def cache_key(url: str, body: dict) -> str:
+    raw = json.dumps([endpoint(url, "/chat/completions"), body], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def judge_all(url: str, model: str, answers: list[dict], *, cache: Path, api_key: str = "",
+              desc: str = "judging") -> list[dict]:
+    """The judge's verdict on each answer ({"question", "input", "text"}), in order. A verdict the same judge
+    gave on the same request is read back from the cache; a failed request is not kept, so the next run asks
+    again."""
+    from tqdm.auto import tqdm
+
+    done = read_cache(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    verdicts = []
+    with open(cache, "a", encoding="utf-8") as out:
+        for a in tqdm(answers, desc=desc, unit="answer"):
+            body = request_body(model, a["question"], a["input"], a["text"])
+            key = cache_key(url, body)
+            verdict = done.get(key) or ask(url, body, api_key=api_key)
+            if key not in done and not verdict.get("failed"):
+                done[key] = {**verdict, "key": key}
+                out.write(json.dumps(done[key], ensure_ascii=False) + "\n")
+                out.flush()
+            verdicts.append({k: v for k, v in verdict.items() if k != "key"})
+    return verdicts

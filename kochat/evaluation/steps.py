@@ -36,20 +36,20 @@ def answer_questions(run, model, tokenizer, questions, *, questions_file: str, o
                      judge_api_key: str = "", cache: bool = True) -> dict:
     """Base and adapter answer every question with the same settings; figures per model (and judge scores);
     JSON, Markdown and an HTML page written side by side."""
-    from tqdm.auto import tqdm
-
     names = harness.fingerprint(run, four_bit)
-    if not cache:  # start over: this model's earlier answers are dropped, not read back
-        for name in names.values():
-            (Path(run.folder) / EVAL_DIR / "cache" / f"answers-{name}.jsonl").unlink(missing_ok=True)
-    found = answers.answer_base_and_adapter(model, tokenizer, run, questions,
-                                            cache_dir=Path(run.folder) / EVAL_DIR / "cache", names=names,
+    cache_dir = Path(run.folder) / EVAL_DIR / "cache"
+    judged = cache_dir / "judge.jsonl"
+    if not cache:  # start over: this model's earlier answers and their verdicts are dropped, not read back
+        for file in [cache_dir / f"answers-{name}.jsonl" for name in names.values()] + [judged]:
+            file.unlink(missing_ok=True)
+    found = answers.answer_base_and_adapter(model, tokenizer, run, questions, cache_dir=cache_dir, names=names,
                                             settings=settings, batch_size=batch_size, seed=seed)
     if judge_url:
         for label, records in found.items():
-            for r in tqdm(records, desc=f"judging {label}", unit="answer"):
-                r["judge"] = judge.judge(judge_url, judge_model, r["question"], r["input"], r["text"],
-                                         api_key=judge_api_key)
+            verdicts = judge.judge_all(judge_url, judge_model, records, cache=judged, api_key=judge_api_key,
+                                       desc=f"judging {label}")
+            for r, verdict in zip(records, verdicts):
+                r["judge"] = verdict
     doc = {"run": str(run.folder), "base_model": run.base_model, "adapter": run.adapter,
            "questions": str(questions_file), "settings": {**settings, "seed": seed, "four_bit": four_bit},
            "judge": {"url": judge_url, "model": judge_model} if judge_url else None,
