@@ -23,6 +23,7 @@ from peft import LoraConfig, get_peft_model
 
 import finetune_ko as defaults  # the recipe's LoRA settings: its constants block
 from kochat import cli, modeling, runs
+from kochat.errors import UserError
 from kochat.evaluation import harness, suites
 
 # ---- constants: override on the command line as --name=value ------------------------------------------
@@ -42,6 +43,8 @@ TEST_ITEMS = {"kobest_boolq": 1404, "kobest_copa": 1000, "kobest_hellaswag": 500
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "MODEL", "KOBEST_DIR", "OUT")
+    if LIMIT < 0 or BATCH_SIZE < 0 or MAX_BATCH_SIZE < 1:
+        raise UserError("--limit and --batch_size must be 0 or more, --max_batch_size 1 or more")
     local, _ = suites.resolve(["kobest"], {"kobest": KOBEST_DIR}, SPLIT)
     out = Path(OUT)
     out.parent.mkdir(parents=True, exist_ok=True)
