@@ -21,7 +21,6 @@ from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import BitsAndBytesConfig, TrainingArguments, set_seed
 
 from kochat import checkpoints, cli, data, estimate, modeling, packing, processes, recipe, runs, tiny, tokenization
-from kochat.cli import flag
 from kochat.documents import store, training
 from kochat.documents.retrieval import Searcher
 from kochat.errors import UserError
@@ -151,10 +150,6 @@ def main(argv):
     print(f"[0] model {MODEL_ID} ({config.model_type}) | end of text {tokenizer.eos_token!r} = id {eos_id} | pad id "
           f"{tokenizer.pad_token_id} | template {template.name} | LoRA on {', '.join(targets) if isinstance(targets, list) else targets}"
           f" | output {output_dir}")
-    if launch.fsdp:
-        print("    note: FSDP-QLoRA's adapter gathering is not yet verified on GPUs (bench/results/2026-11-29-h200x2-"
-              "several-gpus): the adapter is checked before it is written, and a run stopped midway cannot resume. "
-              "For a run you keep, DDP (torchrun, configs/ddp.yaml).")
 
     # 1. Load the data: a hub id or a local file; every row validated, bad ones and duplicates skipped and counted
     columns = data.Columns(QUESTION_COLUMN, INPUT_COLUMN, ANSWER_COLUMN, TEXT_COLUMN)
@@ -233,9 +228,6 @@ def main(argv):
     checkpoints.check_disk_space(output_dir, counts, KEEP_CHECKPOINTS, OPTIM, merged=bool(MERGED_DIR))
     resume = processes.from_main(launched, lambda: recipe.resume_point(  # None: a fresh start; the main process
         output_dir, constants, RESUME, OVERWRITE, RESUME_MAY_CHANGE))     # alone clears what a rerun replaces
-    if resume and launch.fsdp:  # its sharded checkpoints hold no LoRA weights (accelerate 1.15, transformers 5.17)
-        raise UserError(f"resuming an FSDP run is not supported yet: its checkpoints do not keep the adapter; pass "
-                        f"{flag('RESUME', 'never')} to start over, or train with DDP (torchrun)")
     args = TrainingArguments(
         output_dir=str(output_dir / "checkpoints"), per_device_train_batch_size=BATCH_SIZE,
         per_device_eval_batch_size=BATCH_SIZE, gradient_accumulation_steps=GRAD_ACCUM,
@@ -254,12 +246,13 @@ def main(argv):
           f"learning rate {LEARNING_RATE:g}, "
           f"{LR_SCHEDULER} after {WARMUP_STEPS} warm-up updates")
     callbacks = recipe.Callbacks(output_dir / "logs", process_start,  # TensorBoard, first-step timer, seals, Ctrl-C
-                                 tensorboard=launched.is_main_process)
+                                 tensorboard=launched.is_main_process,  # FSDP: the adapter gathered into each checkpoint
+                                 before_seal=[processes.SaveShardedAdapter(model, launched)] if launch.fsdp else [])
     trainer = ChunkedLossTrainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
                                  data_collator=collator, callbacks=callbacks, loss_chunk=LOSS_CHUNK,
                                  processing_class=tokenizer)  # its pad id: what the token count leaves out
     try:
-        train_result = recipe.train(trainer, resume, callbacks)  # then the eval loss
+        train_result = recipe.train(trainer, resume, callbacks, sharded=launch.fsdp)  # then the eval loss
     except torch.OutOfMemoryError:
         raise UserError(estimate.out_of_memory_hint(config, counts, BATCH_SIZE, PACK_TOKENS or MAX_LEN,
                                                     GRADIENT_CHECKPOINTING, OPTIM, compiled, LOSS_CHUNK,

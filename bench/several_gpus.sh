@@ -4,10 +4,10 @@
 # as a user starts it; the speed (real tokens/s after the first step, all GPUs) and the fullest GPU's peak come
 # from each run's run_config.json. Checkpoints are saved mid-run and the demo answers, so saving, sealing and
 # the demo are exercised under each launcher too.
-#   bench/several_gpus.sh TOKENIZER_DIR KOALPACA_JSONL RESULTS_DIR [N=2] [STEPS=20]
-# Then results/several-gpus.json holds one row a run and each run's speed-up over one GPU.
+#   bench/several_gpus.sh TOKENIZER_DIR KOALPACA_JSONL RESULTS_DIR [N=2] [STEPS=20] [LAUNCHES="one-gpu ddp fsdp"]
+# Then results/several-gpus.json holds one row a run (those in RESULTS_DIR) and each run's speed-up over one GPU.
 set -uo pipefail  # one launcher failing leaves the others to run
-tokenizer=$1 data=$2 results=$3 n=${4:-2} steps=${5:-20}
+tokenizer=$1 data=$2 results=$3 n=${4:-2} steps=${5:-20} launches=${6:-one-gpu ddp fsdp}
 cd "$(dirname "$0")/.."
 model=${TMPDIR:-/tmp}/random-polyglot-ko-12.8b
 mkdir -p "$results"
@@ -17,6 +17,7 @@ common=(--model_id="$model" --data="$data" --max_steps="$steps" --eval_fraction=
         --logging_steps=5 --max_new_tokens=16 --overwrite=true)
 run() {  # run NAME COMMAND...: the run's output filtered into NAME.log, its run_config.json beside it
   local name=$1; shift
+  [[ " $launches " == *" ${name%-[0-9]*} "* ]] || return 0  # NAME less its -N
   echo "== $name: $*" | tee "$results/$name.log"
   "$@" "${common[@]}" --output_dir="${TMPDIR:-/tmp}/run-$name" 2>&1 | sed -u -e 's/\r/\n/g' \
     | grep --line-buffered -v -E '[0-9]+%\||^\s*$|select_algorithm' | tee -a "$results/$name.log" | grep -E '^\[[0-9]\]|error'

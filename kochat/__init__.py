@@ -29,3 +29,7 @@ warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*is depreca
 # logger. Neither is anything for a user to act on.
 logging.getLogger("torchao").setLevel(logging.ERROR)
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+# Resuming an FSDP run, the Trainer loads its sharded model checkpoint, which holds no weights (the adapter comes
+# from the checkpoint's adapter file: processes.SaveShardedAdapter); FSDP logs each of the hundreds of frozen and
+# LoRA weights it did not find there. Nothing is missing.
+logging.getLogger("torch.distributed.fsdp._state_dict_utils").setLevel(logging.ERROR)

@@ -99,11 +99,16 @@ def finished_training(checkpoint: str | None) -> bool:
     return state["global_step"] >= state["max_steps"]
 
 
+def load_adapter(model, checkpoint: str) -> None:
+    """The checkpoint's adapter weights into the (unwrapped) LoRA model."""
+    set_peft_model_state_dict(model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")))
+
+
 def restore_finished(trainer, checkpoint: str) -> TrainOutput:
     """Take a finished training from its last checkpoint: the adapter's weights and the Trainer's state
     (steps, loss history), as trainer.train() left them there. The returned training loss is the mean of
     the logged losses (the Trainer's own figure was not saved)."""
-    set_peft_model_state_dict(trainer.model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")))
+    load_adapter(trainer.model, checkpoint)
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     return TrainOutput(trainer.state.global_step, sum(losses) / len(losses) if losses else float("nan"), {})

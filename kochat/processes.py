@@ -17,9 +17,11 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from accelerate import PartialState
+from transformers import TrainerCallback
 
 
 def start() -> PartialState:
@@ -103,7 +105,7 @@ def adapter_weights(model) -> dict:
 def save_sharded_adapter(wrapped, model, folder, state: PartialState) -> None:
     """Write the LoRA adapter of a model FSDP has sharded across the processes: every process takes part in
     gathering the full weights (into the main process's CPU memory), and the main one writes them as PEFT would.
-    Checked before it takes its name: a run never ends with an adapter missing weights."""
+    Checked before it takes its name: a run never ends with an adapter missing weights, nor a checkpoint."""
     from safetensors.torch import save_file
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
@@ -128,3 +130,17 @@ def save_sharded_adapter(wrapped, model, folder, state: PartialState) -> None:
     config.save_pretrained(str(folder))
     config.inference_mode = training
     os.replace(tmp, folder / "adapter_model.safetensors")
+
+
+class SaveShardedAdapter(TrainerCallback):
+    """Under FSDP, put the gathered adapter into each checkpoint, before it is sealed. The Trainer's own sharded
+    model checkpoint keeps no LoRA weights (accelerate 1.15 asks peft for them by names FSDP has changed: 0
+    bytes, bench/results/2026-11-30-h200x2-fsdp/); the optimizer's shards it writes are whole. Resuming loads
+    this file into the model before FSDP wraps it (checkpoints.load_adapter)."""
+
+    def __init__(self, model, state: PartialState):
+        self.model, self.state = model, state
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        save_sharded_adapter(model, self.model, folder, self.state)  # the Trainer passes its FSDP-wrapped model

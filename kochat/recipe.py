@@ -216,28 +216,31 @@ class StepTimer(TrainerCallback):
 
 class Callbacks(list):
     """The Trainer's callbacks in finetune_ko.py: TensorBoard events in `logs`, the step timer, sealing of
-    each checkpoint, and a clean stop on Ctrl-C or SIGTERM. A list, with the two the script reads after
-    training by name."""
+    each checkpoint (after the callbacks in `before_seal` have added to it), and a clean stop on Ctrl-C or SIGTERM.
+    A list, with the two the script reads after training by name."""
 
-    def __init__(self, logs: Path, process_start: float, tensorboard: bool = True):
+    def __init__(self, logs: Path, process_start: float, tensorboard: bool = True, before_seal=()):
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
         self.step_timer, self.stop = StepTimer(process_start), checkpoints.StopOnSignal()
         board = [TensorBoardCallback(SummaryWriter(str(logs)))] if tensorboard else []  # the main process's only
-        super().__init__([*board, self.step_timer, checkpoints.SealCheckpoints(), self.stop])
+        super().__init__([*board, self.step_timer, *before_seal, checkpoints.SealCheckpoints(), self.stop])
 
 
-def train(trainer, resume: str | None, callbacks: Callbacks):
+def train(trainer, resume: str | None, callbacks: Callbacks, sharded: bool = False):
     """trainer.train(), continued from `resume`; a run stopped after its last checkpoint is taken from it
     without training again (the Trainer, resumed there, would run one step more). Then the eval loss, unless
-    a signal stopped the run. Returns the Trainer's TrainOutput."""
+    a signal stopped the run. Returns the Trainer's TrainOutput. sharded (FSDP): the Trainer restores the
+    optimizer's shards but not the adapter (processes.SaveShardedAdapter), loaded here before FSDP wraps it."""
     if checkpoints.finished_training(resume):
         print(f"[6] training had finished at {resume}")
         result = checkpoints.restore_finished(trainer, resume)
     else:
         if resume:
             print(f"[6] resuming from {resume}")
+            if sharded:
+                checkpoints.load_adapter(trainer.model, resume)
         result = trainer.train(resume_from_checkpoint=resume)
     callbacks.stop.agree(trainer.args)  # a signal during the last save: every process skips the evaluation alike
     if trainer.eval_dataset is not None and not callbacks.stop.received:
