@@ -87,6 +87,21 @@ def test_fast_mode_gives_the_same_greedy_tokens(tiny_tokenizer, koalpaca_templat
            [(a.text, a.new_tokens, a.finish_reason) for a in default]
 
 
+def test_fast_mode_pads_a_batch_to_a_power_of_two_and_hides_the_filler_rows(model, tiny_tokenizer, koalpaca_template):
+    from kochat import generation
+
+    seen_batches, streamed = [], set()
+    decode = generation.decode
+    generation.decode = lambda model, input_ids, *a, **k: seen_batches.append(len(input_ids)) or decode(model, input_ids, *a, **k)
+    try:
+        answers = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=8, fast=True,
+                      stream=lambda i, text: streamed.add(i), cancelled=lambda i: i > 2 and 1 / 0)
+    finally:
+        generation.decode = decode
+    assert seen_batches == [4] and len(answers) == 3  # 3 questions decoded as 4 rows, answered as 3
+    assert streamed == {0, 1, 2}  # the filler row is never streamed, nor asked whether its caller left
+
+
 def test_min_new_tokens_forces_full_length(model, tiny_tokenizer, koalpaca_template):
     answers = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=40, min_new_tokens=40)
     assert [(a.new_tokens, a.finish_reason) for a in answers] == [(40, "length")] * len(QUESTIONS)
