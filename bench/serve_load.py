@@ -12,7 +12,8 @@ batch shape compiles), then for --seconds measured. Per level:
   the pace of the answer after its first token, p50 and p95 over the requests of 2 tokens or more; per request
   rather than between streamed pieces, since one piece may carry several tokens (a Korean character the
   tokenizer splits is sent once whole);
-- errors (a 429 is one), and the batch sizes the server generated during the level.
+- errors (a 429 is one), and the batch sizes the server generated during the level;
+and server_health, the server's /health after the last level measured.
 p50 and p95 are nearest-rank: values that were measured. peak_gpu_memory_mib, for the whole bench from the
 server's start: nvidia-smi sampled every half second, the server process's own memory (CUDA context and
 PyTorch's cache included; None where nvidia-smi lists no such pid, as in a container that hides host pids) and
@@ -238,6 +239,7 @@ def main(argv):
             for clients in levels:
                 try:
                     level = measure_level(url, model, clients)
+                    results["server_health"] = health(url)  # the server's own counters and figures, as it ends
                 except httpx.TransportError:  # /health after the level: the server may have gone
                     if server.poll() is None:
                         raise

@@ -27,6 +27,7 @@ def test_each_level_has_throughput_latency_and_no_errors(tiny_run_folder, tmp_pa
             assert latency["p95"] >= latency["p50"] > 0
         assert sum(level["batch_sizes"].values()) >= 1
     assert figures["peak_gpu_memory_mib"] is None  # no nvidia-smi here
+    assert figures["server_health"]["status"] == "ok" and figures["server_health"]["batch_sizes"]
     assert figures["server"] == {"max_batch": 16, "max_concurrent": 128, "serve_args": "",
                                  "log": str(tmp_path / "serve.server.log")}
     assert "Application startup complete" in (tmp_path / "serve.server.log").read_text(encoding="utf-8")
