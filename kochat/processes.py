@@ -99,7 +99,12 @@ def adapter_weights(model) -> dict:
     from peft import get_peft_model_state_dict
 
     trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-    return {name.replace(FSDP_PREFIX, ""): t for name, t in get_peft_model_state_dict(model, state_dict=trained).items()}
+    adapter = model.active_adapter
+
+    def saved_name(key: str) -> str:  # peft 0.21.2 leaves the adapter's name in a key it was not last in
+        head, _, last = key.replace(FSDP_PREFIX, "").rpartition(".")  # (…lora_A.default._fsdp_wrapped_module.weight)
+        return f"{head.removesuffix('.' + adapter)}.{last}"
+    return {saved_name(k): t for k, t in get_peft_model_state_dict(model, state_dict=trained).items()}
 
 
 def save_sharded_adapter(wrapped, model, folder, state: PartialState) -> None:
@@ -112,7 +117,9 @@ def save_sharded_adapter(wrapped, model, folder, state: PartialState) -> None:
     from .errors import UserError
 
     weights = {}
-    with FSDP.summon_full_params(wrapped, writeback=False, rank0_only=True, offload_to_cpu=True):
+    several = state.num_processes > 1  # FSDP on one process keeps whole weights (NO_SHARD), which it cannot offload
+    with FSDP.summon_full_params(wrapped, writeback=False, rank0_only=several,  # gathered into the main process's
+                                 offload_to_cpu=several and state.device.type == "cuda"):  # CPU memory, from GPUs
         if state.is_main_process:
             weights = adapter_weights(model)
     state.wait_for_everyone()

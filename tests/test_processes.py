@@ -36,3 +36,22 @@ def test_the_adapter_of_fsdp_wrapped_layers_keeps_its_weights_under_peft_names(t
     weights = processes.adapter_weights(model)
     assert weights.keys() == expected.keys() and len(weights) == 4
     assert all(torch.equal(weights[k], expected[k]) for k in expected)
+
+
+def test_an_fsdp_sharded_adapter_is_gathered_whole_into_a_checkpoint_and_loads_back(tmp_path):
+    """Two CPU processes (gloo) shard the tiny model with FSDP as configs/fsdp_qlora.yaml does; the checkpoint's
+    adapter holds every weight under PEFT's names, equal to the unsharded ones, and loads into a fresh model as a
+    resumed run loads it (tests/fixtures/fsdp_adapter_worker.py; the GPU run: bench/results/2026-11-30-h200x2-fsdp)."""
+    import os
+    import subprocess
+    import sys
+
+    from kochat import PROJECT_ROOT
+
+    worker = PROJECT_ROOT / "tests" / "fixtures" / "fsdp_adapter_worker.py"
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(worker),
+                             str(tmp_path)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "adapter of 4 tensors gathered from 2 shards and loaded back" in result.stdout
+    assert (tmp_path / "checkpoint-3" / "adapter_config.json").is_file()
