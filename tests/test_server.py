@@ -178,3 +178,39 @@ def test_too_many_requests_get_429_with_a_clear_message(keyed):
     assert set(codes) <= {200, 429} and codes.count(429) >= 1 and codes.count(200) >= 3
     busy = next(body for code, body in results if code == 429)["error"]
     assert busy["type"] == "rate_limit_error" and "--max_concurrent" in busy["message"]
+
+
+def test_a_request_stops_counting_against_max_concurrent_when_answered_not_when_its_batch_ends():
+    """A client that sends its next request on hearing its answer is not refused (429) while its batch still
+    answers the others."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from kochat.server.engine import Busy, Engine, Job
+
+    loop, resubmitted, results = asyncio.new_event_loop(), threading.Event(), {}
+
+    class HalfwayEngine(Engine):  # answers the batch's first request, then waits before the others
+        def generate(self, jobs):
+            self.finish(jobs[0], "done", "first")
+            try:
+                self.submit(job("C"))
+                results["C"] = "accepted"
+            except Busy:
+                results["C"] = "busy"
+            resubmitted.set()
+            for j in jobs[1:]:
+                self.finish(j, "done", "later")
+
+    def job(prompt):
+        return Job(prompt=prompt, max_tokens=4, temperature=0.0, top_p=1.0, stop=[], loop=loop)
+
+    engine = HalfwayEngine(SimpleNamespace(config=SimpleNamespace(max_position_embeddings=64)), None, None, "stub",
+                           max_batch=2, max_concurrent=2)
+    with engine.lock:  # both queued before the worker looks: one batch of two
+        for prompt in ("A", "B"):
+            engine.waiting.append(job(prompt))
+            engine.in_flight += 1
+        engine.lock.notify()
+    assert resubmitted.wait(10) and results["C"] == "accepted"

@@ -30,6 +30,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False           # set by the requester when its client leaves; the row stops
+    finished: bool = False            # answered (or failed, or dropped): no longer counted as in flight
 
     def send(self, kind: str, value) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
@@ -80,10 +81,21 @@ class Engine:
             except Exception as e:  # a failed batch fails its requests, never the server
                 log.exception("generation failed")
                 for job in live:
-                    job.send("error", f"generation failed: {type(e).__name__}")
+                    if not job.finished:
+                        self.finish(job, "error", f"generation failed: {type(e).__name__}")
             finally:
-                with self.lock:
-                    self.in_flight -= len(batch)
+                for job in batch:
+                    if not job.finished:  # cancelled before its batch began
+                        self.finish(job, None, None)
+
+    def finish(self, job: Job, kind: str | None, value) -> None:
+        """The job stops counting against max_concurrent before its requester hears back: a client that sends its
+        next request on hearing is not refused for a batch still finishing others' answers."""
+        with self.lock:
+            self.in_flight -= 1
+        job.finished = True
+        if kind is not None:
+            job.send(kind, value)
 
     def next_batch(self) -> list[Job]:
         """Wait for a job; take it and the later waiting jobs with its sampling settings, oldest first."""
@@ -108,4 +120,4 @@ class Engine:
         for job, answer in zip(jobs, answers):
             if self.log_prompts:
                 log.info("prompt=%r answer=%r", job.prompt, answer.text)
-            job.send("done", answer)
+            self.finish(job, "done", answer)
