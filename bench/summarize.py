@@ -4,6 +4,9 @@
 --cold_log: the output of a finetune_ko.py run started with an empty torch.compile cache (a fresh machine);
 its start-to-first-step becomes first_step_s, and the recipe's (cache filled by earlier runs)
 first_step_s_warm_cache. Without it, the recipe log's figure is first_step_s.
+--more: other raw results, each recognised by what it holds: bench.export_gpu's JSON (gen_int4_*, gen_int8_*;
+a later file's formats replace an earlier one's), bench.serve_load's at int4 (serve_*_clients_tok_s) and
+bench.eval_speed's (kobest_test_estimate_s).
 """
 import json
 import re
@@ -18,6 +21,7 @@ TRAIN = ""          # bench.speed's JSON of --part=train; required
 GEN = ""            # bench.speed's JSON of --part=gen; required
 RECIPE_LOG = ""     # bench/recipe_gpu.sh's recipe.log; required
 COLD_LOG = ""       # a finetune_ko.py log from a fresh machine (empty compile cache); "" = none
+MORE = []           # export_gpu, serve_load and eval_speed JSON files, in the order they were measured
 
 
 def first_step_s(log: str) -> float:
@@ -27,13 +31,13 @@ def first_step_s(log: str) -> float:
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "TRAIN", "GEN", "RECIPE_LOG")
-    latest = summarize(TRAIN, GEN, RECIPE_LOG, COLD_LOG or None)
+    latest = summarize(TRAIN, GEN, RECIPE_LOG, COLD_LOG or None, *MORE)
     out = Path(__file__).resolve().parent / "results" / "latest.json"
     out.write_text(json.dumps(latest, indent=2) + "\n")
     print(json.dumps(latest, indent=2))
 
 
-def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str | None = None) -> dict:
+def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str | None = None, *more: str) -> dict:
     train, gen = json.loads(Path(train_path).read_text()), json.loads(Path(gen_path).read_text())
     log = Path(recipe_path).read_text(encoding="utf-8")
     recipe_load_s = float(re.search(r"\[4\] loaded .* in 4-bit in ([\d.]+) s", log).group(1))
@@ -51,7 +55,26 @@ def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str |
     }
     if cold_path:
         latest["first_step_s_warm_cache"] = first_step_s(log)
+    for path in more:
+        latest.update(figures(json.loads(Path(path).read_text())))
+        latest["raw"].append(path)
     return latest
+
+
+def figures(raw: dict) -> dict:
+    """The latest.json keys a bench.export_gpu, bench.serve_load or bench.eval_speed result gives."""
+    if "levels" in raw:  # serve_load, through the HTTP server
+        return {f"serve_{level['clients']}_clients_tok_s": level["tokens_per_s"] for level in raw["levels"]}
+    if "tasks" in raw:  # eval_speed
+        return {"kobest_test_estimate_s": raw["test_split_estimate_s"]}
+    out = {}
+    for fmt in ("int4", "int8"):  # export_gpu
+        if f"{fmt} fast, batch 1" in raw:
+            out[f"gen_{fmt}_batch1_tok_s"] = raw[f"{fmt} fast, batch 1"]["tok_s"]
+        if f"{fmt} fast, batch 16" in raw:
+            out[f"gen_{fmt}_batch16_tok_s"] = raw[f"{fmt} fast, batch 16"]["tok_s"]
+            out[f"gen_{fmt}_peak_gib"] = raw[f"{fmt} fast, batch 16"]["peak_gpu_gib"]
+    return out
 
 
 if __name__ == "__main__":
