@@ -228,6 +228,7 @@ def main(argv):
     checkpoints.check_disk_space(output_dir, counts, KEEP_CHECKPOINTS, OPTIM, merged=bool(MERGED_DIR))
     resume = processes.from_main(launched, lambda: recipe.resume_point(  # None: a fresh start; the main process
         output_dir, constants, RESUME, OVERWRITE, RESUME_MAY_CHANGE))     # alone clears what a rerun replaces
+    checkpoints.check_same_launch(resume, launch.fsdp)
     args = TrainingArguments(
         output_dir=str(output_dir / "checkpoints"), per_device_train_batch_size=BATCH_SIZE,
         per_device_eval_batch_size=BATCH_SIZE, gradient_accumulation_steps=GRAD_ACCUM,

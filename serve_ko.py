@@ -30,7 +30,8 @@ MODEL_NAME = ""                              # the model id clients send; "" = t
 FOUR_BIT = True                              # the base in 4-bit NF4, as trained; False = 16-bit (more memory)
 FAST = "auto"                                # gen()'s fast mode (static cache, compiled on a GPU): auto = on for
                                              # a 16-bit or int8/int4 (export_ko.py) model on a GPU; true; false
-MAX_BATCH = 16                               # requests answered together in one batch
+MAX_BATCH = 16                               # requests answered together in one batch (fast mode runs a batch
+                                             # padded to a power of two: 16, not 20)
 MAX_CONCURRENT = 64                          # requests in progress (waiting or answering); more get 429
 MAX_TOKENS = 256                             # answer length when a request sets no max_tokens
 TEMPERATURE = 0.7                            # when a request sets no temperature

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.speed import NAMES
 from kochat import cli
+from kochat.errors import UserError
 
 # ---- constants: override on the command line as --name=value ------------------------------------------
 TRAIN = ""          # bench.speed's JSON of --part=train; required
@@ -56,7 +57,10 @@ def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str |
     if cold_path:
         latest["first_step_s_warm_cache"] = first_step_s(log)
     for path in more:
-        latest.update(figures(json.loads(Path(path).read_text())))
+        found = figures(json.loads(Path(path).read_text()))
+        if not found:
+            raise UserError(f"{path} is not a result of bench.export_gpu, bench.serve_load or bench.eval_speed")
+        latest.update(found)
         latest["raw"].append(path)
     return latest
 

@@ -99,6 +99,21 @@ def finished_training(checkpoint: str | None) -> bool:
     return state["global_step"] >= state["max_steps"]
 
 
+def check_same_launch(checkpoint: str | None, fsdp: bool) -> None:
+    """A checkpoint continues under the kind of launch that wrote it: FSDP's keeps the optimizer's state in
+    shards (optimizer_0/), one process's and DDP's keep it whole. Any checkpoint must hold its adapter."""
+    if checkpoint is None:
+        return
+    start_over = flag("RESUME", "never")
+    if (Path(checkpoint) / "optimizer_0").is_dir() != fsdp:
+        was = "accelerate launch --config_file configs/fsdp_qlora.yaml" if not fsdp else "one process or DDP (torchrun)"
+        raise UserError(f"{checkpoint} was written by a run launched differently; continue it as it was launched "
+                        f"({was}), or pass {start_over} to start over")
+    if not (Path(checkpoint) / "adapter_model.safetensors").is_file():
+        raise UserError(f"{checkpoint} holds no adapter (an FSDP checkpoint written before kochat kept it); pass "
+                        f"{start_over} to start over")
+
+
 def load_adapter(model, checkpoint: str) -> None:
     """The checkpoint's adapter weights into the (unwrapped) LoRA model."""
     set_peft_model_state_dict(model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")))

@@ -59,11 +59,19 @@ def computes_plain_logits(config) -> bool:
 class ChunkedLossTrainer(Trainer):
     """The Hugging Face Trainer, its loss computed by `chunked_loss` (`chunk` = 0: transformers' own loss). A model
     wrapped for several processes (DDP, FSDP) keeps transformers' loss, full logits on every GPU: the wrapper's
-    own forward must run for the gradients to be shared."""
+    own forward must run for the gradients to be shared. Resuming under FSDP, the optimizer is given its state's
+    shape before the Trainer loads the checkpoint's (processes.init_optimizer_state)."""
 
     def __init__(self, *args, loss_chunk: int = 1024, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_chunk = loss_chunk
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        if checkpoint is not None and self.is_fsdp_enabled:
+            from .processes import init_optimizer_state
+
+            init_optimizer_state(self.optimizer)
+        super()._load_optimizer_and_scheduler(checkpoint)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         wrapped = self.accelerator.unwrap_model(model) is not model  # DDP/FSDP: their forward syncs the gradients

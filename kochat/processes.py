@@ -116,27 +116,36 @@ def save_sharded_adapter(wrapped, model, folder, state: PartialState) -> None:
 
     from .errors import UserError
 
-    weights = {}
+    weights, expected = {}, 0
     several = state.num_processes > 1  # FSDP on one process keeps whole weights (NO_SHARD), which it cannot offload
     with FSDP.summon_full_params(wrapped, writeback=False, rank0_only=several,  # gathered into the main process's
                                  offload_to_cpu=several and state.device.type == "cuda"):  # CPU memory, from GPUs
-        if state.is_main_process:
-            weights = adapter_weights(model)
+        if state.is_main_process:  # gathered, the trained weights are the adapter's own (outside: FSDP's flat ones)
+            weights, expected = adapter_weights(model), sum(p.requires_grad for p in model.parameters())
     state.wait_for_everyone()
     if not state.is_main_process:
         return
-    expected = sum(1 for _, p in model.named_parameters() if p.requires_grad)
     if not expected or len(weights) != expected or any(t.numel() == 0 for t in weights.values()):
         raise UserError(f"the adapter gathered from the FSDP shards holds {len(weights)} of its {expected} weights "
                         f"(or empty ones); nothing was written. Train with DDP (torchrun) instead")
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / ".adapter_model.safetensors.tmp"
     save_file(weights, str(tmp), metadata={"format": "pt"})
-    config = model.peft_config["default"]
+    config = model.peft_config[model.active_adapter]
     training, config.inference_mode = config.inference_mode, True  # as PeftModel.save_pretrained writes it
     config.save_pretrained(str(folder))
     config.inference_mode = training
     os.replace(tmp, folder / "adapter_model.safetensors")
+
+
+def init_optimizer_state(optimizer) -> None:
+    """Give a fresh optimizer its state (Adam's moments, zero) by one step with zero gradients and learning rate,
+    as torch's distributed checkpoint does before loading one: accelerate 1.15 loads FSDP's sharded optimizer
+    checkpoint into the shape of the optimizer's own state, and a fresh optimizer has none, so nothing loaded and a
+    resumed run restarted Adam from zero (found in review; tests/fixtures/fsdp_adapter_worker.py)."""
+    from torch.distributed.checkpoint.state_dict import _init_optim_state
+
+    _init_optim_state(getattr(optimizer, "optimizer", optimizer))  # accelerate's wrapper may skip a step
 
 
 class SaveShardedAdapter(TrainerCallback):

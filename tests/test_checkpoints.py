@@ -113,3 +113,25 @@ def test_checkpoints_only_continue_the_settings_they_came_from(tmp_path):
         checkpoints.check_same_settings(root, {**constants, "DATA": "b.jsonl", "LORA_R": 16}, resume, MAY_CHANGE)
     with pytest.raises(UserError, match=r"other settings \(--save_steps=10\)"):  # the script decides what may change
         checkpoints.check_same_settings(root, {**constants, "MAX_NEW_TOKENS": 64}, resume, may_change=set())
+
+
+def test_a_checkpoint_continues_only_under_the_launch_that_wrote_it(tmp_path):
+    from kochat.checkpoints import check_same_launch
+    from kochat.errors import UserError
+
+    whole, sharded, old_fsdp = (tmp_path / name for name in ("whole", "sharded", "old-fsdp"))
+    for folder in (whole, sharded, old_fsdp):
+        folder.mkdir()
+    (whole / "adapter_model.safetensors").write_bytes(b"x")
+    (sharded / "optimizer_0").mkdir()
+    (sharded / "adapter_model.safetensors").write_bytes(b"x")
+    (old_fsdp / "optimizer_0").mkdir()  # before SaveShardedAdapter: no adapter in an FSDP checkpoint
+    check_same_launch(None, fsdp=True)
+    check_same_launch(str(whole), fsdp=False)
+    check_same_launch(str(sharded), fsdp=True)
+    with pytest.raises(UserError, match="configs/fsdp_qlora.yaml"):
+        check_same_launch(str(sharded), fsdp=False)
+    with pytest.raises(UserError, match="DDP"):
+        check_same_launch(str(whole), fsdp=True)
+    with pytest.raises(UserError, match="holds no adapter.*--resume=never"):
+        check_same_launch(str(old_fsdp), fsdp=True)

@@ -38,10 +38,11 @@ def test_the_adapter_of_fsdp_wrapped_layers_keeps_its_weights_under_peft_names(t
     assert all(torch.equal(weights[k], expected[k]) for k in expected)
 
 
-def test_an_fsdp_sharded_adapter_is_gathered_whole_into_a_checkpoint_and_loads_back(tmp_path):
+def test_an_fsdp_checkpoint_keeps_the_whole_adapter_and_the_optimizer_state_and_both_load_back(tmp_path):
     """Two CPU processes (gloo) shard the tiny model with FSDP as configs/fsdp_qlora.yaml does; the checkpoint's
     adapter holds every weight under PEFT's names, equal to the unsharded ones, and loads into a fresh model as a
-    resumed run loads it (tests/fixtures/fsdp_adapter_worker.py; the GPU run: bench/results/2026-11-30-h200x2-fsdp)."""
+    resumed run loads it; the optimizer's sharded state loads into a fresh optimizer as the Trainer resumes it
+    (tests/fixtures/fsdp_adapter_worker.py; the GPU run: bench/results/2026-11-30-h200x2-fsdp)."""
     import os
     import subprocess
     import sys
@@ -54,4 +55,5 @@ def test_an_fsdp_sharded_adapter_is_gathered_whole_into_a_checkpoint_and_loads_b
                             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "adapter of 4 tensors gathered from 2 shards and loaded back" in result.stdout
+    assert "optimizer state of 4 sharded weights saved and loaded back" in result.stdout  # Adam's moments resume too
     assert (tmp_path / "checkpoint-3" / "adapter_config.json").is_file()
