@@ -8,7 +8,8 @@ import pytest
 
 from kochat import PROJECT_ROOT
 
-SCRIPTS = ["speed", "profile_steps", "random_model", "serve_load", "soak", "summarize", "rag", "grounded_gpu"]
+SCRIPTS = ["speed", "profile_steps", "random_model", "serve_load", "soak", "summarize", "rag", "grounded_gpu", "eval_speed",
+           "export_gpu"]
 
 
 def run_module(name, *args):
