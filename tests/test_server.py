@@ -214,35 +214,3 @@ def test_a_request_stops_counting_against_max_concurrent_when_answered_not_when_
             engine.in_flight += 1
         engine.lock.notify()
     assert resubmitted.wait(10) and results["C"] == "accepted"
-
-
-def test_a_batch_waits_briefly_for_the_requesters_the_last_batch_answered():
-    """16 clients each send again on hearing their answer: a batch started at the first arrival ran alone while
-    the others were on their way; it now waits (at most engine.REGATHER_S) for as many as the last batch held."""
-    import asyncio
-    import threading
-    from types import SimpleNamespace
-
-    from kochat.server import engine as engine_module
-    from kochat.server.engine import Engine, Job
-
-    class NoWorker(Engine):  # batches are taken by the test, not by a worker thread
-        def work(self):
-            pass
-
-    loop = asyncio.new_event_loop()
-    engine = NoWorker(SimpleNamespace(config=SimpleNamespace(max_position_embeddings=64)), None, None, "stub")
-
-    def job():
-        return Job(prompt="x", max_tokens=4, temperature=0.0, top_p=1.0, stop=[], loop=loop)
-
-    engine.submit(job())
-    assert len(engine.next_batch()) == 1  # the first batch: nothing to wait for
-    engine.last_batch = 3
-    engine.submit(job())
-    later = threading.Timer(engine_module.REGATHER_S / 5, lambda: [engine.submit(job()) for _ in range(2)])
-    later.start()
-    assert len(engine.next_batch()) == 3  # the two that came 10 ms later joined the first
-    engine.submit(job())
-    started = time.monotonic()
-    assert len(engine.next_batch()) == 1 and time.monotonic() - started >= engine_module.REGATHER_S * 0.9  # gave up

@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from ..generation import gen
 
 log = logging.getLogger(__name__)
-REGATHER_S = 0.05  # the longest a batch waits for the last batch's requesters (a loopback client sends in ~ms)
 
 
 @dataclass
@@ -54,7 +52,6 @@ class Engine:
         self.waiting: deque[Job] = deque()
         self.in_flight = 0
         self.batch_sizes: Counter = Counter()  # how many batches of each size were generated
-        self.last_batch = 0
         self.lock = threading.Condition()
         self.worker = threading.Thread(target=self.work, name="kochat-generate", daemon=True)
         self.worker.start()
@@ -101,16 +98,10 @@ class Engine:
             job.send(kind, value)
 
     def next_batch(self) -> list[Job]:
-        """Wait for a job; take it and the later waiting jobs with its sampling settings, oldest first. While fewer
-        are waiting than the last batch answered, wait up to REGATHER_S for its requesters to send again: started
-        at once, a batch of the one request that arrived during the last batch ran alone while they waited
-        (batches of 1 and 15 alternated under 16 clients, bench/RESULTS.md)."""
+        """Wait for a job; take it and the later waiting jobs with its sampling settings, oldest first."""
         with self.lock:
             while not self.waiting:
                 self.lock.wait()
-            deadline = time.monotonic() + REGATHER_S
-            while len(self.waiting) < min(self.last_batch, self.max_batch) and time.monotonic() < deadline:
-                self.lock.wait(deadline - time.monotonic())
             first = self.waiting.popleft()
             batch = [first]
             for job in list(self.waiting):  # same sampling, so one gen() call
@@ -119,7 +110,6 @@ class Engine:
                 if (job.temperature, job.top_p) == (first.temperature, first.top_p):
                     self.waiting.remove(job)
                     batch.append(job)
-            self.last_batch = len(batch)
             return batch
 
     def generate(self, jobs: list[Job]) -> None:
