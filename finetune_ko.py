@@ -271,7 +271,7 @@ def main(argv):
           + (f", peak GPU memory {peak_gib:.2f} GiB" + (" (the fullest GPU)" if launched.num_processes > 1 else "")
              if peak_gib is not None else ""))
     if launch.fsdp:  # the adapter is sharded across the processes: gathered whole, written by the main one
-        processes.save_sharded_adapter(trainer.model_wrapped, model, output_dir, launched)
+        processes.save_sharded_adapter(model, output_dir, launched)
     if not launched.is_main_process:
         return 0  # steps 7 and 8 belong to the run: the main process does them, once
 

@@ -27,6 +27,8 @@ run one-gpu env CUDA_VISIBLE_DEVICES=0 python3 finetune_ko.py
 run "ddp-$n" torchrun --nproc_per_node="$n" finetune_ko.py
 run "fsdp-$n" accelerate launch --config_file configs/fsdp_qlora.yaml --num_processes="$n" finetune_ko.py \
     --gradient_checkpointing=1
+[ -d "${TMPDIR:-/tmp}/run-fsdp-$n" ] && python3 -m bench.inspect_run --run="${TMPDIR:-/tmp}/run-fsdp-$n" \
+  > "$results/fsdp-$n-inspect.txt"  # the adapter gathered from the shards, and each checkpoint's
 python3 - "$results" "$n" <<'PY'
 import json, sys
 from pathlib import Path

@@ -106,9 +106,9 @@ def check_same_launch(checkpoint: str | None, fsdp: bool) -> None:
         return
     start_over = flag("RESUME", "never")
     if (Path(checkpoint) / "optimizer_0").is_dir() != fsdp:
-        was = "accelerate launch --config_file configs/fsdp_qlora.yaml" if not fsdp else "one process or DDP (torchrun)"
+        written_by = "one process or DDP (torchrun)" if fsdp else "accelerate launch --config_file configs/fsdp_qlora.yaml"
         raise UserError(f"{checkpoint} was written by a run launched differently; continue it as it was launched "
-                        f"({was}), or pass {start_over} to start over")
+                        f"({written_by}), or pass {start_over} to start over")
     if not (Path(checkpoint) / "adapter_model.safetensors").is_file():
         raise UserError(f"{checkpoint} holds no adapter (an FSDP checkpoint written before kochat kept it); pass "
                         f"{start_over} to start over")

@@ -107,9 +107,10 @@ def adapter_weights(model) -> dict:
     return {saved_name(k): t for k, t in get_peft_model_state_dict(model, state_dict=trained).items()}
 
 
-def save_sharded_adapter(wrapped, model, folder, state: PartialState) -> None:
+def save_sharded_adapter(model, folder, state: PartialState) -> None:
     """Write the LoRA adapter of a model FSDP has sharded across the processes: every process takes part in
-    gathering the full weights (into the main process's CPU memory), and the main one writes them as PEFT would.
+    gathering the full weights of the FSDP units inside `model` (the LoRA model FSDP wrapped; the LoRA weights are
+    units of their own) into the main process's CPU memory, and the main one writes them as PEFT would.
     Checked before it takes its name: a run never ends with an adapter missing weights, nor a checkpoint."""
     from safetensors.torch import save_file
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -118,7 +119,7 @@ def save_sharded_adapter(wrapped, model, folder, state: PartialState) -> None:
 
     weights, expected = {}, 0
     several = state.num_processes > 1  # FSDP on one process keeps whole weights (NO_SHARD), which it cannot offload
-    with FSDP.summon_full_params(wrapped, writeback=False, rank0_only=several,  # gathered into the main process's
+    with FSDP.summon_full_params(model, writeback=False, rank0_only=several,  # gathered into the main process's
                                  offload_to_cpu=several and state.device.type == "cuda"):  # CPU memory, from GPUs
         if state.is_main_process:  # gathered, the trained weights are the adapter's own (outside: FSDP's flat ones)
             weights, expected = adapter_weights(model), sum(p.requires_grad for p in model.parameters())
@@ -157,6 +158,5 @@ class SaveShardedAdapter(TrainerCallback):
     def __init__(self, model, state: PartialState):
         self.model, self.state = model, state
 
-    def on_save(self, args, state, control, model=None, **kwargs):
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        save_sharded_adapter(model, self.model, folder, self.state)  # the Trainer passes its FSDP-wrapped model
+    def on_save(self, args, state, control, **kwargs):
+        save_sharded_adapter(self.model, Path(args.output_dir) / f"checkpoint-{state.global_step}", self.state)
