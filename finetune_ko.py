@@ -53,7 +53,8 @@ GROUNDED_INDEX = ""                         # an index folder (index_ko.py) to d
 # LoRA
 LORA_R = 8                                  # rank of the adapter matrices
 LORA_ALPHA = 32                             # adapter updates are scaled by LORA_ALPHA / LORA_R
-LORA_DROPOUT = 0.05                         # dropout on the adapter's input
+LORA_DROPOUT = "auto"                       # dropout on the adapter's input; auto: 0.05 (the KoAlpaca recipe's) where
+                                            # LoRA adapts one layer a block, 0 where several (each keeps a copy)
 LORA_TARGETS = "auto"                       # auto: query_key_value for GPT-NeoX (the KoAlpaca recipe), every
                                             # attention and MLP linear layer for others; or names: a,b,c; all-linear
 # training
@@ -65,7 +66,8 @@ WARMUP_STEPS = 0                            # optimizer updates of linear warm-u
 EPOCHS = 1.0                                # passes over the training rows (when MAX_STEPS is -1)
 MAX_STEPS = -1                              # optimizer updates to run; -1 = EPOCHS
 OPTIM = "paged_adamw_8bit"                  # a transformers optimizer name, e.g. adamw_torch
-GRADIENT_CHECKPOINTING = 0.5                # share of layers recomputed in backward: 1 = least memory, 0 = fastest
+GRADIENT_CHECKPOINTING = "auto"             # share of layers recomputed in backward: 1 = least memory, 0 = fastest;
+                                            # auto: half, or more where the estimate would not fit a 24 GB card
 COMPILE = True                              # torch.compile each decoder layer on a GPU: +23 % tokens/s, less memory
 LOSS_CHUNK = 1024                           # the loss's output head runs over this many positions at a time,
                                             # so the full logits never exist (kochat/loss.py); 0 = all at once
@@ -119,17 +121,21 @@ def main(argv):
     # 0. Set up: model config, every constant checked, LoRA config, output folder, tokenizer, template -
     config = modeling.load_config(MODEL_ID, use_known_table="dry-run" in given)
     targets = recipe.check_constants(constants, config)  # a value a library would refuse is one line, up front
-    lora_config = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=LORA_DROPOUT,
+    lora_dropout = recipe.lora_dropout(LORA_DROPOUT, targets)  # auto: 0.05 on one layer a block, else 0
+    lora_config = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=lora_dropout,
                              target_modules=targets, bias="none", task_type="CAUSAL_LM")
     launch = processes.launch()  # one process; or several (torchrun, accelerate launch): DDP, or FSDP to shard
+    tokens_per_row = PACK_TOKENS or MAX_LEN  # a packed sequence, or a row padded to at most MAX_LEN
+    checkpoint_share = recipe.checkpointing_share(  # auto: half the layers, more if a 24 GB card needs it
+        GRADIENT_CHECKPOINTING, config, lora_config, batch=BATCH_SIZE, seq_len=tokens_per_row, optim=OPTIM,
+        compiled=COMPILE, loss_chunk=LOSS_CHUNK, launch=launch)
     if "dry-run" in given:  # under the launcher, the estimate is per GPU for that launch
         meta_model, would_quantize = estimate.meta_model_with_lora(config, lora_config)
         counts = estimate.count_parameters(meta_model, would_quantize)
-        tokens_per_row = PACK_TOKENS or MAX_LEN  # a packed sequence, or a row padded to at most MAX_LEN
         if processes.is_main():
             print("\n".join(estimate.report(MODEL_ID, config, counts, BATCH_SIZE, tokens_per_row,
-                                             GRADIENT_CHECKPOINTING, OPTIM, compiled=COMPILE, loss_chunk=LOSS_CHUNK,
-                                             lora_dropout=LORA_DROPOUT, launch=launch)))
+                                             checkpoint_share, OPTIM, compiled=COMPILE, loss_chunk=LOSS_CHUNK,
+                                             lora_dropout=lora_dropout, launch=launch)))
         return
     modeling.check_machine_can_run(config)
     if launch.fsdp and not torch.cuda.is_available():
@@ -149,7 +155,7 @@ def main(argv):
     set_seed(SEED)
     print(f"[0] model {MODEL_ID} ({config.model_type}) | end of text {tokenizer.eos_token!r} = id {eos_id} | pad id "
           f"{tokenizer.pad_token_id} | template {template.name} | LoRA on {', '.join(targets) if isinstance(targets, list) else targets}"
-          f" | output {output_dir}")
+          f", dropout {lora_dropout:g} | {checkpoint_share:.0%} of layers checkpointed | output {output_dir}")
 
     # 1. Load the data: a hub id or a local file; every row validated, bad ones and duplicates skipped and counted
     columns = data.Columns(QUESTION_COLUMN, INPUT_COLUMN, ANSWER_COLUMN, TEXT_COLUMN)
@@ -204,14 +210,14 @@ def main(argv):
     # 5. Prepare for k-bit training, gradient checkpointing, attach LoRA, compile the layers ------------
     checkpointing = {"use_reentrant": False}
     if not launch.fsdp:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=GRADIENT_CHECKPOINTING > 0,
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpoint_share > 0,
                                                 gradient_checkpointing_kwargs=checkpointing)
-    elif GRADIENT_CHECKPOINTING > 0:  # FSDP flattens a layer's weights into one tensor of one dtype: peft's fp32
+    elif checkpoint_share > 0:  # FSDP flattens a layer's weights into one tensor of one dtype: peft's fp32
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)  # upcast would split it
     modeling.embeddings_in(model, dtype)  # peft made them fp32; frozen, they need only the compute dtype
     model.config.use_cache = False  # no KV cache in training (packed rows need none to stay apart); step 8 turns it on
     model = get_peft_model(model, lora_config)
-    checkpointed = modeling.checkpoint_layers(model, GRADIENT_CHECKPOINTING)
+    checkpointed = modeling.checkpoint_layers(model, checkpoint_share)
     compiled = COMPILE and torch.cuda.is_available() and not launch.fsdp  # a CPU: costs more than it saves;
     if compiled:                                                            # FSDP: its flat weights are not traced
         modeling.compile_layers(model)
@@ -256,8 +262,8 @@ def main(argv):
         train_result = recipe.train(trainer, resume, callbacks, sharded=launch.fsdp)  # then the eval loss
     except torch.OutOfMemoryError:
         raise UserError(estimate.out_of_memory_hint(config, counts, BATCH_SIZE, PACK_TOKENS or MAX_LEN,
-                                                    GRADIENT_CHECKPOINTING, OPTIM, compiled, LOSS_CHUNK,
-                                                    LORA_DROPOUT, launch)) from None
+                                                    checkpoint_share, OPTIM, compiled, LOSS_CHUNK,
+                                                    lora_dropout, launch)) from None
     if callbacks.stop.received:
         print(f"[6] stopped by {callbacks.stop.received} at step {trainer.state.global_step} of "
               f"{trainer.state.max_steps}; checkpoint in {args.output_dir}/. Run the same command again to continue.")
@@ -278,6 +284,7 @@ def main(argv):
     # 7. Save the adapter, tokenizer, template, generation config, constants, and the loss plot --------
     runs.save_run(output_dir, model, tokenizer, template, constants, adapter_saved=launch.fsdp, extra={
         "preset": given.get("preset"), "data_report": report.to_dict(), "lora_targets": targets,
+        "lora_dropout": lora_dropout, "gradient_checkpointing": checkpoint_share,
         "end_of_text": {"token": tokenizer.eos_token, "id": eos_id}, "attention": attention,
         "quantization": bnb_config.to_dict(),
         "processes": launched.num_processes, "strategy": launch.strategy, "optimizer": optim,

@@ -241,7 +241,7 @@ def measure(argv):
     results["model_load_s"] = round(time.perf_counter() - t0, 1)
     # an adapter of finetune_ko.py's shape, both matrices random (a trained adapter is never all zero)
     model = get_peft_model(model, LoraConfig(r=recipe_defaults.LORA_R, lora_alpha=recipe_defaults.LORA_ALPHA,
-                                             lora_dropout=recipe_defaults.LORA_DROPOUT,
+                                             lora_dropout=0.0,  # answering only: dropout is off in eval mode
                                              target_modules=modeling.lora_targets(model.config,
                                                                                   recipe_defaults.LORA_TARGETS),
                                              init_lora_weights=False,

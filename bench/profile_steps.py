@@ -26,7 +26,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import finetune_ko as defaults  # the recipe's default settings: its constants block
 from bench.speed import CountingCollator, StepClock, attempt, load_rows_tokenized
-from kochat import cli, estimate, modeling, packing, runs
+from kochat import cli, estimate, modeling, packing, recipe, runs
 from kochat.generation import gen
 from kochat.prompts import load_template
 
@@ -171,11 +171,10 @@ def main(argv):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
+        targets = modeling.lora_targets(model.config, defaults.LORA_TARGETS)
         model = get_peft_model(model, LoraConfig(r=defaults.LORA_R, lora_alpha=defaults.LORA_ALPHA,
-                                                 lora_dropout=defaults.LORA_DROPOUT,
-                                                 target_modules=modeling.lora_targets(model.config,
-                                                                                      defaults.LORA_TARGETS),
-                                                 task_type="CAUSAL_LM"))
+                                                 lora_dropout=recipe.lora_dropout(defaults.LORA_DROPOUT, targets),
+                                                 target_modules=targets, task_type="CAUSAL_LM"))
         n = len(model.base_model.model.gpt_neox.layers)
         train = {}
         setups = {"fp32-upcast": (torch.float32, True), "bf16-autocast": (torch.bfloat16, True),

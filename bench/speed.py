@@ -40,11 +40,12 @@ WARMUP_STEPS = 3                    # untimed steps first (compiling, allocator 
 ADAPTER_DIR = "/tmp/bench-adapter"  # the adapter trained by the train part, merged by the gen part
 SETTINGS = ""                       # training settings to run, by number (0-4, see TRAIN_SETTINGS); "" = all
 ATTENTION = "auto"                  # as finetune_ko.py's ATTENTION: auto, sdpa, flex_attention
-LORA_DROPOUT = defaults.LORA_DROPOUT  # as finetune_ko.py's
+LORA_DROPOUT = defaults.LORA_DROPOUT  # as finetune_ko.py's (auto: resolved for the model, kochat.recipe)
 GEN_MODES = "all"                   # all, or fast: only the merged bf16 fast mode (no 4-bit and eager runs)
 
-_SHARE = {1.0: "all", 0.5: "half the", 0.0: "none of the"}.get(defaults.GRADIENT_CHECKPOINTING,
-                                                                f"{defaults.GRADIENT_CHECKPOINTING:.0%} of the")
+_SHARE = ("the auto-chosen share of the" if defaults.GRADIENT_CHECKPOINTING == "auto" else  # resolved per model
+          {1.0: "all", 0.5: "half the", 0.0: "none of the"}.get(defaults.GRADIENT_CHECKPOINTING,
+                                                                f"{defaults.GRADIENT_CHECKPOINTING:.0%} of the"))
 NAMES = {"seed": "seed: batch 2, pad to longest, all layers checkpointed",  # the keys results/*.json use
          "default": f"packed {defaults.PACK_TOKENS}, {_SHARE} layers checkpointed, "
                     f"{'compiled' if defaults.COMPILE else 'eager'} (finetune_ko.py's defaults)"}
@@ -191,7 +192,7 @@ def main(argv):
     if PART not in ("train", "gen", "all") or GEN_MODES not in ("all", "fast"):
         raise UserError(f"--part is train, gen or all and --gen_modes all or fast (got {PART!r}, {GEN_MODES!r})")
     out_dir = Path(OUT).parent
-    results = {"device": torch.cuda.get_device_name(), "attention": ATTENTION, "lora_dropout": LORA_DROPOUT,
+    results = {"device": torch.cuda.get_device_name(), "attention": ATTENTION,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": runs.versions(),
                "model": MODEL, "command": " ".join(["python3 -m bench.speed", *argv])}
     t0 = time.perf_counter()
@@ -203,10 +204,14 @@ def main(argv):
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
                                             gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
-    model = get_peft_model(model, LoraConfig(r=defaults.LORA_R, lora_alpha=defaults.LORA_ALPHA,
-                                             lora_dropout=LORA_DROPOUT,
-                                             target_modules=modeling.lora_targets(model.config, defaults.LORA_TARGETS),
-                                             task_type="CAUSAL_LM"))
+    targets = modeling.lora_targets(model.config, defaults.LORA_TARGETS)
+    lora_config = LoraConfig(r=defaults.LORA_R, lora_alpha=defaults.LORA_ALPHA, task_type="CAUSAL_LM",
+                             lora_dropout=recipe.lora_dropout(LORA_DROPOUT, targets), target_modules=targets)
+    results["lora_dropout"] = lora_config.lora_dropout
+    default_share = recipe.checkpointing_share(  # finetune_ko.py's, "auto" resolved as it resolves it
+        defaults.GRADIENT_CHECKPOINTING, model.config, lora_config, batch=defaults.BATCH_SIZE,
+        seq_len=defaults.PACK_TOKENS, optim=defaults.OPTIM, compiled=defaults.COMPILE, loss_chunk=defaults.LOSS_CHUNK)
+    model = get_peft_model(model, lora_config)
     loaded, rows = load_rows_tokenized(DATA, tokenizer, template)
     lengths = sorted(len(x) for x in rows["input_ids"])
     results["row_tokens"] = {"rows": len(lengths), "mean": round(sum(lengths) / len(lengths), 1),
@@ -217,6 +222,7 @@ def main(argv):
         chosen = [int(i) for i in SETTINGS.split(",")] if SETTINGS else range(len(TRAIN_SETTINGS))
         for i in chosen:
             name, pack, batch, share, compiled = TRAIN_SETTINGS[i]
+            share = default_share if share == "auto" else share
             attempt(train, name, lambda: train_speed(model, tokenizer, rows, name=f"setting{i}", steps=STEPS,
                                                     pack_tokens=pack, batch_size=batch, checkpointed=share,
                                                     compiled=compiled, attention=ATTENTION,

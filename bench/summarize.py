@@ -38,6 +38,12 @@ def main(argv):
     print(json.dumps(latest, indent=2))
 
 
+def defaults_entry(train: dict) -> dict:
+    """The measurement of finetune_ko.py's defaults, whatever the checkpointed share was called when it ran."""
+    suffix = NAMES["default"][NAMES["default"].index(", compiled"):]
+    return next(v for k, v in train["train"].items() if k.endswith(suffix))
+
+
 def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str | None = None, *more: str) -> dict:
     train, gen = json.loads(Path(train_path).read_text()), json.loads(Path(gen_path).read_text())
     log = Path(recipe_path).read_text(encoding="utf-8")
@@ -45,8 +51,8 @@ def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str |
     latest = {
         "device": train["device"], "date": train["date"], "gen_date": gen["date"], "versions": train["versions"],
         "seed_train_real_tok_s": train["train"][NAMES["seed"]]["real_tok_s"],
-        "train_real_tok_s": train["train"][NAMES["default"]]["real_tok_s"],
-        "train_peak_gib": train["train"][NAMES["default"]]["peak_gib"],
+        "train_real_tok_s": defaults_entry(train)["real_tok_s"],
+        "train_peak_gib": defaults_entry(train)["peak_gib"],
         "gen_batch1_tok_s": gen["generation"]["merged bf16 fast, batch 1"]["tok_s"],
         "gen_batch16_tok_s": gen["generation"]["merged bf16 fast, batch 16"]["tok_s"],
         "model_load_s": train["model_load_s"],

@@ -87,7 +87,7 @@ def model_card(folder: Path, config: dict, template) -> str:
         "",
         "| constant | value |",
         "|---|---|",
-        *(f"| {k} | `{c[k]!r}` |" for k in SHOWN if k in c),
+        *(f"| {k} | `{config.get(k.lower(), c[k])!r}` |" for k in SHOWN if k in c),  # "auto" as resolved
         "",
         "Every constant, the data report, versions and the loss history are in `run_config.json`.",
         "",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import re
 import sys
 from pathlib import Path
@@ -72,6 +73,20 @@ def auto_or_bool(name: str, value) -> bool | None:
         return parse_value(name, str(value), False)
     except UserError:
         raise UserError(f"--{name.lower()} is auto, true or false, not {value!r}") from None
+
+
+def auto_or_number(name: str, value) -> float | None:
+    """A constant that is "auto" or a number (LORA_DROPOUT, GRADIENT_CHECKPOINTING): None for auto, else the number;
+    one line for anything else."""
+    if str(value).strip().lower() == "auto":
+        return None
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise UserError(f"--{name.lower()} is auto or a number, not {value!r}")
+    return number
 
 
 def parse_value(name: str, raw: str, default):

@@ -102,13 +102,13 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int, 
     other = counts.total - counts.quantized - lora - embeddings
     # One layer's saved activations: fp32 norm outputs and residual, bf16 qkv, attention, MLP in and out,
     # the LoRA dropout copy of query_key_value's input (SDPA keeps no seq² scores). Bytes fitted to measured
-    # peaks at the 12.8b shape (bench/RESULTS.md). A gated MLP (SwiGLU: Llama, Qwen, Gemma, EXAONE) keeps two
-    # more tensors of its intermediate width, and compiling saved nothing measurable at the Qwen3-8B shape; each
-    # further adapted layer keeps a 16-bit dropout copy of its input (fitted there within 10 %).
+    # peaks at the 12.8b shape (bench/RESULTS.md). A gated MLP (SwiGLU: Llama, Qwen, Gemma, EXAONE) keeps 7 more
+    # bytes a token of its intermediate width, and compiling saved nothing measurable at the Qwen3-8B shape; each
+    # further adapted layer keeps a 16-bit dropout copy of its input (fitted there within 6 %, six peaks).
     gated = config.model_type != "gpt_neox"
     per_token = (20 * h + 4 * inter) * (COMPILED_ACTIVATIONS if compiled and not gated else 1.0)
     if gated:
-        per_token += 4 * inter
+        per_token += 7 * inter
     per_token += 2 * (counts.adapted_inputs / layers - h) if lora_dropout > 0 else -2 * h
     layer_acts = tokens * per_token
     # Checkpointed layers keep only their input, the rest keep everything. Backward meets the kept layers
@@ -133,6 +133,18 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int, 
         parts["fp32 norms, biases, other"] = other * 2 / n  # kept in the compute dtype: FSDP flattens one dtype
         parts["LoRA weights, grads, optimizer"] = lora * (4 + 4 + 8) / n
     return {k: v / GIB for k, v in parts.items()}
+
+
+def checkpointing_to_fit(config, counts: ParamCount, batch: int, seq_len: int, optim: str, compiled: bool = False,
+                         loss_chunk: int = 0, lora_dropout: float = 0.05, launch: Launch = ONE_PROCESS) -> float:
+    """GRADIENT_CHECKPOINTING = "auto": half the layers (the 12.8b recipe's measured default), or more in steps of
+    5 % until the estimate fits a 24 GB card (FITS_GIB); all of them if none does (--dry-run then says so)."""
+    for share in [x / 20 for x in range(10, 21)]:
+        parts = estimate_training_gib(config, counts, batch, seq_len, share, optim, compiled, loss_chunk,
+                                      lora_dropout, launch)
+        if sum(parts.values()) <= FITS_GIB:
+            return share
+    return 1.0
 
 
 def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, checkpointed: float,

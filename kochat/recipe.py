@@ -12,6 +12,7 @@ imports them from there.
 """
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -23,8 +24,8 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.training_args import OptimizerNames
 
-from . import checkpoints, conversations, data, modeling, runs, tokenization
-from .cli import flag
+from . import checkpoints, conversations, data, estimate, modeling, runs, tokenization
+from .cli import auto_or_number, flag
 from .errors import UserError
 
 ATTENTIONS = ("auto", "sdpa", "eager", "flex_attention")
@@ -54,11 +55,12 @@ def check_constants(c: dict, config) -> list[str] | str:
     need(c["MAX_STEPS"] == -1 or c["MAX_STEPS"] >= 1, "MAX_STEPS", "-1 (run EPOCHS) or at least 1")
     for name in ("LEARNING_RATE", "LORA_ALPHA", "EPOCHS"):
         need(number(name) and c[name] > 0, name, "a number above 0")
-    need(number("LORA_DROPOUT") and 0 <= c["LORA_DROPOUT"] < 1, "LORA_DROPOUT", "from 0 up to (not including) 1")
+    dropout = auto_or_number("LORA_DROPOUT", c["LORA_DROPOUT"])
+    need(dropout is None or 0 <= dropout < 1, "LORA_DROPOUT", "auto or from 0 up to (not including) 1")
     need(number("EVAL_FRACTION") and 0 <= c["EVAL_FRACTION"] < 1, "EVAL_FRACTION",
          "a share from 0 (no eval) up to (not including) 1")
-    need(number("GRADIENT_CHECKPOINTING") and 0 <= c["GRADIENT_CHECKPOINTING"] <= 1, "GRADIENT_CHECKPOINTING",
-         "a share of the layers, 0 to 1")
+    share = auto_or_number("GRADIENT_CHECKPOINTING", c["GRADIENT_CHECKPOINTING"])
+    need(share is None or 0 <= share <= 1, "GRADIENT_CHECKPOINTING", "auto or a share of the layers, 0 to 1")
     need(number("TEMPERATURE") and 0 <= c["TEMPERATURE"] <= 2, "TEMPERATURE", "from 0 (greedy) to 2")
     need(number("TOP_P") and 0 < c["TOP_P"] <= 1, "TOP_P", "above 0 and at most 1")
     need(c["KEEP_CHECKPOINTS"] >= 2, "KEEP_CHECKPOINTS",
@@ -77,6 +79,31 @@ def check_constants(c: dict, config) -> list[str] | str:
     if c["RESUME"] not in ("auto", "never"):
         checkpoints.resume_point(Path(), c["RESUME"])  # a path: it must be a complete checkpoint
     return modeling.lora_targets(config, c["LORA_TARGETS"])  # "auto" resolved, names checked
+
+
+SEED_LORA_DROPOUT = 0.05  # the KoAlpaca recipe's, on GPT-NeoX's one adapted layer a block
+
+
+def lora_dropout(setting, targets: list[str]) -> float:
+    """LORA_DROPOUT, "auto" resolved: the KoAlpaca recipe's 0.05 where LoRA adapts one layer of each block
+    (GPT-NeoX's query_key_value), 0 where it adapts several: each adapted layer keeps a dropout copy of its input
+    for backward, and all 7 of Qwen3-8B's cost 4.8 GiB at 4,096 tokens and 5 % of the speed (bench/RESULTS.md)."""
+    chosen = auto_or_number("LORA_DROPOUT", setting)
+    if chosen is not None:
+        return chosen
+    return SEED_LORA_DROPOUT if len(targets) == 1 else 0.0
+
+
+def checkpointing_share(setting, config, lora_config, *, batch: int, seq_len: int, optim: str, compiled: bool,
+                        loss_chunk: int, launch: estimate.Launch = estimate.ONE_PROCESS) -> float:
+    """GRADIENT_CHECKPOINTING, "auto" resolved from the model's config alone (no weights are loaded): the share
+    of layers that keeps the estimate within a 24 GB card (kochat.estimate.checkpointing_to_fit)."""
+    chosen = auto_or_number("GRADIENT_CHECKPOINTING", setting)
+    if chosen is not None:
+        return chosen
+    counts = estimate.count_parameters(*estimate.meta_model_with_lora(config, copy.deepcopy(lora_config)))
+    return estimate.checkpointing_to_fit(config, counts, batch, seq_len, optim, compiled, loss_chunk,
+                                        lora_config.lora_dropout, launch)
 
 
 # ---- steps 1-3 -----------------------------------------------------------------------------------------

@@ -1,0 +1,98 @@
+"""Weight-only kernels for the int4 and int8 exports, compared at a real shape on one GPU: the 16-bit model loaded
+as answering loads it, its linear layers (not the embeddings and output head, as the exports) quantized in memory
+by torchao with each candidate kernel, answered by gen()'s fast mode at batch 1 and 16 (256 new tokens each).
+From the repository root:
+
+    python3 -m bench.quant_kernels --model=/tmp/random-polyglot-ko-12.8b --data=KOALPACA_1K.jsonl --out=RESULT.json
+
+Kernels (--kernels, by name): tinygemm (torchao's int4, the export's kernel today), gemlite4 and gemlite8 (the
+Triton kernels of gemlite, Apache-2.0, through torchao's UIntxWeightOnlyConfig), int8 (torchao's int8 weight-only,
+the export's), int8dyn (int8 weights and int8 activations, torch._int_mm). Random weights: speed and memory only.
+The JSON is rewritten after each measurement.
+"""
+import gc
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from bench.speed import attempt, gen_speed
+from kochat import cli, estimate, modeling, runs
+from kochat.prompts import Template
+from kochat.records import read_records
+
+# ---- constants: override on the command line as --name=value ------------------------------------------
+MODEL = ""                  # a 16-bit model folder of a real shape; required
+DATA = ""                   # KoAlpaca-v1.1a rows (.jsonl), for real questions; required
+OUT = ""                    # the result JSON; required
+KERNELS = ["gemlite4", "gemlite8"]  # which kernels to measure, in order
+BATCHES = "1,16"            # rows answered at once, comma-separated
+
+
+def torchao_config(kernel: str):
+    from torchao.quantization import (Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
+                                      Int8WeightOnlyConfig)
+    if kernel.startswith("gemlite"):
+        from torchao.prototype.quantization.quant_api import UIntxWeightOnlyConfig
+        bits = int(kernel.removeprefix("gemlite"))
+        return UIntxWeightOnlyConfig(bit_width=bits, group_size=128 if bits == 4 else None)
+    return {"tinygemm": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d"),
+            "int8": Int8WeightOnlyConfig, "int8dyn": Int8DynamicActivationInt8WeightConfig}[kernel]()
+
+
+def main(argv):
+    cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
+    cli.require(globals(), "MODEL", "DATA", "OUT")
+    from torchao.quantization import quantize_
+
+    results = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "versions": {**runs.versions(), "torchao": __import__("torchao").__version__}, "model": MODEL,
+               "command": " ".join(["python3 -m bench.quant_kernels", *argv])}
+    try:
+        results["versions"]["gemlite"] = __import__("gemlite").__version__
+    except ImportError:
+        pass
+    model_dir = Path(MODEL)
+    if not (model_dir / runs.TEMPLATE_FILE).exists():  # a bare model folder: answered in the KoAlpaca form
+        runs.write_json(model_dir / runs.TEMPLATE_FILE, Template.load("koalpaca").to_dict())
+    batches = [int(b) for b in BATCHES.split(",")]
+    rows = list(read_records(DATA))
+    questions = [r.get("instruction") or r["text"].split("### 답변:")[0] for r in rows[:max(batches)]]
+
+    def save():
+        Path(OUT).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+    head = {"embed_in", "embed_out", "embed_tokens", "lm_head"}
+    for kernel in KERNELS:
+        torch.cuda.empty_cache()
+        run, tokenizer, model = runs.load_for_answering(str(model_dir), four_bit=False)
+        model = model.to(torch.bfloat16)
+
+        def quantize():
+            quantize_(model, torchao_config(kernel),
+                      filter_fn=lambda m, name: isinstance(m, torch.nn.Linear) and name.split(".")[-1] not in head)
+            torch.cuda.empty_cache()
+            return {"weights_gib": round(torch.cuda.memory_allocated() / estimate.GIB, 2)}
+        attempt(results, f"{kernel} quantize", quantize)
+        save()
+        if "error" in results[f"{kernel} quantize"]:
+            continue
+        for batch in batches:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+
+            def measure():
+                figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{kernel} fast",
+                                    fast=True, repeats=1)
+                return {**figures, "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
+            attempt(results, f"{kernel} fast, batch {batch}", measure)
+            save()
+        del model
+        torch._dynamo.reset()
+        gc.collect()  # the compiled forward and the model refer to each other
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))
