@@ -122,6 +122,7 @@ def main(argv):
     config = modeling.load_config(MODEL_ID, use_known_table="dry-run" in given)
     targets = recipe.check_constants(constants, config)  # a value a library would refuse is one line, up front
     lora_dropout = recipe.lora_dropout(LORA_DROPOUT, targets)  # auto: 0.05 on one layer a block, else 0
+    constants["LORA_DROPOUT"] = lora_dropout  # saved, and compared on resume, as the number trained with
     lora_config = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=lora_dropout,
                              target_modules=targets, bias="none", task_type="CAUSAL_LM")
     launch = processes.launch()  # one process; or several (torchrun, accelerate launch): DDP, or FSDP to shard
@@ -284,7 +285,7 @@ def main(argv):
     # 7. Save the adapter, tokenizer, template, generation config, constants, and the loss plot --------
     runs.save_run(output_dir, model, tokenizer, template, constants, adapter_saved=launch.fsdp, extra={
         "preset": given.get("preset"), "data_report": report.to_dict(), "lora_targets": targets,
-        "lora_dropout": lora_dropout, "gradient_checkpointing": checkpoint_share,
+        "gradient_checkpointing": checkpoint_share,
         "end_of_text": {"token": tokenizer.eos_token, "id": eos_id}, "attention": attention,
         "quantization": bnb_config.to_dict(),
         "processes": launched.num_processes, "strategy": launch.strategy, "optimizer": optim,

@@ -41,7 +41,7 @@ for name in ("one-gpu", f"ddp-{n}", f"fsdp-{n}"):
         rows[name] = {"processes": c["processes"], "strategy": c["strategy"],
                       "real_tok_s": c["timing"]["real_tok_s_after_first_step"],
                       "peak_gib_fullest_gpu": c["gpu_peak_gib"]["after_training"],
-                      "gradient_checkpointing": c["constants"]["GRADIENT_CHECKPOINTING"], "versions": c["versions"]}
+                      "gradient_checkpointing": c["gradient_checkpointing"], "versions": c["versions"]}
 one = rows.get("one-gpu", {}).get("real_tok_s")
 for row in rows.values():
     row["speedup_over_one_gpu"] = round(row["real_tok_s"] / one, 3) if one and row["real_tok_s"] else None

@@ -40,8 +40,7 @@ def main(argv):
 
 def defaults_entry(train: dict) -> dict:
     """The measurement of finetune_ko.py's defaults, whatever the checkpointed share was called when it ran."""
-    suffix = NAMES["default"][NAMES["default"].index(", compiled"):]
-    return next(v for k, v in train["train"].items() if k.endswith(suffix))
+    return next(v for k, v in train["train"].items() if k.endswith("(finetune_ko.py's defaults)"))
 
 
 def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str | None = None, *more: str) -> dict:

@@ -84,14 +84,18 @@ def check_constants(c: dict, config) -> list[str] | str:
 SEED_LORA_DROPOUT = 0.05  # the KoAlpaca recipe's, on GPT-NeoX's one adapted layer a block
 
 
-def lora_dropout(setting, targets: list[str]) -> float:
+def lora_dropout(setting, targets: list[str] | str) -> float:
     """LORA_DROPOUT, "auto" resolved: the KoAlpaca recipe's 0.05 where LoRA adapts one layer of each block
     (GPT-NeoX's query_key_value), 0 where it adapts several: each adapted layer keeps a dropout copy of its input
     for backward, and all 7 of Qwen3-8B's cost 4.8 GiB at 4,096 tokens and 5 % of the speed (bench/RESULTS.md)."""
     chosen = auto_or_number("LORA_DROPOUT", setting)
     if chosen is not None:
         return chosen
-    return SEED_LORA_DROPOUT if len(targets) == 1 else 0.0
+    if isinstance(targets, str):  # PEFT's all-linear, or a pattern (modeling.decoder_pattern): one alternative a module
+        several = targets == "all-linear" or "|" in targets
+    else:
+        several = len(targets) > 1
+    return 0.0 if several else SEED_LORA_DROPOUT
 
 
 def checkpointing_share(setting, config, lora_config, *, batch: int, seq_len: int, optim: str, compiled: bool,

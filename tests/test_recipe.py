@@ -120,3 +120,12 @@ def test_the_callbacks_are_one_list_with_the_two_the_script_reads(tmp_path):
     kinds = [type(c) for c in callbacks]
     assert kinds == [TensorBoardCallback, recipe.StepTimer, checkpoints.SealCheckpoints, checkpoints.StopOnSignal]
     assert callbacks.step_timer is callbacks[1] and callbacks.stop is callbacks[3]
+
+
+@pytest.mark.parametrize("targets, dropout", [
+    (["query_key_value"], 0.05), (["q_proj", "v_proj"], 0.0), ("all-linear", 0.0),
+    (r"model\.language_model\.layers\.\d+\.self_attn\.q_proj", 0.05),  # a pattern (Gemma 3): one module a block
+    (r"model\.language_model\.layers\.\d+\.self_attn\.q_proj|model\.language_model\.layers\.\d+\.mlp\.up_proj", 0.0)])
+def test_auto_lora_dropout_is_the_recipes_on_one_module_a_block_and_none_on_several(targets, dropout):
+    assert recipe.lora_dropout("auto", targets) == dropout
+    assert recipe.lora_dropout("0.1", targets) == 0.1  # as the command line gives it
