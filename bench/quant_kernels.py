@@ -68,7 +68,8 @@ def main(argv):
     for kernel in KERNELS:
         torch.cuda.empty_cache()
         run, tokenizer, model = runs.load_for_answering(str(model_dir), four_bit=False)
-        model = model.to(torch.bfloat16)
+        # gemlite's 4-bit weights take the dtype of HQQ's fp16 scales, and its kernel that of its input
+        model = model.to(torch.float16 if kernel == "gemlite4" else torch.bfloat16)
 
         def quantize():
             quantize_(model, torchao_config(kernel),
