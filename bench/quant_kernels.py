@@ -6,8 +6,9 @@ From the repository root:
     python3 -m bench.quant_kernels --model=/tmp/random-polyglot-ko-12.8b --data=KOALPACA_1K.jsonl --out=RESULT.json
 
 Kernels (--kernels, by name): tinygemm (torchao's int4, the export's kernel today), gemlite4 and gemlite8 (the
-Triton kernels of gemlite, Apache-2.0, through torchao's UIntxWeightOnlyConfig), int8 (torchao's int8 weight-only,
-the export's), int8dyn (int8 weights and int8 activations, torch._int_mm). Random weights: speed and memory only.
+Triton kernels of gemlite, Apache-2.0, through torchao's prototype UIntxWeightOnlyConfig: gemlite==0.5.1.post1, the
+release whose API torchao 0.18 calls; gemlite4 runs its model in fp16), int8 (torchao's int8 weight-only, the
+export's), int8dyn (int8 weights and int8 activations, torch._int_mm). Random weights: speed and memory only.
 The JSON is rewritten after each measurement.
 """
 import gc
