@@ -21,7 +21,7 @@ TINY_DATA = "written for kochat (data/); it ships with the project"
 TINY_MODELS, TINY_DATA_FILES = (tiny.MODEL_ID, tiny.CHAT_MODEL_ID), (tiny.DATA_FILE.name, tiny.CHAT_DATA_FILE.name)
 SHOWN = ["MODEL_ID", "DATA", "TEMPLATE", "MAX_LEN", "PACK_TOKENS", "TRAIN_ON_PROMPT", "LORA_R", "LORA_ALPHA",
          "LORA_DROPOUT", "LORA_TARGETS", "BATCH_SIZE", "GRAD_ACCUM", "LEARNING_RATE", "LR_SCHEDULER",
-         "WARMUP_STEPS", "EPOCHS", "MAX_STEPS", "OPTIM", "SEED"]
+         "WARMUP_STEPS", "EPOCHS", "MAX_STEPS", "OPTIM", "GRADIENT_CHECKPOINTING", "SEED"]
 
 
 def licence(source: str, known: dict, tiny_text: str, is_tiny: bool) -> tuple[str | None, str]:

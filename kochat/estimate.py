@@ -158,14 +158,18 @@ def report(model_id: str, config, counts: ParamCount, batch: int, seq_len: int, 
     lines = [f"model: {model_id}  ({config.model_type}, {text.num_hidden_layers} layers, hidden {text.hidden_size}, "
              f"vocab {text.vocab_size})", counts.line(),
              f"GPU memory, weights in 4-bit NF4 (double quant), embeddings in 16-bit: {weights:.1f} GiB",
-             f"GPU memory, training at batch {batch} × {seq_len} tokens"
-             f", {checkpointed:.0%} of layers checkpointed{', compiled' if compiled and not launch.fsdp else ''}, "
-             f"{optimizer(launch, optim)}: ~{peak:.1f} GiB peak"
+             f"GPU memory, training at batch {batch} × {seq_len} tokens, {round(text.num_hidden_layers * checkpointed)} "
+             f"of {text.num_hidden_layers} layers checkpointed ({checkpointed:.0%}), LoRA dropout {lora_dropout:g}"
+             f"{', compiled' if compiled and not launch.fsdp else ''}, {optimizer(launch, optim)}: ~{peak:.1f} GiB peak"
              + (f" on each of {launch.processes} GPUs ({launch.strategy})" if launch.processes > 1 or launch.fsdp
                 else "")]
     lines += [f"    {name:<34} {gib:6.2f} GiB" for name, gib in parts.items()]
-    verdict = "fits" if peak <= FITS_GIB else "does NOT fit"
-    lines.append(f"{verdict} a 24 GB card (estimate ≤ {FITS_GIB:.0f} GiB leaves room for the CUDA context)")
+    if peak <= FITS_GIB:
+        lines.append(f"fits a 24 GB card (estimate ≤ {FITS_GIB:.0f} GiB leaves room for the CUDA context)")
+    else:
+        lines.append(f"does NOT fit a 24 GB card (estimate ≤ {FITS_GIB:.0f} GiB leaves room for the CUDA context): "
+                     f"raise {flag('GRADIENT_CHECKPOINTING')} toward 1 (auto does, as far as it helps) or lower "
+                     f"{flag('PACK_TOKENS')}, or use a larger GPU")
     lines.append(licence_line(model_id))
     if model_id in KNOWN_MODELS and KNOWN_MODELS[model_id].note:
         lines.append(f"note: {KNOWN_MODELS[model_id].note}")
