@@ -47,6 +47,13 @@ def check_constants(c: dict, config) -> list[str] | str:
     def number(name: str) -> bool:
         return isinstance(c[name], (int, float)) and not isinstance(c[name], bool) and math.isfinite(c[name])
 
+    def auto_or_in(name: str, low: float, high: float, high_included: bool) -> bool:  # "auto", or a number in range
+        try:
+            value = auto_or_number(name, c[name])
+        except UserError:
+            return False
+        return value is None or low <= value < high or (high_included and value == high)
+
     for name in ("MAX_CHARS", "MAX_LEN", "LORA_R", "BATCH_SIZE", "GRAD_ACCUM", "LOGGING_STEPS", "EVAL_STEPS",
                  "SAVE_STEPS"):
         need(c[name] >= 1, name, "at least 1")
@@ -55,12 +62,11 @@ def check_constants(c: dict, config) -> list[str] | str:
     need(c["MAX_STEPS"] == -1 or c["MAX_STEPS"] >= 1, "MAX_STEPS", "-1 (run EPOCHS) or at least 1")
     for name in ("LEARNING_RATE", "LORA_ALPHA", "EPOCHS"):
         need(number(name) and c[name] > 0, name, "a number above 0")
-    dropout = auto_or_number("LORA_DROPOUT", c["LORA_DROPOUT"])
-    need(dropout is None or 0 <= dropout < 1, "LORA_DROPOUT", "auto or from 0 up to (not including) 1")
+    need(auto_or_in("LORA_DROPOUT", 0, 1, False), "LORA_DROPOUT", "auto or from 0 up to (not including) 1")
     need(number("EVAL_FRACTION") and 0 <= c["EVAL_FRACTION"] < 1, "EVAL_FRACTION",
          "a share from 0 (no eval) up to (not including) 1")
-    share = auto_or_number("GRADIENT_CHECKPOINTING", c["GRADIENT_CHECKPOINTING"])
-    need(share is None or 0 <= share <= 1, "GRADIENT_CHECKPOINTING", "auto or a share of the layers, 0 to 1")
+    need(auto_or_in("GRADIENT_CHECKPOINTING", 0, 1, True), "GRADIENT_CHECKPOINTING",
+         "auto or a share of the layers, from 0 (none) to 1 (all)")
     need(number("TEMPERATURE") and 0 <= c["TEMPERATURE"] <= 2, "TEMPERATURE", "from 0 (greedy) to 2")
     need(number("TOP_P") and 0 < c["TOP_P"] <= 1, "TOP_P", "above 0 and at most 1")
     need(c["KEEP_CHECKPOINTS"] >= 2, "KEEP_CHECKPOINTS",
