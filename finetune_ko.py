@@ -126,13 +126,13 @@ def main(argv):
     lora_config = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=lora_dropout,
                              target_modules=targets, bias="none", task_type="CAUSAL_LM")
     launch = processes.launch()  # one process; or several (torchrun, accelerate launch): DDP, or FSDP to shard
+    meta_model, would_quantize = estimate.meta_model_with_lora(config, lora_config)  # no weights: for the estimate
+    counts = estimate.count_parameters(meta_model, would_quantize)
     tokens_per_row = PACK_TOKENS or MAX_LEN  # a packed sequence, or a row padded to at most MAX_LEN
     checkpoint_share = recipe.checkpointing_share(  # auto: half the layers, more if a 24 GB card needs it
-        GRADIENT_CHECKPOINTING, config, lora_config, batch=BATCH_SIZE, seq_len=tokens_per_row, optim=OPTIM,
-        compiled=COMPILE, loss_chunk=LOSS_CHUNK, launch=launch)
+        GRADIENT_CHECKPOINTING, config, counts, batch=BATCH_SIZE, seq_len=tokens_per_row, optim=OPTIM,
+        compiled=COMPILE, loss_chunk=LOSS_CHUNK, lora_dropout=lora_dropout, launch=launch)
     if "dry-run" in given:  # under the launcher, the estimate is per GPU for that launch
-        meta_model, would_quantize = estimate.meta_model_with_lora(config, lora_config)
-        counts = estimate.count_parameters(meta_model, would_quantize)
         if processes.is_main():
             print("\n".join(estimate.report(MODEL_ID, config, counts, BATCH_SIZE, tokens_per_row,
                                              checkpoint_share, OPTIM, compiled=COMPILE, loss_chunk=LOSS_CHUNK,

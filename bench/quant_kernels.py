@@ -12,7 +12,6 @@ export's), int8dyn (int8 weights and int8 activations, torch._int_mm). Random we
 The JSON is rewritten after each measurement.
 """
 import gc
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 
 from bench.speed import attempt, gen_speed
-from kochat import cli, estimate, modeling, runs
+from kochat import cli, estimate, runs
 from kochat.prompts import Template
 from kochat.records import read_records
 
@@ -48,7 +47,7 @@ def main(argv):
     cli.require(globals(), "MODEL", "DATA", "OUT")
     from torchao.quantization import quantize_
 
-    results = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "versions": {**runs.versions(), "torchao": __import__("torchao").__version__}, "model": MODEL,
                "command": " ".join(["python3 -m bench.quant_kernels", *argv])}
     try:
@@ -63,7 +62,7 @@ def main(argv):
     questions = [r.get("instruction") or r["text"].split("### 답변:")[0] for r in rows[:max(batches)]]
 
     def save():
-        Path(OUT).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        runs.write_json(Path(OUT), results)
 
     head = {"embed_in", "embed_out", "embed_tokens", "lm_head"}
     for kernel in KERNELS:
@@ -91,7 +90,7 @@ def main(argv):
                 return {**figures, "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
             attempt(results, f"{kernel} fast, batch {batch}", measure)
             save()
-        del model
+        model = None  # freed before the next kernel's copy loads
         torch._dynamo.reset()
         gc.collect()  # the compiled forward and the model refer to each other
 

@@ -209,8 +209,10 @@ def main(argv):
                              lora_dropout=recipe.lora_dropout(LORA_DROPOUT, targets), target_modules=targets)
     results["lora_dropout"] = lora_config.lora_dropout
     default_share = recipe.checkpointing_share(  # finetune_ko.py's, "auto" resolved as it resolves it
-        defaults.GRADIENT_CHECKPOINTING, model.config, lora_config, batch=defaults.BATCH_SIZE,
-        seq_len=defaults.PACK_TOKENS, optim=defaults.OPTIM, compiled=defaults.COMPILE, loss_chunk=defaults.LOSS_CHUNK)
+        defaults.GRADIENT_CHECKPOINTING, model.config,
+        estimate.count_parameters(*estimate.meta_model_with_lora(model.config, lora_config)),
+        batch=defaults.BATCH_SIZE, seq_len=defaults.PACK_TOKENS, optim=defaults.OPTIM, compiled=defaults.COMPILE,
+        loss_chunk=defaults.LOSS_CHUNK, lora_dropout=lora_config.lora_dropout)
     model = get_peft_model(model, lora_config)
     loaded, rows = load_rows_tokenized(DATA, tokenizer, template)
     lengths = sorted(len(x) for x in rows["input_ids"])

@@ -7,6 +7,7 @@ measured on an H200 at the 12.8b shape (bench/RESULTS.md).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -76,7 +77,8 @@ def meta_model_with_lora(config, lora_config):
     would_quantize = quantizable_weights(model)
     for p in model.parameters():
         p.requires_grad = False
-    return get_peft_model(model, lora_config), would_quantize
+    # a copy: get_peft_model writes the meta model's name into the config it is given, which trains the real one
+    return get_peft_model(model, copy.deepcopy(lora_config)), would_quantize
 
 
 COMPILED_ACTIVATIONS = 0.75  # compiled GPT-NeoX layers keep fewer intermediates: fitted to 12.18 / 19.62 GiB measured

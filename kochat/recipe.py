@@ -12,7 +12,6 @@ imports them from there.
 """
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time
@@ -104,16 +103,17 @@ def lora_dropout(setting, targets: list[str] | str) -> float:
     return 0.0 if several else SEED_LORA_DROPOUT
 
 
-def checkpointing_share(setting, config, lora_config, *, batch: int, seq_len: int, optim: str, compiled: bool,
-                        loss_chunk: int, launch: estimate.Launch = estimate.ONE_PROCESS) -> float:
-    """GRADIENT_CHECKPOINTING, "auto" resolved from the model's config alone (no weights are loaded): the share
-    of layers that keeps the estimate within a 24 GB card (kochat.estimate.checkpointing_to_fit)."""
+def checkpointing_share(setting, config, counts: estimate.ParamCount, *, batch: int, seq_len: int, optim: str,
+                        compiled: bool, loss_chunk: int, lora_dropout: float,
+                        launch: estimate.Launch = estimate.ONE_PROCESS) -> float:
+    """GRADIENT_CHECKPOINTING, "auto" resolved from the model's config and parameter counts alone (a meta model:
+    no weights are loaded): the share of layers that keeps the estimate within a 24 GB card
+    (kochat.estimate.checkpointing_to_fit)."""
     chosen = auto_or_number("GRADIENT_CHECKPOINTING", setting)
     if chosen is not None:
         return chosen
-    counts = estimate.count_parameters(*estimate.meta_model_with_lora(config, copy.deepcopy(lora_config)))
-    return estimate.checkpointing_to_fit(config, counts, batch, seq_len, optim, compiled, loss_chunk,
-                                        lora_config.lora_dropout, launch)
+    return estimate.checkpointing_to_fit(config, counts, batch, seq_len, optim, compiled, loss_chunk, lora_dropout,
+                                        launch)
 
 
 # ---- steps 1-3 -----------------------------------------------------------------------------------------

@@ -88,15 +88,15 @@ def test_auto_dropout_and_checkpointing_fit_a_24gb_card(model_id, dropout, share
     config = modeling.load_config(model_id, use_known_table=True)
     targets = modeling.lora_targets(config, "auto")
     lora = LoraConfig(r=8, target_modules=targets, lora_dropout=recipe.lora_dropout("auto", targets))
-    chosen = recipe.checkpointing_share("auto", config, lora, batch=1, seq_len=4096, optim="paged_adamw_8bit",
-                                        compiled=True, loss_chunk=1024)
-    assert (lora.lora_dropout, chosen) == (dropout, share)
     counts = estimate.count_parameters(*estimate.meta_model_with_lora(config, lora))
-    fits = sum(estimate.estimate_training_gib(config, counts, 1, 4096, chosen, "paged_adamw_8bit", True, 1024, 0.0 if
-                                              dropout == 0 else dropout).values())
+    settings = dict(batch=1, seq_len=4096, optim="paged_adamw_8bit", compiled=True, loss_chunk=1024,
+                    lora_dropout=lora.lora_dropout)
+    chosen = recipe.checkpointing_share("auto", config, counts, **settings)
+    assert (lora.lora_dropout, chosen) == (dropout, share)
+    fits = sum(estimate.estimate_training_gib(config, counts, 1, 4096, chosen, "paged_adamw_8bit", True, 1024,
+                                              dropout).values())
     assert fits <= estimate.FITS_GIB
-    assert recipe.checkpointing_share("0.3", config, lora, batch=1, seq_len=4096, optim="paged_adamw_8bit",
-                                      compiled=True, loss_chunk=1024) == 0.3  # a number is kept as given
+    assert recipe.checkpointing_share("0.3", config, counts, **settings) == 0.3  # a number is kept as given
     assert recipe.lora_dropout(0.1, targets) == 0.1
 
 
