@@ -8,7 +8,11 @@ From the repository root:
 Kernels (--kernels, by name): tinygemm (torchao's int4, the export's kernel today), gemlite4 and gemlite8 (the
 Triton kernels of gemlite, Apache-2.0, through torchao's prototype UIntxWeightOnlyConfig: gemlite==0.5.1.post1, the
 release whose API torchao 0.18 calls; gemlite4 runs its model in fp16), int8 (torchao's int8 weight-only, the
-export's), int8dyn (int8 weights and int8 activations, torch._int_mm). Random weights: speed and memory only.
+export's), int8dyn (int8 weights and int8 activations, torch._int_mm), bf16 (no quantization: the merged 16-bit
+model). --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs),
+tuned (CUDA graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles),
+max-autotune (also autotuned matmul templates; a long compile). --profile=true records the GPU kernels that took
+the most time in one more batch-1 run (same length: the compiled graphs replay). Random weights: speed and memory only.
 The JSON is rewritten after each measurement.
 """
 import gc
@@ -20,6 +24,7 @@ import torch
 
 from bench.speed import attempt, gen_speed
 from kochat import cli, estimate, runs
+from kochat.errors import UserError
 from kochat.prompts import Template
 from kochat.records import read_records
 
@@ -29,11 +34,19 @@ DATA = ""                   # KoAlpaca-v1.1a rows (.jsonl), for real questions; 
 OUT = ""                    # the result JSON; required
 KERNELS = ["gemlite4", "gemlite8"]  # which kernels to measure, in order
 BATCHES = "1,16"            # rows answered at once, comma-separated
+COMPILE = "reduce-overhead"  # reduce-overhead, tuned or max-autotune (see above)
+PROFILE = False             # profile one more batch-1 run: the GPU kernels that took the most time
+
+COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
+                   "tuned": {"triton.cudagraphs": True, "coordinate_descent_tuning": True},
+                   "max-autotune": {"triton.cudagraphs": True, "coordinate_descent_tuning": True, "max_autotune": True}}
 
 
 def torchao_config(kernel: str):
     from torchao.quantization import (Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
                                       Int8WeightOnlyConfig)
+    if kernel == "bf16":
+        return None
     if kernel.startswith("gemlite"):
         from torchao.prototype.quantization.quant_api import UIntxWeightOnlyConfig
         bits = int(kernel.removeprefix("gemlite"))
@@ -45,7 +58,10 @@ def torchao_config(kernel: str):
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "MODEL", "DATA", "OUT")
+    if COMPILE not in COMPILE_OPTIONS:
+        raise UserError(f"--compile={COMPILE}: one of {', '.join(COMPILE_OPTIONS)}")
     from torchao.quantization import quantize_
+    from transformers import CompileConfig
 
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "versions": {**runs.versions(), "torchao": __import__("torchao").__version__}, "model": MODEL,
@@ -70,10 +86,12 @@ def main(argv):
         run, tokenizer, model = runs.load_for_answering(str(model_dir), four_bit=False)
         # gemlite's 4-bit weights take the dtype of HQQ's fp16 scales, and its kernel that of its input
         model = model.to(torch.float16 if kernel == "gemlite4" else torch.bfloat16)
+        model.generation_config.compile_config = CompileConfig(mode=None, options=COMPILE_OPTIONS[COMPILE])
 
         def quantize():
-            quantize_(model, torchao_config(kernel),
-                      filter_fn=lambda m, name: isinstance(m, torch.nn.Linear) and name.split(".")[-1] not in head)
+            if kernel != "bf16":
+                quantize_(model, torchao_config(kernel),
+                          filter_fn=lambda m, name: isinstance(m, torch.nn.Linear) and name.split(".")[-1] not in head)
             torch.cuda.empty_cache()
             return {"weights_gib": round(torch.cuda.memory_allocated() / estimate.GIB, 2)}
         attempt(results, f"{kernel} quantize", quantize)
@@ -90,9 +108,33 @@ def main(argv):
                 return {**figures, "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
             attempt(results, f"{kernel} fast, batch {batch}", measure)
             save()
+            if batch == 1 and PROFILE:
+                attempt(results, f"{kernel} profile, batch 1",
+                        lambda: profile(model, tokenizer, run.template, questions[0]))
+                save()
         model = None  # freed before the next kernel's copy loads
         torch._dynamo.reset()
         gc.collect()  # the compiled forward and the model refer to each other
+
+
+def profile(model, tokenizer, template, question, steps: int = 256, top: int = 15) -> dict:
+    """The GPU kernels that took the most time in one answer of `steps` tokens, as gen_speed measured (the same
+    cache length: its graphs replay, nothing compiles), each with its share of the GPU time and its microseconds
+    a step (the prefill is counted in: one forward of the prompt)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from kochat.generation import gen
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        wall = gen(model, tokenizer, template, question, max_new_tokens=steps, min_new_tokens=steps,
+                   fast=True)[0].seconds * 1e6
+    kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA" and e.self_device_time_total > 0]
+    total = sum(e.self_device_time_total for e in kernels)
+    kernels.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    return {"steps": steps, "gpu_us_per_step": round(total / steps, 1), "wall_us_per_step": round(wall / steps, 1),
+            "top": [{"kernel": e.key[:120], "share": round(e.self_device_time_total / total, 3),
+                     "us_per_step": round(e.self_device_time_total / steps, 1), "calls_per_step": e.count / steps}
+                    for e in kernels[:top]]}
 
 
 if __name__ == "__main__":

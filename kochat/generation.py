@@ -217,10 +217,11 @@ class StepsToHost:
 
 def compiled_forward(core):
     """transformers' own compiled forward (torch.compile, CUDA graphs) where generate() would use it: a GPU,
-    weights that compile (not bitsandbytes 4-bit), nothing offloaded; else the plain forward."""
+    weights that compile (not bitsandbytes 4-bit), nothing offloaded; else the plain forward. Compiled with the
+    model's generation_config.compile_config, as generate() compiles it (None: transformers' default)."""
     quantizer = getattr(core, "hf_quantizer", None)
     places = set(getattr(core, "hf_device_map", {}).values())
     if core.device.type != "cuda" or (quantizer is not None and not quantizer.is_compileable) or \
             places & {"cpu", "disk"}:
         return core
-    return core.get_compiled_call(None)
+    return core.get_compiled_call(core.generation_config.compile_config)
