@@ -6,7 +6,7 @@ From the repository root:
     python3 -m bench.export_gpu --model=/tmp/random-polyglot-ko-12.8b --data=KOALPACA_1K.jsonl --out=RESULT.json
 
 --model is a 16-bit model folder (bench/random_model.py writes one of a real shape; random weights: speed and
-memory only, the answers mean nothing). The JSON is rewritten after each measurement.
+memory only, the answers mean nothing). --cache_8bit=true answers with the 8-bit key/value cache (kochat/kv_cache.py). The JSON is rewritten after each measurement.
 """
 import json
 import shutil
@@ -29,11 +29,13 @@ DATA = ""                  # KoAlpaca-v1.1a rows (.jsonl), for real questions; r
 OUT = ""                   # the result JSON; required
 FORMATS = ["int4", "int8"]  # export formats to measure
 WORK = "/tmp/bench-export"  # where the exported folders are written (and removed after)
+CACHE_8BIT = "auto"        # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 
 
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "MODEL", "DATA", "OUT")
+    cache_8bit = cli.auto_or_bool("CACHE_8BIT", CACHE_8BIT)
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "versions": {**runs.versions(), "torchao": __import__("torchao").__version__}, "model": MODEL,
                "command": " ".join(["python3 -m bench.export_gpu", *argv])}
@@ -67,7 +69,8 @@ def main(argv):
             torch.cuda.reset_peak_memory_stats()
 
             def measure():
-                figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{fmt} fast", fast=True)
+                figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{fmt} fast", fast=True,
+                                    cache_8bit=cache_8bit)
                 return {**figures, "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
             attempt(results, f"{fmt} fast, batch {batch}", measure)
             save()

@@ -38,6 +38,7 @@ from kochat import cli, modeling, recipe, runs
 from kochat.errors import UserError
 from kochat.export import gguf, quantized
 from kochat.generation import gen
+from kochat.kv_cache import static_cache
 from kochat.tokenization import IGNORE, encode_prompt
 
 # ---- constants: override on the command line as --name=value ------------------------------------------
@@ -45,7 +46,8 @@ RUN = "outputs/tiny"                   # a trained run folder from finetune_ko.p
 DATA = "../shared/data/koalpaca/KoAlpaca_v1.1a_textonly_1k.jsonl"  # rows the run did not train on
 WORK = "/tmp/export-quality"           # where the exports are written (overwritten on each run)
 OUT = ""                               # the result JSON, rewritten after each format; required
-FORMATS = "merged,int8,int4,f16,q8_0,q4_k_m"  # merged, int8/int4 (torchao), GGUF quants (llama.cpp)
+FORMATS = "merged,merged_cache8,int8,int4,f16,q8_0,q4_k_m"  # merged, int8/int4 (torchao), GGUF quants
+                                       # (llama.cpp); merged_cache8: merged, with the 8-bit key/value cache
 ROWS = 200                             # held-out rows the loss is measured on
 QUESTIONS = 40                         # of those rows, the prompts answered for agreement
 NEW_TOKENS = 64                        # greedy tokens per answer, at most
@@ -77,14 +79,22 @@ def answer_loss(logits: torch.Tensor, labels: list[int]) -> tuple[float, int]:
     return loss.item(), int((targets != IGNORE).sum())
 
 
-def measure_transformers(folder: Path, rows: list[dict], prompts: list[str]) -> tuple[list, list[str]]:
-    """Per row (loss sum, count), and the greedy answers, from a folder as chat_ko.py loads it."""
+def measure_transformers(folder: Path, rows: list[dict], prompts: list[str], cache_8bit: bool = False
+                         ) -> tuple[list, list[str]]:
+    """Per row (loss sum, count), and the greedy answers, from a folder as chat_ko.py loads it. cache_8bit: every
+    row's attention reads its keys and values back from gen()'s 8-bit cache, as each answering step does."""
     loaded = runs.load_for_answering(str(folder), four_bit=False)
-    device = loaded.model.get_input_embeddings().weight.device
+    model = loaded.model
+    device = model.get_input_embeddings().weight.device
     with torch.inference_mode():
-        losses = [answer_loss(loaded.model(input_ids=torch.tensor([r["input_ids"]], device=device)).logits[0].cpu(),
-                              r["labels"]) for r in rows]
-    answers = gen(loaded.model, loaded.tokenizer, None, prompts, max_new_tokens=NEW_TOKENS)
+        losses = []
+        for r in rows:
+            cache = static_cache(model, 1, len(r["input_ids"]), True) if cache_8bit else None
+            logits = model(input_ids=torch.tensor([r["input_ids"]], device=device), past_key_values=cache,
+                           use_cache=cache_8bit).logits[0]
+            losses.append(answer_loss(logits.cpu(), r["labels"]))
+    answers = gen(model, loaded.tokenizer, None, prompts, max_new_tokens=NEW_TOKENS, fast=cache_8bit,
+                  cache_8bit=cache_8bit)  # fast: the static cache, greedy as the default path (tests)
     return losses, [a.text for a in answers]
 
 
@@ -127,7 +137,7 @@ def size_bytes(path: Path) -> int:
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "OUT")
-    known = ("merged", *quantized.FORMATS, *gguf.QUANTS)
+    known = ("merged", "merged_cache8", *quantized.FORMATS, *gguf.QUANTS)
     asked = FORMATS.split(",")
     if unknown := [f for f in asked if f not in known]:
         raise UserError(f"{cli.flag('FORMATS', FORMATS)}: {', '.join(unknown)} not among {', '.join(known)}")
@@ -163,12 +173,12 @@ def main(argv):
             if fmt in gguf_files:
                 path = gguf_files[fmt]
             else:
-                path = merged if fmt == "merged" else quantized.write_quantized(merged, work / fmt, fmt)
+                path = merged if fmt.startswith("merged") else quantized.write_quantized(merged, work / fmt, fmt)
         except UserError as e:  # int4 on a machine without an NVIDIA GPU: the reason, in one line
             results["formats"][fmt] = {"not_measured": str(e)}
         else:
             losses, answers = (measure_gguf(path, rows, prompts, run.tokenizer) if fmt in gguf_files
-                               else measure_transformers(path, rows, prompts))
+                               else measure_transformers(path, rows, prompts, cache_8bit=fmt == "merged_cache8"))
             loss = sum(total for total, _ in losses) / sum(count for _, count in losses)
             if reference is None:
                 reference = (loss, answers)

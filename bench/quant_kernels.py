@@ -12,7 +12,8 @@ export's), int8dyn (int8 weights and int8 activations, torch._int_mm), bf16 (no 
 model). --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs),
 tuned (CUDA graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles),
 max-autotune (also autotuned matmul templates; a long compile). --profile=true records the GPU kernels that took
-the most time in one more batch-1 run (same length: the compiled graphs replay). Random weights: speed and memory only.
+the most time in one more batch-1 run (same length: the compiled graphs replay). --cache_8bit=true answers with
+the 8-bit key/value cache (kochat/kv_cache.py). Random weights: speed and memory only.
 The JSON is rewritten after each measurement.
 """
 import gc
@@ -36,6 +37,7 @@ KERNELS = ["gemlite4", "gemlite8"]  # which kernels to measure, in order
 BATCHES = "1,16"            # rows answered at once, comma-separated
 COMPILE = "reduce-overhead"  # reduce-overhead, tuned or max-autotune (see above)
 PROFILE = False             # profile one more batch-1 run: the GPU kernels that took the most time
+CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 
 COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
                    "tuned": {"triton.cudagraphs": True, "coordinate_descent_tuning": True},
@@ -60,6 +62,7 @@ def main(argv):
     cli.require(globals(), "MODEL", "DATA", "OUT")
     if COMPILE not in COMPILE_OPTIONS:
         raise UserError(f"--compile={COMPILE}: one of {', '.join(COMPILE_OPTIONS)}")
+    cache_8bit = cli.auto_or_bool("CACHE_8BIT", CACHE_8BIT)
     from torchao.quantization import quantize_
     from transformers import CompileConfig
 
@@ -104,7 +107,7 @@ def main(argv):
 
             def measure():
                 figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{kernel} fast",
-                                    fast=True, repeats=1)
+                                    fast=True, repeats=1, cache_8bit=cache_8bit)
                 return {**figures, "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
             attempt(results, f"{kernel} fast, batch {batch}", measure)
             save()

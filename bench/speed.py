@@ -144,15 +144,16 @@ def packed_loss_check(model, tokenizer, rows, n_rows=8, budget=defaults.PACK_TOK
             "relative_difference": abs(packed_loss - total / count) / (total / count)}
 
 
-def gen_speed(model, tokenizer, template, questions, *, name, fast, new_tokens=256, repeats=2):
+def gen_speed(model, tokenizer, template, questions, *, name, fast, new_tokens=256, repeats=2, cache_8bit=None):
     """tokens/s of gen() at full length (end of text suppressed), best of `repeats` after one warm-up."""
-    gen(model, tokenizer, template, questions, max_new_tokens=new_tokens, min_new_tokens=new_tokens, fast=fast)
+    gen(model, tokenizer, template, questions, max_new_tokens=new_tokens, min_new_tokens=new_tokens, fast=fast,
+        cache_8bit=cache_8bit)
     best = None
     for _ in range(repeats):
         torch.cuda.synchronize()
         start = time.perf_counter()
         answers = gen(model, tokenizer, template, questions, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                      fast=fast)
+                      fast=fast, cache_8bit=cache_8bit)
         torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         best = seconds if best is None else min(best, seconds)

@@ -13,8 +13,9 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-from transformers import DynamicCache, StaticCache, TemperatureLogitsWarper, TopPLogitsWarper
+from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
+from .kv_cache import static_cache
 from .prompts import Template
 from .streaming import RowTracker
 from .tokenization import encode_prompt
@@ -81,8 +82,8 @@ CACHE_STEP = 128  # fast mode's static cache: prompt plus answer rounded up to t
 
 
 def gen(model, tokenizer, template: Template | None, questions, *, max_new_tokens=256, temperature: float = 0.0,
-        top_p: float = 1.0, fast: bool = False, min_new_tokens: int = 0, stop=None, stream=None,
-        cancelled=None) -> list[Answer]:
+        top_p: float = 1.0, fast: bool = False, cache_8bit: bool | None = None, min_new_tokens: int = 0, stop=None,
+        stream=None, cancelled=None) -> list[Answer]:
     """Answer each question: a string, a (question, input) pair, or a conversation (a list of messages).
     template None: each item is a raw prompt to continue. temperature 0 (or under GREEDY_BELOW) = greedy.
 
@@ -93,6 +94,8 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
     models not in 4-bit: load them with four_bit=False, or merge the adapter into a 16-bit base). The first
     call with a new batch size, or a longer prompt plus answer than any before (in steps of CACHE_STEP tokens),
     compiles (about a minute at 12.8b); later ones replay. Same greedy tokens as the default path.
+    cache_8bit: fast mode's key/value cache in 8 bits (kv_cache.py), about half the memory; None (auto): only
+    where the batch's cache in the model's dtype would not fit the GPU.
     min_new_tokens: end of text is not allowed before this many tokens (benchmarks force full length)."""
     single = isinstance(questions, (str, tuple)) or (isinstance(questions, list) and questions
                                                       and isinstance(questions[0], dict))
@@ -119,7 +122,7 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
     start = time.perf_counter()
     with torch.inference_mode():
         new_ids = decode(model, input_ids, attention_mask, tracker, eos=tokenizer.eos_token_id, pad=pad,
-                         min_new_tokens=min_new_tokens, warpers=warpers, fast=fast)
+                         min_new_tokens=min_new_tokens, warpers=warpers, fast=fast, cache_8bit=cache_8bit)
     tracker.finish(new_ids)
     seconds = time.perf_counter() - start
     return [Answer(q, i, tracker.text(row).strip(), tracker.tokens[row], seconds, tracker.reason[row] or "length",
@@ -128,7 +131,7 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
 
 
 def decode(model, input_ids, attention_mask, tracker: RowTracker, *, eos: int, pad: int, min_new_tokens: int,
-           warpers: list, fast: bool) -> list[list[int]]:
+           warpers: list, fast: bool, cache_8bit: bool | None = None) -> list[list[int]]:
     """The token loop behind gen(), as transformers' generate() runs it for greedy search and sampling
     (same positions, masks, float32 scores, warpers, padding of finished rows: the same greedy tokens),
     with one difference: the GPU is never made to wait for Python. Each step's tokens travel to the host
@@ -142,7 +145,7 @@ def decode(model, input_ids, attention_mask, tracker: RowTracker, *, eos: int, p
         return [[] for _ in range(batch)]
     length = -(-(width + steps) // CACHE_STEP) * CACHE_STEP if fast else width + steps
     if fast:  # a static cache, sized in steps so that calls of nearby lengths reuse one graph
-        cache, forward = StaticCache(config=core.config, max_cache_len=length), compiled_forward(core)
+        cache, forward = static_cache(core, batch, length, cache_8bit), compiled_forward(core)
     else:
         cache, forward = DynamicCache(config=core.config), core
     mask = torch.ones(batch, length, dtype=attention_mask.dtype, device=input_ids.device)
