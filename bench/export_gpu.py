@@ -6,7 +6,8 @@ From the repository root:
     python3 -m bench.export_gpu --model=/tmp/random-polyglot-ko-12.8b --data=KOALPACA_1K.jsonl --out=RESULT.json
 
 --model is a 16-bit model folder (bench/random_model.py writes one of a real shape; random weights: speed and
-memory only, the answers mean nothing). --cache_8bit=true answers with the 8-bit key/value cache (kochat/kv_cache.py). The JSON is rewritten after each measurement.
+memory only, the answers mean nothing). --cache_8bit=true answers with the 8-bit key/value cache
+(kochat/kv_cache.py). The JSON is rewritten after each measurement.
 """
 import json
 import shutil
@@ -71,7 +72,8 @@ def main(argv):
             def measure():
                 figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{fmt} fast", fast=True,
                                     cache_8bit=cache_8bit)
-                return {**figures, "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
+                return {**figures, "cache_8bit": CACHE_8BIT,
+                        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
             attempt(results, f"{fmt} fast, batch {batch}", measure)
             save()
         del model

@@ -82,7 +82,9 @@ def answer_loss(logits: torch.Tensor, labels: list[int]) -> tuple[float, int]:
 def measure_transformers(folder: Path, rows: list[dict], prompts: list[str], cache_8bit: bool = False
                          ) -> tuple[list, list[str]]:
     """Per row (loss sum, count), and the greedy answers, from a folder as chat_ko.py loads it. cache_8bit: every
-    row's attention reads its keys and values back from gen()'s 8-bit cache, as each answering step does."""
+    row's attention reads its keys and values back from gen()'s 8-bit cache, as each answering step does, and the
+    answers come from gen()'s fast mode (on a CPU its static cache gives the default path's greedy tokens; on a
+    GPU it is also compiled, so agreement there carries the compiled step's rounding too)."""
     loaded = runs.load_for_answering(str(folder), four_bit=False)
     model = loaded.model
     device = model.get_input_embeddings().weight.device

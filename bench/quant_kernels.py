@@ -108,19 +108,20 @@ def main(argv):
             def measure():
                 figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{kernel} fast",
                                     fast=True, repeats=1, cache_8bit=cache_8bit)
-                return {**figures, "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
+                return {**figures, "cache_8bit": CACHE_8BIT,
+                        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
             attempt(results, f"{kernel} fast, batch {batch}", measure)
             save()
             if batch == 1 and PROFILE:
                 attempt(results, f"{kernel} profile, batch 1",
-                        lambda: profile(model, tokenizer, run.template, questions[0]))
+                        lambda: profile(model, tokenizer, run.template, questions[0], cache_8bit))
                 save()
         model = None  # freed before the next kernel's copy loads
         torch._dynamo.reset()
         gc.collect()  # the compiled forward and the model refer to each other
 
 
-def profile(model, tokenizer, template, question, steps: int = 256, top: int = 15) -> dict:
+def profile(model, tokenizer, template, question, cache_8bit, steps: int = 256, top: int = 15) -> dict:
     """The GPU kernels that took the most time in one answer of `steps` tokens, as gen_speed measured (the same
     cache length: its graphs replay, nothing compiles), each with its share of the GPU time and its microseconds
     a step (the prefill is counted in: one forward of the prompt)."""
@@ -130,7 +131,7 @@ def profile(model, tokenizer, template, question, steps: int = 256, top: int = 1
     from kochat.generation import gen
     with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
         wall = gen(model, tokenizer, template, question, max_new_tokens=steps, min_new_tokens=steps,
-                   fast=True)[0].seconds * 1e6
+                   fast=True, cache_8bit=cache_8bit)[0].seconds * 1e6
     kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA" and e.self_device_time_total > 0]
     total = sum(e.self_device_time_total for e in kernels)
     kernels.sort(key=lambda e: e.self_device_time_total, reverse=True)

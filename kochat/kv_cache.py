@@ -5,11 +5,14 @@ At the 12.8b shape a batch of 16 rows of 512 tokens holds 6.25 GiB of 16-bit key
 weights (bench/RESULTS.md): on a 12 GB card the cache, not the model, is what does not fit. The 8-bit layers keep
 each head's key (or value) vector at each position as int8 in units of its own scale, a power of 2 ** (1/4) (the
 smallest that puts its largest value within 127; the OCP microscaling formats scale by powers of 2), the scale's
-exponent as one more byte at the end of the row, so transformers' StaticLayer stores and indexes both as one int8 tensor: any GPU or
-CPU, inside a compiled graph too (float8 would need an sm89+ GPU there). Each step reads the cache back into the
-model's dtype for attention: more memory traffic, paid only where the 16-bit cache would not fit.
+exponent as one more byte at the end of the row, so transformers' StaticLayer stores and indexes both as one int8
+tensor: any GPU or CPU, inside a compiled graph too (float8 would need an sm89+ GPU there). Each step reads the
+whole cache back into the model's dtype for attention, about 2.5 times the memory traffic of a 16-bit cache (a
+byte read, two written, two read again, against two read): paid only where the 16-bit cache would not fit.
 """
 from __future__ import annotations
+
+import weakref
 
 import torch
 from transformers import StaticCache
@@ -18,6 +21,12 @@ from transformers.cache_utils import StaticLayer
 from .estimate import GIB
 
 HEADROOM_GIB = 1.0  # kept free beside the cache: the step's activations, CUDA graphs, the prefill of a batch
+SCALE_STEPS = 4     # scales are powers of 2 ** (1 / 4): the largest value lands within 107..127, and the exponent,
+                    # one int8, spans 2 ** ±32
+
+# auto's choice per model and (batch, length), made once: free memory shrinks as CUDA graphs are recorded, and a
+# choice that flipped later would compile the decoding step again (a minute at 12.8b) and change greedy answers
+_chosen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class Int8CacheLayer(StaticLayer):
@@ -28,12 +37,9 @@ class Int8CacheLayer(StaticLayer):
         return from_int8_rows(keys, key_states.dtype), from_int8_rows(values, value_states.dtype)
 
 
-SCALE_STEPS = 4  # scales are powers of 2 ** (1 / 4): the largest value lands within 107..127, and the exponent,
-                 # one int8, spans 2 ** ±32
-
-
 def to_int8_rows(states: torch.Tensor) -> torch.Tensor:
-    """(…, head_dim) floats → (…, head_dim + 1) int8: the values in units of their scale, then its exponent."""
+    """(…, head_dim) floats → (…, head_dim + 1) int8: the values in units of their scale, then its exponent.
+    Magnitudes beyond 127 · 2 ** 31.75 saturate; a row with a NaN comes back as zeros."""
     largest = states.abs().amax(-1, keepdim=True).float().clamp(min=2.0 ** -100)
     exponent = torch.ceil(torch.log2(largest / 127) * SCALE_STEPS).clamp(-127, 127)  # the smallest scale that fits
     values = (states.float() * torch.exp2(-exponent / SCALE_STEPS)).round().clamp(-127, 127)
@@ -41,16 +47,22 @@ def to_int8_rows(states: torch.Tensor) -> torch.Tensor:
 
 
 def from_int8_rows(rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return (rows[..., :-1].float() * torch.exp2(rows[..., -1:].float() / SCALE_STEPS)).to(dtype)
+    """Back in `dtype`, computed in it (a float32 copy of a whole layer would cost more than the 8 bits save)."""
+    return rows[..., :-1].to(dtype) * torch.exp2(rows[..., -1:].float() / SCALE_STEPS).to(dtype)
 
 
-def cache_bytes(config, batch: int, length: int, bytes_per_value: float) -> int:
-    """Keys and values of every layer for `batch` rows of `length` tokens."""
-    text = config.get_text_config()
+def bytes_per_token(config, bytes_per_value: float) -> float:
+    """One token's keys and values in one layer."""
+    text = config.get_text_config(decoder=True)
     heads = text.num_attention_heads
     kv_heads = getattr(text, "num_key_value_heads", None) or heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
-    return int(text.num_hidden_layers * 2 * batch * length * kv_heads * head_dim * bytes_per_value)
+    return 2 * kv_heads * head_dim * bytes_per_value
+
+
+def cache_bytes(cache: StaticCache, config, batch: int, bytes_per_value: float) -> int:
+    """What `cache` holds once filled: each layer's own length (a sliding-window layer's is its window)."""
+    return int(sum(layer.max_cache_len for layer in cache.layers) * batch * bytes_per_token(config, bytes_per_value))
 
 
 def free_bytes(device: torch.device) -> float:
@@ -61,14 +73,18 @@ def free_bytes(device: torch.device) -> float:
     return torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
 
 
-def static_cache(model, batch: int, length: int, eight_bit: bool | None) -> StaticCache:
-    """A StaticCache for `batch` rows of `length` tokens; eight_bit None (auto): 8-bit where the model's dtype would
-    not fit. Sliding-window layers (Gemma's) keep the model's dtype."""
+def static_cache(model, batch: int, length: int, cache_8bit: bool | None) -> StaticCache:
+    """A StaticCache for `batch` rows of `length` tokens. cache_8bit None (auto): 8-bit where the cache in the
+    model's dtype, with HEADROOM_GIB beside it, would not fit, decided once per model, batch and length.
+    Sliding-window layers (Gemma's, as long as their window) keep the model's dtype."""
     cache = StaticCache(config=model.config, max_cache_len=length)
-    if eight_bit is None:  # auto: 8-bit where the model's dtype, with HEADROOM_GIB beside it, would not fit
-        need = cache_bytes(model.config, batch, length, model.dtype.itemsize) + HEADROOM_GIB * GIB
-        eight_bit = need > free_bytes(model.device)
-    if eight_bit:
+    if cache_8bit is None:
+        choices = _chosen.setdefault(model, {})
+        if (batch, length) not in choices:
+            need = cache_bytes(cache, model.config, batch, model.dtype.itemsize) + HEADROOM_GIB * GIB
+            choices[batch, length] = need > free_bytes(model.device)
+        cache_8bit = choices[batch, length]
+    if cache_8bit:
         cache.layers = [Int8CacheLayer(layer.max_cache_len) if type(layer) is StaticLayer else layer
                         for layer in cache.layers]
     return cache

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from transformers.cache_utils import StaticLayer
 
 from kochat import generation, kv_cache, modeling, tiny
@@ -16,41 +15,47 @@ def model(tiny_tokenizer):
     return modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 def test_int8_rows_keep_each_vector_within_half_a_step_of_its_own_scale(dtype):
-    states = torch.randn(2, 4, 7, 64, dtype=dtype) * torch.logspace(-3, 2, 7)[:, None].to(dtype)  # rows of all sizes
+    sizes = torch.tensor([1e-4, 1e-2, 1.0, 30.0, 500.0, 6e4 / 4])[:, None]  # rows from tiny to near fp16's largest
+    states = (torch.randn(2, 3, 6, 64) * sizes).to(dtype)
     states[0, 0, 0] = 0  # a row of zeros stays zeros
     rows = to_int8_rows(states)
-    assert rows.dtype == torch.int8 and rows.shape == (2, 4, 7, 65)
+    assert rows.dtype == torch.int8 and rows.shape == (2, 3, 6, 65)
     back = from_int8_rows(rows, dtype)
     assert back.dtype == dtype and (back[0, 0, 0] == 0).all()
     largest = states.float().abs().amax(-1, keepdim=True)
     error = (back.float() - states.float()).abs()
-    assert (error <= largest / 127 * 2 ** 0.25 / 2 + torch.finfo(dtype).eps * states.float().abs()).all()  # half a
-    # step (the scale a power of 2 ** (1/4) at most that much above largest / 127), and the dtype's own rounding
+    own_rounding = torch.finfo(dtype).eps * states.float().abs() + torch.finfo(dtype).smallest_normal
+    assert (error <= largest / 127 * 2 ** 0.25 / 2 + own_rounding).all()  # half a step (the scale at most
+    # 2 ** (1/4) above largest / 127), and the dtype's own rounding of the scale and the product
 
 
-def test_cache_bytes_is_what_the_model_dtype_cache_holds(model, tiny_tokenizer, koalpaca_template):
-    cache = static_cache(model, 4, 128, eight_bit=False)
+def test_cache_bytes_is_what_each_cache_holds(model, tiny_tokenizer):
     ids = torch.tensor([tiny_tokenizer("안녕하세요")["input_ids"]] * 4)
-    model(input_ids=ids, past_key_values=cache, use_cache=True)
-    held = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
-    assert held == cache_bytes(model.config, 4, 128, model.dtype.itemsize)
-    eight = static_cache(model, 4, 128, eight_bit=True)
-    model(input_ids=ids, past_key_values=eight, use_cache=True)
+    full, eight = static_cache(model, 4, 128, cache_8bit=False), static_cache(model, 4, 128, cache_8bit=True)
+    for cache in (full, eight):
+        model(input_ids=ids, past_key_values=cache, use_cache=True)
+    held = sum(layer.keys.nbytes + layer.values.nbytes for layer in full.layers)
+    assert held == cache_bytes(full, model.config, 4, model.dtype.itemsize) > 0
     assert all(isinstance(layer, Int8CacheLayer) and layer.keys.dtype == torch.int8 for layer in eight.layers)
     head_dim = model.config.hidden_size // model.config.num_attention_heads
     assert sum(layer.keys.nbytes + layer.values.nbytes for layer in eight.layers) == \
-        held * (head_dim + 1) // (head_dim * 4)  # a byte a value and one a row, against float32's 4 bytes a value
+        held * (head_dim + 1) // (head_dim * model.dtype.itemsize)  # a byte a value, and one a row
 
 
-def test_auto_takes_8_bits_only_where_the_model_dtype_cache_would_not_fit(model, monkeypatch):
-    assert not any(isinstance(layer, Int8CacheLayer) for layer in static_cache(model, 16, 512, None).layers)  # a CPU
-    need = cache_bytes(model.config, 16, 512, model.dtype.itemsize) + kv_cache.HEADROOM_GIB * 2**30
+def test_auto_takes_8_bits_only_where_the_cache_would_not_fit_and_keeps_its_choice(model, monkeypatch):
+    def is_8bit(batch, length):
+        return isinstance(static_cache(model, batch, length, None).layers[0], Int8CacheLayer)
+
+    assert not is_8bit(16, 512)  # a CPU
+    need = cache_bytes(static_cache(model, 16, 256, False), model.config, 16, model.dtype.itemsize) + \
+        kv_cache.HEADROOM_GIB * 2 ** 30
     monkeypatch.setattr(kv_cache, "free_bytes", lambda device: need - 1)
-    assert all(isinstance(layer, Int8CacheLayer) for layer in static_cache(model, 16, 512, None).layers)
+    assert is_8bit(16, 256)
     monkeypatch.setattr(kv_cache, "free_bytes", lambda device: need)
-    assert not any(isinstance(layer, Int8CacheLayer) for layer in static_cache(model, 16, 512, None).layers)
+    assert is_8bit(16, 256)  # decided once for this batch and length: its compiled step stays valid
+    assert not is_8bit(8, 256)  # other shapes decide for themselves
 
 
 def test_an_8_bit_cache_answers_as_the_model_dtype_cache(model, tiny_tokenizer, koalpaca_template, monkeypatch):
@@ -61,3 +66,15 @@ def test_an_8_bit_cache_answers_as_the_model_dtype_cache(model, tiny_tokenizer, 
     assert [type(cache.layers[0]) for cache in made] == [StaticLayer, Int8CacheLayer]
     assert made[1].layers[0].keys.dtype == torch.int8  # the answers below came through it
     assert [a.text for a in eight] == [a.text for a in full] and all(a.text for a in full)
+
+
+def test_the_compiled_decode_step_reads_the_8_bit_cache_as_the_eager_one(model, tiny_tokenizer, koalpaca_template,
+                                                                        monkeypatch):
+    # on a GPU the decode step is compiled (inductor, CUDA graphs) with the 8-bit layers inside its graph; here the
+    # same compiled call on the CPU must lower them and pick the tokens the eager step picks, 40 forced per row
+    kwargs = dict(max_new_tokens=40, min_new_tokens=40, fast=True, cache_8bit=True)
+    eager = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, **kwargs)
+    monkeypatch.setattr(generation, "compiled_forward", lambda core: core.get_compiled_call(None))
+    compiled = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, **kwargs)
+    assert hasattr(model, "_compiled_call")  # the compiled path really ran
+    assert [a.text for a in compiled] == [a.text for a in eager] and [a.new_tokens for a in compiled] == [40] * 4

@@ -1,5 +1,6 @@
 """bench/export_quality.py end to end on the CPU, small: 10 KoAlpaca rows, 4 questions, the merged and int8
-formats and the 8-bit key/value cache of the tiny run folder (an untrained adapter: the figures compare formats, they need no training)."""
+formats and the 8-bit key/value cache of the tiny run folder (an untrained adapter: the figures compare formats,
+they need no training)."""
 import json
 import subprocess
 import sys
@@ -14,8 +15,8 @@ def test_merged_is_its_own_reference_and_int8_stays_close(tiny_run_folder, tmp_p
     out = tmp_path / "quality.json"
     result = subprocess.run(
         [sys.executable, "-m", "bench.export_quality", f"--run={tiny_run_folder}", f"--data={KOALPACA_V11A}",
-         f"--work={tmp_path / 'work'}", f"--out={out}", "--formats=merged,int8,merged_cache8", "--rows=10", "--questions=4",
-         "--new_tokens=16"],
+         f"--work={tmp_path / 'work'}", f"--out={out}", "--formats=merged,int8,merged_cache8", "--rows=10",
+         "--questions=4", "--new_tokens=16"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [line.split()[0] for line in result.stdout.splitlines()[-4:]] == ["merged", "int8", "merged_cache8",
