@@ -1,6 +1,6 @@
 """Each architecture kochat names, as a tiny random model through the project's own paths on the CPU: the 4-bit
 loader, LoRA "auto", packed rows (their loss equals the rows run one by one), the chunked loss, and gen()
-(greedy tokens equal generate()'s, fast mode equal to the default)."""
+(greedy tokens equal generate()'s, fast mode equal to the default, with its 8-bit cache too)."""
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -78,3 +78,7 @@ def test_gen_gives_generates_greedy_tokens_and_fast_mode_the_same(tiny_model):
     default = gen(model, tokenizer, template, conversation, max_new_tokens=12, min_new_tokens=12)[0]
     fast = gen(model, tokenizer, template, conversation, max_new_tokens=12, min_new_tokens=12, fast=True)[0]
     assert default.text == tokenizer.decode(out, skip_special_tokens=True).strip() == fast.text
+    # the 8-bit cache (its sliding-window layers, where the model has them, stay in the model's dtype)
+    eight = gen(model, tokenizer, template, conversation, max_new_tokens=12, min_new_tokens=12, fast=True,
+                cache_8bit=True)[0]
+    assert eight.text == fast.text
