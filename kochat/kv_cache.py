@@ -12,6 +12,7 @@ byte read, two written, two read again, against two read): paid only where the 1
 """
 from __future__ import annotations
 
+import logging
 import weakref
 
 import torch
@@ -19,6 +20,8 @@ from transformers import StaticCache
 from transformers.cache_utils import StaticLayer
 
 from .estimate import GIB
+
+log = logging.getLogger(__name__)
 
 HEADROOM_GIB = 1.0  # kept free beside the cache: the step's activations, CUDA graphs, the prefill of a batch
 SCALE_STEPS = 4     # scales are powers of 2 ** (1 / 4): the largest value lands within 107..127, and the exponent,
@@ -81,8 +84,12 @@ def static_cache(model, batch: int, length: int, cache_8bit: bool | None) -> Sta
     if cache_8bit is None:
         choices = _chosen.setdefault(model, {})
         if (batch, length) not in choices:
-            need = cache_bytes(cache, model.config, batch, model.dtype.itemsize) + HEADROOM_GIB * GIB
-            choices[batch, length] = need > free_bytes(model.device)
+            need, free = cache_bytes(cache, model.config, batch, model.dtype.itemsize), free_bytes(model.device)
+            choices[batch, length] = need + HEADROOM_GIB * GIB > free
+            if choices[batch, length]:  # once per shape: where memory ran short, an operator wants to know
+                log.warning("%d rows of %d tokens: key/value cache in 8 bits (in %s it would take %.1f GiB, "
+                            "%.1f GiB free)", batch, length, str(model.dtype).removeprefix("torch."), need / GIB,
+                            free / GIB)
         cache_8bit = choices[batch, length]
     if cache_8bit:
         cache.layers = [Int8CacheLayer(layer.max_cache_len) if type(layer) is StaticLayer else layer

@@ -44,7 +44,7 @@ def test_cache_bytes_is_what_each_cache_holds(model, tiny_tokenizer):
         held * (head_dim + 1) // (head_dim * model.dtype.itemsize)  # a byte a value, and one a row
 
 
-def test_auto_takes_8_bits_only_where_the_cache_would_not_fit_and_keeps_its_choice(model, monkeypatch):
+def test_auto_takes_8_bits_only_where_the_cache_would_not_fit_and_keeps_its_choice(model, monkeypatch, caplog):
     def is_8bit(batch, length):
         return isinstance(static_cache(model, batch, length, None).layers[0], Int8CacheLayer)
 
@@ -53,6 +53,9 @@ def test_auto_takes_8_bits_only_where_the_cache_would_not_fit_and_keeps_its_choi
         kv_cache.HEADROOM_GIB * 2 ** 30
     monkeypatch.setattr(kv_cache, "free_bytes", lambda device: need - 1)
     assert is_8bit(16, 256)
+    assert [r.getMessage() for r in caplog.records] == [  # said once, in one line
+        f"16 rows of 256 tokens: key/value cache in 8 bits (in float32 it would take 0.0 GiB, "
+        f"{(need - 1) / 2 ** 30:.1f} GiB free)"]
     monkeypatch.setattr(kv_cache, "free_bytes", lambda device: need)
     assert is_8bit(16, 256)  # decided once for this batch and length: its compiled step stays valid
     assert not is_8bit(8, 256)  # other shapes decide for themselves
