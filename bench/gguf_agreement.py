@@ -36,7 +36,7 @@ from kochat.tokenization import encode_prompt
 MODEL = ""          # a 16-bit GPT-NeoX model folder (safetensors); required
 DATA = ""           # KoAlpaca-v1.1a rows (.jsonl), for real questions; required
 OUT = ""            # the result JSON; required
-WORK = "/tmp/gguf-agreement"  # where the GGUF is written (kept: a second run reuses it)
+WORK = "/tmp/gguf-agreement"  # the GGUFs go in WORK/<model folder's name>/ (kept: a second run reuses them)
 QUANT = "f16"       # which GGUF: f16 (the conversion alone) or q8_0 / q4_k_m (llama.cpp's quantizer after it).
                     # llama.cpp mmaps the file: one larger than the memory is read from disk again for every
                     # token (a 24 GiB f16 on a 23.5 GiB machine: minutes a token), where a q8_0 stays in memory
@@ -73,23 +73,23 @@ def transformers_logits(folder: Path, sequences: list[list[int]]) -> list[torch.
     """Float32 logits at every position of each sequence, the model's layers loaded one at a time from its
     safetensors (mmapped), run and dropped: a 24 GiB model on a machine of 23.5 GiB."""
     config = modeling.load_config(str(folder))
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.device("meta"):  # sdpa: causal where no mask is given, as every row here is (right-padded)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="sdpa").eval()
     core = model.gpt_neox
     index = json.loads((folder / "model.safetensors.index.json").read_text(encoding="utf-8"))["weight_map"] \
         if (folder / "model.safetensors.index.json").exists() else None
     files = {}
 
     def tensor(name):
-        if index is not None and name not in index:  # the output layer, by the name transformers gives it
-            name = name.replace("embed_out.", "lm_head.", 1)
-        file = folder / (index[name] if index else "model.safetensors")
+        file = folder / (index.get(name) or index[name.replace("embed_out.", "lm_head.", 1)] if index
+                         else "model.safetensors")
         handle = files.get(file) or files.setdefault(file, safe_open(file, framework="pt"))
+        if name not in handle.keys():  # the output layer, by the name transformers gives it
+            name = name.replace("embed_out.", "lm_head.", 1)
         return handle.get_tensor(name).float()
 
     def loaded(module, prefix):
-        module.to_empty(device="cpu")
-        module.load_state_dict({k: tensor(prefix + k) for k in module.state_dict()})
+        module.load_state_dict({k: tensor(prefix + k) for k in module.state_dict()}, assign=True)
         return module
 
     width = max(len(s) for s in sequences)
@@ -97,6 +97,7 @@ def transformers_logits(folder: Path, sequences: list[list[int]]) -> list[torch.
     positions = torch.arange(width)[None].expand(len(sequences), -1)
     with torch.inference_mode():
         hidden = loaded(core.embed_in, "gpt_neox.embed_in.")(ids)
+        core.embed_in.to("meta")
         rotary = type(core.rotary_emb)(config=config)  # its buffers made on the CPU, not on meta
         cos_sin = rotary(hidden, positions)
         for i, layer in enumerate(core.layers):
@@ -115,7 +116,13 @@ def compare(llama: np.ndarray, reference: torch.Tensor, prompt_length: int, answ
     same_top = (theirs.argmax(-1) == ours.argmax(-1)).float().mean().item()
     picks = ours[prompt_length - 1:].argmax(-1).tolist()  # transformers' pick after each prefix llama.cpp read
     agreed = next((i for i, (a, b) in enumerate(zip(picks, answer)) if a != b), len(answer))
-    return {"positions": len(ours), "cosine_min": round(cosine.min().item(), 6),
+    first_difference = None
+    if agreed < len(answer):  # how near a tie it was: each side's logits of the two tokens
+        at, pair = prompt_length - 1 + agreed, [answer[agreed], picks[agreed]]
+        first_difference = {"answer_token": agreed, "tokens": pair,
+                            "llama_cpp_logits": [round(float(theirs[at, t]), 5) for t in pair],
+                            "transformers_logits": [round(float(ours[at, t]), 5) for t in pair]}
+    return {"positions": len(ours), "first_difference": first_difference, "cosine_min": round(cosine.min().item(), 6),
             "cosine_mean": round(cosine.mean().item(), 6), "same_top_token_share": round(same_top, 4),
             "greedy_tokens_agreed": agreed, "greedy_tokens": len(answer),
             "logit_max_abs_diff": round((theirs - ours).abs().max().item(), 5),
@@ -125,7 +132,9 @@ def compare(llama: np.ndarray, reference: torch.Tensor, prompt_length: int, answ
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "MODEL", "DATA", "OUT")
-    folder, work = Path(MODEL), Path(WORK)
+    folder = Path(MODEL)
+    work = Path(WORK) / folder.resolve().name
+    gguf.llama_cpp_or_advice("measuring a GGUF file")  # one line, before anything long, if llama.cpp is missing
     template = Template.load("koalpaca")
     tokenizer = modeling.load_tokenizer(str(folder))
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
@@ -148,7 +157,8 @@ def main(argv):
         gguf.quantize(f16, file, QUANT)
     save("gguf", {"file": str(file), "quant": QUANT, "gib": round(file.stat().st_size / 2**30, 2),
                   "seconds": round(time.perf_counter() - start, 1)})
-    questions = [r.get("instruction") or r["text"].split("### 답변:")[0] for r in list(read_records(DATA))[:PROMPTS]]
+    questions = [r.get("instruction") or r["text"].split("### 답변:")[0].removeprefix("### 질문:").strip()
+                 for r in list(read_records(DATA))[:PROMPTS]]  # the question alone: the template adds its header
     prompts = [encode_prompt(tokenizer, template.prompt(q, "")) for q in questions]
 
     start = time.perf_counter()

@@ -4,8 +4,8 @@ Speed and memory do not depend on the weights' values, so GPU benchmarks at poly
 need no download: this folder goes through the same safetensors + 4-bit loading path as real weights.
     python3 -m bench.random_model --model=EleutherAI/polyglot-ko-12.8b --tokenizer=DIR --out=/tmp/random-12.8b
 --model is a name in kochat.known_models.KNOWN_MODELS or a folder holding a config.json. On a GPU the model is made
-there and saved by transformers; on a CPU its tensors are drawn and written one at a time (a 12.8b model is larger
-than the memory of many machines; 259 s on this project's 2 cores).
+there and saved by transformers; on a CPU a GPT-NeoX model's tensors are drawn and written one at a time (a 12.8b
+model is larger than the memory of many machines; 259 s on this project's 2 cores).
 """
 import json
 import shutil
@@ -32,8 +32,8 @@ def main(argv):
     config.dtype = "bfloat16"
     start = time.perf_counter()
     torch.manual_seed(0)
-    if torch.cuda.is_available():
-        with torch.device("cuda"):
+    if torch.cuda.is_available() or config.model_type != "gpt_neox" or config.tie_word_embeddings:
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
             model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
         n = sum(p.numel() for p in model.parameters())
         model.save_pretrained(out, max_shard_size="5GB")
@@ -48,9 +48,9 @@ def main(argv):
 
 
 def write_streamed(config, out: Path, shard_bytes: int = 5 * 2**30) -> int:
-    """The model's tensors drawn one at a time as transformers initialises them (normal(0, initializer_range);
-    norms' weights 1, biases 0), in bf16 safetensors shards of about `shard_bytes` with their index. Returns the
-    parameter count."""
+    """A GPT-NeoX model's tensors (untied) drawn one at a time as transformers initialises them (normal(0,
+    initializer_range); layer norms' weights 1, biases 0), in bf16 safetensors shards of about `shard_bytes` with
+    their index. Returns the parameter count."""
     from safetensors.torch import save_file
 
     with torch.device("meta"):
