@@ -21,7 +21,6 @@ its entry says so instead of figures. A model with random weights (bench/random_
 nothing: measure a trained run.
 """
 import json
-import os
 import random
 import sys
 import time
@@ -103,10 +102,7 @@ def measure_transformers(folder: Path, rows: list[dict], prompts: list[str], cac
 def measure_gguf(file: Path, rows: list[dict], prompts: list[str], tokenizer) -> tuple[list, list[str]]:
     """Per row (loss sum, count) from llama.cpp's logits at every position (logits_all), and its greedy answers
     decoded as gen() decodes its own."""
-    llama_cpp = gguf.llama_cpp_or_advice("measuring a GGUF file")
-    context = max(len(r["input_ids"]) for r in rows)
-    model = llama_cpp.Llama(model_path=str(file), n_ctx=context, n_batch=context, logits_all=True,
-                            n_threads=THREADS or os.cpu_count(), seed=0, verbose=False)
+    model = gguf.llama_with_logits(file, max(len(r["input_ids"]) for r in rows), THREADS)
     losses = []
     try:
         for row in rows:

@@ -13,7 +13,6 @@ does not). Random weights (bench/random_model.py) make near-ties common, so the 
 whether the two compute the same function. GPT-NeoX models (polyglot-ko) only.
 """
 import json
-import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -48,10 +47,7 @@ THREADS = 0         # llama.cpp's threads; 0 = every core
 def llama_greedy_with_logits(file: Path, prompts: list[list[int]]) -> list[tuple[list[int], np.ndarray]]:
     """Per prompt: llama.cpp's greedy tokens, and its logits at every position it read (the prompt, then each
     answer token but the last)."""
-    llama_cpp = gguf.llama_cpp_or_advice("measuring a GGUF file")
-    context = max(len(p) for p in prompts) + NEW_TOKENS
-    model = llama_cpp.Llama(model_path=str(file), n_ctx=context, n_batch=context, logits_all=True,
-                            n_threads=THREADS or os.cpu_count(), seed=0, verbose=False)
+    model = gguf.llama_with_logits(file, max(len(p) for p in prompts) + NEW_TOKENS, THREADS)
     found = []
     try:
         for ids in prompts:

@@ -367,6 +367,14 @@ def llama_tokenize(gguf_file: Path, texts: Sequence[str]) -> list[list[int]]:
         model.close()
 
 
+def llama_with_logits(gguf_file: Path, context: int, threads: int = 0):
+    """llama.cpp's model of the file, keeping the logits of every position it reads (model.scores), for
+    comparing them with transformers'. threads 0: every core."""
+    llama_cpp = llama_cpp_or_advice("measuring a GGUF file")
+    return llama_cpp.Llama(model_path=str(gguf_file), n_ctx=context, n_batch=context, logits_all=True,
+                           n_threads=threads or os.cpu_count() or 1, seed=0, verbose=False)
+
+
 def llama_greedy(gguf_file: Path, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
     """llama.cpp's greedy answer to each prompt, as token ids up to (not including) the end of turn: what gen()
     with temperature 0 gives, for checking an export against it."""
