@@ -5,7 +5,8 @@
 its start-to-first-step becomes first_step_s, and the recipe's (cache filled by earlier runs)
 first_step_s_warm_cache. Without it, the recipe log's figure is first_step_s.
 --more: other raw results, each recognised by what it holds: bench.export_gpu's JSON (gen_int4_*, gen_int8_*;
-a later file's formats replace an earlier one's), bench.serve_load's at int4 (serve_*_clients_tok_s) and
+gen_int4_cache8_* where it answered with the 8-bit cache; a later file's formats replace an earlier one's),
+bench.quant_kernels' tinygemm (the int4 export's kernel: the same keys), bench.serve_load's at int4 (serve_*_clients_tok_s) and
 bench.eval_speed's (kobest_test_estimate_s).
 """
 import json
@@ -64,25 +65,31 @@ def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str |
     for path in more:
         found = figures(json.loads(Path(path).read_text()))
         if not found:
-            raise UserError(f"{path} is not a result of bench.export_gpu, bench.serve_load or bench.eval_speed")
+            raise UserError(f"{path} is not a result of bench.export_gpu, bench.quant_kernels, bench.serve_load or "
+                            "bench.eval_speed")
         latest.update(found)
         latest["raw"].append(path)
     return latest
 
 
 def figures(raw: dict) -> dict:
-    """The latest.json keys a bench.export_gpu, bench.serve_load or bench.eval_speed result gives."""
+    """The latest.json keys a bench.export_gpu, bench.quant_kernels, bench.serve_load or bench.eval_speed result
+    gives."""
     if "levels" in raw:  # serve_load, through the HTTP server
         return {f"serve_{level['clients']}_clients_tok_s": level["tokens_per_s"] for level in raw["levels"]}
     if "tasks" in raw:  # eval_speed
         return {"kobest_test_estimate_s": raw["test_split_estimate_s"]}
     out = {}
-    for fmt in ("int4", "int8"):  # export_gpu
-        if f"{fmt} fast, batch 1" in raw:
-            out[f"gen_{fmt}_batch1_tok_s"] = raw[f"{fmt} fast, batch 1"]["tok_s"]
-        if f"{fmt} fast, batch 16" in raw:
-            out[f"gen_{fmt}_batch16_tok_s"] = raw[f"{fmt} fast, batch 16"]["tok_s"]
-            out[f"gen_{fmt}_peak_gib"] = raw[f"{fmt} fast, batch 16"]["peak_gpu_gib"]
+    # export_gpu's formats, and quant_kernels' tinygemm: the int4 export's kernel, quantized in memory
+    for name, fmt in (("int4", "int4"), ("int8", "int8"), ("tinygemm", "int4")):
+        for batch in (1, 16):
+            entry = raw.get(f"{name} fast, batch {batch}", {})
+            if "tok_s" not in entry:
+                continue
+            key = f"gen_{fmt}_cache8" if entry.get("cache_8bit") == "true" else f"gen_{fmt}"
+            out[f"{key}_batch{batch}_tok_s"] = entry["tok_s"]
+            if batch == 16:
+                out[f"{key}_peak_gib"] = entry["peak_gpu_gib"]
     return out
 
 
