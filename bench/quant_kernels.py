@@ -8,10 +8,12 @@ From the repository root:
 Kernels (--kernels, by name): tinygemm (torchao's int4, the export's kernel today), gemlite4 and gemlite8 (the
 Triton kernels of gemlite, Apache-2.0, through torchao's prototype UIntxWeightOnlyConfig: gemlite==0.5.1.post1, the
 release whose API torchao 0.18 calls; gemlite4 runs its model in fp16), int8 (torchao's int8 weight-only, the
-export's), int8dyn (int8 weights and int8 activations, torch._int_mm), bf16 (no quantization: the merged 16-bit
-model). --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs),
-tuned (CUDA graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles),
-max-autotune (also autotuned matmul templates; a long compile). --profile=true records the GPU kernels that took
+export's), int8dyn (int8 weights and int8 activations, torch._int_mm), mslk4 (torchao's int4 in the `preshuffled`
+layout of Meta's mslk CUTLASS kernels for Hopper GPUs: needs the mslk-cuda wheel built for the GPU's torch),
+mslk4fp8 (the same int4 weights with activations in float8), bf16 (no quantization: the merged 16-bit model).
+--compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
+graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), max-autotune
+(also autotuned matmul templates; a long compile). --profile=true records the GPU kernels that took
 the most time in one more batch-1 run (same length: the compiled graphs replay). --cache_8bit=true answers with
 the 8-bit key/value cache (kochat/kv_cache.py). Random weights: speed and memory only.
 The JSON is rewritten after each measurement.
@@ -45,8 +47,8 @@ COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
 
 
 def torchao_config(kernel: str):
-    from torchao.quantization import (Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
-                                      Int8WeightOnlyConfig)
+    from torchao.quantization import (Float8DynamicActivationInt4WeightConfig, Int4WeightOnlyConfig,
+                                      Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig)
     if kernel == "bf16":
         return None
     if kernel.startswith("gemlite"):
@@ -54,6 +56,8 @@ def torchao_config(kernel: str):
         bits = int(kernel.removeprefix("gemlite"))
         return UIntxWeightOnlyConfig(bit_width=bits, group_size=128 if bits == 4 else None)
     return {"tinygemm": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d"),
+            "mslk4": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="preshuffled"),
+            "mslk4fp8": lambda: Float8DynamicActivationInt4WeightConfig(int4_packing_format="preshuffled"),
             "int8": Int8WeightOnlyConfig, "int8dyn": Int8DynamicActivationInt8WeightConfig}[kernel]()
 
 
