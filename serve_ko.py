@@ -32,6 +32,8 @@ FAST = "auto"                                # gen()'s fast mode (static cache, 
                                              # a 16-bit or int8/int4 (export_ko.py) model on a GPU; true; false
 MAX_BATCH = 16                               # requests answered together in one batch (fast mode runs a batch
                                              # padded to a power of two: 16, not 20)
+WARMUP = True                                # where fast mode compiles (a GPU), compile it for each batch size
+                                             # before serving: the first clients do not wait (a minute each at 12.8b)
 MAX_CONCURRENT = 64                          # requests in progress (waiting or answering); more get 429
 MAX_TOKENS = 256                             # answer length when a request sets no max_tokens
 TEMPERATURE = 0.7                            # when a request sets no temperature
@@ -139,7 +141,7 @@ def main(argv):
     from kochat import runs
     from kochat.documents import store
     from kochat.documents.retrieval import Searcher
-    from kochat.generation import fast_mode, mode_line
+    from kochat.generation import compiles, fast_mode, mode_line, render
     from kochat.server import Engine, Library, create_app, slow_header_protocol
 
     run = runs.open_run(ADAPTER)
@@ -151,6 +153,10 @@ def main(argv):
     print(mode_line(model, fast), file=sys.stderr)
     engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=MAX_BATCH,
                     max_concurrent=MAX_CONCURRENT, fast=fast, log_prompts=LOG_PROMPTS)
+    if WARMUP and fast and compiles(model):
+        print(f"compiling the decoding step for batches of up to {MAX_BATCH} before serving "
+              "(about a minute each for a large model; --warmup=false skips this)", file=sys.stderr)
+        engine.warm_up(render(run.template, "안녕하세요")[0], MAX_TOKENS)
     app = create_app(engine, keys, max_body_bytes=MAX_BODY_BYTES, body_timeout_s=BODY_TIMEOUT_S,
                      default_max_tokens=MAX_TOKENS, default_temperature=TEMPERATURE, default_top_p=TOP_P,
                      library=library)

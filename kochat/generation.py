@@ -219,13 +219,18 @@ class StepsToHost:
         return values[:-1], bool(values[-1])
 
 
-def compiled_forward(core):
-    """transformers' own compiled forward (torch.compile, CUDA graphs) where generate() would use it: a GPU,
-    weights that compile (not bitsandbytes 4-bit), nothing offloaded; else the plain forward. Compiled with the
-    model's generation_config.compile_config, as generate() compiles it (None: transformers' default)."""
+def compiles(model) -> bool:
+    """Whether gen()'s fast mode compiles the decoding step of `model` (as generate() would): a GPU, weights that
+    compile (not bitsandbytes 4-bit), nothing offloaded. Elsewhere it runs the static cache uncompiled."""
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model
     quantizer = getattr(core, "hf_quantizer", None)
     places = set(getattr(core, "hf_device_map", {}).values())
-    if core.device.type != "cuda" or (quantizer is not None and not quantizer.is_compileable) or \
-            places & {"cpu", "disk"}:
-        return core
-    return core.get_compiled_call(core.generation_config.compile_config)
+    return core.device.type == "cuda" and (quantizer is None or quantizer.is_compileable) and \
+        not places & {"cpu", "disk"}
+
+
+def compiled_forward(core):
+    """transformers' own compiled forward (torch.compile, CUDA graphs) where compiles(core), else the plain forward.
+    Compiled with the model's generation_config.compile_config, as generate() compiles it (None: transformers'
+    default)."""
+    return core.get_compiled_call(core.generation_config.compile_config) if compiles(core) else core

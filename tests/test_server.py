@@ -219,3 +219,36 @@ def test_a_request_stops_counting_against_max_concurrent_when_answered_not_when_
     while engine.in_flight and time.monotonic() < deadline:  # C is answered too, and nothing is left running
         time.sleep(0.01)
     assert engine.in_flight == 0 and not engine.waiting
+
+
+def test_warm_up_answers_one_batch_of_each_size_through_the_worker_before_serving(served):
+    """serve_ko.py warms up where fast mode compiles (a GPU: not here, so it would skip). The warm-up itself runs
+    on any machine: one batch of each size fast mode pads to, queued as requests are, answered by the worker."""
+    import torch
+
+    from kochat.errors import UserError
+    from kochat.generation import compiles, render
+    from kochat.server.engine import Engine
+
+    answered = []
+
+    class Recording(Engine):
+        def generate(self, jobs):
+            answered.append(len(jobs))
+            super().generate(jobs)
+
+    class OutOfMemory(Engine):
+        def generate(self, jobs):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    assert not compiles(served.model)  # a CPU: serve_ko.py does not warm up here
+    prompt = render(served.template, "안녕하세요")[0]
+    engine = Recording(served.model, served.tokenizer, served.template, "tiny", max_batch=5, fast=True)
+    assert engine.warm_up(prompt, max_tokens=4, progress=False) == [1, 2, 4, 5]
+    assert answered == [1, 2, 4, 5]  # each size one batch: 5 is padded to 8 by gen(), as a full batch would be
+    assert engine.status() == {"waiting": 0, "in_flight": 0, "batch_sizes": {}}
+    failing = OutOfMemory(served.model, served.tokenizer, served.template, "tiny", max_batch=2, fast=True)
+    with pytest.raises(UserError, match=r"a batch of 1 failed \(generation failed: OutOfMemoryError\): lower "
+                                        r"--max_batch or --max_tokens, or skip this with --warmup=false"):
+        failing.warm_up(prompt, max_tokens=4, progress=False)
+    assert failing.status()["in_flight"] == 0

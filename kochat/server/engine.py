@@ -13,6 +13,7 @@ import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from ..errors import UserError
 from ..generation import gen
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,34 @@ class Engine:
         with self.lock:
             return {"waiting": len(self.waiting), "in_flight": self.in_flight,
                     "batch_sizes": dict(sorted(self.batch_sizes.items()))}
+
+    def warm_up(self, prompt: str, max_tokens: int, progress: bool = True) -> list[int]:
+        """Answer `prompt` in a batch of each size fast mode pads to (1, 2, 4 … up to max_batch), through the queue
+        and the worker as requests go, so that the decoding step is compiled for each (about a minute each at 12.8b
+        on a GPU) before the first client rather than while clients wait. Returns the sizes answered; the batch
+        counts of status() start again after it."""
+        from tqdm.auto import tqdm
+
+        sizes = sorted({min(1 << i, self.max_batch) for i in range((self.max_batch - 1).bit_length() + 1)})
+
+        async def answer_together(size: int) -> None:
+            jobs = [Job(prompt, max_tokens, 0.0, 1.0, [], asyncio.get_running_loop()) for _ in range(size)]
+            with self.lock:  # queued at once: the worker takes them as one batch
+                self.in_flight += size
+                self.waiting.extend(jobs)
+                self.lock.notify()
+            for job in jobs:
+                kind, value = "delta", None
+                while kind == "delta":
+                    kind, value = await job.events.get()
+                if kind == "error":
+                    raise UserError(f"warming up, a batch of {size} failed ({value}): lower --max_batch or "
+                                    "--max_tokens, or skip this with --warmup=false")
+        for size in tqdm(sizes, desc="compiling the decoding step", unit="batch size", disable=not progress):
+            asyncio.run(answer_together(size))
+        with self.lock:
+            self.batch_sizes.clear()
+        return sizes
 
     def work(self) -> None:
         while True:
