@@ -33,7 +33,8 @@ FAST = "auto"                                # gen()'s fast mode (static cache, 
 MAX_BATCH = 16                               # requests answered together in one batch (fast mode runs a batch
                                              # padded to a power of two: 16, not 20)
 WARMUP = True                                # where fast mode compiles (a GPU), compile it for each batch size
-                                             # before serving: the first clients do not wait (a minute each at 12.8b)
+                                             # before serving, for a short question and max_tokens (a minute
+                                             # each at 12.8b); longer prompts compile when they first come
 MAX_CONCURRENT = 64                          # requests in progress (waiting or answering); more get 429
 MAX_TOKENS = 256                             # answer length when a request sets no max_tokens
 TEMPERATURE = 0.7                            # when a request sets no temperature

@@ -5,8 +5,9 @@
 its start-to-first-step becomes first_step_s, and the recipe's (cache filled by earlier runs)
 first_step_s_warm_cache. Without it, the recipe log's figure is first_step_s.
 --more: other raw results, each recognised by what it holds: bench.export_gpu's JSON (gen_int4_*, gen_int8_*;
-gen_int4_cache8_* where it answered with the 8-bit cache; a later file's formats replace an earlier one's),
-bench.quant_kernels' tinygemm (the int4 export's kernel: the same keys), bench.serve_load's at int4 (serve_*_clients_tok_s) and
+gen_int4_cache8_* where it answered with --cache_8bit=true; a later file's formats replace an earlier one's),
+bench.quant_kernels' tinygemm with --cache_8bit=true (the int4 export's kernel: gen_int4_cache8_*; batch 1 and 16
+may then come from different files), bench.serve_load's at int4 (serve_*_clients_tok_s) and
 bench.eval_speed's (kobest_test_estimate_s).
 """
 import json
@@ -80,13 +81,15 @@ def figures(raw: dict) -> dict:
     if "tasks" in raw:  # eval_speed
         return {"kobest_test_estimate_s": raw["test_split_estimate_s"]}
     out = {}
-    # export_gpu's formats, and quant_kernels' tinygemm: the int4 export's kernel, quantized in memory
+    # export_gpu's formats; quant_kernels' tinygemm (the int4 export's kernel, quantized in memory) only for the
+    # 8-bit cache, where gen_int4_cache8_* would otherwise have no source: gen_int4_* stay the export's
     for name, fmt in (("int4", "int4"), ("int8", "int8"), ("tinygemm", "int4")):
         for batch in (1, 16):
             entry = raw.get(f"{name} fast, batch {batch}", {})
-            if "tok_s" not in entry:
+            cache8 = entry.get("cache_8bit") == "true"  # forced on; auto's choice is not recorded
+            if "tok_s" not in entry or (name == "tinygemm" and not cache8):
                 continue
-            key = f"gen_{fmt}_cache8" if entry.get("cache_8bit") == "true" else f"gen_{fmt}"
+            key = f"gen_{fmt}_cache8" if cache8 else f"gen_{fmt}"
             out[f"{key}_batch{batch}_tok_s"] = entry["tok_s"]
             if batch == 16:
                 out[f"{key}_peak_gib"] = entry["peak_gpu_gib"]

@@ -224,6 +224,8 @@ def test_a_request_stops_counting_against_max_concurrent_when_answered_not_when_
 def test_warm_up_answers_one_batch_of_each_size_through_the_worker_before_serving(served):
     """serve_ko.py warms up where fast mode compiles (a GPU: not here, so it would skip). The warm-up itself runs
     on any machine: one batch of each size fast mode pads to, queued as requests are, answered by the worker."""
+    import threading
+
     import torch
 
     from kochat.errors import UserError
@@ -234,21 +236,33 @@ def test_warm_up_answers_one_batch_of_each_size_through_the_worker_before_servin
 
     class Recording(Engine):
         def generate(self, jobs):
-            answered.append(len(jobs))
+            answered.append((len(jobs), threading.current_thread().name))
             super().generate(jobs)
 
-    class OutOfMemory(Engine):
+    class Failing(Engine):
+        def __init__(self, error, *args, **kwargs):
+            self.error = error
+            super().__init__(*args, **kwargs)
+
         def generate(self, jobs):
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+            self.finish(jobs[0], "done", None)  # the others fail after one row was answered
+            raise self.error
 
     assert not compiles(served.model)  # a CPU: serve_ko.py does not warm up here
     prompt = render(served.template, "안녕하세요")[0]
-    engine = Recording(served.model, served.tokenizer, served.template, "tiny", max_batch=5, fast=True)
+    model = (served.model, served.tokenizer, served.template, "tiny")
+    engine = Recording(*model, max_batch=5, fast=True)
     assert engine.warm_up(prompt, max_tokens=4, progress=False) == [1, 2, 4, 5]
-    assert answered == [1, 2, 4, 5]  # each size one batch: 5 is padded to 8 by gen(), as a full batch would be
+    assert answered == [(size, "kochat-generate") for size in (1, 2, 4, 5)]  # one batch each, in the worker
     assert engine.status() == {"waiting": 0, "in_flight": 0, "batch_sizes": {}}
-    failing = OutOfMemory(served.model, served.tokenizer, served.template, "tiny", max_batch=2, fast=True)
-    with pytest.raises(UserError, match=r"a batch of 1 failed \(generation failed: OutOfMemoryError\): lower "
+    assert Recording(*model, max_batch=16, max_concurrent=3).warm_up(prompt, 4, progress=False) == [1, 2, 3]
+    out_of_memory = Failing(torch.cuda.OutOfMemoryError("CUDA out of memory"), *model, max_batch=2, fast=True)
+    with pytest.raises(UserError, match=r"a batch of 2 failed \(generation failed: OutOfMemoryError\): lower "
                                         r"--max_batch or --max_tokens, or skip this with --warmup=false"):
-        failing.warm_up(prompt, max_tokens=4, progress=False)
-    assert failing.status()["in_flight"] == 0
+        out_of_memory.warm_up(prompt, max_tokens=4, progress=False)
+    broken = Failing(RuntimeError("a compile error"), *model, max_batch=2, fast=True)
+    with pytest.raises(UserError, match=r"\(generation failed: RuntimeError\): --fast=false answers without "
+                                        r"compiling, or skip this with --warmup=false"):
+        broken.warm_up(prompt, max_tokens=4, progress=False)
+    for failed in (out_of_memory, broken):  # every row heard back: nothing left running, the worker still alive
+        assert failed.status()["in_flight"] == 0 and failed.worker.is_alive()

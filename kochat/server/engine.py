@@ -72,29 +72,39 @@ class Engine:
                     "batch_sizes": dict(sorted(self.batch_sizes.items()))}
 
     def warm_up(self, prompt: str, max_tokens: int, progress: bool = True) -> list[int]:
-        """Answer `prompt` in a batch of each size fast mode pads to (1, 2, 4 … up to max_batch), through the queue
-        and the worker as requests go, so that the decoding step is compiled for each (about a minute each at 12.8b
-        on a GPU) before the first client rather than while clients wait. Returns the sizes answered; the batch
-        counts of status() start again after it."""
+        """Answer `prompt` in a batch of each size fast mode pads to (1, 2, 4 … up to max_batch, or max_concurrent
+        if fewer), through the queue and the worker as requests go (CUDA graphs belong to the thread that records
+        them), so that the decoding step is compiled for each size (about a minute each at 12.8b on a GPU) before
+        the first client. It covers answers whose prompt plus max_tokens round to the same length as `prompt`'s
+        (gen() sizes its cache in steps of 128 tokens); a longer one, such as a prompt with document passages,
+        compiles when it first comes. Returns the sizes answered; the batch counts of status() start again."""
         from tqdm.auto import tqdm
 
-        sizes = sorted({min(1 << i, self.max_batch) for i in range((self.max_batch - 1).bit_length() + 1)})
+        biggest = min(self.max_batch, self.max_concurrent)
+        sizes = sorted({min(1 << i, biggest) for i in range((biggest - 1).bit_length() + 1)})
+        max_tokens = max(max_tokens, 2)  # one token is the prompt's forward alone: the decoding step would not run
 
-        async def answer_together(size: int) -> None:
+        async def answer_together(size: int) -> list[str]:
             jobs = [Job(prompt, max_tokens, 0.0, 1.0, [], asyncio.get_running_loop()) for _ in range(size)]
             with self.lock:  # queued at once: the worker takes them as one batch
                 self.in_flight += size
                 self.waiting.extend(jobs)
                 self.lock.notify()
-            for job in jobs:
-                kind, value = "delta", None
+            errors = []
+            for job in jobs:  # every row's last event, before this loop closes: the worker sends to it until then
+                kind = "delta"
                 while kind == "delta":
                     kind, value = await job.events.get()
                 if kind == "error":
-                    raise UserError(f"warming up, a batch of {size} failed ({value}): lower --max_batch or "
-                                    "--max_tokens, or skip this with --warmup=false")
+                    errors.append(value)
+            return errors
         for size in tqdm(sizes, desc="compiling the decoding step", unit="batch size", disable=not progress):
-            asyncio.run(answer_together(size))
+            errors = asyncio.run(answer_together(size))
+            if errors:
+                advice = ("lower --max_batch or --max_tokens" if "OutOfMemoryError" in errors[0]
+                          else "--fast=false answers without compiling")
+                raise UserError(f"warming up, a batch of {size} failed ({errors[0]}): {advice}, or skip this with "
+                                "--warmup=false")
         with self.lock:
             self.batch_sizes.clear()
         return sizes
