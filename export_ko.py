@@ -18,7 +18,7 @@ from pathlib import Path
 import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
 import torch
 
-from kochat import cli, modeling, runs
+from kochat import card, cli, modeling, runs
 from kochat.cli import flag
 from kochat.errors import UserError
 from kochat.export import gguf, quantized
@@ -52,6 +52,7 @@ def main(argv):
     print(f"[1] {run.folder}: {config.model_type}, {params / 1e9:.2f} B parameters -> {FORMAT} in {out}/")
     if FORMAT in quantized.FORMATS:
         quantized.torchao_config(FORMAT)  # torchao installed, and a GPU for int4
+        quantized.check_gpu_memory(FORMAT, params)  # before the merge, the longest step
         written = params * quantized.BYTES_PER_WEIGHT[FORMAT]
     elif FORMAT == "gguf":
         gguf.check_convertible(config, run.tokenizer, run.template, GGUF_QUANTS)
@@ -83,12 +84,24 @@ def main(argv):
                                 f"at 24.1 GiB): export on a GPU with more memory; nothing was written") from None
         else:
             files = gguf.write_gguf(merged, made, GGUF_QUANTS, run.template)
-            gguf.write_modelfile(files[-1], run.template, run.tokenizer, made)  # the smallest (QUANTS order)
-        if out.exists():
-            shutil.rmtree(out)
-        made.rename(out)
+        licence_card = card.export_card(run.folder, FORMAT, usage(out, [out / f.name for f in files]))
+        runs.write_text(made / "README.md", licence_card)
+        if FORMAT == "gguf":  # the smallest file (QUANTS order), its licences as Ollama shows them
+            gguf.write_modelfile(files[-1], run.template, run.tokenizer, made, licence=licence_card)
+        previous = work / "previous"
+        if out.exists():  # an earlier export, set aside until the new one is in its place
+            out.rename(previous)
+        try:
+            made.rename(out)
+        except OSError:
+            if previous.exists():
+                previous.rename(out)
+            raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if work.exists():
+            print(f"note: could not remove all of {work} (work files or the replaced export): remove it by hand",
+                  file=sys.stderr)
 
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"[3] wrote {out}/ ({size / 2**30:.2f} GiB):")
@@ -98,17 +111,36 @@ def main(argv):
 
 
 def check_out(out: Path, run) -> None:
-    """OUT must be a new or (with OVERWRITE) replaceable folder under a writable one, and never the run itself."""
+    """OUT must be a new folder, or (with OVERWRITE) an earlier export, under a writable one; never the run itself
+    nor a link (replacing a link would leave what it points to, and could not be undone)."""
     resolved = out.resolve()
     if resolved == run.folder.resolve() or run.folder.resolve().is_relative_to(resolved):
         raise UserError(f"{flag('OUT', str(out))} would replace the run folder {run.folder}; pass another folder")
+    if out.is_symlink():
+        raise UserError(f"{out} is a symbolic link; pass {flag('OUT', str(resolved))} (the folder it points to) or a "
+                        f"new folder")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; pass {flag('OUT', '<a folder>')}")
-    if out.is_dir() and any(out.iterdir()) and not OVERWRITE:
-        raise UserError(f"{out} already holds files; pass {flag('OUT', '<new folder>')} or {flag('OVERWRITE', 'true')}")
+    if out.is_dir() and any(out.iterdir()):
+        if not OVERWRITE:
+            raise UserError(f"{out} already holds files; pass {flag('OUT', '<new folder>')} or "
+                            f"{flag('OVERWRITE', 'true')}")
+        if not is_export(out):
+            raise UserError(f"{out} is not an earlier export ({flag('OVERWRITE', 'true')} replaces only a folder "
+                            f"export_ko.py wrote: files, no folders, with template.json and config.json, or a "
+                            f"Modelfile); pass {flag('OUT', '<new folder>')}")
     existing = next(p for p in [out.absolute().parent, *out.absolute().parents] if p.exists())
     if not existing.is_dir() or not runs.can_write(existing):
         raise UserError(f"cannot write the output folder {out}: {existing} is not a writable folder")
+
+
+def is_export(folder: Path) -> bool:
+    """What export_ko.py writes: files only, a model folder with the run's template, or GGUF files and a Modelfile
+    (not a base model, a run, or a folder of several)."""
+    if any(p.is_dir() for p in folder.iterdir()):
+        return False
+    return ((folder / "config.json").is_file() and (folder / runs.TEMPLATE_FILE).is_file()) or \
+        (folder / "Modelfile").is_file()
 
 
 def check_room(need: float, out: Path, merge_bytes: int) -> None:

@@ -18,6 +18,7 @@ DATA_LICENCES = {"koalpaca": ("cc-by-nc-4.0", "CC BY-NC 4.0 (KoAlpaca data): non
                                               "adapter trained on it inherits that restriction")}
 TINY_BASE = "a 2-layer model that kochat builds from its own sample (kochat/tiny.py); it ships with the project"
 TINY_DATA = "written for kochat (data/); it ships with the project"
+LICENCES_HEADING = "## Licences"
 TINY_MODELS, TINY_DATA_FILES = (tiny.MODEL_ID, tiny.CHAT_MODEL_ID), (tiny.DATA_FILE.name, tiny.CHAT_DATA_FILE.name)
 SHOWN = ["MODEL_ID", "DATA", "TEMPLATE", "MAX_LEN", "PACK_TOKENS", "TRAIN_ON_PROMPT", "LORA_R", "LORA_ALPHA",
          "LORA_DROPOUT", "LORA_TARGETS", "BATCH_SIZE", "GRAD_ACCUM", "LEARNING_RATE", "LR_SCHEDULER",
@@ -39,12 +40,44 @@ def licence(source: str, known: dict, tiny_text: str, is_tiny: bool) -> tuple[st
     return None, f"not known to kochat: see the terms of {source} before you share the adapter"
 
 
+def licences(constants: dict) -> tuple[str | None, list[str]]:
+    """(the hub licence id the card declares: the data's, whose terms bind the adapter, else the base's; the
+    card's licence lines) for a run's MODEL_ID and DATA."""
+    base, data = str(constants.get("MODEL_ID", "")), str(constants.get("DATA", ""))
+    base_id, base_text = licence(base, BASE_LICENCES, TINY_BASE, base in TINY_MODELS)
+    data_id, data_text = licence(data, DATA_LICENCES, TINY_DATA, Path(data).name in TINY_DATA_FILES)
+    return data_id or base_id, [f"- Base model `{base}`: {base_text}.", f"- Data `{data}`: {data_text}."]
+
+
+def export_card(source: Path, fmt: str, usage: str) -> str:
+    """README.md of an export_ko.py folder: what it was made from, the licences it keeps (the run's, from its
+    run_config.json; an export of an export carries its source's), and how to use it."""
+    from .runs import RUN_CONFIG, read_key
+
+    constants = read_key(source / RUN_CONFIG, "constants")
+    if constants:
+        lines = licences(constants)[1]
+    else:
+        card = read_text(source / "README.md")
+        lines = (card.split(LICENCES_HEADING, 1)[1].split("\n## ", 1)[0].strip().splitlines() if LICENCES_HEADING in card
+                 else [f"- Not known to kochat: {source} has no run_config.json; see the terms of the model it holds."])
+    return "\n".join([f"# {fmt} export of {source.name}", "",
+                      f"Written by kochat's `export_ko.py` from `{source}`. The licences of the run it came from "
+                      f"apply to it unchanged:", "", LICENCES_HEADING, "", *lines, "", "## Use it", "", usage, ""])
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
 def model_card(folder: Path, config: dict, template) -> str:
     c = config["constants"]
     base, data = str(c.get("MODEL_ID", "")), str(c.get("DATA", ""))
-    base_is_tiny, data_is_tiny = base in TINY_MODELS, Path(data).name in TINY_DATA_FILES
-    base_id, base_text = licence(base, BASE_LICENCES, TINY_BASE, base_is_tiny)
-    data_id, data_text = licence(data, DATA_LICENCES, TINY_DATA, data_is_tiny)
+    base_is_tiny = base in TINY_MODELS
+    licence_id, licence_lines = licences(c)
     report = config.get("data_report") or {}
     history = (config.get("train") or {}).get("log_history", [])
     losses = [e["loss"] for e in history if "loss" in e]
@@ -56,8 +89,8 @@ def model_card(folder: Path, config: dict, template) -> str:
             "tags: [lora, qlora, kochat]"]
     if hub_base:
         meta.append(f"base_model: {base}")
-    if data_id or base_id:
-        meta.append(f"license: {data_id or base_id}")  # the stricter one: data terms bind the adapter
+    if licence_id:
+        meta.append(f"license: {licence_id}")
     meta.append("---")
 
     trained = f"{steps} optimizer steps" if steps is not None else "training"
@@ -91,10 +124,9 @@ def model_card(folder: Path, config: dict, template) -> str:
         "",
         "Every constant, the data report, versions and the loss history are in `run_config.json`.",
         "",
-        "## Licences",
+        LICENCES_HEADING,
         "",
-        f"- Base model `{base}`: {base_text}.",
-        f"- Data `{data}`: {data_text}.",
+        *licence_lines,
         "",
         "## Use it",
         "",

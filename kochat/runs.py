@@ -92,10 +92,14 @@ def open_run(folder: str) -> Run:
         raise UserError(f"{folder} has no {TEMPLATE_FILE}: it is not a run folder from finetune_ko.py "
                         f"(or a merged model folder saved with one)")
     if (path / "adapter_config.json").is_file():
-        try:
-            base = json.loads((path / RUN_CONFIG).read_text(encoding="utf-8"))["constants"]["MODEL_ID"]
-        except (OSError, KeyError, json.JSONDecodeError):
-            base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+        base = (read_key(path / RUN_CONFIG, "constants", "MODEL_ID")
+                or read_key(path / "adapter_config.json", "base_model_name_or_path"))
+        if not base:
+            raise UserError(f"{folder}: neither {RUN_CONFIG} nor adapter_config.json (base_model_name_or_path) "
+                            f"names a readable base model; pass a run folder that finetune_ko.py finished")
+        if not (path / ADAPTER_FILE).is_file() and not (path / "adapter_model.bin").is_file():
+            raise UserError(f"{folder} has adapter_config.json but no adapter weights ({ADAPTER_FILE}): the run did "
+                            f"not finish saving; train it again, or pass the run's last checkpoint folder")
         adapter = str(path)
     elif (path / "config.json").is_file():
         base, adapter = str(path), None
@@ -103,6 +107,17 @@ def open_run(folder: str) -> Run:
         raise UserError(f"{folder} holds neither an adapter (adapter_config.json) nor a model (config.json)")
     tokenizer = modeling.load_tokenizer(str(path))
     return Run(path, base, adapter, load_template(str(path / TEMPLATE_FILE), tokenizer), tokenizer)
+
+
+def read_key(path: Path, *keys: str):
+    """path's JSON value at keys, or None where the file, a key or the JSON itself is missing or broken."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+        for key in keys:
+            value = value[key]
+        return value
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        return None
 
 
 def clear_run(folder: Path) -> None:

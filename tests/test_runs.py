@@ -62,8 +62,16 @@ def test_open_run_reads_an_adapter_run_and_a_merged_folder(tmp_path, koalpaca_te
     runs.write_json(run / "adapter_config.json", {"base_model_name_or_path": "/somewhere/else"})
     runs.write_json(run / runs.RUN_CONFIG, {"constants": {"MODEL_ID": "tiny-gpt-neox"}})
     tiny_tokenizer.save_pretrained(run)
+    with pytest.raises(UserError, match="has adapter_config.json but no adapter weights"):
+        runs.open_run(str(run))
+    (run / runs.ADAPTER_FILE).write_bytes(b"")  # its weights are not read here
     opened = runs.open_run(str(run))
     assert (opened.base_model, opened.adapter, opened.template) == ("tiny-gpt-neox", str(run), koalpaca_template)
+    (run / runs.RUN_CONFIG).write_text("{not json")  # broken: the adapter's own config names the base
+    assert runs.open_run(str(run)).base_model == "/somewhere/else"
+    runs.write_json(run / "adapter_config.json", {"base_model_name_or_path": None})
+    with pytest.raises(UserError, match="names a readable base model"):
+        runs.open_run(str(run))
 
     merged = tmp_path / "merged"
     modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).save_pretrained(merged)

@@ -507,9 +507,10 @@ def modelfile_template(template) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def write_modelfile(gguf_file: Path, template, tokenizer, out_folder: Path) -> Path:
-    """An Ollama Modelfile next to the GGUF: FROM it, the TEMPLATE above, its end of turn as the stop token, and
-    chat_ko.py's sampling defaults with no repeat penalty (gen() applies none). `ollama create NAME -f Modelfile`."""
+def write_modelfile(gguf_file: Path, template, tokenizer, out_folder: Path, licence: str = "") -> Path:
+    """An Ollama Modelfile next to the GGUF: FROM it, the TEMPLATE above, its end of turn as the stop token,
+    chat_ko.py's sampling defaults with no repeat penalty (gen() applies none), and `licence` (the export's card,
+    which `ollama show --license` prints). `ollama create NAME -f Modelfile`."""
     import gguf
 
     gguf_file, out_folder = Path(gguf_file), Path(out_folder)
@@ -521,6 +522,7 @@ def write_modelfile(gguf_file: Path, template, tokenizer, out_folder: Path) -> P
     stop = template.end_of_turn or tokenizer.eos_token
     if '"""' in body or '"' in stop:
         raise UserError("the template's text holds quotation marks an Ollama Modelfile cannot carry")
+    licence = licence.strip().replace('"""', '"')  # a quoted block cannot hold its own closing quotes
     text = "\n".join([
         "# Ollama: ollama create NAME -f Modelfile, then ollama run NAME. Written by kochat's export_ko.py.",
         f"FROM {source}",
@@ -531,6 +533,7 @@ def write_modelfile(gguf_file: Path, template, tokenizer, out_folder: Path) -> P
         "PARAMETER repeat_penalty 1.0",
         f"PARAMETER num_ctx {context}",
         "PARAMETER num_predict 256",
+        *([f'LICENSE """{licence}"""'] if licence else []),
         ""])
     path = out_folder / "Modelfile"
     with written_at_once(path) as tmp:

@@ -18,6 +18,9 @@ from ..errors import UserError
 
 FORMATS = ("int8", "int4")
 BYTES_PER_WEIGHT = {"int8": 1.0, "int4": 0.55}  # on disk, scales included (12.8b shape: 12.3 and 6.8 GiB)
+# The GPU's peak while transformers quantizes as it loads, a weight: measured at the 12.8b shape (12.9e9
+# parameters), 24.1 GiB for int8 and 13.1 GiB for int4 (bench/RESULTS.md): 2.01 and 1.09 bytes, rounded
+PEAK_GPU_BYTES_PER_WEIGHT = {"int8": 2.05, "int4": 1.1}
 TORCHAO_PACKAGE = "torchao==0.18.0"
 
 
@@ -33,6 +36,18 @@ def torchao_config(fmt: str):
         raise UserError("--format=int4 is made and run by a CUDA kernel and this machine has no NVIDIA GPU: export "
                         "--format=int8 (GPU or CPU) or --format=gguf (q4_k_m, for llama.cpp on a CPU) instead")
     return Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d")
+
+
+def check_gpu_memory(fmt: str, params: int) -> None:
+    """One line before the long merge where the GPU that will quantize has too little free memory for `fmt`
+    (int8 without a GPU is made in CPU memory)."""
+    if not torch.cuda.is_available():
+        return
+    need, free = params * PEAK_GPU_BYTES_PER_WEIGHT[fmt], torch.cuda.mem_get_info()[0]
+    if free < need:
+        other = "--format=int4 (about half), " if fmt == "int8" else ""
+        raise UserError(f"quantizing to {fmt} takes ~{need / 2**30:.1f} GiB of GPU memory here, {free / 2**30:.1f} GiB "
+                        f"is free: free the GPU, export on a larger one, or choose {other}--format=gguf (CPU)")
 
 
 def write_quantized(merged_folder: Path, out: Path, fmt: str) -> Path:

@@ -57,6 +57,8 @@ def test_merged_answers_as_the_adapter_does_and_is_a_plain_model_folder(tiny_run
     assert greedy(merged)[0] == greedy(run, four_bit=False)[0] == "7입니다."
     assert {"config.json", "model.safetensors", "template.json", "tokenizer.json"} <= {p.name for p in merged.iterdir()}
     assert "quantization_config" not in json.loads((merged / "config.json").read_text())
+    card = (merged / "README.md").read_text()  # the licences travel with the export
+    assert f"from `{run}`" in card and "- Base model `tiny-gpt-neox`: a 2-layer model that kochat builds" in card
 
 
 def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, merged, run_script, tmp_path):
@@ -85,12 +87,15 @@ def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_pa
 
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
+    (tmp_path / "link").symlink_to(tmp_path / "full")
     if not torch.cuda.is_available():  # int4 is made on an NVIDIA GPU: without one, it is refused
         assert "int4 is made and run by a CUDA kernel" in refused("--format=int4", f"--out={tmp_path / 'a'}")
     assert "is a file" in refused("--format=merged", f"--out={tmp_path / 'full' / 'keep.txt'}")
     assert "would replace the run folder" in refused("--format=merged", f"--out={run}", "--overwrite=true")
     assert "is not one of merged, int8, int4, gguf" in refused("--format=onnx", f"--out={tmp_path / 'b'}")
     assert "already holds files" in refused("--format=merged", f"--out={tmp_path / 'full'}")
+    assert "is not an earlier export" in refused("--format=merged", f"--out={tmp_path / 'full'}", "--overwrite=true")
+    assert "is a symbolic link" in refused("--format=merged", f"--out={tmp_path / 'link'}", "--overwrite=true")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     moved = tmp_path / "moved-run"  # a run whose base folder is gone
     shutil.copytree(run, moved, ignore=shutil.ignore_patterns("checkpoints", "logs"))
@@ -111,6 +116,13 @@ def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run,
     result = run_script("export_ko.py", f"--adapter={run}", "--format=gguf", "--gguf_quants=f16", f"--out={out}",
                         cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "tiny-gguf-f16.gguf"]
+    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "README.md", "tiny-gguf-f16.gguf"]
     assert gguf.GGUFReader(out / "tiny-gguf-f16.gguf").get_field("general.architecture").contents() == "gptneox"
     assert "FROM ./tiny-gguf-f16.gguf" in (out / "Modelfile").read_text() and "ollama create" in result.stdout
+    again = run_script("export_ko.py", f"--adapter={run}", "--format=gguf", "--gguf_quants=q8_0", f"--out={out}",
+                       "--overwrite=true", cwd=tmp_path)  # an earlier export is replaced, only once the new is made
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "README.md", "tiny-gguf-q8_0.gguf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-gguf"]  # nothing left beside it
+    modelfile = (out / "Modelfile").read_text()
+    assert 'LICENSE """# gguf export of' in modelfile and "- Data `" in modelfile and modelfile.endswith('"""\n')
