@@ -21,7 +21,8 @@ import torch
 from kochat import card, cli, modeling, runs
 from kochat.cli import flag
 from kochat.errors import UserError
-from kochat.export import gguf, quantized
+from kochat.export import chat_template, gguf, quantized
+from kochat.prompts import Template
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
 ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.py (or a merged model folder)
@@ -83,8 +84,8 @@ def main(argv):
                 raise UserError(f"out of GPU memory quantizing to {FORMAT} (an int8 export of 12.8b parameters peaked "
                                 f"at 24.1 GiB): export on a GPU with more memory; nothing was written") from None
         else:
-            files = gguf.write_gguf(merged, made, GGUF_QUANTS, run.template)
-        licence_card = card.export_card(run.folder, FORMAT, usage(out, [out / f.name for f in files]))
+            files = gguf.write_gguf(merged, made, GGUF_QUANTS, run.template)  # the chat template inside
+        licence_card = card.export_card(run.folder, FORMAT, usage(out, [out / f.name for f in files], run.template))
         runs.write_text(made / "README.md", licence_card)
         if FORMAT == "gguf":  # the smallest file (QUANTS order), its licences as Ollama shows them
             gguf.write_modelfile(files[-1], run.template, run.tokenizer, made, licence=licence_card)
@@ -107,7 +108,7 @@ def main(argv):
     print(f"[3] wrote {out}/ ({size / 2**30:.2f} GiB):")
     for path in sorted(out.iterdir()):
         print(f"    {path.name}")
-    print("use it: " + usage(out, [out / f.name for f in files]))
+    print("use it: " + usage(out, [out / f.name for f in files], run.template))
 
 
 def check_out(out: Path, run) -> None:
@@ -167,13 +168,14 @@ def available_memory() -> int | None:
     return None
 
 
-def usage(out: Path, gguf_files: list[Path]) -> str:
+def usage(out: Path, gguf_files: list[Path], template) -> str:
     if FORMAT == "gguf":
         return (f"cd {out} && ollama create NAME -f Modelfile && ollama run NAME   "
-                f"(or llama.cpp: llama-cli -m {gguf_files[-1]})")
+                f"(or llama.cpp: llama-server -m {gguf_files[-1]} --jinja)")
     chat = f"python3 chat_ko.py --adapter {out}"
     if FORMAT == "merged":
-        return f"{chat}   |   vllm serve {out}"
+        own = f" --chat-template {out / chat_template.FILE}" if isinstance(template, Template) else ""
+        return f"{chat}   |   vllm serve {out}{own}"
     return chat + ("" if FORMAT == "int8" or torch.cuda.is_available() else "   (on a machine with an NVIDIA GPU)")
 
 

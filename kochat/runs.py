@@ -159,7 +159,8 @@ def load_for_answering(folder: str | Run, four_bit: bool = True, device_map="aut
 
 def save_merged(run_folder: Path, merged_folder: str, tokenizer, template) -> Path:
     """The adapter merged into a copy of its base in the base's own 16-bit dtype (never into 4-bit weights), as
-    a plain model folder: vLLM and transformers load it as they load any model; chat and serving read its template.
+    a plain model folder: vLLM and transformers load it as they load any model; chat and serving read its template,
+    and vLLM's chat endpoint takes template.jinja (`--chat-template`).
     Merged in CPU memory, so a 24 GB card is enough for the run and the host needs ~2 bytes a parameter."""
     from . import modeling
 
@@ -171,6 +172,9 @@ def save_merged(run_folder: Path, merged_folder: str, tokenizer, template) -> Pa
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     write_json(out / TEMPLATE_FILE, template.to_dict())
+    if isinstance(template, Template):  # for engines that render chats themselves (vLLM); a ChatTemplate has its own
+        from .export import chat_template
+        write_text(out / chat_template.FILE, chat_template.jinja_template(template))
     return out
 
 

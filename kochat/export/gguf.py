@@ -45,6 +45,7 @@ from typing import Sequence
 
 from ..errors import UserError
 from ..prompts import TURN_SEPARATOR, ChatTemplate, Template
+from .chat_template import jinja_template
 
 QUANTS = ("f16", "q8_0", "q4_k_m")
 GGUF_PACKAGE = "gguf==0.19.0"
@@ -253,8 +254,8 @@ def add_vocabulary(writer, tokenizer, template, vocab_size: int) -> None:
         writer.add_bos_token_id(tokenizer.bos_token_id)
     writer.add_add_bos_token(False)
     writer.add_add_eos_token(False)
-    if isinstance(template, ChatTemplate):
-        writer.add_chat_template(template.source)  # llama.cpp's own chat endpoints render it
+    # llama.cpp's chat endpoints (llama-server --jinja) and llama-cpp-python render chats with it
+    writer.add_chat_template(template.source if isinstance(template, ChatTemplate) else jinja_template(template))
 
 
 def write_vocab_only(path: Path, config, tokenizer, template) -> Path:

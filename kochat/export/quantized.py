@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
+from . import chat_template
 
 FORMATS = ("int8", "int4")
 BYTES_PER_WEIGHT = {"int8": 1.0, "int4": 0.55}  # on disk, scales included (12.8b shape: 12.3 and 6.8 GiB)
@@ -68,7 +69,7 @@ def write_quantized(merged_folder: Path, out: Path, fmt: str) -> Path:
         cfg.eos_token_id, cfg.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    for name in ("template.json", "chat_template.jinja"):
+    for name in ("template.json", "chat_template.jinja", chat_template.FILE):
         if (merged_folder / name).is_file():
             (out / name).write_bytes((merged_folder / name).read_bytes())
     return out

@@ -21,7 +21,7 @@ def merged(tiny_run, run_script, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "tiny-merged"
     result = run_script("export_ko.py", f"--adapter={run}", "--format=merged", f"--out={out}", cwd=out.parent)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"wrote {out}/" in result.stdout and "vllm serve" in result.stdout
+    assert f"wrote {out}/" in result.stdout and f"vllm serve {out} --chat-template {out}/template.jinja" in result.stdout
     return out
 
 
@@ -55,7 +55,8 @@ def test_merged_answers_as_the_adapter_does_and_is_a_plain_model_folder(tiny_run
         with torch.no_grad():
             assert torch.allclose(adapter.model(input_ids=ids).logits, folded.model(input_ids=ids).logits, atol=1e-4)
     assert greedy(merged)[0] == greedy(run, four_bit=False)[0] == "7입니다."
-    assert {"config.json", "model.safetensors", "template.json", "tokenizer.json"} <= {p.name for p in merged.iterdir()}
+    assert {"config.json", "model.safetensors", "template.json", "template.jinja", "tokenizer.json"} <= \
+        {p.name for p in merged.iterdir()}
     assert "quantization_config" not in json.loads((merged / "config.json").read_text())
     card = (merged / "README.md").read_text()  # the licences travel with the export
     assert f"from `{run}`" in card and "- Base model `tiny-gpt-neox`: a 2-layer model that kochat builds" in card
