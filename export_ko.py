@@ -12,6 +12,7 @@ their names only when complete. Steps 1-3 below run top to bottom.
 """
 import shutil
 import sys
+from shlex import quote
 import tempfile
 from pathlib import Path
 
@@ -49,8 +50,7 @@ def main(argv):
     out = Path(OUT or f"{str(run.folder).rstrip('/')}-{FORMAT}").expanduser()
     check_out(out, run)
     params = modeling.parameter_count(config)
-    merged_bytes = params * modeling.saved_dtype(config).itemsize
-    print(f"[1] {run.folder}: {config.model_type}, {params / 1e9:.2f} B parameters -> {FORMAT} in {out}/")
+    print(f"[1] {run.folder}: {config.model_type}, {params:,} parameters -> {FORMAT} in {out}/")
     if FORMAT in quantized.FORMATS:
         quantized.torchao_config(FORMAT)  # torchao installed, and a GPU for int4
         quantized.check_gpu_memory(FORMAT, params)  # before the merge, the longest step
@@ -60,7 +60,8 @@ def main(argv):
         written = gguf.bytes_written(params, GGUF_QUANTS)
     else:
         written = 0  # the merged folder itself is the export
-    check_room(merged_bytes + written, out, merge_bytes=merged_bytes if run.adapter else 0)
+    merge_bytes = params * modeling.saved_dtype(config).itemsize if run.adapter else 0  # a merged one is read in place
+    check_room(merge_bytes + written, out, merge_bytes)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
@@ -69,7 +70,8 @@ def main(argv):
             merged = run.folder
             print(f"[2] {run.folder} is already a merged model")
         else:
-            print(f"[2] merging the adapter of {run.folder} into a 16-bit copy of {run.base_model} …")
+            print(f"[2] merging the adapter of {run.folder} into a copy of {run.base_model} in its own "
+                  f"{str(modeling.saved_dtype(config)).removeprefix('torch.')} …")
             merged = runs.save_merged(run.folder, str(work / "merged"), run.tokenizer, run.template)
 
         # 3. Write the format asked for; a finished folder takes OUT's place only when complete ---------
@@ -150,8 +152,11 @@ def check_room(need: float, out: Path, merge_bytes: int) -> None:
     existing = next(p for p in [out.absolute().parent, *out.absolute().parents] if p.exists())
     free = shutil.disk_usage(existing).free
     if free < need * 1.05:
+        stale = sorted(existing.glob(".export-*"))  # exports killed before they finished
+        held = sum(f.stat().st_size for folder in stale for f in folder.rglob("*") if f.is_file())
+        note = f"; {len(stale)} unfinished exports (.export-*) hold {held / 1e9:.1f} GB there: remove them" if stale else ""
         raise UserError(f"not enough disk for a {FORMAT} export: needs ~{need * 1.05 / 1e9:.1f} GB under {existing}, "
-                        f"{free / 1e9:.1f} GB free")
+                        f"{free / 1e9:.1f} GB free{note}")
     available = available_memory()
     if merge_bytes and available is not None and available < merge_bytes * 1.1:
         raise UserError(f"merging needs ~{merge_bytes * 1.1 / 1e9:.1f} GB of free CPU memory for the 16-bit base, "
@@ -169,13 +174,14 @@ def available_memory() -> int | None:
 
 
 def usage(out: Path, gguf_files: list[Path], template) -> str:
+    """The commands that use the export, paths quoted for a shell."""
     if FORMAT == "gguf":
-        return (f"cd {out} && ollama create NAME -f Modelfile && ollama run NAME   "
-                f"(or llama.cpp: llama-server -m {gguf_files[-1]} --jinja)")
-    chat = f"python3 chat_ko.py --adapter {out}"
+        return (f"cd {quote(str(out))} && ollama create NAME -f Modelfile && ollama run NAME   "
+                f"(or llama.cpp: llama-server -m {quote(str(gguf_files[-1]))} --jinja)")
+    chat = f"python3 chat_ko.py --adapter {quote(str(out))}"
     if FORMAT == "merged":
-        own = f" --chat-template {out / chat_template.FILE}" if isinstance(template, Template) else ""
-        return f"{chat}   |   vllm serve {out}{own}"
+        own = f" --chat-template {quote(str(out / chat_template.FILE))}" if isinstance(template, Template) else ""
+        return f"{chat}   |   vllm serve {quote(str(out))}{own}"
     return chat + ("" if FORMAT == "int8" or torch.cuda.is_available() else "   (on a machine with an NVIDIA GPU)")
 
 

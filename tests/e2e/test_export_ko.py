@@ -125,5 +125,7 @@ def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run,
     assert again.returncode == 0, again.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "README.md", "tiny-gguf-q8_0.gguf"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-gguf"]  # nothing left beside it
+    refused = run_script("chat_ko.py", f"--adapter={out}", cwd=tmp_path)
+    assert refused.returncode == 2 and "is a GGUF export, for llama.cpp and Ollama" in refused.stderr
     modelfile = (out / "Modelfile").read_text()
     assert 'LICENSE """# gguf export of' in modelfile and "- Data `" in modelfile and modelfile.endswith('"""\n')
