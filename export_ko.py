@@ -12,9 +12,9 @@ their names only when complete. Steps 1-3 below run top to bottom.
 """
 import shutil
 import sys
-from shlex import quote
 import tempfile
 from pathlib import Path
+from shlex import quote
 
 import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
 import torch
@@ -154,7 +154,8 @@ def check_room(need: float, out: Path, merge_bytes: int) -> None:
     if free < need * 1.05:
         stale = sorted(existing.glob(".export-*"))  # exports killed before they finished
         held = sum(f.stat().st_size for folder in stale for f in folder.rglob("*") if f.is_file())
-        note = f"; {len(stale)} unfinished exports (.export-*) hold {held / 1e9:.1f} GB there: remove them" if stale else ""
+        note = f"; {len(stale)} unfinished exports (.export-*) hold {held / 1e9:.1f} GB there: remove them" \
+            if stale else ""
         raise UserError(f"not enough disk for a {FORMAT} export: needs ~{need * 1.05 / 1e9:.1f} GB under {existing}, "
                         f"{free / 1e9:.1f} GB free{note}")
     available = available_memory()

@@ -59,8 +59,9 @@ def export_card(source: Path, fmt: str, usage: str) -> str:
         lines = licences(constants)[1]
     else:
         card = read_text(source / "README.md")
-        lines = (card.split(LICENCES_HEADING, 1)[1].split("\n## ", 1)[0].strip().splitlines() if LICENCES_HEADING in card
-                 else [f"- Not known to kochat: {source} has no run_config.json; see the terms of the model it holds."])
+        section = card.split(LICENCES_HEADING, 1)[1].split("\n## ", 1)[0] if LICENCES_HEADING in card else ""
+        lines = section.strip().splitlines() or [
+            f"- Not known to kochat: {source} has no run_config.json; see the terms of the model it holds."]
     return "\n".join([f"# {fmt} export of {source.name}", "",
                       f"Written by kochat's `export_ko.py` from `{source}`. The licences of the run it came from "
                       f"apply to it unchanged:", "", LICENCES_HEADING, "", *lines, "", "## Use it", "", usage, ""])

@@ -102,7 +102,7 @@ def open_run(folder: str) -> Run:
                             f"names a readable base model; pass a run folder that finetune_ko.py finished")
         if not (path / ADAPTER_FILE).is_file() and not (path / "adapter_model.bin").is_file():
             raise UserError(f"{folder} has adapter_config.json but no adapter weights ({ADAPTER_FILE}): the run did "
-                            f"not finish saving; train it again, or pass the run's last checkpoint folder")
+                            f"not finish saving; run finetune_ko.py again (it resumes from its last checkpoint)")
         adapter = str(path)
     elif (path / "config.json").is_file():
         base, adapter = str(path), None
