@@ -62,6 +62,7 @@ def main(argv):
         written = 0  # the merged folder itself is the export
     merge_bytes = params * modeling.saved_dtype(config).itemsize if run.adapter else 0  # a merged one is read in place
     check_room(merge_bytes + written, out, merge_bytes)
+    made_here = [p for p in [out.parent, *out.parent.parents] if not p.exists()]  # removed again if it fails
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
@@ -105,6 +106,9 @@ def main(argv):
         if work.exists():
             print(f"note: could not remove all of {work} (work files or the replaced export): remove it by hand",
                   file=sys.stderr)
+        for folder in made_here if not out.exists() else []:  # nearest first; each empty once the work is gone
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
 
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"[3] wrote {out}/ ({size / 2**30:.2f} GiB):")

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from kochat import PROJECT_ROOT, recipe, runs
+from kochat import PROJECT_ROOT, modeling, recipe, runs, tiny
 from kochat.generation import gen
 
 QUESTIONS = ["한국의 수도는 어디인가요?", "건강하게 살기 위한 세 가지 방법은?", "파인튜닝이란 무엇인가요?"]
@@ -105,6 +105,13 @@ def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_pa
     (moved / "run_config.json").write_text(json.dumps(config))
     result = run_script("export_ko.py", f"--adapter={moved}", "--format=merged", f"--out={tmp_path / 'c'}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+    (tmp_path / "weightless-base").mkdir()  # a base with its config but no weights: the merge itself fails
+    shutil.copy(modeling.model_source(tiny.MODEL_ID) + "/config.json", tmp_path / "weightless-base")
+    config["constants"]["MODEL_ID"] = str(tmp_path / "weightless-base")
+    (moved / "run_config.json").write_text(json.dumps(config))
+    result = run_script("export_ko.py", f"--adapter={moved}", "--format=merged", f"--out={tmp_path / 'c' / 'd'}",
+                        cwd=tmp_path)
+    assert result.returncode == 2 and "cannot load weights from" in result.stderr  # and c/ it made is gone again
     assert not any(p.name in ("a", "b", "c") for p in tmp_path.iterdir()) and (run / "adapter_model.safetensors").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
 
