@@ -27,6 +27,7 @@ FIELDS = ("prompt_input", "prompt_no_input", "response", "response_split")
 TURN_SEPARATOR = "\n\n"  # between an earlier answer and the next question in a conversation
 ROLES = ("system", "user", "assistant")
 CHAT_TEMPLATE = "chat_template"  # the name a run saved with the tokenizer's chat template goes by
+SLOT = "\x00slot\x00"  # stands for a question or answer while a template's fixed text is cut around it
 
 
 def check_messages(messages: list[dict]) -> None:
@@ -96,6 +97,13 @@ class Template(Conversing):
             problems.append("response needs {output}")
         if not t.response_split or t.response_split not in t.prompt_no_input.split("{instruction}")[-1]:
             problems.append("response_split must appear in prompt_no_input after {instruction}")
+        for text, where_in, name in ((t.prompt_no_input, "prompt_no_input", "instruction"),
+                                     (t.response, "response", "output")):
+            try:
+                if f"{{{name}}}" in text and text.format(**{name: SLOT}).count(SLOT) != 1:
+                    problems.append(f"{where_in} must hold {{{name}}} once")
+            except (KeyError, IndexError, ValueError):
+                problems.append(f"{where_in} holds braces other than {{{name}}}: write a literal brace as {{{{ or }}}}")
         if problems:
             raise UserError(f"{where}: " + "; ".join(problems))
         return t
@@ -109,6 +117,13 @@ class Template(Conversing):
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in ("end_of_turn", "begin")}
+
+    def pieces(self) -> tuple[str, str, str, str]:
+        """The fixed text around a question and around an answer, as rendered (literal {{ }} as { }):
+        (before the question, after it, before the answer, after it)."""
+        question = self.prompt_no_input.format(instruction=SLOT).split(SLOT)
+        answer = self.response.format(output=SLOT).split(SLOT)
+        return question[0], question[1], answer[0], answer[1]
 
     def answer(self, output: str) -> str:
         """The text the model learns to write after the prompt, before its end of text."""

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -51,6 +52,12 @@ def test_template_by_path_and_its_errors(tmp_path):
     path.write_text(json.dumps({**good, "response": "no placeholder"}), encoding="utf-8")
     with pytest.raises(UserError, match="response needs {output}"):
         Template.load(str(path))
+    for field, text, problem in [("response", " {output} {output}", "response must hold {output} once"),
+                                 ("prompt_no_input", "{x} ### 질문: {instruction}\n\n### 답변:",
+                                  "prompt_no_input holds braces other than {instruction}: write a literal brace as")]:
+        path.write_text(json.dumps({**good, field: text}), encoding="utf-8")
+        with pytest.raises(UserError, match=re.escape(problem)):
+            Template.load(str(path))
     path.write_text("{broken", encoding="utf-8")
     with pytest.raises(UserError, match="not valid UTF-8 JSON"):
         Template.load(str(path))

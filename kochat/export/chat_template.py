@@ -24,8 +24,7 @@ def jinja_template(template: Template) -> str:
     prompt form and each answer after it ended by the end of text, turns apart by TURN_SEPARATOR, every message
     stripped; an assistant message with no question before it is left out. A question's prompt already ends
     with the answer marker, so add_generation_prompt changes nothing (as in Template.render)."""
-    prefix, suffix = template.prompt_no_input.split("{instruction}")
-    before, after = template.response.split("{output}")
+    prefix, suffix, before, after = template.pieces()
     return "".join([
         "{{- ", literal(template.begin), " -}}",
         '{%- set ns = namespace(system="", started=false, asked=false) -%}',

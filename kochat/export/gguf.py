@@ -481,8 +481,7 @@ def modelfile_template(template) -> str:
     system text as .System (several system messages joined by a blank line, where kochat joins them by a line
     break) and merges consecutive messages of one role; kochat's Template also strips each message, which Go cannot."""
     if isinstance(template, Template):
-        prefix, suffix = template.prompt_no_input.split("{instruction}")
-        before, after = template.response.split("{output}")
+        prefix, suffix, before, after = template.pieces()
         system = ("{{- if .System }}", "{{ .System }}" + go_text(TURN_SEPARATOR) + "{{ end }}")
         user = (go_text(TURN_SEPARATOR).join(["{{ if $started }}", "{{ end }}"]) + go_text(prefix) + "{{ .Content }}"
                 + go_text(suffix) + "{{ $started = true }}{{ $asked = true }}")

@@ -17,13 +17,20 @@ CONVERSATIONS = [
 
 
 def test_transformers_renders_the_jinja_form_as_the_template_does(tiny_merged_template, tiny_merged):
+    """Every template in prompts/, and one whose fixed text holds literal braces ({{ }} in str.format)."""
     from kochat import modeling
+    from kochat.prompts import TEMPLATE_DIR, Template, load_template
 
     tokenizer = modeling.load_tokenizer(str(tiny_merged))
-    jinja = jinja_template(tiny_merged_template)
-    for conversation in CONVERSATIONS:
-        assert tokenizer.apply_chat_template(conversation, chat_template=jinja, tokenize=False,
-                                             add_generation_prompt=True) == tiny_merged_template.chat(conversation)
+    braces = Template.from_dict({**Template.load("koalpaca").to_dict(), "prompt_no_input": 'JSON {{"a": 1}} {{% x %}} '
+                                 "### 질문: {instruction}\n\n### 답변:"}, name="braces").for_tokenizer(tokenizer)
+    templates = [load_template(p.stem, tokenizer) for p in sorted(TEMPLATE_DIR.glob("*.json"))] + [braces]
+    assert len(templates) >= 3
+    for template in templates:
+        jinja = jinja_template(template)
+        for conversation in CONVERSATIONS:
+            assert tokenizer.apply_chat_template(conversation, chat_template=jinja, tokenize=False,
+                                                 add_generation_prompt=True) == template.chat(conversation)
 
 
 def test_the_gguf_carries_it_and_llama_cpp_python_renders_it_as_the_template_does(tiny_f16, tiny_merged_template):
