@@ -10,6 +10,7 @@ The adapter is merged into a 16-bit copy of its base (never into 4-bit weights) 
 made from that merged model. Disk and memory are checked before anything is written; files appear under
 their names only when complete. Steps 1-3 below run top to bottom.
 """
+import os
 import shutil
 import sys
 import tempfile
@@ -47,7 +48,7 @@ def main(argv):
     config = modeling.load_config(run.base_model)
     if run.adapter is None and (FORMAT == "merged" or modeling.saved_quantization(config)):
         raise UserError(f"{run.folder} is already an exported model; export the run folder it came from")
-    out = Path(OUT or f"{str(run.folder).rstrip('/')}-{FORMAT}").expanduser()
+    out = Path(os.path.abspath(Path(OUT or f"{str(run.folder).rstrip('/')}-{FORMAT}").expanduser()))  # "." too
     check_out(out, run)
     params = modeling.parameter_count(config)
     print(f"[1] {run.folder}: {config.model_type}, {params:,} parameters -> {FORMAT} in {out}/")
@@ -65,6 +66,7 @@ def main(argv):
     made_here = [p for p in [out.parent, *out.parent.parents] if not p.exists()]  # removed again if it fails
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    kept = None  # the work folder, where it must outlive a failure
     try:
         # 2. Merge the adapter into a 16-bit copy of its base (in CPU memory), unless the folder is merged --
         if run.adapter is None:
@@ -97,13 +99,19 @@ def main(argv):
             out.rename(previous)
         try:
             made.rename(out)
-        except OSError:
+        except BaseException:  # Ctrl-C between the renames too: the earlier export goes back
             if previous.exists():
-                previous.rename(out)
+                try:
+                    previous.rename(out)
+                except OSError:
+                    kept = work  # the only copy of the earlier export is in it now
+                    raise UserError(f"could not move the new export to {out}, nor the earlier one back: the earlier "
+                                    f"is in {previous}, the new in {made}; move one to {out} by hand") from None
             raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if work.exists():
+        if work is not kept:
+            shutil.rmtree(work, ignore_errors=True)
+        if work.exists() and work is not kept:
             print(f"note: could not remove all of {work} (work files or the replaced export): remove it by hand",
                   file=sys.stderr)
         for folder in made_here if not out.exists() else []:  # nearest first; each empty once the work is gone
@@ -126,6 +134,10 @@ def check_out(out: Path, run) -> None:
     if out.is_symlink():
         raise UserError(f"{out} is a symbolic link; pass {flag('OUT', str(resolved))} (the folder it points to) or a "
                         f"new folder")
+    if Path.cwd().resolve().is_relative_to(resolved):
+        raise UserError(f"{flag('OUT', str(out))} is the folder you are in (or holds it); pass a new folder")
+    if os.path.ismount(out):
+        raise UserError(f"{out} is a mount point, which cannot be replaced; pass a new folder inside it")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; pass {flag('OUT', '<a folder>')}")
     if out.is_dir() and any(out.iterdir()):
@@ -134,20 +146,20 @@ def check_out(out: Path, run) -> None:
                             f"{flag('OVERWRITE', 'true')}")
         if not is_export(out):
             raise UserError(f"{out} is not an earlier export ({flag('OVERWRITE', 'true')} replaces only a folder "
-                            f"export_ko.py wrote: files, no folders, with template.json and config.json, or a "
-                            f"Modelfile); pass {flag('OUT', '<new folder>')}")
+                            f"export_ko.py wrote: files, no folders, its README.md or Modelfile saying so); pass "
+                            f"{flag('OUT', '<new folder>')}")
     existing = next(p for p in [out.absolute().parent, *out.absolute().parents] if p.exists())
     if not existing.is_dir() or not runs.can_write(existing):
         raise UserError(f"cannot write the output folder {out}: {existing} is not a writable folder")
 
 
 def is_export(folder: Path) -> bool:
-    """What export_ko.py writes: files only, a model folder with the run's template, or GGUF files and a Modelfile
-    (not a base model, a run, or a folder of several)."""
+    """What export_ko.py wrote: files only, marked as its own in their README.md card or Modelfile (not a base
+    model, a run, a user's own Ollama folder, or a folder of several)."""
     if any(p.is_dir() for p in folder.iterdir()):
         return False
-    return ((folder / "config.json").is_file() and (folder / runs.TEMPLATE_FILE).is_file()) or \
-        (folder / "Modelfile").is_file()
+    return card.EXPORT_MARK in card.read_text(folder / "README.md") or \
+        gguf.MODELFILE_MARK in card.read_text(folder / "Modelfile")
 
 
 def check_room(need: float, out: Path, merge_bytes: int) -> None:
@@ -158,8 +170,8 @@ def check_room(need: float, out: Path, merge_bytes: int) -> None:
     if free < need * 1.05:
         stale = sorted(existing.glob(".export-*"))  # exports killed before they finished
         held = sum(f.stat().st_size for folder in stale for f in folder.rglob("*") if f.is_file())
-        note = f"; {len(stale)} unfinished exports (.export-*) hold {held / 1e9:.1f} GB there: remove them" \
-            if stale else ""
+        note = (f"; {len(stale)} unfinished exports (.export-*) hold {held / 1e9:.1f} GB there: remove them if no "
+                f"export is running" if stale else "")
         raise UserError(f"not enough disk for a {FORMAT} export: needs ~{need * 1.05 / 1e9:.1f} GB under {existing}, "
                         f"{free / 1e9:.1f} GB free{note}")
     available = available_memory()

@@ -15,10 +15,12 @@ from .known_models import KNOWN_MODELS
 # (a substring of MODEL_ID or DATA, lower case) -> its licence, as the card states it
 BASE_LICENCES = {"polyglot-ko": ("apache-2.0", "Apache-2.0 (EleutherAI's polyglot-ko): commercial use allowed")}
 DATA_LICENCES = {"koalpaca": ("cc-by-nc-4.0", "CC BY-NC 4.0 (KoAlpaca data): non-commercial use only, and an "
-                                              "adapter trained on it inherits that restriction")}
+                                              "adapter trained on it, or a model it is merged into, inherits that "
+                                              "restriction")}
 TINY_BASE = "a 2-layer model that kochat builds from its own sample (kochat/tiny.py); it ships with the project"
 TINY_DATA = "written for kochat (data/); it ships with the project"
 LICENCES_HEADING = "## Licences"
+EXPORT_MARK = "Written by kochat's `export_ko.py`"  # export_ko.py --overwrite replaces only folders so marked
 TINY_MODELS, TINY_DATA_FILES = (tiny.MODEL_ID, tiny.CHAT_MODEL_ID), (tiny.DATA_FILE.name, tiny.CHAT_DATA_FILE.name)
 SHOWN = ["MODEL_ID", "DATA", "TEMPLATE", "MAX_LEN", "PACK_TOKENS", "TRAIN_ON_PROMPT", "LORA_R", "LORA_ALPHA",
          "LORA_DROPOUT", "LORA_TARGETS", "BATCH_SIZE", "GRAD_ACCUM", "LEARNING_RATE", "LR_SCHEDULER",
@@ -37,7 +39,7 @@ def licence(source: str, known: dict, tiny_text: str, is_tiny: bool) -> tuple[st
     for key, (spdx, sentence) in known.items():
         if key in source.lower():
             return spdx, sentence
-    return None, f"not known to kochat: see the terms of {source} before you share the adapter"
+    return None, f"not known to kochat: see the terms of {source} before you share what was trained on it"
 
 
 def licences(constants: dict) -> tuple[str | None, list[str]]:
@@ -55,16 +57,16 @@ def export_card(source: Path, fmt: str, usage: str) -> str:
     from .runs import RUN_CONFIG, read_key
 
     constants = read_key(source / RUN_CONFIG, "constants")
-    if constants:
-        lines = licences(constants)[1]
-    else:
+    licence_id, lines = licences(constants) if constants else (None, [])
+    if not constants:  # a merged folder: the card of the export it is, if any
         card = read_text(source / "README.md")
-        section = card.split(LICENCES_HEADING, 1)[1].split("\n## ", 1)[0] if LICENCES_HEADING in card else ""
-        lines = section.strip().splitlines() or [
-            f"- Not known to kochat: {source} has no run_config.json; see the terms of the model it holds."]
-    return "\n".join([f"# {fmt} export of {source.name}", "",
-                      f"Written by kochat's `export_ko.py` from `{source}`. The licences of the run it came from "
-                      f"apply to it unchanged:", "", LICENCES_HEADING, "", *lines, "", "## Use it", "", usage, ""])
+        lines = (card.split(LICENCES_HEADING, 1)[1].split("\n## ", 1)[0] if LICENCES_HEADING in card else "").strip()
+        lines = lines.splitlines()
+    said = ("The licences of the run it came from apply to it unchanged:" if lines else
+            "kochat does not know what it came from was trained on: see the terms of its base model and data.")
+    return "\n".join([*([f"---\nlicense: {licence_id}\n---"] if licence_id else []),
+                      f"# {fmt} export of {source.name}", "", f"{EXPORT_MARK} from `{source}`. {said}", "",
+                      *([LICENCES_HEADING, "", *lines, ""] if lines else []), "## Use it", "", usage, ""])
 
 
 def read_text(path: Path) -> str:

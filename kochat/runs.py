@@ -89,7 +89,7 @@ def open_run(folder: str) -> Run:
     if not path.is_dir():
         raise UserError(f"{folder} is not a folder; pass a run folder from finetune_ko.py, e.g. outputs/tiny")
     if not (path / TEMPLATE_FILE).is_file() and any(path.glob("*.gguf")):
-        raise UserError(f"{folder} is a GGUF export, for llama.cpp and Ollama (its README.md says how); chat_ko.py "
+        raise UserError(f"{folder} is a GGUF export, for llama.cpp and Ollama (see its Modelfile); chat_ko.py "
                         f"and serve_ko.py answer from the run folder, or its merged, int8 or int4 export")
     if not (path / TEMPLATE_FILE).is_file():
         raise UserError(f"{folder} has no {TEMPLATE_FILE}: it is not a run folder from finetune_ko.py "

@@ -47,6 +47,8 @@ from ..errors import UserError
 from ..prompts import TURN_SEPARATOR, ChatTemplate, Template
 from .chat_template import jinja_template
 
+MODELFILE_MARK = "Written by kochat's export_ko.py"  # export_ko.py --overwrite replaces only folders so marked
+
 QUANTS = ("f16", "q8_0", "q4_k_m")
 GGUF_PACKAGE = "gguf==0.19.0"
 LLAMA_CPP_PACKAGE = "llama-cpp-python==0.3.36"
@@ -524,7 +526,7 @@ def write_modelfile(gguf_file: Path, template, tokenizer, out_folder: Path, lice
         raise UserError("the template's text holds quotation marks an Ollama Modelfile cannot carry")
     licence = licence.strip().replace('"""', '"')  # a quoted block cannot hold its own closing quotes
     text = "\n".join([
-        "# Ollama: ollama create NAME -f Modelfile, then ollama run NAME. Written by kochat's export_ko.py.",
+        f"# Ollama: ollama create NAME -f Modelfile, then ollama run NAME. {MODELFILE_MARK}.",
         f"FROM {source}",
         f'TEMPLATE """{body}"""',
         f'PARAMETER stop "{stop}"',

@@ -46,7 +46,8 @@ def check_gpu_memory(fmt: str, params: int) -> None:
         return
     need, free = params * PEAK_GPU_BYTES_PER_WEIGHT[fmt], torch.cuda.mem_get_info()[0]
     if free < need:
-        other = "--format=int4 (about half), " if fmt == "int8" else ""
+        other = ("--format=int4 (about half), int8 in CPU memory (CUDA_VISIBLE_DEVICES= python3 export_ko.py …), "
+                 if fmt == "int8" else "")
         raise UserError(f"quantizing to {fmt} takes ~{need / 2**30:.1f} GiB of GPU memory here, {free / 2**30:.1f} GiB "
                         f"is free: free the GPU, export on a larger one, or choose {other}--format=gguf (CPU)")
 

@@ -97,6 +97,10 @@ def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_pa
     assert "already holds files" in refused("--format=merged", f"--out={tmp_path / 'full'}")
     assert "is not an earlier export" in refused("--format=merged", f"--out={tmp_path / 'full'}", "--overwrite=true")
     assert "is a symbolic link" in refused("--format=merged", f"--out={tmp_path / 'link'}", "--overwrite=true")
+    (tmp_path / "my-ollama").mkdir()  # a user's own Ollama folder: a Modelfile, but not one export_ko.py wrote
+    (tmp_path / "my-ollama" / "Modelfile").write_text("FROM ./llama3.gguf\n")
+    assert "is not an earlier export" in refused("--format=gguf", f"--out={tmp_path / 'my-ollama'}", "--overwrite=true")
+    assert "is the folder you are in" in refused("--format=merged", "--out=.", "--overwrite=true")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     moved = tmp_path / "moved-run"  # a run whose base folder is gone
     shutil.copytree(run, moved, ignore=shutil.ignore_patterns("checkpoints", "logs"))
