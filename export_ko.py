@@ -111,9 +111,9 @@ def main(argv):
     finally:
         if work is not kept:
             shutil.rmtree(work, ignore_errors=True)
-        if work.exists() and work is not kept:
-            print(f"note: could not remove all of {work} (work files or the replaced export): remove it by hand",
-                  file=sys.stderr)
+            if work.exists():
+                print(f"note: could not remove all of {work} (work files or the replaced export): remove it by "
+                      f"hand", file=sys.stderr)
         for folder in made_here if not out.exists() else []:  # nearest first; each empty once the work is gone
             if folder.exists() and not any(folder.iterdir()):
                 folder.rmdir()
