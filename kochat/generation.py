@@ -16,6 +16,7 @@ import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
 from .kv_cache import static_cache
+from .modeling import transformers_model
 from .prompts import Template
 from .streaming import RowTracker
 from .tokenization import encode_prompt
@@ -139,7 +140,7 @@ def decode(model, input_ids, attention_mask, tracker: RowTracker, *, eos: int, p
     while the next step runs, and are looked at one step late; generate() instead stops the GPU every token
     to check whether all rows are done, which left ~3.7 ms of host time per token at the 12.8b shape
     (bench/RESULTS.md). Returns each row's generated ids (finished rows continue with padding)."""
-    core = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT wrapper's transformers model
+    core = transformers_model(model)
     batch, width = input_ids.shape
     steps = max(tracker.limits)
     if steps < 1:
@@ -222,7 +223,7 @@ class StepsToHost:
 def compiles(model) -> bool:
     """Whether gen()'s fast mode compiles the decoding step of `model` (as generate() would): a GPU, weights that
     compile (not bitsandbytes 4-bit), nothing offloaded. Elsewhere it runs the static cache uncompiled."""
-    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    core = transformers_model(model)
     quantizer = getattr(core, "hf_quantizer", None)
     places = set(getattr(core, "hf_device_map", {}).values())
     return core.device.type == "cuda" and (quantizer is None or quantizer.is_compileable) and \

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from transformers import Trainer
 
+from .modeling import transformers_model
 from .tokenization import IGNORE
 
 
@@ -39,7 +40,7 @@ def head_loss_sum(head, hidden: torch.Tensor, targets: torch.Tensor, softcap: fl
 def chunked_loss(model, inputs: dict, labels: torch.Tensor, chunk: int, num_items=None) -> torch.Tensor:
     """The causal LM loss of `model` (a transformers model, or PEFT's wrapper of one) on `inputs`, the head
     applied to `chunk` positions at a time."""
-    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    core = transformers_model(model)
     hidden = core.get_decoder()(**inputs, use_cache=False).last_hidden_state[:, :-1].flatten(0, 1)
     targets = labels[:, 1:].flatten()  # -100 where nothing is trained: cross_entropy skips it
     head = core.get_output_embeddings()

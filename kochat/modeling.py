@@ -189,6 +189,11 @@ def training_attention(choice: str, packed: bool) -> str:
     return "flex_attention" if packed and torch.cuda.is_available() else "sdpa"
 
 
+def transformers_model(model):
+    """The transformers model itself: `model`, or the one a PEFT wrapper holds."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def decoder_layers(model) -> list:
     """The model's repeated blocks (transformers marks them as GradientCheckpointingLayer)."""
     from transformers.modeling_layers import GradientCheckpointingLayer
