@@ -10,7 +10,8 @@ Triton kernels of gemlite, Apache-2.0, through torchao's prototype UIntxWeightOn
 release whose API torchao 0.18 calls; gemlite4 runs its model in fp16), int8 (torchao's int8 weight-only, the
 export's), int8dyn (int8 weights and int8 activations, torch._int_mm), mslk4 (torchao's int4 in the `preshuffled`
 layout of Meta's mslk CUTLASS kernels for Hopper GPUs: needs the mslk-cuda wheel built for the GPU's torch),
-mslk4fp8 (the same int4 weights with activations in float8), bf16 (no quantization: the merged 16-bit model).
+mslk4fp8 (the same int4 weights with activations in float8), mslk4plain (torchao's `plain` int4 layout, mslk's
+row-wise CUTLASS kernel), bf16 (no quantization: the merged 16-bit model).
 --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
 graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), max-autotune
 (also autotuned matmul templates; a long compile). --profile=true records the GPU kernels that took
@@ -19,6 +20,7 @@ the 8-bit key/value cache (kochat/kv_cache.py). Random weights: speed and memory
 The JSON is rewritten after each measurement.
 """
 import gc
+import importlib.metadata
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,6 +60,7 @@ def torchao_config(kernel: str):
     return {"tinygemm": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d"),
             "mslk4": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="preshuffled"),
             "mslk4fp8": lambda: Float8DynamicActivationInt4WeightConfig(int4_packing_format="preshuffled"),
+            "mslk4plain": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain"),
             "int8": Int8WeightOnlyConfig, "int8dyn": Int8DynamicActivationInt8WeightConfig}[kernel]()
 
 
@@ -73,10 +76,12 @@ def main(argv):
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "versions": {**runs.versions(), "torchao": __import__("torchao").__version__}, "model": MODEL,
                "command": " ".join(["python3 -m bench.quant_kernels", *argv])}
-    try:
-        results["versions"]["gemlite"] = __import__("gemlite").__version__
-    except ImportError:
-        pass
+    for kernel_library in ("gemlite", "mslk"):  # where installed
+        try:
+            results["versions"][kernel_library] = importlib.metadata.version(
+                {"mslk": "mslk-cuda"}.get(kernel_library, kernel_library))
+        except importlib.metadata.PackageNotFoundError:
+            pass
     model_dir = Path(MODEL)
     if not (model_dir / runs.TEMPLATE_FILE).exists():  # a bare model folder: answered in the KoAlpaca form
         runs.write_json(model_dir / runs.TEMPLATE_FILE, Template.load("koalpaca").to_dict())
