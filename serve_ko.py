@@ -32,6 +32,10 @@ FAST = "auto"                                # gen()'s fast mode (static cache, 
                                              # a 16-bit or int8/int4 (export_ko.py) model on a GPU; true; false
 MAX_BATCH = 16                               # requests answered together in one batch (fast mode runs a batch
                                              # padded to a power of two: 16, not 20)
+BATCH_KERNEL = "exact"                       # an int4/int8 export's weights moved onto a kernel faster for batches
+                                             # where one is installed: int4 on Hopper GPUs (mslk-cuda), int8
+                                             # (gemlite). exact: the same weights; fp8: int4 faster still, less
+                                             # exact; false: the export's kernels. See kochat/batch_kernels.py
 WARMUP = True                                # where fast mode compiles (a GPU), compile it for each batch size
                                              # before serving, for a short question and max_tokens (a minute
                                              # each at 12.8b); longer prompts compile when they first come
@@ -58,6 +62,8 @@ def check_options() -> None:
     """Values a library would stop at with a traceback, or take and misbehave with: one line each."""
     if not 1 <= PORT <= 65535:
         raise UserError(f"--port must be between 1 and 65535, got {PORT}")
+    if str(BATCH_KERNEL).lower() not in ("exact", "fp8", "false"):
+        raise UserError(f"--batch_kernel is exact, fp8 or false, not {BATCH_KERNEL!r}")
     for name, value in [("max_batch", MAX_BATCH), ("max_concurrent", MAX_CONCURRENT), ("max_tokens", MAX_TOKENS),
                         ("max_body_bytes", MAX_BODY_BYTES)]:
         if value < 1:
@@ -139,7 +145,7 @@ def main(argv):
     import torch  # the heavy imports once the options are good: a wrong option is one line in a second
     import uvicorn
 
-    from kochat import runs
+    from kochat import batch_kernels, runs
     from kochat.documents import store
     from kochat.documents.retrieval import Searcher
     from kochat.generation import compiles, fast_mode, mode_line, render
@@ -152,6 +158,10 @@ def main(argv):
     torch.manual_seed(0)
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)
+    moved = batch_kernels.onto_batch_kernel(model, str(BATCH_KERNEL).lower()) \
+        if fast and str(BATCH_KERNEL).lower() != "false" else None
+    if moved:
+        print(moved, file=sys.stderr)
     engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=MAX_BATCH,
                     max_concurrent=MAX_CONCURRENT, fast=fast, log_prompts=LOG_PROMPTS)
     if WARMUP and fast and compiles(model):

@@ -64,6 +64,17 @@ def torchao_config(kernel: str):
             "int8": Int8WeightOnlyConfig, "int8dyn": Int8DynamicActivationInt8WeightConfig}[kernel]()
 
 
+def kernel_library_versions() -> dict:
+    """torchao's version, and gemlite's and mslk's where installed."""
+    found = {"torchao": importlib.metadata.version("torchao")}
+    for name, package in (("gemlite", "gemlite"), ("mslk", "mslk-cuda")):
+        try:
+            found[name] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "MODEL", "DATA", "OUT")
@@ -74,14 +85,8 @@ def main(argv):
     from transformers import CompileConfig
 
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "versions": {**runs.versions(), "torchao": __import__("torchao").__version__}, "model": MODEL,
+               "versions": {**runs.versions(), **kernel_library_versions()}, "model": MODEL,
                "command": " ".join(["python3 -m bench.quant_kernels", *argv])}
-    for kernel_library in ("gemlite", "mslk"):  # where installed
-        try:
-            results["versions"][kernel_library] = importlib.metadata.version(
-                {"mslk": "mslk-cuda"}.get(kernel_library, kernel_library))
-        except importlib.metadata.PackageNotFoundError:
-            pass
     model_dir = Path(MODEL)
     if not (model_dir / runs.TEMPLATE_FILE).exists():  # a bare model folder: answered in the KoAlpaca form
         runs.write_json(model_dir / runs.TEMPLATE_FILE, Template.load("koalpaca").to_dict())

@@ -7,7 +7,8 @@ first_step_s_warm_cache. Without it, the recipe log's figure is first_step_s.
 --more: other raw results, each recognised by what it holds: bench.export_gpu's JSON (gen_int4_*, gen_int8_*;
 gen_int4_cache8_* where it answered with --cache_8bit=true; a later file's formats replace an earlier one's),
 bench.quant_kernels' tinygemm with --cache_8bit=true (the int4 export's kernel: gen_int4_cache8_*; batch 1 and 16
-may then come from different files), bench.serve_load's at int4 (serve_*_clients_tok_s) and
+may then come from different files), its mslk4plain and mslk4fp8 (serve_ko.py's batch kernels for int4 on Hopper:
+gen_int4_mslk_*, gen_int4_mslk_fp8_*), bench.serve_load's at int4 (serve_*_clients_tok_s) and
 bench.eval_speed's (kobest_test_estimate_s).
 """
 import json
@@ -82,8 +83,10 @@ def figures(raw: dict) -> dict:
         return {"kobest_test_estimate_s": raw["test_split_estimate_s"]}
     out = {}
     # export_gpu's formats; quant_kernels' tinygemm (the int4 export's kernel, quantized in memory) only for the
-    # 8-bit cache, where gen_int4_cache8_* would otherwise have no source: gen_int4_* stay the export's
-    for name, fmt in (("int4", "int4"), ("int8", "int8"), ("tinygemm", "int4")):
+    # 8-bit cache, where gen_int4_cache8_* would otherwise have no source: gen_int4_* stay the export's; its mslk
+    # kernels, which serve_ko.py moves an int4 export onto (kochat/batch_kernels.py)
+    for name, fmt in (("int4", "int4"), ("int8", "int8"), ("tinygemm", "int4"), ("mslk4plain", "int4_mslk"),
+                      ("mslk4fp8", "int4_mslk_fp8")):
         for batch in (1, 16):
             entry = raw.get(f"{name} fast, batch {batch}", {})
             cache8 = entry.get("cache_8bit") == "true"  # forced on; auto's choice is not recorded

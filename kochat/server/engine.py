@@ -2,7 +2,11 @@
 
 Requests wait in one first-in-first-out queue. The worker takes the oldest request and every other
 waiting request with the same sampling settings (up to max_batch) and answers them together with
-gen(), each row with its own token limit, stop strings, stream and cancellation. A request hears back
+gen(), each row with its own token limit, stop strings, stream and cancellation. The last batch's clients
+send their next requests as their answers arrive, a few milliseconds apart: the worker waits for them (and
+for those that were already waiting) a little, at most gather_share of the last batch's time (and
+gather_max_s: a batch that compiled took a minute), before it starts a batch. Without that, the first few
+made a batch of their own and the rest waited for it to finish, a whole batch. A request hears back
 through its Job's event queue, on the event loop it came from. Nothing here knows HTTP.
 """
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -46,9 +51,13 @@ class Engine:
     says what the model is, for the routes: its name, tokenizer, template (chat prompts) and context."""
 
     def __init__(self, model, tokenizer, template, model_name: str, max_batch: int = 16,
-                 max_concurrent: int = 64, fast: bool = False, log_prompts: bool = False):
+                 max_concurrent: int = 64, fast: bool = False, log_prompts: bool = False,
+                 gather_share: float = 0.1, gather_max_s: float = 0.5):
         self.model, self.tokenizer, self.template, self.model_name = model, tokenizer, template, model_name
         self.max_batch, self.max_concurrent, self.fast, self.log_prompts = max_batch, max_concurrent, fast, log_prompts
+        self.gather_share, self.gather_max_s = gather_share, gather_max_s
+        self.expected, self.last_seconds = 0, 0.0  # requests the next batch waits for, and for how long
+        self.leftover: int | None = None  # requests waiting when the running batch's first row was answered
         self.context = getattr(model.config, "max_position_embeddings", 2048)
         self.waiting: deque[Job] = deque()
         self.in_flight = 0
@@ -107,6 +116,7 @@ class Engine:
                                 "--warmup=false")
         with self.lock:
             self.batch_sizes.clear()
+            self.expected = 0  # the first client is not kept waiting for the warm-up's
         return sizes
 
     def work(self) -> None:
@@ -114,6 +124,7 @@ class Engine:
             batch = self.next_batch()
             live = [job for job in batch if not job.cancelled]
             self.batch_sizes[len(live)] += 1
+            started, self.leftover = time.monotonic(), None
             try:
                 if live:
                     self.generate(live)
@@ -126,21 +137,31 @@ class Engine:
                 for job in batch:
                     if not job.finished:  # cancelled before its batch began
                         self.finish(job, None, None)
+                with self.lock:  # its clients come back, beside those that waited
+                    self.expected = (self.leftover or 0) + len(batch)
+                self.last_seconds = time.monotonic() - started
 
     def finish(self, job: Job, kind: str | None, value) -> None:
         """The job stops counting against max_concurrent before its requester hears back: a client that sends its
         next request on hearing is not refused for a batch still finishing others' answers."""
         with self.lock:
             self.in_flight -= 1
+            if self.leftover is None:
+                self.leftover = len(self.waiting)
         job.finished = True
         if kind is not None:
             job.send(kind, value)
 
     def next_batch(self) -> list[Job]:
-        """Wait for a job; take it and the later waiting jobs with its sampling settings, oldest first."""
+        """Wait for a job, and a little longer for those expected (see the module's docstring); take the oldest
+        and the later waiting jobs with its sampling settings, oldest first."""
         with self.lock:
             while not self.waiting:
                 self.lock.wait()
+            deadline = time.monotonic() + min(self.gather_share * self.last_seconds, self.gather_max_s)
+            while len(self.waiting) < min(self.expected, self.max_batch) and \
+                    (left := deadline - time.monotonic()) > 0:
+                self.lock.wait(left)
             first = self.waiting.popleft()
             batch = [first]
             for job in list(self.waiting):  # same sampling, so one gen() call

@@ -9,7 +9,7 @@ import pytest
 from kochat import PROJECT_ROOT
 
 SCRIPTS = ["speed", "profile_steps", "random_model", "serve_load", "soak", "summarize", "rag", "grounded_gpu", "eval_speed",
-           "export_gpu", "inspect_run", "gguf_agreement"]
+           "export_gpu", "inspect_run", "gguf_agreement", "batch_kernel_error"]
 
 
 def run_module(name, *args):

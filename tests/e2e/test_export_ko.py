@@ -1,7 +1,8 @@
 """export_ko.py as a user runs it on the tiny run: the merged folder answers as the adapter on a 16-bit base does;
-the int8 folder loads in chat_ko.py as it was saved and keeps the merged model's loss; int4 on a machine without an
-NVIDIA GPU, a wrong format, an occupied output folder and a run whose base is gone are each one line, before
-anything is written."""
+the int8 folder (and int4, on an NVIDIA GPU: the device) loads in chat_ko.py as it was saved and keeps the merged
+model's loss; serve_ko.py's batch kernels answer as the export's; int4 on a machine without an NVIDIA GPU, a wrong
+format, an occupied output folder and a run whose base is gone are each one line, before anything is written."""
+import importlib.util
 import json
 import re
 import shutil
@@ -9,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from kochat import PROJECT_ROOT, modeling, recipe, runs, tiny
+from kochat import PROJECT_ROOT, batch_kernels, modeling, recipe, runs, tiny
 from kochat.generation import gen
 
 QUESTIONS = ["한국의 수도는 어디인가요?", "건강하게 살기 위한 세 가지 방법은?", "파인튜닝이란 무엇인가요?"]
@@ -38,8 +39,9 @@ def held_out_loss(folder):
     total = count = 0
     with torch.no_grad():
         for row in prepared.eval:
-            labels = torch.tensor([row["labels"]])
-            loss = loaded.model(input_ids=torch.tensor([row["input_ids"]]), labels=labels).loss.item()
+            labels = torch.tensor([row["labels"]], device=loaded.model.device)
+            ids = torch.tensor([row["input_ids"]], device=loaded.model.device)
+            loss = loaded.model(input_ids=ids, labels=labels).loss.item()
             n = int((labels[:, 1:] != -100).sum())
             total, count = total + loss * n, count + n
     return total / count
@@ -76,6 +78,50 @@ def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, 
     assert answer.stdout.strip()
     int8_loss, merged_loss = held_out_loss(out), held_out_loss(merged)
     assert abs(int8_loss - merged_loss) < 0.02 * merged_loss, (int8_loss, merged_loss)
+    if not torch.cuda.is_available():  # the batch kernels are for GPUs: on a CPU the weights stay as saved
+        assert batch_kernels.onto_batch_kernel(runs.load_for_answering(str(out)).model) is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="int4 is made and run by a CUDA kernel (tested on the device)")
+def test_int4_loads_as_saved_in_chat_and_keeps_near_the_merged_models_loss(tiny_run, merged, run_script, tmp_path):
+    """And on a Hopper GPU with mslk installed, serve_ko.py's batch kernel: the same weights answer as tinygemm's."""
+    run, _ = tiny_run
+    out = tmp_path / "tiny-int4"
+    result = run_script("export_ko.py", f"--adapter={run}", "--format=int4", f"--out={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = run_script("chat_ko.py", f"--adapter={out}", "--question", QUESTIONS[0], "--temperature=0", cwd=tmp_path)
+    assert answer.returncode == 0, answer.stderr[-3000:]
+    assert "answering with Int4WeightOnlyConfig weights (torchao) on cuda, fast mode on" in answer.stderr
+    assert answer.stdout.strip()
+    int4_loss, merged_loss = held_out_loss(out), held_out_loss(merged)
+    assert abs(int4_loss - merged_loss) < 0.05 * merged_loss, (int4_loss, merged_loss)
+    if torch.cuda.get_device_capability()[0] != 9 or importlib.util.find_spec("mslk") is None:
+        pytest.skip("mslk's kernels run on Hopper GPUs with mslk-cuda installed")
+    saved, exact, fp8 = (runs.load_for_answering(str(out)) for _ in range(3))
+    assert "the same weights" in batch_kernels.onto_batch_kernel(exact.model, "exact")
+    assert "8-bit float activations" in batch_kernels.onto_batch_kernel(fp8.model, "fp8")
+    answers = [[a.text for a in gen(m.model, m.tokenizer, m.run.template, QUESTIONS, max_new_tokens=24, fast=True)]
+               for m in (saved, exact, fp8)]
+    assert answers[0][0] == answers[1][0]  # the same weights up to rounding: the first answer has no near tie
+    assert all(answers[2])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("gemlite") is None,
+                    reason="gemlite's int8 kernel runs on an NVIDIA GPU with gemlite installed (tested on the device)")
+def test_int8_on_gemlites_kernel_answers_as_torchaos_int8(merged, tmp_path):
+    """A bf16 int8 export (gemlite computes in 16 bits; the tiny base is float32) answers the same on both kernels."""
+    from transformers import AutoModelForCausalLM
+
+    from kochat.export import quantized
+    bf16, out = tmp_path / "tiny-merged-bf16", tmp_path / "tiny-int8"
+    shutil.copytree(merged, bf16)  # tokenizer and template; weights and config rewritten in bf16
+    AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16).save_pretrained(bf16)
+    quantized.write_quantized(bf16, out, "int8")
+    saved, moved = runs.load_for_answering(str(out)), runs.load_for_answering(str(out))
+    assert "gemlite" in batch_kernels.onto_batch_kernel(moved.model)
+    answers = [[a.text for a in gen(m.model, m.tokenizer, m.run.template, QUESTIONS, max_new_tokens=24, fast=True)]
+               for m in (saved, moved)]
+    assert answers[0][0] == answers[1][0]  # same weights up to re-rounding: the first answer has no near tie
 
 
 def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_path):
