@@ -20,6 +20,7 @@ import torch
 
 from bench.quant_kernels import kernel_library_versions
 from kochat import cli, runs
+from kochat.errors import UserError
 from kochat.batch_kernels import onto_batch_kernel
 
 # ---- constants: override on the command line as --name=value ------------------------------------------
@@ -41,6 +42,8 @@ class Exported(torch.nn.Module):
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "OUT")
+    if not torch.cuda.is_available():
+        raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
     from torchao.quantization import (Float8DynamicActivationInt4WeightConfig, Int4WeightOnlyConfig,
                                       Int8WeightOnlyConfig, quantize_)
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -69,7 +72,10 @@ def main(argv):
         for choice, name in (("exact", "mslk int4, from the export"),
                              ("fp8", "mslk int4 + fp8 activations, from the export")):
             exported = Exported(layer(tinygemm), "Int4WeightOnlyConfig()")
-            figures[f"moved, {choice}"] = onto_batch_kernel(exported, choice)
+            figures[f"moved, {choice}"] = moved = onto_batch_kernel(exported, choice)
+            if not moved or "moved onto" not in moved:  # else the figure below would be tinygemm's
+                reason = moved or "it needs a Hopper GPU and mslk-cuda"
+                raise UserError(f"the export's int4 weights were not moved onto mslk ({reason})")
             figures[name] = error(exported.linear)
         figures["mslk int4 + fp8 activations, from bf16"] = error(
             layer(Float8DynamicActivationInt4WeightConfig(int4_packing_format="preshuffled")))

@@ -78,6 +78,8 @@ def kernel_library_versions() -> dict:
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "MODEL", "DATA", "OUT")
+    if not torch.cuda.is_available():
+        raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
     if COMPILE not in COMPILE_OPTIONS:
         raise UserError(f"--compile={COMPILE}: one of {', '.join(COMPILE_OPTIONS)}")
     cache_8bit = cli.auto_or_bool("CACHE_8BIT", CACHE_8BIT)

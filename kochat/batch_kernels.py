@@ -4,24 +4,31 @@ chat_ko.py, one answer at a time, keeps the export's kernels: they are the faste
 
 int4 (saved for tinygemm) onto mslk's CUTLASS kernels for Hopper GPUs (H100, H200; mslk-cuda, BSD-3, through
 torchao), measured at the 12.8b shape on an H200 through gen() (bench/RESULTS.md):
-- "exact": the same weights (int4, a scale and a minimum per 128: mslk rounds tinygemm's dequantized values
-  back to the same levels), activations in 16 bits: 1,419 tokens/s at 16 rows against tinygemm's 581; 111
-  against 191 at one row.
+- "exact": the same int4 levels (a scale and a minimum per 128 weights, tinygemm's own scheme: mslk rounds
+  tinygemm's dequantized values back to the same levels; the scale and minimum are derived again, equal up to
+  bf16 rounding), activations in 16 bits: 1,419 tokens/s at 16 rows against tinygemm's 581; 111 against 191
+  at one row.
 - "fp8": int4 weights without a minimum and activations in 8-bit float: 1,803 tokens/s at 16 rows, 143 at one.
   Each weight is rounded again onto that coarser grid: the layers' products were 1.5 times as far from the
   16-bit ones as tinygemm's (bench/batch_kernel_error.py).
 
 int8 onto gemlite's Triton int8 kernel (Apache-2.0, through torchao's UIntxWeightOnlyConfig; any recent NVIDIA
-GPU, weights in 16 bits): 1,535 tokens/s at 16 rows at the 12.8b shape, within 4 % of torchao's own int8 at one
-row. The same scheme (int8, a scale per output row), so the weights come back as they were.
+GPU, weights in 16 bits): 1,535 tokens/s at 16 rows at the 12.8b shape, 4 % slower than torchao's own int8 at
+one row. The same scheme (int8, a scale per output row), so the weights come back as they were.
+
+A move that fails midway is one line that names --batch_kernel=false: the model is then half moved.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+from contextlib import contextmanager
 
 import torch
 
-MSLK_PACKAGE = "mslk-cuda==1.1.0"     # built against one torch release: install the one that matches yours
+from .errors import UserError
+
+MSLK_PACKAGE = "mslk-cuda==1.1.0"     # measured; compiled for one torch release (1.1.0 loads with torch 2.11)
 GEMLITE_PACKAGE = "gemlite==0.5.1.post1"  # the release whose API torchao 0.18's UIntxWeightOnlyConfig calls
 
 
@@ -46,38 +53,60 @@ def _int4_onto_mslk(model, choice: str) -> str | None:
         import mslk  # noqa: F401  (torchao finds its operators through it)
     except Exception as e:  # its compiled operators are tied to one torch release
         return (f"int4 stays on tinygemm: mslk is installed but does not load with torch {torch.__version__} "
-                f"({type(e).__name__}); install the {MSLK_PACKAGE.split('==')[0]} built for it")
+                f"({type(e).__name__}); install the mslk-cuda release built for it (measured: {MSLK_PACKAGE} "
+                "with torch 2.11)")
     from torchao.quantization import (Float8DynamicActivationInt4WeightConfig, Int4TilePackedTo4dTensor,
                                       Int4WeightOnlyConfig, quantize_)
     config = (Float8DynamicActivationInt4WeightConfig(int4_packing_format="preshuffled") if choice == "fp8"
               else Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain"))
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int4TilePackedTo4dTensor)]
-    for module in layers:
-        # tinygemm's layout has no dequantize: its product with the identity is the weight it multiplies by
-        identity = torch.eye(module.in_features, dtype=torch.bfloat16, device=module.weight.device)
-        weight = torch.nn.functional.linear(identity, module.weight).t().contiguous()
-        module.weight = torch.nn.Parameter(weight, requires_grad=False)
-        quantize_(module, config)
+    identities = {}  # one per input width
+    with moving("int4", "mslk's"):
+        for module in layers:
+            # tinygemm's layout has no dequantize: its product with the identity is the weight it multiplies by
+            identity = identities.setdefault(module.in_features, torch.eye(
+                module.in_features, dtype=torch.bfloat16, device=module.weight.device))
+            weight = torch.nn.functional.linear(identity, module.weight).t().contiguous()
+            module.weight = torch.nn.Parameter(weight, requires_grad=False)
+            quantize_(module, config)
+    identities.clear()
     torch.cuda.empty_cache()
     if choice == "fp8":
         return (f"int4 weights of {len(layers)} layers moved onto mslk's Hopper kernel with 8-bit float activations, "
                 "rounded again (batches ~3× faster than tinygemm, answers less exact; --batch_kernel=exact keeps "
                 "the weights)")
-    return (f"int4 weights of {len(layers)} layers moved onto mslk's Hopper kernel, the same weights (batches ~2.4× "
-            "faster, one answer at a time slower: --batch_kernel=false keeps tinygemm)")
+    return (f"int4 weights of {len(layers)} layers moved onto mslk's Hopper kernel, the same int4 levels (batches "
+            "~2.4× faster, one answer at a time slower: --batch_kernel=false keeps tinygemm)")
 
 
 def _int8_onto_gemlite(model) -> str | None:
+    if importlib.util.find_spec("gemlite") is None:
+        return None
+    installed, wanted = importlib.metadata.version("gemlite"), GEMLITE_PACKAGE.split("==")[1]
+    if installed != wanted:  # torchao 0.18 fails inside another release's API
+        return f"int8 stays on torchao's kernel: gemlite {installed} is installed, torchao 0.18 needs {GEMLITE_PACKAGE}"
     try:
         import gemlite  # noqa: F401  (imported by torchao's prototype; it needs a GPU to import)
         from torchao.prototype.quantization.quant_api import UIntxWeightOnlyConfig
         from torchao.quantization import Int8Tensor, quantize_
-    except ImportError:
-        return None
+    except Exception as e:  # a Triton it does not work with, among others
+        return f"int8 stays on torchao's kernel: gemlite does not load here ({type(e).__name__})"
     config = UIntxWeightOnlyConfig(bit_width=8, group_size=None)
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int8Tensor)]
-    for module in layers:
-        module.weight = torch.nn.Parameter(module.weight.dequantize(), requires_grad=False)
-        quantize_(module, config)
+    with moving("int8", "gemlite's"):
+        for module in layers:
+            module.weight = torch.nn.Parameter(module.weight.dequantize(), requires_grad=False)
+            quantize_(module, config)
     return (f"int8 weights of {len(layers)} layers moved onto gemlite's int8 kernel (faster for batches; "
             "--batch_kernel=false keeps the export's)")
+
+
+@contextmanager
+def moving(fmt: str, kernel: str):
+    """One line where moving the weights fails (the model is then half moved: the server does not start)."""
+    try:
+        yield
+    except Exception as e:
+        detail = f": {str(e).strip().splitlines()[0][:200]}" if str(e).strip() else ""
+        raise UserError(f"moving the {fmt} weights onto {kernel} kernel failed ({type(e).__name__}{detail}): "
+                        "--batch_kernel=false answers with the export's own kernels") from e

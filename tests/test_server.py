@@ -223,49 +223,57 @@ def test_a_request_stops_counting_against_max_concurrent_when_answered_not_when_
 
 def test_a_batch_waits_a_little_for_the_last_batchs_clients_then_goes():
     """Clients send their next requests as their answers arrive; the one early request waits for them and for
-    those that waited through the last batch (one batch, not two taking turns), but no longer than gather_share
-    of the last batch's time."""
+    those that waited through the last batch (one batch, not two taking turns), only for a while after that batch
+    (gather_share of its time), and not at all once that while is over."""
     import asyncio
     import threading
     from types import SimpleNamespace
 
     from kochat.server.engine import Engine, Job
 
-    loop, batches, done = asyncio.new_event_loop(), [], threading.Semaphore(0)
+    loop, batches, done, started = asyncio.new_event_loop(), [], threading.Semaphore(0), threading.Event()
 
     class Recording(Engine):  # a batch of more than one row takes half a second
         def generate(self, jobs):
-            time.sleep(0.5 if len(jobs) > 1 else 0)
+            if len(jobs) > 1:
+                started.set()
+                time.sleep(0.5)
             batches.append(sorted(j.prompt for j in jobs))
             for j in jobs:
                 self.finish(j, "done", None)
             done.release()
 
     def submit(engine, *prompts):
-        for prompt in prompts:
-            engine.submit(Job(prompt=prompt, max_tokens=4, temperature=0.0, top_p=1.0, stop=[], loop=loop))
+        with engine.lock:  # at once
+            for prompt in prompts:
+                engine.submit(Job(prompt=prompt, max_tokens=4, temperature=0.0, top_p=1.0, stop=[], loop=loop))
+
+    def answered_alone(engine, prompt) -> float:
+        submitted = time.monotonic()
+        submit(engine, prompt)
+        assert done.acquire(timeout=10) and batches[-1] == [prompt]
+        return time.monotonic() - submitted
 
     model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=64))
     engine = Recording(model, None, None, "stub", max_batch=4, gather_share=10.0, gather_max_s=5.0)
     for prompt in ("A", "B"):  # after a batch of one there is nobody to wait for: each goes at once
-        submit(engine, prompt)
-        assert done.acquire(timeout=2) and batches[-1] == [prompt]
-    with engine.lock:  # three at once: one batch of three, half a second
-        submit(engine, "C", "D", "E")
-    time.sleep(0.2)
-    submit(engine, "X")  # comes while they are answered: it waits for that batch, and then with its clients'
+        assert answered_alone(engine, prompt) < 2
+    submit(engine, "C", "D", "E")
+    assert started.wait(10)
+    submit(engine, "X")  # comes while they are answered: it waits for that batch, and then with its clients
     assert done.acquire(timeout=10)
     submit(engine, "F")  # early: it and X wait for the others (up to 5 s)
     time.sleep(0.2)
     submit(engine, "G", "H")
     assert done.acquire(timeout=10) and batches[-2:] == [["C", "D", "E"], ["F", "G", "H", "X"]]
-    lone = Recording(model, None, None, "stub", max_batch=4, gather_share=0.6)
-    with lone.lock:
-        submit(lone, "A", "B")
-    assert done.acquire(timeout=10)
-    started = time.monotonic()
-    submit(lone, "C")  # nobody else comes: it goes alone after 0.6 x 0.5 s
-    assert done.acquire(timeout=10) and batches[-1] == ["C"] and time.monotonic() - started >= 0.3
+    later = Recording(model, None, None, "stub", max_batch=4, gather_share=4.0, gather_max_s=5.0)
+    for pause, waits in ((0.0, True), (2.5, False)):  # a batch of two: 2 s of waiting for its clients after it
+        submit(later, "A", "B")
+        assert done.acquire(timeout=10)
+        time.sleep(pause)
+        took = answered_alone(later, "C")  # nobody else comes: alone once the 2 s are over, at once after them
+        assert took >= 1 if waits else took < 1
+    loop.close()
 
 
 def test_warm_up_answers_one_batch_of_each_size_through_the_worker_before_serving(served):

@@ -3,10 +3,10 @@
 Requests wait in one first-in-first-out queue. The worker takes the oldest request and every other
 waiting request with the same sampling settings (up to max_batch) and answers them together with
 gen(), each row with its own token limit, stop strings, stream and cancellation. The last batch's clients
-send their next requests as their answers arrive, a few milliseconds apart: the worker waits for them (and
-for those that were already waiting) a little, at most gather_share of the last batch's time (and
-gather_max_s: a batch that compiled took a minute), before it starts a batch. Without that, the first few
-made a batch of their own and the rest waited for it to finish, a whole batch. A request hears back
+send their next requests as their answers arrive, a few milliseconds apart: for a short while after a batch
+(gather_share of its time, at most gather_max_s: a batch that compiled took a minute), the worker waits for
+them, beside those that were already waiting, before it starts the next. Without that, the first few made a
+batch of their own and the rest waited for it to finish, a whole batch. A request hears back
 through its Job's event queue, on the event loop it came from. Nothing here knows HTTP.
 """
 from __future__ import annotations
@@ -56,8 +56,10 @@ class Engine:
         self.model, self.tokenizer, self.template, self.model_name = model, tokenizer, template, model_name
         self.max_batch, self.max_concurrent, self.fast, self.log_prompts = max_batch, max_concurrent, fast, log_prompts
         self.gather_share, self.gather_max_s = gather_share, gather_max_s
-        self.expected, self.last_seconds = 0, 0.0  # requests the next batch waits for, and for how long
-        self.leftover: int | None = None  # requests waiting when the running batch's first row was answered
+        self.expected = 0  # requests the next batch waits for (set in finish())
+        self.answering = 0  # the running batch's live rows: their clients come back
+        self.first_answer = True  # the running batch has answered no one yet
+        self.gather_until = 0.0  # time.monotonic() until which the next batch waits for the expected requests
         self.context = getattr(model.config, "max_position_embeddings", 2048)
         self.waiting: deque[Job] = deque()
         self.in_flight = 0
@@ -116,7 +118,7 @@ class Engine:
                                 "--warmup=false")
         with self.lock:
             self.batch_sizes.clear()
-            self.expected = 0  # the first client is not kept waiting for the warm-up's
+            self.expected = 0  # the first client does not wait for the warm-up's
         return sizes
 
     def work(self) -> None:
@@ -124,7 +126,9 @@ class Engine:
             batch = self.next_batch()
             live = [job for job in batch if not job.cancelled]
             self.batch_sizes[len(live)] += 1
-            started, self.leftover = time.monotonic(), None
+            started = time.monotonic()
+            with self.lock:
+                self.answering, self.first_answer = len(live), True
             try:
                 if live:
                     self.generate(live)
@@ -137,30 +141,28 @@ class Engine:
                 for job in batch:
                     if not job.finished:  # cancelled before its batch began
                         self.finish(job, None, None)
-                with self.lock:  # its clients come back, beside those that waited
-                    self.expected = (self.leftover or 0) + len(batch)
-                self.last_seconds = time.monotonic() - started
+                ended = time.monotonic()
+                self.gather_until = ended + min(self.gather_share * (ended - started), self.gather_max_s)
 
     def finish(self, job: Job, kind: str | None, value) -> None:
         """The job stops counting against max_concurrent before its requester hears back: a client that sends its
         next request on hearing is not refused for a batch still finishing others' answers."""
         with self.lock:
             self.in_flight -= 1
-            if self.leftover is None:
-                self.leftover = len(self.waiting)
+            if self.first_answer:  # before any of this batch's clients hears back and sends again: those waiting
+                self.expected, self.first_answer = len(self.waiting) + self.answering, False  # and they
         job.finished = True
         if kind is not None:
             job.send(kind, value)
 
     def next_batch(self) -> list[Job]:
-        """Wait for a job, and a little longer for those expected (see the module's docstring); take the oldest
+        """Wait for a job, and until gather_until for those expected (see the module's docstring); take the oldest
         and the later waiting jobs with its sampling settings, oldest first."""
         with self.lock:
             while not self.waiting:
                 self.lock.wait()
-            deadline = time.monotonic() + min(self.gather_share * self.last_seconds, self.gather_max_s)
             while len(self.waiting) < min(self.expected, self.max_batch) and \
-                    (left := deadline - time.monotonic()) > 0:
+                    (left := self.gather_until - time.monotonic()) > 0:
                 self.lock.wait(left)
             first = self.waiting.popleft()
             batch = [first]

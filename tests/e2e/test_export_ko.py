@@ -26,6 +26,18 @@ def merged(tiny_run, run_script, tmp_path_factory):
     return out
 
 
+def relative_logit_gap(loaded, other) -> float:
+    """The largest gap between two loaded models' next-token logits on the questions' prompts, against the
+    largest logit: kernels that add in another order differ by rounding, not by a flipped greedy token."""
+    gaps = []
+    for question in QUESTIONS:
+        ids = loaded.tokenizer(loaded.run.template.prompt(question, ""), return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            a, b = (m.model(input_ids=ids.to(m.model.device)).logits.float() for m in (loaded, other))
+        gaps.append(((a - b).abs().max() / a.abs().max()).item())
+    return max(gaps)
+
+
 def greedy(folder, four_bit=True):
     loaded = runs.load_for_answering(str(folder), four_bit=four_bit)
     return [a.text for a in gen(loaded.model, loaded.tokenizer, loaded.run.template, QUESTIONS, max_new_tokens=24)]
@@ -78,13 +90,12 @@ def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, 
     assert answer.stdout.strip()
     int8_loss, merged_loss = held_out_loss(out), held_out_loss(merged)
     assert abs(int8_loss - merged_loss) < 0.02 * merged_loss, (int8_loss, merged_loss)
-    if not torch.cuda.is_available():  # the batch kernels are for GPUs: on a CPU the weights stay as saved
-        assert batch_kernels.onto_batch_kernel(runs.load_for_answering(str(out)).model) is None
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="int4 is made and run by a CUDA kernel (tested on the device)")
 def test_int4_loads_as_saved_in_chat_and_keeps_near_the_merged_models_loss(tiny_run, merged, run_script, tmp_path):
-    """And on a Hopper GPU with mslk installed, serve_ko.py's batch kernel: the same weights answer as tinygemm's."""
+    """And on a Hopper GPU with mslk installed, serve_ko.py's batch kernels: exact within rounding of tinygemm's
+    logits, fp8 farther, both answering through the compiled loop."""
     run, _ = tiny_run
     out = tmp_path / "tiny-int4"
     result = run_script("export_ko.py", f"--adapter={run}", "--format=int4", f"--out={out}", cwd=tmp_path)
@@ -98,12 +109,13 @@ def test_int4_loads_as_saved_in_chat_and_keeps_near_the_merged_models_loss(tiny_
     if torch.cuda.get_device_capability()[0] != 9 or importlib.util.find_spec("mslk") is None:
         pytest.skip("mslk's kernels run on Hopper GPUs with mslk-cuda installed")
     saved, exact, fp8 = (runs.load_for_answering(str(out)) for _ in range(3))
-    assert "the same weights" in batch_kernels.onto_batch_kernel(exact.model, "exact")
+    assert "the same int4 levels" in batch_kernels.onto_batch_kernel(exact.model, "exact")
     assert "8-bit float activations" in batch_kernels.onto_batch_kernel(fp8.model, "fp8")
-    answers = [[a.text for a in gen(m.model, m.tokenizer, m.run.template, QUESTIONS, max_new_tokens=24, fast=True)]
-               for m in (saved, exact, fp8)]
-    assert answers[0][0] == answers[1][0]  # the same weights up to rounding: the first answer has no near tie
-    assert all(answers[2])
+    exact_gap, fp8_gap = relative_logit_gap(saved, exact), relative_logit_gap(saved, fp8)
+    assert exact_gap < 0.03 and exact_gap < fp8_gap < 0.5, (exact_gap, fp8_gap)  # fp8 rounds the weights again
+    for moved in (exact, fp8):  # and they answer through gen()'s compiled loop
+        assert all(a.text for a in gen(moved.model, moved.tokenizer, moved.run.template, QUESTIONS[:2],
+                                       max_new_tokens=8, fast=True))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("gemlite") is None,
@@ -119,9 +131,9 @@ def test_int8_on_gemlites_kernel_answers_as_torchaos_int8(merged, tmp_path):
     quantized.write_quantized(bf16, out, "int8")
     saved, moved = runs.load_for_answering(str(out)), runs.load_for_answering(str(out))
     assert "gemlite" in batch_kernels.onto_batch_kernel(moved.model)
-    answers = [[a.text for a in gen(m.model, m.tokenizer, m.run.template, QUESTIONS, max_new_tokens=24, fast=True)]
-               for m in (saved, moved)]
-    assert answers[0][0] == answers[1][0]  # same weights up to re-rounding: the first answer has no near tie
+    assert relative_logit_gap(saved, moved) < 0.03  # the same int8 weights
+    assert all(a.text for a in gen(moved.model, moved.tokenizer, moved.run.template, QUESTIONS[:2], max_new_tokens=8,
+                                   fast=True))
 
 
 def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_path):
