@@ -9,8 +9,8 @@ have outliers these lack, so the figures compare the kernels with each other, no
 Per shape and kernel, the relative error ||y - y16|| / ||y16|| of the product with the bf16 one (computed in
 float32), for: tinygemm (the int4 export); mslk from the export, as serve_ko.py moves it: --batch_kernel=exact
 (the same weights, activations in bf16) and fp8 (rounded again, activations in float8); mslk with float8
-activations from the 16-bit weights (the same kernel quantizing the original weights once); and int8 weight-only
-(torchao, the int8 export).
+activations from the 16-bit weights (the same kernel quantizing the original weights once); int8 weight-only
+(torchao, the int8 export); and float8 weights and activations with a scale per row (an 8-bit candidate).
 """
 import sys
 from datetime import datetime, timezone
@@ -44,8 +44,8 @@ def main(argv):
     cli.require(globals(), "OUT")
     if not torch.cuda.is_available():
         raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
-    from torchao.quantization import (Float8DynamicActivationInt4WeightConfig, Int4WeightOnlyConfig,
-                                      Int8WeightOnlyConfig, quantize_)
+    from torchao.quantization import (Float8DynamicActivationFloat8WeightConfig, Float8DynamicActivationInt4WeightConfig,
+                                      Int4WeightOnlyConfig, Int8WeightOnlyConfig, PerRow, quantize_)
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "versions": {**runs.versions(), **kernel_library_versions()},
                "command": " ".join(["python3 -m bench.batch_kernel_error", *argv]), "shapes": {}}
@@ -80,6 +80,8 @@ def main(argv):
         figures["mslk int4 + fp8 activations, from bf16"] = error(
             layer(Float8DynamicActivationInt4WeightConfig(int4_packing_format="preshuffled")))
         figures["int8 weight-only"] = error(layer(Int8WeightOnlyConfig()))
+        figures["float8 weights and activations, per row"] = error(
+            layer(Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())))
         results["shapes"][shape] = figures
         print(shape, figures, flush=True)
         runs.write_json(Path(OUT), results)

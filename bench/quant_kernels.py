@@ -11,7 +11,8 @@ release whose API torchao 0.18 calls; gemlite4 runs its model in fp16), int8 (to
 export's), int8dyn (int8 weights and int8 activations, torch._int_mm), mslk4 (torchao's int4 in the `preshuffled`
 layout of Meta's mslk CUTLASS kernels for Hopper GPUs: needs the mslk-cuda wheel built for the GPU's torch),
 mslk4fp8 (the same int4 weights with activations in float8), mslk4plain (torchao's `plain` int4 layout, mslk's
-row-wise CUTLASS kernel), bf16 (no quantization: the merged 16-bit model).
+row-wise CUTLASS kernel), fp8 (float8 weights and activations, a scale per row, torch._scaled_mm: Hopper and
+Ada GPUs), fp8wo (float8 weights only), bf16 (no quantization: the merged 16-bit model).
 --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
 graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), max-autotune
 (also autotuned matmul templates; a long compile). --profile=true records the GPU kernels that took
@@ -49,8 +50,9 @@ COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
 
 
 def torchao_config(kernel: str):
-    from torchao.quantization import (Float8DynamicActivationInt4WeightConfig, Int4WeightOnlyConfig,
-                                      Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig)
+    from torchao.quantization import (Float8DynamicActivationFloat8WeightConfig, Float8DynamicActivationInt4WeightConfig,
+                                      Float8WeightOnlyConfig, Int4WeightOnlyConfig,
+                                      Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, PerRow)
     if kernel == "bf16":
         return None
     if kernel.startswith("gemlite"):
@@ -61,6 +63,8 @@ def torchao_config(kernel: str):
             "mslk4": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="preshuffled"),
             "mslk4fp8": lambda: Float8DynamicActivationInt4WeightConfig(int4_packing_format="preshuffled"),
             "mslk4plain": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain"),
+            "fp8": lambda: Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+            "fp8wo": Float8WeightOnlyConfig,
             "int8": Int8WeightOnlyConfig, "int8dyn": Int8DynamicActivationInt8WeightConfig}[kernel]()
 
 
