@@ -57,8 +57,10 @@ def _int4_onto_mslk(model, choice: str) -> str | None:
                 "with torch 2.11)")
     from torchao.quantization import (Float8DynamicActivationInt4WeightConfig, Int4TilePackedTo4dTensor,
                                       Int4WeightOnlyConfig, quantize_)
+    # set_inductor_config=False: torchao would turn on inductor's coordinate-descent tuning for the whole
+    # process, lengthening every compile (the warm-up's too) beyond what the export loaded as saved takes
     config = (Float8DynamicActivationInt4WeightConfig(int4_packing_format="preshuffled") if choice == "fp8"
-              else Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain"))
+              else Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain", set_inductor_config=False))
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int4TilePackedTo4dTensor)]
     identities = {}  # one per input width
     with moving("int4", "mslk's"):
@@ -74,7 +76,7 @@ def _int4_onto_mslk(model, choice: str) -> str | None:
     if choice == "fp8":
         return (f"int4 weights of {len(layers)} layers moved onto mslk's Hopper kernel with 8-bit float activations, "
                 "rounded again (batches ~3× faster than tinygemm, answers less exact; --batch_kernel=exact keeps "
-                "the weights)")
+                "the int4 levels)")
     return (f"int4 weights of {len(layers)} layers moved onto mslk's Hopper kernel, the same int4 levels (batches "
             "~2.4× faster, one answer at a time slower: --batch_kernel=false keeps tinygemm)")
 
@@ -91,7 +93,7 @@ def _int8_onto_gemlite(model) -> str | None:
         from torchao.quantization import Int8Tensor, quantize_
     except Exception as e:  # a Triton it does not work with, among others
         return f"int8 stays on torchao's kernel: gemlite does not load here ({type(e).__name__})"
-    config = UIntxWeightOnlyConfig(bit_width=8, group_size=None)
+    config = UIntxWeightOnlyConfig(bit_width=8, group_size=None, set_inductor_config=False)  # as for int4
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int8Tensor)]
     with moving("int8", "gemlite's"):
         for module in layers:

@@ -56,7 +56,8 @@ class Engine:
         self.model, self.tokenizer, self.template, self.model_name = model, tokenizer, template, model_name
         self.max_batch, self.max_concurrent, self.fast, self.log_prompts = max_batch, max_concurrent, fast, log_prompts
         self.gather_share, self.gather_max_s = gather_share, gather_max_s
-        self.expected = 0  # requests the next batch waits for (set in finish())
+        self.expected = 0  # requests the next batch waits for: those waiting at the running batch's first answer,
+                           # and the batch's own clients
         self.answering = 0  # the running batch's live rows: their clients come back
         self.first_answer = True  # the running batch has answered no one yet
         self.gather_until = 0.0  # time.monotonic() until which the next batch waits for the expected requests
@@ -149,8 +150,8 @@ class Engine:
         next request on hearing is not refused for a batch still finishing others' answers."""
         with self.lock:
             self.in_flight -= 1
-            if self.first_answer:  # before any of this batch's clients hears back and sends again: those waiting
-                self.expected, self.first_answer = len(self.waiting) + self.answering, False  # and they
+            if self.first_answer:  # counted before any of this batch's clients hears back and sends again
+                self.expected, self.first_answer = len(self.waiting) + self.answering, False
         job.finished = True
         if kind is not None:
             job.send(kind, value)
