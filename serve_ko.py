@@ -35,7 +35,7 @@ MAX_BATCH = 16                               # requests answered together in one
 BATCH_KERNEL = "exact"                       # an int4/int8 export's weights moved onto a kernel faster for batches
                                              # where one is installed: int4 on Hopper GPUs (mslk-cuda), int8
                                              # (gemlite). exact: the same int4 levels; fp8: int4 faster, less
-                                             # exact; false: the export's kernels. See kochat/batch_kernels.py
+                                             # exact (int8 moves as with exact); false: the export's kernels
 WARMUP = True                                # where fast mode compiles (a GPU), compile it for each batch size
                                              # before serving, for a short question and max_tokens (a minute
                                              # each at 12.8b); longer prompts compile when they first come

@@ -34,7 +34,7 @@ GEMLITE_PACKAGE = "gemlite==0.5.1.post1"  # the release whose API torchao 0.18's
 
 def onto_batch_kernel(model, choice: str = "exact") -> str | None:
     """Move a quantized export's linear layers onto the faster kernel for batches where one applies (`choice`:
-    exact or fp8, for int4); returns the line that says what was done, or None where nothing applies (no GPU,
+    exact or fp8, which applies to int4 only: int8 has one kernel to move to); returns the line that says what was done, or None where nothing applies (no GPU,
     not an int4/int8 export, the library not installed, or for int4 a GPU that is not Hopper)."""
     if model.device.type != "cuda":
         return None
@@ -66,8 +66,10 @@ def _int4_onto_mslk(model, choice: str) -> str | None:
     with moving("int4", "mslk's"):
         for module in layers:
             # tinygemm's layout has no dequantize: its product with the identity is the weight it multiplies by
-            identity = identities.setdefault(module.in_features, torch.eye(
-                module.in_features, dtype=torch.bfloat16, device=module.weight.device))
+            identity = identities.get(module.in_features)
+            if identity is None:
+                identity = identities[module.in_features] = torch.eye(
+                    module.in_features, dtype=torch.bfloat16, device=module.weight.device)
             weight = torch.nn.functional.linear(identity, module.weight).t().contiguous()
             module.weight = torch.nn.Parameter(weight, requires_grad=False)
             quantize_(module, config)
@@ -84,7 +86,11 @@ def _int4_onto_mslk(model, choice: str) -> str | None:
 def _int8_onto_gemlite(model) -> str | None:
     if importlib.util.find_spec("gemlite") is None:
         return None
-    installed, wanted = importlib.metadata.version("gemlite"), GEMLITE_PACKAGE.split("==")[1]
+    wanted = GEMLITE_PACKAGE.split("==")[1]
+    try:
+        installed = importlib.metadata.version("gemlite")
+    except importlib.metadata.PackageNotFoundError:  # importable without pip's record: tried; a failure is one line
+        installed = wanted
     if installed != wanted:  # torchao 0.18 fails inside another release's API
         return f"int8 stays on torchao's kernel: gemlite {installed} is installed, torchao 0.18 needs {GEMLITE_PACKAGE}"
     try:

@@ -266,8 +266,8 @@ def test_a_batch_waits_a_little_for_the_last_batchs_clients_then_goes():
     time.sleep(0.2)
     submit(engine, "G", "H")
     assert done.acquire(timeout=10) and batches[-2:] == [["C", "D", "E"], ["F", "G", "H", "X"]]
-    later = Recording(model, None, None, "stub", max_batch=4, gather_share=4.0, gather_max_s=5.0)
-    for pause, waits in ((0.0, True), (2.5, False)):  # a batch of two: 2 s of waiting for its clients after it
+    later = Recording(model, None, None, "stub", max_batch=4, gather_share=4.0, gather_max_s=2.0)
+    for pause, waits in ((0.0, True), (2.5, False)):  # a batch of two: 2 s (4 x 0.5 s, at most 2) for its clients
         submit(later, "A", "B")
         assert done.acquire(timeout=10)
         time.sleep(pause)
@@ -310,6 +310,7 @@ def test_warm_up_answers_one_batch_of_each_size_through_the_worker_before_servin
     assert engine.warm_up(prompt, max_tokens=4, progress=False) == [1, 2, 4, 5]
     assert answered == [(size, "kochat-generate") for size in (1, 2, 4, 5)]  # one batch each, in the worker
     assert engine.status() == {"waiting": 0, "in_flight": 0, "batch_sizes": {}}
+    assert engine.expected == 0  # the first client does not wait for the warm-up's rows to come back
     assert Recording(*model, max_batch=16, max_concurrent=3).warm_up(prompt, 4, progress=False) == [1, 2, 3]
     out_of_memory = Failing(torch.cuda.OutOfMemoryError("CUDA out of memory"), *model, max_batch=2, fast=True)
     with pytest.raises(UserError, match=r"a batch of 2 failed \(generation failed: OutOfMemoryError\): lower "

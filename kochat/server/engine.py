@@ -58,7 +58,7 @@ class Engine:
         self.gather_share, self.gather_max_s = gather_share, gather_max_s
         self.expected = 0  # requests the next batch waits for: those waiting at the running batch's first answer,
                            # and the batch's own clients
-        self.answering = 0  # the running batch's live rows: their clients come back
+        self.running: list[Job] = []  # the running batch's live rows: those not cancelled by then come back
         self.first_answer = True  # the running batch has answered no one yet
         self.gather_until = 0.0  # time.monotonic() until which the next batch waits for the expected requests
         self.context = getattr(model.config, "max_position_embeddings", 2048)
@@ -128,8 +128,8 @@ class Engine:
             live = [job for job in batch if not job.cancelled]
             self.batch_sizes[len(live)] += 1
             started = time.monotonic()
-            with self.lock:
-                self.answering, self.first_answer = len(live), True
+            with self.lock:  # a batch whose every row was cancelled answers no one: the last window stands
+                self.running, self.first_answer = live, bool(live)
             try:
                 if live:
                     self.generate(live)
@@ -142,8 +142,9 @@ class Engine:
                 for job in batch:
                     if not job.finished:  # cancelled before its batch began
                         self.finish(job, None, None)
-                ended = time.monotonic()
-                self.gather_until = ended + min(self.gather_share * (ended - started), self.gather_max_s)
+                if live:
+                    ended = time.monotonic()
+                    self.gather_until = ended + min(self.gather_share * (ended - started), self.gather_max_s)
 
     def finish(self, job: Job, kind: str | None, value) -> None:
         """The job stops counting against max_concurrent before its requester hears back: a client that sends its
@@ -151,7 +152,8 @@ class Engine:
         with self.lock:
             self.in_flight -= 1
             if self.first_answer:  # counted before any of this batch's clients hears back and sends again
-                self.expected, self.first_answer = len(self.waiting) + self.answering, False
+                clients = sum(not j.cancelled for j in self.running)
+                self.expected, self.first_answer = len(self.waiting) + clients, False
         job.finished = True
         if kind is not None:
             job.send(kind, value)

@@ -1,0 +1,38 @@
+"""serve_ko.py's batch kernels where no GPU is needed: what applies where, and failures as one line (the moves
+themselves run on the device: tests/e2e/test_export_ko.py)."""
+import importlib.metadata
+import importlib.util
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from kochat import batch_kernels
+from kochat.errors import UserError
+
+
+def exported(quantization: str, device: str = "cuda"):
+    """What onto_batch_kernel reads of a loaded export, without loading one."""
+    return SimpleNamespace(device=torch.device(device), dtype=torch.bfloat16,
+                           config=SimpleNamespace(quantization_config=quantization))
+
+
+def test_nothing_moves_on_a_cpu_or_for_a_16_bit_model():
+    assert batch_kernels.onto_batch_kernel(exported("Int8WeightOnlyConfig()", device="cpu")) is None
+    assert batch_kernels.onto_batch_kernel(exported("")) is None
+
+
+def test_a_gemlite_release_torchao_cannot_call_keeps_the_exports_kernel_in_one_line(monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "gemlite" else find_spec(name, *a))
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.6.0.post2")
+    assert batch_kernels.onto_batch_kernel(exported("Int8WeightOnlyConfig()")) == (
+        "int8 stays on torchao's kernel: gemlite 0.6.0.post2 is installed, torchao 0.18 needs gemlite==0.5.1.post1")
+
+
+def test_a_move_that_fails_midway_is_one_line_naming_the_way_out():
+    with pytest.raises(UserError) as failed:
+        with batch_kernels.moving("int4", "mslk's"):
+            raise RuntimeError("CUTLASS cannot run this shape\nlong details")
+    assert str(failed.value) == ("moving the int4 weights onto mslk's kernel failed (RuntimeError: CUTLASS cannot run "
+                                 "this shape): --batch_kernel=false answers with the export's own kernels")
