@@ -35,7 +35,8 @@ MAX_BATCH = 16                               # requests answered together in one
 BATCH_KERNEL = "exact"                       # an int4/int8 export's weights moved onto a kernel faster for batches
                                              # where one is installed: int4 on Hopper GPUs (mslk-cuda), int8
                                              # (gemlite). exact: the same int4 levels; fp8: int4 faster, less
-                                             # exact (int8 moves as with exact); false: the export's kernels
+                                             # exact (int8 moves as with exact); both: int4 on tinygemm for one
+                                             # row too (twice the memory); false: the export's kernels
 WARMUP = True                                # where fast mode compiles (a GPU), compile it for each batch size
                                              # before serving, for a short question and max_tokens (a minute
                                              # each at 12.8b); longer prompts compile when they first come
@@ -62,8 +63,8 @@ def check_options() -> None:
     """Values a library would stop at with a traceback, or take and misbehave with: one line each."""
     if not 1 <= PORT <= 65535:
         raise UserError(f"--port must be between 1 and 65535, got {PORT}")
-    if str(BATCH_KERNEL).lower() not in ("exact", "fp8", "false"):
-        raise UserError(f"--batch_kernel is exact, fp8 or false, not {BATCH_KERNEL!r}")
+    if str(BATCH_KERNEL).lower() not in ("exact", "fp8", "both", "false"):
+        raise UserError(f"--batch_kernel is exact, fp8, both or false, not {BATCH_KERNEL!r}")
     for name, value in [("max_batch", MAX_BATCH), ("max_concurrent", MAX_CONCURRENT), ("max_tokens", MAX_TOKENS),
                         ("max_body_bytes", MAX_BODY_BYTES)]:
         if value < 1:
@@ -162,9 +163,9 @@ def main(argv):
     moved = batch_kernels.onto_batch_kernel(model, batch_kernel) if fast and batch_kernel != "false" else None
     if moved:
         print(moved, file=sys.stderr)
-    elif batch_kernel == "fp8":  # asked for, not the default: say why it did not happen
-        print("--batch_kernel=fp8 is for an int4 export in fast mode on a Hopper GPU with mslk-cuda installed: "
-              "answering with the export's own kernels", file=sys.stderr)
+    elif batch_kernel in ("fp8", "both"):  # asked for, not the default: say why it did not happen
+        print(f"--batch_kernel={batch_kernel} is for an int4 export in fast mode on a Hopper GPU with mslk-cuda "
+              "installed: answering with the export's own kernels", file=sys.stderr)
     engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=MAX_BATCH,
                     max_concurrent=MAX_CONCURRENT, fast=fast, log_prompts=LOG_PROMPTS)
     if WARMUP and fast and compiles(model):

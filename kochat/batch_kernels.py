@@ -11,6 +11,8 @@ torchao), measured at the 12.8b shape on an H200 through gen() (bench/RESULTS.md
 - "fp8": int4 weights without a minimum and activations in 8-bit float: 1,803 tokens/s at 16 rows, 143 at one.
   Each weight is rounded again onto that coarser grid: the layers' products were 1.5 times as far from the
   16-bit ones as tinygemm's (bench/batch_kernel_error.py).
+- "both": tinygemm's weights kept for one row and "exact"'s beside them for more (TwoKernelLinear), twice the
+  int4 weights' memory (6.8 GiB more at the 12.8b shape), where the GPU has it free; not measured yet.
 
 int8 onto gemlite's Triton int8 kernel (Apache-2.0, through torchao's UIntxWeightOnlyConfig; any recent NVIDIA
 GPU, weights in 16 bits): 1,535 tokens/s at 16 rows at the 12.8b shape, 4 % slower than torchao's own int8 at
@@ -27,14 +29,25 @@ from contextlib import contextmanager
 import torch
 
 from .errors import UserError
+from .export.quantized import BYTES_PER_WEIGHT
 
 MSLK_PACKAGE = "mslk-cuda==1.1.0"     # measured; compiled for one torch release (1.1.0 loads with torch 2.11)
 GEMLITE_PACKAGE = "gemlite==0.5.1.post1"  # the release whose API torchao 0.18's UIntxWeightOnlyConfig calls
 
 
+class TwoKernelLinear(torch.nn.Linear):
+    """An int4 layer holding its weights twice: tinygemm's (the export's, the faster for one row) and mslk's
+    (batch_weight, for more rows). Fast mode compiles a graph for each batch size, so the choice is made once
+    when each is traced and costs nothing per step."""
+
+    def forward(self, x):
+        one_row = x.numel() == x.shape[-1]
+        return torch.nn.functional.linear(x, self.weight if one_row else self.batch_weight, self.bias)
+
+
 def onto_batch_kernel(model, choice: str = "exact") -> str | None:
     """Move a quantized export's linear layers onto the faster kernel for batches where one applies (`choice`:
-    exact or fp8, which applies to int4 only: int8 has one kernel to move to); returns the line that says what was done, or None where nothing applies (no GPU,
+    exact, fp8 or both, which apply to int4 only: int8 has one kernel to move to); returns the line that says what was done, or None where nothing applies (no GPU,
     not an int4/int8 export, the library not installed, or for int4 a GPU that is not Hopper)."""
     if model.device.type != "cuda":
         return None
@@ -62,6 +75,10 @@ def _int4_onto_mslk(model, choice: str) -> str | None:
     config = (Float8DynamicActivationInt4WeightConfig(int4_packing_format="preshuffled") if choice == "fp8"
               else Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain", set_inductor_config=False))
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int4TilePackedTo4dTensor)]
+    second_copy = sum(m.in_features * m.out_features for m in layers) * BYTES_PER_WEIGHT["int4"]
+    short = choice == "both" and torch.cuda.mem_get_info(model.device)[0] < second_copy + 2**30  # 1 GiB to spare
+    if short:
+        choice = "exact"
     identities = {}  # one per input width
     with moving("int4", "mslk's"):
         for module in layers:
@@ -71,16 +88,27 @@ def _int4_onto_mslk(model, choice: str) -> str | None:
                 identity = identities[module.in_features] = torch.eye(
                     module.in_features, dtype=torch.bfloat16, device=module.weight.device)
             weight = torch.nn.functional.linear(identity, module.weight).t().contiguous()
-            module.weight = torch.nn.Parameter(weight, requires_grad=False)
-            quantize_(module, config)
+            if choice == "both":  # mslk's weights beside tinygemm's, made in a layer of their own
+                batch_layer = torch.nn.Linear(module.in_features, module.out_features, bias=False, device="meta")
+                batch_layer.weight = torch.nn.Parameter(weight, requires_grad=False)
+                quantize_(batch_layer, config)
+                module.batch_weight = batch_layer.weight
+                module.__class__ = TwoKernelLinear  # in place: the layer keeps its name, its hooks and its bias
+            else:
+                module.weight = torch.nn.Parameter(weight, requires_grad=False)
+                quantize_(module, config)
     identities.clear()
     torch.cuda.empty_cache()
     if choice == "fp8":
         return (f"int4 weights of {len(layers)} layers moved onto mslk's Hopper kernel with 8-bit float activations, "
                 "rounded again (batches ~3× faster than tinygemm, answers less exact; --batch_kernel=exact keeps "
                 "the int4 levels)")
+    if choice == "both":
+        return (f"int4 weights of {len(layers)} layers also on mslk's Hopper kernel, for batches; tinygemm's kept "
+                f"for one row ({second_copy / 2**30:.1f} GiB more)")
     return (f"int4 weights of {len(layers)} layers moved onto mslk's Hopper kernel, the same int4 levels (batches "
-            "~2.4× faster, one answer at a time slower: --batch_kernel=false keeps tinygemm)")
+            "~2.4× faster, one answer at a time slower: --batch_kernel=false keeps tinygemm)"
+            + (f"; --batch_kernel=both wants {second_copy / 2**30:.1f} GiB more free" if short else ""))
 
 
 def _int8_onto_gemlite(model) -> str | None:

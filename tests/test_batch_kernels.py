@@ -36,3 +36,15 @@ def test_a_move_that_fails_midway_is_one_line_naming_the_way_out():
             raise RuntimeError("CUTLASS cannot run this shape\nlong details")
     assert str(failed.value) == ("moving the int4 weights onto mslk's kernel failed (RuntimeError: CUTLASS cannot run "
                                  "this shape): --batch_kernel=false answers with the export's own kernels")
+
+
+def test_a_layer_with_two_kernels_answers_one_row_with_the_first_and_more_with_the_second():
+    """--batch_kernel=both: tinygemm's weights for one row, mslk's for more (plain tensors stand in for both)."""
+    layer = torch.nn.Linear(4, 3)
+    layer.batch_weight = torch.nn.Parameter(torch.randn(3, 4), requires_grad=False)
+    layer.__class__ = batch_kernels.TwoKernelLinear
+    one, two, prompt = torch.randn(1, 1, 4), torch.randn(2, 1, 4), torch.randn(1, 5, 4)  # a prompt's tokens: rows
+    with torch.no_grad():
+        assert torch.allclose(layer(one), one @ layer.weight.t() + layer.bias)
+        for rows in (two, prompt):
+            assert torch.allclose(layer(rows), rows @ layer.batch_weight.t() + layer.bias)

@@ -94,8 +94,8 @@ def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="int4 is made and run by a CUDA kernel (tested on the device)")
 def test_int4_loads_as_saved_in_chat_and_keeps_near_the_merged_models_loss(tiny_run, merged, run_script, tmp_path):
-    """And on a Hopper GPU with mslk installed, serve_ko.py's batch kernels: exact within rounding of tinygemm's
-    logits, fp8 farther, both answering through the compiled loop."""
+    """And on a Hopper GPU with mslk installed, serve_ko.py's batch kernels: exact (and both) within rounding of
+    tinygemm's logits, fp8 farther, all answering through the compiled loop."""
     run, _ = tiny_run
     out = tmp_path / "tiny-int4"
     result = run_script("export_ko.py", f"--adapter={run}", "--format=int4", f"--out={out}", cwd=tmp_path)
@@ -108,12 +108,14 @@ def test_int4_loads_as_saved_in_chat_and_keeps_near_the_merged_models_loss(tiny_
     assert abs(int4_loss - merged_loss) < 0.05 * merged_loss, (int4_loss, merged_loss)
     if torch.cuda.get_device_capability()[0] != 9 or importlib.util.find_spec("mslk") is None:
         pytest.skip("mslk's kernels run on Hopper GPUs with mslk-cuda installed")
-    saved, exact, fp8 = (runs.load_for_answering(str(out)) for _ in range(3))
+    saved, exact, fp8, both = (runs.load_for_answering(str(out)) for _ in range(4))
     assert "the same int4 levels" in batch_kernels.onto_batch_kernel(exact.model, "exact")
     assert "8-bit float activations" in batch_kernels.onto_batch_kernel(fp8.model, "fp8")
+    assert "tinygemm's kept for one row" in batch_kernels.onto_batch_kernel(both.model, "both")
     exact_gap, fp8_gap = relative_logit_gap(saved, exact), relative_logit_gap(saved, fp8)
     assert exact_gap < 0.03 and exact_gap < fp8_gap < 0.5, (exact_gap, fp8_gap)  # fp8 rounds the weights again
-    for moved in (exact, fp8):  # and they answer through gen()'s compiled loop
+    assert relative_logit_gap(saved, both) < 0.03
+    for moved in (exact, fp8, both):  # and they answer through gen()'s compiled loop
         assert all(a.text for a in gen(moved.model, moved.tokenizer, moved.run.template, QUESTIONS[:2],
                                        max_new_tokens=8, fast=True))
 

@@ -125,7 +125,7 @@ def test_an_index_the_key_file_names_but_the_server_lacks_is_one_line(run_script
     (["--port", "80000"], "--port must be between 1 and 65535, got 80000"),
     (["--port=0"], "--port must be between 1 and 65535, got 0"),
     (["--max_batch=0"], "--max_batch must be 1 or more, got 0"),
-    (["--batch_kernel=fast"], "--batch_kernel is exact, fp8 or false, not 'fast'"),
+    (["--batch_kernel=fast"], "--batch_kernel is exact, fp8, both or false, not 'fast'"),
     (["--max_concurrent=-4"], "--max_concurrent must be 1 or more, got -4"),
     (["--max_tokens=-1"], "--max_tokens must be 1 or more, got -1"),
     (["--max_body_bytes=0"], "--max_body_bytes must be 1 or more, got 0"),
