@@ -213,7 +213,10 @@ def stop_server(server: subprocess.Popen) -> None:
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "ADAPTER", "OUT")
-    levels = [int(c) for c in LEVELS.split(",")]
+    try:
+        levels = [int(c) for c in str(LEVELS).split(",")]
+    except ValueError:
+        raise UserError(f"--levels={LEVELS}: numbers of clients, comma-separated (e.g. 1,16,64)") from None
     if MAX_CONCURRENT < max(levels):
         raise UserError(f"--max_concurrent={MAX_CONCURRENT} is below the largest level ({max(levels)} clients): "
                         f"the server would refuse requests (429)")
