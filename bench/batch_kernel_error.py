@@ -44,8 +44,9 @@ def main(argv):
     cli.require(globals(), "OUT")
     if not torch.cuda.is_available():
         raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
-    from torchao.quantization import (Float8DynamicActivationFloat8WeightConfig, Float8DynamicActivationInt4WeightConfig,
-                                      Int4WeightOnlyConfig, Int8WeightOnlyConfig, PerRow, quantize_)
+    from torchao.quantization import (Float8DynamicActivationFloat8WeightConfig,
+                                      Float8DynamicActivationInt4WeightConfig, Int4WeightOnlyConfig,
+                                      Int8WeightOnlyConfig, PerRow, quantize_)
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "versions": {**runs.versions(), **kernel_library_versions()},
                "command": " ".join(["python3 -m bench.batch_kernel_error", *argv]), "shapes": {}}

@@ -50,8 +50,9 @@ COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
 
 
 def torchao_config(kernel: str):
-    from torchao.quantization import (Float8DynamicActivationFloat8WeightConfig, Float8DynamicActivationInt4WeightConfig,
-                                      Float8WeightOnlyConfig, Int4WeightOnlyConfig,
+    from torchao.quantization import (Float8DynamicActivationFloat8WeightConfig,
+                                      Float8DynamicActivationInt4WeightConfig, Float8WeightOnlyConfig,
+                                      Int4WeightOnlyConfig,
                                       Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, PerRow)
     if kernel == "bf16":
         return None

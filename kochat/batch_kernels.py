@@ -47,8 +47,9 @@ class TwoKernelLinear(torch.nn.Linear):
 
 def onto_batch_kernel(model, choice: str = "exact") -> str | None:
     """Move a quantized export's linear layers onto the faster kernel for batches where one applies (`choice`:
-    exact, fp8 or both, which apply to int4 only: int8 has one kernel to move to); returns the line that says what was done, or None where nothing applies (no GPU,
-    not an int4/int8 export, the library not installed, or for int4 a GPU that is not Hopper)."""
+    exact, fp8 or both, which apply to int4 only: int8 has one kernel to move to); returns the line that says
+    what was done, or None where nothing applies (no GPU, not an int4/int8 export, the library not installed,
+    or for int4 a GPU that is not Hopper)."""
     if model.device.type != "cuda":
         return None
     quantization = str(getattr(model.config, "quantization_config", ""))
@@ -74,9 +75,12 @@ def _int4_onto_mslk(model, choice: str) -> str | None:
     # process, lengthening every compile (the warm-up's too) beyond what the export loaded as saved takes
     config = (Float8DynamicActivationInt4WeightConfig(int4_packing_format="preshuffled") if choice == "fp8"
               else Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain", set_inductor_config=False))
-    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int4TilePackedTo4dTensor)]
+    layers = [m for m in model.modules()
+              if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int4TilePackedTo4dTensor)]
     second_copy = sum(m.in_features * m.out_features for m in layers) * BYTES_PER_WEIGHT["int4"]
-    short = choice == "both" and torch.cuda.mem_get_info(model.device)[0] < second_copy + 2**30  # 1 GiB to spare
+    # beside it while moving: the identity of the widest layer and one layer's weights in bf16
+    scratch = max((m.in_features * (m.in_features + m.out_features) * 2 for m in layers), default=0)
+    short = choice == "both" and torch.cuda.mem_get_info(model.device)[0] < second_copy + scratch
     if short:
         choice = "exact"
     identities = {}  # one per input width

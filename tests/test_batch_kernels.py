@@ -24,7 +24,8 @@ def test_nothing_moves_on_a_cpu_or_for_a_16_bit_model():
 
 def test_a_gemlite_release_torchao_cannot_call_keeps_the_exports_kernel_in_one_line(monkeypatch):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "gemlite" else find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "gemlite" else find_spec(name, *a))
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.6.0.post2")
     assert batch_kernels.onto_batch_kernel(exported("Int8WeightOnlyConfig()")) == (
         "int8 stays on torchao's kernel: gemlite 0.6.0.post2 is installed, torchao 0.18 needs gemlite==0.5.1.post1")

@@ -92,7 +92,8 @@ def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, 
     assert abs(int8_loss - merged_loss) < 0.02 * merged_loss, (int8_loss, merged_loss)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="int4 is made and run by a CUDA kernel (tested on the device)")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="int4 is made and run by a CUDA kernel (tested on the device)")
 def test_int4_loads_as_saved_in_chat_and_keeps_near_the_merged_models_loss(tiny_run, merged, run_script, tmp_path):
     """And on a Hopper GPU with mslk installed, serve_ko.py's batch kernels: exact (and both) within rounding of
     tinygemm's logits, fp8 farther, all answering through the compiled loop."""
