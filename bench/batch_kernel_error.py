@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from bench.quant_kernels import kernel_library_versions
 from kochat import cli, runs
 from kochat.errors import UserError
 from kochat.batch_kernels import onto_batch_kernel
@@ -48,7 +47,7 @@ def main(argv):
                                       Float8DynamicActivationInt4WeightConfig, Int4WeightOnlyConfig,
                                       Int8WeightOnlyConfig, PerRow, quantize_)
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "versions": {**runs.versions(), **kernel_library_versions()},
+               "versions": runs.versions(),
                "command": " ".join(["python3 -m bench.batch_kernel_error", *argv]), "shapes": {}}
     tinygemm = Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d")  # the int4 export's
     torch.manual_seed(SEED)

@@ -38,7 +38,7 @@ def main(argv):
     cli.require(globals(), "MODEL", "DATA", "OUT")
     cache_8bit = cli.auto_or_bool("CACHE_8BIT", CACHE_8BIT)
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "versions": {**runs.versions(), "torchao": __import__("torchao").__version__}, "model": MODEL,
+               "versions": runs.versions(), "model": MODEL,
                "command": " ".join(["python3 -m bench.export_gpu", *argv])}
     model_dir = Path(MODEL)
     if not (model_dir / runs.TEMPLATE_FILE).exists():  # a bare model folder: answered in the KoAlpaca form

@@ -150,7 +150,7 @@ def main(argv):
     rows = held_out_rows(run.tokenizer, run.template, config.max_position_embeddings)
     prompts = [prompt_of(row, run.tokenizer) for row in rows[:QUESTIONS]]
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-               "versions": {**runs.versions(), **{p: version(p) for p in ("torchao", "llama-cpp-python", "gguf")}},
+               "versions": {**runs.versions(), **{p: version(p) for p in ("llama-cpp-python", "gguf")}},
                "command": " ".join(["python3 -m bench.export_quality", *argv]),
                "run": str(run.folder), "base_model": run.base_model, "parameters": modeling.parameter_count(config),
                "held_out": {"data": DATA, "rows": ROWS, "seed": SEED,

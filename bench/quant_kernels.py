@@ -21,7 +21,6 @@ the 8-bit key/value cache (kochat/kv_cache.py). Random weights: speed and memory
 The JSON is rewritten after each measurement.
 """
 import gc
-import importlib.metadata
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,17 +68,6 @@ def torchao_config(kernel: str):
             "int8": Int8WeightOnlyConfig, "int8dyn": Int8DynamicActivationInt8WeightConfig}[kernel]()
 
 
-def kernel_library_versions() -> dict:
-    """torchao's version, and gemlite's and mslk's where installed."""
-    found = {"torchao": importlib.metadata.version("torchao")}
-    for name, package in (("gemlite", "gemlite"), ("mslk", "mslk-cuda")):
-        try:
-            found[name] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return found
-
-
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "MODEL", "DATA", "OUT")
@@ -92,7 +80,7 @@ def main(argv):
     from transformers import CompileConfig
 
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "versions": {**runs.versions(), **kernel_library_versions()}, "model": MODEL,
+               "versions": runs.versions(), "model": MODEL,
                "command": " ".join(["python3 -m bench.quant_kernels", *argv])}
     model_dir = Path(MODEL)
     if not (model_dir / runs.TEMPLATE_FILE).exists():  # a bare model folder: answered in the KoAlpaca form

@@ -7,6 +7,7 @@ logs/ (TensorBoard) and checkpoints/. load_for_answering() is how everything aft
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -193,13 +194,20 @@ def write_text(path: Path, text: str) -> None:
 
 
 def versions() -> dict:
+    """The libraries that made a run or a figure; the kernel libraries the fast modes use where installed."""
     import bitsandbytes
     import datasets
     import peft
     import transformers
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "bitsandbytes": bitsandbytes.__version__, "datasets": datasets.__version__}
+    found = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+             "peft": peft.__version__, "bitsandbytes": bitsandbytes.__version__, "datasets": datasets.__version__}
+    for name, package in (("torchao", "torchao"), ("gemlite", "gemlite"), ("mslk", "mslk-cuda")):
+        try:
+            found[name] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
 
 
 def save_run(folder: Path, model, tokenizer, template, constants: dict, extra: dict,
