@@ -32,11 +32,12 @@ FAST = "auto"                                # gen()'s fast mode (static cache, 
                                              # a 16-bit or int8/int4 (export_ko.py) model on a GPU; true; false
 MAX_BATCH = 16                               # requests answered together in one batch (fast mode runs a batch
                                              # padded to a power of two: 16, not 20)
-BATCH_KERNEL = "exact"                       # an int4/int8 export's weights moved onto a kernel faster for batches
+BATCH_KERNEL = "both"                        # an int4/int8 export's weights moved onto a kernel faster for batches
                                              # where one is installed: int4 on Hopper GPUs (mslk-cuda), int8
-                                             # (gemlite). exact: the same int4 levels; fp8: int4 faster, less
-                                             # exact (int8 moves as with exact); both: int4 on tinygemm for one
-                                             # row too (twice the memory); false: the export's kernels
+                                             # (gemlite). both: int4 keeps tinygemm for one row, mslk's beside it
+                                             # for batches (the int4 weights twice), exact where that does not
+                                             # fit; exact: mslk only, the same int4 levels; fp8: faster batches,
+                                             # less exact (int8 moves alike with each); false: the export's kernels
 WARMUP = True                                # where fast mode compiles (a GPU), compile it for each batch size
                                              # before serving, for a short question and max_tokens (a minute
                                              # each at 12.8b); longer prompts compile when they first come
@@ -163,9 +164,9 @@ def main(argv):
     moved = batch_kernels.onto_batch_kernel(model, batch_kernel) if fast and batch_kernel != "false" else None
     if moved:
         print(moved, file=sys.stderr)
-    elif batch_kernel in ("fp8", "both"):  # asked for, not the default: say why it did not happen
-        print(f"--batch_kernel={batch_kernel} is for an int4 export in fast mode on a Hopper GPU with mslk-cuda "
-              "installed: answering with the export's own kernels", file=sys.stderr)
+    elif batch_kernel == "fp8":  # asked for: say why it did not happen (the default is silent where none applies)
+        print("--batch_kernel=fp8 is for an int4 export in fast mode on a Hopper GPU with mslk-cuda installed: "
+              "answering with the export's own kernels", file=sys.stderr)
     engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=MAX_BATCH,
                     max_concurrent=MAX_CONCURRENT, fast=fast, log_prompts=LOG_PROMPTS)
     if WARMUP and fast and compiles(model):

@@ -28,4 +28,4 @@ PY
 python3 -m bench.serve_load --adapter="$int4" --max_tokens=256 --warmup_seconds=10 --seconds=30 \
   --out="$results/serve_int4.json" "$@"
 # which kernels answered: the server says so in its log (none of these lines: the export's tinygemm)
-grep -E "answering with|moved onto|stays on|batch_kernel" "$results/serve_int4.server.log" || true
+grep -E "answering with|moved onto|also on|stays on|batch_kernel" "$results/serve_int4.server.log" || true

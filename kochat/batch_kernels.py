@@ -3,16 +3,18 @@ installed kernel library allow, the export's weights are moved onto them as the 
 chat_ko.py, one answer at a time, keeps the export's kernels: they are the faster ones for one row.
 
 int4 (saved for tinygemm) onto mslk's CUTLASS kernels for Hopper GPUs (H100, H200; mslk-cuda, BSD-3, through
-torchao), measured at the 12.8b shape on an H200 through gen() (bench/RESULTS.md):
+torchao), measured at the 12.8b shape on an H200 through the server, 1 client / 16 clients (bench/RESULTS.md;
+tinygemm alone: 179 / 597 tokens/s):
+- "both", serve_ko.py's default: tinygemm's weights kept for one row and "exact"'s beside them for more
+  (TwoKernelLinear): 162 / 1,316 tokens/s, twice the int4 weights' memory (6.4 GiB more at the 12.8b shape;
+  the server's peak 20.0 GiB against 12.7), so only where the GPU has it free, else "exact".
 - "exact": the same int4 levels (a scale and a minimum per 128 weights, tinygemm's own scheme: mslk rounds
   tinygemm's dequantized values back to the same levels; the scale and minimum are derived again, equal up to
-  bf16 rounding), activations in 16 bits: 1,419 tokens/s at 16 rows against tinygemm's 581; 111 against 191
-  at one row.
-- "fp8": int4 weights without a minimum and activations in 8-bit float: 1,803 tokens/s at 16 rows, 143 at one.
-  Each weight is rounded again onto that coarser grid: the layers' products were 1.5 times as far from the
-  16-bit ones as tinygemm's (bench/batch_kernel_error.py).
-- "both": tinygemm's weights kept for one row and "exact"'s beside them for more (TwoKernelLinear), twice the
-  int4 weights' memory (6.8 GiB more at the 12.8b shape), where the GPU has it free; not measured yet.
+  bf16 rounding; the products as far from the 16-bit ones as tinygemm's), activations in 16 bits: 106 / 1,313
+  tokens/s.
+- "fp8": int4 weights without a minimum and activations in 8-bit float: 1,803 tokens/s at 16 rows through gen()
+  against exact's 1,419, 143 at one. Each weight is rounded again onto that coarser grid: the layers' products
+  were 1.5 times as far from the 16-bit ones as tinygemm's (bench/batch_kernel_error.py).
 
 int8 onto gemlite's Triton int8 kernel (Apache-2.0, through torchao's UIntxWeightOnlyConfig; any recent NVIDIA
 GPU, weights in 16 bits): 1,535 tokens/s at 16 rows at the 12.8b shape, 4 % slower than torchao's own int8 at
