@@ -32,12 +32,13 @@ FAST = "auto"                                # gen()'s fast mode (static cache, 
                                              # a 16-bit or int8/int4 (export_ko.py) model on a GPU; true; false
 MAX_BATCH = 16                               # requests answered together in one batch (fast mode runs a batch
                                              # padded to a power of two: 16, not 20)
-BATCH_KERNEL = "both"                        # an int4/int8 export's weights moved onto a kernel faster for batches
+BATCH_KERNEL = "auto"                        # an int4/int8 export's weights moved onto a kernel faster for batches
                                              # where one is installed: int4 on Hopper GPUs (mslk-cuda), int8
                                              # (gemlite). both: int4 keeps tinygemm for one row, mslk's beside it
-                                             # for batches (the int4 weights twice), exact where that does not
-                                             # fit; exact: mslk only, the same int4 levels; fp8: faster batches,
-                                             # less exact (int8 moves alike with each); false: the export's kernels
+                                             # for batches (the int4 weights twice), exact where that and a full
+                                             # batch's cache do not fit; exact: mslk only, the same int4 levels;
+                                             # fp8: faster batches, less exact (int8 moves alike with each); auto:
+                                             # both, silent where nothing applies; false: the export's kernels
 WARMUP = True                                # where fast mode compiles (a GPU), compile it for each batch size
                                              # before serving, for a short question and max_tokens (a minute
                                              # each at 12.8b); longer prompts compile when they first come
@@ -64,8 +65,8 @@ def check_options() -> None:
     """Values a library would stop at with a traceback, or take and misbehave with: one line each."""
     if not 1 <= PORT <= 65535:
         raise UserError(f"--port must be between 1 and 65535, got {PORT}")
-    if str(BATCH_KERNEL).lower() not in ("exact", "fp8", "both", "false"):
-        raise UserError(f"--batch_kernel is exact, fp8, both or false, not {BATCH_KERNEL!r}")
+    if str(BATCH_KERNEL).lower() not in ("auto", "both", "exact", "fp8", "false"):
+        raise UserError(f"--batch_kernel is auto, both, exact, fp8 or false, not {BATCH_KERNEL!r}")
     for name, value in [("max_batch", MAX_BATCH), ("max_concurrent", MAX_CONCURRENT), ("max_tokens", MAX_TOKENS),
                         ("max_body_bytes", MAX_BODY_BYTES)]:
         if value < 1:
@@ -161,12 +162,14 @@ def main(argv):
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)
     batch_kernel = str(BATCH_KERNEL).lower()
-    moved = batch_kernels.onto_batch_kernel(model, batch_kernel) if fast and batch_kernel != "false" else None
+    serving = (MAX_BATCH, MAX_TOKENS + 256)  # a full batch of answers after a question (passages make it longer)
+    moved = (batch_kernels.onto_batch_kernel(model, "both" if batch_kernel == "auto" else batch_kernel, serving)
+             if fast and batch_kernel != "false" else None)
     if moved:
         print(moved, file=sys.stderr)
-    elif batch_kernel == "fp8":  # asked for: say why it did not happen (the default is silent where none applies)
-        print("--batch_kernel=fp8 is for an int4 export in fast mode on a Hopper GPU with mslk-cuda installed: "
-              "answering with the export's own kernels", file=sys.stderr)
+    elif batch_kernel in ("both", "exact", "fp8"):  # asked for: say why nothing moved
+        print(f"--batch_kernel={batch_kernel} moves an int4 export in fast mode on a Hopper GPU with mslk-cuda "
+              "installed, or an int8 export with gemlite: nothing here to move", file=sys.stderr)
     engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=MAX_BATCH,
                     max_concurrent=MAX_CONCURRENT, fast=fast, log_prompts=LOG_PROMPTS)
     if WARMUP and fast and compiles(model):

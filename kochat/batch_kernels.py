@@ -30,7 +30,9 @@ from contextlib import contextmanager
 
 import torch
 
+from . import kv_cache
 from .errors import UserError
+from .estimate import GIB
 from .export.quantized import BYTES_PER_WEIGHT
 
 MSLK_PACKAGE = "mslk-cuda==1.1.0"     # measured; compiled for one torch release (1.1.0 loads with torch 2.11)
@@ -47,22 +49,28 @@ class TwoKernelLinear(torch.nn.Linear):
         return torch.nn.functional.linear(x, self.weight if one_row else self.batch_weight, self.bias)
 
 
-def onto_batch_kernel(model, choice: str = "exact") -> str | None:
+def holds_two_copies(model) -> bool:
+    """Whether --batch_kernel=both put a second copy of the int4 weights beside the first."""
+    return any(isinstance(module, TwoKernelLinear) for module in model.modules())
+
+
+def onto_batch_kernel(model, choice: str, serving: tuple[int, int] = (16, 512)) -> str | None:
     """Move a quantized export's linear layers onto the faster kernel for batches where one applies (`choice`:
     exact, fp8 or both, which apply to int4 only: int8 has one kernel to move to); returns the line that says
     what was done, or None where nothing applies (no GPU, not an int4/int8 export, the library not installed,
-    or for int4 a GPU that is not Hopper)."""
+    or for int4 a GPU that is not Hopper). `serving`: the rows and tokens a batch will answer, whose key/value
+    cache "both" leaves room for (else it takes "exact")."""
     if model.device.type != "cuda":
         return None
     quantization = str(getattr(model.config, "quantization_config", ""))
     if "Int4WeightOnlyConfig" in quantization:
-        return _int4_onto_mslk(model, choice)
+        return _int4_onto_mslk(model, choice, serving)
     if "Int8WeightOnlyConfig" in quantization and model.dtype in (torch.float16, torch.bfloat16):
         return _int8_onto_gemlite(model)
     return None
 
 
-def _int4_onto_mslk(model, choice: str) -> str | None:
+def _int4_onto_mslk(model, choice: str, serving: tuple[int, int]) -> str | None:
     if torch.cuda.get_device_capability(model.device)[0] != 9 or importlib.util.find_spec("mslk") is None:
         return None
     try:
@@ -80,13 +88,12 @@ def _int4_onto_mslk(model, choice: str) -> str | None:
     layers = [m for m in model.modules()
               if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int4TilePackedTo4dTensor)]
     second_copy = sum(m.in_features * m.out_features for m in layers) * BYTES_PER_WEIGHT["int4"]
-    # beside it while moving: the identity of the widest layer and one layer's weights in bf16
-    scratch = max((m.in_features * (m.in_features + m.out_features) * 2 for m in layers), default=0)
-    short = choice == "both" and torch.cuda.mem_get_info(model.device)[0] < second_copy + scratch
+    short = choice == "both" and what_both_lacks(model, layers, serving)
     if short:
         choice = "exact"
     identities = {}  # one per input width
-    with moving("int4", "mslk's"):
+    way_out = "--batch_kernel=exact holds the int4 weights once, " if choice == "both" else ""
+    with moving("int4", "mslk's", way_out):
         for module in layers:
             # tinygemm's layout has no dequantize: its product with the identity is the weight it multiplies by
             identity = identities.get(module.in_features)
@@ -114,7 +121,29 @@ def _int4_onto_mslk(model, choice: str) -> str | None:
                 f"for one row ({second_copy / 2**30:.1f} GiB more)")
     return (f"int4 weights of {len(layers)} layers moved onto mslk's Hopper kernel, the same int4 levels (batches "
             "~2.4× faster, one answer at a time slower: --batch_kernel=false keeps tinygemm)"
-            + (f"; --batch_kernel=both wants {second_copy / 2**30:.1f} GiB more free" if short else ""))
+            + (f"; --batch_kernel=both {short}" if short else ""))
+
+
+def what_both_lacks(model, layers: list, serving: tuple[int, int]) -> str:
+    """Nothing ("") where each GPU holding `layers` has room for their second copy, the scratch of moving them
+    and its share of a `serving` batch's key/value cache in 16 bits (static_cache's headroom included); else
+    what is missing, in a few words."""
+    rows, tokens = serving
+    cache = kv_cache.room_for(model, rows, tokens)
+    per_device: dict[torch.device, list] = {}
+    for module in layers:
+        per_device.setdefault(module.weight.device, []).append(module)
+    torch.cuda.empty_cache()  # blocks the allocator holds unused count as free (kv_cache.free_bytes)
+    for device, here in per_device.items():
+        second_copy = sum(m.in_features * m.out_features for m in here) * BYTES_PER_WEIGHT["int4"]
+        # beside it while moving: the identity of the widest layer and one layer's weights in bf16
+        scratch = max(m.in_features * (m.in_features + m.out_features) * 2 for m in here)
+        need = second_copy + scratch + cache * len(here) / len(layers)
+        free = kv_cache.free_bytes(device)
+        if free < need:
+            return (f"needs {need / GIB:.1f} GiB free on {device} (the second copy, and the cache of {rows} rows of "
+                    f"{tokens} tokens), {free / GIB:.1f} here")
+    return ""
 
 
 def _int8_onto_gemlite(model) -> str | None:
@@ -144,11 +173,12 @@ def _int8_onto_gemlite(model) -> str | None:
 
 
 @contextmanager
-def moving(fmt: str, kernel: str):
-    """One line where moving the weights fails (the model is then half moved: the server does not start)."""
+def moving(fmt: str, kernel: str, way_out: str = ""):
+    """One line where moving the weights fails (the model is then half moved: the server does not start);
+    `way_out`: another choice to name before --batch_kernel=false."""
     try:
         yield
     except Exception as e:
         detail = f": {str(e).strip().splitlines()[0][:200]}" if str(e).strip() else ""
         raise UserError(f"moving the {fmt} weights onto {kernel} kernel failed ({type(e).__name__}{detail}): "
-                        "--batch_kernel=false answers with the export's own kernels") from e
+                        f"{way_out}--batch_kernel=false answers with the export's own kernels") from e

@@ -18,6 +18,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from ..batch_kernels import holds_two_copies
 from ..errors import UserError
 from ..generation import gen
 
@@ -113,8 +114,10 @@ class Engine:
         for size in tqdm(sizes, desc="compiling the decoding step", unit="batch size", disable=not progress):
             errors = asyncio.run(answer_together(size))
             if errors:
-                advice = ("lower --max_batch or --max_tokens" if "OutOfMemoryError" in errors[0]
-                          else "--fast=false answers without compiling")
+                advice = "--fast=false answers without compiling"
+                if "OutOfMemoryError" in errors[0]:
+                    advice = "lower --max_batch or --max_tokens" + (
+                        ", or --batch_kernel=exact holds the int4 weights once" if holds_two_copies(self.model) else "")
                 raise UserError(f"warming up, a batch of {size} failed ({errors[0]}): {advice}, or skip this with "
                                 "--warmup=false")
         with self.lock:

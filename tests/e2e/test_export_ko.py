@@ -133,7 +133,7 @@ def test_int8_on_gemlites_kernel_answers_as_torchaos_int8(merged, tmp_path):
     AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16).save_pretrained(bf16)
     quantized.write_quantized(bf16, out, "int8")
     saved, moved = runs.load_for_answering(str(out)), runs.load_for_answering(str(out))
-    assert "moved onto gemlite's int8 kernel" in batch_kernels.onto_batch_kernel(moved.model)
+    assert "moved onto gemlite's int8 kernel" in batch_kernels.onto_batch_kernel(moved.model, "both")
     assert relative_logit_gap(saved, moved) < 0.03  # the same int8 weights
     assert all(a.text for a in gen(moved.model, moved.tokenizer, moved.run.template, QUESTIONS[:2], max_new_tokens=8,
                                    fast=True))

@@ -63,7 +63,9 @@ def test_serve_a_trained_run_and_answer_with_the_openai_client(tiny_run, serve):
     assert "사내 챗봇" in httpx.get(url + "/").text
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
-    assert "한국의 수도는" not in proc.stdout.read() + proc.stderr.read()  # prompts are not logged
+    output = proc.stdout.read() + proc.stderr.read()
+    assert "한국의 수도는" not in output  # prompts are not logged
+    assert "--batch_kernel" not in output  # the default is silent where it has nothing to move (a CPU)
 
 
 def test_refuses_to_listen_beyond_loopback_without_a_key(tiny_run, serve):
@@ -95,7 +97,7 @@ def test_keys_from_the_environment_and_a_key_file_limited_to_indexes(tiny_run, s
     monkeypatch.setenv("API_KEYS", "env-key-1, env-key-2")
     port = free_port()
     proc = serve(f"--adapter={run}", f"--port={port}", "--api_key_file=keys.txt", "--index=hr=index-hr",
-                 "--index", "index-it")
+                 "--index", "index-it", "--batch_kernel=fp8")
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc)
     for key, status in [("env-key-2", 200), ("file-key", 200), ("env-key-3", 401), ("env-key-1", 200), ("hr-key", 200),
@@ -112,6 +114,10 @@ def test_keys_from_the_environment_and_a_key_file_limited_to_indexes(tiny_run, s
     reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "연차휴가는 며칠인가요?"}],
                                            max_tokens=8)
     assert reply.model_extra["sources"][0]["source"] == "취업규칙.md" and reply.model_extra["sources"][0]["index"] == "hr"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    assert ("--batch_kernel=fp8 moves an int4 export in fast mode on a Hopper GPU with mslk-cuda installed, or an "
+            "int8 export with gemlite: nothing here to move") in proc.stderr.read()  # asked for: it says why not
 
 
 def test_an_index_the_key_file_names_but_the_server_lacks_is_one_line(run_script, tmp_path):
@@ -125,7 +131,7 @@ def test_an_index_the_key_file_names_but_the_server_lacks_is_one_line(run_script
     (["--port", "80000"], "--port must be between 1 and 65535, got 80000"),
     (["--port=0"], "--port must be between 1 and 65535, got 0"),
     (["--max_batch=0"], "--max_batch must be 1 or more, got 0"),
-    (["--batch_kernel=fast"], "--batch_kernel is exact, fp8, both or false, not 'fast'"),
+    (["--batch_kernel=fast"], "--batch_kernel is auto, both, exact, fp8 or false, not 'fast'"),
     (["--max_concurrent=-4"], "--max_concurrent must be 1 or more, got -4"),
     (["--max_tokens=-1"], "--max_tokens must be 1 or more, got -1"),
     (["--max_body_bytes=0"], "--max_body_bytes must be 1 or more, got 0"),
