@@ -134,13 +134,12 @@ def what_both_lacks(model, layers: list, serving: tuple[int, int]) -> str:
     per_device: dict[torch.device, list] = {}
     for module in layers:
         per_device.setdefault(module.weight.device, []).append(module)
-    torch.cuda.empty_cache()  # blocks the allocator holds unused count as free (kv_cache.free_bytes)
     for device, here in per_device.items():
         second_copy = sum(m.in_features * m.out_features for m in here) * BYTES_PER_WEIGHT["int4"]
         # beside it while moving: the identity of the widest layer and one layer's weights in bf16
         scratch = max(m.in_features * (m.in_features + m.out_features) * 2 for m in here)
         need = second_copy + scratch + cache * len(here) / len(layers)
-        free = kv_cache.free_bytes(device)
+        free = kv_cache.free_bytes(device)  # the allocator's idle blocks count as free
         if free < need:
             return (f"needs {need / GIB:.1f} GiB free on {device} (the second copy, and the cache of {rows} rows of "
                     f"{tokens} tokens), {free / GIB:.1f} here")
