@@ -27,7 +27,8 @@ ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.
 QUESTION = ""                                # answer this one question and exit
 QUESTIONS = ""                               # a file of questions (one a line; tab, then input) to answer
 OUTPUT = ""                                  # JSONL for QUESTIONS; "" = <questions file>.answers.jsonl
-FOUR_BIT = True                              # the base in 4-bit NF4, as trained; False = 16-bit (more memory)
+FOUR_BIT = "auto"                            # auto: a run's base in 4-bit NF4, as trained, a merged export in
+                                             # 16 bits where it fits the GPU (else 4-bit); true; false (16-bit)
 FAST = "auto"                                # gen()'s fast mode (static cache, compiled on a GPU): auto = on for
                                              # a 16-bit or int8/int4 (export_ko.py) model on a GPU; true; false
 MAX_NEW_TOKENS = 256                         # longest answer, in tokens
@@ -48,10 +49,11 @@ FLAGS = {}
 def main(argv):
     cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
     fast_choice = cli.auto_or_bool("FAST", FAST)  # checked before anything loads
+    four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
     run = runs.open_run(ADAPTER)
     questions = load_questions(QUESTIONS) if QUESTIONS else []
     searcher = open_searcher()
-    _, tokenizer, model = runs.load_for_answering(run, four_bit=FOUR_BIT)
+    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice)
     torch.manual_seed(SEED)
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)

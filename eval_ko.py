@@ -42,7 +42,8 @@ JUDGE_MODEL = ""                             # the judge's model id; "" = the fi
 JUDGE_API_KEY = ""                           # the judge's key, if it needs one
 OUT = ""                                     # the JSON to write; "" = outputs/RUN/eval/<tasks>-<split>.json or
                                              # answers-<questions file>.json
-FOUR_BIT = True                              # the base in 4-bit NF4, as trained; False = 16-bit (more memory)
+FOUR_BIT = "auto"                            # auto: a run's base in 4-bit NF4, as trained, a merged export in
+                                             # 16 bits where it fits the GPU (else 4-bit); true; false (16-bit)
 VERBOSE = False                              # lm-eval's own log lines too
 
 PRESETS = {}
@@ -61,6 +62,7 @@ def main(argv):
         raise UserError("--limit and --batch_size must be 0 or more, --answer_batch and --max_new_tokens 1 or more")
     if TEMPERATURE < 0 or not 0 < TOP_P <= 1:
         raise UserError(f"--temperature must be 0 or more and --top_p in (0, 1], not {TEMPERATURE} and {TOP_P}")
+    four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
     run = runs.open_run(ADAPTER)
     folders = {"kobest": KOBEST_DIR, "kmmlu": KMMLU_DIR, "haerae": HAERAE_DIR}
     local, hub = suites.resolve(TASKS, folders, SPLIT) if TASKS else ([], [])
@@ -72,8 +74,8 @@ def main(argv):
         runs.check_file_can_be_written(out, "OUT")
     judge_model = judge.check(JUDGE_URL, JUDGE_API_KEY, JUDGE_MODEL) if JUDGE_URL and questions else ""
 
-    # 2. Load the run as chat does: the base in 4-bit with the adapter on it (or a merged folder)
-    _, tokenizer, model = runs.load_for_answering(run, four_bit=FOUR_BIT)
+    # 2. Load the run as chat does: the base in 4-bit with the adapter on it (or a merged folder in 16 bits)
+    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice)
     four_bit = getattr(model, "is_loaded_in_4bit", False)  # an int8/int4 export loads as saved, never in 4-bit
     print(f"{run.folder}: base {run.base_model}" + (" + adapter" if run.adapter else " (merged)") +
           f"; {len(local) + len(hub)} tasks, {len(questions)} questions")

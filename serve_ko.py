@@ -27,7 +27,8 @@ PORT = 8000                                  # TCP port
 API_KEY = []                                 # accepted keys; repeat --api-key; also $API_KEYS (a,b) and API_KEY_FILE
 API_KEY_FILE = ""                            # one accepted key a line; "KEY hr,it" limits it to those indexes; # comments
 MODEL_NAME = ""                              # the model id clients send; "" = the run folder's name
-FOUR_BIT = True                              # the base in 4-bit NF4, as trained; False = 16-bit (more memory)
+FOUR_BIT = "auto"                            # auto: a run's base in 4-bit NF4, as trained, a merged export in
+                                             # 16 bits where it fits the GPU (else 4-bit); true; false (16-bit)
 FAST = "auto"                                # gen()'s fast mode (static cache, compiled on a GPU): auto = on for
                                              # a 16-bit or int8/int4 (export_ko.py) model on a GPU; true; false
 MAX_BATCH = 16                               # requests answered together in one batch (fast mode runs a batch
@@ -142,6 +143,7 @@ def main(argv):
     cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
     check_options()
     fast_choice = cli.auto_or_bool("FAST", FAST)
+    four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
     indexes = index_folders()
     keys = read_keys(indexes)
     check_can_listen()
@@ -157,7 +159,7 @@ def main(argv):
     run = runs.open_run(ADAPTER)
     library = Library({name: Searcher(store.open_index(folder), reranker=RERANKER, name=name) for name, folder in indexes.items()},
                       top_k=TOP_K, min_relevance=MIN_RELEVANCE, not_covered=NOT_COVERED) if indexes else None
-    _, tokenizer, model = runs.load_for_answering(run, four_bit=FOUR_BIT)
+    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice)
     torch.manual_seed(0)
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import shutil
@@ -24,6 +25,8 @@ from . import card
 from .cli import flag
 from .errors import UserError
 from .prompts import ChatTemplate, Template, load_template
+
+log = logging.getLogger(__name__)
 
 ADAPTER_FILE = "adapter_model.safetensors"
 RUN_CONFIG = "run_config.json"
@@ -141,10 +144,12 @@ class Loaded(NamedTuple):
     model: object
 
 
-def load_for_answering(folder: str | Run, four_bit: bool = True, device_map="auto") -> Loaded:
+def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_map="auto") -> Loaded:
     """(run, tokenizer, model) to answer with, from a run folder of finetune_ko.py or a merged model folder:
-    the folder's own tokenizer and template, its base as trained (4-bit NF4; four_bit=False: 16-bit), the
-    adapter on it, in eval mode; a folder export_ko.py quantized (int8, int4) as it was saved. A real-size model on a machine without a GPU is refused before it loads.
+    the folder's own tokenizer and template, the adapter on its base, in eval mode; a folder export_ko.py
+    quantized (int8, int4) as it was saved. `four_bit` True: the base in 4-bit NF4; False: in 16 bits; None
+    (auto): a run folder's base in 4-bit NF4, as trained, and a merged folder in 16 bits where they fit
+    (sixteen_bits_fit). A real-size model on a machine without a GPU is refused before it loads.
     chat_ko.py, serve_ko.py, the tests and bench all open a run this way."""
     from . import modeling
 
@@ -156,9 +161,29 @@ def load_for_answering(folder: str | Run, four_bit: bool = True, device_map="aut
         if "Int4" in str(config.quantization_config) and not torch.cuda.is_available():
             raise UserError(f"{run.folder} holds int4 weights, which run on an NVIDIA GPU only: answer from it there, "
                             f"or export the run again with --format=int8 (GPU or CPU) or --format=gguf")
+    elif four_bit is None:
+        four_bit = run.adapter is not None or not sixteen_bits_fit(run, config)
     model = modeling.load_model(run.base_model, run.tokenizer, four_bit=four_bit, adapter=run.adapter,
                                 device_map=device_map).eval()
     return Loaded(run, run.tokenizer, model)
+
+
+def sixteen_bits_fit(run: Run, config) -> bool:
+    """Whether a merged folder's weights in 16 bits, and a gibibyte beside them for answering, fit the free
+    memory of the GPUs (device_map="auto" spreads them over all); always on a CPU, which holds the weights in
+    its own memory. Where they do not, one line says so and the folder answers in 4-bit NF4."""
+    from . import modeling
+
+    if not torch.cuda.is_available():
+        return True
+    need = modeling.parameter_count(config) * 2 + 2**30
+    free = sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+    if need <= free:
+        return True
+    log.warning("%s in 16 bits wants %.1f GiB and the GPU has %.1f free: answering in 4-bit NF4, slower "
+                "(export_ko.py --format=int4 or int8 makes a faster model that fits)", run.folder, need / 2**30,
+                free / 2**30)
+    return False
 
 
 def save_merged(run_folder: Path, merged_folder: str, tokenizer, template) -> Path:

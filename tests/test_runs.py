@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,22 @@ def test_clear_run_removes_only_what_a_run_wrote(tmp_path):
     runs.clear_run(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
     assert not runs.holds_finished_run(tmp_path)
+
+
+def test_a_merged_folder_answers_in_16_bits_where_they_fit_the_gpus_else_in_4_bit_saying_so(monkeypatch, caplog):
+    """12.8b's 12.9 B parameters in 16 bits want 25.0 GiB with the gibibyte beside them: two 16 GB cards hold
+    them, a 24 GB card does not."""
+    from kochat import modeling
+
+    run = runs.Run(Path("outputs/hr-faq-16"), "outputs/hr-faq-16", None, None, None)
+    monkeypatch.setattr(modeling, "parameter_count", lambda config: 12_893_603_840)
+    monkeypatch.setattr(runs.torch.cuda, "is_available", lambda: True)
+    for cards, free_gib, fits in [(2, 14.0, True), (1, 22.5, False)]:
+        monkeypatch.setattr(runs.torch.cuda, "device_count", lambda: cards)
+        monkeypatch.setattr(runs.torch.cuda, "mem_get_info", lambda i: (int(free_gib * 2**30), 24 * 2**30))
+        with caplog.at_level("WARNING", logger="kochat.runs"):
+            assert runs.sixteen_bits_fit(run, config=None) is fits
+    assert caplog.messages == ["outputs/hr-faq-16 in 16 bits wants 25.0 GiB and the GPU has 22.5 free: answering in "
+                               "4-bit NF4, slower (export_ko.py --format=int4 or int8 makes a faster model that fits)"]
+    monkeypatch.setattr(runs.torch.cuda, "is_available", lambda: False)
+    assert runs.sixteen_bits_fit(run, config=None)  # a CPU holds them in its own memory

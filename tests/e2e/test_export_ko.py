@@ -38,7 +38,7 @@ def relative_logit_gap(loaded, other) -> float:
     return max(gaps)
 
 
-def greedy(folder, four_bit=True):
+def greedy(folder, four_bit=None):
     loaded = runs.load_for_answering(str(folder), four_bit=four_bit)
     return [a.text for a in gen(loaded.model, loaded.tokenizer, loaded.run.template, QUESTIONS, max_new_tokens=24)]
 
@@ -63,7 +63,9 @@ def test_merged_answers_as_the_adapter_does_and_is_a_plain_model_folder(tiny_run
     """Folding B·A into the weights changes only float rounding: the same next-token logits within 1e-4 on every
     question's prompt, and the same greedy answer where no near tie flips a token (the first question)."""
     run, _ = tiny_run
-    adapter, folded = (runs.load_for_answering(str(f), four_bit=False) for f in (run, merged))
+    adapter = runs.load_for_answering(str(run), four_bit=False)
+    folded = runs.load_for_answering(str(merged))  # auto: a merged folder in 16 bits (on a CPU, always)
+    assert not getattr(folded.model, "is_loaded_in_4bit", False)
     for question in QUESTIONS:
         ids = torch.tensor([adapter.tokenizer(adapter.run.template.prompt(question, ""))["input_ids"]])
         with torch.no_grad():
