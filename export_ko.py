@@ -119,7 +119,8 @@ def main(argv):
                 folder.rmdir()
 
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"[3] wrote {out}/ ({size / 2**30:.2f} GiB):")
+    shown = f"{size / 2**30:.2f} GiB" if size >= 2**30 / 10 else f"{size / 2**20:.1f} MiB"  # a tiny run's: MiB
+    print(f"[3] wrote {out}/ ({shown}):")
     for path in sorted(out.iterdir()):
         print(f"    {path.name}")
     print("use it: " + usage(out, [out / f.name for f in files], run.template))

@@ -39,6 +39,9 @@ import ctypes
 import json
 import os
 import shutil
+import sys
+import tempfile
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -180,8 +183,8 @@ def write_gguf(merged_folder: Path, out_folder: Path, quants: Sequence[str], tem
     out_folder.mkdir(parents=True, exist_ok=True)
     path_of = {q: out_folder / f"{out_folder.name}-{q}.gguf" for q in QUANTS}
     f16 = path_of["f16"]
-    with written_at_once(f16) as tmp:
-        write_f16(merged_folder, config, tokenizer, template, tmp)
+    with written_at_once(f16) as tmp:  # named after the export, not the merged work folder it is read from
+        write_f16(merged_folder, config, tokenizer, template, tmp, name=out_folder.name)
     for quant in (q for q in QUANTS if q in quants and q != "f16"):
         with written_at_once(path_of[quant]) as tmp:
             quantize(f16, tmp, quant)
@@ -316,7 +319,7 @@ def gguf_array(weight: Weight, tensor, config):
     return tensor.to(dtype).contiguous().numpy()
 
 
-def write_f16(merged_folder: Path, config, tokenizer, template, path: Path) -> None:
+def write_f16(merged_folder: Path, config, tokenizer, template, path: Path, name: str) -> None:
     """The f16 GGUF, streamed: tensor infos first, then each weight read, converted and written on its own."""
     import numpy as np
     from safetensors import safe_open
@@ -325,7 +328,7 @@ def write_f16(merged_folder: Path, config, tokenizer, template, path: Path) -> N
     import gguf
 
     weights = weights_of(merged_folder, config)
-    writer = new_writer(path, config, tokenizer, template, name=merged_folder.name)
+    writer = new_writer(path, config, tokenizer, template, name=name)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     for w in weights:
         dtype = np.float16 if len(w.shape) > 1 else np.float32
@@ -345,15 +348,35 @@ def write_f16(merged_folder: Path, config, tokenizer, template, path: Path) -> N
 
 def quantize(f16_file: Path, out: Path, quant: str) -> None:
     """llama.cpp's own quantizer (llama_model_quantize, as its llama-quantize tool calls it) from f16 to `quant`.
-    llama.cpp reports each tensor on stderr as it goes."""
+    llama.cpp reports each tensor on stderr as it goes, a hundred lines and more: they go to a log file, kept and
+    named only where quantizing fails."""
     llama_cpp = llama_cpp_or_advice(f"quantizing to {quant}")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}")
     params.nthread = os.cpu_count() or 1
     print(f"GGUF {quant}: quantizing {f16_file.name} with llama.cpp …", flush=True)
-    status = llama_cpp.llama_model_quantize(str(f16_file).encode(), str(out).encode(), ctypes.byref(params))
+    with tempfile.NamedTemporaryFile("w", prefix=f"kochat-quantize-{quant}-", suffix=".log", delete=False) as log:
+        with stderr_to(log):
+            status = llama_cpp.llama_model_quantize(str(f16_file).encode(), str(out).encode(), ctypes.byref(params))
     if status != 0:
-        raise UserError(f"llama.cpp could not quantize {f16_file} to {quant} (status {status}; its log is above)")
+        raise UserError(f"llama.cpp could not quantize {f16_file} to {quant} (status {status}; its log: {log.name})")
+    os.unlink(log.name)
+
+
+@contextmanager
+def stderr_to(file):
+    """stderr into `file` for a while: file descriptor 2, where llama.cpp's C code writes, and sys.stderr, where
+    llama-cpp-python's log callback prints."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        with redirect_stderr(file):
+            yield
+    finally:
+        file.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 # ---------------------------------------------------------------------------------------------- llama.cpp checks

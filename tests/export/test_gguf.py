@@ -114,6 +114,7 @@ def test_the_f16_file_opens_with_the_gguf_reader_as_a_gpt_neox_model(tiny_f16, t
     assert (field("general.architecture"), field("gptneox.block_count"), field("gptneox.rope.dimension_count")) == \
         ("gptneox", 2, 16)  # rotary_pct 0.5 of 32 dimensions a head, read from transformers 5's rope_parameters
     assert (field("tokenizer.ggml.pre"), field("tokenizer.ggml.eos_token_id")) == ("gpt-2", 2)
+    assert field("general.name") == "tiny"  # the export's name, not the merged work folder's
     assert len(field("tokenizer.ggml.tokens")) == config.vocab_size  # padded rows included
     assert len(reader.tensors) == 4 + 12 * config.num_hidden_layers
     assert not list(tiny_f16.parent.glob(".*.tmp"))
@@ -130,10 +131,12 @@ def test_llama_cpp_answers_like_gen_from_the_f16_file(tiny_f16, tiny_merged, tin
 
 
 @needs_llama_cpp
-def test_quantized_files_are_written_by_llama_cpp_and_answer(tiny_merged, tiny_merged_template, tmp_path):
+def test_quantized_files_are_written_by_llama_cpp_and_answer(tiny_merged, tiny_merged_template, tmp_path, capfd):
     from gguf import GGUFReader, LlamaFileType
 
     files = gguf.write_gguf(tiny_merged, tmp_path / "q", ["q8_0", "q4_k_m"], tiny_merged_template)
+    printed = capfd.readouterr()
+    assert "GGUF q4_k_m: quantizing" in printed.out and "llama_model_loader" not in printed.err  # its log: a file
     assert [f.name for f in files] == ["q-q8_0.gguf", "q-q4_k_m.gguf"]
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["q-q4_k_m.gguf", "q-q8_0.gguf"]  # f16 not kept
     types = [GGUFReader(f).get_field("general.file_type").contents() for f in files]
@@ -146,7 +149,7 @@ def test_a_failed_export_leaves_the_earlier_file_whole(tiny_merged, tiny_merged_
     out.mkdir()
     (out / "tiny-f16.gguf").write_bytes(b"an earlier export")
 
-    def stop(*args):
+    def stop(*args, **kwargs):
         Path(args[-1]).write_bytes(b"half")
         raise KeyboardInterrupt
 
