@@ -74,10 +74,12 @@ def main(argv):
         runs.check_file_can_be_written(out, "OUT")
     judge_model = judge.check(JUDGE_URL, JUDGE_API_KEY, JUDGE_MODEL) if JUDGE_URL and questions else ""
 
-    # 2. Load the run as chat does: the base in 4-bit with the adapter on it (or a merged folder in 16 bits)
+    # 2. Load the run as chat does: the base in 4-bit with the adapter on it (a merged folder unquantized where it fits)
     _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice)
     four_bit = getattr(model, "is_loaded_in_4bit", False)  # an int8/int4 export loads as saved, never in 4-bit
     print(f"{run.folder}: base {run.base_model}" + (" + adapter" if run.adapter else " (merged)") +
+          (" in 4-bit NF4" if four_bit else " as exported" if getattr(model.config, "quantization_config", None)
+           else f" in {str(model.dtype).removeprefix('torch.')}") +
           f"; {len(local) + len(hub)} tasks, {len(questions)} questions")
 
     # 3. Scores: lm-eval scores base (adapter disabled) and adapter; JSON and a table base vs adapter

@@ -147,9 +147,9 @@ class Loaded(NamedTuple):
 def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_map="auto") -> Loaded:
     """(run, tokenizer, model) to answer with, from a run folder of finetune_ko.py or a merged model folder:
     the folder's own tokenizer and template, the adapter on its base, in eval mode; a folder export_ko.py
-    quantized (int8, int4) as it was saved. `four_bit` True: the base in 4-bit NF4; False: in 16 bits; None
-    (auto): a run folder's base in 4-bit NF4, as trained, and a merged folder in 16 bits where they fit
-    (sixteen_bits_fit). A real-size model on a machine without a GPU is refused before it loads.
+    quantized (int8, int4) as it was saved. `four_bit` True: the base in 4-bit NF4; False: in compute_dtype()
+    (bf16 on a GPU, float32 on a CPU); None (auto): a run folder's base in 4-bit NF4, as trained, and a merged
+    folder unquantized where it fits (sixteen_bits_fit). A real-size model on a machine without a GPU is refused before it loads.
     chat_ko.py, serve_ko.py, the tests and bench all open a run this way."""
     from . import modeling
 
@@ -169,20 +169,27 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
 
 
 def sixteen_bits_fit(run: Run, config) -> bool:
-    """Whether a merged folder's weights in 16 bits, and a gibibyte beside them for answering, fit the free
-    memory of the GPUs (device_map="auto" spreads them over all); always on a CPU, which holds the weights in
-    its own memory. Where they do not, one line says so and the folder answers in 4-bit NF4."""
-    from . import modeling
+    """Whether a merged folder's weights in 16 bits fit the GPUs' free memory as transformers places them
+    (device_map="auto" fills 90 % of each GPU's free memory; what does not fit would go to the CPU, slower than
+    4-bit), with room beside them for one longest answer's key/value cache and static_cache's headroom. Always on
+    a CPU, where they load in float32 (compute_dtype). Where they do not fit, one line says so and the folder
+    answers in 4-bit NF4."""
+    from transformers import StaticCache
+
+    from . import kv_cache, modeling
 
     if not torch.cuda.is_available():
         return True
-    need = modeling.parameter_count(config) * 2 + 2**30
-    free = sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+    longest = StaticCache(config=config, max_cache_len=getattr(config, "max_position_embeddings", 2048))
+    need = (modeling.parameter_count(config) * 2 / 0.9 + kv_cache.cache_bytes(longest, config, 1, 2)
+            + kv_cache.HEADROOM_GIB * 2**30)
+    cards = torch.cuda.device_count()
+    free = sum(kv_cache.free_bytes(torch.device("cuda", i)) for i in range(cards))
     if need <= free:
         return True
-    log.warning("%s in 16 bits wants %.1f GiB and the GPU has %.1f free: answering in 4-bit NF4, slower "
-                "(export_ko.py --format=int4 or int8 makes a faster model that fits)", run.folder, need / 2**30,
-                free / 2**30)
+    log.warning("%s in 16 bits wants %.1f GiB free and %s %.1f GiB: answering in 4-bit NF4, slower (export_ko.py "
+                "--format=int4 or int8 makes a faster model that fits)", run.folder, need / 2**30,
+                "the GPU has" if cards == 1 else f"the {cards} GPUs have", free / 2**30)
     return False
 
 

@@ -356,10 +356,16 @@ def quantize(f16_file: Path, out: Path, quant: str) -> None:
     params.nthread = os.cpu_count() or 1
     print(f"GGUF {quant}: quantizing {f16_file.name} with llama.cpp …", flush=True)
     with tempfile.NamedTemporaryFile("w", prefix=f"kochat-quantize-{quant}-", suffix=".log", delete=False) as log:
-        with stderr_to(log):
-            status = llama_cpp.llama_model_quantize(str(f16_file).encode(), str(out).encode(), ctypes.byref(params))
+        try:
+            with stderr_to(log):
+                status = llama_cpp.llama_model_quantize(str(f16_file).encode(), str(out).encode(),
+                                                        ctypes.byref(params))
+        except BaseException:  # stopped (Ctrl-C) or failed in Python: nothing to keep
+            os.unlink(log.name)
+            raise
     if status != 0:
-        raise UserError(f"llama.cpp could not quantize {f16_file} to {quant} (status {status}; its log: {log.name})")
+        last = (Path(log.name).read_text(errors="replace").strip().splitlines() or ["(empty)"])[-1][:200]
+        raise UserError(f"llama.cpp could not quantize to {quant} (status {status}): {last}; its log: {log.name}")
     os.unlink(log.name)
 
 
@@ -367,7 +373,8 @@ def quantize(f16_file: Path, out: Path, quant: str) -> None:
 def stderr_to(file):
     """stderr into `file` for a while: file descriptor 2, where llama.cpp's C code writes, and sys.stderr, where
     llama-cpp-python's log callback prints."""
-    sys.stderr.flush()
+    if sys.stderr:  # None under pythonw
+        sys.stderr.flush()
     saved = os.dup(2)
     os.dup2(file.fileno(), 2)
     try:

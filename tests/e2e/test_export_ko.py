@@ -64,7 +64,7 @@ def test_merged_answers_as_the_adapter_does_and_is_a_plain_model_folder(tiny_run
     question's prompt, and the same greedy answer where no near tie flips a token (the first question)."""
     run, _ = tiny_run
     adapter = runs.load_for_answering(str(run), four_bit=False)
-    folded = runs.load_for_answering(str(merged))  # auto: a merged folder in 16 bits (on a CPU, always)
+    folded = runs.load_for_answering(str(merged))  # auto: a merged folder unquantized (on a CPU, always)
     assert not getattr(folded.model, "is_loaded_in_4bit", False)
     for question in QUESTIONS:
         ids = torch.tensor([adapter.tokenizer(adapter.run.template.prompt(question, ""))["input_ids"]])

@@ -131,17 +131,41 @@ def test_llama_cpp_answers_like_gen_from_the_f16_file(tiny_f16, tiny_merged, tin
 
 
 @needs_llama_cpp
-def test_quantized_files_are_written_by_llama_cpp_and_answer(tiny_merged, tiny_merged_template, tmp_path, capfd):
+def test_quantized_files_are_written_by_llama_cpp_and_answer(tiny_merged, tiny_merged_template, tmp_path, capfd,
+                                                             monkeypatch):
+    import logging
+
+    import llama_cpp._logger
     from gguf import GGUFReader, LlamaFileType
 
+    monkeypatch.setattr(llama_cpp._logger.logger, "level", logging.NOTSET)  # as it starts: a Llama(verbose=False)
+    monkeypatch.setattr(gguf.tempfile, "tempdir", str(tmp_path))            # earlier in the process silences it
     files = gguf.write_gguf(tiny_merged, tmp_path / "q", ["q8_0", "q4_k_m"], tiny_merged_template)
     printed = capfd.readouterr()
     assert "GGUF q4_k_m: quantizing" in printed.out and "llama_model_loader" not in printed.err  # its log: a file
+    assert not list(tmp_path.glob("kochat-quantize-*"))  # removed once quantizing succeeded
     assert [f.name for f in files] == ["q-q8_0.gguf", "q-q4_k_m.gguf"]
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["q-q4_k_m.gguf", "q-q8_0.gguf"]  # f16 not kept
     types = [GGUFReader(f).get_field("general.file_type").contents() for f in files]
     assert types == [LlamaFileType.MOSTLY_Q8_0, LlamaFileType.MOSTLY_Q4_K_M]
     assert all(gguf.llama_greedy(f, [tiny_merged_template.prompt("한국의 수도는?")], 8)[0] for f in files)
+
+
+@needs_llama_cpp
+def test_a_failed_quantize_is_one_line_with_its_cause_and_keeps_its_log(tiny_f16, tmp_path, monkeypatch):
+    import llama_cpp
+
+    def failing(source, out, params):
+        print("llama_model_quantize: failed to quantize: out of disk", file=sys.stderr)
+        return 1
+
+    monkeypatch.setattr(llama_cpp, "llama_model_quantize", failing)
+    monkeypatch.setattr(gguf.tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(UserError) as failed:
+        gguf.quantize(tiny_f16, tmp_path / "q.gguf", "q8_0")
+    [log] = tmp_path.glob("kochat-quantize-q8_0-*.log")
+    assert str(failed.value) == ("llama.cpp could not quantize to q8_0 (status 1): llama_model_quantize: failed to "
+                                 f"quantize: out of disk; its log: {log}")
 
 
 def test_a_failed_export_leaves_the_earlier_file_whole(tiny_merged, tiny_merged_template, tmp_path, monkeypatch):
