@@ -130,7 +130,7 @@ def what_both_lacks(model, layers: list, serving: tuple[int, int]) -> str:
     and its share of a `serving` batch's key/value cache in 16 bits (static_cache's headroom included); else
     what is missing, in a few words."""
     rows, tokens = serving
-    cache = kv_cache.room_for(model, rows, tokens)
+    cache = kv_cache.room_for(model.config, rows, tokens, model.dtype.itemsize)
     per_device: dict[torch.device, list] = {}
     for module in layers:
         per_device.setdefault(module.weight.device, []).append(module)

@@ -68,11 +68,11 @@ def cache_bytes(cache: StaticCache, config, batch: int, bytes_per_value: float) 
     return int(sum(layer.max_cache_len for layer in cache.layers) * batch * bytes_per_token(config, bytes_per_value))
 
 
-def room_for(model, batch: int, length: int) -> int:
-    """What answering `batch` rows of `length` tokens wants free beside the weights: their cache in the model's
-    dtype and the headroom static_cache keeps beside it."""
-    cache = StaticCache(config=model.config, max_cache_len=length)  # sizes only: its layers allocate when first used
-    return cache_bytes(cache, model.config, batch, model.dtype.itemsize) + int(HEADROOM_GIB * GIB)
+def room_for(config, batch: int, length: int, bytes_per_value: float) -> int:
+    """What answering `batch` rows of `length` tokens wants free beside the weights: their cache at
+    `bytes_per_value` (the model's dtype's size) and the headroom static_cache keeps beside it."""
+    cache = StaticCache(config=config, max_cache_len=length)  # sizes only: its layers allocate when first used
+    return cache_bytes(cache, config, batch, bytes_per_value) + int(HEADROOM_GIB * GIB)
 
 
 def free_bytes(device: torch.device) -> float:

@@ -149,8 +149,8 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
     the folder's own tokenizer and template, the adapter on its base, in eval mode; a folder export_ko.py
     quantized (int8, int4) as it was saved. `four_bit` True: the base in 4-bit NF4; False: in compute_dtype()
     (bf16 on a GPU, float32 on a CPU); None (auto): a run folder's base in 4-bit NF4, as trained, and a merged
-    folder unquantized where it fits (sixteen_bits_fit). A real-size model on a machine without a GPU is refused before it loads.
-    chat_ko.py, serve_ko.py, the tests and bench all open a run this way."""
+    folder unquantized where it fits (sixteen_bits_fit). A real-size model on a machine without a GPU is refused
+    before it loads. chat_ko.py, serve_ko.py, the tests and bench all open a run this way."""
     from . import modeling
 
     run = folder if isinstance(folder, Run) else open_run(folder)
@@ -174,15 +174,12 @@ def sixteen_bits_fit(run: Run, config) -> bool:
     4-bit), with room beside them for one longest answer's key/value cache and static_cache's headroom. Always on
     a CPU, where they load in float32 (compute_dtype). Where they do not fit, one line says so and the folder
     answers in 4-bit NF4."""
-    from transformers import StaticCache
-
     from . import kv_cache, modeling
 
     if not torch.cuda.is_available():
         return True
-    longest = StaticCache(config=config, max_cache_len=getattr(config, "max_position_embeddings", 2048))
-    need = (modeling.parameter_count(config) * 2 / 0.9 + kv_cache.cache_bytes(longest, config, 1, 2)
-            + kv_cache.HEADROOM_GIB * 2**30)
+    longest = getattr(config, "max_position_embeddings", 2048)
+    need = modeling.parameter_count(config) * 2 / 0.9 + kv_cache.room_for(config, 1, longest, 2)
     cards = torch.cuda.device_count()
     free = sum(kv_cache.free_bytes(torch.device("cuda", i)) for i in range(cards))
     if need <= free:
