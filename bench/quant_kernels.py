@@ -17,7 +17,8 @@ Ada GPUs), fp8wo (float8 weights only), bf16 (no quantization: the merged 16-bit
 graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), max-autotune
 (also autotuned matmul templates; a long compile). --profile=true records the GPU kernels that took
 the most time in one more batch-1 run (same length: the compiled graphs replay). --cache_8bit=true answers with
-the 8-bit key/value cache (kochat/kv_cache.py). Random weights: speed and memory only.
+the 8-bit key/value cache (kochat/kv_cache.py). --fuse=false multiplies q/k/v and gate/up apart, as gen() did before
+kochat/fused_projections.py. Random weights: speed and memory only.
 The JSON is rewritten after each measurement.
 """
 import gc
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 
 from bench.speed import attempt, gen_speed
-from kochat import cli, estimate, runs
+from kochat import cli, estimate, generation, runs
 from kochat.errors import UserError
 from kochat.prompts import Template
 from kochat.records import read_records
@@ -42,6 +43,7 @@ BATCHES = "1,16"            # rows answered at once, comma-separated
 COMPILE = "reduce-overhead"  # reduce-overhead, tuned or max-autotune (see above)
 PROFILE = False             # profile one more batch-1 run: the GPU kernels that took the most time
 CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
+FUSE = True                 # gen()'s fused q/k/v and gate/up products (kochat/fused_projections.py); false: apart
 
 COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
                    "tuned": {"triton.cudagraphs": True, "coordinate_descent_tuning": True},
@@ -76,6 +78,8 @@ def main(argv):
     if COMPILE not in COMPILE_OPTIONS:
         raise UserError(f"--compile={COMPILE}: one of {', '.join(COMPILE_OPTIONS)}")
     cache_8bit = cli.auto_or_bool("CACHE_8BIT", CACHE_8BIT)
+    if not FUSE:  # gen() as it answered before kochat/fused_projections.py, for the comparison
+        generation.fuse_projections = lambda model: 0
     from torchao.quantization import quantize_
     from transformers import CompileConfig
 

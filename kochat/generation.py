@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
+from .fused_projections import fuse_projections
 from .kv_cache import static_cache
 from .modeling import transformers_model
 from .prompts import Template
@@ -233,5 +234,9 @@ def compiles(model) -> bool:
 def compiled_forward(core):
     """transformers' own compiled forward (torch.compile, CUDA graphs) where compiles(core), else the plain forward.
     Compiled with the model's generation_config.compile_config, as generate() compiles it (None: transformers'
-    default)."""
-    return core.get_compiled_call(core.generation_config.compile_config) if compiles(core) else core
+    default), after the projections that read one input are fused (kochat/fused_projections.py: fewer, larger
+    products a token)."""
+    if not compiles(core):
+        return core
+    fuse_projections(core)
+    return core.get_compiled_call(core.generation_config.compile_config)
