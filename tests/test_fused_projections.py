@@ -30,8 +30,8 @@ def llama_with_biases():  # Llama's q/k/v with biases (as Qwen2's), GQA: k and v
                                         num_attention_heads=4, num_key_value_heads=2, attention_bias=True)).eval()
 
 
-def linear_calls(model, *args) -> tuple[int, int]:
-    """(graphs, linear products) in what torch.compile captures of model(*args), without compiling it further."""
+def linear_calls(model, *args) -> tuple[int, int, torch.Tensor]:
+    """(graphs, linear products, logits) of model(*args) as torch.compile captures it, without compiling it further."""
     graphs = []
 
     def backend(graph_module, example_inputs):
@@ -93,23 +93,52 @@ def test_each_groups_own_weights_are_let_go_before_the_next_is_stacked(monkeypat
     assert alive_while_stacking == [2, 2, 0, 0]  # layer 0's attention, its MLP, then layer 1: its MLP's are gone
 
 
-def test_only_plain_16_bit_linear_layers_are_fused(tiny_tokenizer):
+class OnlyQAndV(torch.nn.Module):  # an attention-like layer that skips k_proj and feeds v another input
+    def __init__(self):
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj = (torch.nn.Linear(16, n) for n in (16, 8, 8))
+
+    def forward(self, x):
+        return torch.cat([self.q_proj(x), self.v_proj(x * 2)], dim=-1)
+
+
+def test_a_member_skipped_or_fed_another_input_still_gives_its_own_product():
+    layer, x = OnlyQAndV(), torch.randn(2, 3, 16)
+    before = layer(x)
+    fuse_projections(layer)
+    assert torch.allclose(layer(x), before, atol=1e-6)
+    assert layer.q_proj.fused.input is None  # released when the layer's call ended, though k was never taken
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    assert torch.allclose(compiled(x), before, atol=1e-6) and layer.q_proj.fused.output is None
+
+
+def test_only_plain_16_and_32_bit_linear_layers_without_hooks_are_fused(tiny_tokenizer):
     neox = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False)
     assert fuse_projections(neox) == 0  # GPT-NeoX already stores q/k/v as one matrix, no gated MLP
     model = get_peft_model(llama_with_biases(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     assert fuse_projections(model) == 2  # the MLPs only: LoRA's q and v stay as PEFT made them
     attention = modeling.decoder_layers(model)[0].self_attn
     assert not isinstance(attention.q_proj, Slice) and not isinstance(attention.k_proj, Slice)
+    assert fuse_projections(llama_with_biases().to(torch.bfloat16)) == 4
+    assert fuse_projections(llama_with_biases().to(torch.float64)) == 0
+    hooked = llama_with_biases()
+    modeling.decoder_layers(hooked)[1].mlp.up_proj.register_forward_hook(lambda *_: None)
+    assert fuse_projections(hooked) == 3  # the hooked layer's group is left as it was
 
 
-def test_gen_answers_the_same_with_fused_layers_and_fuses_where_it_compiles(monkeypatch):
+def test_gen_fuses_where_it_compiles_and_answers_as_before(monkeypatch):
+    from transformers import CompileConfig
+
     model, tokenizer = qwen3(), chat_tokenizer()
     template = load_template("auto", tokenizer)
     before = [a.text for a in gen(model, tokenizer, template, QUESTIONS, max_new_tokens=24, fast=True)]
-    monkeypatch.setattr(generation, "compiles", lambda core: True)  # as on a GPU; the compile itself is not run
-    monkeypatch.setattr(type(model), "get_compiled_call", lambda self, config: self)
-    assert generation.compiled_forward(model) is model
-    assert isinstance(modeling.decoder_layers(model)[0].mlp.up_proj, Slice)
-    monkeypatch.undo()
+    # as on a GPU: gen() compiles its decoding step through transformers (captured by dynamo and AOT autograd,
+    # not lowered by inductor: a CPU test)
+    monkeypatch.setattr(generation, "compiles", lambda core: True)
+    model.generation_config.compile_config = CompileConfig(backend="aot_eager", fullgraph=True)
     after = [a.text for a in gen(model, tokenizer, template, QUESTIONS, max_new_tokens=24, fast=True)]
     assert after == before and all(before)
+    layer = modeling.decoder_layers(model)[0]
+    assert isinstance(layer.mlp.up_proj, Slice) and isinstance(layer.self_attn.k_proj, Slice)
+    weight = layer.self_attn.q_proj.fused.weight
+    assert not weight.is_inference()  # stacked inside gen()'s inference mode, still an ordinary tensor
