@@ -122,7 +122,9 @@ def main(argv):
                 figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{kernel} fast",
                                     fast=True, repeats=1, cache_8bit=cache_8bit)
                 return {**figures, "cache_8bit": CACHE_8BIT,
-                        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
+                        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2),
+                        # the most the allocator held: allocated, and freed blocks kept (e.g. after fusing projections)
+                        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / estimate.GIB, 2)}
             attempt(results, f"{kernel} fast, batch {batch}", measure)
             save()
             if batch == 1 and PROFILE:
