@@ -33,3 +33,6 @@ logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 # from the checkpoint's adapter file: processes.SaveShardedAdapter); FSDP logs each of the hundreds of frozen and
 # LoRA weights it did not find there. Nothing is missing.
 logging.getLogger("torch.distributed.fsdp._state_dict_utils").setLevel(logging.ERROR)
+# The recipe's paged 8-bit Adam on a CPU (the tiny preset): bitsandbytes keeps its state in ordinary memory there, as
+# it warns, which is all a CPU can do. Nothing for a user to act on.
+warnings.filterwarnings("ignore", message="Paged optimizers are not supported on CPU", category=UserWarning)

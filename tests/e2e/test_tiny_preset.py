@@ -43,6 +43,7 @@ def test_the_run_folder_has_a_real_model_card(tiny_run):
     assert "written for kochat" in card and "4-bit NF4 with double quantization" in card
     assert "python3 chat_ko.py --adapter outputs/tiny" in card and "PeftModel.from_pretrained" in card
     assert result.stdout.strip().splitlines()[-1] == "done. Talk to it: python3 chat_ko.py --adapter outputs/tiny"
+    assert "Warning" not in result.stderr  # nothing for a user to act on is printed (e.g. paged Adam on a CPU)
 
 
 def test_the_adapter_is_real_and_was_trained(tiny_run):
