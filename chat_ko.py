@@ -19,8 +19,9 @@ import torch
 from kochat import cli, runs
 from kochat.documents import grounding
 from kochat.errors import UserError
-from kochat.generation import fast_mode, gen, mode_line
+from kochat.generation import fast_mode, gen, mode_line, render
 from kochat.prompts import load_questions
+from kochat.tokenization import encode_prompt
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
 ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.py, or a merged model folder
@@ -48,6 +49,7 @@ FLAGS = {}
 
 def main(argv):
     cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+    check_settings()
     fast_choice = cli.auto_or_bool("FAST", FAST)  # checked before anything loads
     four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
     run = runs.open_run(ADAPTER)
@@ -58,28 +60,46 @@ def main(argv):
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)
     settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P, fast=fast)
-    context = getattr(model.config, "max_position_embeddings", 2048)
+    room = getattr(model.config, "max_position_embeddings", 2048) - MAX_NEW_TOKENS  # the prompt's tokens at most
+
+    def fitted(messages: list[dict], extra: str = "") -> list[dict] | None:
+        """The conversation with its oldest turns left out until its prompt fits the model's context beside the
+        answer (MAX_TURNS keeps at most that many); None where the question alone does not fit."""
+        while len(encode_prompt(tokenizer, render(run.template, (messages[-1]["content"], extra) if extra
+                                                  else messages)[0])) > room:
+            if len(messages) == 1:
+                return None
+            messages = messages[2:]  # the oldest question and its answer
+        return messages
 
     def answer(messages, stream=None, extra=""):
-        """gen() on the conversation, grounded in the index when there is one: (Answer, or None when the
-        documents do not cover the question; the sources given to the model)."""
+        """gen() on the conversation, grounded in the index when there is one: (Answer, or None where there is
+        nothing to answer; the sources given to the model; what was said instead of an answer)."""
+        def say(text):
+            if stream:
+                stream(0, text)
+            return None, [], text
         if searcher is None:
+            messages = fitted(messages, extra)
+            if messages is None:
+                return say(f"(질문이 너무 깁니다: 이 모델은 답 {MAX_NEW_TOKENS} 토큰과 함께 {room + MAX_NEW_TOKENS} "
+                           f"토큰까지 받습니다. 질문을 줄여 주세요)")
             item = (messages[-1]["content"], extra) if extra else messages
-            return gen(model, tokenizer, run.template, item, stream=stream, **settings)[0], []
+            return gen(model, tokenizer, run.template, item, stream=stream, **settings)[0], [], ""
         if extra:  # a question's own input goes with it; the passages take the template's input slot
             messages = [*messages[:-1], {"role": "user", "content": messages[-1]["content"] + "\n\n" + extra}]
         grounded, found = grounding.ground(searcher, messages, top_k=TOP_K, min_relevance=MIN_RELEVANCE,
-                                           tokenizer=tokenizer, template=run.template,
-                                           max_prompt_tokens=context - MAX_NEW_TOKENS)
+                                           tokenizer=tokenizer, template=run.template, max_prompt_tokens=room)
         if not found.covered:
-            said = NOT_COVERED if not found.too_long else "(대화가 길어 문서를 넣을 자리가 없습니다: /reset 으로 새 대화를 시작하세요)"
-            if stream:
-                stream(0, said)
-            return None, []
-        return gen(model, tokenizer, run.template, grounded, stream=stream, **settings)[0], found.hits
+            if not found.too_long:
+                return say(NOT_COVERED)
+            return say("(대화가 길어 문서를 넣을 자리가 없습니다: /reset 으로 새 대화를 시작하세요)" if len(messages) > 1
+                       else "(질문이 길어 문서를 넣을 자리가 없습니다: 질문을 줄여 주세요)")
+        return gen(model, tokenizer, run.template, grounded, stream=stream, **settings)[0], found.hits, ""
 
     if QUESTION:
-        _, hits = answer([{"role": "user", "content": QUESTION}], stream=lambda _, text: print(text, end="", flush=True))
+        _, hits, _ = answer([{"role": "user", "content": QUESTION}],
+                            stream=lambda _, text: print(text, end="", flush=True))
         print()
         print_sources(hits)
         return
@@ -87,9 +107,10 @@ def main(argv):
         output = Path(OUTPUT or Path(QUESTIONS).with_suffix(".answers.jsonl"))
         with open(output, "w", encoding="utf-8") as out:
             for question, extra in questions:
-                result, hits = answer([{"role": "user", "content": question}], extra=extra)
-                record = result.to_dict() if result else {"question": question, "input": extra, "text": NOT_COVERED,
-                                                          "new_tokens": 0, "finish_reason": "not_covered"}
+                result, hits, said = answer([{"role": "user", "content": question}], extra=extra)
+                record = result.to_dict() if result else {
+                    "question": question, "input": extra, "text": said, "new_tokens": 0,
+                    "finish_reason": "not_covered" if said == NOT_COVERED else "too_long"}
                 if searcher is not None:
                     record["sources"] = [h.to_dict() for h in hits]
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -99,6 +120,13 @@ def main(argv):
         print(f"{len(questions)} answers in {output}")
         return
     converse(run, answer)
+
+
+def check_settings() -> None:
+    """One line for a setting out of its range, before anything loads (the server answers 400 to the same)."""
+    if MAX_NEW_TOKENS < 1 or MAX_TURNS < 0 or TEMPERATURE < 0 or not 0 < TOP_P <= 1:
+        raise UserError(f"--max_new_tokens must be at least 1, --max_turns 0 or more, --temperature 0 or more and "
+                        f"--top_p above 0 and at most 1 (got {MAX_NEW_TOKENS}, {MAX_TURNS}, {TEMPERATURE}, {TOP_P})")
 
 
 def open_searcher():
@@ -139,16 +167,18 @@ def converse(run, answer):
             continue
         if not question:
             continue
-        messages = history[-2 * MAX_TURNS:] + [{"role": "user", "content": question}]
+        messages = history[len(history) - 2 * MAX_TURNS:] + [{"role": "user", "content": question}]
         print("답변> ", end="", flush=True)
-        result, hits = answer(messages, stream=lambda _, text: print(text, end="", flush=True))
+        result, hits, said = answer(messages, stream=lambda _, text: print(text, end="", flush=True))
         if result is None:
             print()
+            if said != NOT_COVERED:  # too long: the question is not kept
+                continue
         else:
             print(f"\n   ({result.new_tokens} tokens, {result.tokens_per_s:.1f} tokens/s"
                   f"{', cut at MAX_NEW_TOKENS' if result.finish_reason == 'length' else ''})")
         print_sources(hits)
-        history = messages + [{"role": "assistant", "content": result.text if result else NOT_COVERED}]
+        history = messages + [{"role": "assistant", "content": result.text if result else said}]
 
 
 if __name__ == "__main__":

@@ -30,6 +30,30 @@ def test_a_conversation_keeps_turns_until_reset(tiny_run, run_script, tmp_path):
     assert first == greedy_answer(run, "한국의 수도는 어디인가요?")
 
 
+def test_a_long_conversation_drops_its_oldest_turns_and_a_question_too_long_is_one_line(tiny_run, run_script,
+                                                                                         tmp_path):
+    run, _ = tiny_run
+    long, too_long = "연차휴가 규정에 대해 자세히 설명해 주세요. " * 25, "연차휴가 규정에 대해 자세히 설명해 주세요. " * 120
+    # ~450 tokens a question: the third no longer fits the tiny model's 1,024 beside the earlier turns; ~2,100 alone
+    stdin = f"{long}\n{long}\n{long}\n{too_long}\n한국의 수도는?\n/exit\n"
+    result = run_script("chat_ko.py", f"--adapter={run}", "--temperature=0", "--max_new_tokens=24", cwd=tmp_path,
+                        stdin=stdin)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("tokens/s") == 4  # every question that fits is answered
+    assert result.stdout.count("(질문이 너무 깁니다: 이 모델은 답 24 토큰과 함께 1024 토큰까지 받습니다.") == 1
+    (tmp_path / "qs.txt").write_text(f"{too_long}\n", encoding="utf-8")
+    result = run_script("chat_ko.py", f"--adapter={run}", "--questions=qs.txt", cwd=tmp_path)
+    answer = json.loads((tmp_path / "qs.answers.jsonl").read_text(encoding="utf-8"))
+    assert answer["finish_reason"] == "too_long" and answer["text"].startswith("(질문이 너무 깁니다")
+
+
+def test_settings_out_of_range_are_one_line(run_script, tmp_path):
+    for setting in ("--temperature=-1", "--top_p=2", "--max_turns=-1", "--max_new_tokens=0"):
+        result = run_script("chat_ko.py", "--adapter=missing", setting, "--question=x", cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("error: --max_new_tokens must be at least 1")
+
+
 def test_a_questions_file_is_answered_into_jsonl(tiny_run, run_script, tmp_path):
     run, _ = tiny_run
     (tmp_path / "qs.txt").write_text("# 주석\n한국의 수도는?\n다음 단어의 반대말을 쓰세요.\t크다\n", encoding="utf-8")
