@@ -225,6 +225,32 @@ def test_an_error_is_shown_and_the_question_comes_back(page, served):
     assert page.locator("#send").inner_text() == "보내기"
 
 
+def test_a_conversation_longer_than_the_model_takes_is_sent_without_its_oldest_turns(page, served):
+    """The server answers 400 context_length_exceeded (Playwright: for any request with earlier turns): the page asks
+    again without the oldest question and answer, keeps them itself, and says so in Korean where the question alone
+    is too long."""
+    posted, too_long = [], {"error": {"message": "the prompt is 1050 tokens; this model's context is 1024",
+                                      "type": "invalid_request_error", "code": "context_length_exceeded"}}
+
+    def chat(route):
+        body = json.loads(route.request.post_data)
+        posted.append([m["content"] for m in body["messages"]])
+        if len(body["messages"]) > 1 or body["messages"][0]["content"] == "아주 긴 질문":
+            route.fulfill(status=400, content_type="application/json", body=json.dumps(too_long))
+        else:
+            route.fulfill(status=200, content_type="text/event-stream", body=sse(chunk("답"), chunk(reason="stop")))
+    page.route("**/v1/chat/completions", chat)
+    page.goto(served.url + "/")
+    ask(page, "첫 질문", 0)
+    ask(page, "둘째 질문", 1)
+    assert posted == [["첫 질문"], ["첫 질문", "답", "둘째 질문"], ["둘째 질문"]]
+    assert [m["content"] for m in stored(page)[0]["messages"]] == ["첫 질문", "답", "둘째 질문", "답"]
+    page.fill("#input", "아주 긴 질문")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.error")).to_contain_text("오류: 질문이 이 모델에 너무 깁니다. 줄여서 다시 보내 주세요")
+    assert posted[-1] == ["아주 긴 질문"] and page.locator("#input").input_value() == "아주 긴 질문"
+
+
 MARKDOWN = ("## 연차 안내\n\n연차는 **15일**이고 *입사 1년 후* 생깁니다. 신청은 `HR-101` 양식으로 합니다.\n"
             "줄바꿈도 지킵니다.\n\n- 첫째 항목\n- 둘째 항목\n  - 안쪽 항목\n\n1. 신청\n2. 승인\n\n"
             "| 구분 | 일수 |\n|---|---:|\n| 연차 | 15 |\n| 병가 | 60 |\n\n"
