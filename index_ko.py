@@ -10,6 +10,7 @@ and changed files and never leaves a half-written index: the previous one stays 
 Steps 1-3 below run top to bottom.
 """
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,9 +45,13 @@ def main(argv):
 
     # 1. build or update the index (a search only searches: a mistyped --index is an error, not a new index)
     if not (SEARCH or SEARCH_FILE):
+        new_index = not Path(INDEX).expanduser().exists()
         report = build()
         if report.passages == 0:
-            raise UserError(f"no passages: {DOCS} holds no readable document (see the skipped files above)")
+            if new_index:  # an empty index would answer every question "not covered": none is left behind
+                shutil.rmtree(Path(INDEX).expanduser(), ignore_errors=True)
+            why = "see the skipped files above" if report.skipped else "the folder holds no files"
+            raise UserError(f"no passages: {DOCS} holds no readable document ({why})")
         print(f"index ready: {INDEX}.  search it: python3 index_ko.py --index={INDEX} --search=\"질문\"\n"
               f"answer from it: python3 chat_ko.py --adapter=outputs/<run> --index={INDEX}")
         return

@@ -55,3 +55,5 @@ def test_bad_input_is_one_line(run_script, tmp_path):
         result = run_script("index_ko.py", *args, cwd=tmp_path)
         assert result.returncode == 2 and "Traceback" not in result.stderr, (args, result.stderr)
         assert result.stderr.strip().splitlines()[-1].startswith(message), (args, result.stderr)
+    assert not (tmp_path / "idx").exists() and not (tmp_path / "bad").exists()  # no empty index left behind
+    assert "(the folder holds no files)" in run_script("index_ko.py", "--docs=empty", "--index=idx", cwd=tmp_path).stderr
