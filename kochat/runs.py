@@ -203,12 +203,22 @@ def save_merged(run_folder: Path, merged_folder: str, tokenizer, template) -> Pa
     model = modeling.load_model(run.base_model, tokenizer, four_bit=False, adapter=run.adapter, merge=True,
                                 device_map="cpu", dtype=dtype)
     model.save_pretrained(out)
+    weights_readable(out)
     tokenizer.save_pretrained(out)
     write_json(out / TEMPLATE_FILE, template.to_dict())
     if isinstance(template, Template):  # for engines that render chats themselves (vLLM); a ChatTemplate has its own
         from .export import chat_template
         write_text(out / chat_template.FILE, chat_template.jinja_template(template))
     return out
+
+
+def weights_readable(folder: Path) -> None:
+    """The folder's .safetensors files readable as the umask lets other files be: safetensors writes them for their
+    owner only (0600), which the service account of vLLM or Ollama, or a container's user, then cannot read."""
+    umask = os.umask(0)
+    os.umask(umask)  # read back: Python has no other way to read the umask
+    for path in folder.rglob("*.safetensors"):
+        path.chmod(0o666 & ~umask)
 
 
 def write_json(path: Path, value) -> None:
@@ -246,6 +256,7 @@ def save_run(folder: Path, model, tokenizer, template, constants: dict, extra: d
     folder.mkdir(parents=True, exist_ok=True)
     if not adapter_saved:
         model.save_pretrained(folder)  # PEFT: adapter_model.safetensors + adapter_config.json (+ an empty card)
+    weights_readable(folder)  # the adapter, and its checkpoints'
     tokenizer.save_pretrained(folder)
     model.generation_config.save_pretrained(folder)
     write_json(folder / TEMPLATE_FILE, template.to_dict())

@@ -57,7 +57,7 @@ def write_quantized(merged_folder: Path, out: Path, fmt: str) -> Path:
     template files. The embeddings and output head stay 16-bit, as torchao leaves them by default."""
     from transformers import AutoModelForCausalLM, TorchAoConfig
 
-    from .. import modeling
+    from .. import modeling, runs
 
     config = torchao_config(fmt)
     tokenizer = modeling.load_tokenizer(str(merged_folder))
@@ -69,6 +69,7 @@ def write_quantized(merged_folder: Path, out: Path, fmt: str) -> Path:
     for cfg in (model.config, model.generation_config):
         cfg.eos_token_id, cfg.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     model.save_pretrained(out)
+    runs.weights_readable(out)
     tokenizer.save_pretrained(out)
     for name in ("template.json", "chat_template.jinja", chat_template.FILE):
         if (merged_folder / name).is_file():

@@ -74,6 +74,8 @@ def test_merged_answers_as_the_adapter_does_and_is_a_plain_model_folder(tiny_run
     assert {"config.json", "model.safetensors", "template.json", "template.jinja", "tokenizer.json"} <= \
         {p.name for p in merged.iterdir()}
     assert "quantization_config" not in json.loads((merged / "config.json").read_text())
+    # safetensors writes for its owner only; the export is as readable as its other files (a vLLM service account)
+    assert (merged / "model.safetensors").stat().st_mode == (merged / "config.json").stat().st_mode
     card = (merged / "README.md").read_text()  # the licences travel with the export
     assert f"from `{run}`" in card and "- Base model `tiny-gpt-neox`: a 2-layer model that kochat builds" in card
 
@@ -85,6 +87,7 @@ def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, 
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((out / "config.json").read_text())
     assert config["quantization_config"]["quant_method"] == "torchao"
+    assert (out / "model.safetensors").stat().st_mode == (out / "config.json").stat().st_mode
     answer = run_script("chat_ko.py", f"--adapter={out}", "--question", QUESTIONS[0], "--temperature=0", cwd=tmp_path)
     assert answer.returncode == 0, answer.stderr[-3000:]
     assert re.search(r"answering with Int8WeightOnlyConfig weights \(torchao\) on (cpu, fast mode off|cuda, fast mode on)",

@@ -20,6 +20,8 @@ def test_the_run_folder_describes_itself(tiny_run):
                  "generation_config.json", "template.json", "run_config.json", "loss.png", "demo.jsonl"):
         assert (run / name).is_file(), name
     assert any((run / "logs").iterdir())  # TensorBoard events
+    weights = list(run.rglob("*.safetensors"))  # the adapter and its checkpoints': readable as the other files
+    assert len(weights) > 1 and {w.stat().st_mode for w in weights} == {(run / "adapter_config.json").stat().st_mode}
     config = json.loads((run / "run_config.json").read_text(encoding="utf-8"))
     assert config["preset"] == "tiny" and config["constants"]["MODEL_ID"] == "tiny-gpt-neox"
     assert config["end_of_text"] == {"token": "<|endoftext|>", "id": 2}
