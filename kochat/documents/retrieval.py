@@ -6,6 +6,8 @@ cross-encoder. The one way chat, serving, evaluation and index_ko.py --search fi
 - With an embedding model in the index, the question's vector ranks passages by cosine similarity, and
   the two rankings are fused by reciprocal rank (RRF, k=60): no score scales to calibrate.
 - With a reranker, the best RERANK_CANDIDATES are re-scored by reading question and passage together.
+  Without one, of the best RERANK_CANDIDATES those sharing none of the question's topic words (see `relevance`)
+  come last: an FAQ row phrased like the question ("…은 얼마인가요?") does not outrank the passage on its topic.
 
 Every hit carries `relevance` in 0..1, which decides whether the documents answer the question at all:
 the IDF-weighted share of the question's topic terms (QUESTION_WORDS left out) found in the passage (or, with an embedding model, the
@@ -98,7 +100,7 @@ class Searcher:
             score = rrf([lexical, dense], FUSION_CANDIDATES)
         else:
             score = lexical
-        order = top(score, max(top_k, RERANK_CANDIDATES if self.reranker else top_k))
+        order = top(score, max(top_k, RERANK_CANDIDATES))
         order = [i for i in order if score[i] > 0]
         # relevance is the question's own: after "연차는 며칠?", "오늘 날씨 어때?" is not covered by leave rules.
         # Only a question with no topic word of its own ("그럼 2년차는요?" has one: 2년차) leans on the turns before.
@@ -106,6 +108,11 @@ class Searcher:
         relevance = self.coverage(topic, np.array(order, dtype=np.int64))
         if cosine is not None:
             relevance = np.maximum(relevance, np.clip(cosine[order], 0, 1))
+        if self.reranker is None:
+            # a passage that shares only how the question is asked ("…은 얼마인가요?" with an FAQ row about something
+            # else) goes after every passage that shares what it asks about; BM25's order otherwise
+            ranked = np.argsort(relevance <= 0, kind="stable")
+            order, relevance = [order[j] for j in ranked], relevance[ranked]
         if self.reranker is not None and order:
             query = " ".join([*history, question])
             relevance = self.reranker.scores(query, [passages[i]["text"] for i in order])

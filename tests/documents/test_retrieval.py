@@ -31,6 +31,19 @@ def test_hits_are_ranked_and_an_unrelated_question_has_no_relevant_passage(sampl
     assert sample_index.search("", top_k=5) == [] and sample_index.search("연차", top_k=0) == []
 
 
+def test_a_passage_sharing_only_how_the_question_is_asked_never_outranks_one_on_its_topic(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "복지.txt").write_text("복지포인트는 얼마인가요? 얼마인가요?", encoding="utf-8")  # an FAQ row, as asked
+    (docs / "주차장_안내.txt").write_text("주차장 안내\n" + "본사 지하 주차장은 직원에게 열려 있으며 입차는 사원증으로 한다. "
+                                      "방문객은 안내데스크에서 등록한다. " * 3 + "직원 주차비는 월 5만 원이다.",
+                                      encoding="utf-8")
+    indexing.update_index(str(docs), str(tmp_path / "index"), **INDEX_SETTINGS)
+    hits = Searcher(store.open_index(tmp_path / "index")).search("주차비는 얼마인가요?", top_k=2)
+    assert [h.source for h in hits] == ["주차장_안내.txt", "복지.txt"]  # BM25 alone put the FAQ row first
+    assert hits[0].relevance == 1 and hits[1].relevance == 0
+
+
 @pytest.fixture(scope="module")
 def followups(tmp_path_factory):
     docs = write_followup_docs(tmp_path_factory.mktemp("followup-docs"))
