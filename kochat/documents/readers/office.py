@@ -81,7 +81,10 @@ def read_docx(raw: bytes, max_bytes: int) -> list[Section]:
 
     def level(par: Paragraph) -> int | None:
         style = par.style
-        m = re.fullmatch(r"(?:heading|제목)\s*([1-9])", (style.name or "") if style is not None else "", re.I)
+        name = (style.name or "") if style is not None else ""
+        if re.fullmatch(r"title|제목", name, re.I):  # the document's title: above every heading, as markdown's #
+            return 0
+        m = re.fullmatch(r"(?:heading|제목)\s*([1-9])", name, re.I)
         if m:
             return int(m.group(1))
         for ppr in (par._p.pPr, style.element.pPr if style is not None else None):
@@ -95,7 +98,7 @@ def read_docx(raw: bytes, max_bytes: int) -> list[Section]:
             if child.tag == qn("w:p"):
                 par = Paragraph(child, document)
                 depth = level(par)
-                if depth:
+                if depth is not None:
                     out.heading(depth, par.text)
                 else:
                     out.line(par.text)
