@@ -20,7 +20,7 @@ from kochat import cli, runs
 from kochat.documents import grounding
 from kochat.errors import UserError
 from kochat.generation import fast_mode, gen, mode_line, render
-from kochat.prompts import load_questions
+from kochat.prompts import CHAT_TEMPLATE, load_questions
 from kochat.tokenization import encode_prompt
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
@@ -148,10 +148,14 @@ def print_sources(hits):
         print(f"   [{h.n}] {h.where}")
 
 
+COMMANDS = "/reset forgets earlier turns, /exit leaves"
+
+
 def converse(run, answer):
     """A conversation: earlier turns go into each prompt, rendered with the run's own template."""
     grounded = f", answering from {INDEX}" if INDEX else ""
-    print(f"{run.folder} ({run.template.name} template{grounded}). /reset forgets, /exit leaves.")
+    form = "the tokenizer's chat template" if run.template.name == CHAT_TEMPLATE else f"{run.template.name} template"
+    print(f"{run.folder} ({form}{grounded}). {COMMANDS}")
     history: list[dict] = []
     while True:
         try:
@@ -164,6 +168,9 @@ def converse(run, answer):
         if question == "/reset":
             history = []
             print("(conversation cleared)")
+            continue
+        if question.startswith("/") and " " not in question:  # /help, or a command mistyped: not a question
+            print(f"({COMMANDS})")
             continue
         if not question:
             continue

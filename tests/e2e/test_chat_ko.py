@@ -20,11 +20,12 @@ def test_one_question_streams_the_same_answer_as_gen(tiny_run, run_script, tmp_p
 
 def test_a_conversation_keeps_turns_until_reset(tiny_run, run_script, tmp_path):
     run, _ = tiny_run
-    stdin = "한국의 수도는 어디인가요?\n그럼 일본은요?\n/reset\n하늘은 왜 파란가요?\n/exit\n"
+    stdin = "한국의 수도는 어디인가요?\n그럼 일본은요?\n/reset\n/help\n하늘은 왜 파란가요?\n/exit\n"
     result = run_script("chat_ko.py", f"--adapter={run}", "--temperature=0", "--max_new_tokens=24", cwd=tmp_path,
                         stdin=stdin)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("답변> ") == 3 and "(conversation cleared)" in result.stdout
+    assert "(/reset forgets earlier turns, /exit leaves)" in result.stdout  # /help is not sent as a question
     assert "koalpaca template" in result.stdout  # read from the run folder
     first = result.stdout.split("답변> ")[1].split("\n")[0]
     assert first == greedy_answer(run, "한국의 수도는 어디인가요?")
