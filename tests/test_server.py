@@ -41,6 +41,15 @@ def test_streamed_chat_matches_the_plain_answer(served):
     assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
 
 
+def test_content_parts_are_read_as_their_text(served):
+    parts = [{"role": "user", "content": [{"type": "text", "text": "한국의 수도는"}, {"type": "text", "text": "어디인가요?"}]}]
+    reply = served.client().chat.completions.create(model="tiny", messages=parts, temperature=0)
+    assert reply.choices[0].message.content == served.greedy(chat("한국의 수도는\n어디인가요?")).text
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]
+    r = httpx.post(served.url + "/v1/chat/completions", json={"model": "tiny", "messages": image})
+    assert r.status_code == 400 and "messages.0.content" in r.json()["error"]["message"]
+
+
 def test_max_tokens_gives_length_and_stop_strings_give_stop(served):
     client = served.client()
     short = client.chat.completions.create(model="tiny", messages=chat(QUESTIONS[1]), temperature=0, max_tokens=2)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..generation import Answer
 
@@ -34,9 +34,19 @@ def error_response(status: int, message: str, type_: str = "invalid_request_erro
 
 
 # ---- request bodies ------------------------------------------------------------------------------
+class TextPart(BaseModel):
+    type: Literal["text"]  # the model reads text only: an image part is a 400 naming this field
+    text: str
+
+
 class Message(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: str | list[TextPart]  # a string, or OpenAI's content parts (many clients send these), joined by lines
+
+    @field_validator("content", mode="after")
+    @classmethod
+    def as_text(cls, content: str | list[TextPart]) -> str:
+        return content if isinstance(content, str) else "\n".join(part.text for part in content)
 
 
 class StreamOptions(BaseModel):
