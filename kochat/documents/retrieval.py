@@ -113,7 +113,7 @@ class Searcher:
             # else) goes after every passage that shares what it asks about; BM25's order otherwise
             ranked = np.argsort(relevance <= 0, kind="stable")
             order, relevance = [order[j] for j in ranked], relevance[ranked]
-        if self.reranker is not None and order:
+        elif order:
             query = " ".join([*history, question])
             relevance = self.reranker.scores(query, [passages[i]["text"] for i in order])
             ranked = np.argsort(-relevance, kind="stable")
