@@ -176,30 +176,33 @@ class StopOnSignal(TrainerCallback):
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.received: str | None = None
+        self.pending = 0  # the number of a signal this process caught, until the processes agree on it
+        self.received: str | None = None  # the signal every process stops for, once they agreed
         self.exit_status = 0  # 128 + the signal's number, the shell's convention for "stopped by a signal"
         self.previous = {}
 
     def _handle(self, signum, frame):
-        if self.received is not None:
+        if self.pending:
             raise KeyboardInterrupt
-        self.received, self.exit_status = signal.Signals(signum).name, 128 + signum
-        print(f"\n    {self.received}: saving a checkpoint after this step, then stopping "
+        self.pending = signum
+        print(f"\n    {signal.Signals(signum).name}: saving a checkpoint after this step, then stopping "
               f"(press Ctrl-C again to stop at once)", flush=True)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
-    def agree(self, args) -> None:
+    def agree(self, args) -> str | None:
         """A signal to any one of several processes counts for all of them (else the others would wait for it in
-        their next all-reduce forever)."""
-        signum = largest_across(signal.Signals[self.received].value if self.received else 0, args.device)
+        their next all-reduce forever). Decisions read only what was agreed: a signal that lands just after the
+        all-reduce is agreed on at the next step, not acted on by one process alone (whose save would then meet
+        the others' next step, a mismatch of collectives)."""
+        signum = largest_across(self.pending, args.device)
         if signum and self.received is None:
             self.received, self.exit_status = signal.Signals(signum).name, 128 + signum
+        return self.received
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.agree(args)
-        if self.received is not None:
+        if self.agree(args):
             control.should_save = True
             control.should_training_stop = True
 

@@ -279,7 +279,7 @@ def train(trainer, resume: str | None, callbacks: Callbacks, sharded: bool = Fal
             if sharded:
                 checkpoints.load_adapter(trainer.model, resume)
         result = trainer.train(resume_from_checkpoint=resume)
-    callbacks.stop.agree(trainer.args)  # a signal during the last save: every process skips the evaluation alike
-    if trainer.eval_dataset is not None and not callbacks.stop.received:
+    stopped = callbacks.stop.agree(trainer.args)  # a signal during the last save: every process skips the evaluation
+    if trainer.eval_dataset is not None and not stopped:
         trainer.evaluate()
     return result

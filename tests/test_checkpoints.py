@@ -97,6 +97,32 @@ def test_sigterm_asks_the_trainer_to_save_and_stop_after_the_step():
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+
+def test_a_signal_landing_just_after_the_processes_agreed_stops_at_the_next_step_not_this_one(monkeypatch):
+    """What one of several processes sees when SIGTERM arrives between the all-reduce and the decision: acting on
+    it alone would send this process to save while the others start the next step (a mismatch of collectives)."""
+    stop, control = checkpoints.StopOnSignal(), TrainerControl()
+    args = SimpleNamespace(device=torch.device("cpu"))
+    agreed = []
+
+    def all_reduce_then_a_signal(value, device):
+        agreed.append(value)
+        if len(agreed) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs as this call returns
+        return value
+
+    monkeypatch.setattr(checkpoints, "largest_across", all_reduce_then_a_signal)
+    stop.on_train_begin(args, None, control)
+    try:
+        stop.on_step_end(args, None, control)
+        assert stop.pending == signal.SIGTERM and not control.should_save and stop.received is None
+        stop.on_step_end(args, None, control)
+        assert agreed == [0, signal.SIGTERM] and control.should_save and control.should_training_stop
+        assert stop.received == "SIGTERM" and stop.exit_status == 143
+    finally:
+        stop.on_train_end(None, None, control)
+
+
 MAY_CHANGE = {"MAX_NEW_TOKENS", "SAVE_STEPS"}  # as the script declares them (finetune_ko.RESUME_MAY_CHANGE)
 
 
