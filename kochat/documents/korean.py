@@ -14,6 +14,11 @@ from dataclasses import dataclass
 # Content morphemes: nouns (NN*), numerals, pronouns, verb and adjective stems, roots, adverbs, Latin
 # letters, numbers and Chinese characters. Particles, endings and punctuation carry no topic.
 CONTENT_TAGS = ("NN", "NR", "NP", "VV", "VA", "XR", "MAG", "SL", "SN", "SH")
+# Periods a question spells out where regulations write a number and a unit ("일주일에 몇 시간" against "1주
+# 40시간", "하루" against "1일 8시간", "한 달" against "1개월"): a question's term also searches for the unit,
+# and a passage with either covers it.
+SPELLED_PERIODS = {"일주일": "주", "하루": "일", "이틀": "일", "사흘": "일", "나흘": "일", "열흘": "일", "보름": "일",
+                   "달": "개월"}
 
 _kiwi = None
 _lock = threading.Lock()  # one Kiwi object is not documented as safe across threads, and the server has several
@@ -53,6 +58,11 @@ def terms(text: str) -> list[str]:
         return []
     with _lock:
         return _content(_analyser().tokenize(text))
+
+
+def with_units(found: list[str]) -> list[str]:
+    """Terms of a question, with the unit of each spelled-out period added (SPELLED_PERIODS)."""
+    return found + [SPELLED_PERIODS[t] for t in found if t in SPELLED_PERIODS]
 
 
 def sentences(text: str) -> list[Sentence]:

@@ -32,7 +32,7 @@ HISTORY_CHARS = 500       # lock, so a 300k-character question would stall every
 # Morphemes of how a question is asked, not what it asks about ("어떻게 되나요", "며칠", "얼마까지 …할 수 있나요"):
 # left out of `relevance`, so a question is judged covered by its topic words alone. (BM25 still counts them:
 # they help match FAQ rows, which are phrased as questions.)
-QUESTION_WORDS = frozenset("하 되 있 없 가 오 보 주 받 않 어떻 이렇 그렇 무엇 뭐 어디 언제 누구 왜 얼마 며칠 몇 수 것 때 등 및 "
+QUESTION_WORDS = frozenset("하 되 있 없 가 오 나오 보 주 받 않 어떻 이렇 그렇 무엇 뭐 어디 언제 누구 왜 얼마 며칠 몇 수 것 때 등 및 "
                            "좀 정도 알리 궁금 말하 설명".split())
 
 
@@ -90,7 +90,8 @@ class Searcher:
         question, history = question[-QUESTION_CHARS:], [turn[-HISTORY_CHARS:] for turn in history]
         q_terms = korean.terms(question)
         h_terms = [t for turn in history for t in korean.terms(turn)]
-        lexical = self.bm25_scores(q_terms) + HISTORY_WEIGHT * self.bm25_scores(h_terms)
+        lexical = (self.bm25_scores(korean.with_units(q_terms))
+                   + HISTORY_WEIGHT * self.bm25_scores(korean.with_units(h_terms)))
         cosine = None
         if self.embedder is not None:
             cosine = self.index.embeddings @ self.embedder.encode([question])[0]
@@ -134,21 +135,26 @@ class Searcher:
         return self.index.bm25.get_scores(known)
 
     def coverage(self, terms: list[str], passage_ids: np.ndarray) -> np.ndarray:
-        """For each passage: the IDF-weighted share of the distinct query terms it contains."""
+        """For each passage: the IDF-weighted share of the distinct query terms it contains. A spelled-out period
+        is found where the period or its unit is (korean.SPELLED_PERIODS), and weighs as the rarer of the two."""
         bm25, vocab = self.index.bm25, self.index.bm25.vocab_dict
-        ids = sorted({vocab[t] for t in terms if t in vocab})
-        unknown = len({t for t in terms if t not in vocab})  # terms no passage has: weigh as the rarest
-        total = float(sum(self.idf[j] for j in ids)) + unknown * float(self.idf.max(initial=1.0))
+        forms = [[vocab[f] for f in (t, korean.SPELLED_PERIODS.get(t)) if f in vocab] for t in dict.fromkeys(terms)]
+        rarest = float(self.idf.max(initial=1.0))  # a term no passage has weighs as the rarest
+        weights = [max(float(self.idf[j]) for j in ids) if ids else rarest for ids in forms]
         found = np.zeros(len(passage_ids))
+        total = sum(weights)
         if total <= 0:
             return found
         indptr, indices = bm25.scores["indptr"], bm25.scores["indices"]
-        for j in ids:  # a term's passages, sorted (bm25s' CSC matrix): binary search, not a scan of the list
-            postings = indices[indptr[j]:indptr[j + 1]]
-            at = np.minimum(np.searchsorted(postings, passage_ids), len(postings) - 1)
-            found += self.idf[j] * (postings[at] == passage_ids) if len(postings) else 0
+        for ids, weight in zip(forms, weights):
+            has = np.zeros(len(passage_ids), dtype=bool)
+            for j in ids:  # a term's passages, sorted (bm25s' CSC matrix): binary search, not a scan of the list
+                postings = indices[indptr[j]:indptr[j + 1]]
+                if len(postings):
+                    at = np.minimum(np.searchsorted(postings, passage_ids), len(postings) - 1)
+                    has |= postings[at] == passage_ids
+            found += weight * has
         return found / total
-
 
 def top(score: np.ndarray, k: int) -> list[int]:
     k = min(k, len(score))
