@@ -130,12 +130,14 @@ def test_a_conversation_in_the_page_streams_the_models_answers(browser, served, 
     page.close()
 
 
-def test_the_page_asks_for_the_api_key_when_the_server_needs_one(page, keyed):
+def test_the_page_asks_for_the_api_key_when_the_server_needs_one_and_says_when_it_was_refused(page, keyed):
     page.goto(keyed.url + "/")
     page.wait_for_selector("#keyDialog[open]")
+    assert not page.is_visible("#keyWrong")  # the first time, nothing was refused
     page.fill("#keyInput", "wrong-key")
     page.click("#keyForm button")
-    page.wait_for_selector("#keyDialog[open]")  # asked again
+    page.wait_for_selector("#keyDialog[open]")  # asked again, saying why
+    assert page.is_visible("#keyWrong") and "받지 않았습니다" in page.text_content("#keyWrong")
     page.fill("#keyInput", KEY)
     page.click("#keyForm button")
     page.wait_for_function("document.getElementById('model').textContent === 'tiny'")
@@ -144,6 +146,11 @@ def test_the_page_asks_for_the_api_key_when_the_server_needs_one(page, keyed):
     assert page.evaluate("sessionStorage.getItem('kochat-key')") == KEY
     local = page.evaluate("JSON.stringify(Object.entries(localStorage))")
     assert KEY not in local and "하늘은 왜 파란가요?" in local
+    # the tab's icon is in the page, so a browser asks for no /favicon.ico (a 404 in the server's log); it draws
+    icon = page.evaluate("""() => new Promise(done => { const img = new Image();
+        img.onload = () => done([img.src.slice(0, 18), img.naturalWidth]); img.onerror = () => done(null);
+        img.src = document.querySelector("link[rel=icon]").href; })""")
+    assert icon[0] == "data:image/svg+xml" and icon[1] > 0
 
 
 def test_the_stop_button_ends_a_long_answer_and_the_server_frees_its_row(page, served):
