@@ -5,6 +5,7 @@ as the model was trained.
     python3 chat_ko.py --adapter outputs/tiny --question "한국의 수도는?"   # one answer, then exit
     python3 chat_ko.py --adapter outputs/tiny --questions qs.txt         # each line answered into JSONL
     python3 chat_ko.py --adapter outputs/tiny --index outputs/index      # answers from your documents, cited
+    python3 chat_ko.py --adapter outputs/tiny --system "한빛소프트 인사팀의 안내 도우미입니다."  # before every conversation
 In a conversation: /reset forgets earlier turns, /exit (or Ctrl-D) leaves. With --index, each question
 (with the conversation before it) retrieves passages that go into the prompt, numbered; the answer cites
 them as [1], [2] and the sources are printed under it.
@@ -36,6 +37,8 @@ MAX_NEW_TOKENS = 256                         # longest answer, in tokens
 TEMPERATURE = 0.7                            # sampling temperature; 0 = greedy (same answer every time)
 TOP_P = 0.9                                  # nucleus sampling
 MAX_TURNS = 8                                # earlier question/answer pairs kept in a conversation
+SYSTEM = ""                                  # a system message before every conversation (the assistant's role,
+                                             # tone, the company's name); "" = none
 SEED = 0                                     # sampling seed, for answers you can reproduce
 INDEX = ""                                   # an index folder from index_ko.py: answer from those documents
 TOP_K = 3                                    # passages given to the model with each question
@@ -62,11 +65,17 @@ def main(argv):
     settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P, fast=fast)
     room = getattr(model.config, "max_position_embeddings", 2048) - MAX_NEW_TOKENS  # the prompt's tokens at most
 
+    def conversation(messages: list[dict], extra: str = "") -> list[dict]:
+        """What gen() answers: SYSTEM first, and a question's own input (a questions file's tab) in the
+        template's input slot."""
+        if extra:
+            messages = [*messages[:-1], {**messages[-1], "context": extra}]
+        return ([{"role": "system", "content": SYSTEM}] if SYSTEM else []) + messages
+
     def fitted(messages: list[dict], extra: str = "") -> list[dict] | None:
         """The conversation with its oldest turns left out until its prompt fits the model's context beside the
         answer (MAX_TURNS keeps at most that many); None where the question alone does not fit."""
-        while len(encode_prompt(tokenizer, render(run.template, (messages[-1]["content"], extra) if extra
-                                                  else messages)[0])) > room:
+        while len(encode_prompt(tokenizer, render(run.template, conversation(messages, extra))[0])) > room:
             if len(messages) == 1:
                 return None
             messages = messages[2:]  # the oldest question and its answer
@@ -84,12 +93,13 @@ def main(argv):
             if messages is None:
                 return say(f"(질문이 너무 깁니다: 이 모델은 답 {MAX_NEW_TOKENS} 토큰과 함께 {room + MAX_NEW_TOKENS} "
                            f"토큰까지 받습니다. 질문을 줄여 주세요)")
-            item = (messages[-1]["content"], extra) if extra else messages
-            return gen(model, tokenizer, run.template, item, stream=stream, **settings)[0], [], ""
+            return gen(model, tokenizer, run.template, conversation(messages, extra), stream=stream,
+                       **settings)[0], [], ""
         if extra:  # a question's own input goes with it; the passages take the template's input slot
             messages = [*messages[:-1], {"role": "user", "content": messages[-1]["content"] + "\n\n" + extra}]
-        grounded, found = grounding.ground(searcher, messages, top_k=TOP_K, min_relevance=MIN_RELEVANCE,
-                                           tokenizer=tokenizer, template=run.template, max_prompt_tokens=room)
+        grounded, found = grounding.ground(searcher, conversation(messages), top_k=TOP_K,
+                                           min_relevance=MIN_RELEVANCE, tokenizer=tokenizer, template=run.template,
+                                           max_prompt_tokens=room)
         if not found.covered:
             if not found.too_long:
                 return say(NOT_COVERED)
@@ -108,7 +118,7 @@ def main(argv):
         with open(output, "w", encoding="utf-8") as out:
             for question, extra in questions:
                 result, hits, said = answer([{"role": "user", "content": question}], extra=extra)
-                record = result.to_dict() if result else {
+                record = {**result.to_dict(), "input": extra} if result else {
                     "question": question, "input": extra, "text": said, "new_tokens": 0,
                     "finish_reason": "not_covered" if said == NOT_COVERED else "too_long"}
                 if searcher is not None:
@@ -155,7 +165,8 @@ def converse(run, answer):
     """A conversation: earlier turns go into each prompt, rendered with the run's own template."""
     grounded = f", answering from {INDEX}" if INDEX else ""
     form = "the tokenizer's chat template" if run.template.name == CHAT_TEMPLATE else f"{run.template.name} template"
-    print(f"{run.folder} ({form}{grounded}). {COMMANDS}")
+    system = ", with a system message" if SYSTEM else ""
+    print(f"{run.folder} ({form}{grounded}{system}). {COMMANDS}")
     history: list[dict] = []
     while True:
         try:

@@ -18,6 +18,16 @@ def test_one_question_streams_the_same_answer_as_gen(tiny_run, run_script, tmp_p
     assert result.stdout.strip() == greedy_answer(run, "한국의 수도는 어디인가요?")
 
 
+
+def test_a_system_message_goes_before_the_question(tiny_run, run_script, tmp_path):
+    run, _ = tiny_run
+    system, question = "당신은 한빛소프트 인사팀의 안내 도우미입니다.", "한국의 수도는 어디인가요?"
+    result = run_script("chat_ko.py", f"--adapter={run}", f"--system={system}", f"--question={question}",
+                        "--temperature=0", "--max_new_tokens=32", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with_system = greedy_answer(run, [{"role": "system", "content": system}, {"role": "user", "content": question}])
+    assert result.stdout.strip() == with_system != greedy_answer(run, question)
+
 def test_a_conversation_keeps_turns_until_reset(tiny_run, run_script, tmp_path):
     run, _ = tiny_run
     stdin = "한국의 수도는 어디인가요?\n그럼 일본은요?\n/reset\n/help\n하늘은 왜 파란가요?\n/exit\n"
