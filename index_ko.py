@@ -40,8 +40,8 @@ FLAGS = {}
 
 
 def main(argv):
-    cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
-    check_constants()
+    given = cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+    check_constants(given["constants"])
 
     # 1. build or update the index (a search only searches: a mistyped --index is an error, not a new index)
     if not (SEARCH or SEARCH_FILE):
@@ -67,7 +67,11 @@ def main(argv):
         search_file(searcher)
 
 
-def check_constants():
+def check_constants(given: set[str]):
+    for name in ("SEARCH", "SEARCH_FILE"):  # given empty (an unset shell variable): a search, not an update
+        if name in given and not globals()[name].strip():
+            raise UserError(f"--{name.lower()} is empty: give a question (--search=\"연차휴가는 며칠인가요?\") or a "
+                            f"file of questions (--search_file=qs.txt)")
     if CHUNK_CHARS < 50:
         raise UserError(f"--chunk_chars must be at least 50, not {CHUNK_CHARS}")
     if not 0 <= OVERLAP_CHARS < CHUNK_CHARS:

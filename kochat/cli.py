@@ -132,8 +132,9 @@ def apply_command_line(namespace: dict, argv: list[str], presets: dict, flags: d
     """Apply `--preset NAME` first, then `--name=value` overrides, to the constants in `namespace`.
 
     `flags` are switches without a value (e.g. {"dry-run": "what it does"}). Returns the switches
-    given, as {"dry-run": True}, plus {"preset": NAME} when a preset was chosen. `--help` prints the
-    constants with their defaults and comments and exits.
+    given, as {"dry-run": True}, plus {"preset": NAME} when a preset was chosen and {"constants": {NAME, …}},
+    the constants set on the command line. `--help` prints the constants with their defaults and comments
+    and exits.
     """
     names = constant_names(namespace)
     by_flag = {n.lower(): n for n in names}
@@ -188,6 +189,7 @@ def apply_command_line(namespace: dict, argv: list[str], presets: dict, flags: d
             value = namespace[name] + value
         namespace[name] = value
         repeated.add(name)
+    given["constants"] = repeated
     return given
 
 

@@ -35,13 +35,13 @@ def test_overrides_take_the_type_of_the_default():
     assert ns["OUTPUT_DIR"] == "/tmp/x"
     assert ns["LORA_TARGETS"] == ["query_key_value", "dense"]
     assert ns["MODEL_ID"] == "/models/polyglot-ko-5.8b"
-    assert given == {}
+    assert given == {"constants": {"MAX_STEPS", "LEARNING_RATE", "OVERWRITE", "OUTPUT_DIR", "LORA_TARGETS", "MODEL_ID"}}
 
 
 def test_preset_applies_first_and_explicit_overrides_win():
     ns, given = apply(["--max_steps=5", "--preset", "tiny", "--dry_run"])  # --dry_run spells --dry-run too
     assert ns["MODEL_ID"] == "tiny" and ns["MAX_STEPS"] == 5
-    assert given == {"preset": "tiny", "dry-run": True}
+    assert given == {"preset": "tiny", "dry-run": True, "constants": {"MAX_STEPS"}}  # the preset's are not given
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -28,7 +28,7 @@ SHAPING = ("chunk_chars", "overlap_chars", "embedding_model", "kiwipiepy")
 
 @dataclass
 class Report:
-    read: int = 0                 # new or changed files read now
+    read: int = 0                 # new or changed files read into passages now (skipped ones are not counted)
     unchanged: int = 0            # kept from the previous index without reading
     removed: int = 0              # in the previous index, gone from the folder
     passages: int = 0
@@ -129,7 +129,6 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
                                                  p["end"], p["text"], old_terms[i]))
                 vectors.append(previous.embeddings[i] if previous.embeddings is not None else None)
             continue
-        report.read += 1
         try:
             sections = read_document(path, max_bytes=max_file_bytes)
             chunks = chunking.chunk(rel, unicodedata.normalize("NFC", path.stem), sections, settings["chunk_chars"], settings["overlap_chars"])
@@ -139,6 +138,7 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
             report.skipped[rel] = str(e)
             files[rel] = {"sha256": digest, "size": path.stat().st_size, "skipped": str(e)}
             continue
+        report.read += 1
         files[rel] = {"sha256": digest, "size": path.stat().st_size, "passages": len(chunks)}
         for c in chunks:
             fresh.append(len(passages))

@@ -64,13 +64,13 @@ def test_bad_files_are_skipped_with_one_line_and_reported_again(docs, tmp_path):
     (docs / "empty.txt").write_bytes(b"")
     (docs / "notes.xyz").write_text("무엇", encoding="utf-8")
     report = update(docs, tmp_path / "index")
-    assert set(report.skipped) == {"scan.pdf", "old.hwp", "empty.txt", "notes.xyz"} and report.read == 11
+    assert set(report.skipped) == {"scan.pdf", "old.hwp", "empty.txt", "notes.xyz"} and report.read == 7
     assert "HWPX or PDF" in report.skipped["old.hwp"] and "empty" in report.skipped["empty.txt"]
     lines = report.lines()
-    assert lines[0].startswith("files read: 11") and all("\n" not in line for line in lines)
+    assert lines[0].startswith("files read: 7   unchanged: 0   removed: 0   skipped: 4") and all("\n" not in line for line in lines)
     assert any(line.strip().startswith("skipped scan.pdf:") for line in lines)
     again = update(docs, tmp_path / "index")
-    assert again.read == 4 and set(again.skipped) == set(report.skipped)  # tried again (cheap), reported again
+    assert again.read == 0 and set(again.skipped) == set(report.skipped)  # tried again (cheap), reported again
     files = json.loads((store.open_index(tmp_path / "index").generation / "files.json").read_text(encoding="utf-8"))
     assert "skipped" in files["old.hwp"] and files["취업규칙.md"]["passages"] > 0
 

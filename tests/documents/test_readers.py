@@ -298,7 +298,11 @@ def test_zip_bomb_is_refused_before_parsing(tmp_path):
 
 def test_refused_types_size_and_missing_files(tmp_path):
     unreadable(write(tmp_path, "규정.hwp", b"\xd0\xcf\x11\xe0"), "legacy .hwp is not read", "HWPX or PDF")
-    message = unreadable(write(tmp_path, "a.xlsx", b"PK"), "unsupported file type .xlsx")
+    # office files of another kind: what to save them as
+    unreadable(write(tmp_path, "a.xlsx", b"PK"), "spreadsheets are not read", "CSV (question and answer columns)")
+    unreadable(write(tmp_path, "a.doc", b"\xd0\xcf\x11\xe0"), "legacy Word .doc is not read", "DOCX or PDF")
+    unreadable(write(tmp_path, "a.PPTX", b"PK"), "slides are not read", "PDF")
+    message = unreadable(write(tmp_path, "a.zip", b"PK"), "unsupported file type .zip")
     assert all(suffix in message for suffix in SUPPORTED)
     unreadable(write(tmp_path, "noext", b"x"), "unsupported file type (none)")
     unreadable(write(tmp_path, "big.txt", b"a" * 2_000_001), "larger than 2 MB", "MAX_FILE_MB", max_bytes=2_000_000)

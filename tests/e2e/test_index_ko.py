@@ -14,7 +14,7 @@ def test_build_update_and_search_as_a_user_does(run_script, tmp_path):
     assert built.returncode == 0, built.stderr[-2000:]
     lines = built.stdout.splitlines()
     assert lines[0] == "[1] indexing docs -> idx"
-    assert lines[1].startswith("files read: 8   unchanged: 0   removed: 0   skipped: 1   passages: ")
+    assert lines[1].startswith("files read: 7   unchanged: 0   removed: 0   skipped: 1   passages: ")
     assert lines[2] == "      skipped old.hwp: legacy .hwp is not read: save it as HWPX or PDF in Hancom Office"
     assert "Traceback" not in built.stderr
 
@@ -22,7 +22,7 @@ def test_build_update_and_search_as_a_user_does(run_script, tmp_path):
     forgot = run_script("index_ko.py", "--index=idx", cwd=tmp_path)  # --docs left out: the sample documents
     assert forgot.returncode == 2 and "indexes " in forgot.stderr and "pass --docs=" in forgot.stderr
     updated = run_script("index_ko.py", "--docs=docs", "--index=idx", cwd=tmp_path)
-    assert updated.stdout.splitlines()[1].startswith("files read: 1   unchanged: 6   removed: 1   skipped: 1")
+    assert updated.stdout.splitlines()[1].startswith("files read: 0   unchanged: 6   removed: 1   skipped: 1")
 
     found = run_script("index_ko.py", "--index=idx", "--search=서울 출장 숙박비 상한은?", "--top_k=2", cwd=tmp_path)
     assert found.returncode == 0 and found.stdout.startswith("[1] ") and "출장비_규정.docx · 제6조 숙박비" in found.stdout
@@ -49,6 +49,8 @@ def test_bad_input_is_one_line(run_script, tmp_path):
                           (["--index=nowhere", "--search=연차"], "error: nowhere is not an index folder"),
                           (["--docs=empty", "--index=idx"], "error: no passages: empty holds no readable document"),
                           (["--index=idx", "--search=연차", "--top_k=0"], "error: --top_k must be at least 1, not 0"),
+                          (["--index=idx", "--search="], "error: --search is empty: give a question"),  # no update
+                          (["--index=idx", "--search_file", " "], "error: --search_file is empty"),
                           (["--chunk_chars=10"], "error: --chunk_chars must be at least 50, not 10"),
                           (["--overlap_chars=900"], "error: --overlap_chars must be from 0 to less than --chunk_chars"),
                           (["--docs=only-bad", "--index=bad"], "error: no passages: only-bad holds no readable document")]:

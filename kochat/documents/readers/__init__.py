@@ -26,14 +26,27 @@ from .text import read_csv, read_html, read_jsonl, read_markdown
 __all__ = ["SUPPORTED", "Section", "Unreadable", "decode_text", "read_document"]
 
 SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".hwpx", ".csv", ".jsonl")
+# Office files of another kind: what to save them as, in the program that made them
+SAVE_AS = {
+    ".hwp": "legacy .hwp is not read: save it as HWPX or PDF in Hancom Office",
+    ".doc": "legacy Word .doc is not read: save it as DOCX or PDF in Word",
+    ".rtf": "RTF is not read: save it as DOCX or PDF",
+    ".odt": "ODT is not read: save it as DOCX or PDF",
+    ".xlsx": "spreadsheets are not read: save an FAQ sheet as CSV (question and answer columns), other sheets as PDF",
+    ".xls": "spreadsheets are not read: save an FAQ sheet as CSV (question and answer columns), other sheets as PDF",
+    ".ods": "spreadsheets are not read: save an FAQ sheet as CSV (question and answer columns), other sheets as PDF",
+    ".pptx": "slides are not read: save them as PDF in PowerPoint",
+    ".ppt": "slides are not read: save them as PDF in PowerPoint",
+    ".odp": "slides are not read: save them as PDF",
+}
 
 
 def read_document(path: Path, max_bytes: int = 50_000_000) -> list[Section]:
     """The sections of one file, in reading order, each with text; or Unreadable, one line saying why."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".hwp":
-        raise Unreadable("legacy .hwp is not read: save it as HWPX or PDF in Hancom Office")
+    if suffix in SAVE_AS:
+        raise Unreadable(SAVE_AS[suffix])
     if suffix not in SUPPORTED:
         raise Unreadable(f"unsupported file type {suffix or '(none)'}: use one of {', '.join(SUPPORTED)}")
     try:
