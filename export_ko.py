@@ -90,7 +90,9 @@ def main(argv):
                                 f"at 24.1 GiB): export on a GPU with more memory; nothing was written") from None
         else:
             files = gguf.write_gguf(merged, made, GGUF_QUANTS, run.template)  # the chat template inside
-        licence_card = card.export_card(run.folder, FORMAT, usage(out, [out / f.name for f in files], run.template))
+        here = Path(out.name)  # the card travels with the folder: its commands name it from the folder it is in
+        licence_card = card.export_card(run.folder, FORMAT, f"From the folder that holds `{out.name}/`:\n\n    "
+                                        + usage(here, [here / f.name for f in files], run.template))
         runs.write_text(made / "README.md", licence_card)
         if FORMAT == "gguf":  # the smallest file (QUANTS order), its licences as Ollama shows them
             gguf.write_modelfile(files[-1], run.template, run.tokenizer, made, licence=licence_card)
