@@ -36,6 +36,7 @@ TEMPLATE_FILE = "template.json"
 # What a finished run wrote that a new run in the same folder does not overwrite file by file.
 RUN_FILES = (ADAPTER_FILE, "adapter_config.json", RUN_CONFIG, "README.md", "loss.png", "demo.jsonl", "logs",
              "checkpoints")
+EVAL_DIR = "eval"  # eval_ko.py's scores and answers of the run, and its cache/
 
 
 def holds_finished_run(folder: Path) -> bool:
@@ -128,13 +129,17 @@ def read_key(path: Path, *keys: str):
 
 
 def clear_run(folder: Path) -> None:
-    """Remove what a run wrote into `folder` (its adapter, card, logs, checkpoints; see RUN_FILES), so that a
-    new run starts there from nothing. Only the run's own names: the folder may hold other files."""
+    """Remove what a run wrote into `folder` (its adapter, card, logs, checkpoints; see RUN_FILES) and the scores
+    and answers eval_ko.py wrote of its adapter, so that a new run starts there from nothing. Only those names:
+    the folder may hold other files. eval/cache/ stays: its files are named by the weights they score."""
     for name in RUN_FILES:
         path = folder / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
+            path.unlink()
+    for path in (folder / EVAL_DIR).glob("*"):
+        if path.is_file():
             path.unlink()
 
 

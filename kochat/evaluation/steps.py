@@ -6,9 +6,8 @@ from pathlib import Path
 
 from ..cli import flag
 from ..errors import UserError
+from ..runs import EVAL_DIR
 from . import answers, harness, judge, pages, scores, suites
-
-EVAL_DIR = "eval"
 
 
 def default_out(run, tasks: list[str], split: str) -> Path:
