@@ -68,7 +68,7 @@ def main(argv):
     local, hub = suites.resolve(TASKS, folders, SPLIT) if TASKS else ([], [])
     questions = read_questions(QUESTIONS) if QUESTIONS else []
     scores_out = (Path(OUT) if OUT else steps.default_out(run, TASKS, SPLIT)) if TASKS else None
-    answers_out = (Path(OUT) if OUT else Path(run.folder) / steps.EVAL_DIR / f"answers-{Path(QUESTIONS).stem}.json"
+    answers_out = (Path(OUT) if OUT else Path(run.folder) / runs.EVAL_DIR / f"answers-{Path(QUESTIONS).stem}.json"
                    ) if QUESTIONS else None
     for out in filter(None, (scores_out, answers_out)):  # checked now, not after the model has answered
         runs.check_file_can_be_written(out, "OUT")

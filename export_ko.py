@@ -90,9 +90,7 @@ def main(argv):
                                 f"at 24.1 GiB): export on a GPU with more memory; nothing was written") from None
         else:
             files = gguf.write_gguf(merged, made, GGUF_QUANTS, run.template)  # the chat template inside
-        here = Path(out.name)  # the card travels with the folder: its commands name it from the folder it is in
-        licence_card = card.export_card(run.folder, FORMAT, f"From the folder that holds `{out.name}/`:\n\n    "
-                                        + usage(here, [here / f.name for f in files], run.template))
+        licence_card = card.export_card(run.folder, FORMAT, card_usage(out, files, run.template))
         runs.write_text(made / "README.md", licence_card)
         if FORMAT == "gguf":  # the smallest file (QUANTS order), its licences as Ollama shows them
             gguf.write_modelfile(files[-1], run.template, run.tokenizer, made, licence=licence_card)
@@ -125,7 +123,7 @@ def main(argv):
     print(f"[3] wrote {out}/ ({shown}):")
     for path in sorted(out.iterdir()):
         print(f"    {path.name}")
-    print("use it: " + usage(out, [out / f.name for f in files], run.template))
+    print("use it: " + printed_usage(out, [out / f.name for f in files], run.template))
 
 
 def check_out(out: Path, run) -> None:
@@ -193,16 +191,31 @@ def available_memory() -> int | None:
     return None
 
 
-def usage(out: Path, gguf_files: list[Path], template) -> str:
-    """The commands that use the export, paths quoted for a shell."""
+def usage(out: Path, gguf_files: list[Path], template) -> tuple[list[str], str]:
+    """The commands that use the export, paths quoted for a shell, and a note on where they run ("" = none)."""
     if FORMAT == "gguf":
-        return (f"cd {quote(str(out))} && ollama create NAME -f Modelfile && ollama run NAME   "
-                f"(or llama.cpp: llama-server -m {quote(str(gguf_files[-1]))} --jinja)")
+        return [f"cd {quote(str(out))} && ollama create NAME -f Modelfile && ollama run NAME",
+                f"llama-server -m {quote(str(gguf_files[-1]))} --jinja"], "Ollama, or llama.cpp's own server"
     chat = f"python3 chat_ko.py --adapter {quote(str(out))}"
     if FORMAT == "merged":
         own = f" --chat-template {quote(str(out / chat_template.FILE))}" if isinstance(template, Template) else ""
-        return f"{chat}   |   vllm serve {quote(str(out))}{own}"
-    return chat + ("" if FORMAT == "int8" or torch.cuda.is_available() else "   (on a machine with an NVIDIA GPU)")
+        return [chat, f"vllm serve {quote(str(out))}{own}"], ""
+    return [chat], "int4 runs on an NVIDIA GPU" if FORMAT == "int4" else ""
+
+
+def printed_usage(out: Path, gguf_files: list[Path], template) -> str:
+    commands, note = usage(out, gguf_files, template)
+    return "   |   ".join(commands) + (f"   ({note})" if note else "")
+
+
+def card_usage(out: Path, gguf_files: list[Path], template) -> str:
+    """The card's commands, one a line: the card travels with the folder (to a serving machine), so they name it
+    from the folder that holds it, not by where it was made."""
+    here = Path(out.name)
+    commands, note = usage(here, [here / f.name for f in gguf_files], template)
+    where = f"From the folder that holds `{out.name}/`" + (
+        "" if FORMAT == "gguf" else " (`chat_ko.py` is kochat's: run it in a kochat checkout, with the folder's path)")
+    return where + ":\n\n" + "\n".join(f"    {c}" for c in commands) + (f"\n\n{note}." if note else "")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ FLAGS = {}
 
 def main(argv):
     given = cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
-    check_constants(given["constants"])
+    check_constants(given_names=given["constants"])
 
     # 1. build or update the index (a search only searches: a mistyped --index is an error, not a new index)
     if not (SEARCH or SEARCH_FILE):
@@ -67,9 +67,9 @@ def main(argv):
         search_file(searcher)
 
 
-def check_constants(given: set[str]):
+def check_constants(given_names: set[str]):
     for name in ("SEARCH", "SEARCH_FILE"):  # given empty (an unset shell variable): a search, not an update
-        if name in given and not globals()[name].strip():
+        if name in given_names and not globals()[name].strip():
             raise UserError(f"--{name.lower()} is empty: give a question (--search=\"연차휴가는 며칠인가요?\") or a "
                             f"file of questions (--search_file=qs.txt)")
     if CHUNK_CHARS < 50:

@@ -64,8 +64,9 @@ def export_card(source: Path, fmt: str, usage: str) -> str:
         lines = lines.splitlines()
     said = ("The licences of the run it came from apply to it unchanged:" if lines else
             "kochat does not know what it came from was trained on: see the terms of its base model and data.")
+    name = source.resolve().name  # "." too
     return "\n".join([*([f"---\nlicense: {licence_id}\n---"] if licence_id else []),
-                      f"# {fmt} export of {source.name}", "", f"{EXPORT_MARK} from `{source.name}`. {said}", "",
+                      f"# {fmt} export of {name}", "", f"{EXPORT_MARK} from `{name}`. {said}", "",
                       *([LICENCES_HEADING, "", *lines, ""] if lines else []), "## Use it", "", usage, ""])
 
 

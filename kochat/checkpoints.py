@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -185,8 +186,10 @@ class StopOnSignal(TrainerCallback):
         if self.pending:
             raise KeyboardInterrupt
         self.pending = signum
-        print(f"\n    {signal.Signals(signum).name}: saving a checkpoint after this step, then stopping "
-              f"(press Ctrl-C again to stop at once)", flush=True)
+        # straight to standard output's descriptor, not print: the handler may run while the main thread is inside
+        # a write to sys.stdout (a progress bar's), where print would raise "reentrant call"
+        os.write(1, f"\n    {signal.Signals(signum).name}: saving a checkpoint after this step, then stopping (press "
+                    f"Ctrl-C again to stop at once)\n".encode())
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}

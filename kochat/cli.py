@@ -182,14 +182,14 @@ def apply_command_line(namespace: dict, argv: list[str], presets: dict, flags: d
             raise UserError(f"preset {preset!r} sets unknown constants: {', '.join(sorted(unknown))}")
         namespace.update(presets[preset])
         given["preset"] = preset
-    repeated: set[str] = set()
+    set_names: set[str] = set()
     for name, raw in overrides:
         value = parse_value(name, raw, namespace[name])
-        if isinstance(value, list) and name in repeated:  # a list constant given twice: --api_key a --api_key b
+        if isinstance(value, list) and name in set_names:  # a list constant given twice: --api_key a --api_key b
             value = namespace[name] + value
         namespace[name] = value
-        repeated.add(name)
-    given["constants"] = repeated
+        set_names.add(name)
+    given["constants"] = set_names
     return given
 
 

@@ -37,6 +37,7 @@ TEMPLATE_FILE = "template.json"
 RUN_FILES = (ADAPTER_FILE, "adapter_config.json", RUN_CONFIG, "README.md", "loss.png", "demo.jsonl", "logs",
              "checkpoints")
 EVAL_DIR = "eval"  # eval_ko.py's scores and answers of the run, and its cache/
+EVAL_FILES = (".json", ".md", ".html")  # what eval_ko.py writes there: scores, tables, answers side by side
 
 
 def holds_finished_run(folder: Path) -> bool:
@@ -130,8 +131,9 @@ def read_key(path: Path, *keys: str):
 
 def clear_run(folder: Path) -> None:
     """Remove what a run wrote into `folder` (its adapter, card, logs, checkpoints; see RUN_FILES) and the scores
-    and answers eval_ko.py wrote of its adapter, so that a new run starts there from nothing. Only those names:
-    the folder may hold other files. eval/cache/ stays: its files are named by the weights they score."""
+    and answers eval_ko.py wrote of its adapter (eval/*.json, .md, .html), so that a new run starts there from
+    nothing. Only those: the folder may hold other files. eval/cache/ stays: its files are named by the weights
+    they score."""
     for name in RUN_FILES:
         path = folder / name
         if path.is_dir():
@@ -139,7 +141,7 @@ def clear_run(folder: Path) -> None:
         elif path.exists():
             path.unlink()
     for path in (folder / EVAL_DIR).glob("*"):
-        if path.is_file():
+        if path.suffix in EVAL_FILES and path.is_file():
             path.unlink()
 
 

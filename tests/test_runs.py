@@ -134,12 +134,12 @@ def test_clear_run_removes_only_what_a_run_wrote(tmp_path):
         (tmp_path / name).write_text("x")
     (tmp_path / "checkpoints" / "checkpoint-5").mkdir(parents=True)
     (tmp_path / "eval" / "cache").mkdir(parents=True)  # eval_ko.py's: the old adapter's scores go, the cache stays
-    for name in ("kobest-test.json", "kobest-test.md", "answers-demo.html", "cache/base-1a2b.sqlite"):
+    for name in ("kobest-test.json", "kobest-test.md", "answers-demo.html", "cache/base-1a2b.sqlite", "notes.txt"):
         (tmp_path / "eval" / name).write_text("x")
     runs.clear_run(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval", "mine.txt"]
     left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert left == ["eval/cache/base-1a2b.sqlite", "mine.txt"]
+    assert left == ["eval/cache/base-1a2b.sqlite", "eval/notes.txt", "mine.txt"]
     assert not runs.holds_finished_run(tmp_path)
 
 

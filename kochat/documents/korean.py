@@ -7,6 +7,7 @@ morphemes. One analyser per process: loading it takes about two seconds.
 """
 from __future__ import annotations
 
+import re
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -15,10 +16,11 @@ from dataclasses import dataclass
 # letters, numbers and Chinese characters. Particles, endings and punctuation carry no topic.
 CONTENT_TAGS = ("NN", "NR", "NP", "VV", "VA", "XR", "MAG", "SL", "SN", "SH")
 # Periods a question spells out where regulations write a number and a unit ("일주일에 몇 시간" against "1주
-# 40시간", "하루" against "1일 8시간", "한 달" against "1개월"): a question's term also searches for the unit,
-# and a passage with either covers it.
-SPELLED_PERIODS = {"일주일": "주", "하루": "일", "이틀": "일", "사흘": "일", "나흘": "일", "열흘": "일", "보름": "일",
-                   "달": "개월"}
+# 40시간", "하루" against "1일 8시간"): a passage with that number and unit covers the period. Matched in the
+# passage's text, the number with its unit: the unit alone is also a common word (주다, 일 "work").
+SPELLED_PERIODS = {word: re.compile(rf"(?<![\d.,]){number}\s*{unit}") for word, (number, unit) in {
+    "일주일": (1, "주"), "하루": (1, "일"), "이틀": (2, "일"), "사흘": (3, "일"), "나흘": (4, "일"), "열흘": (10, "일"),
+    "보름": (15, "일")}.items()}
 
 _kiwi = None
 _lock = threading.Lock()  # one Kiwi object is not documented as safe across threads, and the server has several
@@ -58,11 +60,6 @@ def terms(text: str) -> list[str]:
         return []
     with _lock:
         return _content(_analyser().tokenize(text))
-
-
-def with_units(found: list[str]) -> list[str]:
-    """Terms of a question, with the unit of each spelled-out period added (SPELLED_PERIODS)."""
-    return found + [SPELLED_PERIODS[t] for t in found if t in SPELLED_PERIODS]
 
 
 def sentences(text: str) -> list[Sentence]:

@@ -90,8 +90,7 @@ class Searcher:
         question, history = question[-QUESTION_CHARS:], [turn[-HISTORY_CHARS:] for turn in history]
         q_terms = korean.terms(question)
         h_terms = [t for turn in history for t in korean.terms(turn)]
-        lexical = (self.bm25_scores(korean.with_units(q_terms))
-                   + HISTORY_WEIGHT * self.bm25_scores(korean.with_units(h_terms)))
+        lexical = self.bm25_scores(q_terms) + HISTORY_WEIGHT * self.bm25_scores(h_terms)
         cosine = None
         if self.embedder is not None:
             cosine = self.index.embeddings @ self.embedder.encode([question])[0]
@@ -136,25 +135,29 @@ class Searcher:
 
     def coverage(self, terms: list[str], passage_ids: np.ndarray) -> np.ndarray:
         """For each passage: the IDF-weighted share of the distinct query terms it contains. A spelled-out period
-        is found where the period or its unit is (korean.SPELLED_PERIODS), and weighs as the rarer of the two."""
+        ("일주일") is also found where the passage writes its number and unit ("1주"; korean.SPELLED_PERIODS)."""
         bm25, vocab = self.index.bm25, self.index.bm25.vocab_dict
-        forms = [[vocab[f] for f in (t, korean.SPELLED_PERIODS.get(t)) if f in vocab] for t in dict.fromkeys(terms)]
         rarest = float(self.idf.max(initial=1.0))  # a term no passage has weighs as the rarest
-        weights = [max(float(self.idf[j]) for j in ids) if ids else rarest for ids in forms]
+        distinct = list(dict.fromkeys(terms))
+        weights = [float(self.idf[vocab[t]]) if t in vocab else rarest for t in distinct]
         found = np.zeros(len(passage_ids))
         total = sum(weights)
         if total <= 0:
             return found
         indptr, indices = bm25.scores["indptr"], bm25.scores["indices"]
-        for ids, weight in zip(forms, weights):
+        for term, weight in zip(distinct, weights):
             has = np.zeros(len(passage_ids), dtype=bool)
-            for j in ids:  # a term's passages, sorted (bm25s' CSC matrix): binary search, not a scan of the list
-                postings = indices[indptr[j]:indptr[j + 1]]
+            if term in vocab:  # a term's passages, sorted (bm25s' CSC matrix): binary search, not a scan of the list
+                postings = indices[indptr[vocab[term]]:indptr[vocab[term] + 1]]
                 if len(postings):
                     at = np.minimum(np.searchsorted(postings, passage_ids), len(postings) - 1)
-                    has |= postings[at] == passage_ids
+                    has = postings[at] == passage_ids
+            if term in korean.SPELLED_PERIODS:
+                written = korean.SPELLED_PERIODS[term]
+                has |= [bool(written.search(self.index.passages[i]["text"])) for i in passage_ids]
             found += weight * has
         return found / total
+
 
 def top(score: np.ndarray, k: int) -> list[int]:
     k = min(k, len(score))

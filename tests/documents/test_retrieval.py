@@ -31,12 +31,17 @@ def test_hits_are_ranked_and_an_unrelated_question_has_no_relevant_passage(sampl
     assert sample_index.search("", top_k=5) == [] and sample_index.search("연차", top_k=0) == []
 
 
-
 def test_a_spelled_out_period_is_covered_by_the_number_and_unit_a_regulation_writes(sample_index):
     best = sample_index.search("일주일에 몇 시간 일하나요?", top_k=1)[0]  # the rules: "1주의 근무시간은 … 40시간으로 한다"
     assert "제10조 근무시간" in best.where and best.relevance >= 0.5  # 0.28 when 일주일 counted as missing
-    # no document mentions 수당; "나오나요" is how the question is asked, and a passage with "나옵니다" covers nothing
+    # the unit alone is no period: "주" is also 주다, "일" work; a question about coffee stays not covered
+    assert all(h.relevance < 0.3 for h in sample_index.search("일주일 내내 커피 마셔도 되나요?", top_k=5))
+
+
+def test_how_a_question_is_asked_covers_nothing(sample_index):
+    # no document mentions 수당; "나오나요" is how it is asked, and a FAQ row that says "나옵니다" does not cover it
     assert all(h.relevance < 0.3 for h in sample_index.search("수당이 나오나요?", top_k=5))
+
 
 def test_a_passage_sharing_only_how_the_question_is_asked_never_outranks_one_on_its_topic(tmp_path):
     docs = tmp_path / "docs"

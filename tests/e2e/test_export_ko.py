@@ -79,7 +79,10 @@ def test_merged_answers_as_the_adapter_does_and_is_a_plain_model_folder(tiny_run
     card = (merged / "README.md").read_text()  # the licences travel with the export
     assert f"from `{run.name}`" in card and "- Base model `tiny-gpt-neox`: a 2-layer model that kochat builds" in card
     # it travels with the folder (to a serving machine): its commands name the folder, not where it was made
-    assert "vllm serve tiny-merged --chat-template tiny-merged/template.jinja" in card and str(merged.parent) not in card
+    commands = [line[4:] for line in card.split("## Use it")[1].splitlines() if line.startswith("    ")]
+    assert commands == ["python3 chat_ko.py --adapter tiny-merged",  # one shell command a line
+                        "vllm serve tiny-merged --chat-template tiny-merged/template.jinja"]
+    assert str(merged.parent) not in card
 
 
 def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, merged, run_script, tmp_path):
@@ -200,7 +203,9 @@ def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run,
     assert gguf.GGUFReader(out / "tiny-gguf-f16.gguf").get_field("general.architecture").contents() == "gptneox"
     assert "FROM ./tiny-gguf-f16.gguf" in (out / "Modelfile").read_text() and "ollama create" in result.stdout
     card = (out / "README.md").read_text()
-    assert "cd tiny-gguf && ollama create" in card and "-m tiny-gguf/tiny-gguf-f16.gguf" in card and str(tmp_path) not in card
+    commands = [line[4:] for line in card.split("## Use it")[1].splitlines() if line.startswith("    ")]
+    assert commands == ["cd tiny-gguf && ollama create NAME -f Modelfile && ollama run NAME",
+                        "llama-server -m tiny-gguf/tiny-gguf-f16.gguf --jinja"] and str(tmp_path) not in card
     again = run_script("export_ko.py", f"--adapter={run}", "--format=gguf", "--gguf_quants=q8_0", f"--out={out}",
                        "--overwrite=true", cwd=tmp_path)  # an earlier export is replaced, only once the new is made
     assert again.returncode == 0, again.stderr[-3000:]

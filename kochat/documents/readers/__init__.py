@@ -27,17 +27,15 @@ __all__ = ["SUPPORTED", "Section", "Unreadable", "decode_text", "read_document"]
 
 SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".hwpx", ".csv", ".jsonl")
 # Office files of another kind: what to save them as, in the program that made them
+SHEETS = "spreadsheets are not read: save an FAQ sheet as CSV (question and answer columns), other sheets as PDF"
+SLIDES = "slides are not read: save them as PDF"
 SAVE_AS = {
     ".hwp": "legacy .hwp is not read: save it as HWPX or PDF in Hancom Office",
     ".doc": "legacy Word .doc is not read: save it as DOCX or PDF in Word",
     ".rtf": "RTF is not read: save it as DOCX or PDF",
     ".odt": "ODT is not read: save it as DOCX or PDF",
-    ".xlsx": "spreadsheets are not read: save an FAQ sheet as CSV (question and answer columns), other sheets as PDF",
-    ".xls": "spreadsheets are not read: save an FAQ sheet as CSV (question and answer columns), other sheets as PDF",
-    ".ods": "spreadsheets are not read: save an FAQ sheet as CSV (question and answer columns), other sheets as PDF",
-    ".pptx": "slides are not read: save them as PDF in PowerPoint",
-    ".ppt": "slides are not read: save them as PDF in PowerPoint",
-    ".odp": "slides are not read: save them as PDF",
+    ".xlsx": SHEETS, ".xls": SHEETS, ".ods": SHEETS,
+    ".pptx": SLIDES, ".ppt": SLIDES, ".odp": SLIDES,
 }
 
 
