@@ -47,6 +47,8 @@ MAX_CONCURRENT = 64                          # requests in progress (waiting or 
 MAX_TOKENS = 256                             # answer length when a request sets no max_tokens
 TEMPERATURE = 0.7                            # when a request sets no temperature
 TOP_P = 0.9                                  # when a request sets no top_p
+SYSTEM = ""                                  # a system message for conversations that send none (the assistant's
+                                             # role, tone, the company's name); "" = none
 MAX_BODY_BYTES = 1_000_000                   # larger request bodies get 413 before they are read
 BODY_TIMEOUT_S = 30.0                       # a request body must arrive within this many seconds (slow clients get 408)
 HEADER_TIMEOUT_S = 10.0                     # a request's headers must arrive within this many seconds, else the connection closes
@@ -180,10 +182,11 @@ def main(argv):
         engine.warm_up(render(run.template, "안녕하세요")[0], MAX_TOKENS)
     app = create_app(engine, keys, max_body_bytes=MAX_BODY_BYTES, body_timeout_s=BODY_TIMEOUT_S,
                      default_max_tokens=MAX_TOKENS, default_temperature=TEMPERATURE, default_top_p=TOP_P,
-                     library=library)
+                     default_system=SYSTEM, library=library)
     documents = f", answering from {', '.join(indexes)}" if indexes else ""
+    system = ", a system message for conversations without one" if SYSTEM else ""
     print(f"serving {engine.model_name} on http://{HOST}:{PORT}/ ({'API key required' if keys else 'no API key'}"
-          f"{documents})", flush=True)
+          f"{documents}{system})", flush=True)
     uvicorn.run(app, host=HOST, port=PORT, log_level="info", timeout_keep_alive=5,
                 http=slow_header_protocol(HEADER_TIMEOUT_S))
 

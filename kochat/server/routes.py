@@ -37,20 +37,21 @@ router = APIRouter()
 
 @dataclass(frozen=True)
 class Defaults:
-    """What a request gets for a sampling field it leaves out."""
+    """What a request gets for a field it leaves out."""
     max_tokens: int
     temperature: float
     top_p: float
+    system: str = ""  # a system message, for a conversation that carries none (serve_ko.py --system)
 
 
 def create_app(engine: Engine, api_keys: list[str] | Keys, max_body_bytes: int = 1_000_000,
                body_timeout_s: float = 30.0, default_max_tokens: int = 256, default_temperature: float = 0.7,
-               default_top_p: float = 0.9, library: Library | None = None) -> FastAPI:
+               default_top_p: float = 0.9, default_system: str = "", library: Library | None = None) -> FastAPI:
     """The app for one engine. No api_keys: no key asked (serve_ko.py allows that on loopback only). api_keys
     as a dict: key -> the index names it may use (None: all). library: the document indexes, if any."""
     app = FastAPI(title="kochat", version="1", docs_url=None, redoc_url=None)
     app.state.engine = engine
-    app.state.defaults = Defaults(default_max_tokens, default_temperature, default_top_p)
+    app.state.defaults = Defaults(default_max_tokens, default_temperature, default_top_p, default_system)
     app.state.library = library
     keys = api_keys if isinstance(api_keys, dict) else dict.fromkeys(api_keys)
     app.add_middleware(Guard, api_keys=keys, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s)
@@ -125,14 +126,23 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 
 
 # ---- from a request to its answer ------------------------------------------------------------------
-def prompt_text(body: ChatRequest | CompletionRequest, template: Template, messages: list[dict] | None = None) -> str:
+def chat_messages(body: ChatRequest, defaults: Defaults) -> list[dict]:
+    """The request's messages, after the server's system message where they carry none of their own."""
+    messages = [m.model_dump() for m in body.messages]
+    if defaults.system and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": defaults.system})
+    return messages
+
+
+def prompt_text(body: ChatRequest | CompletionRequest, template: Template, defaults: Defaults,
+                messages: list[dict] | None = None) -> str:
     """The text the model continues: chat messages (the request's, or those grounded in documents) rendered in
     the run's template, or a completion's prompt as it is. Rendered here, once, so that one batch may mix
     chat and completion requests."""
     if isinstance(body, CompletionRequest):
         return body.prompts[0]
     try:
-        return template.chat(messages or [m.model_dump() for m in body.messages])
+        return template.chat(messages or chat_messages(body, defaults))
     except ValueError as e:  # e.g. the last message is not the user's
         raise ApiError(400, str(e), param="messages") from None
 
@@ -150,7 +160,7 @@ def to_job(body: ChatRequest | CompletionRequest, engine: Engine, defaults: Defa
            messages: list[dict] | None = None) -> Job:
     """The request as the engine's Job, once it fits: a prompt and an answer limit within the context, at most
     MAX_STOPS stop strings. Otherwise an ApiError (400)."""
-    prompt = prompt_text(body, engine.template, messages)
+    prompt = prompt_text(body, engine.template, defaults, messages)
     prompt_tokens = len(encode_prompt(engine.tokenizer, prompt))
     room = engine.context - prompt_tokens
     if room < 1:
@@ -178,7 +188,7 @@ async def ground(request: Request, body: ChatRequest, engine: Engine):
     if searcher is None:
         return None, None
     limit = body.answer_limit if body.answer_limit is not None else request.app.state.defaults.max_tokens
-    messages = [m.model_dump() for m in body.messages]
+    messages = chat_messages(body, request.app.state.defaults)
     # Kiwi and BM25 take milliseconds to tens of them: off the event loop, which serves every other client
     grounded, found = await asyncio.to_thread(library.ground, searcher, messages, engine.tokenizer, engine.template,
                                               engine.context - min(limit, engine.context // 2))

@@ -50,15 +50,28 @@ def wait_healthy(url, proc, seconds=120):
 
 
 def test_serve_a_trained_run_and_answer_with_the_openai_client(tiny_run, serve):
+    from kochat import runs
+    from kochat.generation import gen
+
     run, _ = tiny_run
     port = free_port()
-    proc = serve(f"--adapter={run}", f"--port={port}", "--api-key", "k1", "--api-key=k2")
+    system = "당신은 한빛소프트 인사팀의 안내 도우미입니다."
+    proc = serve(f"--adapter={run}", f"--port={port}", "--api-key", "k1", "--api-key=k2", f"--system={system}")
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc)
     client = openai.OpenAI(base_url=url + "/v1", api_key="k2", max_retries=0)
-    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "한국의 수도는?"}],
-                                           temperature=0, max_tokens=16)
+    question = {"role": "user", "content": "한국의 수도는?"}
+    reply = client.chat.completions.create(model="tiny", messages=[question], temperature=0, max_tokens=16)
     assert reply.choices[0].message.content and reply.usage.completion_tokens <= 16
+    # --system goes before a conversation that sends none; a client's own system message is used instead
+    loaded = runs.load_for_answering(str(run))
+    own = {"role": "system", "content": "짧게 답하세요."}
+    expected = [gen(loaded.model, loaded.tokenizer, loaded.run.template, sent, max_new_tokens=16)[0].text
+                for sent in ([question], [{"role": "system", "content": system}, question], [own, question])]
+    assert len(set(expected)) == 3  # the tiny model answers each differently
+    for messages, answer in [([question], expected[1]), ([own, question], expected[2])]:
+        assert client.chat.completions.create(model="tiny", messages=messages, temperature=0,
+                                              max_tokens=16).choices[0].message.content == answer
     assert httpx.get(url + "/v1/models").status_code == 401
     assert "사내 챗봇" in httpx.get(url + "/").text
     proc.send_signal(signal.SIGINT)
