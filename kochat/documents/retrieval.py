@@ -27,6 +27,7 @@ HISTORY_WEIGHT = 0.5      # earlier user turns count half as much as the questio
 RRF_K = 60                # reciprocal rank fusion constant (Cormack et al. 2009)
 FUSION_CANDIDATES = 100   # from each ranking, before fusing
 RERANK_CANDIDATES = 20    # passages the cross-encoder reads
+COMPOUND_PART = 2         # shortest part a compound noun is split into: one syllable would match too much
 QUESTION_CHARS = 2000     # the end of a question that is analysed: Kiwi takes ~70 µs a character, behind one
 HISTORY_CHARS = 500       # lock, so a 300k-character question would stall every search for 20 s
 # Morphemes of how a question is asked, not what it asks about ("어떻게 되나요", "며칠", "얼마까지 …할 수 있나요"):
@@ -88,8 +89,8 @@ class Searcher:
         if not passages or top_k < 1:
             return []
         question, history = question[-QUESTION_CHARS:], [turn[-HISTORY_CHARS:] for turn in history]
-        q_terms = korean.terms(question)
-        h_terms = [t for turn in history for t in korean.terms(turn)]
+        q_terms = self.split_compounds(korean.terms(question))
+        h_terms = self.split_compounds([t for turn in history for t in korean.terms(turn)])
         lexical = self.bm25_scores(q_terms) + HISTORY_WEIGHT * self.bm25_scores(h_terms)
         cosine = None
         if self.embedder is not None:
@@ -126,6 +127,17 @@ class Searcher:
             hits.append(Hit(rank, p["source"], p["page"], p["heading"], p["row"], p["start"], p["end"], p["text"],
                             float(score[i]), float(rel), self.name))
         return hits
+
+    def split_compounds(self, terms: list[str]) -> list[str]:
+        """Each term no passage has, split into two that passages have where it can be ("점심시간" into 점심 and
+        시간): Kiwi reads a compound noun whole in a short question and in parts in a sentence, or the reverse."""
+        vocab = self.index.bm25.vocab_dict
+        out = []
+        for t in terms:
+            cut = None if t in vocab else next((i for i in range(COMPOUND_PART, len(t) - COMPOUND_PART + 1)
+                                                 if t[:i] in vocab and t[i:] in vocab), None)
+            out += [t] if cut is None else [t[:cut], t[cut:]]
+        return out
 
     def bm25_scores(self, terms: list[str]) -> np.ndarray:
         known = [t for t in terms if t in self.index.bm25.vocab_dict]
