@@ -17,11 +17,10 @@ from pathlib import Path
 import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
 import torch
 
-from kochat import cli, runs
+from kochat import cli, prompts, runs
 from kochat.documents import grounding
 from kochat.errors import UserError
 from kochat.generation import fast_mode, gen, mode_line, render
-from kochat.prompts import CHAT_TEMPLATE, load_questions
 from kochat.tokenization import encode_prompt
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
@@ -56,7 +55,7 @@ def main(argv):
     fast_choice = cli.auto_or_bool("FAST", FAST)  # checked before anything loads
     four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
     run = runs.open_run(ADAPTER)
-    questions = load_questions(QUESTIONS) if QUESTIONS else []
+    questions = prompts.load_questions(QUESTIONS) if QUESTIONS else []
     searcher = open_searcher()
     _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice)
     torch.manual_seed(SEED)
@@ -158,15 +157,14 @@ def print_sources(hits):
         print(f"   [{h.n}] {h.where}")
 
 
-COMMANDS = "/reset forgets earlier turns, /exit leaves"
-
-
 def converse(run, answer):
     """A conversation: earlier turns go into each prompt, rendered with the run's own template."""
+    commands = "/reset forgets earlier turns, /exit leaves"
     grounded = f", answering from {INDEX}" if INDEX else ""
-    form = "the tokenizer's chat template" if run.template.name == CHAT_TEMPLATE else f"{run.template.name} template"
+    form = ("the tokenizer's chat template" if run.template.name == prompts.CHAT_TEMPLATE
+            else f"{run.template.name} template")
     system = ", with a system message" if SYSTEM else ""
-    print(f"{run.folder} ({form}{grounded}{system}). {COMMANDS}")
+    print(f"{run.folder} ({form}{grounded}{system}). {commands}")
     history: list[dict] = []
     while True:
         try:
@@ -181,7 +179,7 @@ def converse(run, answer):
             print("(conversation cleared)")
             continue
         if question.startswith("/") and " " not in question:  # /help, or a command mistyped: not a question
-            print(f"({COMMANDS})")
+            print(f"({commands})")
             continue
         if not question:
             continue

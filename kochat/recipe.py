@@ -257,11 +257,15 @@ class Callbacks(list):
     A list, with the two the script reads after training by name."""
 
     def __init__(self, logs: Path, process_start: float, tensorboard: bool = True, before_seal=()):
-        from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
         self.step_timer, self.stop = StepTimer(process_start), checkpoints.StopOnSignal()
-        board = [TensorBoardCallback(SummaryWriter(str(logs)))] if tensorboard else []  # the main process's only
+        board = []
+        if tensorboard:  # the main process's only
+            board = [TensorBoardCallback()]
+            # its folder, not a writer: it closes its writer when training ends and opens another for the eval
+            # loss after, in this folder (a writer given to it would be replaced by one in checkpoints/runs/)
+            board[0].logging_dir = str(logs)
         super().__init__([*board, self.step_timer, *before_seal, checkpoints.SealCheckpoints(), self.stop])
 
 

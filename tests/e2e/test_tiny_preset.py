@@ -19,7 +19,12 @@ def test_the_run_folder_describes_itself(tiny_run):
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
                  "generation_config.json", "template.json", "run_config.json", "loss.png", "demo.jsonl"):
         assert (run / name).is_file(), name
-    assert any((run / "logs").iterdir())  # TensorBoard events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "logs"))  # TensorBoard: the eval loss after training too, in the same folder
+    events.Reload()
+    assert {"train/loss", "eval/loss"} <= set(events.Tags()["scalars"])
+    assert not (run / "checkpoints" / "runs").exists()  # not a second run beside it
     weights = list(run.rglob("*.safetensors"))  # the adapter and its checkpoints': readable as the other files
     assert len(weights) > 1 and {w.stat().st_mode for w in weights} == {(run / "adapter_config.json").stat().st_mode}
     config = json.loads((run / "run_config.json").read_text(encoding="utf-8"))
