@@ -213,8 +213,8 @@ def card_usage(out: Path, gguf_files: list[Path], template) -> str:
     from the folder that holds it, not by where it was made."""
     here = Path(out.name)
     commands, note = usage(here, [here / f.name for f in gguf_files], template)
-    where = f"From the folder that holds `{out.name}/`" + (
-        "" if FORMAT == "gguf" else " (`chat_ko.py` is kochat's: run it in a kochat checkout, with the folder's path)")
+    where = (f"From the folder that holds `{out.name}/`" if FORMAT == "gguf" else
+             f"In a kochat checkout (`chat_ko.py` is kochat's), with this folder's path in place of `{out.name}`")
     return where + ":\n\n" + "\n".join(f"    {c}" for c in commands) + (f"\n\n{note}." if note else "")
 
 

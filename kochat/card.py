@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import tiny
+from . import PROJECT_ROOT, tiny
 from .known_models import KNOWN_MODELS
 
 # (a substring of MODEL_ID or DATA, lower case) -> its licence, as the card states it
@@ -42,10 +42,19 @@ def licence(source: str, known: dict, tiny_text: str, is_tiny: bool) -> tuple[st
     return None, f"not known to kochat: see the terms of {source} before you share what was trained on it"
 
 
+def in_project(source: str) -> str:
+    """A path inside the project as its path there ("data/ko_tiny_qa.jsonl"): a card travels, and says nothing of
+    the folders of the machine that trained."""
+    try:
+        return Path(source).relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return source
+
+
 def licences(constants: dict) -> tuple[str | None, list[str]]:
     """(the hub licence id the card declares: the data's, whose terms bind the adapter, else the base's; the
     card's licence lines) for a run's MODEL_ID and DATA."""
-    base, data = str(constants.get("MODEL_ID", "")), str(constants.get("DATA", ""))
+    base, data = str(constants.get("MODEL_ID", "")), in_project(str(constants.get("DATA", "")))
     base_id, base_text = licence(base, BASE_LICENCES, TINY_BASE, base in TINY_MODELS)
     data_id, data_text = licence(data, DATA_LICENCES, TINY_DATA, Path(data).name in TINY_DATA_FILES)
     return data_id or base_id, [f"- Base model `{base}`: {base_text}.", f"- Data `{data}`: {data_text}."]
@@ -79,7 +88,7 @@ def read_text(path: Path) -> str:
 
 def model_card(folder: Path, config: dict, template) -> str:
     c = config["constants"]
-    base, data = str(c.get("MODEL_ID", "")), str(c.get("DATA", ""))
+    base, data = str(c.get("MODEL_ID", "")), in_project(str(c.get("DATA", "")))
     base_is_tiny = base in TINY_MODELS
     licence_id, licence_lines = licences(c)
     report = config.get("data_report") or {}
@@ -124,7 +133,8 @@ def model_card(folder: Path, config: dict, template) -> str:
         "",
         "| constant | value |",
         "|---|---|",
-        *(f"| {k} | `{config.get(k.lower(), c[k])!r}` |" for k in SHOWN if k in c),  # "auto" as resolved
+        *(f"| {k} | `{config.get(k.lower(), in_project(c[k]) if k == 'DATA' else c[k])!r}` |"
+          for k in SHOWN if k in c),  # "auto" as resolved
         "",
         "Every constant, the data report, versions and the loss history are in `run_config.json`.",
         "",

@@ -17,3 +17,7 @@ def test_the_model_card_says_what_was_trained_its_licences_and_how_to_use_it(tmp
                           koalpaca_template)
     assert "base_model" not in own and "license:" not in own  # a local path is no hub id; licences unknown
     assert "not known to kochat: see the terms of ./qa.csv" in own
+    # the project's own data by its path in the project: a card says nothing of the training machine's folders
+    tiny = card.model_card(tmp_path / "tiny", {"constants": {"MODEL_ID": "tiny-gpt-neox", "DATA": str(
+        card.PROJECT_ROOT / "data" / "ko_tiny_qa.jsonl")}}, koalpaca_template)
+    assert "`data/ko_tiny_qa.jsonl`" in tiny and str(card.PROJECT_ROOT) not in tiny
