@@ -133,9 +133,12 @@ def main(argv):
 
 def check_settings() -> None:
     """One line for a setting out of its range, before anything loads (the server answers 400 to the same)."""
-    if MAX_NEW_TOKENS < 1 or MAX_TURNS < 0 or TEMPERATURE < 0 or not 0 < TOP_P <= 1:
-        raise UserError(f"--max_new_tokens must be at least 1, --max_turns 0 or more, --temperature 0 or more and "
-                        f"--top_p above 0 and at most 1 (got {MAX_NEW_TOKENS}, {MAX_TURNS}, {TEMPERATURE}, {TOP_P})")
+    cli.check_ranges((MAX_NEW_TOKENS >= 1, f"--max_new_tokens must be at least 1, not {MAX_NEW_TOKENS}"),
+                     (MAX_TURNS >= 0, f"--max_turns must be 0 or more, not {MAX_TURNS}"),
+                     (TEMPERATURE >= 0, f"--temperature must be 0 (greedy) or more, not {TEMPERATURE:g}"),
+                     (0 < TOP_P <= 1, f"--top_p must be above 0 and at most 1, not {TOP_P:g}"),
+                     (TOP_K >= 1, f"--top_k must be at least 1, not {TOP_K}"),
+                     (0 <= MIN_RELEVANCE <= 1, f"--min_relevance must be from 0 to 1, not {MIN_RELEVANCE:g}"))
 
 
 def open_searcher():
@@ -147,8 +150,6 @@ def open_searcher():
     if "=" in INDEX and not Path(INDEX).expanduser().is_dir():
         raise UserError(f"--index={INDEX}: chat_ko.py answers from one index folder (--index=outputs/index-hr); "
                         f"name=folder is serve_ko.py's form")
-    if not 0 <= MIN_RELEVANCE <= 1 or TOP_K < 1:
-        raise UserError(f"--min_relevance must be from 0 to 1 and --top_k at least 1 (got {MIN_RELEVANCE}, {TOP_K})")
     return Searcher(store.open_index(INDEX), reranker=RERANKER)
 
 

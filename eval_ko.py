@@ -58,10 +58,12 @@ def main(argv):
         raise UserError("nothing to do: pass --tasks=kobest (with --kobest_dir=…) and/or --questions=FILE")
     if TASKS and QUESTIONS and OUT:
         raise UserError("--out names one file: leave it out when giving both --tasks and --questions")
-    if LIMIT < 0 or BATCH_SIZE < 0 or ANSWER_BATCH < 1 or MAX_NEW_TOKENS < 1:
-        raise UserError("--limit and --batch_size must be 0 or more, --answer_batch and --max_new_tokens 1 or more")
-    if TEMPERATURE < 0 or not 0 < TOP_P <= 1:
-        raise UserError(f"--temperature must be 0 or more and --top_p in (0, 1], not {TEMPERATURE} and {TOP_P}")
+    cli.check_ranges((LIMIT >= 0, f"--limit must be 0 (all) or more, not {LIMIT}"),
+                     (BATCH_SIZE >= 0, f"--batch_size must be 0 (the most that fit) or more, not {BATCH_SIZE}"),
+                     (ANSWER_BATCH >= 1, f"--answer_batch must be at least 1, not {ANSWER_BATCH}"),
+                     (MAX_NEW_TOKENS >= 1, f"--max_new_tokens must be at least 1, not {MAX_NEW_TOKENS}"),
+                     (TEMPERATURE >= 0, f"--temperature must be 0 (greedy) or more, not {TEMPERATURE:g}"),
+                     (0 < TOP_P <= 1, f"--top_p must be above 0 and at most 1, not {TOP_P:g}"))
     four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
     run = runs.open_run(ADAPTER)
     folders = {"kobest": KOBEST_DIR, "kmmlu": KMMLU_DIR, "haerae": HAERAE_DIR}

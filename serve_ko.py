@@ -81,8 +81,10 @@ def check_options() -> None:
     for name, value in [("body_timeout_s", BODY_TIMEOUT_S), ("header_timeout_s", HEADER_TIMEOUT_S)]:
         if not 0 < value < math.inf:
             raise UserError(f"--{name} must be a number of seconds above 0, got {value:g}")
-    if TOP_K < 1 or not 0 <= MIN_RELEVANCE <= 1:
-        raise UserError(f"--top_k must be 1 or more and --min_relevance from 0 to 1 (got {TOP_K}, {MIN_RELEVANCE:g})")
+    if TOP_K < 1:
+        raise UserError(f"--top_k must be 1 or more, got {TOP_K}")
+    if not 0 <= MIN_RELEVANCE <= 1:
+        raise UserError(f"--min_relevance must be from 0 to 1, got {MIN_RELEVANCE:g}")
 
 
 def index_folders() -> dict[str, str]:

@@ -41,6 +41,13 @@ def require(namespace: dict, *names: str) -> None:
         raise UserError(f"{' '.join(missing)} {'is' if len(missing) == 1 else 'are'} required (see --help)")
 
 
+def check_ranges(*rules: tuple[bool, str]) -> None:
+    """One line for the first setting out of its range: each rule is (in range, "--name must be …, not VALUE")."""
+    for in_range, message in rules:
+        if not in_range:
+            raise UserError(message)
+
+
 def constant_names(namespace: dict) -> list[str]:
     """The knobs of a script: upper-case module globals holding plain values. Dicts and sets (PRESETS, FLAGS,
     RESUME_MAY_CHANGE) are the script's data about its knobs, not knobs."""
@@ -148,7 +155,10 @@ def apply_command_line(namespace: dict, argv: list[str], presets: dict, flags: d
             print(help_text(namespace, names, presets, flags, script, about))
             raise SystemExit(0)
         if not arg.startswith("--"):
-            raise UserError(f"unexpected argument {arg!r}: options look like --max_steps=50 (see --help)")
+            # "max_steps=3" or "-q" lack a dash or two; a bare value most often belongs to the script's first
+            # constant (chat_ko.py outputs/tiny: --adapter)
+            meant = "--" + arg.lstrip("-") if arg.startswith("-") or "=" in arg else f"--{names[0].lower()}={arg}"
+            raise UserError(f"unexpected argument {arg!r}: options are --name=value (did you mean {meant}?)")
         key, eq, value = arg[2:].partition("=")
         if key.replace("-", "_").lower() in by_flag:  # --api-key and --api_key name the same constant
             key = key.replace("-", "_")
@@ -161,7 +171,8 @@ def apply_command_line(namespace: dict, argv: list[str], presets: dict, flags: d
             continue
         if key.lower() not in by_flag and not (key == "preset" and presets):  # before asking for its value
             known = list(by_flag) + list(flags) + (["preset"] if presets else [])
-            close = difflib.get_close_matches(key.lower(), known, n=1)
+            close = difflib.get_close_matches(key.lower(), known, n=1) or [  # or its initials: --lr
+                f for f in known if "".join(w[:1] for w in re.split("[_-]", f)) == key.lower()][:1]
             hint = f" (did you mean --{close[0]}?)" if close else ""
             valid = [f"--{f}" for f in by_flag] + (["--preset"] if presets else []) + [f"--{f}" for f in flags]
             raise UserError(f"unknown option --{key}{hint}; valid: {', '.join(valid)}")

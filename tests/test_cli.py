@@ -46,6 +46,7 @@ def test_preset_applies_first_and_explicit_overrides_win():
 
 @pytest.mark.parametrize("argv, message", [
     (["--max_stpes=3"], "unknown option --max_stpes (did you mean --max_steps?)"),
+    (["--lr=3e-4"], "unknown option --lr (did you mean --learning_rate?)"),
     (["--max_steps=abc"], "--max_steps expects a whole number (default -1), got 'abc'"),
     (["--learning_rate=fast"], "--learning_rate expects a number"),
     (["--overwrite=maybe"], "--overwrite expects true or false"),
@@ -53,7 +54,9 @@ def test_preset_applies_first_and_explicit_overrides_win():
     (["--dry-run=yes"], "--dry-run takes no value"),
     (["--bogus"], "unknown option --bogus"),  # not "--bogus needs a value"
     (["--max_steps"], "--max_steps needs a value"),
-    (["max_steps=3"], "unexpected argument 'max_steps=3'"),
+    (["max_steps=3"], "unexpected argument 'max_steps=3': options are --name=value (did you mean --max_steps=3?)"),
+    (["-max_steps=3"], "(did you mean --max_steps=3?)"),
+    (["/models/polyglot"], "(did you mean --model_id=/models/polyglot?)"),  # the first constant
 ])
 def test_bad_command_lines_are_one_clear_line(argv, message):
     with pytest.raises(UserError) as e:

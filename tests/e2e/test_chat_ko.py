@@ -58,11 +58,16 @@ def test_a_long_conversation_drops_its_oldest_turns_and_a_question_too_long_is_o
     assert answer["finish_reason"] == "too_long" and answer["text"].startswith("(질문이 너무 깁니다")
 
 
-def test_settings_out_of_range_are_one_line(run_script, tmp_path):
-    for setting in ("--temperature=-1", "--top_p=2", "--max_turns=-1", "--max_new_tokens=0"):
+def test_settings_out_of_range_are_one_line_naming_the_one_broken(run_script, tmp_path):
+    for setting, message in [("--temperature=-1", "--temperature must be 0 (greedy) or more, not -1"),
+                             ("--top_p=2", "--top_p must be above 0 and at most 1, not 2"),
+                             ("--max_turns=-1", "--max_turns must be 0 or more, not -1"),
+                             ("--max_new_tokens=0", "--max_new_tokens must be at least 1, not 0"),
+                             ("--top_k=0", "--top_k must be at least 1, not 0"),
+                             ("--min_relevance=1.5", "--min_relevance must be from 0 to 1, not 1.5")]:
         result = run_script("chat_ko.py", "--adapter=missing", setting, "--question=x", cwd=tmp_path)
         assert result.returncode == 2 and "Traceback" not in result.stderr
-        assert result.stderr.strip().splitlines()[-1].startswith("error: --max_new_tokens must be at least 1")
+        assert result.stderr.strip().splitlines()[-1] == f"error: {message}"
 
 
 def test_a_questions_file_is_answered_into_jsonl(tiny_run, run_script, tmp_path):

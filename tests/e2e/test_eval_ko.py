@@ -42,6 +42,8 @@ def test_scores_and_answers_base_vs_adapter(tiny_run, run_script, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--tasks=kobest", "--kobest_dir=/nonexistent"], "error: --kobest_dir=/nonexistent is not a folder"),
     (["--questions=qs.csv"], "unknown question file format .csv"),
+    (["--questions=qs.txt", "--answer_batch=0"], "error: --answer_batch must be at least 1, not 0"),
+    (["--questions=qs.txt", "--top_p=0"], "error: --top_p must be above 0 and at most 1, not 0"),
 ])
 def test_bad_input_is_one_line_before_loading(tiny_run, run_script, tmp_path, args, message):
     run, _ = tiny_run
