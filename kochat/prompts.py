@@ -245,7 +245,8 @@ def saved_name(path: str) -> str | None:
 
 
 def load_questions(path: str) -> list[tuple[str, str]]:
-    """Demo questions: one a line, optionally a tab and an input; # starts a comment line.
+    """Demo questions: one a line, optionally a tab and an input; "# " (a hash and a space, or a hash alone)
+    starts a comment line, so that a question may begin with a hashtag ("#해시태그란?").
     A relative path is looked up in the working directory, then in the project folder."""
     file = Path(path).expanduser()
     if not file.is_absolute() and not file.exists():
@@ -256,7 +257,8 @@ def load_questions(path: str) -> list[tuple[str, str]]:
         raise UserError(f"cannot read the questions file {path}: {e}") from None
     questions = []
     for line in lines:
-        if line.strip() and not line.lstrip().startswith("#"):
+        text = line.strip()
+        if text and not (text == "#" or text.startswith(("# ", "#\t"))):
             question, _, extra = line.partition("\t")
             questions.append((question.strip(), extra.strip()))
     return questions
