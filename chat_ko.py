@@ -26,7 +26,7 @@ from kochat.tokenization import encode_prompt
 # ---- constants: edit here, or override on the command line as --name=value -------------------
 ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.py, or a merged model folder
 QUESTION = ""                                # answer this one question and exit
-QUESTIONS = ""                               # a file of questions (one a line; tab, then input; "# " a comment) to answer
+QUESTIONS = ""                               # a file of questions: one a line (a tab, then input; "# " comments)
 OUTPUT = ""                                  # JSONL for QUESTIONS; "" = <questions file>.answers.jsonl
 FOUR_BIT = "auto"                            # auto: a run's base in 4-bit NF4, as trained, a merged export in
                                              # 16 bits where it fits the GPU (else 4-bit); true; false (16-bit)

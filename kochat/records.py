@@ -122,6 +122,10 @@ def read_parquet(path: Path, raw: bytes) -> list:
         raise UserError(f"{path} is not a readable Parquet file: {str(e).strip().splitlines()[0]}") from None
 
 
+def first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+
+
 def read_hub_or_folder(source: str, local: bool) -> list:
     """A hub dataset id, or a folder of data files (such as a downloaded copy of one)."""
     import datasets
@@ -132,10 +136,12 @@ def read_hub_or_folder(source: str, local: bool) -> list:
     try:
         table = datasets.load_dataset(source, split="train")
     except Exception as e:  # the hub client raises many types: offline, not found, gated, bad files
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        if local:
-            raise UserError(f"cannot read the folder {source} as a dataset ({first}); "
+        if local:  # datasets wraps what went wrong ("An error occurred while generating the dataset"): the cause
+            cause = e
+            while cause.__cause__ or cause.__context__:
+                cause = cause.__cause__ or cause.__context__
+            raise UserError(f"cannot read the folder {source} as a dataset ({first_line(cause)}); "
                             f"point {flag('DATA')} at one of its data files instead") from None
         raise UserError(f"cannot load dataset {source!r}: it is not a local file and the hub did not provide it "
-                        f"({first}); " + hub.download_hint(source, "dataset")) from None
+                        f"({first_line(e)}); " + hub.download_hint(source, "dataset")) from None
     return list(table)

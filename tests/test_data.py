@@ -124,3 +124,13 @@ def test_a_folder_of_data_files_loads_through_datasets(tmp_path, koalpaca_templa
     write(folder / "train.jsonl", jsonl([{"instruction": f"질문 {i}", "output": "답", "url": "https://x"} for i in range(3)]))
     rows, report = load(folder, koalpaca_template)
     assert report.kept == 3 and rows[0]["output"] == "답"
+
+
+def test_a_folder_that_datasets_cannot_read_says_why(tmp_path, koalpaca_template):
+    (tmp_path / "odd").mkdir()
+    write(tmp_path / "odd" / "a.jsonl", jsonl([{"instruction": "질문", "output": "답"}]))
+    write(tmp_path / "odd" / "b.jsonl", jsonl([{"q": "질문", "a": "답"}]))  # other columns
+    with pytest.raises(UserError) as e:  # not datasets' "An error occurred while generating the dataset"
+        load(tmp_path / "odd", koalpaca_template)
+    assert str(e.value).startswith(f"cannot read the folder {tmp_path / 'odd'} as a dataset (")
+    assert "generating the dataset" not in str(e.value) and "--data" in str(e.value)
