@@ -141,7 +141,8 @@ def read_hub_or_folder(source: str, local: bool) -> list:
             while cause.__cause__ or cause.__context__:
                 cause = cause.__cause__ or cause.__context__
             lines = str(cause).strip().splitlines() or [type(cause).__name__]
-            why = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"  # "Couldn't cast … because column names …"
+            # "Couldn't cast … because column names don't match"
+            why = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
             raise UserError(f"cannot read the folder {source} as a dataset ({why[:200]}); "
                             f"point {flag('DATA')} at one of its data files instead") from None
         raise UserError(f"cannot load dataset {source!r}: it is not a local file and the hub did not provide it "

@@ -133,4 +133,5 @@ def test_a_folder_that_datasets_cannot_read_says_why(tmp_path, koalpaca_template
     with pytest.raises(UserError) as e:  # not datasets' "An error occurred while generating the dataset"
         load(tmp_path / "odd", koalpaca_template)
     assert str(e.value).startswith(f"cannot read the folder {tmp_path / 'odd'} as a dataset (")
-    assert "because column names don't match" in str(e.value) and "point --data at one of its data files" in str(e.value)
+    assert "because column names don't match" in str(e.value)
+    assert "point --data at one of its data files" in str(e.value)

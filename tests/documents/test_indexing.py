@@ -67,7 +67,8 @@ def test_bad_files_are_skipped_with_one_line_and_reported_again(docs, tmp_path):
     assert set(report.skipped) == {"scan.pdf", "old.hwp", "empty.txt", "notes.xyz"} and report.read == 7
     assert "HWPX or PDF" in report.skipped["old.hwp"] and "empty" in report.skipped["empty.txt"]
     lines = report.lines()
-    assert lines[0].startswith("files read: 7   unchanged: 0   removed: 0   skipped: 4") and all("\n" not in line for line in lines)
+    assert lines[0].startswith("files read: 7   unchanged: 0   removed: 0   skipped: 4")
+    assert all("\n" not in line for line in lines)
     assert any(line.strip().startswith("skipped scan.pdf:") for line in lines)
     again = update(docs, tmp_path / "index")
     assert again.read == 0 and set(again.skipped) == set(report.skipped)  # tried again (cheap), reported again
