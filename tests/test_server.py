@@ -47,7 +47,11 @@ def test_content_parts_are_read_as_their_text(served):
     assert reply.choices[0].message.content == served.greedy(chat("한국의 수도는\n어디인가요?")).text
     image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]
     r = httpx.post(served.url + "/v1/chat/completions", json={"model": "tiny", "messages": image})
-    assert r.status_code == 400 and "messages.0.content" in r.json()["error"]["message"]
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages.0.content"
+    assert "this model reads text only: content parts of type 'text', not ['image_url']" in r.json()["error"]["message"]
+    # a body sent without its content type (curl -d without -H) is not a JSON object to FastAPI
+    r = httpx.post(served.url + "/v1/chat/completions", content='{"model": "tiny", "messages": []}')
+    assert r.status_code == 400 and "Content-Type: application/json" in r.json()["error"]["message"]
 
 
 def test_max_tokens_gives_length_and_stop_strings_give_stop(served):
@@ -106,7 +110,8 @@ def test_models_and_health(served):
     ('{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "temperature": 7}', 400, "temperature"),
     ('{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stop": ["a","b","c","d","e"]}', 400, "at most 4"),
     ('{"model": "tiny"}', 400, "messages"),
-    ('[1, 2]', 400, "body"),
+    ('[1, 2]', 400, "the request body must be a JSON object, sent with Content-Type: application/json"),
+    ('{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', 400, "stream"),
 ])
 def test_bad_requests_get_openai_style_4xx(served, body, status, message):
     r = httpx.post(served.url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})

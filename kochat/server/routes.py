@@ -73,6 +73,8 @@ async def invalid_body(request: Request, e: RequestValidationError) -> JSONRespo
     first = e.errors()[0] if e.errors() else {}
     if first.get("type") == "json_invalid":
         return error_response(400, "request body is not valid JSON")
+    if tuple(first.get("loc", ())) == ("body",):  # a JSON array or string, or a body without its content type
+        return error_response(400, "the request body must be a JSON object, sent with Content-Type: application/json")
     where = ".".join(str(x) for x in first.get("loc", ())[1:]) or None
     return error_response(400, f"{where or 'body'}: {first.get('msg', 'invalid value')}", param=where)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from ..generation import Answer
 
@@ -35,13 +35,24 @@ def error_response(status: int, message: str, type_: str = "invalid_request_erro
 
 # ---- request bodies ------------------------------------------------------------------------------
 class TextPart(BaseModel):
-    type: Literal["text"]  # the model reads text only: an image part is a 400 naming this field
+    type: Literal["text"]
     text: str
 
 
 class Message(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str | list[TextPart]  # a string, or OpenAI's content parts (many clients send these), joined by lines
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def text_parts_only(cls, content):
+        """An image or audio part is one clear 400 (pydantic would name the union's string branch instead)."""
+        if isinstance(content, list):
+            kinds = {part.get("type") for part in content if isinstance(part, dict)} - {"text"}
+            if kinds:
+                raise ValueError(f"this model reads text only: content parts of type 'text', "
+                                 f"not {sorted(map(str, kinds))}")
+        return content
 
     @field_validator("content", mode="after")
     @classmethod
@@ -50,7 +61,7 @@ class Message(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class Sampling(BaseModel):
@@ -62,7 +73,7 @@ class Sampling(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: str | list[str] | None = None
     n: int = 1
-    stream: bool = False
+    stream: StrictBool = False  # true or false, as OpenAI takes it: "yes" is a 400, not a stream
     stream_options: StreamOptions | None = None
 
     @property
@@ -83,7 +94,7 @@ class ChatRequest(Sampling):
     messages: list[Message]
     max_completion_tokens: int | None = None
     index: str | None = None      # kochat's own: the document index to answer from (server.library)
-    retrieval: bool = True        # kochat's own: false answers without documents
+    retrieval: StrictBool = True  # kochat's own: false answers without documents
 
     @property
     def answer_limit(self) -> int | None:
