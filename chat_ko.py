@@ -26,7 +26,7 @@ from kochat.tokenization import encode_prompt
 # ---- constants: edit here, or override on the command line as --name=value -------------------
 ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.py, or a merged model folder
 QUESTION = ""                                # answer this one question and exit
-QUESTIONS = ""                               # a file of questions: one a line (a tab, then input; "# " comments)
+QUESTIONS = ""                               # a file of questions: one a line (a tab, then input; # comments)
 OUTPUT = ""                                  # JSONL for QUESTIONS; "" = <questions file>.answers.jsonl
 FOUR_BIT = "auto"                            # auto: a run's base in 4-bit NF4, as trained, a merged export in
                                              # 16 bits where it fits the GPU (else 4-bit); true; false (16-bit)
@@ -135,7 +135,7 @@ def check_settings() -> None:
     """One line for a setting out of its range, before anything loads (the server answers 400 to the same)."""
     cli.check_ranges((MAX_NEW_TOKENS >= 1, f"--max_new_tokens must be at least 1, not {MAX_NEW_TOKENS}"),
                      (MAX_TURNS >= 0, f"--max_turns must be 0 or more, not {MAX_TURNS}"),
-                     (TEMPERATURE >= 0, f"--temperature must be 0 (greedy) or more, not {TEMPERATURE:g}"),
+                     (0 <= TEMPERATURE <= 2, f"--temperature must be from 0 (greedy) to 2, not {TEMPERATURE:g}"),
                      (0 < TOP_P <= 1, f"--top_p must be above 0 and at most 1, not {TOP_P:g}"),
                      (TOP_K >= 1, f"--top_k must be at least 1, not {TOP_K}"),
                      (0 <= MIN_RELEVANCE <= 1, f"--min_relevance must be from 0 to 1, not {MIN_RELEVANCE:g}"))

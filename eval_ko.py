@@ -62,7 +62,7 @@ def main(argv):
                      (BATCH_SIZE >= 0, f"--batch_size must be 0 (the most that fit) or more, not {BATCH_SIZE}"),
                      (ANSWER_BATCH >= 1, f"--answer_batch must be at least 1, not {ANSWER_BATCH}"),
                      (MAX_NEW_TOKENS >= 1, f"--max_new_tokens must be at least 1, not {MAX_NEW_TOKENS}"),
-                     (TEMPERATURE >= 0, f"--temperature must be 0 (greedy) or more, not {TEMPERATURE:g}"),
+                     (0 <= TEMPERATURE <= 2, f"--temperature must be from 0 (greedy) to 2, not {TEMPERATURE:g}"),
                      (0 < TOP_P <= 1, f"--top_p must be above 0 and at most 1, not {TOP_P:g}"))
     four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
     run = runs.open_run(ADAPTER)

@@ -209,8 +209,8 @@ def printed_usage(out: Path, gguf_files: list[Path], template) -> str:
 
 
 def card_usage(out: Path, gguf_files: list[Path], template) -> str:
-    """The card's commands, one a line: the card travels with the folder (to a serving machine), so they name it
-    from the folder that holds it, not by where it was made."""
+    """The card's commands, one a line: the card travels with the folder (to a serving machine), so they name it by
+    its name (the gguf commands from the folder that holds it, the others with its path), not where it was made."""
     here = Path(out.name)
     commands, note = usage(here, [here / f.name for f in gguf_files], template)
     where = (f"From the folder that holds `{out.name}/`" if FORMAT == "gguf" else

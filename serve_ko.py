@@ -66,25 +66,19 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 def check_options() -> None:
     """Values a library would stop at with a traceback, or take and misbehave with: one line each."""
-    if not 1 <= PORT <= 65535:
-        raise UserError(f"--port must be between 1 and 65535, got {PORT}")
-    if str(BATCH_KERNEL).lower() not in ("auto", "both", "exact", "fp8", "false"):
-        raise UserError(f"--batch_kernel is auto, both, exact, fp8 or false, not {BATCH_KERNEL!r}")
-    for name, value in [("max_batch", MAX_BATCH), ("max_concurrent", MAX_CONCURRENT), ("max_tokens", MAX_TOKENS),
-                        ("max_body_bytes", MAX_BODY_BYTES)]:
-        if value < 1:
-            raise UserError(f"--{name} must be 1 or more, got {value}")
-    if not 0 <= TEMPERATURE <= 2:
-        raise UserError(f"--temperature must be between 0 (greedy) and 2, got {TEMPERATURE:g}")
-    if not 0 < TOP_P <= 1:
-        raise UserError(f"--top_p must be above 0 and at most 1, got {TOP_P:g}")
-    for name, value in [("body_timeout_s", BODY_TIMEOUT_S), ("header_timeout_s", HEADER_TIMEOUT_S)]:
-        if not 0 < value < math.inf:
-            raise UserError(f"--{name} must be a number of seconds above 0, got {value:g}")
-    if TOP_K < 1:
-        raise UserError(f"--top_k must be 1 or more, got {TOP_K}")
-    if not 0 <= MIN_RELEVANCE <= 1:
-        raise UserError(f"--min_relevance must be from 0 to 1, got {MIN_RELEVANCE:g}")
+    cli.check_ranges(
+        (1 <= PORT <= 65535, f"--port must be from 1 to 65535, not {PORT}"),
+        (str(BATCH_KERNEL).lower() in ("auto", "both", "exact", "fp8", "false"),
+         f"--batch_kernel is auto, both, exact, fp8 or false, not {BATCH_KERNEL!r}"),
+        *((value >= 1, f"--{name} must be at least 1, not {value}") for name, value in [
+            ("max_batch", MAX_BATCH), ("max_concurrent", MAX_CONCURRENT), ("max_tokens", MAX_TOKENS),
+            ("max_body_bytes", MAX_BODY_BYTES)]),
+        (0 <= TEMPERATURE <= 2, f"--temperature must be from 0 (greedy) to 2, not {TEMPERATURE:g}"),
+        (0 < TOP_P <= 1, f"--top_p must be above 0 and at most 1, not {TOP_P:g}"),
+        *((0 < value < math.inf, f"--{name} must be a number of seconds above 0, not {value:g}") for name, value in [
+            ("body_timeout_s", BODY_TIMEOUT_S), ("header_timeout_s", HEADER_TIMEOUT_S)]),
+        (TOP_K >= 1, f"--top_k must be at least 1, not {TOP_K}"),
+        (0 <= MIN_RELEVANCE <= 1, f"--min_relevance must be from 0 to 1, not {MIN_RELEVANCE:g}"))
 
 
 def index_folders() -> dict[str, str]:

@@ -43,8 +43,8 @@ def licence(source: str, known: dict, tiny_text: str, is_tiny: bool) -> tuple[st
 
 
 def in_project(source: str) -> str:
-    """A path inside the project as its path there ("data/ko_tiny_qa.jsonl"): a card travels, and says nothing of
-    the folders of the machine that trained."""
+    """A path inside the project as its path there: the embedded data as "data/ko_tiny_qa.jsonl", not the folders
+    of the machine that trained (a path outside the project is the user's to name, and stays as given)."""
     try:
         return Path(source).relative_to(PROJECT_ROOT).as_posix()
     except ValueError:
@@ -133,7 +133,7 @@ def model_card(folder: Path, config: dict, template) -> str:
         "",
         "| constant | value |",
         "|---|---|",
-        *(f"| {k} | `{config.get(k.lower(), in_project(c[k]) if k == 'DATA' else c[k])!r}` |"
+        *(f"| {k} | `{config.get(k.lower(), data if k == 'DATA' else c[k])!r}` |"
           for k in SHOWN if k in c),  # "auto" as resolved
         "",
         "Every constant, the data report, versions and the loss history are in `run_config.json`.",

@@ -10,6 +10,7 @@ import ast
 import difflib
 import math
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -155,10 +156,15 @@ def apply_command_line(namespace: dict, argv: list[str], presets: dict, flags: d
             print(help_text(namespace, names, presets, flags, script, about))
             raise SystemExit(0)
         if not arg.startswith("--"):
-            # "max_steps=3" or "-q" lack a dash or two; a bare value most often belongs to the script's first
-            # constant (chat_ko.py outputs/tiny: --adapter)
-            meant = "--" + arg.lstrip("-") if arg.startswith("-") or "=" in arg else f"--{names[0].lower()}={arg}"
-            raise UserError(f"unexpected argument {arg!r}: options are --name=value (did you mean {meant}?)")
+            # an option typed without its two hyphens ("max_steps=3", "-max_steps=3", or "—max_steps=3" with the
+            # long dash a word processor makes), or a bare value ("chat_ko.py outputs/tiny")
+            name, eq, value = arg.lstrip("-—–").partition("=")
+            if name.replace("-", "_").lower() in by_flag or name.replace("_", "-") in flags:
+                meant = f"--{name}{eq}{shlex.quote(value) if eq else ''}"
+                raise UserError(f"unexpected argument {arg!r}: did you mean {meant}? (options are --name=value; "
+                                f"see --help)")
+            raise UserError(f"unexpected argument {arg!r}: options are --name=value, e.g. --{names[0].lower()}=… "
+                            f"(see --help)")
         key, eq, value = arg[2:].partition("=")
         if key.replace("-", "_").lower() in by_flag:  # --api-key and --api_key name the same constant
             key = key.replace("-", "_")

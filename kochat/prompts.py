@@ -245,8 +245,8 @@ def saved_name(path: str) -> str | None:
 
 
 def load_questions(path: str) -> list[tuple[str, str]]:
-    """Demo questions: one a line, optionally a tab and an input; "# " (a hash and a space, or a hash alone)
-    starts a comment line, so that a question may begin with a hashtag ("#해시태그란?").
+    """Demo questions: one a line, optionally a tab and an input. # starts a comment line, except before a Korean
+    letter: a question may begin with a hashtag ("#해시태그란?"). A line with no question is left out.
     A relative path is looked up in the working directory, then in the project folder."""
     file = Path(path).expanduser()
     if not file.is_absolute() and not file.exists():
@@ -257,8 +257,8 @@ def load_questions(path: str) -> list[tuple[str, str]]:
         raise UserError(f"cannot read the questions file {path}: {e}") from None
     questions = []
     for line in lines:
-        text = line.strip()
-        if text and not (text == "#" or text.startswith(("# ", "#\t"))):
-            question, _, extra = line.partition("\t")
-            questions.append((question.strip(), extra.strip()))
+        question, _, extra = line.partition("\t")
+        question = question.strip()
+        if question and not (question.startswith("#") and not "가" <= question[1:2] <= "힣"):
+            questions.append((question, extra.strip()))
     return questions

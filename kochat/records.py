@@ -122,8 +122,11 @@ def read_parquet(path: Path, raw: bytes) -> list:
         raise UserError(f"{path} is not a readable Parquet file: {str(e).strip().splitlines()[0]}") from None
 
 
-def first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+def summary(error: BaseException) -> str:
+    """An error's message in one line: its first, and its last where it has more ("Couldn't cast … because
+    column names don't match")."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return (lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}")[:200]
 
 
 def read_hub_or_folder(source: str, local: bool) -> list:
@@ -136,15 +139,13 @@ def read_hub_or_folder(source: str, local: bool) -> list:
     try:
         table = datasets.load_dataset(source, split="train")
     except Exception as e:  # the hub client raises many types: offline, not found, gated, bad files
-        if local:  # datasets wraps what went wrong ("An error occurred while generating the dataset"): the cause
-            cause = e
-            while cause.__cause__ or cause.__context__:
-                cause = cause.__cause__ or cause.__context__
-            lines = str(cause).strip().splitlines() or [type(cause).__name__]
-            # "Couldn't cast … because column names don't match"
-            why = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
-            raise UserError(f"cannot read the folder {source} as a dataset ({why[:200]}); "
+        if local:  # datasets raises "An error occurred while generating the dataset" from what went wrong
+            cause, seen = e, {id(e)}
+            while cause.__cause__ is not None and id(cause.__cause__) not in seen:
+                cause = cause.__cause__
+                seen.add(id(cause))
+            raise UserError(f"cannot read the folder {source} as a dataset ({summary(cause)}); "
                             f"point {flag('DATA')} at one of its data files instead") from None
         raise UserError(f"cannot load dataset {source!r}: it is not a local file and the hub did not provide it "
-                        f"({first_line(e)}); " + hub.download_hint(source, "dataset")) from None
+                        f"({summary(e)}); " + hub.download_hint(source, "dataset")) from None
     return list(table)

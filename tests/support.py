@@ -32,9 +32,10 @@ def write(path: Path, content, encoding="utf-8") -> Path:
 
 class Served:
     """The real server (kochat.server on uvicorn) for a run folder, on a free loopback port, in a thread; keys as
-    a list, or a dict of key -> the index names it may use; library: the document indexes (server.Library)."""
+    a list, or a dict of key -> the index names it may use; library: the document indexes (server.Library);
+    system: the system message for conversations without one (serve_ko.py --system)."""
 
-    def __init__(self, run_folder, keys, library=None, **engine_options):
+    def __init__(self, run_folder, keys, library=None, system="", **engine_options):
         import uvicorn
 
         from kochat import runs
@@ -47,7 +48,7 @@ class Served:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         app = create_app(self.engine, keys, max_body_bytes=200_000, body_timeout_s=2.0, default_temperature=0.0,
-                         library=library)
+                         default_system=system, library=library)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     http=slow_header_protocol(2.0)))
         self.thread = threading.Thread(target=self.server.run, daemon=True)

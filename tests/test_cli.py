@@ -54,9 +54,11 @@ def test_preset_applies_first_and_explicit_overrides_win():
     (["--dry-run=yes"], "--dry-run takes no value"),
     (["--bogus"], "unknown option --bogus"),  # not "--bogus needs a value"
     (["--max_steps"], "--max_steps needs a value"),
-    (["max_steps=3"], "unexpected argument 'max_steps=3': options are --name=value (did you mean --max_steps=3?)"),
-    (["-max_steps=3"], "(did you mean --max_steps=3?)"),
-    (["/models/polyglot"], "(did you mean --model_id=/models/polyglot?)"),  # the first constant
+    (["max_steps=3"], "unexpected argument 'max_steps=3': did you mean --max_steps=3? (options are --name=value"),
+    (["-max_steps=3"], "did you mean --max_steps=3?"),
+    (["—max_steps=3"], "did you mean --max_steps=3?"),  # the long dash a word processor makes of "--"
+    (["output_dir=/tmp/my run"], "did you mean --output_dir='/tmp/my run'?"),  # quoted for the shell
+    (["/models/polyglot"], "options are --name=value, e.g. --model_id=… (see --help)"),  # no guess at a value
 ])
 def test_bad_command_lines_are_one_clear_line(argv, message):
     with pytest.raises(UserError) as e:

@@ -65,7 +65,8 @@ def test_template_by_path_and_its_errors(tmp_path):
 
 def test_load_questions_reads_inputs_and_skips_comments(tmp_path, monkeypatch):
     f = tmp_path / "q.txt"
-    f.write_text("# comment\n#\n한국의 수도는?\n\n번역하세요.\t안녕하세요\n#해시태그란?\n", encoding="utf-8")
+    f.write_text("# comment\n#\n#old-style\n## 섹션\n한국의 수도는?\n\n번역하세요.\t안녕하세요\n\t입력만\n#해시태그란?\n",
+                 encoding="utf-8")
     assert load_questions(str(f)) == [("한국의 수도는?", ""), ("번역하세요.", "안녕하세요"), ("#해시태그란?", "")]
     monkeypatch.chdir(tmp_path)
     assert len(load_questions("prompts/demo_questions.txt")) >= 3  # found in the project, not the cwd

@@ -48,7 +48,8 @@ def test_content_parts_are_read_as_their_text(served):
     image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]
     r = httpx.post(served.url + "/v1/chat/completions", json={"model": "tiny", "messages": image})
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages.0.content"
-    assert "this model reads text only: content parts of type 'text', not ['image_url']" in r.json()["error"]["message"]
+    assert r.json()["error"]["message"] == ("messages.0.content: this model reads text only: content parts of type "
+                                            "'text', not ['image_url']")
     # a body sent without its content type (curl -d without -H) is not a JSON object to FastAPI
     r = httpx.post(served.url + "/v1/chat/completions", content='{"model": "tiny", "messages": []}')
     assert r.status_code == 400 and "Content-Type: application/json" in r.json()["error"]["message"]

@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from kochat.documents import grounding
+from kochat.tokenization import encode_prompt
 
 LEAVE = "1년 이상 근속한 직원의 연차휴가는 며칠인가요?"
 
@@ -31,6 +32,27 @@ def test_a_grounded_answer_carries_its_sources_through_the_openai_client(docs_se
     chunks = list(client.chat.completions.create(model="tiny", messages=messages, max_tokens=24, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
     assert chunks[-1].choices == [] and chunks[-1].model_extra["sources"] == sources  # last, before [DONE]
+
+
+def test_the_servers_system_message_goes_before_a_grounded_conversation(tiny_run_folder, docs_library):
+    from support import Served
+
+    system = "당신은 한빛소프트 인사팀의 안내 도우미입니다."
+    server = Served(tiny_run_folder, [], library=docs_library, system=system, max_batch=2)
+    try:
+        messages = [{"role": "user", "content": LEAVE}]
+        reply = server.client().chat.completions.create(model="tiny", messages=messages, max_tokens=24,
+                                                        extra_body={"index": "hr"})
+        sent = [{"role": "system", "content": system}, *messages]
+        text, sources = grounded_greedy(server, docs_library, sent)
+        assert reply.choices[0].message.content == text and reply.model_extra["sources"] == sources
+        # the prompt is the grounded conversation after the system message (its tokens counted), not without it
+        grounded, _ = docs_library.ground(docs_library.searchers["hr"], sent, server.tokenizer, server.template,
+                                          server.engine.context - 24)
+        assert reply.usage.prompt_tokens == len(encode_prompt(server.tokenizer, server.template.chat(grounded)))
+        assert system in server.template.chat(grounded) and sources
+    finally:
+        server.stop()
 
 
 def test_a_question_the_documents_do_not_cover_is_answered_so_without_the_model(docs_server):

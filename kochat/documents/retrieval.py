@@ -129,13 +129,15 @@ class Searcher:
         return hits
 
     def split_compounds(self, terms: list[str]) -> list[str]:
-        """Each term no passage has, split into two that passages have where it can be ("점심시간" into 점심 and
-        시간): Kiwi reads a compound noun whole in a short question and in parts in a sentence, or the reverse."""
+        """Each Korean term no passage has, split into two that passages have where it can be ("점심시간" into 점심
+        and 시간): Kiwi reads a compound noun whole in a short question and in parts in a sentence, or the reverse.
+        Numbers and Latin words stay whole ("1830" is not 18 and 30)."""
         vocab = self.index.bm25.vocab_dict
         out = []
         for t in terms:
-            cut = None if t in vocab else next((i for i in range(COMPOUND_PART, len(t) - COMPOUND_PART + 1)
-                                                 if t[:i] in vocab and t[i:] in vocab), None)
+            korean_word = all("가" <= c <= "힣" for c in t)
+            cut = None if t in vocab or not korean_word else next(
+                (i for i in range(COMPOUND_PART, len(t) - COMPOUND_PART + 1) if t[:i] in vocab and t[i:] in vocab), None)
             out += [t] if cut is None else [t[:cut], t[cut:]]
         return out
 

@@ -1,6 +1,7 @@
 """Question files for the generative report, in the forms the field uses:
 
-- `.txt`: one question a line (a tab, then its input; "# " starts a comment), as chat_ko.py --questions;
+- `.txt`: one question a line (a tab, then its input; # starts a comment, "#해시태그…" is a question), as
+  chat_ko.py --questions;
 - `.jsonl` (or a `.json` array): objects with `instruction` or `question`, and an optional `input`;
 - the KULLM / Self-Instruct user-oriented form (`user_oriented_instructions.jsonl`): `instruction` with
   `instances: [{"input": …, "output": …}]`, one question per instance.

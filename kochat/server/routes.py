@@ -76,7 +76,9 @@ async def invalid_body(request: Request, e: RequestValidationError) -> JSONRespo
     if tuple(first.get("loc", ())) == ("body",):  # a JSON array or string, or a body without its content type
         return error_response(400, "the request body must be a JSON object, sent with Content-Type: application/json")
     where = ".".join(str(x) for x in first.get("loc", ())[1:]) or None
-    return error_response(400, f"{where or 'body'}: {first.get('msg', 'invalid value')}", param=where)
+    # a validator's own message as it wrote it, without pydantic's "Value error, " before it
+    message = str(first["ctx"]["error"]) if first.get("type") == "value_error" else first.get("msg", "invalid value")
+    return error_response(400, f"{where or 'body'}: {message}", param=where)
 
 
 async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:

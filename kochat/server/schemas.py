@@ -48,10 +48,9 @@ class Message(BaseModel):
     def text_parts_only(cls, content):
         """An image or audio part is one clear 400 (pydantic would name the union's string branch instead)."""
         if isinstance(content, list):
-            kinds = {part.get("type") for part in content if isinstance(part, dict)} - {"text"}
+            kinds = {str(part.get("type", "(no type)")) for part in content if isinstance(part, dict)} - {"text"}
             if kinds:
-                raise ValueError(f"this model reads text only: content parts of type 'text', "
-                                 f"not {sorted(map(str, kinds))}")
+                raise ValueError(f"this model reads text only: content parts of type 'text', not {sorted(kinds)}")
         return content
 
     @field_validator("content", mode="after")

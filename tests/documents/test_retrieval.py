@@ -38,11 +38,12 @@ def test_a_spelled_out_period_is_covered_by_the_number_and_unit_a_regulation_wri
     assert all(h.relevance < 0.3 for h in sample_index.search("일주일 내내 커피 마셔도 되나요?", top_k=5))
 
 
-
 def test_a_compound_noun_read_whole_in_a_question_finds_its_parts_in_a_passage(sample_index):
     # Kiwi reads "점심시간" as one noun alone, as 점심 + 시간 in "점심시간은 12:00부터 13:00까지이며": no match before
     best = sample_index.search("점심시간", top_k=1)[0]
     assert "제10조 근무시간" in best.where and best.relevance == 1
+    # a number or Latin word no passage has stays whole: "1830" is not 18 and 30 (the FAQ's "18시" has 18)
+    assert sample_index.split_compounds(["1830", "vpnserver", "점심시간"]) == ["1830", "vpnserver", "점심", "시간"]
 
 def test_how_a_question_is_asked_covers_nothing(sample_index):
     # no document mentions 수당; "나오나요" is how it is asked, and a FAQ row that says "나옵니다" does not cover it

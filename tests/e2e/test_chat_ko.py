@@ -59,7 +59,8 @@ def test_a_long_conversation_drops_its_oldest_turns_and_a_question_too_long_is_o
 
 
 def test_settings_out_of_range_are_one_line_naming_the_one_broken(run_script, tmp_path):
-    for setting, message in [("--temperature=-1", "--temperature must be 0 (greedy) or more, not -1"),
+    for setting, message in [("--temperature=-1", "--temperature must be from 0 (greedy) to 2, not -1"),
+                             ("--temperature=7", "--temperature must be from 0 (greedy) to 2, not 7"),  # as the server
                              ("--top_p=2", "--top_p must be above 0 and at most 1, not 2"),
                              ("--max_turns=-1", "--max_turns must be 0 or more, not -1"),
                              ("--max_new_tokens=0", "--max_new_tokens must be at least 1, not 0"),

@@ -141,28 +141,28 @@ def test_an_index_the_key_file_names_but_the_server_lacks_is_one_line(run_script
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--port", "80000"], "--port must be between 1 and 65535, got 80000"),
-    (["--port=0"], "--port must be between 1 and 65535, got 0"),
-    (["--max_batch=0"], "--max_batch must be 1 or more, got 0"),
+    (["--port", "80000"], "--port must be from 1 to 65535, not 80000"),
+    (["--port=0"], "--port must be from 1 to 65535, not 0"),
+    (["--max_batch=0"], "--max_batch must be at least 1, not 0"),
     (["--batch_kernel=fast"], "--batch_kernel is auto, both, exact, fp8 or false, not 'fast'"),
-    (["--max_concurrent=-4"], "--max_concurrent must be 1 or more, got -4"),
-    (["--max_tokens=-1"], "--max_tokens must be 1 or more, got -1"),
-    (["--max_body_bytes=0"], "--max_body_bytes must be 1 or more, got 0"),
-    (["--temperature=2.5"], "--temperature must be between 0 (greedy) and 2, got 2.5"),
-    (["--temperature=-0.1"], "--temperature must be between 0 (greedy) and 2, got -0.1"),
-    (["--top_p=0"], "--top_p must be above 0 and at most 1, got 0"),
-    (["--top_p=1.5"], "--top_p must be above 0 and at most 1, got 1.5"),
-    (["--body_timeout_s=0"], "--body_timeout_s must be a number of seconds above 0, got 0"),
-    (["--header_timeout_s=-1"], "--header_timeout_s must be a number of seconds above 0, got -1"),
-    (["--header_timeout_s=nan"], "--header_timeout_s must be a number of seconds above 0, got nan"),
+    (["--max_concurrent=-4"], "--max_concurrent must be at least 1, not -4"),
+    (["--max_tokens=-1"], "--max_tokens must be at least 1, not -1"),
+    (["--max_body_bytes=0"], "--max_body_bytes must be at least 1, not 0"),
+    (["--temperature=2.5"], "--temperature must be from 0 (greedy) to 2, not 2.5"),
+    (["--temperature=-0.1"], "--temperature must be from 0 (greedy) to 2, not -0.1"),
+    (["--top_p=0"], "--top_p must be above 0 and at most 1, not 0"),
+    (["--top_p=1.5"], "--top_p must be above 0 and at most 1, not 1.5"),
+    (["--body_timeout_s=0"], "--body_timeout_s must be a number of seconds above 0, not 0"),
+    (["--header_timeout_s=-1"], "--header_timeout_s must be a number of seconds above 0, not -1"),
+    (["--header_timeout_s=nan"], "--header_timeout_s must be a number of seconds above 0, not nan"),
     (["--host=", "--api-key=k"], "--host='' is not an address or a known host name: use 127.0.0.1 (this machine "
                                  "only) or 0.0.0.0 (all its addresses, with an API key)"),
     (["--host=foo..bar", "--api-key=k"], "--host='foo..bar' is not an address or a known host name"),
     (["--api-key=비밀"], "an API key has a character that is not printable ASCII; an HTTP header cannot carry it"),
     (["--index=hr department=x"], "--index='hr department=x': give name=folder, the name in letters, digits"),
     (["--index=hr=a", "--index=hr=b"], "--index names 'hr' twice; give each index its own name (name=folder)"),
-    (["--top_k=0"], "--top_k must be 1 or more, got 0"),
-    (["--min_relevance=1.5"], "--min_relevance must be from 0 to 1, got 1.5"),
+    (["--top_k=0"], "--top_k must be at least 1, not 0"),
+    (["--min_relevance=1.5"], "--min_relevance must be from 0 to 1, not 1.5"),
 ])
 def test_a_bad_option_is_one_line_before_the_model_loads(run_script, tmp_path, args, message):
     # the adapter does not exist: an error about it would mean the option went unchecked up to the model
