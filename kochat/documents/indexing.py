@@ -23,7 +23,7 @@ from . import chunking, korean, store
 from .readers import Unreadable, read_document
 
 # Settings that decide what the passages are: changing one re-reads every file.
-SHAPING = ("chunk_chars", "overlap_chars", "embedding_model", "kiwipiepy")
+SHAPING = ("chunk_chars", "overlap_chars", "embedding_model", "kiwipiepy", "analysis")
 
 
 @dataclass
@@ -81,7 +81,8 @@ def update_index(docs: str, folder: str, *, chunk_chars: int, overlap_chars: int
     if embedding_model and Path(embedding_model).expanduser().is_dir():  # chat and serving start elsewhere
         embedding_model = str(Path(embedding_model).expanduser().resolve())
     settings = {"chunk_chars": chunk_chars, "overlap_chars": overlap_chars, "bm25_k1": k1, "bm25_b": b,
-                "embedding_model": embedding_model, "kiwipiepy": korean.version(), "docs": str(docs_dir.resolve())}
+                "embedding_model": embedding_model, "kiwipiepy": korean.version(), "analysis": korean.ANALYSIS,
+                "docs": str(docs_dir.resolve())}
     with open(index_dir / ".lock", "w") as lock:  # flock: local disks (on a network share, run one update at a time)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

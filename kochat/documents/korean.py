@@ -22,6 +22,12 @@ SPELLED_PERIODS = {word: re.compile(rf"(?<![\d.,]){number}\s*{unit}") for word, 
     "일주일": (1, "주"), "하루": (1, "일"), "이틀": (2, "일"), "사흘": (3, "일"), "나흘": (4, "일"), "열흘": (10, "일"),
     "보름": (15, "일")}.items()}
 
+# A time of day as regulations write it ("09:00부터 18:00까지"; Kiwi tags it W_SERIAL, no morpheme): its hour and
+# 시, so that "몇 시부터" and "9시" find it. ANALYSIS counts changes to what text becomes: an index made under
+# another is read again on its next update.
+CLOCK = re.compile(r"([01]?\d|2[0-4]):[0-5]\d")
+ANALYSIS = 2
+
 _kiwi = None
 _lock = threading.Lock()  # one Kiwi object is not documented as safe across threads, and the server has several
 
@@ -49,7 +55,13 @@ class Sentence:
 
 
 def _content(tokens) -> list[str]:
-    return [t.form.lower() for t in tokens if t.tag.startswith(CONTENT_TAGS)]
+    found = []
+    for t in tokens:
+        if t.tag.startswith(CONTENT_TAGS):
+            found.append(t.form.lower())
+        elif t.tag == "W_SERIAL" and CLOCK.fullmatch(t.form):  # "09:00" read as "9시", as a question asks it
+            found += [str(int(t.form.split(":")[0])), "시"]
+    return found
 
 
 def terms(text: str) -> list[str]:

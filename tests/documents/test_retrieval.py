@@ -45,6 +45,12 @@ def test_a_compound_noun_read_whole_in_a_question_finds_its_parts_in_a_passage(s
     # a number or Latin word no passage has stays whole: "1830" is not 18 and 30 (the FAQ's "18시" has 18)
     assert sample_index.split_compounds(["1830", "vpnserver", "점심시간"]) == ["1830", "vpnserver", "점심", "시간"]
 
+
+def test_a_time_of_day_written_0900_answers_a_question_asking_what_time(sample_index):
+    # the rules write "근무시간은 09:00부터 18:00까지"; a FAQ row writes "18시": both are read as hour and 시
+    best = sample_index.search("근무시간은 몇 시부터 몇 시까지인가요?", top_k=1)[0]
+    assert "제10조 근무시간" in best.where and best.relevance == 1
+
 def test_how_a_question_is_asked_covers_nothing(sample_index):
     # no document mentions 수당; "나오나요" is how it is asked, and a FAQ row that says "나옵니다" does not cover it
     assert all(h.relevance < 0.3 for h in sample_index.search("수당이 나오나요?", top_k=5))
