@@ -40,7 +40,7 @@ def test_a_server_that_does_not_start_is_one_line_naming_its_log(tiny_run_folder
     log = tmp_path / "serve.server.log"
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: serve_ko.py exited with status 2 before it answered; see {log}"
-    assert "--max_batch must be 1 or more" in log.read_text(encoding="utf-8")
+    assert "--max_batch must be at least 1, not 0" in log.read_text(encoding="utf-8")
     assert not (tmp_path / "serve.json").exists()
 
 
