@@ -67,6 +67,9 @@ SEARCH_PASSAGES = 200           # passages asked of each search, before keeping 
 BIG_PASSAGES = 100000           # size of the big index for search latency
 LATENCY_QUERIES = 300           # timed searches at each size (the sets' questions, shuffled)
 TOP_K = 5                       # passages a timed search returns (index_ko.py's TOP_K)
+ANSWER_TOP_K = 3                # passages chat_ko.py and serve_ko.py give the model (their TOP_K) …
+MIN_RELEVANCE = 0.3             # … when the best of them reaches this (their MIN_RELEVANCE), else NOT_COVERED
+FOREIGN_QUESTIONS = 300         # other sets' questions asked of each index: what it should judge not covered
 WORK = ""                       # scratch folder for documents and indexes; "" = a new temporary one
 KEEP = False                    # keep the scratch folder
 
@@ -158,10 +161,16 @@ def rank_metrics(rankings: list[list], golds: list[tuple]) -> dict:
     return out
 
 
+def covered(hits) -> bool:
+    """Whether chat and serving answer from these passages rather than with NOT_COVERED (grounding.ground)."""
+    return any(h.relevance >= MIN_RELEVANCE for h in hits[:ANSWER_TOP_K])
+
+
 def evaluate(searcher, queries, doc_of) -> tuple[dict, dict]:
-    rankings, in_top_passages, ranks = [], [], {}
+    rankings, in_top_passages, ranks, judged = [], [], {}, []
     for q in queries:
         hits = searcher.search(q.text, top_k=SEARCH_PASSAGES)
+        judged.append(covered(hits))
         ranking = first_of_each(doc_of[h.source] for h in hits)
         rankings.append(ranking)
         in_top_passages.append(first_of_each(doc_of[h.source] for h in hits[:TOP_K]))
@@ -170,6 +179,7 @@ def evaluate(searcher, queries, doc_of) -> tuple[dict, dict]:
     # what the answer actually gets: the gold document among the first TOP_K passages
     metrics[f"recall_in_{TOP_K}_passages"] = round(statistics.fmean(
         len(set(d) & set(q.gold)) / len(set(q.gold)) for d, q in zip(in_top_passages, queries)), 4)
+    metrics["judged_covered"] = round(statistics.fmean(judged), 4)  # every question here has its answer: ~1 is right
     return metrics, ranks
 
 
@@ -342,15 +352,26 @@ def quality(work: Path, argv) -> dict:
     result = {**header(argv), "part": "quality", "sets": {}}
     started = time.perf_counter()
     bm25_sweep = [tuple(float(x) for x in s.split(":")) for s in BM25_SWEEP]
+    loaded = {name: load_set(name) for name in SETS}
     with KiwiMemo():
         for name in SETS:
             t0 = time.perf_counter()
-            corpus, groups = load_set(name)
+            corpus, groups = loaded[name]
             docs = work / name / "docs"
             doc_of = write_docs(corpus, docs)
             entry = {"documents": len(corpus), "queries": {g: len(q) for g, q in groups.items()}}
             entry["default"] = measure(docs, work / name / f"index-c{CHUNK_CHARS}", doc_of, groups, per_query=True)
             line(name, entry["default"])
+            # the other sets' questions, on other topics: each judged covered is an answer from the wrong documents
+            foreign = sorted({q.text for other in SETS if other != name
+                              for queries in loaded[other][1].values() for q in queries})
+            foreign = random.Random(0).sample(foreign, min(FOREIGN_QUESTIONS, len(foreign)))
+            searcher = Searcher(store.open_index(work / name / f"index-c{CHUNK_CHARS}"))
+            default = entry["default"]
+            default["foreign_judged_covered"] = round(statistics.fmean(
+                covered(searcher.search(t, top_k=ANSWER_TOP_K)) for t in foreign), 4)
+            print(f"  judged covered: its own questions {default['groups'][next(iter(groups))]['judged_covered']:.3f}, "
+                  f"other sets' {default['foreign_judged_covered']:.3f}", flush=True)
             if SWEEP:
                 entry["chunk_sweep"] = []
                 for chunk in CHUNK_SWEEP:

@@ -27,14 +27,17 @@ HISTORY_WEIGHT = 0.5      # earlier user turns count half as much as the questio
 RRF_K = 60                # reciprocal rank fusion constant (Cormack et al. 2009)
 FUSION_CANDIDATES = 100   # from each ranking, before fusing
 RERANK_CANDIDATES = 20    # passages the cross-encoder reads
+UNSEEN_PASSAGES = 1000    # a question's word no passage has weighs as one in none of this many (or of the index's
+                          # passages, if more): in a small index every word is rare, and a word the documents never
+                          # use is the surest sign they do not cover the question (bench/RAG.md, "judged covered")
 COMPOUND_PART = 2         # shortest part a compound noun is split into: one syllable would match too much
 QUESTION_CHARS = 2000     # the end of a question that is analysed: Kiwi takes ~70 µs a character, behind one
 HISTORY_CHARS = 500       # lock, so a 300k-character question would stall every search for 20 s
 # Morphemes of how a question is asked, not what it asks about ("어떻게 되나요", "며칠", "얼마까지 …할 수 있나요"):
 # left out of `relevance`, so a question is judged covered by its topic words alone. (BM25 still counts them:
 # they help match FAQ rows, which are phrased as questions.)
-QUESTION_WORDS = frozenset("하 되 있 없 가 오 나오 보 주 받 않 어떻 이렇 그렇 무엇 뭐 어디 언제 누구 왜 얼마 며칠 몇 수 것 때 등 및 "
-                           "좀 정도 알리 궁금 말하 설명".split())
+QUESTION_WORDS = frozenset("하 되 있 없 가 오 나오 보 주 받 않 쓰 알 어떻 이렇 그렇 무엇 뭐 어디 언제 누구 왜 "
+                           "얼마 얼마나 며칠 몇 수 것 때 등 및 좀 정도 알리 궁금 궁금하 말하 설명 가능 방법".split())
 
 
 @dataclass
@@ -136,8 +139,9 @@ class Searcher:
         out = []
         for t in terms:
             korean_word = all("가" <= c <= "힣" for c in t)
+            cuts = range(COMPOUND_PART, len(t) - COMPOUND_PART + 1)
             cut = None if t in vocab or not korean_word else next(
-                (i for i in range(COMPOUND_PART, len(t) - COMPOUND_PART + 1) if t[:i] in vocab and t[i:] in vocab), None)
+                (i for i in cuts if t[:i] in vocab and t[i:] in vocab), None)
             out += [t] if cut is None else [t[:cut], t[cut:]]
         return out
 
@@ -151,9 +155,10 @@ class Searcher:
         """For each passage: the IDF-weighted share of the distinct query terms it contains. A spelled-out period
         ("일주일") is also found where the passage writes its number and unit ("1주"; korean.SPELLED_PERIODS)."""
         bm25, vocab = self.index.bm25, self.index.bm25.vocab_dict
-        rarest = float(self.idf.max(initial=1.0))  # a term no passage has weighs as the rarest
+        n = max(len(self.index.passages), UNSEEN_PASSAGES)
+        unseen = float(np.log(1 + (n + 0.5) / 0.5))  # Lucene's idf for a term in no passage (UNSEEN_PASSAGES)
         distinct = list(dict.fromkeys(terms))
-        weights = [float(self.idf[vocab[t]]) if t in vocab else rarest for t in distinct]
+        weights = [float(self.idf[vocab[t]]) if t in vocab else unseen for t in distinct]
         found = np.zeros(len(passage_ids))
         total = sum(weights)
         if total <= 0:

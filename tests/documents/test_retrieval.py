@@ -51,6 +51,16 @@ def test_a_time_of_day_written_0900_answers_a_question_asking_what_time(sample_i
     best = sample_index.search("근무시간은 몇 시부터 몇 시까지인가요?", top_k=1)[0]
     assert "제10조 근무시간" in best.where and best.relevance == 1
 
+
+def test_a_question_about_what_the_documents_never_mention_is_not_covered_by_one_common_word(sample_index):
+    # 헬스장 and 수영장 are in no document; 지원 and 회사 are in many: 0.39 and 0.26 when an unseen word weighed as
+    # the index's rarest, which in a small index is barely more than a common one
+    for question in ("헬스장 지원 있나요?", "회사 수영장은 어디에 있나요?"):
+        assert all(h.relevance < 0.3 for h in sample_index.search(question, top_k=3)), question
+    # and how a question is asked ("얼마나 쓸 수 있는지 궁금해요") is no topic word the passage lacks
+    best = sample_index.search("병가는 얼마나 쓸 수 있는지 궁금해요", top_k=1)[0]
+    assert "제13조 병가" in best.where and best.relevance == 1
+
 def test_how_a_question_is_asked_covers_nothing(sample_index):
     # no document mentions 수당; "나오나요" is how it is asked, and a FAQ row that says "나옵니다" does not cover it
     assert all(h.relevance < 0.3 for h in sample_index.search("수당이 나오나요?", top_k=5))
