@@ -6,6 +6,7 @@ import unicodedata
 import httpx
 import openai
 import pytest
+from support import INDEX_SETTINGS
 
 from kochat.documents import grounding
 from kochat.tokenization import encode_prompt
@@ -83,6 +84,22 @@ def test_a_follow_up_is_retrieved_with_the_conversation(docs_server):
                     {"role": "user", "content": "그럼 2년차는요?"}]
         reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=8)
         assert reply.model_extra["sources"][0]["source"] == expected
+
+
+def test_an_index_is_described_by_the_files_it_holds_passages_from(tmp_path):
+    import shutil
+
+    from kochat import PROJECT_ROOT
+    from kochat.documents import indexing, store
+    from kochat.documents.retrieval import Searcher
+    from kochat.server import Library
+
+    shutil.copytree(PROJECT_ROOT / "data" / "company_docs", tmp_path / "docs")
+    (tmp_path / "docs" / "old.hwp").write_bytes(b"\xd0\xcf\x11\xe0")  # skipped: counted apart, not as a file read
+    indexing.update_index(str(tmp_path / "docs"), str(tmp_path / "index"), **INDEX_SETTINGS)
+    [described] = Library({"hr": Searcher(store.open_index(tmp_path / "index"))}, top_k=3, min_relevance=0.3
+                          ).describe(None)
+    assert (described["name"], described["files"], described["skipped"]) == ("hr", 7, 1) and described["passages"]
 
 
 def test_a_key_never_retrieves_from_an_index_it_is_not_given(docs_server):

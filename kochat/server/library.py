@@ -31,8 +31,10 @@ class Library:
         out = []
         for name in self.allowed(scope):
             settings = self.searchers[name].index.settings
-            out.append({"name": name, "object": "index", "files": settings.get("files", 0),
-                        "passages": settings.get("passages", 0), "updated": settings.get("updated")})
+            skipped = settings.get("skipped", 0)  # counted among its files (they are tried again on each update)
+            out.append({"name": name, "object": "index", "files": settings.get("files", 0) - skipped,
+                        "skipped": skipped, "passages": settings.get("passages", 0),
+                        "updated": settings.get("updated")})
         return out
 
     def choose(self, body: ChatRequest, scope: frozenset | None) -> Searcher | None:
