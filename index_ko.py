@@ -113,6 +113,8 @@ def show(question, hits):
     if JSON:
         for h in hits:
             print(json.dumps({"question": question, **h.to_dict()}, ensure_ascii=False))
+        if not hits:  # standard output stays JSON lines, none here; a person or a log still reads why
+            print(f"no passage matches {question!r}", file=sys.stderr)
         return
     if not hits:
         print(f"no passage matches {question!r}")

@@ -31,6 +31,8 @@ def test_build_update_and_search_as_a_user_does(run_script, tmp_path):
     hits = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert len(hits) == 5 and hits[0]["question"] == "휴가 신청 방법" and hits[0]["n"] == 1
     assert {"source", "page", "heading", "text", "score", "relevance"} <= set(hits[0])
+    nothing = run_script("index_ko.py", "--index=idx", "--search=qwxz", "--json=true", cwd=tmp_path)
+    assert nothing.returncode == 0 and nothing.stdout == "" and "no passage matches 'qwxz'" in nothing.stderr
 
     (tmp_path / "qs.txt").write_text("# 질문 목록\n본인 결혼 경조금은?\n회의실 예약은 몇 시간까지?\n", encoding="utf-8")
     searched = run_script("index_ko.py", "--index=idx", "--search_file=qs.txt", "--top_k=3", cwd=tmp_path)
