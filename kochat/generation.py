@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
+from . import decode_attention
 from .fused_projections import fuse_projections
 from .kv_cache import static_cache
 from .modeling import transformers_model
@@ -237,8 +238,10 @@ def compiled_forward(core):
     """transformers' own compiled forward (torch.compile, CUDA graphs) where compiles(core), else the plain forward.
     Compiled with the model's generation_config.compile_config, as generate() compiles it (None: transformers'
     default), after the projections that read one input are fused (kochat/fused_projections.py: fewer, larger
-    products a token)."""
+    products a token) and a grouped-query model's attention of one token reads its cache without widening it
+    (kochat/decode_attention.py)."""
     if not compiles(core):
         return core
     fuse_projections(core)
+    decode_attention.use_for_decoding(core)
     return core.get_compiled_call(core.generation_config.compile_config)
