@@ -136,7 +136,7 @@ def main(argv):
         gc.collect()  # the compiled forward and the model refer to each other
 
 
-def profile(model, tokenizer, template, question, cache_8bit, steps: int = 256, top: int = 15) -> dict:
+def profile(model, tokenizer, template, question, cache_8bit, steps: int = 256, top: int = 30) -> dict:
     """The GPU kernels that took the most time in one answer of `steps` tokens, as gen_speed measured (the same
     cache length: its graphs replay, nothing compiles), each with its share of the GPU time and its microseconds
     a step (the prefill is counted in: one forward of the prompt)."""
