@@ -4,7 +4,8 @@ Every file under the folder (recursively; hidden files and folders are left out)
 content hash is unchanged keeps its passages, search terms and vectors from the current index without
 being read again; new and changed files are read and chunked; deleted files drop out. The result is
 written as a new generation of the index folder (kochat.documents.store), so the previous index stays
-whole until the new one is complete. A changed chunking or embedding setting re-reads everything.
+whole until the new one is complete; an update that finds nothing changed writes nothing. A changed chunking or
+embedding setting re-reads everything.
 """
 from __future__ import annotations
 
@@ -34,12 +35,15 @@ class Report:
     passages: int = 0
     new_passages: int = 0
     skipped: dict = field(default_factory=dict)  # relative path -> why
+    written: bool = True          # False: nothing had changed, the index was left as it was
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
         out = [f"files read: {self.read:,}   unchanged: {self.unchanged:,}   removed: {self.removed:,}   "
                f"skipped: {len(self.skipped):,}   passages: {self.passages:,} ({self.new_passages:,} new)"]
         out += [f"      skipped {path}: {why}" for path, why in sorted(self.skipped.items())]
+        if not self.written:
+            out.append("nothing changed: the index is as it was")
         return out
 
 
@@ -152,6 +156,11 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
     if not passages and previous is not None and previous.passages and not rebuild:
         raise UserError(f"no readable document in {docs_dir} (an unmounted share?); the index keeps its "
                         f"{len(previous.passages):,} passages. To empty it anyway: --rebuild=true")
+    if previous is not None and files == previous.files and all(previous.settings.get(k) == v
+                                                                for k, v in settings.items()):
+        report.written = False  # the same files, read the same way: a new generation would be a copy
+        report.seconds = time.perf_counter() - started
+        return report
 
     embeddings = None
     if embedder is not None:

@@ -31,12 +31,18 @@ def test_every_sample_format_is_indexed_and_an_unchanged_folder_reads_nothing(do
                                            "사내_FAQ.csv", "회의실_이용_안내.txt", "사내_동호회.html"}
     again = update(docs, tmp_path / "index")
     assert (again.read, again.unchanged, again.removed, again.passages) == (0, 7, 0, first.passages)
+    assert not again.written and again.lines()[-1] == "nothing changed: the index is as it was"
+    assert sorted(p.name for p in (tmp_path / "index").glob("g*")) == ["g000001"]  # no copy written
     index = store.open_index(tmp_path / "index")
     assert index.settings["passages"] == first.passages == len(index.passages) and index.settings["files"] == 7
+    for n in (1, 2):
+        with open(docs / "취업규칙.md", "a", encoding="utf-8") as f:
+            f.write(f"\n추가 안내 {n}.\n")
+        changed = update(docs, tmp_path / "index")
+        assert changed.written and (changed.read, changed.unchanged) == (1, 6)
     # the previous generation stays for readers that opened it; the next update removes it
-    assert sorted(p.name for p in (tmp_path / "index").glob("g*")) == ["g000001", index.generation.name]
-    update(docs, tmp_path / "index")
     assert sorted(p.name for p in (tmp_path / "index").glob("g*")) == ["g000002", "g000003"]
+    assert update(docs, tmp_path / "index", b=0.5).written  # a setting changed: written again
 
 
 def test_changed_files_are_read_again_and_deleted_files_leave(docs, tmp_path):
@@ -175,10 +181,11 @@ def test_a_reader_that_opened_the_previous_generation_still_reads_it(docs, tmp_p
     """A server that resolved CURRENT just before an update switched it still finds that generation."""
     index = tmp_path / "index"
     update(docs, index)
-    first = store.current_generation(index)
+    first, before = store.current_generation(index), store.open_index(index).passages
+    (docs / "회의실_이용_안내.txt").unlink()
     update(docs, index)
     assert store.current_generation(index) != first
-    assert store._read(index, first).passages == store.open_index(index).passages
+    assert store._read(index, first).passages == before != store.open_index(index).passages
 
 
 def test_skipped_files_are_tried_again_and_an_empty_folder_keeps_a_good_index(docs, tmp_path):
