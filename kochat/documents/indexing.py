@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from . import chunking, korean, store
+from . import chunking, korean, readers, store
 from .readers import Unreadable, read_document
 
 # Settings that decide what the passages are: changing one re-reads every file.
-SHAPING = ("chunk_chars", "overlap_chars", "embedding_model", "kiwipiepy", "analysis")
+SHAPING = ("chunk_chars", "overlap_chars", "embedding_model", "kiwipiepy", "analysis", "readers")
 
 
 @dataclass
@@ -86,6 +86,7 @@ def update_index(docs: str, folder: str, *, chunk_chars: int, overlap_chars: int
         embedding_model = str(Path(embedding_model).expanduser().resolve())
     settings = {"chunk_chars": chunk_chars, "overlap_chars": overlap_chars, "bm25_k1": k1, "bm25_b": b,
                 "embedding_model": embedding_model, "kiwipiepy": korean.version(), "analysis": korean.ANALYSIS,
+                "readers": readers.VERSION,
                 "docs": str(docs_dir.resolve())}
     with open(index_dir / ".lock", "w") as lock:  # flock: local disks (on a network share, run one update at a time)
         try:

@@ -11,7 +11,7 @@ import pytest
 from support import INDEX_SETTINGS
 
 from kochat import PROJECT_ROOT
-from kochat.documents import indexing, korean, store
+from kochat.documents import indexing, korean, readers, store
 from kochat.documents.retrieval import Searcher
 from kochat.errors import UserError
 
@@ -88,12 +88,14 @@ def test_cp949_text_is_indexed_as_korean(docs, tmp_path):
     assert any(h.source == "회의실_이용_안내.txt" and "예약" in h.text for h in hits)
 
 
-def test_a_changed_chunk_size_or_analysis_rereads_everything_and_bad_folders_are_one_line(docs, tmp_path,
-                                                                                          monkeypatch):
+def test_changed_chunks_analysis_or_readers_reread_everything_and_bad_folders_are_one_line(docs, tmp_path,
+                                                                                           monkeypatch):
     update(docs, tmp_path / "index")
     assert update(docs, tmp_path / "index", chunk_chars=300).read == 7
     assert update(docs, tmp_path / "index", chunk_chars=300).read == 0
     monkeypatch.setattr(korean, "ANALYSIS", korean.ANALYSIS + 1)  # terms made another way: every file read again
+    assert update(docs, tmp_path / "index", chunk_chars=300).read == 7
+    monkeypatch.setattr(readers, "VERSION", readers.VERSION + 1)  # files read another way: the same
     assert update(docs, tmp_path / "index", chunk_chars=300).read == 7
     with pytest.raises(UserError, match="not a folder of documents"):
         update(tmp_path / "missing", tmp_path / "index")

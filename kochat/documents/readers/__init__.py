@@ -23,7 +23,11 @@ from .base import Section, Unreadable, decode_text, reason, tidy
 from .office import read_docx, read_hwpx, read_pdf
 from .text import read_csv, read_html, read_jsonl, read_markdown
 
-__all__ = ["SUPPORTED", "Section", "Unreadable", "decode_text", "read_document"]
+__all__ = ["SUPPORTED", "VERSION", "Section", "Unreadable", "decode_text", "read_document"]
+
+# Counts changes to the sections a file becomes (2: an FAQ row's other columns kept): an index made under another
+# reads its files again on its next update.
+VERSION = 2
 
 SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".hwpx", ".csv", ".jsonl")
 # Office files of another kind: what to save them as, in the program that made them

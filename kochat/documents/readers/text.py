@@ -1,7 +1,8 @@
 """The text formats: Markdown (headings, tables, links and code fences), HTML (headings, tables and block
 elements, with scripts, styles and menus dropped) and question/answer FAQ files (.csv, .jsonl), one section per
-row whose columns are found by the names in QUESTION_COLUMNS, ANSWER_COLUMNS and INPUT_COLUMNS. Each reader
-takes text already decoded by `decode_text`.
+row whose columns are found by the names in QUESTION_COLUMNS, ANSWER_COLUMNS and INPUT_COLUMNS (other columns,
+such as a category, follow the answer as "name: value" lines). Each reader takes text already decoded by
+`decode_text`.
 """
 from __future__ import annotations
 
@@ -99,13 +100,21 @@ def _faq_sections(records: list) -> list[Section]:
         if q is None or a is None:
             continue
         matched = True
-        q, a, i = (record.get(k) if k is not None else "" for k in (q, a, i))
-        q, a, i = (str(v).strip() if isinstance(v, (str, int, float)) else "" for v in (q, a, i))
+        # the row's other columns (a category, a team, a link) as "name: value" lines after the answer: kept,
+        # shown and searched
+        others = [f"{str(k).strip()}: {cell_text(v)}" for k, v in record.items()
+                  if k not in (q, a, i) and k is not None and str(k).strip() and cell_text(v)]
+        q, a, i = (cell_text(record.get(k)) if k is not None else "" for k in (q, a, i))
         if q and a:
-            sections.append(Section(q + "\n" + (i + "\n" if i else "") + a, None, q, number))
+            sections.append(Section("\n".join([q, *([i] if i else []), a, *others]), None, q, number))
     if not matched:
         raise Unreadable("no question/answer columns: name them question and answer (or 질문 and 답변)")
     return sections
+
+
+def cell_text(value) -> str:
+    """A cell as text ("" for an empty one, a list or a nested object)."""
+    return str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
 
 
 def read_csv(text: str) -> list[Section]:
