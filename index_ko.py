@@ -53,8 +53,8 @@ def main(argv):
             why = "see the skipped files above" if report.skipped else "the folder holds no files"
             raise UserError(f"no passages: {DOCS} holds no readable document ({why})")
         print(f"index ready: {INDEX}.  search it: python3 index_ko.py --index={INDEX} --search=\"질문\"\n"
-              f"answer from it: python3 chat_ko.py --adapter=outputs/<run> --index={INDEX}\n"
-              f"a serve_ko.py already running reads it when restarted")
+              f"answer from it: python3 chat_ko.py --adapter=outputs/<run> --index={INDEX}"
+              + ("\na serve_ko.py already running reads it when restarted" if report.written else ""))
         return
 
     # 2. open it, with the models it was built with

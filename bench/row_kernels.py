@@ -76,7 +76,7 @@ def kernels():
         tl.store(out_ptr + rows, acc.to(out_ptr.dtype.element_ty))
 
     @triton.jit
-    def int8_row(x_ptr, w_ptr, s_ptr, out_ptr, N, K, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    def int8_row(x_ptr, w_ptr, s_ptr, out_ptr, K, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         cols = tl.arange(0, BLOCK_K)
         acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
@@ -107,7 +107,7 @@ def int8_row(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
     """x [K] times the int8 weights (weight [N, K] int8, scale [N]): [N]."""
     n, k = weight.shape
     out = torch.empty(n, dtype=x.dtype, device=x.device)
-    kernels()["int8_row"][(n // block_n,)](x, weight, scale, out, n, k, BLOCK_N=block_n, BLOCK_K=block_k,
+    kernels()["int8_row"][(n // block_n,)](x, weight, scale, out, k, BLOCK_N=block_n, BLOCK_K=block_k,
                                            num_warps=num_warps)
     return out
 
@@ -117,14 +117,6 @@ def pack_int4(q: torch.Tensor) -> torch.Tensor:
     the low nibble and column j + 64 in the high one."""
     q = q.to(torch.uint8).reshape(q.shape[0], -1, 2, GROUP // 2)
     return (q[:, :, 0] | (q[:, :, 1] << 4)).reshape(q.shape[0], -1).contiguous()
-
-
-def dequantize_int4(packed: torch.Tensor, scale_and_zero: torch.Tensor) -> torch.Tensor:
-    """The weights [N, K] in float32, as the kernel computes them."""
-    grouped = packed.reshape(packed.shape[0], -1, GROUP // 2)
-    q = torch.stack([grouped & 15, grouped >> 4], dim=2).reshape(packed.shape[0], -1).float()
-    scale, zero = (scale_and_zero[..., i].t().float().repeat_interleave(GROUP, dim=1) for i in (0, 1))
-    return (q - 8) * scale + zero
 
 
 def from_tinygemm(weight) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,13 +133,19 @@ def from_tinygemm(weight) -> tuple[torch.Tensor, torch.Tensor]:
     return pack_int4(q), scale_and_zero
 
 
-def numbers(text: str) -> list[int]:
-    return [int(v) for v in text.split(",")]
+def numbers(name: str) -> list[int]:
+    """A comma-separated constant as powers of 2 (Triton's block sizes), or one line saying what is wrong."""
+    text = globals()[name]
+    values = [int(v) for v in text.split(",") if v.strip().isdigit()]
+    if not values or len(values) != len(text.split(",")) or any(v & (v - 1) for v in values):
+        raise UserError(f"--{name.lower()}={text}: give powers of 2 separated by commas, e.g. 8,16,32")
+    return values
 
 
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "OUT")
+    sweep = {name: numbers(name) for name in ("INT4_BLOCKS", "INT4_GROUPS", "INT8_BLOCKS", "INT8_COLUMNS", "WARPS")}
     if not torch.cuda.is_available():
         raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
     if SHAPE not in SHAPES:
@@ -182,7 +180,7 @@ def main(argv):
         packed, scale_and_zero = from_tinygemm(tinygemm.weight)
         expected = tinygemm(row)[0].float()
         best = None
-        for block, groups, warps in itertools.product(numbers(INT4_BLOCKS), numbers(INT4_GROUPS), numbers(WARPS)):
+        for block, groups, warps in itertools.product(sweep["INT4_BLOCKS"], sweep["INT4_GROUPS"], sweep["WARPS"]):
             if k % (groups * GROUP) or n % block:
                 continue
             def run():
@@ -191,6 +189,9 @@ def main(argv):
             us = time_us(run)
             if best is None or us < best["us"]:
                 best = {"us": us, "block_n": block, "groups": groups, "warps": warps, "relative_error": error}
+        if best is None:
+            raise UserError(f"no --int4_blocks and --int4_groups fit the {n}x{k} layer: blocks must divide {n}, "
+                            f"groups of 128 divide {k}")
         here["triton_int4"] = best
         del tinygemm, packed, scale_and_zero
 
@@ -200,7 +201,7 @@ def main(argv):
         expected = compiled(row)[0].float()
         qdata, scale = int8.weight.qdata, int8.weight.scale.reshape(-1)
         best = None
-        for block, columns, warps in itertools.product(numbers(INT8_BLOCKS), numbers(INT8_COLUMNS), numbers(WARPS)):
+        for block, columns, warps in itertools.product(sweep["INT8_BLOCKS"], sweep["INT8_COLUMNS"], sweep["WARPS"]):
             if k % columns or n % block:
                 continue
             def run():
@@ -209,6 +210,9 @@ def main(argv):
             us = time_us(run)
             if best is None or us < best["us"]:
                 best = {"us": us, "block_n": block, "block_k": columns, "warps": warps, "relative_error": error}
+        if best is None:
+            raise UserError(f"no --int8_blocks and --int8_columns fit the {n}x{k} layer: blocks must divide {n}, "
+                            f"columns divide {k}")
         here["triton_int8"] = best
         del int8, compiled, qdata, scale
         torch._dynamo.reset()

@@ -20,14 +20,14 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
 
     groups = getattr(module, "num_key_value_groups", 1)
     batch, heads, length, dim = query.shape
-    if (groups == 1 or length != 1 or kwargs.get("position_bias") is not None
+    if (groups == 1 or length != 1 or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None
             or (attention_mask is not None and attention_mask.shape[1] != 1)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     # query head h reads key/value head h // groups (repeat_kv's order): [batch, kv heads, groups, dim]
     rows = query.reshape(batch, heads // groups, groups, dim)
     out = F.scaled_dot_product_attention(rows, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling)
-    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+    return out.reshape(batch, heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
 
 
 def use_for_decoding(model) -> bool:
@@ -41,5 +41,5 @@ def use_for_decoding(model) -> bool:
         return False
     AttentionInterface.register(NAME, attention)
     AttentionMaskInterface.register(NAME, sdpa_mask)
-    model.set_attn_implementation(NAME)
-    return True
+    model.set_attn_implementation(NAME)  # a model that cannot switch keeps sdpa (transformers logs why)
+    return model.config._attn_implementation == NAME

@@ -1,12 +1,14 @@
 import torch
 from transformers import CompileConfig
+from transformers.integrations import sdpa_attention
 
 from kochat import decode_attention, generation, modeling, tiny
 from kochat.generation import gen
 from kochat.prompts import load_template
 
 QUESTIONS = [[{"role": "user", "content": "연차는 며칠인가요?"}],
-             [{"role": "system", "content": "짧게 답하세요."}, {"role": "user", "content": "한국의 수도는?"}]]
+             [{"role": "system", "content": "짧게 답하세요."},
+              {"role": "user", "content": "한국의 수도는?"}]]
 
 
 def qwen3():  # the tiny_chat preset's model: 4 query heads, 2 key/value heads
@@ -27,19 +29,25 @@ def test_one_token_attends_the_cache_unwidened_with_the_same_logits(monkeypatch)
     with torch.inference_mode():
         before = greedy_logits(model, ids, mask)
         assert decode_attention.use_for_decoding(model)
-        shapes = []
-        sdpa = torch.nn.functional.scaled_dot_product_attention
+        packed, handed_on = [], []
+        sdpa, sdpa_forward = torch.nn.functional.scaled_dot_product_attention, sdpa_attention.sdpa_attention_forward
 
-        def recorded(query, key, *args, **kwargs):
-            shapes.append((tuple(query.shape), tuple(key.shape)))
+        def packing(query, key, *args, **kwargs):  # decode_attention's own call
+            packed.append((tuple(query.shape), tuple(key.shape)))
             return sdpa(query, key, *args, **kwargs)
-        monkeypatch.setattr(decode_attention.F, "scaled_dot_product_attention", recorded)
+
+        def handing_on(module, query, *args, **kwargs):  # what it leaves to transformers' sdpa
+            handed_on.append(tuple(query.shape))
+            with monkeypatch.context() as inside:  # transformers' own call is not decode_attention's
+                inside.setattr(torch.nn.functional, "scaled_dot_product_attention", sdpa)
+                return sdpa_forward(module, query, *args, **kwargs)
+        monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", packing)
+        monkeypatch.setattr(sdpa_attention, "sdpa_attention_forward", handing_on)
         after = greedy_logits(model, ids, mask)
     assert torch.allclose(after, before, atol=1e-5)
+    assert handed_on == [(2, 4, 7, 32)] * 2  # the prompt, in each of the 2 layers
     # each new token: batch 2, the 2 key/value heads, each with its 2 query heads as rows, the cache unwidened
-    decoding = [s for s in shapes if s[0][2] == 2]
-    assert decoding and all(q == (2, 2, 2, 32) and k[1] == 2 for q, k in decoding)
-    assert len(decoding) == 5 * 2  # 5 new tokens after the prompt's, 2 layers
+    assert len(packed) == 5 * 2 and all(q == (2, 2, 2, 32) and k[1] == 2 for q, k in packed)  # 5 tokens, 2 layers
 
 
 def test_gen_switches_where_it_compiles_and_answers_as_before(monkeypatch):

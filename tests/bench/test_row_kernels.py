@@ -1,14 +1,26 @@
+import pytest
 import torch
 
 from bench import row_kernels
+from kochat.errors import UserError
 
 
-def test_int4_levels_pack_two_to_a_byte_and_come_back_as_tinygemm_computes_them():
+def test_int4_levels_pack_two_to_a_byte_a_group_s_halves_together():
     torch.manual_seed(0)
     q = torch.randint(0, 16, (4, 256))
-    scale_and_zero = torch.rand(2, 4, 2)  # tinygemm's [K/128, N, 2]
     packed = row_kernels.pack_int4(q)
     assert packed.shape == (4, 128) and packed.dtype == torch.uint8
-    assert packed[0, 0] == q[0, 0] | (q[0, 64] << 4)  # a group's byte j: its columns j and j + 64
-    scale, zero = (scale_and_zero[..., i].t().repeat_interleave(128, dim=1) for i in (0, 1))
-    assert torch.equal(row_kernels.dequantize_int4(packed, scale_and_zero), (q - 8) * scale + zero)
+    halves = packed.reshape(4, 2, 64)  # byte j of group g: its columns j (low nibble) and j + 64 (high)
+    assert torch.equal((halves & 15).to(torch.int64), q.reshape(4, 2, 2, 64)[:, :, 0])
+    assert torch.equal((halves >> 4).to(torch.int64), q.reshape(4, 2, 2, 64)[:, :, 1])
+
+
+def test_block_sizes_must_be_powers_of_two(monkeypatch):
+    monkeypatch.setattr(row_kernels, "WARPS", "2,4,6")
+    with pytest.raises(UserError, match="--warps=2,4,6: give powers of 2"):
+        row_kernels.numbers("WARPS")
+    monkeypatch.setattr(row_kernels, "WARPS", "4,x")
+    with pytest.raises(UserError, match="powers of 2"):
+        row_kernels.numbers("WARPS")
+    monkeypatch.setattr(row_kernels, "WARPS", "4,8")
+    assert row_kernels.numbers("WARPS") == [4, 8]

@@ -224,8 +224,15 @@ def test_faq_columns_besides_question_and_answer_follow_the_answer(tmp_path):
     path = write(tmp_path, "a.csv", "분류,질문,답변,담당\n근태,연차는 며칠?,15일입니다.,인사팀\n복지,헬스장 지원?,월 5만원.,\n")
     assert read_document(path) == [Section("연차는 며칠?\n15일입니다.\n분류: 근태\n담당: 인사팀", None, "연차는 며칠?", 1),
                                    Section("헬스장 지원?\n월 5만원.\n분류: 복지", None, "헬스장 지원?", 2)]
-    line = '{"instruction": "Q", "output": "A", "url": "https://wiki/q", "tags": ["x"], "ok": true, "id": 7}'
-    assert read_document(write(tmp_path, "a.jsonl", line)) == [Section("Q\nA\nurl: https://wiki/q\nid: 7", None, "Q", 1)]
+    line = ('{"instruction": "Q", "output": "A", "url": "https://wiki/q", "tags": ["연차", "휴가"], "ok": true, '
+            '"id": 7, "score": NaN, "meta": {"a": 1}}')
+    assert read_document(write(tmp_path, "a.jsonl", line)) == [
+        Section("Q\nA\nurl: https://wiki/q\ntags: 연차, 휴가\nid: 7", None, "Q", 1)]
+
+
+def test_an_unquoted_comma_in_the_last_column_stays_in_the_answer(tmp_path):
+    path = write(tmp_path, "a.csv", "질문,답변\n연차는 며칠?,15일, 단 첫해는 11일\n")
+    assert read_document(path) == [Section("연차는 며칠?\n15일, 단 첫해는 11일", None, "연차는 며칠?", 1)]
 
 
 def test_csv_semicolons_and_bom(tmp_path):

@@ -23,6 +23,9 @@ def test_build_update_and_search_as_a_user_does(run_script, tmp_path):
     assert forgot.returncode == 2 and "indexes " in forgot.stderr and "pass --docs=" in forgot.stderr
     updated = run_script("index_ko.py", "--docs=docs", "--index=idx", cwd=tmp_path)
     assert updated.stdout.splitlines()[1].startswith("files read: 0   unchanged: 6   removed: 1   skipped: 1")
+    assert "reads it when restarted" in updated.stdout
+    again = run_script("index_ko.py", "--docs=docs", "--index=idx", cwd=tmp_path)
+    assert "nothing changed: the index is as it was" in again.stdout and "restarted" not in again.stdout
 
     found = run_script("index_ko.py", "--index=idx", "--search=서울 출장 숙박비 상한은?", "--top_k=2", cwd=tmp_path)
     assert found.returncode == 0 and found.stdout.startswith("[1] ") and "출장비_규정.docx · 제6조 숙박비" in found.stdout

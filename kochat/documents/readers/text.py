@@ -103,7 +103,7 @@ def _faq_sections(records: list) -> list[Section]:
         # the row's other columns (a category, a team, a link) as "name: value" lines after the answer: kept,
         # shown and searched
         others = [f"{str(k).strip()}: {cell_text(v)}" for k, v in record.items()
-                  if k not in (q, a, i) and k is not None and str(k).strip() and cell_text(v)]
+                  if k not in (q, a, i) and str(k).strip() and cell_text(v)]
         q, a, i = (cell_text(record.get(k)) if k is not None else "" for k in (q, a, i))
         if q and a:
             sections.append(Section("\n".join([q, *([i] if i else []), a, *others]), None, q, number))
@@ -113,17 +113,31 @@ def _faq_sections(records: list) -> list[Section]:
 
 
 def cell_text(value) -> str:
-    """A cell as text ("" for an empty one, a list or a nested object)."""
-    return str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
+    """A cell as text: a list's items joined by commas; "" for an empty cell, a true/false, an object, NaN."""
+    if isinstance(value, list):
+        return ", ".join(filter(None, map(cell_text, value)))
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value != value:
+        return ""
+    return str(value).strip()
 
 
 def read_csv(text: str) -> list[Section]:
     header = text.split("\n", 1)[0]
     delimiter = "," if "," in header else "\t" if "\t" in header else ";" if ";" in header else ","
     try:
-        return _faq_sections(list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)))
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+        return _faq_sections([joined_overflow(row, reader.fieldnames, delimiter) for row in reader])
     except csv.Error as e:
         raise Unreadable(f"not a readable CSV: {reason(e)}") from None
+
+
+def joined_overflow(row: dict, header: list[str], delimiter: str) -> dict:
+    """A row with more cells than the header (an answer's unquoted comma, the usual slip in a hand-made sheet):
+    the extra cells go back onto the last column, with the delimiters between them."""
+    extra = row.pop(None, None)  # csv.DictReader's key for cells past the header
+    if extra:
+        row[header[-1]] = delimiter.join([row[header[-1]] or "", *extra])
+    return row
 
 
 def read_jsonl(text: str) -> list[Section]:
