@@ -142,6 +142,23 @@ def numbers(name: str) -> list[int]:
     return values
 
 
+def fastest(time_us, expected, choices: dict, fits, run, none_fit: str) -> dict:
+    """The fastest of the kernel's settings (every combination of `choices` that `fits`), with its time and its
+    result's relative error against `expected`; one line where none fits."""
+    best = None
+    for values in itertools.product(*choices.values()):
+        config = dict(zip(choices, values))
+        if not fits(config):
+            continue
+        error = ((run(config).float() - expected).norm() / expected.norm()).item()
+        us = time_us(lambda: run(config))
+        if best is None or us < best["us"]:
+            best = {"us": us, **config, "relative_error": error}
+    if best is None:
+        raise UserError(none_fit)
+    return best
+
+
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "OUT")
@@ -179,20 +196,12 @@ def main(argv):
         here["tinygemm"] = time_us(lambda: tinygemm(row))
         packed, scale_and_zero = from_tinygemm(tinygemm.weight)
         expected = tinygemm(row)[0].float()
-        best = None
-        for block, groups, warps in itertools.product(sweep["INT4_BLOCKS"], sweep["INT4_GROUPS"], sweep["WARPS"]):
-            if k % (groups * GROUP) or n % block:
-                continue
-            def run():
-                return int4_row(x, packed, scale_and_zero, block, groups, warps)
-            error = ((run().float() - expected).norm() / expected.norm()).item()
-            us = time_us(run)
-            if best is None or us < best["us"]:
-                best = {"us": us, "block_n": block, "groups": groups, "warps": warps, "relative_error": error}
-        if best is None:
-            raise UserError(f"no --int4_blocks and --int4_groups fit the {n}x{k} layer: blocks must divide {n}, "
-                            f"groups of 128 divide {k}")
-        here["triton_int4"] = best
+        here["triton_int4"] = fastest(
+            time_us, expected,
+            {"block_n": sweep["INT4_BLOCKS"], "groups": sweep["INT4_GROUPS"], "warps": sweep["WARPS"]},
+            lambda c: not (k % (c["groups"] * GROUP) or n % c["block_n"]),
+            lambda c: int4_row(x, packed, scale_and_zero, c["block_n"], c["groups"], c["warps"]),
+            f"no --int4_blocks and --int4_groups fit the {n}x{k} layer: blocks must divide {n}, groups of 128 {k}")
         del tinygemm, packed, scale_and_zero
 
         int8 = linear(weight, Int8WeightOnlyConfig())
@@ -200,20 +209,12 @@ def main(argv):
         here["torchao_int8_compiled"] = time_us(lambda: compiled(row))
         expected = compiled(row)[0].float()
         qdata, scale = int8.weight.qdata, int8.weight.scale.reshape(-1)
-        best = None
-        for block, columns, warps in itertools.product(sweep["INT8_BLOCKS"], sweep["INT8_COLUMNS"], sweep["WARPS"]):
-            if k % columns or n % block:
-                continue
-            def run():
-                return int8_row(x, qdata, scale, block, columns, warps)
-            error = ((run().float() - expected).norm() / expected.norm()).item()
-            us = time_us(run)
-            if best is None or us < best["us"]:
-                best = {"us": us, "block_n": block, "block_k": columns, "warps": warps, "relative_error": error}
-        if best is None:
-            raise UserError(f"no --int8_blocks and --int8_columns fit the {n}x{k} layer: blocks must divide {n}, "
-                            f"columns divide {k}")
-        here["triton_int8"] = best
+        here["triton_int8"] = fastest(
+            time_us, expected,
+            {"block_n": sweep["INT8_BLOCKS"], "block_k": sweep["INT8_COLUMNS"], "warps": sweep["WARPS"]},
+            lambda c: not (k % c["block_k"] or n % c["block_n"]),
+            lambda c: int8_row(x, qdata, scale, c["block_n"], c["block_k"], c["warps"]),
+            f"no --int8_blocks and --int8_columns fit the {n}x{k} layer: blocks must divide {n}, columns {k}")
         del int8, compiled, qdata, scale
         torch._dynamo.reset()
         runs.write_json(Path(OUT), results)

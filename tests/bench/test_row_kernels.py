@@ -24,3 +24,18 @@ def test_block_sizes_must_be_powers_of_two(monkeypatch):
         row_kernels.numbers("WARPS")
     monkeypatch.setattr(row_kernels, "WARPS", "4,8")
     assert row_kernels.numbers("WARPS") == [4, 8]
+
+
+def test_the_fastest_setting_that_fits_is_kept_with_its_error():
+    speeds = {(8, 2): 5.0, (16, 2): 3.0, (16, 4): 1.0}  # microseconds; (16, 4) is made not to fit: never kept
+
+    def run(config):  # a kernel whose result is its own time, against an expected 1
+        return torch.full((4,), speeds[config["block_n"], config["warps"]])
+
+    def time_us(fn):
+        return fn()[0].item()
+    best = row_kernels.fastest(time_us, torch.ones(4), {"block_n": [8, 16], "warps": [2, 4]},
+                               lambda c: c["warps"] == 2, run, "none fit")
+    assert best == {"us": 3.0, "block_n": 16, "warps": 2, "relative_error": 2.0}
+    with pytest.raises(UserError, match="none fit"):
+        row_kernels.fastest(time_us, torch.ones(4), {"block_n": [8]}, lambda c: False, run, "none fit")
