@@ -9,8 +9,10 @@ from __future__ import annotations
 import ast
 import difflib
 import math
+import os
 import re
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -18,15 +20,22 @@ from .errors import UserError
 
 
 def run(main) -> int:
-    """Call main(argv) and turn a UserError into one line on stderr and exit status 2."""
+    """Call main(argv) and turn a UserError into one line on stderr and exit status 2; output read only in part
+    (`| head`) ends quietly, as other command-line programs do."""
     try:
-        return main(sys.argv[1:]) or 0
+        try:
+            return main(sys.argv[1:]) or 0
+        finally:
+            sys.stdout.flush()  # here, not at exit, so that a reader gone early is caught below
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # Python's documented way: what is left unwritten goes nowhere, no second error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 def flag(name: str, value=None) -> str:

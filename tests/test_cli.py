@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,12 @@ def test_auto_or_bool_reads_fast_before_anything_loads():
     assert auto_or_bool("FAST", "true") is True and auto_or_bool("FAST", False) is False
     with pytest.raises(UserError, match=r"--fast is auto, true or false, not 'maybe'"):
         auto_or_bool("FAST", "maybe")
+
+
+def test_output_read_only_in_part_ends_quietly():
+    """`chat_ko.py --help | head -1` ended in a BrokenPipeError traceback (from an HR admin's trial)."""
+    proc = subprocess.Popen([sys.executable, str(SCRIPT.parent / "chat_ko.py"), "--help"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the script writes
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 141 and stderr == ""
