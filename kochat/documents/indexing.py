@@ -66,8 +66,10 @@ def update_index(docs: str, folder: str, *, chunk_chars: int, overlap_chars: int
     called for each file."""
     started = time.perf_counter()
     docs_dir, index_dir = Path(docs).expanduser(), Path(folder).expanduser()
+    if docs_dir.is_file():
+        raise UserError(f"--docs={docs} is a file: give the folder that holds the documents (--docs={docs_dir.parent})")
     if not docs_dir.is_dir():
-        raise UserError(f"--docs={docs} is not a folder of documents")
+        raise UserError(f"--docs={docs} does not exist: give a folder of documents")
     if index_dir.exists() and not index_dir.is_dir():
         raise UserError(f"--index={folder} is a file; name a folder for the index")
     if index_dir.resolve().is_relative_to(docs_dir.resolve()) or docs_dir.resolve().is_relative_to(index_dir.resolve()):
@@ -152,7 +154,8 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
             vectors.append(None)
     if progress:
         progress(len(paths), len(paths), "")
-    report.removed = len(set(previous.files) - set(files)) if previous is not None else 0
+    report.removed = len([f for f, entry in previous.files.items()  # skipped ones gone (Thumbs.db) held nothing
+                          if f not in files and "skipped" not in entry]) if previous is not None else 0
     report.passages, report.new_passages = len(passages), len(fresh)
     if not passages and previous is not None and previous.passages and not rebuild:
         raise UserError(f"no readable document in {docs_dir} (an unmounted share?); the index keeps its "

@@ -71,8 +71,7 @@ def open_index(folder: str | Path) -> Index:
     path = Path(folder).expanduser()
     generation = current_generation(path) if path.is_dir() else None
     if generation is None:
-        raise UserError(f"{folder} is not an index folder; build one with: python3 index_ko.py --docs=<folder of "
-                        f"documents> --index={folder}")
+        raise UserError(not_an_index(path, folder))
     try:
         return _read(path, generation)
     except (OSError, ValueError, KeyError) as e:
@@ -81,6 +80,17 @@ def open_index(folder: str | Path) -> Index:
             return _read(path, newer)
         raise UserError(f"index {folder} is damaged ({type(e).__name__}: {e}); build it again with index_ko.py "
                         f"(--rebuild=true)") from None
+
+
+def not_an_index(path: Path, folder) -> str:
+    """Why `folder` is not an index, and what to pass instead."""
+    if GENERATION.fullmatch(path.name) and current_generation(path.parent) is not None:
+        return f"{folder} is one version inside an index: pass the index folder, --index={path.parent}"
+    if path.is_dir() and any(p.is_file() and not p.name.startswith(".") for p in path.iterdir()):
+        return (f"{folder} is not an index folder (a folder of documents?); build an index of it with: "
+                f"python3 index_ko.py --docs={folder} --index=outputs/index, then pass --index=outputs/index")
+    return f"{folder} is not an index folder; build one with: python3 index_ko.py --docs=<folder of documents> " \
+           f"--index={folder}"
 
 
 def _read(path: Path, generation: Path) -> Index:

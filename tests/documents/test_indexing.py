@@ -80,6 +80,9 @@ def test_bad_files_are_skipped_with_one_line_and_reported_again(docs, tmp_path):
     assert again.read == 0 and set(again.skipped) == set(report.skipped)  # tried again (cheap), reported again
     files = json.loads((store.open_index(tmp_path / "index").generation / "files.json").read_text(encoding="utf-8"))
     assert "skipped" in files["old.hwp"] and files["취업규칙.md"]["passages"] > 0
+    (docs / "notes.xyz").unlink()  # junk gone held no passages: not a removed document
+    (docs / "사내_동호회.html").unlink()
+    assert update(docs, tmp_path / "index").removed == 1
 
 
 def test_cp949_text_is_indexed_as_korean(docs, tmp_path):
@@ -97,12 +100,25 @@ def test_changed_chunks_analysis_or_readers_reread_everything_and_bad_folders_ar
     assert update(docs, tmp_path / "index", chunk_chars=300).read == 7
     monkeypatch.setattr(readers, "VERSION", readers.VERSION + 1)  # files read another way: the same
     assert update(docs, tmp_path / "index", chunk_chars=300).read == 7
-    with pytest.raises(UserError, match="not a folder of documents"):
+    with pytest.raises(UserError, match="does not exist: give a folder of documents"):
         update(tmp_path / "missing", tmp_path / "index")
+    with pytest.raises(UserError, match=f"is a file: give the folder that holds the documents \\(--docs={docs}\\)"):
+        update(docs / "취업규칙.md", tmp_path / "index")
     with pytest.raises(UserError, match="overlap"):
         update(docs, docs / "index")
     with pytest.raises(UserError, match="not an index folder"):
         store.open_index(tmp_path)
+
+
+def test_a_folder_that_is_not_an_index_is_told_what_to_pass_instead(docs, tmp_path):
+    """An HR admin's trial: the hint for a documents folder, or one version of an index, named a command that
+    fails (an index inside its documents), or the wrong folder."""
+    with pytest.raises(UserError, match=f"a folder of documents.*--docs={docs} --index=outputs/index"):
+        store.open_index(docs)
+    update(docs, tmp_path / "index")
+    version = store.current_generation(tmp_path / "index")
+    with pytest.raises(UserError, match=f"one version inside an index: pass the index folder, --index={version.parent}$"):
+        store.open_index(version)
 
 
 @pytest.mark.parametrize("where", ["bm25", "switch"])

@@ -50,7 +50,7 @@ def test_bad_input_is_one_line(run_script, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "only-bad").mkdir()
     (tmp_path / "only-bad" / "scan.pdf").write_bytes(b"%PDF-1.4 broken")
-    for args, message in [(["--docs=missing"], "error: --docs=missing is not a folder of documents"),
+    for args, message in [(["--docs=missing"], "error: --docs=missing does not exist: give a folder of documents"),
                           (["--index=nowhere", "--search=연차"], "error: nowhere is not an index folder"),
                           (["--docs=empty", "--index=idx"], "error: no passages: empty holds no readable document"),
                           (["--index=idx", "--search=연차", "--top_k=0"], "error: --top_k must be at least 1, not 0"),
