@@ -33,6 +33,8 @@ REBUILD = False                 # True: read every file again instead of updatin
 SEARCH = ""                     # search the index for this question and print the passages (no update)
 SEARCH_FILE = ""                # a file of questions, one a line: hits of each into <file>.hits.jsonl
 TOP_K = 5                       # passages a search returns
+MIN_RELEVANCE = 0.3             # a question whose hits all fall below this (0..1) is marked: chat_ko.py and
+                                # serve_ko.py, at their default --min_relevance, answer it "not covered"
 JSON = False                    # print search hits as one JSON object a line
 
 PRESETS = {}
@@ -82,6 +84,8 @@ def check_constants(given_names: set[str]):
         raise UserError(f"--max_file_mb must be above 0, not {MAX_FILE_MB:g}")
     if TOP_K < 1:
         raise UserError(f"--top_k must be at least 1, not {TOP_K}")
+    if not 0 <= MIN_RELEVANCE <= 1:
+        raise UserError(f"--min_relevance must be from 0 to 1, not {MIN_RELEVANCE:g}")
 
 
 def build():
@@ -121,6 +125,13 @@ def show(question, hits):
     for h in hits:
         text = " ".join(h.text.split())
         print(f"[{h.n}] {h.score:.3f} (relevance {h.relevance:.2f})  {h.where}\n    {text[:300]}{'…' if len(text) > 300 else ''}")
+    if hits and not covered(hits):
+        print(f"(no passage reaches relevance {MIN_RELEVANCE:g}: chat_ko.py and serve_ko.py answer this question "
+              f"\"not covered\")")
+
+
+def covered(hits) -> bool:
+    return max(h.relevance for h in hits) >= MIN_RELEVANCE
 
 
 def search_file(searcher):
@@ -128,11 +139,18 @@ def search_file(searcher):
 
     questions = [q for q, _ in load_questions(SEARCH_FILE)]
     output = Path(SEARCH_FILE).with_suffix(".hits.jsonl")
+    not_covered = []
     with open(output, "w", encoding="utf-8") as out:
         for question in questions:
             hits = searcher.search(question, top_k=TOP_K)
-            out.write(json.dumps({"question": question, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False) + "\n")
+            out.write(json.dumps({"question": question, "covered": bool(hits) and covered(hits),
+                                  "hits": [h.to_dict() for h in hits]}, ensure_ascii=False) + "\n")
+            if not (hits and covered(hits)):
+                not_covered.append(question)
     print(f"{len(questions)} questions searched: {output}")
+    if not_covered:
+        print(f"{len(not_covered)} would be answered \"not covered\" (no passage reaches relevance {MIN_RELEVANCE:g}):")
+        print("\n".join(f"    {q}" for q in not_covered))
 
 
 if __name__ == "__main__":

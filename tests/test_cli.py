@@ -167,3 +167,11 @@ def test_output_read_only_in_part_ends_quietly():
     proc.stdout.close()  # the reader is gone before the script writes
     stderr = proc.stderr.read().decode()
     assert proc.wait() == 141 and stderr == ""
+
+
+def test_index_ko_marks_questions_by_the_relevance_chat_and_serve_answer_from():
+    import runpy
+
+    defaults = {script: runpy.run_path(str(SCRIPT.parent / script), run_name="not_main")["MIN_RELEVANCE"]
+                for script in ("index_ko.py", "chat_ko.py", "serve_ko.py")}
+    assert len(set(defaults.values())) == 1, defaults

@@ -37,11 +37,16 @@ def test_build_update_and_search_as_a_user_does(run_script, tmp_path):
     nothing = run_script("index_ko.py", "--index=idx", "--search=qwxz", "--json=true", cwd=tmp_path)
     assert nothing.returncode == 0 and nothing.stdout == "" and "no passage matches 'qwxz'" in nothing.stderr
 
-    (tmp_path / "qs.txt").write_text("# 질문 목록\n본인 결혼 경조금은?\n회의실 예약은 몇 시간까지?\n", encoding="utf-8")
+    (tmp_path / "qs.txt").write_text("# 질문 목록\n본인 결혼 경조금은?\n회의실 예약은 몇 시간까지?\n주식 투자 추천해 주세요\n",
+                                     encoding="utf-8")
     searched = run_script("index_ko.py", "--index=idx", "--search_file=qs.txt", "--top_k=3", cwd=tmp_path)
-    assert searched.returncode == 0 and "2 questions searched" in searched.stdout
+    assert searched.returncode == 0 and "3 questions searched" in searched.stdout
+    assert searched.stdout.splitlines()[-2:] == ['1 would be answered "not covered" (no passage reaches relevance 0.3):',
+                                                 "    주식 투자 추천해 주세요"]
     rows = [json.loads(line) for line in (tmp_path / "qs.hits.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [r["question"] for r in rows] == ["본인 결혼 경조금은?", "회의실 예약은 몇 시간까지?"]
+    assert [(r["question"], r["covered"]) for r in rows] == [
+        ("본인 결혼 경조금은?", True), ("회의실 예약은 몇 시간까지?", True), ("주식 투자 추천해 주세요", False)]
+    rows = rows[:2]
     assert rows[0]["hits"][0]["source"] == "복리후생_안내.pdf" and rows[0]["hits"][0]["page"] == 1
     assert all(1 <= len(r["hits"]) <= 3 and [h["n"] for h in r["hits"]] == list(range(1, len(r["hits"]) + 1)) for r in rows)
 
