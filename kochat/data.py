@@ -188,6 +188,9 @@ def check_columns(records: list, columns: Columns, source: str) -> None:
         if isinstance(record, dict):
             seen.update(str(k) for k in record)
     wanted = {columns.question, columns.answer, columns.text, *conversations.COLUMNS}
+    if records and not seen and all(isinstance(r, BadRecord) for r in records):  # a CSV named .jsonl, say
+        raise UserError(f"{source} is not JSON Lines: no line is valid JSON (line 1: {records[0].reason}); write "
+                        f"one {{\"instruction\": …, \"output\": …}} a line, or save a table as .csv")
     if records and not (seen & wanted):
         found = ", ".join(sorted(seen)[:12]) or "none"
         raise UserError(

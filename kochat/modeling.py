@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -52,9 +53,23 @@ def load_config(model_id: str, use_known_table: bool = False):
                             f"does not run; use a model transformers has a class for, or a copy converted to one "
                             f"(e.g. a 'llamafied' EXAONE 3.5, or EXAONE 4.0)") from None
         if os.path.isdir(source):
-            raise UserError(f"{source} has no readable config.json ({e})") from None
+            raise UserError(not_a_model_folder(Path(source), e)) from None
         known = f" (--dry-run knows {', '.join(KNOWN_MODELS)} without a download)" if not use_known_table else ""
         raise UserError(hub_hint(model_id) + known) from None
+
+
+def not_a_model_folder(folder: Path, error: Exception) -> str:
+    """Why a folder given as a model is none, with what to pass instead where the folder says what it is."""
+    from . import runs
+
+    if (folder / "adapter_config.json").is_file() or (folder / runs.RUN_CONFIG).is_file():
+        return (f"{folder} is a training run (an adapter, not a model): chat_ko.py and serve_ko.py take it as "
+                f"--adapter={folder}; to train on from it, export it with export_ko.py --format=merged and pass "
+                f"that folder")
+    if any(folder.glob("*.gguf")):
+        return (f"{folder} is a GGUF export, for llama.cpp and Ollama; pass the base model or a merged export "
+                f"(export_ko.py --format=merged) instead")
+    return f"{folder} has no readable config.json ({error})"
 
 
 def known_config(model_id: str):

@@ -44,10 +44,22 @@ def holds_finished_run(folder: Path) -> bool:
     return (folder / ADAPTER_FILE).exists()
 
 
+def holds_other_files(folder: Path) -> bool:
+    """Whether `folder` exists with visible files in it but nothing a run writes (a README.md alone is not one:
+    any project has one): the project's own folder, an export, someone's documents."""
+    if not folder.is_dir():
+        return False
+    names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+    return bool(names) and not names & (set(RUN_FILES) - {"README.md"} | {EVAL_DIR})
+
+
 def prepare_output_dir(folder: str, overwrite: bool) -> Path:
     """Check, before any long work, that the folder can be written and holds no finished run (unless
     told to overwrite it). Nothing is created yet, so a run that stops early leaves nothing behind."""
     path = Path(folder).expanduser()
+    if holds_other_files(path):  # a run writes README.md, config files…: never into a folder that is not a run's
+        raise UserError(f"{path} holds other files and is not a run folder; pass {flag('RUN_NAME', '<new name>')} "
+                        f"(or {flag('OUTPUT_DIR', '<a new or empty folder>')})")
     if holds_finished_run(path) and not overwrite:
         raise UserError(f"{path} already holds a finished run; pass {flag('RUN_NAME', '<new name>')} (or "
                         f"{flag('OUTPUT_DIR', '…')}) to keep it, or {flag('OVERWRITE', 'true')} to replace it")
@@ -95,8 +107,8 @@ def open_run(folder: str) -> Run:
     if not path.is_dir():
         raise UserError(f"{folder} is not a folder; pass a run folder from finetune_ko.py, e.g. outputs/tiny")
     if not (path / TEMPLATE_FILE).is_file() and any(path.glob("*.gguf")):
-        raise UserError(f"{folder} is a GGUF export, for llama.cpp and Ollama (see its Modelfile); chat_ko.py "
-                        f"and serve_ko.py answer from the run folder, or its merged, int8 or int4 export")
+        raise UserError(f"{folder} is a GGUF export, for llama.cpp and Ollama (see its Modelfile); pass the run "
+                        f"folder it came from, or its merged, int8 or int4 export")
     if not (path / TEMPLATE_FILE).is_file():
         raise UserError(f"{folder} has no {TEMPLATE_FILE}: it is not a run folder from finetune_ko.py "
                         f"(or a merged model folder saved with one)")

@@ -84,6 +84,7 @@ def test_bom_and_json_lines_under_a_json_name_are_fine(tmp_path, koalpaca_templa
     ("scalar.json", '"just text"', "should hold a JSON array of rows"),
     ("dup.csv", "instruction,output,output\n질문,답,답\n", "duplicate columns: output"),
     ("wrong.csv", "Q,A\n질문,답\n", "has columns [A, Q], none of 'instruction', 'output' or 'text'"),
+    ("table.jsonl", "instruction,output\n질문,답\n", "is not JSON Lines: no line is valid JSON (line 1: not valid JSON"),
     ("empty_answers.jsonl", jsonl([{"instruction": "q", "output": ""}] * 3), "no usable rows in"),
     ("notes.txt", "hello", "unsupported file type .txt"),
     ("broken.parquet", b"PAR1 not really", "is not a readable Parquet file"),

@@ -73,6 +73,20 @@ def test_missing_model_folder_and_unreachable_hub_id_are_clear():
     assert modeling.load_config("EleutherAI/polyglot-ko-5.8b", use_known_table=True).hidden_size == 4096
 
 
+def test_a_run_or_a_gguf_export_given_as_a_model_says_what_to_pass(tmp_path):
+    """A new user's trial: --model_id=outputs/tiny_chat said only that config.json lacked a model_type."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapter_config.json").write_text("{}")
+    with pytest.raises(UserError, match=f"{run} is a training run .*--adapter={run}.*--format=merged"):
+        modeling.load_config(str(run))
+    gguf = tmp_path / "gguf"
+    gguf.mkdir()
+    (gguf / "model-q4_k_m.gguf").write_bytes(b"GGUF")
+    with pytest.raises(UserError, match="is a GGUF export, for llama.cpp and Ollama; pass the base model"):
+        modeling.load_config(str(gguf))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_a_real_size_model_is_refused_on_a_cpu():
     config = modeling.load_config("EleutherAI/polyglot-ko-12.8b", use_known_table=True)

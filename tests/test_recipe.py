@@ -58,6 +58,14 @@ def test_a_value_a_library_would_refuse_is_one_line_before_anything_loads(defaul
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_quantized_export_as_the_base_is_one_line(defaults, tiny_config):
+    """A new user's trial: --model_id=<an int8 export> trained on until transformers refused it in a traceback."""
+    exported = tiny_config.__class__.from_dict({**tiny_config.to_dict(),
+                                                "quantization_config": {"quant_method": "torchao"}})
+    with pytest.raises(UserError, match="is a quantized export .* from a merged export"):
+        recipe.check_constants(defaults, exported)
+
+
 def test_prepare_is_steps_1_to_3_as_the_recipe_runs_them(tiny_tokenizer, koalpaca_template):
     from kochat import data
 

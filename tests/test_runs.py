@@ -20,6 +20,28 @@ def test_a_finished_run_is_not_overwritten_silently(tmp_path):
     assert (run / runs.ADAPTER_FILE).read_bytes() == b"weights"
 
 
+def test_a_folder_that_is_not_a_run_is_never_written_into(tmp_path):
+    """A new user's trial: --output_dir=. replaced the project's README.md with the run's card."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("# my project")
+    (project / "finetune_ko.py").write_text("")
+    for overwrite in (False, True):
+        with pytest.raises(UserError, match="holds other files and is not a run folder; pass --run_name=<new name>"):
+            runs.prepare_output_dir(str(project), overwrite=overwrite)
+    export = tmp_path / "merged"
+    export.mkdir()
+    (export / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="not a run folder"):
+        runs.prepare_output_dir(str(export), overwrite=True)
+    (tmp_path / "empty" / ".ipynb_checkpoints").mkdir(parents=True)  # hidden files only: as good as empty
+    assert runs.prepare_output_dir(str(tmp_path / "empty"), overwrite=False) == tmp_path / "empty"
+    stopped = tmp_path / "stopped"  # a run stopped before it finished: its checkpoints, no adapter yet
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / "README.md").write_text("card")
+    assert runs.prepare_output_dir(str(stopped), overwrite=False) == stopped
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
 def test_an_unwritable_output_folder_is_refused_before_training():
     # nothing can be made in /proc, not even by root (CI runs as root; os.access would have said yes)
