@@ -2,8 +2,8 @@
 
 gen() hands every step's tokens to a RowTracker. Per row it decides: end of text, the row's own token
 limit, one of its stop strings (the text is cut before it), or its caller gone (cancelled). Streamed
-text never shows what may still turn into a stop string, nor half of a Korean syllable whose bytes span
-tokens. The tracker knows tokens and text only, never the model or the GPU.
+text never shows what may still turn into a stop string, half of a Korean syllable whose bytes span
+tokens, or spaces that may yet end the answer (it is stripped): the pieces add up to the answer. The tracker knows tokens and text only, never the model or the GPU.
 """
 from __future__ import annotations
 
@@ -69,26 +69,26 @@ class RowTracker:
     def text(self, row: int) -> str:
         if self.cut[row] is not None:
             return self.cut[row]
-        return self.tokenizer.decode(self.ids[row], skip_special_tokens=True).lstrip()
+        return self.tokenizer.decode(self.ids[row], skip_special_tokens=True).strip()
 
     def follow(self, row: int) -> None:
         """Decode the row so far: end it at a stop string, and stream what is certain."""
         text = self.text(row)
         at = min((text.find(s) for s in self.stops[row] if s and s in text), default=-1)
         if at >= 0:
-            self.cut[row], self.reason[row] = text[:at], "stop"
+            self.cut[row], self.reason[row] = text[:at].rstrip(), "stop"
         elif self.reason[row] is None:
             self.emit(row, text, final=False)
 
     def emit(self, row: int, text: str, final: bool) -> None:
         if self.stream is None:
             return
-        if not final:
-            text = text.rstrip("\ufffd")
+        if not final:  # held back: half a syllable, and spaces at the end (the answer's end is stripped)
+            text = text.rstrip("\ufffd").rstrip()
             hold = max((len(s) - 1 for s in self.stops[row] if s), default=0)
             for k in range(min(hold, len(text)), 0, -1):  # keep back a tail that may begin a stop string
                 if any(s.startswith(text[-k:]) for s in self.stops[row] if s):
-                    text = text[:-k]
+                    text = text[:-k].rstrip()  # and the space before it, which a stop there would take off
                     break
         if len(text) > self.sent[row]:
             self.stream(row, text[self.sent[row]:])

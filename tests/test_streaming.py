@@ -59,3 +59,13 @@ def test_without_streams_stops_or_cancellation_the_tokens_are_read_once_at_the_e
     tracker.finish([tokens("가나"), tokens("다") + [EOS, 0, 0]])
     assert [tracker.text(0), tracker.text(1)] == ["가\ufffd", "다"]  # a limit may end a row mid-syllable
     assert tracker.reason == ["length", "stop"] and tracker.tokens == [4, 4]
+
+
+def test_the_streamed_pieces_add_up_to_the_answer_when_a_space_comes_before_its_end():
+    """A new user's trial: with stop=["런던"] the stream ended "차이라서 " and the answer "차이라서"."""
+    for text, stops in [("1시간 차이라서 런던은", ["런던"]), ("답입니다. \n", [])]:
+        pieces = []
+        tracker = RowTracker(ByteTokenizer(), [100], [stops], stream=lambda row, text: pieces.append(text),
+                             cancelled=None)
+        feed(tracker, [tokens(text) + [EOS]])
+        assert "".join(pieces) == tracker.text(0) == text.split("런던")[0].strip()
