@@ -5,7 +5,7 @@ Edit the constants below, or override any of them on the command line with the s
     python3 index_ko.py --docs=./company_docs --index=outputs/index-hr   # build, or update what changed
     python3 index_ko.py --index=outputs/index-hr --search="연차휴가는 며칠인가요?" --top_k=5 [--json=true]
     python3 index_ko.py --index=outputs/index-hr --search_file=qs.txt    # -> qs.hits.jsonl
-Reads .txt .md .html .pdf .docx .hwpx and FAQ .csv/.jsonl (UTF-8 or CP949). An update re-reads only new
+Reads .txt .md .html .pdf .docx .hwpx and FAQ .csv/.tsv/.jsonl (UTF-8 or CP949). An update re-reads only new
 and changed files and never leaves a half-written index: the previous one stays in use until it is done.
 Steps 1-3 below run top to bottom.
 """

@@ -2,7 +2,7 @@
 
 Reads what Korean offices keep their rules in: text (UTF-8, UTF-16 with a BOM, CP949/EUC-KR), Markdown,
 HTML, PDF (pypdf), DOCX (python-docx), HWPX (Hancom's zipped XML, read here with lxml) and question/answer
-FAQ files (.csv, .jsonl). Sections keep the heading path, PDF page or FAQ row they came from, so that an
+FAQ files (.csv, .tsv, .jsonl). Sections keep the heading path, PDF page or FAQ row they came from, so that an
 answer can cite its source. Legacy binary .hwp is refused with advice instead: the only library that
 reads it (pyhwp) is AGPL and unmaintained since 2020, and Hancom Office saves any .hwp as HWPX or PDF.
 Every failure of a bad file is an `Unreadable`; no library exception escapes, so one bad file in a
@@ -29,7 +29,7 @@ __all__ = ["SUPPORTED", "VERSION", "Section", "Unreadable", "decode_text", "read
 # reads its files again on its next update.
 VERSION = 2
 
-SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".hwpx", ".csv", ".jsonl")
+SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".hwpx", ".csv", ".tsv", ".jsonl")
 # Office files of another kind: what to save them as, in the program that made them
 SHEETS = "spreadsheets are not read: save an FAQ sheet as CSV (question and answer columns), other sheets as PDF"
 SLIDES = "slides are not read: save them as PDF"
@@ -67,6 +67,7 @@ def read_document(path: Path, max_bytes: int = 50_000_000) -> list[Section]:
         else:
             text = decode_text(raw)
             sections = {".md": read_markdown, ".html": read_html, ".htm": read_html, ".csv": read_csv,
+                        ".tsv": lambda t: read_csv(t, delimiter="\t"),
                         ".jsonl": read_jsonl}.get(suffix, lambda t: [Section(t, None, "", None)])(text)
     except Unreadable:
         raise

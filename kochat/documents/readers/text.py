@@ -1,8 +1,8 @@
 """The text formats: Markdown (headings, tables, links and code fences), HTML (headings, tables and block
-elements, with scripts, styles and menus dropped) and question/answer FAQ files (.csv, .jsonl), one section per
-row whose columns are found by the names in QUESTION_COLUMNS, ANSWER_COLUMNS and INPUT_COLUMNS (other columns,
-such as a category, follow the answer as "name: value" lines). Each reader takes text already decoded by
-`decode_text`.
+elements, with scripts, styles and menus dropped) and question/answer FAQ files (.csv, .tsv, .jsonl), one section
+per row whose columns are found by the names in QUESTION_COLUMNS, ANSWER_COLUMNS and INPUT_COLUMNS (other
+columns, such as a category, follow the answer as "name: value" lines). Each reader takes text already decoded
+by `decode_text`.
 """
 from __future__ import annotations
 
@@ -121,23 +121,31 @@ def cell_text(value) -> str:
     return str(value).strip()
 
 
-def read_csv(text: str) -> list[Section]:
+def read_csv(text: str, delimiter: str = "") -> list[Section]:
+    """An FAQ table; its delimiter (comma, tab or semicolon) found in its header where not given."""
     header = text.split("\n", 1)[0]
-    delimiter = "," if "," in header else "\t" if "\t" in header else ";" if ";" in header else ","
+    delimiter = delimiter or ("," if "," in header else "\t" if "\t" in header else ";" if ";" in header else ",")
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-        return _faq_sections([joined_overflow(row, reader.fieldnames, delimiter) for row in reader])
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as e:
         raise Unreadable(f"not a readable CSV: {reason(e)}") from None
+    if not rows:
+        return _faq_sections([])
+    names = rows[0]
+    lowered = [n.strip().lower() for n in names]
+    answer = next((lowered.index(c) for c in ANSWER_COLUMNS if c in lowered), len(names) - 1)
+    return _faq_sections([dict(zip(names, joined_overflow(cells, len(names), answer, delimiter)))
+                          for cells in rows[1:] if cells])  # blank lines are no rows (as csv.DictReader)
 
 
-def joined_overflow(row: dict, header: list[str], delimiter: str) -> dict:
-    """A row with more cells than the header (an answer's unquoted comma, the usual slip in a hand-made sheet):
-    the extra cells go back onto the last column, with the delimiters between them."""
-    extra = row.pop(None, None)  # csv.DictReader's key for cells past the header
-    if extra:
-        row[header[-1]] = delimiter.join([row[header[-1]] or "", *extra])
-    return row
+def joined_overflow(cells: list[str], width: int, answer: int, delimiter: str) -> list[str]:
+    """A row with more cells than the header has columns (an unquoted comma, the usual slip in a hand-made
+    sheet, and most likely in the answer, the column of prose): the extra cells go back into the answer, with
+    the delimiters between them; the columns after the answer take the row's last cells."""
+    extra = len(cells) - width
+    if extra <= 0:
+        return cells
+    return [*cells[:answer], delimiter.join(cells[answer:answer + extra + 1]), *cells[answer + extra + 1:]]
 
 
 def read_jsonl(text: str) -> list[Section]:
