@@ -50,8 +50,8 @@ FLAGS = {}
 
 
 def main(argv):
-    cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
-    check_settings()
+    given = cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+    check_settings(given["constants"])
     fast_choice = cli.auto_or_bool("FAST", FAST)  # checked before anything loads
     four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
     run = runs.open_run(ADAPTER)
@@ -131,8 +131,12 @@ def main(argv):
     converse(run, answer)
 
 
-def check_settings() -> None:
+def check_settings(given_names: set[str]) -> None:
     """One line for a setting out of its range, before anything loads (the server answers 400 to the same)."""
+    for name in ("QUESTION", "QUESTIONS"):  # given empty (an unset shell variable): not a conversation instead
+        if name in given_names and not globals()[name].strip():
+            raise UserError(f"--{name.lower()} is empty: give a question (--question=\"연차휴가는 며칠인가요?\") or "
+                            f"a file of questions (--questions=qs.txt); without either, chat_ko.py asks in turn")
     cli.check_ranges((MAX_NEW_TOKENS >= 1, f"--max_new_tokens must be at least 1, not {MAX_NEW_TOKENS}"),
                      (MAX_TURNS >= 0, f"--max_turns must be 0 or more, not {MAX_TURNS}"),
                      (0 <= TEMPERATURE <= 2, f"--temperature must be from 0 (greedy) to 2, not {TEMPERATURE:g}"),

@@ -333,7 +333,7 @@ def test_sources_under_a_grounded_answer_and_the_index_choice(page, served, tmp_
 
     items = page.locator(".msg.assistant .sources summary")
     assert page.locator(".msg.assistant .sources-title").inner_text() == "출처"
-    assert items.all_inner_texts() == ["[1] 취업규칙.md · 제12조 연차휴가", "[2] 복리후생.pdf · 3쪽 · 경조휴가"]
+    assert items.all_inner_texts() == ["[1] 규정/취업규칙.md · 제12조 연차휴가", "[2] 규정/복리후생.pdf · 3쪽 · 경조휴가"]
     passage = page.locator(".msg.assistant .sources .passage").first
     assert passage.is_hidden()
     items.first.click()

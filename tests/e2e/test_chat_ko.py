@@ -69,6 +69,8 @@ def test_settings_out_of_range_are_one_line_naming_the_one_broken(run_script, tm
         result = run_script("chat_ko.py", "--adapter=missing", setting, "--question=x", cwd=tmp_path)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert result.stderr.strip().splitlines()[-1] == f"error: {message}"
+    empty = run_script("chat_ko.py", "--adapter=missing", "--question=", cwd=tmp_path)  # an unset shell variable
+    assert empty.returncode == 2 and "error: --question is empty: give a question" in empty.stderr
 
 
 def test_a_questions_file_is_answered_into_jsonl(tiny_run, run_script, tmp_path):
