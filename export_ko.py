@@ -194,8 +194,12 @@ def available_memory() -> int | None:
 def usage(out: Path, gguf_files: list[Path], template) -> tuple[list[str], str]:
     """The commands that use the export, paths quoted for a shell, and a note on where they run ("" = none)."""
     if FORMAT == "gguf":
+        model = quote(str(gguf_files[-1]))
+        server = gguf.LLAMA_CPP_PACKAGE.replace("==", "[server]==")  # llama-cpp-python's own OpenAI-style server
         return [f"cd {quote(str(out))} && ollama create NAME -f Modelfile && ollama run NAME",
-                f"llama-server -m {quote(str(gguf_files[-1]))} --jinja"], "Ollama, or llama.cpp's own server"
+                f"llama-server -m {model} --jinja",
+                f"pip install '{server}' && python3 -m llama_cpp.server --model {model}"], \
+            "Ollama, llama.cpp's own server, or llama-cpp-python's (each reads the GGUF's template)"
     chat = f"python3 chat_ko.py --adapter {quote(str(out))}"
     if FORMAT == "merged":
         own = f" --chat-template {quote(str(out / chat_template.FILE))}" if isinstance(template, Template) else ""

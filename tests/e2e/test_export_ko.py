@@ -205,7 +205,9 @@ def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run,
     card = (out / "README.md").read_text()
     commands = [line[4:] for line in card.split("## Use it")[1].splitlines() if line.startswith("    ")]
     assert commands == ["cd tiny-gguf && ollama create NAME -f Modelfile && ollama run NAME",
-                        "llama-server -m tiny-gguf/tiny-gguf-f16.gguf --jinja"] and str(tmp_path) not in card
+                        "llama-server -m tiny-gguf/tiny-gguf-f16.gguf --jinja",
+                        "pip install 'llama-cpp-python[server]==0.3.36' && python3 -m llama_cpp.server --model "
+                        "tiny-gguf/tiny-gguf-f16.gguf"] and str(tmp_path) not in card
     again = run_script("export_ko.py", f"--adapter={run}", "--format=gguf", "--gguf_quants=q8_0", f"--out={out}",
                        "--overwrite=true", cwd=tmp_path)  # an earlier export is replaced, only once the new is made
     assert again.returncode == 0, again.stderr[-3000:]
