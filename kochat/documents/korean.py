@@ -81,3 +81,10 @@ def sentences(text: str) -> list[Sentence]:
     with _lock:
         found = _analyser().split_into_sents(text, return_tokens=True)
     return [Sentence(s.start, s.end, tuple(_content(s.tokens))) for s in found]
+
+
+def is_noun(word: str) -> bool:
+    """Whether Kiwi reads `word` alone as one noun (날, 명세서), not as several morphemes or another part of speech."""
+    with _lock:
+        tokens = _analyser().tokenize(word)
+    return len(tokens) == 1 and tokens[0].form == word and tokens[0].tag in ("NNG", "NNP")

@@ -15,6 +15,7 @@ cosine similarity when higher; with a reranker, its score).
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ UNSEEN_PASSAGES = 1000    # a question's word no passage has weighs as one in no
                           # passages, if more): in a small index every word is rare, and a word the documents never
                           # use is the surest sign they do not cover the question (bench/RAG.md, "judged covered")
 COMPOUND_PART = 2         # shortest part a compound noun is split into: one syllable would match too much
+COMPOUND_TAIL = 3         # longest noun a question's word is completed with into a passage's compound (월급 → 월급날)
 QUESTION_CHARS = 2000     # the end of a question that is analysed: Kiwi takes ~70 µs a character, behind one
 HISTORY_CHARS = 500       # lock, so a 300k-character question would stall every search for 20 s
 # Morphemes of how a question is asked, not what it asks about ("어떻게 되나요", "며칠", "얼마까지 …할 수 있나요"):
@@ -72,6 +74,10 @@ class Hit:
         return " · ".join(parts)
 
 
+def korean_word(term: str) -> bool:
+    return bool(term) and all("가" <= c <= "힣" for c in term)
+
+
 class Searcher:
     """An open index with the models it needs: the embedding model it was built with, and a reranker."""
 
@@ -86,14 +92,15 @@ class Searcher:
             df = np.diff(indptr).astype(np.float64)
             n = max(len(index.passages), 1)
             self.idf = np.log(1 + (n - df + 0.5) / (df + 0.5))  # Lucene's BM25 idf, per vocabulary id
+        self._korean_vocab = None  # sorted, made when a question first needs it (completed)
 
     def search(self, question: str, top_k: int = 5, history: list[str] = ()) -> list[Hit]:
         passages = self.index.passages
         if not passages or top_k < 1:
             return []
         question, history = question[-QUESTION_CHARS:], [turn[-HISTORY_CHARS:] for turn in history]
-        q_terms = self.split_compounds(korean.terms(question))
-        h_terms = self.split_compounds([t for turn in history for t in korean.terms(turn)])
+        q_terms = self.match_compounds(korean.terms(question))
+        h_terms = self.match_compounds([t for turn in history for t in korean.terms(turn)])
         lexical = self.bm25_scores(q_terms) + HISTORY_WEIGHT * self.bm25_scores(h_terms)
         cosine = None
         if self.embedder is not None:
@@ -131,19 +138,44 @@ class Searcher:
                             float(score[i]), float(rel), self.name))
         return hits
 
-    def split_compounds(self, terms: list[str]) -> list[str]:
-        """Each Korean term no passage has, split into two that passages have where it can be ("점심시간" into 점심
-        and 시간): Kiwi reads a compound noun whole in a short question and in parts in a sentence, or the reverse.
-        Numbers and Latin words stay whole ("1830" is not 18 and 30)."""
+    def match_compounds(self, terms: list[str]) -> list[str]:
+        """A question's Korean terms that no passage has, matched to those that passages have: Kiwi reads a compound
+        noun whole in one text and in parts in another. Two in a row joined ("재택" "근무": 재택근무), one split in two
+        ("점심시간": 점심, 시간), one completed to the compound a passage has ("월급": 월급날). Numbers and Latin words
+        stay as they are ("1830" is not 18 and 30)."""
         vocab = self.index.bm25.vocab_dict
-        out = []
-        for t in terms:
-            korean_word = all("가" <= c <= "힣" for c in t)
-            cuts = range(COMPOUND_PART, len(t) - COMPOUND_PART + 1)
-            cut = None if t in vocab or not korean_word else next(
-                (i for i in cuts if t[:i] in vocab and t[i:] in vocab), None)
-            out += [t] if cut is None else [t[:cut], t[cut:]]
+        out, i = [], 0
+        while i < len(terms):
+            t, after = terms[i], terms[i + 1] if i + 1 < len(terms) else ""
+            if (korean_word(t) and korean_word(after) and (t not in vocab or after not in vocab)
+                    and t + after in vocab):
+                out.append(t + after)
+                i += 2
+                continue
+            i += 1
+            if t in vocab or not korean_word(t):
+                out.append(t)
+                continue
+            cut = next((c for c in range(COMPOUND_PART, len(t) - COMPOUND_PART + 1)
+                        if t[:c] in vocab and t[c:] in vocab), None)
+            out += [t[:cut], t[cut:]] if cut is not None else [self.completed(t)]
         return out
+
+    def completed(self, term: str) -> str:
+        """The most common compound noun of the passages that begins with `term` and goes on with a noun of up to
+        COMPOUND_TAIL syllables (월급 → 월급날); `term` itself where none does."""
+        if len(term) < COMPOUND_PART:
+            return term
+        if self._korean_vocab is None:
+            self._korean_vocab = sorted(t for t in self.index.bm25.vocab_dict if korean_word(t))
+        vocab, ids = self._korean_vocab, self.index.bm25.vocab_dict
+        found = []
+        for w in vocab[bisect.bisect_left(vocab, term):]:
+            if not w.startswith(term):
+                break
+            if len(w) - len(term) <= COMPOUND_TAIL and korean.is_noun(w[len(term):]):
+                found.append(w)
+        return min(found, key=lambda w: self.idf[ids[w]], default=term)  # the lowest idf: in most passages
 
     def bm25_scores(self, terms: list[str]) -> np.ndarray:
         known = [t for t in terms if t in self.index.bm25.vocab_dict]
