@@ -33,8 +33,9 @@ REBUILD = False                 # True: read every file again instead of updatin
 SEARCH = ""                     # search the index for this question and print the passages (no update)
 SEARCH_FILE = ""                # a file of questions, one a line: hits of each into <file>.hits.jsonl
 TOP_K = 5                       # passages a search returns
-MIN_RELEVANCE = 0.3             # a question whose hits all fall below this (0..1) is marked: chat_ko.py and
-                                # serve_ko.py, at their default --min_relevance, answer it "not covered"
+MIN_RELEVANCE = 0.3             # a question whose first ANSWER_TOP_K hits all fall below this (0..1) is marked:
+ANSWER_TOP_K = 3                # chat_ko.py and serve_ko.py, at their defaults (MIN_RELEVANCE, TOP_K), answer it
+                                # "not covered"
 JSON = False                    # print search hits as one JSON object a line
 
 PRESETS = {}
@@ -86,6 +87,8 @@ def check_constants(given_names: set[str]):
         raise UserError(f"--top_k must be at least 1, not {TOP_K}")
     if not 0 <= MIN_RELEVANCE <= 1:
         raise UserError(f"--min_relevance must be from 0 to 1, not {MIN_RELEVANCE:g}")
+    if ANSWER_TOP_K < 1:
+        raise UserError(f"--answer_top_k must be at least 1, not {ANSWER_TOP_K}")
 
 
 def build():
@@ -131,7 +134,8 @@ def show(question, hits):
 
 
 def covered(hits) -> bool:
-    return max(h.relevance for h in hits) >= MIN_RELEVANCE
+    """As chat_ko.py and serve_ko.py judge: one of the passages they would be given reaches MIN_RELEVANCE."""
+    return bool(hits) and max(h.relevance for h in hits[:ANSWER_TOP_K]) >= MIN_RELEVANCE
 
 
 def search_file(searcher):
@@ -143,9 +147,9 @@ def search_file(searcher):
     with open(output, "w", encoding="utf-8") as out:
         for question in questions:
             hits = searcher.search(question, top_k=TOP_K)
-            out.write(json.dumps({"question": question, "covered": bool(hits) and covered(hits),
+            out.write(json.dumps({"question": question, "covered": covered(hits),
                                   "hits": [h.to_dict() for h in hits]}, ensure_ascii=False) + "\n")
-            if not (hits and covered(hits)):
+            if not covered(hits):
                 not_covered.append(question)
     print(f"{len(questions)} questions searched: {output}")
     if not_covered:

@@ -24,7 +24,7 @@ from transformers.trainer_utils import TrainOutput
 from .cli import flag
 from .errors import UserError
 from .processes import largest_across
-from .runs import write_json
+from .runs import RUN_SETTINGS, write_json
 
 SEAL = "kochat-complete.json"
 GB = 1e9
@@ -130,14 +130,11 @@ def restore_finished(trainer, checkpoint: str) -> TrainOutput:
     return TrainOutput(trainer.state.global_step, sum(losses) / len(losses) if losses else float("nan"), {})
 
 
-SETTINGS = "run_settings.json"
-
-
 def changed_settings(checkpoints: Path, constants: dict, may_change) -> list[str]:
     """The constants, other than those in `may_change`, whose values differ from the ones the checkpoints in
     the folder were made with (none recorded: none differ). The script declares `may_change`
     (finetune_ko.py's RESUME_MAY_CHANGE): only it knows which of its constants leave the training alone."""
-    path = checkpoints / SETTINGS
+    path = checkpoints / RUN_SETTINGS
     if not path.is_file():
         return []
     saved = json.loads(path.read_text(encoding="utf-8"))
@@ -151,12 +148,12 @@ def check_same_settings(checkpoints: Path, constants: dict, resume: str | None, 
     if resume is not None:
         changed = changed_settings(checkpoints, constants, may_change)
         if changed:
-            saved = json.loads((checkpoints / SETTINGS).read_text(encoding="utf-8"))
+            saved = json.loads((checkpoints / RUN_SETTINGS).read_text(encoding="utf-8"))
             was = ", ".join(flag(k, repr(saved.get(k))) for k in changed[:4])
             raise UserError(f"the checkpoints in {checkpoints} come from other settings ({was}); rerun with "
                             f"those, or {flag('OVERWRITE', 'true')} to start over with the new ones")
     checkpoints.mkdir(parents=True, exist_ok=True)
-    write_json(checkpoints / SETTINGS, constants)
+    write_json(checkpoints / RUN_SETTINGS, constants)
 
 
 class SealCheckpoints(TrainerCallback):

@@ -188,9 +188,12 @@ def check_columns(records: list, columns: Columns, source: str) -> None:
         if isinstance(record, dict):
             seen.update(str(k) for k in record)
     wanted = {columns.question, columns.answer, columns.text, *conversations.COLUMNS}
-    if records and not seen and all(isinstance(r, BadRecord) for r in records):  # a CSV named .jsonl, say
-        raise UserError(f"{source} is not JSON Lines: no line is valid JSON (line 1: {records[0].reason}); write "
-                        f"one {{\"instruction\": …, \"output\": …}} a line, or save a table as .csv")
+    if records and all(isinstance(r, BadRecord) for r in records):  # no row read at all: its columns say nothing
+        if records[0].reason.startswith("not valid JSON"):
+            raise UserError(f"{source} is not JSON Lines: no line is valid JSON (the first: {records[0].reason}); "
+                            f"write one {{\"instruction\": …, \"output\": …}} a line, or save a table as .csv")
+        raise UserError(f"{source}: no row could be read (the first: {records[0].reason}); quote cells that hold "
+                        f"the delimiter")
     if records and not (seen & wanted):
         found = ", ".join(sorted(seen)[:12]) or "none"
         raise UserError(

@@ -43,9 +43,11 @@ def check_constants(c: dict, config) -> list[str] | str:
         if not ok:
             raise UserError(f"{flag(name)} must be {what}, not {c[name]!r}")
 
-    if modeling.saved_quantization(config):  # transformers refuses to quantize it again, after the data is read
-        raise UserError(f"{flag('MODEL_ID', c['MODEL_ID'])} is a quantized export (int8/int4, for answering): train "
-                        f"from the base model, or from a merged export (export_ko.py --format=merged)")
+    saved = modeling.saved_quantization(config)  # bitsandbytes 4-bit as saved loads as the recipe's (and trains)
+    if saved and saved != "bitsandbytes":  # transformers would refuse it, after the data is read
+        raise UserError(f"{flag('MODEL_ID', c['MODEL_ID'])} is saved quantized ({saved}; an int8/int4 export is, "
+                        f"for answering): train from the 16-bit model, or from a merged export "
+                        f"(export_ko.py --format=merged)")
 
     def number(name: str) -> bool:
         return isinstance(c[name], (int, float)) and not isinstance(c[name], bool) and math.isfinite(c[name])

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ADAPTER_FILE = "adapter_model.safetensors"
 RUN_CONFIG = "run_config.json"
+RUN_SETTINGS = "run_settings.json"  # in checkpoints/: the settings trained with, written first (kochat.checkpoints)
 TEMPLATE_FILE = "template.json"
 
 
@@ -45,12 +46,14 @@ def holds_finished_run(folder: Path) -> bool:
 
 
 def holds_other_files(folder: Path) -> bool:
-    """Whether `folder` exists with visible files in it but nothing a run writes (a README.md alone is not one:
-    any project has one): the project's own folder, an export, someone's documents."""
+    """Whether `folder` holds files but none that only a run writes (its settings, from the first moment of
+    training, or its adapter): the project's own folder (README.md, logs/), an export, someone's documents."""
     if not folder.is_dir():
         return False
-    names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
-    return bool(names) and not names & (set(RUN_FILES) - {"README.md"} | {EVAL_DIR})
+    names = {p.name for p in folder.iterdir() if not p.name.startswith(".")} - {"lost+found"}  # an empty disk's
+    run_marks = (folder / "checkpoints" / RUN_SETTINGS, folder / RUN_CONFIG, folder / ADAPTER_FILE,
+                 folder / "adapter_config.json")
+    return bool(names) and not any(mark.is_file() for mark in run_marks)
 
 
 def prepare_output_dir(folder: str, overwrite: bool) -> Path:

@@ -41,7 +41,7 @@ class RowTracker:
             if self.reason[row] == "cancelled" or self.cut[row] is not None:
                 ended.append(row)  # the GPU knows end of text and limits; these it must be told
             if self.reason[row] is not None and self.stream is not None:
-                self.emit(row, self.text(row), final=True)
+                self.emit(row, self.text(row).rstrip(), final=True)  # the answer's own end, as gen() strips it
         return ended
 
     @property
@@ -69,7 +69,7 @@ class RowTracker:
     def text(self, row: int) -> str:
         if self.cut[row] is not None:
             return self.cut[row]
-        return self.tokenizer.decode(self.ids[row], skip_special_tokens=True).strip()
+        return self.tokenizer.decode(self.ids[row], skip_special_tokens=True).lstrip()  # stop strings may end in space
 
     def follow(self, row: int) -> None:
         """Decode the row so far: end it at a stop string, and stream what is certain."""

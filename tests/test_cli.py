@@ -172,6 +172,7 @@ def test_output_read_only_in_part_ends_quietly():
 def test_index_ko_marks_questions_by_the_relevance_chat_and_serve_answer_from():
     import runpy
 
-    defaults = {script: runpy.run_path(str(SCRIPT.parent / script), run_name="not_main")["MIN_RELEVANCE"]
-                for script in ("index_ko.py", "chat_ko.py", "serve_ko.py")}
-    assert len(set(defaults.values())) == 1, defaults
+    constants = {script: runpy.run_path(str(SCRIPT.parent / script), run_name="not_main")
+                 for script in ("index_ko.py", "chat_ko.py", "serve_ko.py")}
+    assert len({c["MIN_RELEVANCE"] for c in constants.values()}) == 1
+    assert constants["index_ko.py"]["ANSWER_TOP_K"] == constants["chat_ko.py"]["TOP_K"] == constants["serve_ko.py"]["TOP_K"]

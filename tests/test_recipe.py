@@ -62,8 +62,11 @@ def test_a_quantized_export_as_the_base_is_one_line(defaults, tiny_config):
     """A new user's trial: --model_id=<an int8 export> trained on until transformers refused it in a traceback."""
     exported = tiny_config.__class__.from_dict({**tiny_config.to_dict(),
                                                 "quantization_config": {"quant_method": "torchao"}})
-    with pytest.raises(UserError, match="is a quantized export .* from a merged export"):
+    with pytest.raises(UserError, match=r"is saved quantized \(torchao; an int8/int4 export is.* from a merged export"):
         recipe.check_constants(defaults, exported)
+    four_bit = tiny_config.__class__.from_dict({**tiny_config.to_dict(),  # e.g. a "-bnb-4bit" model: it trains
+                                                "quantization_config": {"quant_method": "bitsandbytes"}})
+    recipe.check_constants(defaults, four_bit)
 
 
 def test_prepare_is_steps_1_to_3_as_the_recipe_runs_them(tiny_tokenizer, koalpaca_template):
@@ -87,7 +90,7 @@ def fake_run(folder, step, constants, finished):
     ckpt.mkdir(parents=True)
     (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": 10}))
     checkpoints.seal(ckpt)
-    runs.write_json(folder / "checkpoints" / checkpoints.SETTINGS, constants)
+    runs.write_json(folder / "checkpoints" / runs.RUN_SETTINGS, constants)
     if finished:
         (folder / runs.ADAPTER_FILE).write_bytes(b"weights")
     return str(ckpt)
@@ -117,7 +120,7 @@ def test_overwrite_replaces_a_finished_run_or_checkpoints_of_other_settings(tmp_
     with pytest.raises(UserError, match=r"other settings \(--data='a.jsonl'\); rerun with those, or --overwrite=true"):
         recipe.resume_point(tmp_path / "other", other, "auto", False, MAY_CHANGE)
     assert recipe.resume_point(tmp_path / "other", other, "auto", True, MAY_CHANGE) is None
-    saved = json.loads((tmp_path / "other" / "checkpoints" / checkpoints.SETTINGS).read_text())
+    saved = json.loads((tmp_path / "other" / "checkpoints" / runs.RUN_SETTINGS).read_text())
     assert saved == other  # the new run's settings are recorded for its own checkpoints
 
 

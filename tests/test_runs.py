@@ -36,10 +36,16 @@ def test_a_folder_that_is_not_a_run_is_never_written_into(tmp_path):
         runs.prepare_output_dir(str(export), overwrite=True)
     (tmp_path / "empty" / ".ipynb_checkpoints").mkdir(parents=True)  # hidden files only: as good as empty
     assert runs.prepare_output_dir(str(tmp_path / "empty"), overwrite=False) == tmp_path / "empty"
-    stopped = tmp_path / "stopped"  # a run stopped before it finished: its checkpoints, no adapter yet
+    stopped = tmp_path / "stopped"  # a run stopped before it finished: its settings, no adapter yet
     (stopped / "checkpoints").mkdir(parents=True)
-    (stopped / "README.md").write_text("card")
+    (stopped / "checkpoints" / runs.RUN_SETTINGS).write_text("{}")
     assert runs.prepare_output_dir(str(stopped), overwrite=False) == stopped
+    (project / "logs").mkdir()  # a project's logs/ is no run's (review: it let --output_dir=. through)
+    (project / "checkpoints").mkdir()
+    with pytest.raises(UserError, match="not a run folder"):
+        runs.prepare_output_dir(str(project), overwrite=False)
+    (tmp_path / "disk" / "lost+found").mkdir(parents=True)  # a freshly made file system: as good as empty
+    assert runs.prepare_output_dir(str(tmp_path / "disk"), overwrite=False) == tmp_path / "disk"
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")

@@ -68,4 +68,15 @@ def test_the_streamed_pieces_add_up_to_the_answer_when_a_space_comes_before_its_
         tracker = RowTracker(ByteTokenizer(), [100], [stops], stream=lambda row, text: pieces.append(text),
                              cancelled=None)
         feed(tracker, [tokens(text) + [EOS]])
-        assert "".join(pieces) == tracker.text(0) == text.split("런던")[0].strip()
+        assert "".join(pieces) == tracker.text(0).strip() == text.split("런던")[0].strip()  # gen()'s answer: stripped
+
+
+def test_a_stop_string_of_whitespace_stops_as_soon_as_it_is_generated():
+    """Review: with the text stripped before the search, stop=["\n"] ran on to the token limit."""
+    for stop, expected_tokens in [("\n", len(tokens("답\n"))), ("\n\n", len(tokens("답\n\n")))]:
+        pieces = []
+        tracker = RowTracker(ByteTokenizer(), [100], [[stop]], stream=lambda row, text: pieces.append(text),
+                             cancelled=None)
+        feed(tracker, [tokens("답\n\n\n다음 줄") + [EOS]])
+        assert tracker.reason == ["stop"] and tracker.tokens == [expected_tokens]
+        assert tracker.text(0) == "답" == "".join(pieces)

@@ -67,7 +67,8 @@ def update_index(docs: str, folder: str, *, chunk_chars: int, overlap_chars: int
     started = time.perf_counter()
     docs_dir, index_dir = Path(docs).expanduser(), Path(folder).expanduser()
     if docs_dir.is_file():
-        raise UserError(f"--docs={docs} is a file: give the folder that holds the documents (--docs={docs_dir.parent})")
+        raise UserError(f"--docs={docs} is a file: give a folder that holds the documents (only them: the whole "
+                        f"folder is indexed)")
     if not docs_dir.is_dir():
         raise UserError(f"--docs={docs} does not exist: give a folder of documents")
     if index_dir.exists() and not index_dir.is_dir():

@@ -7,6 +7,7 @@ morphemes. One analyser per process: loading it takes about two seconds.
 """
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import unicodedata
@@ -83,6 +84,7 @@ def sentences(text: str) -> list[Sentence]:
     return [Sentence(s.start, s.end, tuple(_content(s.tokens))) for s in found]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def is_noun(word: str) -> bool:
     """Whether Kiwi reads `word` alone as one noun (날, 명세서), not as several morphemes or another part of speech."""
     with _lock:

@@ -33,6 +33,7 @@ UNSEEN_PASSAGES = 1000    # a question's word no passage has weighs as one in no
                           # use is the surest sign they do not cover the question (bench/RAG.md, "judged covered")
 COMPOUND_PART = 2         # shortest part a compound noun is split into: one syllable would match too much
 COMPOUND_TAIL = 3         # longest noun a question's word is completed with into a passage's compound (월급 → 월급날)
+COMPOUND_CANDIDATES = 20  # compounds a word is completed from, at most: each is checked with Kiwi (once: cached)
 QUESTION_CHARS = 2000     # the end of a question that is analysed: Kiwi takes ~70 µs a character, behind one
 HISTORY_CHARS = 500       # lock, so a 300k-character question would stall every search for 20 s
 # Morphemes of how a question is asked, not what it asks about ("어떻게 되나요", "며칠", "얼마까지 …할 수 있나요"):
@@ -164,14 +165,14 @@ class Searcher:
     def completed(self, term: str) -> str:
         """The most common compound noun of the passages that begins with `term` and goes on with a noun of up to
         COMPOUND_TAIL syllables (월급 → 월급날); `term` itself where none does."""
-        if len(term) < COMPOUND_PART:
+        if len(term) < COMPOUND_PART or not korean.is_noun(term):  # a stem is no head: 아프 is not 아프리카's
             return term
         if self._korean_vocab is None:
             self._korean_vocab = sorted(t for t in self.index.bm25.vocab_dict if korean_word(t))
         vocab, ids = self._korean_vocab, self.index.bm25.vocab_dict
         found = []
         for w in vocab[bisect.bisect_left(vocab, term):]:
-            if not w.startswith(term):
+            if not w.startswith(term) or len(found) == COMPOUND_CANDIDATES:
                 break
             if len(w) - len(term) <= COMPOUND_TAIL and korean.is_noun(w[len(term):]):
                 found.append(w)

@@ -102,7 +102,7 @@ def test_changed_chunks_analysis_or_readers_reread_everything_and_bad_folders_ar
     assert update(docs, tmp_path / "index", chunk_chars=300).read == 7
     with pytest.raises(UserError, match="does not exist: give a folder of documents"):
         update(tmp_path / "missing", tmp_path / "index")
-    with pytest.raises(UserError, match=f"is a file: give the folder that holds the documents \\(--docs={docs}\\)"):
+    with pytest.raises(UserError, match="is a file: give a folder that holds the documents"):
         update(docs / "취업규칙.md", tmp_path / "index")
     with pytest.raises(UserError, match="overlap"):
         update(docs, docs / "index")

@@ -233,9 +233,9 @@ def test_faq_columns_besides_question_and_answer_follow_the_answer(tmp_path):
 def test_an_unquoted_comma_stays_in_the_answer_wherever_its_column_is(tmp_path):
     path = write(tmp_path, "a.csv", "질문,답변\n연차는 며칠?,15일, 단 첫해는 11일\n")
     assert read_document(path) == [Section("연차는 며칠?\n15일, 단 첫해는 11일", None, "연차는 며칠?", 1)]
-    path = write(tmp_path, "b.csv", "질문,답변,분류\n정산은?,영수증, 보고서를 첨부합니다.,출장\n짧은 답?,네.,기타\n")
+    path = write(tmp_path, "b.csv", "질문,답변,분류\n정산은?,영수증, 보고서를 첨부합니다.,출장\n짧은 답?,네.,기타,\n")
     assert read_document(path) == [Section("정산은?\n영수증, 보고서를 첨부합니다.\n분류: 출장", None, "정산은?", 1),
-                                   Section("짧은 답?\n네.\n분류: 기타", None, "짧은 답?", 2)]
+                                   Section("짧은 답?\n네.\n분류: 기타", None, "짧은 답?", 2)]  # a comma at the end
 
 
 def test_tsv_faq_rows(tmp_path):

@@ -50,7 +50,8 @@ def test_a_compound_the_passages_read_whole_is_found_by_its_parts_or_its_head(do
     """An HR admin's trial: Kiwi reads 월급날 and 육아휴직 whole in these documents and "월급", "육아 휴직" in a
     question, which then found nothing of them ("월급 언제 들어와요?" was judged not covered by the row answering it)."""
     (docs / "급여_FAQ.csv").write_text("질문,답변\n월급날이 언제인가요?,매월 25일입니다.\n", encoding="utf-8")
-    (docs / "육아.md").write_text("# 육아 지원\n\n육아휴직은 자녀 1명당 1년까지 쓸 수 있다.\n", encoding="utf-8")
+    (docs / "육아.md").write_text("# 육아 지원\n\n육아휴직은 자녀 1명당 1년까지 쓸 수 있다. 아프리카 근무자도 같다.\n",
+                                 encoding="utf-8")
     indexing.update_index(str(docs), str(tmp_path / "index"), **INDEX_SETTINGS)
     searcher = Searcher(store.open_index(tmp_path / "index"))
     assert searcher.match_compounds(["월급", "육아", "휴직", "근무", "1830"]) == ["월급날", "육아휴직", "근무", "1830"]
@@ -59,6 +60,7 @@ def test_a_compound_the_passages_read_whole_is_found_by_its_parts_or_its_head(do
     best = searcher.search("육아 휴직은 얼마나 쓸 수 있어요?", top_k=1)[0]
     assert best.source == "육아.md" and best.relevance >= 0.3
     assert searcher.match_compounds(["헬스장"]) == ["헬스장"]  # no compound of the passages begins with it
+    assert searcher.match_compounds(["아프"]) == ["아프"]  # a stem (아프다) is no head of 아프리카 (review)
 
 
 def test_a_time_of_day_written_0900_answers_a_question_asking_what_time(sample_index):

@@ -142,6 +142,8 @@ def joined_overflow(cells: list[str], width: int, answer: int, delimiter: str) -
     """A row with more cells than the header has columns (an unquoted comma, the usual slip in a hand-made
     sheet, and most likely in the answer, the column of prose): the extra cells go back into the answer, with
     the delimiters between them; the columns after the answer take the row's last cells."""
+    while len(cells) > width and not cells[-1].strip():  # a delimiter at the end of a row (Excel's) is no cell
+        cells = cells[:-1]
     extra = len(cells) - width
     if extra <= 0:
         return cells
