@@ -22,8 +22,12 @@ SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user
 
 def parse(turns) -> list[dict] | str:
     """A conversation's turns (OpenAI or ShareGPT form) as checked messages, or the reason it is skipped."""
-    if not isinstance(turns, list) or not turns:
+    if isinstance(turns, str):
+        return "a conversation that is text, not a list of turns (in a CSV cell? write conversations as JSONL)"
+    if not isinstance(turns, list):
         return "a conversation that is not a list of turns"
+    if not turns:
+        return "an empty conversation"
     messages = []
     for turn in turns:
         if not isinstance(turn, dict):
@@ -34,8 +38,11 @@ def parse(turns) -> list[dict] | str:
             role, content = turn.get("role"), turn.get("content")
         if role not in ROLES:
             return f"unknown role {role!r} (use {', '.join(ROLES)}; ShareGPT: human, gpt, system)"
+        if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
+                                             and isinstance(p.get("text"), str) for p in content):
+            content = "\n".join(p["text"] for p in content)  # OpenAI's content parts, joined as the server joins them
         if not isinstance(content, str):
-            return "a turn whose content is not text"
+            return "a turn whose content is not text (or OpenAI text parts)"
         if not content.strip():
             return "an empty turn"
         messages.append({"role": role, "content": content.strip()})

@@ -143,6 +143,8 @@ def validate_row(record, columns: Columns, template: Template, max_chars: int):
         row["text"] = text.strip()
         if not row["text"]:
             return "empty text"
+    elif any(record.get(c) == [] for c in conversations.COLUMNS):  # [] beside a question is a shared schema's
+        return "an empty conversation"
     else:
         return f"no '{columns.question}'/'{columns.answer}', '{columns.text}' or 'messages' field"
     texts = [v for v in row.values() if isinstance(v, str)] + [m["content"] for m in row["messages"]]

@@ -95,18 +95,25 @@ def test_messages_and_sharegpt_rows_load_and_bad_ones_are_skipped_with_reasons(t
             {"messages": [TURNS[0], {"role": "assistant", "content": "  "}]},
             {"messages": TURNS[:3]},
             {"messages": [TURNS[0], TURNS[1], SYSTEM, TURNS[2], TURNS[3]]},
-            {"conversations": "not a list"}]
+            {"conversations": "not a list"}, {"messages": []}, {"messages": {"role": "user"}},
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "안녕?"}]},  # OpenAI's text parts
+                          {"role": "assistant", "content": [{"type": "text", "text": "안녕하세요."}]}]},
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                          TURNS[1]]}]
     loaded, report = data.load_rows(write_jsonl(tmp_path / "chat.jsonl", rows), data.Columns(), template, 20_000)
-    assert [r["messages"][1]["content"] for r in loaded] == ["한국의 수도는 어디인가요?", "안녕?"]
+    assert [r["messages"][1]["content"] for r in loaded] == ["한국의 수도는 어디인가요?", "안녕?", "안녕하세요."]
     assert loaded[1]["messages"][0] == {"role": "system", "content": "친절하게."}
     assert dict(report.reasons) == {
         "exact duplicate of an earlier row": 1,
         "unknown role 'robot' (use system, user, assistant; ShareGPT: human, gpt, system)": 1,
         "two user turns in a row": 1, "an empty turn": 1, "ends on a user turn (nothing to learn from it)": 1,
-        "a system message after the first turn": 1, "a conversation that is not a list of turns": 1}
+        "a system message after the first turn": 1,
+        "a conversation that is text, not a list of turns (in a CSV cell? write conversations as JSONL)": 1,
+        "an empty conversation": 1, "a conversation that is not a list of turns": 1,
+        "a turn whose content is not text (or OpenAI text parts)": 1}
     assert (report.counts["conversations"], report.counts["multi-turn"], report.counts["with a system message"],
-            report.counts["answers"]) == (2, 1, 2, 3)
-    assert "conversations: 2 (1 with several answers, 2 with a system message); answers: 3" in report.lines()
+            report.counts["answers"]) == (3, 1, 2, 4)
+    assert "conversations: 3 (1 with several answers, 2 with a system message); answers: 4" in report.lines()
 
 
 def test_conversations_load_from_parquet_too(tmp_path):
