@@ -3,7 +3,8 @@
 gen() hands every step's tokens to a RowTracker. Per row it decides: end of text, the row's own token
 limit, one of its stop strings (the text is cut before it), or its caller gone (cancelled). Streamed
 text never shows what may still turn into a stop string, half of a Korean syllable whose bytes span
-tokens, or spaces that may yet end the answer (it is stripped): the pieces add up to the answer. The tracker knows tokens and text only, never the model or the GPU.
+tokens, or spaces that may yet end the answer (it is stripped): the pieces add up to the answer. The tracker
+knows tokens and text only, never the model or the GPU.
 """
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ class RowTracker:
     def text(self, row: int) -> str:
         if self.cut[row] is not None:
             return self.cut[row]
-        return self.tokenizer.decode(self.ids[row], skip_special_tokens=True).lstrip()  # stop strings may end in space
+        # its end kept: a stop string may be whitespace ("\n"); the answer and what is streamed drop it
+        return self.tokenizer.decode(self.ids[row], skip_special_tokens=True).lstrip()
 
     def follow(self, row: int) -> None:
         """Decode the row so far: end it at a stop string, and stream what is certain."""

@@ -16,6 +16,7 @@ cosine similarity when higher; with a reranker, its score).
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -171,7 +172,7 @@ class Searcher:
             self._korean_vocab = sorted(t for t in self.index.bm25.vocab_dict if korean_word(t))
         vocab, ids = self._korean_vocab, self.index.bm25.vocab_dict
         found = []
-        for w in vocab[bisect.bisect_left(vocab, term):]:
+        for w in itertools.islice(vocab, bisect.bisect_left(vocab, term), None):  # those after it, not a copy
             if not w.startswith(term) or len(found) == COMPOUND_CANDIDATES:
                 break
             if len(w) - len(term) <= COMPOUND_TAIL and korean.is_noun(w[len(term):]):
