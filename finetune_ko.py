@@ -144,6 +144,8 @@ def main(argv):
                         "with torchrun --nproc_per_node=N finetune_ko.py (data parallel) instead")
     launched = processes.start()  # the processes' shared state: the main one prints and saves
     output_dir = runs.prepare_output_dir(OUTPUT_DIR or f"outputs/{RUN_NAME}", OVERWRITE)
+    if MERGED_DIR:
+        runs.check_merged_dir(MERGED_DIR)
     tokenizer = modeling.load_tokenizer(MODEL_ID)
     modeling.check_tokenizer_fits(tokenizer, config)
     template = load_template(TEMPLATE, tokenizer)  # auto: the tokenizer's chat template, else koalpaca

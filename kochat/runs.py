@@ -72,6 +72,19 @@ def prepare_output_dir(folder: str, overwrite: bool) -> Path:
     return path
 
 
+def check_merged_dir(folder: str) -> None:
+    """Before training: MERGED_DIR is a new or empty folder, or an earlier merged copy (replaced file by file),
+    never a folder of other files (a merge writes config.json, tokenizer files and weights into it)."""
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag('MERGED_DIR', folder)} is a file; name a folder")
+    names = {p.name for p in path.iterdir() if not p.name.startswith(".")} if path.is_dir() else set()
+    earlier_merge = {"config.json", TEMPLATE_FILE} <= names and any(n.endswith(".safetensors") for n in names)
+    if names and not earlier_merge:
+        raise UserError(f"{flag('MERGED_DIR', folder)} holds other files and is not an earlier merged copy; name a "
+                        f"new or empty folder")
+
+
 def check_file_can_be_written(path: Path, option: str) -> None:
     """Before long work: `path` is not a folder and lies under a writable one (made when the file is written)."""
     if path.is_dir():

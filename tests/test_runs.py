@@ -48,6 +48,22 @@ def test_a_folder_that_is_not_a_run_is_never_written_into(tmp_path):
     assert runs.prepare_output_dir(str(tmp_path / "disk"), overwrite=False) == tmp_path / "disk"
 
 
+def test_the_merged_copy_goes_into_a_new_folder_or_replaces_an_earlier_merged_copy(tmp_path):
+    runs.check_merged_dir(str(tmp_path / "new"))
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    runs.check_merged_dir(str(merged))  # empty
+    for name in ("config.json", runs.TEMPLATE_FILE, "model.safetensors"):
+        (merged / name).write_text("x")
+    runs.check_merged_dir(str(merged))  # an earlier merge: replaced
+    (tmp_path / "project" / "src").mkdir(parents=True)
+    (tmp_path / "project" / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="--merged_dir=.*project holds other files and is not an earlier merged copy"):
+        runs.check_merged_dir(str(tmp_path / "project"))
+    with pytest.raises(UserError, match="is a file"):
+        runs.check_merged_dir(str(merged / "config.json"))
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
 def test_an_unwritable_output_folder_is_refused_before_training():
     # nothing can be made in /proc, not even by root (CI runs as root; os.access would have said yes)
