@@ -11,6 +11,7 @@ import difflib
 import math
 import os
 import re
+import select
 import shlex
 import signal
 import sys
@@ -33,9 +34,22 @@ def run(main) -> int:
     except KeyboardInterrupt:
         print("interrupted.", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # Python's documented way: what is left unwritten goes nowhere, no second error at exit
+    except BrokenPipeError:
+        if not reader_gone():  # another pipe broke (a worker process): that is an error of its own
+            raise
+        # Python's documented way: what is left unwritten goes nowhere, no second error at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+
+
+def reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (poll reports an error on its end)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll here, or no real standard output: as before
+        return True
 
 
 def flag(name: str, value=None) -> str:

@@ -176,3 +176,14 @@ def test_index_ko_marks_questions_by_the_relevance_chat_and_serve_answer_from():
                  for script in ("index_ko.py", "chat_ko.py", "serve_ko.py")}
     assert len({c["MIN_RELEVANCE"] for c in constants.values()}) == 1
     assert constants["index_ko.py"]["ANSWER_TOP_K"] == constants["chat_ko.py"]["TOP_K"] == constants["serve_ko.py"]["TOP_K"]
+
+
+def test_a_broken_pipe_other_than_standard_output_is_not_hidden(monkeypatch):
+    """Review: a worker's pipe breaking ended silently with 141 as if a reader had gone."""
+    from kochat import cli
+
+    def main(argv):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(sys, "argv", ["x"])
+    with pytest.raises(BrokenPipeError):  # standard output (pytest's capture) is fine: not hidden
+        cli.run(main)
