@@ -238,6 +238,10 @@ def test_an_unquoted_comma_stays_in_the_answer_wherever_its_column_is(tmp_path):
                                    Section("짧은 답?\n네.\n분류: 기타", None, "짧은 답?", 2)]  # a comma at the end
 
 
+def test_a_faq_sheet_with_a_column_name_twice_is_refused_in_one_line(tmp_path):
+    unreadable(write(tmp_path, "a.csv", "질문,답변,답변\n연차는?,15일,11일\n"), "duplicate columns: 답변")
+
+
 def test_tsv_faq_rows(tmp_path):
     path = write(tmp_path, "a.tsv", "질문\t답변\n연차는 며칠?\t15일, 첫해는 11일\n")
     assert read_document(path) == [Section("연차는 며칠?\n15일, 첫해는 11일", None, "연차는 며칠?", 1)]

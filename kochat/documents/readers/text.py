@@ -133,6 +133,9 @@ def read_csv(text: str, delimiter: str = "") -> list[Section]:
         return _faq_sections([])
     names = rows[0]
     lowered = [n.strip().lower() for n in names]
+    twice = sorted({n for n in lowered if n and lowered.count(n) > 1})
+    if twice:  # a row would keep one of them and lose the other
+        raise Unreadable(f"duplicate columns: {', '.join(twice)}; give each column its own name")
     answer = next((lowered.index(c) for c in ANSWER_COLUMNS if c in lowered), len(names) - 1)
     return _faq_sections([dict(zip(names, joined_overflow(cells, len(names), answer, delimiter)))
                           for cells in rows[1:] if cells])  # blank lines are no rows (as csv.DictReader)
