@@ -298,9 +298,14 @@ def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str 
     kwargs = {"dtype": dtype, "device_map": device_map, "attn_implementation": attention}
     if four_bit:
         kwargs["quantization_config"] = quantization_config or nf4_config(dtype)
+    from safetensors import SafetensorError
+
     source = model_source(model_id)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=False, **kwargs)
+    except SafetensorError as e:  # a file cut short (a copy that stopped, a full disk)
+        raise UserError(f"the weights in {source} are damaged ({str(e).splitlines()[0][:160]}): copy or download "
+                        f"them again") from None
     except OSError as e:
         if os.path.isdir(source):
             raise UserError(f"cannot load weights from {source}: {str(e).splitlines()[0][:160]}") from None
@@ -313,7 +318,11 @@ def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str 
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+        try:
+            model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+        except SafetensorError as e:
+            raise UserError(f"the adapter in {adapter} is damaged ({str(e).splitlines()[0][:160]}): copy it again, "
+                            f"or train again") from None
         if merge:
             model = model.merge_and_unload()
     return model

@@ -252,7 +252,7 @@ def load_questions(path: str) -> list[tuple[str, str]]:
     if not file.is_absolute() and not file.exists():
         file = PROJECT_ROOT / file
     try:
-        lines = file.read_text(encoding="utf-8").splitlines()
+        lines = file.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark (Notepad's) is no text
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read the questions file {path}: {e}") from None
     questions = []

@@ -114,6 +114,18 @@ def test_a_tokenizer_from_another_model_is_refused(polyglot_tokenizer):
     modeling.check_tokenizer_fits(polyglot_tokenizer, modeling.load_config("EleutherAI/polyglot-ko-12.8b", True))
 
 
+def test_a_damaged_adapter_is_one_line(tiny_tokenizer, tmp_path):
+    """A new user's trial: an adapter file cut short ended in safetensors' traceback in chat and eval."""
+    from peft import LoraConfig, get_peft_model
+
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False)
+    get_peft_model(model, LoraConfig(r=4, target_modules=["query_key_value"])).save_pretrained(tmp_path / "run")
+    weights = tmp_path / "run" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(UserError, match="the adapter in .*run is damaged .*copy it again, or train again"):
+        modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False, adapter=str(tmp_path / "run"))
+
+
 def test_a_merged_16bit_model_answers_like_the_unmerged_adapter(tiny_tokenizer, koalpaca_template, tmp_path):
     from peft import LoraConfig, get_peft_model
 

@@ -68,6 +68,8 @@ def test_load_questions_reads_inputs_and_skips_comments(tmp_path, monkeypatch):
     f.write_text("# comment\n#\n#old-style\n## 섹션\n한국의 수도는?\n\n번역하세요.\t안녕하세요\n\t입력만\n#해시태그란?\n",
                  encoding="utf-8")
     assert load_questions(str(f)) == [("한국의 수도는?", ""), ("번역하세요.", "안녕하세요"), ("#해시태그란?", "")]
+    f.write_bytes("\ufeff# 주석 줄입니다\n한국의 수도는?\n".encode())  # saved by Notepad: a byte-order mark first
+    assert load_questions(str(f)) == [("한국의 수도는?", "")]
     monkeypatch.chdir(tmp_path)
     assert len(load_questions("prompts/demo_questions.txt")) >= 3  # found in the project, not the cwd
     with pytest.raises(UserError, match="cannot read the questions file"):
