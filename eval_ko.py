@@ -69,7 +69,7 @@ def main(argv):
     folders = {"kobest": KOBEST_DIR, "kmmlu": KMMLU_DIR, "haerae": HAERAE_DIR}
     local, hub = suites.resolve(TASKS, folders, SPLIT) if TASKS else ([], [])
     questions = read_questions(QUESTIONS) if QUESTIONS else []
-    scores_out = (Path(OUT) if OUT else steps.default_out(run, TASKS, SPLIT)) if TASKS else None
+    scores_out = (Path(OUT) if OUT else steps.default_out(run, TASKS, SPLIT, LIMIT)) if TASKS else None
     answers_out = (Path(OUT) if OUT else Path(run.folder) / runs.EVAL_DIR / f"answers-{Path(QUESTIONS).stem}.json"
                    ) if QUESTIONS else None
     for out in filter(None, (scores_out, answers_out)):  # checked now, not after the model has answered

@@ -10,9 +10,10 @@ from ..runs import EVAL_DIR
 from . import answers, harness, judge, pages, scores, suites
 
 
-def default_out(run, tasks: list[str], split: str) -> Path:
-    """outputs/RUN/eval/kobest-test.json (suites joined with +)."""
-    return Path(run.folder) / EVAL_DIR / f"{'+'.join(tasks)}-{split}.json"
+def default_out(run, tasks: list[str], split: str, limit: int = 0) -> Path:
+    """outputs/RUN/eval/kobest-test.json (suites joined with +); a run of the first LIMIT items a task writes
+    kobest-test-first10.json, beside the whole split's, never over it."""
+    return Path(run.folder) / EVAL_DIR / f"{'+'.join(tasks)}-{split}{f'-first{limit}' if limit else ''}.json"
 
 
 def score_tasks(run, model, tokenizer, local, hub, *, out: Path, split: str, limit: int = 0, batch_size: int = 0,

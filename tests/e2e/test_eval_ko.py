@@ -30,12 +30,13 @@ def test_scores_and_answers_base_vs_adapter(tiny_run, run_script, tmp_path):
     assert "다음 문장을 고치세요." in page and "Hangul share" in page
     if not scored:
         pytest.skip(f"KoBEST not found at {KOBEST} (fresh clone): only the answers were checked")
-    doc = json.loads((eval_dir / "kobest-dev.json").read_text(encoding="utf-8"))
+    assert not (eval_dir / "kobest-dev.json").exists()  # a limited run never takes the whole split's name (a trial)
+    doc = json.loads((eval_dir / "kobest-dev-first6.json").read_text(encoding="utf-8"))
     assert doc["models"] == ["base", "adapter"] and doc["harness"]["version"]
     assert set(doc["tasks"]) == {"kobest_boolq", "kobest_copa", "kobest_hellaswag", "kobest_sentineg", "kobest_wic"}
     assert all(0 <= t[m]["acc"] <= 1 and t[m]["items"] == 6 for t in doc["tasks"].values() for m in ("base", "adapter"))
     assert "f1" in doc["tasks"]["kobest_boolq"]["adapter"]
-    table = (eval_dir / "kobest-dev.md").read_text(encoding="utf-8")
+    table = (eval_dir / "kobest-dev-first6.md").read_text(encoding="utf-8")
     assert "| kobest_copa | accuracy |" in table and "Δ adapter − base" in table and table in result.stdout
 
 
