@@ -91,10 +91,33 @@ def main(argv):
 
     # 4. Answers: both models answer every question with the same settings, side by side, with figures
     if questions:
+        questions = fitting(questions, tokenizer, run.template, model.config)
         settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P)
         steps.answer_questions(run, model, tokenizer, questions, questions_file=QUESTIONS, out=answers_out,
                                settings=settings, batch_size=ANSWER_BATCH, seed=SEED, four_bit=four_bit, judge_url=JUDGE_URL,
                                judge_model=judge_model, judge_api_key=JUDGE_API_KEY, cache=CACHE)
+
+
+def fitting(questions, tokenizer, template, config):
+    """The questions whose prompt and longest answer fit the model's positions; a line names those left out (as
+    chat_ko.py refuses them: a longer prompt runs slowly and is answered as noise)."""
+    from kochat.generation import render
+    from kochat.tokenization import encode_prompt
+
+    positions = getattr(config, "max_position_embeddings", None)
+    if not positions:
+        return questions
+    room = positions - MAX_NEW_TOKENS
+    kept = [q for q in questions if len(encode_prompt(tokenizer, render(template, (q.question, q.input))[0])) <= room]
+    left_out = [q.id for q in questions if q not in kept]
+    if left_out:
+        print(f"    left out {len(left_out)} question(s) longer than this model takes ({room} prompt tokens with "
+              f"--max_new_tokens={MAX_NEW_TOKENS}, of {positions}): {', '.join(map(str, left_out[:10]))}"
+              f"{' …' if len(left_out) > 10 else ''}")
+    if not kept:
+        raise UserError(f"every question in {QUESTIONS} is longer than this model takes ({room} prompt tokens with "
+                        f"--max_new_tokens={MAX_NEW_TOKENS}): shorten them")
+    return kept
 
 
 if __name__ == "__main__":

@@ -50,3 +50,14 @@ def test_bad_input_is_one_line_before_loading(tiny_run, run_script, tmp_path, ar
     run, _ = tiny_run
     result = run_script("eval_ko.py", f"--adapter={run}", *args, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_question_longer_than_the_model_takes_is_left_out_with_a_line(tiny_run, run_script, tmp_path):
+    """A new user's trial: a 24,000-character question ran for 91 s at 12 GB and was answered as noise."""
+    run, _ = tiny_run
+    (tmp_path / "qs.txt").write_text("한국의 수도는?\n" + "아주 긴 질문입니다. " * 2000 + "\n", encoding="utf-8")
+    result = run_script("eval_ko.py", f"--adapter={run}", "--questions=qs.txt", "--max_new_tokens=8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "left out 1 question(s) longer than this model takes" in result.stdout
+    report = json.loads((run / "eval" / "answers-qs.json").read_text(encoding="utf-8"))
+    assert [i["question"] for i in report["items"]] == ["한국의 수도는?"]
