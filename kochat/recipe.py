@@ -222,7 +222,9 @@ def resume_point(output_dir: Path, constants: dict, resume: str, overwrite: bool
     folder = output_dir / "checkpoints"
     if overwrite and (runs.holds_finished_run(output_dir) or resume == "never"
                       or checkpoints.changed_settings(folder, constants, may_change)):
-        runs.clear_run(output_dir)
+        reports = runs.clear_run(output_dir)
+        print(f"    the earlier run in {output_dir} removed (--overwrite)"
+              + (f", with its {reports} eval report files (eval/cache kept)" if reports else ""))
     point = checkpoints.resume_point(folder, resume)
     checkpoints.check_same_settings(folder, constants, point, may_change)
     return point

@@ -157,20 +157,21 @@ def read_key(path: Path, *keys: str):
         return None
 
 
-def clear_run(folder: Path) -> None:
+def clear_run(folder: Path) -> int:
     """Remove what a run wrote into `folder` (its adapter, card, logs, checkpoints; see RUN_FILES) and the scores
     and answers eval_ko.py wrote of its adapter (eval/*.json, .md, .html), so that a new run starts there from
-    nothing. Only those: the folder may hold other files. eval/cache/ stays: its files are named by the weights
-    they score."""
+    nothing; returns how many of those eval files went. Only those: the folder may hold other files. eval/cache/
+    stays: its files are named by the weights they score."""
     for name in RUN_FILES:
         path = folder / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    for path in (folder / EVAL_DIR).glob("*"):
-        if path.suffix in EVAL_FILES and path.is_file():
-            path.unlink()
+    reports = [p for p in (folder / EVAL_DIR).glob("*") if p.suffix in EVAL_FILES and p.is_file()]
+    for path in reports:
+        path.unlink()
+    return len(reports)
 
 
 class Loaded(NamedTuple):

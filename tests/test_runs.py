@@ -180,7 +180,7 @@ def test_clear_run_removes_only_what_a_run_wrote(tmp_path):
     (tmp_path / "eval" / "cache").mkdir(parents=True)  # eval_ko.py's: the old adapter's scores go, the cache stays
     for name in ("kobest-test.json", "kobest-test.md", "answers-demo.html", "cache/base-1a2b.sqlite", "notes.txt"):
         (tmp_path / "eval" / name).write_text("x")
-    runs.clear_run(tmp_path)
+    assert runs.clear_run(tmp_path) == 3  # the eval reports it removed, said by finetune_ko.py (a user's trial)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval", "mine.txt"]
     left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert left == ["eval/cache/base-1a2b.sqlite", "eval/notes.txt", "mine.txt"]
