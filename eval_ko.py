@@ -108,8 +108,9 @@ def fitting(questions, tokenizer, template, config):
     if not positions:
         return questions
     room = positions - MAX_NEW_TOKENS
-    kept = [q for q in questions if len(encode_prompt(tokenizer, render(template, (q.question, q.input))[0])) <= room]
-    left_out = [q.id for q in questions if q not in kept]
+    fits = [len(encode_prompt(tokenizer, render(template, (q.question, q.input))[0])) <= room for q in questions]
+    kept = [q for q, ok in zip(questions, fits) if ok]
+    left_out = [q.id for q, ok in zip(questions, fits) if not ok]
     if left_out:
         print(f"    left out {len(left_out)} question(s) longer than this model takes ({room} prompt tokens with "
               f"--max_new_tokens={MAX_NEW_TOKENS}, of {positions}): {', '.join(map(str, left_out[:10]))}"

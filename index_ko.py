@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kochat import PROJECT_ROOT, cli
 from kochat.documents import indexing, store
-from kochat.documents.retrieval import Searcher
+from kochat.documents.retrieval import Searcher, covers
 from kochat.errors import UserError
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
@@ -134,8 +134,8 @@ def show(question, hits):
 
 
 def covered(hits) -> bool:
-    """As chat_ko.py and serve_ko.py judge: one of the passages they would be given reaches MIN_RELEVANCE."""
-    return bool(hits) and max(h.relevance for h in hits[:ANSWER_TOP_K]) >= MIN_RELEVANCE
+    """As chat_ko.py and serve_ko.py judge, on the passages they would be given."""
+    return covers(hits[:ANSWER_TOP_K], MIN_RELEVANCE)
 
 
 def search_file(searcher):
@@ -147,9 +147,10 @@ def search_file(searcher):
     with open(output, "w", encoding="utf-8") as out:
         for question in questions:
             hits = searcher.search(question, top_k=TOP_K)
-            out.write(json.dumps({"question": question, "covered": covered(hits),
+            is_covered = covered(hits)
+            out.write(json.dumps({"question": question, "covered": is_covered,
                                   "hits": [h.to_dict() for h in hits]}, ensure_ascii=False) + "\n")
-            if not covered(hits):
+            if not is_covered:
                 not_covered.append(question)
     print(f"{len(questions)} questions searched: {output}")
     if not_covered:

@@ -46,7 +46,7 @@ from kochat import PROJECT_ROOT as ROOT
 from kochat import cli
 from kochat.documents import chunking, indexing, korean, store
 from kochat.documents.readers import read_document
-from kochat.documents.retrieval import Searcher
+from kochat.documents.retrieval import Searcher, covers
 from kochat.errors import UserError
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
@@ -163,7 +163,7 @@ def rank_metrics(rankings: list[list], golds: list[tuple]) -> dict:
 
 def covered(hits) -> bool:
     """Whether chat and serving answer from these passages rather than with NOT_COVERED (grounding.ground)."""
-    return any(h.relevance >= MIN_RELEVANCE for h in hits[:ANSWER_TOP_K])
+    return covers(hits[:ANSWER_TOP_K], MIN_RELEVANCE)
 
 
 def evaluate(searcher, queries, doc_of) -> tuple[dict, dict]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..tokenization import encode_prompt
-from .retrieval import Hit, Searcher
+from .retrieval import Hit, Searcher, covers
 
 HISTORY_TURNS = 2  # earlier user questions that shape the search for a follow-up ("그럼 2년차는요?")
 INSTRUCTION = "다음 문서에 근거해 답하고, 근거로 삼은 문서의 번호를 [1]처럼 적으세요."
@@ -47,7 +47,7 @@ def ground(searcher: Searcher, messages: list[dict], *, top_k: int, min_relevanc
     rendered prompt fits (the answer needs the rest of the context)."""
     question, history = search_query(messages)
     hits = searcher.search(question, top_k=top_k, history=history)
-    if not hits or max(h.relevance for h in hits) < min_relevance:
+    if not covers(hits, min_relevance):
         return messages, Grounding(hits=[], covered=False)
     hits = [h for h in hits if h.relevance > 0]  # passages that share no topic word with the question go
     for n, h in enumerate(hits, start=1):        # (they matched only "어떻게", "되나요"…), the rest renumbered

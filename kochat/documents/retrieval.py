@@ -76,6 +76,12 @@ class Hit:
         return " · ".join(parts)
 
 
+def covers(hits: list[Hit], min_relevance: float) -> bool:
+    """Whether the passages found cover the question: one of them reaches min_relevance (chat, serving and
+    index_ko.py judge alike)."""
+    return bool(hits) and max(h.relevance for h in hits) >= min_relevance
+
+
 def korean_word(term: str) -> bool:
     return bool(term) and all("가" <= c <= "힣" for c in term)
 
