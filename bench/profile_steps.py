@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from torch.profiler import ProfilerActivity, profile
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 import finetune_ko as defaults  # the recipe's default settings: its constants block
-from bench.speed import CountingCollator, StepClock, attempt, load_rows_tokenized
+from bench.speed import CountingCollator, ProfileSteps, StepClock, attempt, load_rows_tokenized, table
 from kochat import cli, estimate, modeling, packing, recipe, runs
 from kochat.generation import gen
 from kochat.prompts import load_template
@@ -40,26 +40,6 @@ CHECKPOINT_SHARES = "1,0.5,0"       # shares of the layers checkpointed, per set
 WARMUP = 3                          # untimed steps first
 TIMED = 10                          # timed steps
 PROFILED = 2                        # profiled steps after the timed ones
-
-
-class ProfileSteps(TrainerCallback):
-    """Profile the optimizer steps after the timed ones."""
-
-    def __init__(self, first):
-        self.first, self.prof = first, None
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step == self.first:
-            self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
-            self.prof.__enter__()
-
-    def on_train_end(self, args, state, control, **kwargs):
-        torch.cuda.synchronize()
-        self.prof.__exit__(None, None, None)
-
-
-def table(prof, rows=40):
-    return prof.key_averages().table(sort_by="self_device_time_total", row_limit=rows, max_name_column_width=90)
 
 
 def cast_base(model, dtype):

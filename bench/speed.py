@@ -4,6 +4,7 @@ From the repository root:
 
     python3 -m bench.speed --model=/tmp/random-polyglot-ko-12.8b --data=KOALPACA_1K.jsonl --out=RESULT.json
     python3 -m bench.speed ... --part=train      # or --part=gen
+    python3 -m bench.speed ... --part=train --settings=2 --profile=true  # and the GPU kernels of 2 more steps
 
 --model is a model folder (bench/random_model.py writes one of any known shape); --data gives real row
 lengths (KoAlpaca-v1.1a rows, tokenized with the model's tokenizer). The recipe's settings (LoRA, optimizer,
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from torch.profiler import ProfilerActivity, profile
 from transformers import TrainerCallback, TrainingArguments
 
 import finetune_ko as defaults  # the recipe's default settings: its constants block
@@ -42,6 +44,8 @@ SETTINGS = ""                       # training settings to run, by number (0-4, 
 ATTENTION = "auto"                  # as finetune_ko.py's ATTENTION: auto, sdpa, flex_attention
 LORA_DROPOUT = defaults.LORA_DROPOUT  # as finetune_ko.py's (auto: resolved for the model, kochat.recipe)
 GEN_MODES = "all"                   # all, or fast: only the merged bf16 fast mode (no 4-bit and eager runs)
+PROFILE = False                     # profile PROFILED_STEPS more training steps of each setting: a kernel table beside OUT
+PROFILED_STEPS = 2
 
 _SHARE = ("the auto-chosen share of the" if defaults.GRADIENT_CHECKPOINTING == "auto" else  # resolved per model
           {1.0: "all", 0.5: "half the", 0.0: "none of the"}.get(defaults.GRADIENT_CHECKPOINTING,
@@ -67,6 +71,27 @@ class StepClock(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         torch.cuda.synchronize()
         self.ends.append(time.perf_counter())
+
+
+class ProfileSteps(TrainerCallback):
+    """torch.profiler over the optimizer steps from step `first` to the end of training."""
+
+    def __init__(self, first):
+        self.first, self.prof = first, None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.first:
+            self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+            self.prof.__enter__()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.prof is not None:
+            torch.cuda.synchronize()
+            self.prof.__exit__(None, None, None)
+
+
+def table(prof, rows=40):
+    return prof.key_averages().table(sort_by="self_device_time_total", row_limit=rows, max_name_column_width=90)
 
 
 class CountingCollator:
@@ -102,9 +127,9 @@ def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size,
         collator = CountingCollator(packing.PackedCollator(tokenizer.pad_token_id, pack_tokens))
     else:
         train, collator = rows, CountingCollator(tokenization.make_collator(tokenizer))
-    clock = StepClock()
+    clock, profiled = StepClock(), ProfileSteps(WARMUP_STEPS + steps)
     args = TrainingArguments(output_dir=str(out_dir / name), per_device_train_batch_size=batch_size,
-                             max_steps=steps + WARMUP_STEPS, learning_rate=defaults.LEARNING_RATE, optim=defaults.OPTIM,
+                             max_steps=steps + WARMUP_STEPS + (PROFILED_STEPS if PROFILE else 0), learning_rate=defaults.LEARNING_RATE, optim=defaults.OPTIM,
                              bf16=torch.cuda.is_available(), logging_steps=1000, save_strategy="no", report_to=[], seed=0,
                              disable_tqdm=True)
     torch.cuda.empty_cache()
@@ -112,10 +137,14 @@ def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size,
     # the seed's loss is transformers' own; the project's runs the head in chunks (finetune_ko.py's LOSS_CHUNK)
     trainer = ChunkedLossTrainer(model=model, args=args, train_dataset=train, data_collator=collator, callbacks=[clock],
                                  loss_chunk=0 if seed_style else defaults.LOSS_CHUNK)
+    if PROFILE:
+        trainer.add_callback(profiled)
     result = trainer.train()
-    seconds = clock.ends[-1] - clock.ends[WARMUP_STEPS - 1]
+    if profiled.prof is not None:  # beside the result JSON: <OUT stem>-<setting>-profile.txt
+        Path(OUT).with_name(f"{Path(OUT).stem}-{name}-profile.txt").write_text(table(profiled.prof))
+    seconds = clock.ends[WARMUP_STEPS + steps - 1] - clock.ends[WARMUP_STEPS - 1]
     tokens = sum(collator.real_tokens[WARMUP_STEPS:WARMUP_STEPS + steps])
-    step_s = [b - a for a, b in zip(clock.ends[WARMUP_STEPS - 1:], clock.ends[WARMUP_STEPS:])]
+    step_s = [b - a for a, b in zip(clock.ends[WARMUP_STEPS - 1:], clock.ends[WARMUP_STEPS:WARMUP_STEPS + steps])]
     return {"name": name, "attention": attention, "pack_tokens": pack_tokens, "batch_size": batch_size,
             "embeddings": "fp32" if seed_style else "bf16", "loss_chunk": trainer.loss_chunk,
             "checkpointed_layers": f"{checkpoint_layers}/{len(layers)}", "compiled": compiled, "steps": steps,

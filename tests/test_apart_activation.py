@@ -1,0 +1,69 @@
+import torch
+from transformers import CompileConfig
+
+from kochat import generation, modeling, tiny
+from kochat.apart_activation import Apart, keep_apart, row_products_are_sums
+from kochat.generation import gen
+from kochat.prompts import load_template
+
+
+def logits(model, ids):
+    with torch.inference_mode():
+        return model(input_ids=ids).logits
+
+
+def test_each_mlp_activation_is_wrapped_once_with_the_same_logits(tiny_tokenizer):
+    for model_id in (tiny.MODEL_ID, tiny.CHAT_MODEL_ID):  # GPT-NeoX (act, GELU) and Qwen3 (act_fn, SiLU)
+        tokenizer = tiny_tokenizer if model_id == tiny.MODEL_ID else modeling.load_tokenizer(model_id)
+        model = modeling.load_model(model_id, tokenizer, four_bit=False).eval()
+        ids = torch.randint(3, 300, (2, 9))
+        before = logits(model, ids)
+        layers = model.config.num_hidden_layers
+        assert keep_apart(model) == layers
+        assert keep_apart(model) == 0  # done before
+        assert sum(isinstance(m, Apart) for m in model.modules()) == layers
+        assert torch.equal(logits(model, ids), before)
+
+
+def test_a_compiled_graph_calls_the_activation_as_one_opaque_op(tiny_tokenizer):
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
+    keep_apart(model)
+    graphs = []
+
+    def capture(gm, example_inputs):  # a torch.compile backend: keeps the graph, runs it as traced
+        graphs.append(gm)
+        return gm.forward
+    compiled = torch.compile(model, backend=capture, fullgraph=True)
+    ids = torch.randint(3, 300, (1, 5))
+    with torch.inference_mode():
+        assert torch.equal(compiled(input_ids=ids).logits, model(input_ids=ids).logits)
+    calls = [n for n in graphs[0].graph.nodes if n.target is torch.ops.kochat.apart_activation]
+    assert len(calls) == model.config.num_hidden_layers
+    assert not [n for n in graphs[0].graph.nodes if "gelu" in str(n.target)]  # nothing left to inline
+
+
+def test_only_where_one_row_products_become_sums(monkeypatch):
+    import torch._inductor.config as inductor
+
+    assert not row_products_are_sums(None)  # transformers' default compile
+    assert row_products_are_sums(CompileConfig(options={"coordinate_descent_tuning": True}))
+    monkeypatch.setattr(inductor, "coordinate_descent_tuning", True)  # as torchao's int8/int4 configs set it
+    assert row_products_are_sums(None) and row_products_are_sums(CompileConfig())
+    assert not row_products_are_sums(CompileConfig(options={"coordinate_descent_tuning": False}))
+
+
+def test_gen_keeps_it_apart_under_the_tuned_compile_and_answers_as_before(monkeypatch):
+    model, tokenizer = (modeling.load_model(tiny.CHAT_MODEL_ID, modeling.load_tokenizer(tiny.CHAT_MODEL_ID),
+                                            four_bit=False).eval(), modeling.load_tokenizer(tiny.CHAT_MODEL_ID))
+    template = load_template("auto", tokenizer)
+    question = [{"role": "user", "content": "연차는 며칠인가요?"}]
+    before = gen(model, tokenizer, template, question, max_new_tokens=16, fast=True)[0].text
+    monkeypatch.setattr(generation, "compiles", lambda core: True)  # as on a GPU; captured, not lowered
+    model.generation_config.compile_config = CompileConfig(backend="aot_eager", fullgraph=True)
+    gen(model, tokenizer, template, question, max_new_tokens=16, fast=True)
+    assert not any(isinstance(m, Apart) for m in model.modules())  # the default compile: products stay products
+    model.generation_config.compile_config = CompileConfig(backend="aot_eager", fullgraph=True, mode=None,
+                                                           options={"coordinate_descent_tuning": True})
+    after = gen(model, tokenizer, template, question, max_new_tokens=16, fast=True)[0].text
+    assert sum(isinstance(m, Apart) for m in model.modules()) == model.config.num_hidden_layers
+    assert after == before and before
