@@ -238,10 +238,11 @@ def main(argv):
     lora_config = LoraConfig(r=defaults.LORA_R, lora_alpha=defaults.LORA_ALPHA, task_type="CAUSAL_LM",
                              lora_dropout=recipe.lora_dropout(LORA_DROPOUT, targets), target_modules=targets)
     results["lora_dropout"] = lora_config.lora_dropout
-    default_share = recipe.checkpointing_share(  # finetune_ko.py's, "auto" resolved as it resolves it
+    default_batch = recipe.batch_size(defaults.BATCH_SIZE, targets)  # finetune_ko.py's, "auto" resolved as there
+    default_share = recipe.checkpointing_share(
         defaults.GRADIENT_CHECKPOINTING, model.config,
         estimate.count_parameters(*estimate.meta_model_with_lora(model.config, lora_config)),
-        batch=defaults.BATCH_SIZE, seq_len=defaults.PACK_TOKENS, optim=defaults.OPTIM, compiled=defaults.COMPILE,
+        batch=default_batch, seq_len=defaults.PACK_TOKENS, optim=defaults.OPTIM, compiled=defaults.COMPILE,
         loss_chunk=defaults.LOSS_CHUNK, lora_dropout=lora_config.lora_dropout)
     model = get_peft_model(model, lora_config)
     loaded, rows = load_rows_tokenized(DATA, tokenizer, template)
@@ -255,6 +256,7 @@ def main(argv):
         for i in chosen:
             name, pack, batch, share, compiled = TRAIN_SETTINGS[i]
             share = default_share if share == "auto" else share
+            batch = default_batch if batch == "auto" else batch
             attempt(train, name, lambda: train_speed(model, tokenizer, rows, name=f"setting{i}", steps=STEPS,
                                                     pack_tokens=pack, batch_size=batch, checkpointed=share,
                                                     compiled=compiled, attention=ATTENTION,

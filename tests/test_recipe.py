@@ -38,7 +38,8 @@ def test_the_recipes_own_settings_pass(defaults, tiny_config):
     ({"LR_SCHEDULER": "cosin"}, "--lr_scheduler must be one of linear, cosine, "),
     ({"OPTIM": "adam"}, "--optim must be a transformers optimizer name"),
     ({"ATTENTION": "flash"}, "--attention must be one of auto, sdpa, eager, flex_attention, not 'flash'"),
-    ({"BATCH_SIZE": 0}, "--batch_size must be at least 1"),
+    ({"BATCH_SIZE": 0}, "--batch_size must be auto or a whole number, at least 1, not 0"),
+    ({"BATCH_SIZE": "1.5"}, "--batch_size must be auto or a whole number, at least 1, not '1.5'"),
     ({"MAX_STEPS": 0}, "--max_steps must be -1 (run EPOCHS) or at least 1, not 0"),
     ({"SAVE_STEPS": 0}, "--save_steps must be at least 1"),
     ({"TOP_P": 0.0}, "--top_p must be above 0 and at most 1"),
@@ -137,6 +138,8 @@ def test_the_callbacks_are_one_list_with_the_two_the_script_reads(tmp_path):
     (["query_key_value"], 0.05), (["q_proj", "v_proj"], 0.0), ("all-linear", 0.0),
     (r"model\.language_model\.layers\.\d+\.self_attn\.q_proj", 0.05),  # a pattern (Gemma 3): one module a block
     (r"model\.language_model\.layers\.\d+\.self_attn\.q_proj|model\.language_model\.layers\.\d+\.mlp\.up_proj", 0.0)])
-def test_auto_lora_dropout_is_the_recipes_on_one_module_a_block_and_none_on_several(targets, dropout):
+def test_auto_lora_dropout_and_batch_are_the_recipes_on_one_module_a_block_and_not_on_several(targets, dropout):
     assert recipe.lora_dropout("auto", targets) == dropout
     assert recipe.lora_dropout("0.1", targets) == 0.1  # as the command line gives it
+    assert recipe.batch_size("auto", targets) == (1 if dropout else 2)  # 2 sequences a step: several a block
+    assert recipe.batch_size("3", targets) == 3 and isinstance(recipe.batch_size("3", targets), int)
