@@ -8,18 +8,19 @@ From the repository root:
 Kernels (--kernels, by name): tinygemm (torchao's int4, the export's kernel today), gemlite4 and gemlite8 (the
 Triton kernels of gemlite, Apache-2.0, through torchao's prototype UIntxWeightOnlyConfig: gemlite==0.5.1.post1, the
 release whose API torchao 0.18 calls; gemlite4 runs its model in fp16), int8 (torchao's int8 weight-only, the
-export's), int8dyn (int8 weights and int8 activations, torch._int_mm), mslk4 (torchao's int4 in the `preshuffled`
+export's; it turns on inductor's coordinate-descent tuning for the process, which a loaded export does not:
+int8plain leaves it off), int8dyn (int8 weights and int8 activations, torch._int_mm), mslk4 (torchao's int4 in the `preshuffled`
 layout of Meta's mslk CUTLASS kernels for Hopper GPUs: needs the mslk-cuda wheel built for the GPU's torch),
 mslk4fp8 (the same int4 weights with activations in float8), mslk4plain (torchao's `plain` int4 layout, mslk's
 row-wise CUTLASS kernel), fp8 (float8 weights and activations, a scale per row, torch._scaled_mm: Hopper and
 Ada GPUs), fp8wo (float8 weights only), bf16 (no quantization: the merged 16-bit model).
---compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
+--compile picks how the decode step is compiled: auto (gen()'s own choice, kochat/row_sums.py), reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
 graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), max-autotune
 (also autotuned matmul templates; a long compile). --profile=true records the GPU kernels that took
 the most time in one more batch-1 run (same length: the compiled graphs replay). --cache_8bit=true answers with
 the 8-bit key/value cache (kochat/kv_cache.py). --fuse=false multiplies q/k/v and gate/up apart, as gen() did before
 kochat/fused_projections.py; --apart=false inlines the MLP's activation into one-row sums under `tuned` compiles, as
-before kochat/apart_activation.py. Random weights: speed and memory only.
+before kochat/row_sums.py. Random weights: speed and memory only.
 The JSON is rewritten after each measurement.
 """
 import gc
@@ -41,11 +42,11 @@ DATA = ""                   # KoAlpaca-v1.1a rows (.jsonl), for real questions; 
 OUT = ""                    # the result JSON; required
 KERNELS = ["gemlite4", "gemlite8"]  # which kernels to measure, in order
 BATCHES = "1,16"            # rows answered at once, comma-separated
-COMPILE = "reduce-overhead"  # reduce-overhead, tuned or max-autotune (see above)
+COMPILE = "reduce-overhead"  # auto (gen()'s own choice), reduce-overhead, tuned or max-autotune (see above)
 PROFILE = False             # profile one more batch-1 run: the GPU kernels that took the most time
 CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 FUSE = True                 # gen()'s fused q/k/v and gate/up products (kochat/fused_projections.py); false: apart
-APART = True                # under tuned compiles, the MLP's activation out of one-row sums (kochat/apart_activation.py)
+APART = True                # under tuned compiles, the MLP's activation out of one-row sums (kochat/row_sums.py)
 
 COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
                    "tuned": {"triton.cudagraphs": True, "coordinate_descent_tuning": True},
@@ -69,7 +70,8 @@ def torchao_config(kernel: str):
             "mslk4plain": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain"),
             "fp8": lambda: Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
             "fp8wo": Float8WeightOnlyConfig,
-            "int8": Int8WeightOnlyConfig, "int8dyn": Int8DynamicActivationInt8WeightConfig}[kernel]()
+            "int8": Int8WeightOnlyConfig, "int8plain": lambda: Int8WeightOnlyConfig(set_inductor_config=False),
+            "int8dyn": Int8DynamicActivationInt8WeightConfig}[kernel]()
 
 
 def main(argv):
@@ -77,13 +79,13 @@ def main(argv):
     cli.require(globals(), "MODEL", "DATA", "OUT")
     if not torch.cuda.is_available():
         raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
-    if COMPILE not in COMPILE_OPTIONS:
-        raise UserError(f"--compile={COMPILE}: one of {', '.join(COMPILE_OPTIONS)}")
+    if COMPILE not in ("auto", *COMPILE_OPTIONS):
+        raise UserError(f"--compile={COMPILE}: auto or one of {', '.join(COMPILE_OPTIONS)}")
     cache_8bit = cli.auto_or_bool("CACHE_8BIT", CACHE_8BIT)
     if not FUSE:  # gen() as it answered before kochat/fused_projections.py, for the comparison
         generation.fuse_projections = lambda model: 0
-    if not APART:  # the activation inlined into the sums, as gen() compiled before kochat/apart_activation.py
-        generation.keep_apart = lambda model: 0
+    if not APART:  # the activation inlined into the sums, as gen() compiled before kochat/row_sums.py
+        generation.row_sums.keep_apart = lambda model: 0
     from torchao.quantization import quantize_
     from transformers import CompileConfig
 
@@ -106,7 +108,8 @@ def main(argv):
         run, tokenizer, model = runs.load_for_answering(str(model_dir), four_bit=False)
         # gemlite's 4-bit weights take the dtype of HQQ's fp16 scales, and its kernel that of its input
         model = model.to(torch.float16 if kernel == "gemlite4" else torch.bfloat16)
-        model.generation_config.compile_config = CompileConfig(mode=None, options=COMPILE_OPTIONS[COMPILE])
+        if COMPILE != "auto":  # auto: as a loaded export answers (kochat/row_sums.py's choice)
+            model.generation_config.compile_config = CompileConfig(mode=None, options=COMPILE_OPTIONS[COMPILE])
 
         def quantize():
             if kernel != "bf16":

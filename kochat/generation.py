@@ -16,7 +16,7 @@ import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
 from . import decode_attention
-from .apart_activation import keep_apart, row_products_are_sums
+from . import row_sums
 from .fused_projections import fuse_projections
 from .kv_cache import static_cache
 from .modeling import transformers_model
@@ -239,14 +239,15 @@ def compiles(model) -> bool:
 def compiled_forward(core):
     """transformers' own compiled forward (torch.compile, CUDA graphs) where compiles(core), else the plain forward.
     Compiled with the model's generation_config.compile_config, as generate() compiles it (None: transformers'
-    default), after the projections that read one input are fused (kochat/fused_projections.py: fewer, larger
-    products a token), a grouped-query model's attention of one token reads its cache without widening it
-    (kochat/decode_attention.py), and, where the compile makes one-row products sums, the MLP's activation is kept
-    out of them (kochat/apart_activation.py)."""
+    default; for torchao int8 weights kochat/row_sums.py's), after the projections that read one input are fused
+    (kochat/fused_projections.py: fewer, larger products a token), a grouped-query model's attention of one token reads its cache without widening it
+    (kochat/decode_attention.py), and, where the compile makes one-row products sums, the MLP's GELU is kept out of
+    them (kochat/row_sums.py)."""
     if not compiles(core):
         return core
     fuse_projections(core)
     decode_attention.use_for_decoding(core)
-    if row_products_are_sums(core.generation_config.compile_config):
-        keep_apart(core)
-    return core.get_compiled_call(core.generation_config.compile_config)
+    config = row_sums.compile_config(core)
+    if row_sums.row_products_are_sums(config):
+        row_sums.keep_apart(core)
+    return core.get_compiled_call(config)

@@ -1,13 +1,14 @@
-"""The MLP's activation as a kernel of its own, where gen()'s fast mode compiles one-row products as sums.
+"""One-row products compiled as sums: where gen()'s fast mode does it, and the MLP's GELU kept out of them.
 
 Under inductor's coordinate-descent tuning (torchao's int8 and int4 configurations turn it on for the process; a
 model's generation_config.compile_config may), a matrix product of one row is compiled as a multiply and a sum
 (torch/_inductor/decomposition.py, `mm`), and whatever element-wise work produces its input is inlined into that
-sum. Before the MLP's second product that work is the activation (GELU, or SiLU of a gated MLP), so every program
-of the sum computes it again over the whole intermediate row: at the 12.8b shape with int8 weights that product
-took 56 µs a layer inside gen() against 34 µs alone (bench/RESULTS.md, "A second try at one-row kernels").
-Called through an opaque custom op, the activation is computed once, by its own small kernel, and the sum reads
-its output. The same module and values; for answering only.
+sum. Before the MLP's second product that work is the activation, so every program of the sum computes it again
+over the whole intermediate row: at the 12.8b shape with int8 weights GELU made that product take 56 µs a layer
+inside gen() against 34 µs alone. Called through an opaque custom op, the activation is computed once, by its own
+small kernel, and the sum reads its output: 170.4 tokens/s against 161.2 (bench/RESULTS.md). Only GELU: a gated
+MLP's SiLU is cheap to recompute, and kept apart it cost Qwen3-8B 7 % (172.6 against 184.7; its input, a slice
+of the fused gate/up product, is copied for the op). The same module and values; for answering only.
 """
 from __future__ import annotations
 
@@ -39,6 +40,21 @@ class Apart(torch.nn.Module):
         return torch.ops.kochat.apart_activation(x, self.index)
 
 
+SUMS = {"triton.cudagraphs": True, "coordinate_descent_tuning": True}  # transformers' CUDA graphs, one-row sums
+
+
+def compile_config(core):
+    """The compile of gen()'s fast mode: the model's generation_config.compile_config where one is set (None:
+    transformers' default); for torchao's int8 weight-only weights, one-row products as sums (SUMS), the GELU
+    kept apart: without it inductor converts each int8 weight to 16 bits before cuBLAS multiplies it."""
+    from transformers import CompileConfig
+
+    chosen = core.generation_config.compile_config
+    int8_weights = any(type(getattr(m, "weight", None)).__name__ == "Int8Tensor" and
+                       getattr(m.weight, "act_quant_kwargs", None) is None for m in core.modules())
+    return CompileConfig(mode=None, options=SUMS) if chosen is None and int8_weights else chosen
+
+
 def row_products_are_sums(compile_config) -> bool:
     """Whether a compile with `compile_config` (transformers' CompileConfig or None) turns one-row products into
     sums: inductor's coordinate-descent tuning, set for the process or in the config's options."""
@@ -49,15 +65,15 @@ def row_products_are_sums(compile_config) -> bool:
 
 
 def keep_apart(model) -> int:
-    """Wrap the activation of each MLP of `model` (transformers' *MLP classes) in place; how many were wrapped
-    (0 where done before)."""
+    """Wrap the GELU activation of each MLP of `model` (transformers' *MLP classes) in place; how many were wrapped
+    (0 where done before, or where the activation is another)."""
     wrapped = 0
     for module in model.modules():
         if not type(module).__name__.endswith("MLP"):
             continue
         for name in NAMES:
             activation = getattr(module, name, None)
-            if isinstance(activation, torch.nn.Module) and not isinstance(activation, Apart):
+            if isinstance(activation, torch.nn.Module) and "GELU" in type(activation).__name__:
                 setattr(module, name, Apart(activation))
                 wrapped += 1
     return wrapped
