@@ -14,7 +14,7 @@ layout of Meta's mslk CUTLASS kernels for Hopper GPUs: needs the mslk-cuda wheel
 mslk4fp8 (the same int4 weights with activations in float8), mslk4plain (torchao's `plain` int4 layout, mslk's
 row-wise CUTLASS kernel), fp8 (float8 weights and activations, a scale per row, torch._scaled_mm: Hopper and
 Ada GPUs), fp8wo (float8 weights only), bf16 (no quantization: the merged 16-bit model).
---compile picks how the decode step is compiled: auto (gen()'s own choice, kochat/row_sums.py), reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
+--compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
 graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), max-autotune
 (also autotuned matmul templates; a long compile). --profile=true records the GPU kernels that took
 the most time in one more batch-1 run (same length: the compiled graphs replay). --cache_8bit=true answers with
@@ -42,7 +42,7 @@ DATA = ""                   # KoAlpaca-v1.1a rows (.jsonl), for real questions; 
 OUT = ""                    # the result JSON; required
 KERNELS = ["gemlite4", "gemlite8"]  # which kernels to measure, in order
 BATCHES = "1,16"            # rows answered at once, comma-separated
-COMPILE = "reduce-overhead"  # auto (gen()'s own choice), reduce-overhead, tuned or max-autotune (see above)
+COMPILE = "reduce-overhead"  # reduce-overhead, tuned or max-autotune (see above)
 PROFILE = False             # profile one more batch-1 run: the GPU kernels that took the most time
 CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 FUSE = True                 # gen()'s fused q/k/v and gate/up products (kochat/fused_projections.py); false: apart
@@ -79,8 +79,8 @@ def main(argv):
     cli.require(globals(), "MODEL", "DATA", "OUT")
     if not torch.cuda.is_available():
         raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
-    if COMPILE not in ("auto", *COMPILE_OPTIONS):
-        raise UserError(f"--compile={COMPILE}: auto or one of {', '.join(COMPILE_OPTIONS)}")
+    if COMPILE not in COMPILE_OPTIONS:
+        raise UserError(f"--compile={COMPILE}: one of {', '.join(COMPILE_OPTIONS)}")
     cache_8bit = cli.auto_or_bool("CACHE_8BIT", CACHE_8BIT)
     if not FUSE:  # gen() as it answered before kochat/fused_projections.py, for the comparison
         generation.fuse_projections = lambda model: 0
@@ -108,8 +108,7 @@ def main(argv):
         run, tokenizer, model = runs.load_for_answering(str(model_dir), four_bit=False)
         # gemlite's 4-bit weights take the dtype of HQQ's fp16 scales, and its kernel that of its input
         model = model.to(torch.float16 if kernel == "gemlite4" else torch.bfloat16)
-        if COMPILE != "auto":  # auto: as a loaded export answers (kochat/row_sums.py's choice)
-            model.generation_config.compile_config = CompileConfig(mode=None, options=COMPILE_OPTIONS[COMPILE])
+        model.generation_config.compile_config = CompileConfig(mode=None, options=COMPILE_OPTIONS[COMPILE])
 
         def quantize():
             if kernel != "bf16":

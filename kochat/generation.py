@@ -239,7 +239,7 @@ def compiles(model) -> bool:
 def compiled_forward(core):
     """transformers' own compiled forward (torch.compile, CUDA graphs) where compiles(core), else the plain forward.
     Compiled with the model's generation_config.compile_config, as generate() compiles it (None: transformers'
-    default; for torchao int8 weights kochat/row_sums.py's), after the projections that read one input are fused
+    default), after the projections that read one input are fused
     (kochat/fused_projections.py: fewer, larger products a token), a grouped-query model's attention of one token reads its cache without widening it
     (kochat/decode_attention.py), and, where the compile makes one-row products sums, the MLP's GELU is kept out of
     them (kochat/row_sums.py)."""
@@ -247,7 +247,6 @@ def compiled_forward(core):
         return core
     fuse_projections(core)
     decode_attention.use_for_decoding(core)
-    config = row_sums.compile_config(core)
-    if row_sums.row_products_are_sums(config):
+    if row_sums.row_products_are_sums(core.generation_config.compile_config):
         row_sums.keep_apart(core)
-    return core.get_compiled_call(config)
+    return core.get_compiled_call(core.generation_config.compile_config)

@@ -1,7 +1,8 @@
 """One-row products compiled as sums: where gen()'s fast mode does it, and the MLP's GELU kept out of them.
 
-Under inductor's coordinate-descent tuning (torchao's int8 and int4 configurations turn it on for the process; a
-model's generation_config.compile_config may), a matrix product of one row is compiled as a multiply and a sum
+Under inductor's coordinate-descent tuning (turned on for the process by torchao's int8 and int4 configurations
+where they quantize, with their default set_inductor_config; a model's generation_config.compile_config may turn
+it on too; an export_ko.py folder loaded as saved does neither), a matrix product of one row is compiled as a multiply and a sum
 (torch/_inductor/decomposition.py, `mm`), and whatever element-wise work produces its input is inlined into that
 sum. Before the MLP's second product that work is the activation, so every program of the sum computes it again
 over the whole intermediate row: at the 12.8b shape with int8 weights GELU made that product take 56 µs a layer
@@ -9,6 +10,9 @@ inside gen() against 34 µs alone. Called through an opaque custom op, the activ
 small kernel, and the sum reads its output: 170.4 tokens/s against 161.2 (bench/RESULTS.md). Only GELU: a gated
 MLP's SiLU is cheap to recompute, and kept apart it cost Qwen3-8B 7 % (172.6 against 184.7; its input, a slice
 of the fused gate/up product, is copied for the op). The same module and values; for answering only.
+Turned on through the compile's options instead (CUDA graphs and the tuning, as bench.quant_kernels --compile=tuned),
+int8 answered slower than transformers' default compile, 132 tokens/s, GELU apart or not: so gen() does not turn
+the tuning on itself.
 """
 from __future__ import annotations
 
@@ -38,21 +42,6 @@ class Apart(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.kochat.apart_activation(x, self.index)
-
-
-SUMS = {"triton.cudagraphs": True, "coordinate_descent_tuning": True}  # transformers' CUDA graphs, one-row sums
-
-
-def compile_config(core):
-    """The compile of gen()'s fast mode: the model's generation_config.compile_config where one is set (None:
-    transformers' default); for torchao's int8 weight-only weights, one-row products as sums (SUMS), the GELU
-    kept apart: without it inductor converts each int8 weight to 16 bits before cuBLAS multiplies it."""
-    from transformers import CompileConfig
-
-    chosen = core.generation_config.compile_config
-    int8_weights = any(type(getattr(m, "weight", None)).__name__ == "Int8Tensor" and
-                       getattr(m.weight, "act_quant_kwargs", None) is None for m in core.modules())
-    return CompileConfig(mode=None, options=SUMS) if chosen is None and int8_weights else chosen
 
 
 def row_products_are_sums(compile_config) -> bool:

@@ -2,7 +2,7 @@ import torch
 from transformers import CompileConfig
 
 from kochat import generation, modeling, tiny
-from kochat.row_sums import Apart, compile_config, keep_apart, row_products_are_sums
+from kochat.row_sums import Apart, keep_apart, row_products_are_sums
 from kochat.generation import gen
 from kochat.prompts import load_template
 
@@ -50,18 +50,6 @@ def test_only_where_one_row_products_become_sums(monkeypatch):
     monkeypatch.setattr(inductor, "coordinate_descent_tuning", True)  # as torchao's int8/int4 configs set it
     assert row_products_are_sums(None) and row_products_are_sums(CompileConfig())
     assert not row_products_are_sums(CompileConfig(options={"coordinate_descent_tuning": False}))
-
-
-def test_int8_weights_compile_as_sums_unless_the_model_says_otherwise(tiny_tokenizer):
-    from torchao.quantization import Int8WeightOnlyConfig, quantize_
-
-    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
-    assert compile_config(model) is None  # 16-bit weights: transformers' default compile
-    quantize_(model, Int8WeightOnlyConfig(set_inductor_config=False))  # as an int8 export loads: nothing set
-    chosen = compile_config(model)
-    assert chosen.mode is None and row_products_are_sums(chosen) and chosen.options["triton.cudagraphs"]
-    model.generation_config.compile_config = CompileConfig(dynamic=True)  # the model's own choice stands
-    assert compile_config(model) is model.generation_config.compile_config
 
 
 def test_gen_keeps_it_apart_under_the_tuned_compile_and_answers_as_before(monkeypatch, tiny_tokenizer):
