@@ -119,6 +119,8 @@ def open_run(folder: str) -> Run:
     read from it, never guessed."""
     from . import modeling
 
+    if not str(folder).strip():  # --adapter= with nothing after it: Path("") is the current folder
+        raise UserError("--adapter is empty: pass a run folder from finetune_ko.py, e.g. --adapter=outputs/tiny")
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise UserError(f"{folder} is not a folder; pass a run folder from finetune_ko.py, e.g. outputs/tiny")

@@ -127,6 +127,9 @@ def test_open_run_reads_an_adapter_run_and_a_merged_folder(tmp_path, koalpaca_te
     (merged / "config.json").unlink()
     with pytest.raises(UserError, match="holds neither an adapter"):
         runs.open_run(str(merged))
+    for empty in ("", " "):  # --adapter= with nothing after it: not the current folder
+        with pytest.raises(UserError, match="^--adapter is empty: pass a run folder from finetune_ko.py"):
+            runs.open_run(empty)
 
 
 def test_a_merged_folder_answers_like_the_run_it_came_from(tiny_run_folder, tmp_path, tiny_tokenizer):

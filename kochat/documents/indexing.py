@@ -35,6 +35,7 @@ class Report:
     passages: int = 0
     new_passages: int = 0
     skipped: dict = field(default_factory=dict)  # relative path -> why
+    notes: dict = field(default_factory=dict)    # relative path -> what its reader left out (an FAQ file's rows)
     written: bool = True          # False: nothing had changed, the index was left as it was
     seconds: float = 0.0
 
@@ -42,6 +43,7 @@ class Report:
         out = [f"files read: {self.read:,}   unchanged: {self.unchanged:,}   removed: {self.removed:,}   "
                f"skipped: {len(self.skipped):,}   passages: {self.passages:,} ({self.new_passages:,} new)"]
         out += [f"      skipped {path}: {why}" for path, why in sorted(self.skipped.items())]
+        out += [f"      read {path}, but {note}" for path, note in sorted(self.notes.items())]
         if not self.written:
             out.append("nothing changed: the index is as it was")
         return out
@@ -138,8 +140,9 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
                                                  p["end"], p["text"], old_terms[i]))
                 vectors.append(previous.embeddings[i] if previous.embeddings is not None else None)
             continue
+        left_out: list[str] = []
         try:
-            sections = read_document(path, max_bytes=max_file_bytes)
+            sections = read_document(path, max_bytes=max_file_bytes, left_out=left_out)
             chunks = chunking.chunk(rel, unicodedata.normalize("NFC", path.stem), sections, settings["chunk_chars"], settings["overlap_chars"])
             if not chunks:
                 raise Unreadable("empty: no text found")
@@ -148,6 +151,8 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
             files[rel] = {"sha256": digest, "size": path.stat().st_size, "skipped": str(e)}
             continue
         report.read += 1
+        if left_out:
+            report.notes[rel] = "; ".join(left_out)
         files[rel] = {"sha256": digest, "size": path.stat().st_size, "passages": len(chunks)}
         for c in chunks:
             fresh.append(len(passages))

@@ -215,9 +215,20 @@ def test_markdown_text_before_first_heading_and_code_fences(tmp_path):
 def test_jsonl_faq_rows(tmp_path):
     lines = ['{"instruction": "연차는 며칠?", "input": "3년 근속", "output": "16일입니다."}',
              "not json", "", '{"instruction": "빈 답", "output": ""}', '{"Question": "Q2", "ANSWER": 5}']
-    sections = read_document(write(tmp_path, "a.jsonl", "\n".join(lines)))
+    left_out = []
+    sections = read_document(write(tmp_path, "a.jsonl", "\n".join(lines)), left_out=left_out)
     assert sections == [Section("연차는 며칠?\n3년 근속\n16일입니다.", None, "연차는 며칠?", 1),
                         Section("Q2\n5", None, "Q2", 4)]
+    assert left_out == ["2 rows left out: not JSON (row 2); empty answer (row 3)"]  # noted, not dropped silently
+
+
+def test_faq_rows_left_out_are_noted_and_a_sheet_with_none_to_keep_says_why(tmp_path):
+    left_out = []
+    sheet = "질문,답변\n" + "".join(f"질문 {i},\n" for i in range(7)) + "연차는?,15일\n,답만 있는 줄\n"
+    assert [s.row for s in read_document(write(tmp_path, "a.csv", sheet), left_out=left_out)] == [8]
+    assert left_out == ["8 rows left out: empty answer (rows 1, 2, 3, 4, 5 and 2 more); empty question (row 9)"]
+    unreadable(write(tmp_path, "b.csv", "질문,답변\n연차는?,\n"),
+               "no row has both a question and an answer: empty answer (row 1)")
 
 
 def test_faq_columns_besides_question_and_answer_follow_the_answer(tmp_path):

@@ -43,8 +43,9 @@ SAVE_AS = {
 }
 
 
-def read_document(path: Path, max_bytes: int = 50_000_000) -> list[Section]:
-    """The sections of one file, in reading order, each with text; or Unreadable, one line saying why."""
+def read_document(path: Path, max_bytes: int = 50_000_000, left_out: list[str] | None = None) -> list[Section]:
+    """The sections of one file, in reading order, each with text; or Unreadable, one line saying why. What an
+    FAQ file's reader left out (rows without an answer, lines that are not JSON) is noted in `left_out`."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in SAVE_AS:
@@ -66,9 +67,11 @@ def read_document(path: Path, max_bytes: int = 50_000_000) -> list[Section]:
             sections = reader(raw, max_bytes)
         else:
             text = decode_text(raw)
-            sections = {".md": read_markdown, ".html": read_html, ".htm": read_html, ".csv": read_csv,
-                        ".tsv": lambda t: read_csv(t, delimiter="\t"),
-                        ".jsonl": read_jsonl}.get(suffix, lambda t: [Section(t, None, "", None)])(text)
+            sections = {".md": read_markdown, ".html": read_html, ".htm": read_html,
+                        ".csv": lambda t: read_csv(t, left_out=left_out),
+                        ".tsv": lambda t: read_csv(t, delimiter="\t", left_out=left_out),
+                        ".jsonl": lambda t: read_jsonl(t, left_out),
+                        }.get(suffix, lambda t: [Section(t, None, "", None)])(text)
     except Unreadable:
         raise
     except Exception as e:  # the promise is one line per bad file, never a traceback (RecursionError too)

@@ -88,16 +88,20 @@ def read_html(text: str) -> list[Section]:
     return out.done()
 
 
-def _faq_sections(records: list) -> list[Section]:
-    """One section per row with a question and an answer; rows numbered from 1, as kochat.data does."""
+def _faq_sections(records: list, left_out: list[str] | None = None) -> list[Section]:
+    """One section per row with a question and an answer; rows numbered from 1, as kochat.data does. Each row
+    left out (not a JSON object, or without a question or an answer) is noted in `left_out`, as one line."""
     sections, matched = [], not records  # no rows at all: "empty", not "no columns"
+    why: dict[str, list[int]] = {}  # reason -> row numbers
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
+            why.setdefault("not JSON" if record is None else "not a JSON object", []).append(number)
             continue
         keys = {str(k).strip().lower(): k for k in record}
         q, a, i = (next((keys[c] for c in names if c in keys), None)
                    for names in (QUESTION_COLUMNS, ANSWER_COLUMNS, INPUT_COLUMNS))
         if q is None or a is None:
+            why.setdefault("no question or answer field", []).append(number)
             continue
         matched = True
         # the row's other columns (a category, a team, a link) as "name: value" lines after the answer: kept,
@@ -107,9 +111,23 @@ def _faq_sections(records: list) -> list[Section]:
         q, a, i = (cell_text(record.get(k)) if k is not None else "" for k in (q, a, i))
         if q and a:
             sections.append(Section("\n".join([q, *([i] if i else []), a, *others]), None, q, number))
+        else:
+            why.setdefault("empty answer" if q else "empty question", []).append(number)
     if not matched:
         raise Unreadable("no question/answer columns: name them question and answer (or 질문 and 답변)")
+    note = "; ".join(f"{reason} (row{'s' if len(rows) > 1 else ''} {numbers(rows)})" for reason, rows in why.items())
+    if why and not sections:
+        raise Unreadable(f"no row has both a question and an answer: {note}")
+    if why and left_out is not None:
+        count = sum(map(len, why.values()))
+        left_out.append(f"{count:,} row{'s' if count > 1 else ''} left out: {note}")
     return sections
+
+
+def numbers(rows: list[int], shown: int = 5) -> str:
+    """Row numbers as "3, 7, 9" (the first `shown`, then "… and N more")."""
+    more = f" and {len(rows) - shown:,} more" if len(rows) > shown else ""
+    return ", ".join(map(str, rows[:shown])) + more
 
 
 def cell_text(value) -> str:
@@ -121,8 +139,9 @@ def cell_text(value) -> str:
     return str(value).strip()
 
 
-def read_csv(text: str, delimiter: str = "") -> list[Section]:
-    """An FAQ table; its delimiter (comma, tab or semicolon) found in its header where not given."""
+def read_csv(text: str, delimiter: str = "", left_out: list[str] | None = None) -> list[Section]:
+    """An FAQ table; its delimiter (comma, tab or semicolon) found in its header where not given. Rows left out
+    are noted in `left_out` (_faq_sections)."""
     header = text.split("\n", 1)[0]
     delimiter = delimiter or ("," if "," in header else "\t" if "\t" in header else ";" if ";" in header else ",")
     try:
@@ -138,7 +157,7 @@ def read_csv(text: str, delimiter: str = "") -> list[Section]:
         raise Unreadable(f"duplicate columns: {', '.join(twice)}; give each column its own name")
     answer = next((lowered.index(c) for c in ANSWER_COLUMNS if c in lowered), len(names) - 1)
     return _faq_sections([dict(zip(names, joined_overflow(cells, len(names), answer, delimiter)))
-                          for cells in rows[1:] if cells])  # blank lines are no rows (as csv.DictReader)
+                          for cells in rows[1:] if cells], left_out)  # blank lines are no rows (as csv.DictReader)
 
 
 def joined_overflow(cells: list[str], width: int, answer: int, delimiter: str) -> list[str]:
@@ -153,11 +172,12 @@ def joined_overflow(cells: list[str], width: int, answer: int, delimiter: str) -
     return [*cells[:answer], delimiter.join(cells[answer:answer + extra + 1]), *cells[answer + extra + 1:]]
 
 
-def read_jsonl(text: str) -> list[Section]:
+def read_jsonl(text: str, left_out: list[str] | None = None) -> list[Section]:
+    """One FAQ row a line; a line that is not JSON is left out (noted in `left_out`), as a row without an answer."""
     records = []
     for line in (line for line in text.splitlines() if line.strip()):
         try:
             records.append(json.loads(line))
-        except ValueError:  # a bad line is skipped like a row without an answer
+        except ValueError:
             records.append(None)
-    return _faq_sections(records)
+    return _faq_sections(records, left_out)
