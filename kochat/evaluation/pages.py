@@ -1,5 +1,5 @@
 """The generative report's pages: a self-contained HTML page with the answers side by side (nothing loaded
-from the internet), and a Markdown table of the figures per model."""
+from the internet), and a Markdown page with the figures per model and every answer below its question."""
 from __future__ import annotations
 
 import html
@@ -22,10 +22,21 @@ def figures_markdown(doc: dict) -> str:
 
 
 def markdown(doc: dict) -> str:
+    """The figures per model, then each question with every model's answer, as the HTML page shows them."""
     head = [f"# {Path(doc['run']).name}: answers to {Path(doc['questions']).name}", "",
             f"{len(doc['items'])} questions, same settings for every model: " +
             ", ".join(f"{k}={v}" for k, v in doc["settings"].items()), ""]
-    return "\n".join(head) + figures_markdown(doc)
+    body = []
+    for item in doc["items"]:
+        body += ["", f"## {item['id']}. {' '.join(item['question'].split())}"]
+        if item["input"]:
+            body += ["", *(f"> {line}" for line in item["input"].splitlines())]
+        for m, a in item["answers"].items():
+            judged = (a.get("judge") or {}).get("score")
+            meta = f"{a['new_tokens']} tokens" + (", cut at the limit" if a["finish_reason"] != "stop" else "") + \
+                (f", judge {judged}/10" if judged is not None else "")
+            body += ["", f"**{m}** ({meta})", "", *(f"    {line}" for line in (a["text"] or "(no answer)").splitlines())]
+    return "\n".join(head) + figures_markdown(doc) + "\n".join(body) + "\n"
 
 
 STYLE = """body{font-family:"Noto Sans CJK KR","Malgun Gothic",sans-serif;margin:2em;color:#222}

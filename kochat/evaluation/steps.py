@@ -11,9 +11,11 @@ from . import answers, harness, judge, pages, scores, suites
 
 
 def default_out(run, tasks: list[str], split: str, limit: int = 0) -> Path:
-    """outputs/RUN/eval/kobest-test.json (suites joined with +); a run of the first LIMIT items a task writes
-    kobest-test-first10.json, beside the whole split's, never over it."""
-    return Path(run.folder) / EVAL_DIR / f"{'+'.join(tasks)}-{split}{f'-first{limit}' if limit else ''}.json"
+    """outputs/RUN/eval/kobest-test.json (suites joined with +), named by the file the split reads (validation:
+    kobest-dev.json, as dev); a run of the first LIMIT items a task writes kobest-test-first10.json, beside the
+    whole split's, never over it."""
+    stem = suites.SPLIT_FILES.get(split, split)
+    return Path(run.folder) / EVAL_DIR / f"{'+'.join(tasks)}-{stem}{f'-first{limit}' if limit else ''}.json"
 
 
 def score_tasks(run, model, tokenizer, local, hub, *, out: Path, split: str, limit: int = 0, batch_size: int = 0,

@@ -28,6 +28,11 @@ def test_scores_and_answers_base_vs_adapter(tiny_run, run_script, tmp_path):
     assert all(i["answers"]["base"]["new_tokens"] > 0 for i in report["items"])
     page = (eval_dir / "answers-user_oriented_instructions.html").read_text(encoding="utf-8")
     assert "다음 문장을 고치세요." in page and "Hangul share" in page
+    markdown = (eval_dir / "answers-user_oriented_instructions.md").read_text(encoding="utf-8")
+    assert "## t0. 다음 문장을 고치세요.\n\n> 나는 학교 갔다.\n\n**base** (" in markdown  # the answers, not only figures
+    first = (report["items"][0]["answers"]["adapter"]["text"].splitlines() or ["(no answer)"])[0]
+    assert f"**adapter** ({report['items'][0]['answers']['adapter']['new_tokens']} tokens" in markdown
+    assert f"    {first}" in markdown and "| Hangul share |" in markdown
     if not scored:
         pytest.skip(f"KoBEST not found at {KOBEST} (fresh clone): only the answers were checked")
     assert not (eval_dir / "kobest-dev.json").exists()  # a limited run never takes the whole split's name (a trial)

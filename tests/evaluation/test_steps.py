@@ -15,3 +15,12 @@ def test_eval_tasks_spec():
     for bad in ("kobest", "mmlu=/data", "kobest=@dev"):
         with pytest.raises(UserError, match="SUITE=FOLDER"):
             steps.parse_spec(bad)
+
+
+def test_scores_are_named_by_the_file_the_split_reads(tmp_path):
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(folder=tmp_path / "run")
+    assert steps.default_out(run, ["kobest"], "validation") == tmp_path / "run" / "eval" / "kobest-dev.json"  # one file
+    assert steps.default_out(run, ["kobest"], "dev", 10).name == "kobest-dev-first10.json"
+    assert steps.default_out(run, ["kobest", "mine"], "test").name == "kobest+mine-test.json"
