@@ -19,8 +19,8 @@ graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as 
 (also autotuned matmul templates; a long compile). --profile=true records the GPU kernels that took
 the most time in one more batch-1 run (same length: the compiled graphs replay). --cache_8bit=true answers with
 the 8-bit key/value cache (kochat/kv_cache.py). --fuse=false multiplies q/k/v and gate/up apart, as gen() did before
-kochat/fused_projections.py; --apart=false inlines the MLP's activation into one-row sums under `tuned` compiles, as
-before kochat/row_sums.py. Random weights: speed and memory only.
+kochat/fused_projections.py; --apart=false inlines the MLP's GELU into one-row sums wherever the tuning is on (`tuned`,
+or int8's own for the process), as before kochat/row_sums.py. Random weights: speed and memory only.
 The JSON is rewritten after each measurement.
 """
 import gc
@@ -46,7 +46,7 @@ COMPILE = "reduce-overhead"  # reduce-overhead, tuned or max-autotune (see above
 PROFILE = False             # profile one more batch-1 run: the GPU kernels that took the most time
 CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 FUSE = True                 # gen()'s fused q/k/v and gate/up products (kochat/fused_projections.py); false: apart
-APART = True                # under tuned compiles, the MLP's activation out of one-row sums (kochat/row_sums.py)
+APART = True                # where one-row products are sums, GELU out of them (kochat/row_sums.py)
 
 COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
                    "tuned": {"triton.cudagraphs": True, "coordinate_descent_tuning": True},

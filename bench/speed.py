@@ -238,10 +238,12 @@ def main(argv):
     lora_config = LoraConfig(r=defaults.LORA_R, lora_alpha=defaults.LORA_ALPHA, task_type="CAUSAL_LM",
                              lora_dropout=recipe.lora_dropout(LORA_DROPOUT, targets), target_modules=targets)
     results["lora_dropout"] = lora_config.lora_dropout
-    default_batch = recipe.batch_size(defaults.BATCH_SIZE, targets)  # finetune_ko.py's, "auto" resolved as there
+    counts = estimate.count_parameters(*estimate.meta_model_with_lora(model.config, lora_config))
+    default_batch = recipe.batch_size(  # finetune_ko.py's, "auto" resolved as there
+        defaults.BATCH_SIZE, targets, model.config, counts, seq_len=defaults.PACK_TOKENS, optim=defaults.OPTIM,
+        compiled=defaults.COMPILE, loss_chunk=defaults.LOSS_CHUNK, lora_dropout=lora_config.lora_dropout)
     default_share = recipe.checkpointing_share(
-        defaults.GRADIENT_CHECKPOINTING, model.config,
-        estimate.count_parameters(*estimate.meta_model_with_lora(model.config, lora_config)),
+        defaults.GRADIENT_CHECKPOINTING, model.config, counts,
         batch=default_batch, seq_len=defaults.PACK_TOKENS, optim=defaults.OPTIM, compiled=defaults.COMPILE,
         loss_chunk=defaults.LOSS_CHUNK, lora_dropout=lora_config.lora_dropout)
     model = get_peft_model(model, lora_config)

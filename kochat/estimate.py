@@ -185,8 +185,9 @@ def out_of_memory_hint(config, counts: ParamCount, batch: int, seq_len: int, che
     est = sum(estimate_training_gib(config, counts, batch, seq_len, checkpointed, optim, compiled, loss_chunk,
                                     lora_dropout, launch).values())
     have = torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else 0.0
+    lower = (f"{flag('BATCH_SIZE', 1)}, or lower {flag('PACK_TOKENS')}" if batch > 1 else
+             f"lower {flag('PACK_TOKENS')} (or {flag('MAX_LEN')} with padded rows)")
     return (f"out of GPU memory training {batch} × {seq_len} tokens a step with {checkpointed:.0%} of layers "
-            f"checkpointed (--dry-run estimate ~{est:.1f} GiB; this GPU has {have:.1f} GiB): lower "
-            f"{flag('PACK_TOKENS')} (or {flag('BATCH_SIZE')}, and {flag('MAX_LEN')} with it) or raise "
+            f"checkpointed (--dry-run estimate ~{est:.1f} GiB; this GPU has {have:.1f} GiB): {lower}, or raise "
             f"{flag('GRADIENT_CHECKPOINTING')} toward 1; checkpoints already saved are kept, and the same command "
             f"continues from the newest")

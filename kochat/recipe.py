@@ -106,17 +106,23 @@ def lora_dropout(setting, targets: list[str] | str) -> float:
     return 0.0 if adapts_several(targets) else SEED_LORA_DROPOUT
 
 
-def batch_size(setting, targets: list[str] | str) -> int:
-    """BATCH_SIZE, "auto" resolved: 2 sequences a step where LoRA adapts several layers of each block, 1 where it
-    adapts one (GPT-NeoX's query_key_value: the KoAlpaca recipe's). Each adapted layer is a few launches from
-    Python on every call, forward, recomputed and backward, however many tokens it is given: at one 4,096-token
-    sequence a step Qwen3-8B's 7 a block left the H200 waiting a quarter of each step; 2 a step trained 24 % faster,
-    in less memory (auto checkpointing takes more layers), while GPT-NeoX's one was 1.7 % slower at 2
-    (bench/RESULTS.md)."""
+def batch_size(setting, targets: list[str] | str, config, counts: estimate.ParamCount, *, seq_len: int, optim: str,
+               compiled: bool, loss_chunk: int, lora_dropout: float,
+               launch: estimate.Launch = estimate.ONE_PROCESS) -> int:
+    """BATCH_SIZE, "auto" resolved: 2 sequences a step where LoRA adapts several layers of each block and 2 fit a
+    24 GB card at some checkpointed share (the estimate, for this launch), else 1 (GPT-NeoX's query_key_value:
+    the KoAlpaca recipe's). Each adapted layer is a few launches from Python on every call, forward, recomputed
+    and backward, however many tokens it is given: at one 4,096-token sequence a step Qwen3-8B's 7 a block left
+    the H200 waiting a quarter of each step; 2 a step trained 24 % faster, in less memory (auto checkpointing takes
+    more layers), while GPT-NeoX's one was 1.7 % slower at 2 (bench/RESULTS.md). Measured on Qwen3-8B only."""
     chosen = auto_or_number("BATCH_SIZE", setting)
     if chosen is not None:
         return int(chosen)
-    return 2 if adapts_several(targets) else 1
+    if not adapts_several(targets):
+        return 1
+    two = estimate.estimate_training_gib(config, counts, 2, seq_len, 1.0, optim, compiled, loss_chunk, lora_dropout,
+                                         launch)
+    return 2 if sum(two.values()) <= estimate.FITS_GIB else 1
 
 
 def adapts_several(targets: list[str] | str) -> bool:

@@ -9,7 +9,9 @@ over the whole intermediate row: at the 12.8b shape with int8 weights GELU made 
 inside gen() against 34 µs alone. Called through an opaque custom op, the activation is computed once, by its own
 small kernel, and the sum reads its output: 170.4 tokens/s against 161.2 (bench/RESULTS.md). Only GELU: a gated
 MLP's SiLU is cheap to recompute, and kept apart it cost Qwen3-8B 7 % (172.6 against 184.7; its input, a slice
-of the fused gate/up product, is copied for the op). The same module and values; for answering only.
+of the fused gate/up product, is copied for the op), so a gated MLP (Gemma's GELU too) is left as it is. The same
+values; for answering only (the op has no backward). Measured at batch 1; at larger batches the products are not
+sums, and the activation is one kernel either way.
 Turned on through the compile's options instead (CUDA graphs and the tuning, as bench.quant_kernels --compile=tuned),
 int8 answered slower than transformers' default compile, 132 tokens/s, GELU apart or not: so gen() does not turn
 the tuning on itself.
@@ -33,32 +35,38 @@ def _(x: torch.Tensor, index: int) -> torch.Tensor:
 
 
 class Apart(torch.nn.Module):
-    """An activation module, called where inductor cannot inline it."""
+    """An activation module, called where inductor cannot inline it (no backward: for answering only)."""
 
     def __init__(self, activation: torch.nn.Module):
         super().__init__()
-        self.activation, self.index = activation, len(_ACTIVATIONS)
+        self.index = len(_ACTIVATIONS)
         _ACTIVATIONS.append(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.kochat.apart_activation(x, self.index)
 
+    def extra_repr(self) -> str:
+        return f"{type(_ACTIVATIONS[self.index]).__name__}, as its own kernel"
+
 
 def row_products_are_sums(compile_config) -> bool:
     """Whether a compile with `compile_config` (transformers' CompileConfig or None) turns one-row products into
-    sums: inductor's coordinate-descent tuning, set for the process or in the config's options."""
-    import torch._inductor.config as inductor
+    sums: inductor's coordinate-descent tuning, set for the process, by the config's mode (the max-autotune ones)
+    or in its options."""
+    import torch._inductor as inductor
 
-    options = getattr(compile_config, "options", None) or {}
-    return bool(options.get("coordinate_descent_tuning", inductor.coordinate_descent_tuning))
+    mode = getattr(compile_config, "mode", None)
+    options = {**(inductor.list_mode_options(mode) if mode else {}), **(getattr(compile_config, "options", None) or {})}
+    return bool(options.get("coordinate_descent_tuning", inductor.config.coordinate_descent_tuning))
 
 
 def keep_apart(model) -> int:
-    """Wrap the GELU activation of each MLP of `model` (transformers' *MLP classes) in place; how many were wrapped
-    (0 where done before, or where the activation is another)."""
+    """Wrap the GELU of each MLP of `model` (transformers' *MLP classes) that has no gate in place; how many were
+    wrapped (0 where done before, or where the activation is another, or gated: Gemma's GELU reads a slice of the
+    fused gate/up product, as Qwen3's SiLU, which was slower apart)."""
     wrapped = 0
     for module in model.modules():
-        if not type(module).__name__.endswith("MLP"):
+        if not type(module).__name__.endswith("MLP") or hasattr(module, "gate_proj"):
             continue
         for name in NAMES:
             activation = getattr(module, name, None)

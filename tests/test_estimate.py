@@ -5,6 +5,8 @@ import finetune_ko as defaults  # the recipe's default settings: its constants b
 from kochat import estimate, modeling, recipe
 from support import POLYGLOT_12P8B_CONFIG, needs_shared_data
 
+ONE, DDP2 = estimate.ONE_PROCESS, estimate.Launch(2, "ddp")
+
 
 def recipe_lora(config):  # a fresh one each time: get_peft_model writes the base model's name into it
     targets = modeling.lora_targets(config, defaults.LORA_TARGETS)
@@ -80,23 +82,26 @@ def test_memory_estimate_at_the_qwen3_8b_shape_is_within_6_percent_of_the_h200()
         assert abs(sum(parts.values()) - measured) / measured < 0.06, (dropout, share, chunk)
 
 
-@pytest.mark.parametrize("model_id, dropout, share", [
-    ("EleutherAI/polyglot-ko-12.8b", 0.05, 0.5),  # the KoAlpaca recipe, unchanged: 18.7 GiB measured
-    ("Qwen/Qwen3-8B", 0.0, 0.55),                  # 21.55 GiB measured (2026-11-30); at 0.5 it was 22.99
-    ("Qwen/Qwen3-14B", 0.0, 0.85)])
-def test_auto_dropout_and_checkpointing_fit_a_24gb_card(model_id, dropout, share):
+@pytest.mark.parametrize("model_id, launch, dropout, batch, share", [
+    ("EleutherAI/polyglot-ko-12.8b", ONE, 0.05, 1, 0.5),  # the KoAlpaca recipe, unchanged: 18.7 GiB measured
+    ("Qwen/Qwen3-8B", ONE, 0.0, 2, 0.85),   # 19.62 GiB measured (2026-12-01); at batch 1, 0.55: 21.55
+    ("Qwen/Qwen3-8B", DDP2, 0.0, 1, 0.75),  # batch 2 fits no share on each of 2 GPUs (the full logits): 1
+    ("Qwen/Qwen3-14B", ONE, 0.0, 2, 0.95)])
+def test_auto_dropout_batch_and_checkpointing_fit_a_24gb_card(model_id, launch, dropout, batch, share):
     config = modeling.load_config(model_id, use_known_table=True)
     targets = modeling.lora_targets(config, "auto")
     lora = LoraConfig(r=8, target_modules=targets, lora_dropout=recipe.lora_dropout("auto", targets))
     counts = estimate.count_parameters(*estimate.meta_model_with_lora(config, lora))
-    settings = dict(batch=1, seq_len=4096, optim="paged_adamw_8bit", compiled=True, loss_chunk=1024,
-                    lora_dropout=lora.lora_dropout)
-    chosen = recipe.checkpointing_share("auto", config, counts, **settings)
-    assert (lora.lora_dropout, chosen) == (dropout, share)
-    fits = sum(estimate.estimate_training_gib(config, counts, 1, 4096, chosen, "paged_adamw_8bit", True, 1024,
-                                              dropout).values())
+    settings = dict(seq_len=4096, optim="paged_adamw_8bit", compiled=True, loss_chunk=1024,
+                    lora_dropout=lora.lora_dropout, launch=launch)
+    chosen_batch = recipe.batch_size("auto", targets, config, counts, **settings)
+    chosen = recipe.checkpointing_share("auto", config, counts, batch=chosen_batch, **settings)
+    assert (lora.lora_dropout, chosen_batch, chosen) == (dropout, batch, share)
+    fits = sum(estimate.estimate_training_gib(config, counts, chosen_batch, 4096, chosen, "paged_adamw_8bit", True,
+                                              1024, dropout, launch).values())
     assert fits <= estimate.FITS_GIB
-    assert recipe.checkpointing_share("0.3", config, counts, **settings) == 0.3  # a number is kept as given
+    assert recipe.checkpointing_share("0.3", config, counts, batch=1, **settings) == 0.3  # a number is kept as given
+    assert recipe.batch_size("3", targets, config, counts, **settings) == 3  # as the command line gives it
     assert recipe.lora_dropout(0.1, targets) == 0.1
 
 

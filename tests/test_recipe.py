@@ -138,8 +138,7 @@ def test_the_callbacks_are_one_list_with_the_two_the_script_reads(tmp_path):
     (["query_key_value"], 0.05), (["q_proj", "v_proj"], 0.0), ("all-linear", 0.0),
     (r"model\.language_model\.layers\.\d+\.self_attn\.q_proj", 0.05),  # a pattern (Gemma 3): one module a block
     (r"model\.language_model\.layers\.\d+\.self_attn\.q_proj|model\.language_model\.layers\.\d+\.mlp\.up_proj", 0.0)])
-def test_auto_lora_dropout_and_batch_are_the_recipes_on_one_module_a_block_and_not_on_several(targets, dropout):
+def test_auto_lora_dropout_is_the_recipes_on_one_module_a_block_and_none_on_several(targets, dropout):
     assert recipe.lora_dropout("auto", targets) == dropout
     assert recipe.lora_dropout("0.1", targets) == 0.1  # as the command line gives it
-    assert recipe.batch_size("auto", targets) == (1 if dropout else 2)  # 2 sequences a step: several a block
-    assert recipe.batch_size("3", targets) == 3 and isinstance(recipe.batch_size("3", targets), int)
+    assert recipe.adapts_several(targets) == (dropout == 0)  # auto BATCH_SIZE: 2 where several, if they fit

@@ -21,8 +21,11 @@ def test_each_mlp_gelu_is_wrapped_once_with_the_same_logits(tiny_tokenizer):
     assert keep_apart(model) == 0  # done before
     assert sum(isinstance(m, Apart) for m in model.modules()) == layers
     assert torch.equal(logits(model, ids), before)
+    assert "GELUActivation, as its own kernel" in repr(model)
     chat = modeling.load_model(tiny.CHAT_MODEL_ID, modeling.load_tokenizer(tiny.CHAT_MODEL_ID), four_bit=False)
     assert keep_apart(chat) == 0  # Qwen3's SiLU: cheap to recompute, measured slower apart
+    chat.model.layers[0].mlp.act_fn = torch.nn.GELU(approximate="tanh")  # a gated GELU, as Gemma's
+    assert keep_apart(chat) == 0
 
 
 def test_a_compiled_graph_calls_the_activation_as_one_opaque_op(tiny_tokenizer):
@@ -45,14 +48,19 @@ def test_a_compiled_graph_calls_the_activation_as_one_opaque_op(tiny_tokenizer):
 def test_only_where_one_row_products_become_sums(monkeypatch):
     import torch._inductor.config as inductor
 
-    assert not row_products_are_sums(None)  # transformers' default compile
+    monkeypatch.setattr(inductor, "coordinate_descent_tuning", False)  # whatever an earlier test quantized with
+    assert not row_products_are_sums(None) and not row_products_are_sums(CompileConfig())  # transformers' default
     assert row_products_are_sums(CompileConfig(options={"coordinate_descent_tuning": True}))
+    assert row_products_are_sums(CompileConfig(mode="max-autotune"))  # the mode turns the tuning on
     monkeypatch.setattr(inductor, "coordinate_descent_tuning", True)  # as torchao's int8/int4 configs set it
     assert row_products_are_sums(None) and row_products_are_sums(CompileConfig())
     assert not row_products_are_sums(CompileConfig(options={"coordinate_descent_tuning": False}))
 
 
 def test_gen_keeps_it_apart_under_the_tuned_compile_and_answers_as_before(monkeypatch, tiny_tokenizer):
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor, "coordinate_descent_tuning", False)  # whatever an earlier test quantized with
     model, tokenizer = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval(), tiny_tokenizer
     template = load_template("koalpaca", tokenizer)
     question = "연차는 며칠인가요?"

@@ -23,6 +23,6 @@ def test_out_of_memory_names_the_constants_to_lower(tmp_path, monkeypatch):
     message = str(failure.value)
     assert "\n" not in message
     assert message.startswith("out of GPU memory training 2 × 256 tokens a step with 50% of layers checkpointed")
-    assert "--dry-run estimate ~" in message and "lower --pack_tokens" in message
+    assert "--dry-run estimate ~" in message and "): --batch_size=1, or lower --pack_tokens" in message
     assert "--gradient_checkpointing toward 1" in message
     assert not (tmp_path / "outputs" / "tiny" / "adapter_model.safetensors").exists()
