@@ -44,7 +44,8 @@ SETTINGS = ""                       # training settings to run, by number (0-4, 
 ATTENTION = "auto"                  # as finetune_ko.py's ATTENTION: auto, sdpa, flex_attention
 LORA_DROPOUT = defaults.LORA_DROPOUT  # as finetune_ko.py's (auto: resolved for the model, kochat.recipe)
 GEN_MODES = "all"                   # all, or fast: only the merged bf16 fast mode (no 4-bit and eager runs)
-PROFILE = False                     # profile PROFILED_STEPS more training steps of each setting: a kernel table beside OUT
+PROFILE = False                     # profile PROFILED_STEPS more steps of each setting (a kernel table beside OUT;
+                                    # its peak and train loss then include them, its tokens/s does not)
 PROFILED_STEPS = 2
 
 _SHARE = ("the auto-chosen share of the" if defaults.GRADIENT_CHECKPOINTING == "auto" else  # resolved per model
