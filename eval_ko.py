@@ -58,6 +58,9 @@ def main(argv):
         raise UserError("nothing to do: pass --tasks=kobest (with --kobest_dir=…) and/or --questions=FILE")
     if TASKS and QUESTIONS and OUT:
         raise UserError("--out names one file: leave it out when giving both --tasks and --questions")
+    if not TASKS and (LIMIT or SPLIT != "test"):
+        raise UserError("--limit and --split choose a benchmark's items: give them with --tasks "
+                        "(--questions answers every question in the file)")
     cli.check_ranges((LIMIT >= 0, f"--limit must be 0 (all) or more, not {LIMIT}"),
                      (BATCH_SIZE >= 0, f"--batch_size must be 0 (the most that fit) or more, not {BATCH_SIZE}"),
                      (ANSWER_BATCH >= 1, f"--answer_batch must be at least 1, not {ANSWER_BATCH}"),
@@ -74,6 +77,8 @@ def main(argv):
                    ) if QUESTIONS else None
     for out in filter(None, (scores_out, answers_out)):  # checked now, not after the model has answered
         runs.check_file_can_be_written(out, "OUT")
+    if answers_out and not OUT:
+        steps.check_not_another_files_answers(answers_out, QUESTIONS)
     judge_model = judge.check(JUDGE_URL, JUDGE_API_KEY, JUDGE_MODEL) if JUDGE_URL and questions else ""
 
     # 2. Load the run as chat does: the base in 4-bit with the adapter on it (a merged folder unquantized where it fits)

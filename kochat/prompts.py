@@ -252,9 +252,17 @@ def load_questions(path: str) -> list[tuple[str, str]]:
     if not file.is_absolute() and not file.exists():
         file = PROJECT_ROOT / file
     try:
-        lines = file.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark (Notepad's) is no text
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read the questions file {path}: {e}") from None
+        raw = file.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read the questions file {path}: {e.strerror or e}") from None
+    for encoding in ("utf-8-sig", "cp949"):  # -sig: a byte-order mark (Notepad's) is no text; CP949: older Notepad
+        try:
+            lines = raw.decode(encoding).splitlines()
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise UserError(f"cannot read the questions file {path}: it is neither UTF-8 nor CP949 text; save it as UTF-8")
     questions = []
     for line in lines:
         question, _, extra = line.partition("\t")

@@ -70,6 +70,11 @@ def test_load_questions_reads_inputs_and_skips_comments(tmp_path, monkeypatch):
     assert load_questions(str(f)) == [("한국의 수도는?", ""), ("번역하세요.", "안녕하세요"), ("#해시태그란?", "")]
     f.write_bytes("\ufeff# 주석 줄입니다\n한국의 수도는?\n".encode())  # saved by Notepad: a byte-order mark first
     assert load_questions(str(f)) == [("한국의 수도는?", "")]
+    f.write_bytes("한국의 수도는?\n연차는 며칠?\n".encode("cp949"))  # saved by an older Notepad or Excel
+    assert load_questions(str(f)) == [("한국의 수도는?", ""), ("연차는 며칠?", "")]
+    f.write_bytes(b"\xff\xfe\x00\xd8")
+    with pytest.raises(UserError, match="neither UTF-8 nor CP949 text; save it as UTF-8$"):
+        load_questions(str(f))
     monkeypatch.chdir(tmp_path)
     assert len(load_questions("prompts/demo_questions.txt")) >= 3  # found in the project, not the cwd
     with pytest.raises(UserError, match="cannot read the questions file"):

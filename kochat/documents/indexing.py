@@ -134,6 +134,8 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
             # a raised MAX_FILE_MB or a newly installed library may read it now
             report.unchanged += 1
             files[rel] = old
+            if "left_out" in old:  # said again on every update, as a skipped file is, until the file is fixed
+                report.notes[rel] = old["left_out"]
             for i in kept_by_file.get(rel, []):
                 p = previous.passages[i]
                 passages.append(chunking.Passage(p["source"], p["page"], p["heading"], p["row"], p["start"],
@@ -151,9 +153,9 @@ def _update(docs_dir, index_dir, settings, previous, max_file_bytes, progress, s
             files[rel] = {"sha256": digest, "size": path.stat().st_size, "skipped": str(e)}
             continue
         report.read += 1
-        if left_out:
-            report.notes[rel] = "; ".join(left_out)
         files[rel] = {"sha256": digest, "size": path.stat().st_size, "passages": len(chunks)}
+        if left_out:
+            report.notes[rel] = files[rel]["left_out"] = "; ".join(left_out)
         for c in chunks:
             fresh.append(len(passages))
             passages.append(c)

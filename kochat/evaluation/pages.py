@@ -3,6 +3,7 @@ from the internet), and a Markdown page with the figures per model and every ans
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 FIGURES = (("answers", "answers", "{:.0f}"), ("ended", "ended with end of text", "{:.0%}"),
@@ -22,21 +23,31 @@ def figures_markdown(doc: dict) -> str:
 
 
 def markdown(doc: dict) -> str:
-    """The figures per model, then each question with every model's answer, as the HTML page shows them."""
-    head = [f"# {Path(doc['run']).name}: answers to {Path(doc['questions']).name}", "",
+    """The figures per model, then each question with every model's answer, as the HTML page shows them. Inputs and
+    answers are indented code blocks (shown as written, whatever Markdown they hold); the question is escaped."""
+    head = [f"# {escaped(Path(doc['run']).name)}: answers to {escaped(Path(doc['questions']).name)}", "",
             f"{len(doc['items'])} questions, same settings for every model: " +
-            ", ".join(f"{k}={v}" for k, v in doc["settings"].items()), ""]
+            ", ".join(f"{k}={v}" for k, v in doc["settings"].items()), "", ""]
     body = []
     for item in doc["items"]:
-        body += ["", f"## {item['id']}. {' '.join(item['question'].split())}"]
+        body += ["", f"## {escaped(str(item['id']))}. {escaped(' '.join(item['question'].split()))}"]
         if item["input"]:
-            body += ["", *(f"> {line}" for line in item["input"].splitlines())]
+            body += ["", *(f"    {line}" for line in item["input"].splitlines())]
         for m, a in item["answers"].items():
             judged = (a.get("judge") or {}).get("score")
             meta = f"{a['new_tokens']} tokens" + (", cut at the limit" if a["finish_reason"] != "stop" else "") + \
                 (f", judge {judged}/10" if judged is not None else "")
-            body += ["", f"**{m}** ({meta})", "", *(f"    {line}" for line in (a["text"] or "(no answer)").splitlines())]
+            body += ["", f"**{escaped(m)}** ({meta})", "", *(f"    {line}" for line in shown(a["text"]).splitlines())]
     return "\n".join(head) + figures_markdown(doc) + "\n".join(body) + "\n"
+
+
+def escaped(text: str) -> str:
+    """Text that Markdown shows as written: its punctuation that could mark up escaped with a backslash."""
+    return re.sub(r"([\\`*_{}\[\]<>#|~!])", r"\\\1", text)
+
+
+def shown(answer: str) -> str:
+    return answer if answer.strip() else "(no answer)"
 
 
 STYLE = """body{font-family:"Noto Sans CJK KR","Malgun Gothic",sans-serif;margin:2em;color:#222}
@@ -61,7 +72,7 @@ def page(doc: dict) -> str:
             judged = (a.get("judge") or {}).get("score")
             meta = f"{a['new_tokens']} tokens" + (", <span class=cut>cut at the limit</span>" if cut else "") + \
                 (f", judge {judged}/10" if judged is not None else "")
-            cells.append(f"<td>{e(a['text'])}<span class=meta>{meta}</span></td>")
+            cells.append(f"<td>{e(shown(a['text']))}<span class=meta>{meta}</span></td>")
         items.append(f"<tr><td class=q colspan={len(models)}>{e(str(item['id']))}. {question}</td></tr>"
                      f"<tr>{''.join(cells)}</tr>")
     settings = ", ".join(f"{k}={v}" for k, v in doc["settings"].items())

@@ -18,6 +18,21 @@ def default_out(run, tasks: list[str], split: str, limit: int = 0) -> Path:
     return Path(run.folder) / EVAL_DIR / f"{'+'.join(tasks)}-{stem}{f'-first{limit}' if limit else ''}.json"
 
 
+def check_not_another_files_answers(out: Path, questions_file: str) -> None:
+    """answers-qs.json is named by the questions file's stem: one from another file of that name (qs.txt and
+    qs.jsonl, or another folder's qs.txt) is not replaced."""
+    import json
+
+    try:
+        earlier = json.loads(out.read_text(encoding="utf-8")).get("questions")
+    except (OSError, ValueError, AttributeError):
+        return  # none yet (or unreadable: written again)
+    before, now = Path(earlier or questions_file), Path(questions_file)
+    if before.name != now.name or (before.is_absolute() and now.is_absolute() and before != now):
+        raise UserError(f"{out} holds the answers to {earlier}; to keep both, pass --out=FILE for these "
+                        f"(or move that report away first)")
+
+
 def score_tasks(run, model, tokenizer, local, hub, *, out: Path, split: str, limit: int = 0, batch_size: int = 0,
                 cache: bool = True, four_bit: bool = True, verbose: bool = False) -> dict:
     """Base and adapter scored by lm-eval on the checked tasks; the JSON and its Markdown table written; the

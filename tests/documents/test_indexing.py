@@ -82,6 +82,7 @@ def test_bad_files_are_skipped_with_one_line_and_reported_again(docs, tmp_path):
     assert any(line.strip().startswith("skipped scan.pdf:") for line in lines)
     again = update(docs, tmp_path / "index")
     assert again.read == 0 and set(again.skipped) == set(report.skipped)  # tried again (cheap), reported again
+    assert again.notes == report.notes  # unchanged, still leaving its row out: said again
     files = json.loads((store.open_index(tmp_path / "index").generation / "files.json").read_text(encoding="utf-8"))
     assert "skipped" in files["old.hwp"] and files["취업규칙.md"]["passages"] > 0
     (docs / "notes.xyz").unlink()  # junk gone held no passages: not a removed document

@@ -130,7 +130,7 @@ def test_pdf_one_section_per_page():
 
 def test_csv_faq_rows():
     sections = read_document(DOCS / "사내_FAQ.csv")
-    assert [s.row for s in sections] == list(range(1, 16))
+    assert [s.row for s in sections] == list(range(2, 17))  # as the sheet numbers them: header = 1
     second = sections[1]
     assert second.heading == "남은 연차 일수는 어디서 보나요?"
     assert second.text == second.heading + "\n" + "한빛포털 첫 화면의 [나의 근태] 상자에 올해 받은 연차와 쓴 연차, 남은 연차가 나옵니다."
@@ -218,23 +218,34 @@ def test_jsonl_faq_rows(tmp_path):
     left_out = []
     sections = read_document(write(tmp_path, "a.jsonl", "\n".join(lines)), left_out=left_out)
     assert sections == [Section("연차는 며칠?\n3년 근속\n16일입니다.", None, "연차는 며칠?", 1),
-                        Section("Q2\n5", None, "Q2", 4)]
-    assert left_out == ["2 rows left out: not JSON (row 2); empty answer (row 3)"]  # noted, not dropped silently
+                        Section("Q2\n5", None, "Q2", 5)]  # numbered by line, blank ones counted
+    assert left_out == ["2 rows left out: not JSON (row 2); empty answer (row 4)"]  # noted, not dropped silently
 
 
 def test_faq_rows_left_out_are_noted_and_a_sheet_with_none_to_keep_says_why(tmp_path):
     left_out = []
-    sheet = "질문,답변\n" + "".join(f"질문 {i},\n" for i in range(7)) + "연차는?,15일\n,답만 있는 줄\n"
-    assert [s.row for s in read_document(write(tmp_path, "a.csv", sheet), left_out=left_out)] == [8]
-    assert left_out == ["8 rows left out: empty answer (rows 1, 2, 3, 4, 5 and 2 more); empty question (row 9)"]
+    sheet = "질문,답변\n" + "".join(f"질문 {i},\n" for i in range(7)) + "연차는?,15일\n,,\n\n,답만 있는 줄\n"
+    assert [s.row for s in read_document(write(tmp_path, "a.csv", sheet), left_out=left_out)] == [9]
+    # numbered as the sheet shows them; blank rows (",," as Excel writes one, or an empty line) are no rows
+    assert left_out == ["8 rows left out: empty answer (rows 2, 3, 4, 5, 6 and 2 more); empty question (row 12)"]
     unreadable(write(tmp_path, "b.csv", "질문,답변\n연차는?,\n"),
-               "no row has both a question and an answer: empty answer (row 1)")
+               "no row has both a question and an answer: empty answer (row 2)")
+    left_out = []
+    read_document(write(tmp_path, "c.jsonl", '{"질문": "Q", "답변": "A"}\n{"질문": "답 없음"}\n{"답변": "질문 없음"}\n'),
+                  left_out=left_out)
+    assert left_out == ["2 rows left out: no answer field (row 2); no question field (row 3)"]
+
+
+def test_a_title_row_above_the_header_is_passed_over(tmp_path):
+    sheet = "인사팀 FAQ (2024.01 기준),,\n\n분류,질문,답변\n근태,연차는 며칠?,15일입니다.\n"
+    assert read_document(write(tmp_path, "a.csv", sheet)) == [
+        Section("연차는 며칠?\n15일입니다.\n분류: 근태", None, "연차는 며칠?", 4)]  # the sheet's row 4
 
 
 def test_faq_columns_besides_question_and_answer_follow_the_answer(tmp_path):
     path = write(tmp_path, "a.csv", "분류,질문,답변,담당\n근태,연차는 며칠?,15일입니다.,인사팀\n복지,헬스장 지원?,월 5만원.,\n")
-    assert read_document(path) == [Section("연차는 며칠?\n15일입니다.\n분류: 근태\n담당: 인사팀", None, "연차는 며칠?", 1),
-                                   Section("헬스장 지원?\n월 5만원.\n분류: 복지", None, "헬스장 지원?", 2)]
+    assert read_document(path) == [Section("연차는 며칠?\n15일입니다.\n분류: 근태\n담당: 인사팀", None, "연차는 며칠?", 2),
+                                   Section("헬스장 지원?\n월 5만원.\n분류: 복지", None, "헬스장 지원?", 3)]
     line = ('{"instruction": "Q", "output": "A", "url": "https://wiki/q", "tags": ["연차", "휴가"], "ok": true, '
             '"id": 7, "score": NaN, "meta": {"a": 1}}')
     assert read_document(write(tmp_path, "a.jsonl", line)) == [
@@ -243,10 +254,10 @@ def test_faq_columns_besides_question_and_answer_follow_the_answer(tmp_path):
 
 def test_an_unquoted_comma_stays_in_the_answer_wherever_its_column_is(tmp_path):
     path = write(tmp_path, "a.csv", "질문,답변\n연차는 며칠?,15일, 단 첫해는 11일\n")
-    assert read_document(path) == [Section("연차는 며칠?\n15일, 단 첫해는 11일", None, "연차는 며칠?", 1)]
+    assert read_document(path) == [Section("연차는 며칠?\n15일, 단 첫해는 11일", None, "연차는 며칠?", 2)]
     path = write(tmp_path, "b.csv", "질문,답변,분류\n정산은?,영수증, 보고서를 첨부합니다.,출장\n짧은 답?,네.,기타,\n")
-    assert read_document(path) == [Section("정산은?\n영수증, 보고서를 첨부합니다.\n분류: 출장", None, "정산은?", 1),
-                                   Section("짧은 답?\n네.\n분류: 기타", None, "짧은 답?", 2)]  # a comma at the end
+    assert read_document(path) == [Section("정산은?\n영수증, 보고서를 첨부합니다.\n분류: 출장", None, "정산은?", 2),
+                                   Section("짧은 답?\n네.\n분류: 기타", None, "짧은 답?", 3)]  # a comma at the end
 
 
 def test_a_faq_sheet_with_a_column_name_twice_is_refused_in_one_line(tmp_path):
@@ -255,12 +266,12 @@ def test_a_faq_sheet_with_a_column_name_twice_is_refused_in_one_line(tmp_path):
 
 def test_tsv_faq_rows(tmp_path):
     path = write(tmp_path, "a.tsv", "질문\t답변\n연차는 며칠?\t15일, 첫해는 11일\n")
-    assert read_document(path) == [Section("연차는 며칠?\n15일, 첫해는 11일", None, "연차는 며칠?", 1)]
+    assert read_document(path) == [Section("연차는 며칠?\n15일, 첫해는 11일", None, "연차는 며칠?", 2)]
 
 
 def test_csv_semicolons_and_bom(tmp_path):
     path = write(tmp_path, "a.csv", codecs.BOM_UTF8 + "제목;내용\n주차;3시간 무료\n".encode())
-    assert read_document(path) == [Section("주차\n3시간 무료", None, "주차", 1)]
+    assert read_document(path) == [Section("주차\n3시간 무료", None, "주차", 2)]
 
 
 # --- bad files ----------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def test_scores_and_answers_base_vs_adapter(tiny_run, run_script, tmp_path):
     page = (eval_dir / "answers-user_oriented_instructions.html").read_text(encoding="utf-8")
     assert "다음 문장을 고치세요." in page and "Hangul share" in page
     markdown = (eval_dir / "answers-user_oriented_instructions.md").read_text(encoding="utf-8")
-    assert "## t0. 다음 문장을 고치세요.\n\n> 나는 학교 갔다.\n\n**base** (" in markdown  # the answers, not only figures
+    assert "## t0. 다음 문장을 고치세요.\n\n    나는 학교 갔다.\n\n**base** (" in markdown  # the answers, not only figures
     first = (report["items"][0]["answers"]["adapter"]["text"].splitlines() or ["(no answer)"])[0]
     assert f"**adapter** ({report['items'][0]['answers']['adapter']['new_tokens']} tokens" in markdown
     assert f"    {first}" in markdown and "| Hangul share |" in markdown
@@ -50,6 +50,8 @@ def test_scores_and_answers_base_vs_adapter(tiny_run, run_script, tmp_path):
     (["--questions=qs.csv"], "unknown question file format .csv"),
     (["--questions=qs.txt", "--answer_batch=0"], "error: --answer_batch must be at least 1, not 0"),
     (["--questions=qs.txt", "--top_p=0"], "error: --top_p must be above 0 and at most 1, not 0"),
+    (["--questions=qs.txt", "--limit=5"], "error: --limit and --split choose a benchmark's items: give them with --tasks"),
+    (["--questions=qs.txt", "--split=bogus"], "error: --limit and --split choose a benchmark's items"),
 ])
 def test_bad_input_is_one_line_before_loading(tiny_run, run_script, tmp_path, args, message):
     run, _ = tiny_run

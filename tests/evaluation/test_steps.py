@@ -24,3 +24,15 @@ def test_scores_are_named_by_the_file_the_split_reads(tmp_path):
     assert steps.default_out(run, ["kobest"], "validation") == tmp_path / "run" / "eval" / "kobest-dev.json"  # one file
     assert steps.default_out(run, ["kobest"], "dev", 10).name == "kobest-dev-first10.json"
     assert steps.default_out(run, ["kobest", "mine"], "test").name == "kobest+mine-test.json"
+
+
+def test_answers_of_another_questions_file_of_the_same_stem_are_not_replaced(tmp_path):
+    out = tmp_path / "answers-qs.json"
+    steps.check_not_another_files_answers(out, "qs.txt")  # none yet
+    out.write_text('{"questions": "qs.jsonl"}', encoding="utf-8")
+    steps.check_not_another_files_answers(out, "qs.jsonl")  # the same file again: replaced, as before
+    with pytest.raises(UserError, match=r"answers-qs.json holds the answers to qs.jsonl; to keep both, pass --out="):
+        steps.check_not_another_files_answers(out, "qs.txt")
+    out.write_text('{"questions": "/a/qs.txt"}', encoding="utf-8")
+    with pytest.raises(UserError, match="holds the answers to /a/qs.txt"):
+        steps.check_not_another_files_answers(out, "/b/qs.txt")

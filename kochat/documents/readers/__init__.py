@@ -26,8 +26,9 @@ from .text import read_csv, read_html, read_jsonl, read_markdown
 __all__ = ["SUPPORTED", "VERSION", "Section", "Unreadable", "decode_text", "read_document"]
 
 # Counts changes to the sections a file becomes (2: an FAQ row's other columns kept; 3: an unquoted comma kept in
-# the answer): an index made under another reads its files again on its next update.
-VERSION = 3
+# the answer; 4: FAQ rows numbered as the sheet or file shows them): an index made under another reads its files
+# again on its next update.
+VERSION = 4
 
 SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".hwpx", ".csv", ".tsv", ".jsonl")
 # Office files of another kind: what to save them as, in the program that made them

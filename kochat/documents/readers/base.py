@@ -15,7 +15,7 @@ class Section:
     text: str          # plain text; paragraphs separated by "\n"
     page: int | None   # 1-based PDF page, else None
     heading: str       # heading path, outer to inner, joined by " > "; "" if none
-    row: int | None    # 1-based data row of a .csv/.jsonl FAQ file, else None
+    row: int | None    # an FAQ row: its row in the sheet (header = 1) or its line in a .jsonl; else None
 
 
 class Unreadable(Exception):

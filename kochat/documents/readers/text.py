@@ -88,12 +88,13 @@ def read_html(text: str) -> list[Section]:
     return out.done()
 
 
-def _faq_sections(records: list, left_out: list[str] | None = None) -> list[Section]:
-    """One section per row with a question and an answer; rows numbered from 1, as kochat.data does. Each row
-    left out (not a JSON object, or without a question or an answer) is noted in `left_out`, as one line."""
+def _faq_sections(records: list[tuple[int, object]], left_out: list[str] | None = None) -> list[Section]:
+    """One section per (row number, record) with a question and an answer. The numbers are where a user finds the
+    row: a sheet's row (its header is row 1) or a JSONL file's line. Each row left out (not a JSON object, or
+    without a question or an answer) is noted in `left_out`, as one line."""
     sections, matched = [], not records  # no rows at all: "empty", not "no columns"
     why: dict[str, list[int]] = {}  # reason -> row numbers
-    for number, record in enumerate(records, start=1):
+    for number, record in records:
         if not isinstance(record, dict):
             why.setdefault("not JSON" if record is None else "not a JSON object", []).append(number)
             continue
@@ -101,7 +102,7 @@ def _faq_sections(records: list, left_out: list[str] | None = None) -> list[Sect
         q, a, i = (next((keys[c] for c in names if c in keys), None)
                    for names in (QUESTION_COLUMNS, ANSWER_COLUMNS, INPUT_COLUMNS))
         if q is None or a is None:
-            why.setdefault("no question or answer field", []).append(number)
+            why.setdefault("no answer field" if q is not None else "no question field", []).append(number)
             continue
         matched = True
         # the row's other columns (a category, a team, a link) as "name: value" lines after the answer: kept,
@@ -150,14 +151,26 @@ def read_csv(text: str, delimiter: str = "", left_out: list[str] | None = None) 
         raise Unreadable(f"not a readable CSV: {reason(e)}") from None
     if not rows:
         return _faq_sections([])
-    names = rows[0]
+    top = next((n for n, cells in enumerate(rows[:HEADER_WITHIN]) if is_header(cells)), 0)  # a title row above it
+    names = rows[top]
     lowered = [n.strip().lower() for n in names]
     twice = sorted({n for n in lowered if n and lowered.count(n) > 1})
     if twice:  # a row would keep one of them and lose the other
         raise Unreadable(f"duplicate columns: {', '.join(twice)}; give each column its own name")
     answer = next((lowered.index(c) for c in ANSWER_COLUMNS if c in lowered), len(names) - 1)
-    return _faq_sections([dict(zip(names, joined_overflow(cells, len(names), answer, delimiter)))
-                          for cells in rows[1:] if cells], left_out)  # blank lines are no rows (as csv.DictReader)
+    # numbered as the sheet shows them (a blank line is a blank sheet row: skipped, but counted)
+    return _faq_sections([(n, dict(zip(names, joined_overflow(cells, len(names), answer, delimiter))))
+                          for n, cells in enumerate(rows[top + 1:], start=top + 2) if any(c.strip() for c in cells)],
+                         left_out)
+
+
+HEADER_WITHIN = 10  # rows of a sheet searched for its header (a title or a date may sit above it)
+
+
+def is_header(cells: list[str]) -> bool:
+    """A row that names a question column and an answer column."""
+    lowered = {c.strip().lower() for c in cells}
+    return bool(lowered & set(QUESTION_COLUMNS)) and bool(lowered & set(ANSWER_COLUMNS))
 
 
 def joined_overflow(cells: list[str], width: int, answer: int, delimiter: str) -> list[str]:
@@ -175,9 +188,10 @@ def joined_overflow(cells: list[str], width: int, answer: int, delimiter: str) -
 def read_jsonl(text: str, left_out: list[str] | None = None) -> list[Section]:
     """One FAQ row a line; a line that is not JSON is left out (noted in `left_out`), as a row without an answer."""
     records = []
-    for line in (line for line in text.splitlines() if line.strip()):
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            records.append(None)
+    for number, line in enumerate(text.splitlines(), start=1):  # numbered by line, as an editor shows them
+        if line.strip():
+            try:
+                records.append((number, json.loads(line)))
+            except ValueError:
+                records.append((number, None))
     return _faq_sections(records, left_out)
