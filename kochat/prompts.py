@@ -255,14 +255,12 @@ def load_questions(path: str) -> list[tuple[str, str]]:
         raw = file.read_bytes()
     except OSError as e:
         raise UserError(f"cannot read the questions file {path}: {e.strerror or e}") from None
-    for encoding in ("utf-8-sig", "cp949"):  # -sig: a byte-order mark (Notepad's) is no text; CP949: older Notepad
-        try:
-            lines = raw.decode(encoding).splitlines()
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise UserError(f"cannot read the questions file {path}: it is neither UTF-8 nor CP949 text; save it as UTF-8")
+    from .documents.readers.base import Unreadable, decode_text
+
+    try:  # as documents are read: UTF-8 (a byte-order mark is no text), UTF-16 (Notepad's "Unicode"), CP949
+        lines = decode_text(raw).splitlines()
+    except Unreadable as e:
+        raise UserError(f"cannot read the questions file {path}: {e}") from None
     questions = []
     for line in lines:
         question, _, extra = line.partition("\t")

@@ -62,7 +62,7 @@ def read_file(path: Path) -> list:
 
 def read_jsonl(text: str) -> list:
     records = []
-    for line in text.splitlines():
+    for line in text.split("\n"):  # not splitlines(): JSON strings may hold U+2028, U+0085 … as they are
         if not line.strip():
             continue
         try:

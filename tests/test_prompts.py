@@ -72,8 +72,10 @@ def test_load_questions_reads_inputs_and_skips_comments(tmp_path, monkeypatch):
     assert load_questions(str(f)) == [("한국의 수도는?", "")]
     f.write_bytes("한국의 수도는?\n연차는 며칠?\n".encode("cp949"))  # saved by an older Notepad or Excel
     assert load_questions(str(f)) == [("한국의 수도는?", ""), ("연차는 며칠?", "")]
+    f.write_bytes("한국의 수도는?\n".encode("utf-16"))  # Notepad's "Unicode"
+    assert load_questions(str(f)) == [("한국의 수도는?", "")]
     f.write_bytes(b"\xff\xfe\x00\xd8")
-    with pytest.raises(UserError, match="neither UTF-8 nor CP949 text; save it as UTF-8$"):
+    with pytest.raises(UserError, match="save it as UTF-8$"):
         load_questions(str(f))
     monkeypatch.chdir(tmp_path)
     assert len(load_questions("prompts/demo_questions.txt")) >= 3  # found in the project, not the cwd

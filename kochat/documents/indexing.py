@@ -43,7 +43,7 @@ class Report:
         out = [f"files read: {self.read:,}   unchanged: {self.unchanged:,}   removed: {self.removed:,}   "
                f"skipped: {len(self.skipped):,}   passages: {self.passages:,} ({self.new_passages:,} new)"]
         out += [f"      skipped {path}: {why}" for path, why in sorted(self.skipped.items())]
-        out += [f"      read {path}, but {note}" for path, note in sorted(self.notes.items())]
+        out += [f"      {path}: {note}" for path, note in sorted(self.notes.items())]
         if not self.written:
             out.append("nothing changed: the index is as it was")
         return out

@@ -43,7 +43,7 @@ def markdown(doc: dict) -> str:
 
 def escaped(text: str) -> str:
     """Text that Markdown shows as written: its punctuation that could mark up escaped with a backslash."""
-    return re.sub(r"([\\`*_{}\[\]<>#|~!])", r"\\\1", text)
+    return re.sub(r"([\\`*_{}\[\]<>#|~!&$])", r"\\\1", text)
 
 
 def shown(answer: str) -> str:

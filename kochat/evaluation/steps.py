@@ -20,15 +20,15 @@ def default_out(run, tasks: list[str], split: str, limit: int = 0) -> Path:
 
 def check_not_another_files_answers(out: Path, questions_file: str) -> None:
     """answers-qs.json is named by the questions file's stem: one from another file of that name (qs.txt and
-    qs.jsonl, or another folder's qs.txt) is not replaced."""
+    qs.jsonl, or another folder's qs.txt) is not replaced. Reports keep the file's full path (older ones, a
+    path as given: compared from the current folder)."""
     import json
 
     try:
         earlier = json.loads(out.read_text(encoding="utf-8")).get("questions")
     except (OSError, ValueError, AttributeError):
         return  # none yet (or unreadable: written again)
-    before, now = Path(earlier or questions_file), Path(questions_file)
-    if before.name != now.name or (before.is_absolute() and now.is_absolute() and before != now):
+    if earlier and Path(earlier).resolve() != Path(questions_file).resolve():  # saved resolved: from any folder
         raise UserError(f"{out} holds the answers to {earlier}; to keep both, pass --out=FILE for these "
                         f"(or move that report away first)")
 
@@ -68,7 +68,7 @@ def answer_questions(run, model, tokenizer, questions, *, questions_file: str, o
             for r, verdict in zip(records, verdicts):
                 r["judge"] = verdict
     doc = {"run": str(run.folder), "base_model": run.base_model, "adapter": run.adapter,
-           "questions": str(questions_file), "settings": {**settings, "seed": seed, "four_bit": four_bit},
+           "questions": str(Path(questions_file).resolve()), "settings": {**settings, "seed": seed, "four_bit": four_bit},
            "judge": {"url": judge_url, "model": judge_model} if judge_url else None,
            "figures": {label: answers.figures(records, tokenizer) for label, records in found.items()},
            "items": [{"id": q.id, "question": q.question, "input": q.input,

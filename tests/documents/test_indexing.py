@@ -77,7 +77,7 @@ def test_bad_files_are_skipped_with_one_line_and_reported_again(docs, tmp_path):
     assert "HWPX or PDF" in report.skipped["old.hwp"] and "empty" in report.skipped["empty.txt"]
     lines = report.lines()
     assert lines[0].startswith("files read: 8   unchanged: 0   removed: 0   skipped: 4")
-    assert "      read faq.jsonl, but 1 row left out: empty answer (row 2)" in lines
+    assert "      faq.jsonl: 1 row left out: empty answer (row 2)" in lines
     assert all("\n" not in line for line in lines)
     assert any(line.strip().startswith("skipped scan.pdf:") for line in lines)
     again = update(docs, tmp_path / "index")

@@ -1,6 +1,7 @@
 """kochat.documents.readers on the project's sample documents (data/company_docs) and on bad files made here."""
 import codecs
 import io
+import json
 import logging
 import random
 import unicodedata
@@ -240,6 +241,20 @@ def test_a_title_row_above_the_header_is_passed_over(tmp_path):
     sheet = "인사팀 FAQ (2024.01 기준),,\n\n분류,질문,답변\n근태,연차는 며칠?,15일입니다.\n"
     assert read_document(write(tmp_path, "a.csv", sheet)) == [
         Section("연차는 며칠?\n15일입니다.\n분류: 근태", None, "연차는 며칠?", 4)]  # the sheet's row 4
+    for title in ("인사팀 FAQ", "FAQ, 2024;;"):  # the delimiter is the one that shows the header, not the title's
+        assert read_document(write(tmp_path, "b.csv", f"{title}\n질문;답변\n연차는?;15일\n")) == [
+            Section("연차는?\n15일", None, "연차는?", 3)]
+    # a data row that happens to hold "q" and "a" below an unknown header is no header: the header must be named
+    unreadable(write(tmp_path, "c.csv", "번호,문의,회신\n1,q,a\n2,연차?,15일\n"), "no question/answer columns")
+
+
+def test_a_short_row_has_empty_cells_and_a_json_string_may_hold_a_line_separator(tmp_path):
+    left_out = []
+    assert read_document(write(tmp_path, "a.csv", "질문,답변\n연차는?,15일\n병가?\n"), left_out=left_out) == [
+        Section("연차는?\n15일", None, "연차는?", 2)]
+    assert left_out == ["1 row left out: empty answer (row 3)"]  # an empty cell, not "no answer field"
+    line = json.dumps({"질문": "줄\u2028바꿈?", "답변": "네"}, ensure_ascii=False)  # U+2028 written as it is
+    assert [s.row for s in read_document(write(tmp_path, "b.jsonl", line + "\n" + line))] == [1, 2]
 
 
 def test_faq_columns_besides_question_and_answer_follow_the_answer(tmp_path):

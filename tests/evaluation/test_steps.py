@@ -1,4 +1,6 @@
 """finetune_ko.py's EVAL_TASKS: SUITE=DIR[@split] items, checked (folders, files) before training starts."""
+import json
+
 import pytest
 
 from kochat import PROJECT_ROOT
@@ -29,10 +31,10 @@ def test_scores_are_named_by_the_file_the_split_reads(tmp_path):
 def test_answers_of_another_questions_file_of_the_same_stem_are_not_replaced(tmp_path):
     out = tmp_path / "answers-qs.json"
     steps.check_not_another_files_answers(out, "qs.txt")  # none yet
-    out.write_text('{"questions": "qs.jsonl"}', encoding="utf-8")
-    steps.check_not_another_files_answers(out, "qs.jsonl")  # the same file again: replaced, as before
-    with pytest.raises(UserError, match=r"answers-qs.json holds the answers to qs.jsonl; to keep both, pass --out="):
-        steps.check_not_another_files_answers(out, "qs.txt")
+    out.write_text(json.dumps({"questions": str(tmp_path / "qs.jsonl")}), encoding="utf-8")
+    steps.check_not_another_files_answers(out, str(tmp_path / "x" / ".." / "qs.jsonl"))  # the same file again
+    with pytest.raises(UserError, match=r"answers-qs.json holds the answers to .*qs.jsonl; to keep both, pass --out="):
+        steps.check_not_another_files_answers(out, str(tmp_path / "qs.txt"))
     out.write_text('{"questions": "/a/qs.txt"}', encoding="utf-8")
     with pytest.raises(UserError, match="holds the answers to /a/qs.txt"):
         steps.check_not_another_files_answers(out, "/b/qs.txt")

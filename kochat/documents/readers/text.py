@@ -141,17 +141,21 @@ def cell_text(value) -> str:
 
 
 def read_csv(text: str, delimiter: str = "", left_out: list[str] | None = None) -> list[Section]:
-    """An FAQ table; its delimiter (comma, tab or semicolon) found in its header where not given. Rows left out
-    are noted in `left_out` (_faq_sections)."""
-    header = text.split("\n", 1)[0]
-    delimiter = delimiter or ("," if "," in header else "\t" if "\t" in header else ";" if ";" in header else ",")
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-    except csv.Error as e:
-        raise Unreadable(f"not a readable CSV: {reason(e)}") from None
+    """An FAQ table; where not given, its delimiter (comma, tab or semicolon) is the one that shows a header row
+    among its first rows, else the one in its first line. Rows left out are noted in `left_out` (_faq_sections)."""
+    first = text.split("\n", 1)[0]
+    guess = "," if "," in first else "\t" if "\t" in first else ";" if ";" in first else ","
+    for candidate in [delimiter] if delimiter else [",", "\t", ";", guess]:
+        try:
+            rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=candidate))
+        except csv.Error as e:
+            raise Unreadable(f"not a readable CSV: {reason(e)}") from None
+        if header_row(rows) is not None:
+            break
+    delimiter = candidate
     if not rows:
         return _faq_sections([])
-    top = next((n for n, cells in enumerate(rows[:HEADER_WITHIN]) if is_header(cells)), 0)  # a title row above it
+    top = header_row(rows) or 0
     names = rows[top]
     lowered = [n.strip().lower() for n in names]
     twice = sorted({n for n in lowered if n and lowered.count(n) > 1})
@@ -167,28 +171,36 @@ def read_csv(text: str, delimiter: str = "", left_out: list[str] | None = None) 
 HEADER_WITHIN = 10  # rows of a sheet searched for its header (a title or a date may sit above it)
 
 
-def is_header(cells: list[str]) -> bool:
-    """A row that names a question column and an answer column."""
-    lowered = {c.strip().lower() for c in cells}
-    return bool(lowered & set(QUESTION_COLUMNS)) and bool(lowered & set(ANSWER_COLUMNS))
+def header_row(rows: list[list[str]]) -> int | None:
+    """The index of the row that names a question column and an answer column, within the first HEADER_WITHIN
+    rows and with only titles above it (rows of one filled cell at most); None where there is none."""
+    for n, cells in enumerate(rows[:HEADER_WITHIN]):
+        lowered = {c.strip().lower() for c in cells}
+        if lowered & set(QUESTION_COLUMNS) and lowered & set(ANSWER_COLUMNS):
+            return n
+        if sum(bool(c.strip()) for c in cells) > 1:  # a row of data, not a title: the header is not below it
+            return None
+    return None
 
 
 def joined_overflow(cells: list[str], width: int, answer: int, delimiter: str) -> list[str]:
-    """A row with more cells than the header has columns (an unquoted comma, the usual slip in a hand-made
-    sheet, and most likely in the answer, the column of prose): the extra cells go back into the answer, with
-    the delimiters between them; the columns after the answer take the row's last cells."""
+    """A row's cells, as many as the header has columns. A short row's missing cells are empty. A row with more
+    (an unquoted comma, the usual slip in a hand-made sheet, and most likely in the answer, the column of prose):
+    the extra cells go back into the answer, with the delimiters between them; the columns after the answer take
+    the row's last cells."""
     while len(cells) > width and not cells[-1].strip():  # a delimiter at the end of a row (Excel's) is no cell
         cells = cells[:-1]
     extra = len(cells) - width
-    if extra <= 0:
-        return cells
+    if extra <= 0:  # a short row (no delimiters for its empty cells at the end): those cells are empty
+        return cells + [""] * -extra
     return [*cells[:answer], delimiter.join(cells[answer:answer + extra + 1]), *cells[answer + extra + 1:]]
 
 
 def read_jsonl(text: str, left_out: list[str] | None = None) -> list[Section]:
     """One FAQ row a line; a line that is not JSON is left out (noted in `left_out`), as a row without an answer."""
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):  # numbered by line, as an editor shows them
+    # numbered by line, as an editor shows them; split at newlines only: a JSON string may hold U+2028 … as it is
+    for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             try:
                 records.append((number, json.loads(line)))
