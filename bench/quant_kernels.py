@@ -9,8 +9,8 @@ Kernels (--kernels, by name): tinygemm (torchao's int4, the export's kernel toda
 Triton kernels of gemlite, Apache-2.0, through torchao's prototype UIntxWeightOnlyConfig: gemlite==0.5.1.post1, the
 release whose API torchao 0.18 calls; gemlite4 runs its model in fp16), int8 (torchao's int8 weight-only, the
 export's; it turns on inductor's coordinate-descent tuning for the process, which a loaded export does not:
-int8plain leaves it off), int8dyn (int8 weights and int8 activations, torch._int_mm), mslk4 (torchao's int4 in the `preshuffled`
-layout of Meta's mslk CUTLASS kernels for Hopper GPUs: needs the mslk-cuda wheel built for the GPU's torch),
+int8plain leaves it off), int8dyn (int8 weights and int8 activations, torch._int_mm), mslk4 (torchao's int4 in the
+`preshuffled` layout of Meta's mslk CUTLASS kernels for Hopper GPUs: needs the mslk-cuda wheel built for the GPU's torch),
 mslk4fp8 (the same int4 weights with activations in float8), mslk4plain (torchao's `plain` int4 layout, mslk's
 row-wise CUTLASS kernel), fp8 (float8 weights and activations, a scale per row, torch._scaled_mm: Hopper and
 Ada GPUs), fp8wo (float8 weights only), bf16 (no quantization: the merged 16-bit model).

@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
-from . import decode_attention
-from . import row_sums
+from . import decode_attention, row_sums
 from .fused_projections import fuse_projections
 from .kv_cache import static_cache
 from .modeling import transformers_model
@@ -240,10 +239,10 @@ def compiles(model) -> bool:
 def compiled_forward(core):
     """transformers' own compiled forward (torch.compile, CUDA graphs) where compiles(core), else the plain forward.
     Compiled with the model's generation_config.compile_config, as generate() compiles it (None: transformers'
-    default), after the projections that read one input are fused
-    (kochat/fused_projections.py: fewer, larger products a token), a grouped-query model's attention of one token reads its cache without widening it
-    (kochat/decode_attention.py), and, where the compile makes one-row products sums, the MLP's GELU is kept out of
-    them (kochat/row_sums.py)."""
+    default), after the projections that read one input are fused (kochat/fused_projections.py: fewer, larger
+    products a token), a grouped-query model's attention of one token reads its cache without widening it
+    (kochat/decode_attention.py), and, where the compile makes one-row products sums, the MLP's GELU is kept out
+    of them (kochat/row_sums.py)."""
     if not compiles(core):
         return core
     fuse_projections(core)

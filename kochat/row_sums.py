@@ -2,10 +2,10 @@
 
 Under inductor's coordinate-descent tuning (turned on for the process by torchao's int8 and int4 configurations
 where they quantize, with their default set_inductor_config; a model's generation_config.compile_config may turn
-it on too; an export_ko.py folder loaded as saved does neither), a matrix product of one row is compiled as a multiply and a sum
-(torch/_inductor/decomposition.py, `mm`), and whatever element-wise work produces its input is inlined into that
-sum. Before the MLP's second product that work is the activation, so every program of the sum computes it again
-over the whole intermediate row: at the 12.8b shape with int8 weights GELU made that product take 56 µs a layer
+it on too; an export_ko.py folder loaded as saved does neither), a matrix product of one row is compiled as a
+multiply and a sum (torch/_inductor/decomposition.py, `mm`), and whatever element-wise work produces its input
+is inlined into that sum. Before the MLP's second product that work is the activation, so every program of the
+sum computes it again over the whole intermediate row: at the 12.8b shape with int8 weights GELU made that product take 56 µs a layer
 inside gen() against 34 µs alone. Called through an opaque custom op, the activation is computed once, by its own
 small kernel, and the sum reads its output: 170.4 tokens/s against 161.2 (bench/RESULTS.md). Only GELU: a gated
 MLP's SiLU is cheap to recompute, and kept apart it cost Qwen3-8B 7 % (172.6 against 184.7; its input, a slice

@@ -68,7 +68,8 @@ def answer_questions(run, model, tokenizer, questions, *, questions_file: str, o
             for r, verdict in zip(records, verdicts):
                 r["judge"] = verdict
     doc = {"run": str(run.folder), "base_model": run.base_model, "adapter": run.adapter,
-           "questions": str(Path(questions_file).resolve()), "settings": {**settings, "seed": seed, "four_bit": four_bit},
+           "questions": str(Path(questions_file).resolve()),
+           "settings": {**settings, "seed": seed, "four_bit": four_bit},
            "judge": {"url": judge_url, "model": judge_model} if judge_url else None,
            "figures": {label: answers.figures(records, tokenizer) for label, records in found.items()},
            "items": [{"id": q.id, "question": q.question, "input": q.input,

@@ -69,8 +69,8 @@ def test_bad_files_are_skipped_with_one_line_and_reported_again(docs, tmp_path):
     (docs / "old.hwp").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100))
     (docs / "empty.txt").write_bytes(b"")
     (docs / "notes.xyz").write_text("무엇", encoding="utf-8")
-    (docs / "faq.jsonl").write_text('{"질문": "주차 등록은?", "답변": "총무팀에 신청"}\n{"질문": "빈 답", "답변": ""}\n',
-                                    encoding="utf-8")
+    faq = '{"질문": "주차 등록은?", "답변": "총무팀에 신청"}\n{"질문": "빈 답", "답변": ""}\n'
+    (docs / "faq.jsonl").write_text(faq, encoding="utf-8")
     report = update(docs, tmp_path / "index")
     assert set(report.skipped) == {"scan.pdf", "old.hwp", "empty.txt", "notes.xyz"} and report.read == 8
     assert report.notes == {"faq.jsonl": "1 row left out: empty answer (row 2)"}  # read, and what it left out
