@@ -154,7 +154,10 @@ def open_searcher():
     if "=" in INDEX and not Path(INDEX).expanduser().is_dir():
         raise UserError(f"--index={INDEX}: chat_ko.py answers from one index folder (--index=outputs/index-hr); "
                         f"name=folder is serve_ko.py's form")
-    return Searcher(store.open_index(INDEX), reranker=RERANKER)
+    index = store.open_index(INDEX)
+    if store.out_of_date(index):
+        print(store.out_of_date(index), file=sys.stderr)
+    return Searcher(index, reranker=RERANKER)
 
 
 def print_sources(hits):

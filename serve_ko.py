@@ -155,7 +155,10 @@ def main(argv):
     from kochat.server import Engine, Library, create_app, slow_header_protocol
 
     run = runs.open_run(ADAPTER)
-    library = Library({name: Searcher(store.open_index(folder), reranker=RERANKER, name=name) for name, folder in indexes.items()},
+    opened = {name: store.open_index(folder) for name, folder in indexes.items()}
+    for line in filter(None, map(store.out_of_date, opened.values())):
+        print(line, file=sys.stderr)
+    library = Library({name: Searcher(index, reranker=RERANKER, name=name) for name, index in opened.items()},
                       top_k=TOP_K, min_relevance=MIN_RELEVANCE, not_covered=NOT_COVERED) if indexes else None
     _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice)
     torch.manual_seed(0)

@@ -41,7 +41,7 @@ class Index:
     folder: Path
     generation: Path
     settings: dict
-    files: dict            # relative path -> {"sha256", "size", "passages"} or {"sha256", "size", "skipped"}
+    files: dict            # relative path -> {"sha256", "size", "passages"[, "left_out"]} or {…, "skipped"}
     passages: list[dict]   # Passage.to_dict() rows, in index order
     bm25: object           # bm25s.BM25
     embeddings: np.ndarray | None
@@ -80,6 +80,18 @@ def open_index(folder: str | Path) -> Index:
             return _read(path, newer)
         raise UserError(f"index {folder} is damaged ({type(e).__name__}: {e}); build it again with index_ko.py "
                         f"(--rebuild=true)") from None
+
+
+def out_of_date(index: Index) -> str | None:
+    """One line for an index made by older readers (its files read differently now, e.g. FAQ row numbers), with
+    the command that updates it; None for a current one."""
+    from .readers import VERSION
+
+    if index.settings.get("readers") == VERSION:
+        return None
+    docs = index.settings.get("docs", "<folder of documents>")
+    return (f"note: {index.folder} was made by an older kochat (FAQ row numbers, among others, are read differently "
+            f"now); update it: python3 index_ko.py --docs={docs} --index={index.folder}")
 
 
 def not_an_index(path: Path, folder) -> str:

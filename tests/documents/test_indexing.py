@@ -103,8 +103,13 @@ def test_changed_chunks_analysis_or_readers_reread_everything_and_bad_folders_ar
     assert update(docs, tmp_path / "index", chunk_chars=300).read == 0
     monkeypatch.setattr(korean, "ANALYSIS", korean.ANALYSIS + 1)  # terms made another way: every file read again
     assert update(docs, tmp_path / "index", chunk_chars=300).read == 7
+    assert store.out_of_date(store.open_index(tmp_path / "index")) is None
     monkeypatch.setattr(readers, "VERSION", readers.VERSION + 1)  # files read another way: the same
+    line = store.out_of_date(store.open_index(tmp_path / "index"))  # chat and serve say so until it is updated
+    assert line == (f"note: {tmp_path / 'index'} was made by an older kochat (FAQ row numbers, among others, are read "
+                    f"differently now); update it: python3 index_ko.py --docs={docs.resolve()} --index={tmp_path / 'index'}")
     assert update(docs, tmp_path / "index", chunk_chars=300).read == 7
+    assert store.out_of_date(store.open_index(tmp_path / "index")) is None
     with pytest.raises(UserError, match="does not exist: give a folder of documents"):
         update(tmp_path / "missing", tmp_path / "index")
     with pytest.raises(UserError, match="is a file: give a folder that holds the documents"):
