@@ -50,7 +50,7 @@ class SkipReport:
     def lines(self) -> list[str]:
         out = [f"rows read: {self.read:,}   kept: {self.kept:,}   skipped: {self.skipped:,}"]
         for reason, n in self.reasons.most_common():
-            where = f" (first: row {self.first_row[reason]})" if reason in self.first_row else ""
+            where = f" (first: data row {self.first_row[reason]})" if reason in self.first_row else ""
             out.append(f"  skipped {n:,} × {reason}{where}")
         c = self.counts
         if c["conversations"]:

@@ -62,7 +62,7 @@ def test_bad_rows_are_skipped_and_counted_with_their_reasons(tmp_path, koalpaca_
         "not an object with named fields": 1, "'text' lacks the response marker '### 답변:'": 1,
         "no 'instruction'/'output', 'text' or 'messages' field": 1}
     assert report.first_row["missing 'output'"] == 2
-    assert "  skipped 2 × empty answer (first: row 3)" in report.lines()
+    assert "  skipped 2 × empty answer (first: data row 3)" in report.lines()
 
 
 def test_configurable_columns(tmp_path, koalpaca_template):
