@@ -17,7 +17,7 @@ from pathlib import Path
 import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
 import torch
 
-from kochat import cli, prompts, runs
+from kochat import cli, modeling, prompts, runs
 from kochat.documents import grounding
 from kochat.errors import UserError
 from kochat.generation import fast_mode, gen, mode_line, render
@@ -62,7 +62,7 @@ def main(argv):
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)
     settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P, fast=fast)
-    room = getattr(model.config, "max_position_embeddings", 2048) - MAX_NEW_TOKENS  # the prompt's tokens at most
+    room = modeling.context_length(model.config) - MAX_NEW_TOKENS  # the prompt's tokens at most
 
     def conversation(messages: list[dict], extra: str = "") -> list[dict]:
         """What gen() answers: SYSTEM first, and a question's own input (a questions file's tab) in the
@@ -155,8 +155,9 @@ def open_searcher():
         raise UserError(f"--index={INDEX}: chat_ko.py answers from one index folder (--index=outputs/index-hr); "
                         f"name=folder is serve_ko.py's form")
     index = store.open_index(INDEX)
-    if store.out_of_date(index):
-        print(store.out_of_date(index), file=sys.stderr)
+    stale = store.out_of_date(index)
+    if stale:
+        print(stale, file=sys.stderr)
     return Searcher(index, reranker=RERANKER)
 
 

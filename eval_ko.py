@@ -109,9 +109,7 @@ def fitting(questions, tokenizer, template, config):
     from kochat.generation import render
     from kochat.tokenization import encode_prompt
 
-    positions = getattr(config, "max_position_embeddings", None)
-    if not positions:
-        return questions
+    positions = modeling.context_length(config)
     room = positions - MAX_NEW_TOKENS
     fits = [len(encode_prompt(tokenizer, render(template, (q.question, q.input))[0])) <= room for q in questions]
     kept = [q for q, ok in zip(questions, fits) if ok]

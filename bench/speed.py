@@ -130,7 +130,8 @@ def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size,
         train, collator = rows, CountingCollator(tokenization.make_collator(tokenizer))
     clock, profiled = StepClock(), ProfileSteps(WARMUP_STEPS + steps)
     args = TrainingArguments(output_dir=str(out_dir / name), per_device_train_batch_size=batch_size,
-                             max_steps=steps + WARMUP_STEPS + (PROFILED_STEPS if PROFILE else 0), learning_rate=defaults.LEARNING_RATE, optim=defaults.OPTIM,
+                             max_steps=steps + WARMUP_STEPS + (PROFILED_STEPS if PROFILE else 0),
+                             learning_rate=defaults.LEARNING_RATE, optim=defaults.OPTIM,
                              bf16=torch.cuda.is_available(), logging_steps=1000, save_strategy="no", report_to=[], seed=0,
                              disable_tqdm=True)
     torch.cuda.empty_cache()

@@ -100,6 +100,12 @@ def build_on_meta(config):
         return AutoModelForCausalLM.from_config(config)
 
 
+def context_length(config) -> int:
+    """The positions the model takes, prompt and answer together (2,048, polyglot-ko's, where the config does not
+    say): what chat, serving and eval_ko.py fit a prompt and its answer into."""
+    return getattr(config, "max_position_embeddings", None) or 2048
+
+
 def parameter_count(config) -> int:
     return sum(p.numel() for p in build_on_meta(config).parameters())
 

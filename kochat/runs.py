@@ -216,7 +216,7 @@ def sixteen_bits_fit(run: Run, config) -> bool:
 
     if not torch.cuda.is_available():
         return True
-    longest = getattr(config, "max_position_embeddings", 2048)
+    longest = modeling.context_length(config)
     need = modeling.parameter_count(config) * 2 / 0.9 + kv_cache.room_for(config, 1, longest, 2)
     cards = torch.cuda.device_count()
     free = sum(kv_cache.free_bytes(torch.device("cuda", i)) for i in range(cards))

@@ -219,3 +219,11 @@ def test_a_model_that_needs_its_own_code_is_one_line_and_never_asks(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="needs its own Python code \\(trust_remote_code\\), which kochat does not run"):
         modeling.load_config(str(tmp_path))
+
+
+def test_the_context_length_is_the_configs_positions_or_polyglots_2048():
+    from types import SimpleNamespace
+
+    config = modeling.load_config(tiny.MODEL_ID)
+    assert modeling.context_length(config) == config.max_position_embeddings
+    assert modeling.context_length(SimpleNamespace()) == 2048  # a config that does not say

@@ -34,10 +34,7 @@ def markdown(doc: dict) -> str:
         if item["input"]:
             body += ["", *(f"    {line}" for line in item["input"].splitlines())]
         for m, a in item["answers"].items():
-            judged = (a.get("judge") or {}).get("score")
-            meta = f"{a['new_tokens']} tokens" + (", cut at the limit" if a["finish_reason"] != "stop" else "") + \
-                (f", judge {judged}/10" if judged is not None else "")
-            body += ["", f"**{escaped(m)}** ({meta})", "", *(f"    {line}" for line in shown(a["text"]).splitlines())]
+            body += ["", f"**{escaped(m)}** ({meta(a)})", "", *(f"    {line}" for line in shown(a["text"]).splitlines())]
     return "\n".join(head) + figures_markdown(doc) + "\n".join(body) + "\n"
 
 
@@ -48,6 +45,13 @@ def escaped(text: str) -> str:
 
 def shown(answer: str) -> str:
     return answer if answer.strip() else "(no answer)"
+
+
+def meta(answer: dict, cut: str = "cut at the limit") -> str:
+    """An answer's length, whether the token limit cut it, and its judge score: "12 tokens, cut at the limit"."""
+    judged = (answer.get("judge") or {}).get("score")
+    return f"{answer['new_tokens']} tokens" + (f", {cut}" if answer["finish_reason"] != "stop" else "") + \
+        (f", judge {judged}/10" if judged is not None else "")
 
 
 STYLE = """body{font-family:"Noto Sans CJK KR","Malgun Gothic",sans-serif;margin:2em;color:#222}
@@ -68,11 +72,8 @@ def page(doc: dict) -> str:
         cells = []
         for m in models:
             a = item["answers"][m]
-            cut = a["finish_reason"] != "stop"
-            judged = (a.get("judge") or {}).get("score")
-            meta = f"{a['new_tokens']} tokens" + (", <span class=cut>cut at the limit</span>" if cut else "") + \
-                (f", judge {judged}/10" if judged is not None else "")
-            cells.append(f"<td>{e(shown(a['text']))}<span class=meta>{meta}</span></td>")
+            cells.append(f"<td>{e(shown(a['text']))}<span class=meta>"
+                         f"{meta(a, '<span class=cut>cut at the limit</span>')}</span></td>")
         items.append(f"<tr><td class=q colspan={len(models)}>{e(str(item['id']))}. {question}</td></tr>"
                      f"<tr>{''.join(cells)}</tr>")
     settings = ", ".join(f"{k}={v}" for k, v in doc["settings"].items())

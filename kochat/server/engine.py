@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ..batch_kernels import holds_two_copies
 from ..errors import UserError
 from ..generation import gen
+from ..modeling import context_length
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class Engine:
         self.running: list[Job] = []  # the running batch's live rows: those not cancelled by then come back
         self.first_answer = True  # the running batch has answered no one yet
         self.gather_until = 0.0  # time.monotonic() until which the next batch waits for the expected requests
-        self.context = getattr(model.config, "max_position_embeddings", 2048)
+        self.context = context_length(model.config)
         self.waiting: deque[Job] = deque()
         self.in_flight = 0
         self.batch_sizes: Counter = Counter()  # how many batches of each size were generated

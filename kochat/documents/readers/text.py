@@ -150,12 +150,12 @@ def read_csv(text: str, delimiter: str = "", left_out: list[str] | None = None) 
             rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=candidate))
         except csv.Error as e:
             raise Unreadable(f"not a readable CSV: {reason(e)}") from None
-        if header_row(rows) is not None:
+        top = header_row(rows)
+        if top is not None:
             break
-    delimiter = candidate
+    delimiter, top = candidate, top or 0
     if not rows:
         return _faq_sections([])
-    top = header_row(rows) or 0
     names = rows[top]
     lowered = [n.strip().lower() for n in names]
     twice = sorted({n for n in lowered if n and lowered.count(n) > 1})
