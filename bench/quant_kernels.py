@@ -8,15 +8,18 @@ From the repository root:
 Kernels (--kernels, by name): tinygemm (torchao's int4, the export's kernel today), gemlite4 and gemlite8 (the
 Triton kernels of gemlite, Apache-2.0, through torchao's prototype UIntxWeightOnlyConfig: gemlite==0.5.1.post1, the
 release whose API torchao 0.18 calls; gemlite4 runs its model in fp16), int8 (torchao's int8 weight-only, the
-export's; it turns on inductor's coordinate-descent tuning for the process, which a loaded export does not:
-int8plain leaves it off), int8dyn (int8 weights and int8 activations, torch._int_mm), mslk4 (torchao's int4 in the
+export's; torchao turns on its inductor settings for the process where it quantizes, and gen() where it compiles int8
+weights, kochat/row_sums.py), int8dyn (int8 weights and int8 activations, torch._int_mm), mslk4 (torchao's int4 in the
 `preshuffled` layout of Meta's mslk CUTLASS kernels for Hopper GPUs: needs the mslk-cuda wheel built for the GPU's torch),
 mslk4fp8 (the same int4 weights with activations in float8), mslk4plain (torchao's `plain` int4 layout, mslk's
 row-wise CUTLASS kernel), fp8 (float8 weights and activations, a scale per row, torch._scaled_mm: Hopper and
-Ada GPUs), fp8wo (float8 weights only), bf16 (no quantization: the merged 16-bit model).
+Ada GPUs), fp8wo (float8 weights only), bf16 (no quantization: the merged 16-bit model), saved (--model is an
+export_ko.py int8/int4 folder, answered as chat_ko.py loads it: nothing quantized here, nothing set for the process).
 --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
-graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), max-autotune
-(also autotuned matmul templates; a long compile). --profile=true records the GPU kernels that took
+graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), torchao (CUDA
+graphs, and torchao's recommended inductor settings set for the whole process, as its int8 and int4 configurations
+set them where they quantize: the tuning in all directions among them), max-autotune (also autotuned matmul
+templates; a long compile). --profile=true records the GPU kernels that took
 the most time in one more batch-1 run (same length: the compiled graphs replay). --cache_8bit=true answers with
 the 8-bit key/value cache (kochat/kv_cache.py). --fuse=false multiplies q/k/v and gate/up apart, as gen() did before
 kochat/fused_projections.py; --apart=false inlines the MLP's GELU into one-row sums wherever the tuning is on (`tuned`,
@@ -42,7 +45,7 @@ DATA = ""                   # KoAlpaca-v1.1a rows (.jsonl), for real questions; 
 OUT = ""                    # the result JSON; required
 KERNELS = ["gemlite4", "gemlite8"]  # which kernels to measure, in order
 BATCHES = "1,16"            # rows answered at once, comma-separated
-COMPILE = "reduce-overhead"  # reduce-overhead, tuned or max-autotune (see above)
+COMPILE = "reduce-overhead"  # reduce-overhead, tuned, torchao or max-autotune (see above)
 PROFILE = False             # profile one more batch-1 run: the GPU kernels that took the most time
 CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 FUSE = True                 # gen()'s fused q/k/v and gate/up products (kochat/fused_projections.py); false: apart
@@ -50,6 +53,7 @@ APART = True                # where one-row products are sums, GELU out of them 
 
 COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
                    "tuned": {"triton.cudagraphs": True, "coordinate_descent_tuning": True},
+                   "torchao": {"triton.cudagraphs": True},  # and torchao's settings for the process (main)
                    "max-autotune": {"triton.cudagraphs": True, "coordinate_descent_tuning": True, "max_autotune": True}}
 
 
@@ -58,7 +62,7 @@ def torchao_config(kernel: str):
                                       Float8DynamicActivationInt4WeightConfig, Float8WeightOnlyConfig,
                                       Int4WeightOnlyConfig,
                                       Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, PerRow)
-    if kernel == "bf16":
+    if kernel in ("bf16", "saved"):
         return None
     if kernel.startswith("gemlite"):
         from torchao.prototype.quantization.quant_api import UIntxWeightOnlyConfig
@@ -70,7 +74,7 @@ def torchao_config(kernel: str):
             "mslk4plain": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain"),
             "fp8": lambda: Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
             "fp8wo": Float8WeightOnlyConfig,
-            "int8": Int8WeightOnlyConfig, "int8plain": lambda: Int8WeightOnlyConfig(set_inductor_config=False),
+            "int8": Int8WeightOnlyConfig,
             "int8dyn": Int8DynamicActivationInt8WeightConfig}[kernel]()
 
 
@@ -88,6 +92,9 @@ def main(argv):
         generation.row_sums.keep_apart = lambda model: 0
     from torchao.quantization import quantize_
     from transformers import CompileConfig
+    if COMPILE == "torchao":
+        from torchao.quantization.utils import recommended_inductor_config_setter
+        recommended_inductor_config_setter()
 
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "versions": runs.versions(), "model": MODEL,
@@ -106,12 +113,12 @@ def main(argv):
     for kernel in KERNELS:
         torch.cuda.empty_cache()
         run, tokenizer, model = runs.load_for_answering(str(model_dir), four_bit=False)
-        # gemlite's 4-bit weights take the dtype of HQQ's fp16 scales, and its kernel that of its input
-        model = model.to(torch.float16 if kernel == "gemlite4" else torch.bfloat16)
+        if kernel != "saved":  # gemlite's 4-bit weights take the dtype of HQQ's fp16 scales, its kernel its input's
+            model = model.to(torch.float16 if kernel == "gemlite4" else torch.bfloat16)
         model.generation_config.compile_config = CompileConfig(mode=None, options=COMPILE_OPTIONS[COMPILE])
 
         def quantize():
-            if kernel != "bf16":
+            if torchao_config(kernel) is not None:
                 quantize_(model, torchao_config(kernel),
                           filter_fn=lambda m, name: isinstance(m, torch.nn.Linear) and name.split(".")[-1] not in head)
             torch.cuda.empty_cache()

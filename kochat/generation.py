@@ -241,12 +241,13 @@ def compiled_forward(core):
     Compiled with the model's generation_config.compile_config, as generate() compiles it (None: transformers'
     default), after the projections that read one input are fused (kochat/fused_projections.py: fewer, larger
     products a token), a grouped-query model's attention of one token reads its cache without widening it
-    (kochat/decode_attention.py), and, where the compile makes one-row products sums, the MLP's GELU is kept out
-    of them (kochat/row_sums.py)."""
+    (kochat/decode_attention.py), int8 weights compile with torchao's settings, and, where the compile makes
+    one-row products sums, the MLP's GELU is kept out of them (kochat/row_sums.py)."""
     if not compiles(core):
         return core
     fuse_projections(core)
     decode_attention.use_for_decoding(core)
+    row_sums.tune_for_int8(core)
     if row_sums.row_products_are_sums(core.generation_config.compile_config):
         row_sums.keep_apart(core)
     return core.get_compiled_call(core.generation_config.compile_config)

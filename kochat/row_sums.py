@@ -1,9 +1,9 @@
 """One-row products compiled as sums: where gen()'s fast mode does it, and the MLP's GELU kept out of them.
 
 Under inductor's coordinate-descent tuning (turned on for the process by torchao's int8 and int4 configurations
-where they quantize, with their default set_inductor_config; a model's generation_config.compile_config may turn
-it on too; an export_ko.py folder loaded as saved does neither), a matrix product of one row is compiled as a
-multiply and a sum (torch/_inductor/decomposition.py, `mm`), and whatever element-wise work produces its input
+where they quantize, with their default set_inductor_config, and by tune_for_int8 below where a model holds int8
+weights; a model's generation_config.compile_config may turn it on too), a matrix product of one row is compiled as
+a multiply and a sum (torch/_inductor/decomposition.py, `mm`), and whatever element-wise work produces its input
 is inlined into that sum. Before the MLP's second product that work is the activation, so every program of the
 sum computes it again over the whole intermediate row: at the 12.8b shape with int8 weights GELU made that product take 56 µs a layer
 inside gen() against 34 µs alone. Called through an opaque custom op, the activation is computed once, by its own
@@ -13,10 +13,12 @@ of the fused gate/up product, is copied for the op), so a gated MLP (Gemma's GEL
 values; for answering only (the op has no backward). Measured at batch 1; at larger batches the products are not
 sums, and the activation is one kernel either way.
 Turned on through the compile's options instead (CUDA graphs and the tuning, as bench.quant_kernels --compile=tuned),
-int8 answered slower than transformers' default compile, 132 tokens/s, GELU apart or not: so gen() does not turn
-the tuning on itself.
+int8 answered slower than with torchao's settings for the process, 132 tokens/s, GELU apart or not: so where gen()
+turns the tuning on, it does so as torchao does.
 """
 from __future__ import annotations
+
+import sys
 
 import torch
 
@@ -74,3 +76,21 @@ def keep_apart(model) -> int:
                 setattr(module, name, Apart(activation))
                 wrapped += 1
     return wrapped
+
+
+def tune_for_int8(model) -> bool:
+    """Set torchao's recommended inductor settings for the process (coordinate-descent tuning among them) where
+    `model` holds torchao int8 weights, as torchao's int8 configurations do where they quantize: an export_ko.py
+    int8 folder loaded as saved has not been through them. Compiled without, inductor turns each int8 product of
+    one row into a conversion of the whole weight to 16 bits and a 16-bit product: the 12.8b shape answered one
+    row at 9.6 tokens/s, 153.1 with them (one process, bench/RESULTS.md). int4 needs nothing: tinygemm is one
+    opaque kernel either way. Whether set."""
+    if "torchao" not in sys.modules:  # no torchao weights without it
+        return False
+    from torchao.quantization import Int8Tensor
+    from torchao.quantization.utils import recommended_inductor_config_setter
+
+    if not any(isinstance(p, Int8Tensor) for p in model.parameters()):
+        return False
+    recommended_inductor_config_setter()
+    return True

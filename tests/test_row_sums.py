@@ -2,7 +2,7 @@ import torch
 from transformers import CompileConfig
 
 from kochat import generation, modeling, tiny
-from kochat.row_sums import Apart, keep_apart, row_products_are_sums
+from kochat.row_sums import Apart, keep_apart, row_products_are_sums, tune_for_int8
 from kochat.generation import gen
 from kochat.prompts import load_template
 
@@ -74,3 +74,24 @@ def test_gen_keeps_it_apart_under_the_tuned_compile_and_answers_as_before(monkey
     after = gen(model, tokenizer, template, question, max_new_tokens=16, fast=True)[0].text
     assert sum(isinstance(m, Apart) for m in model.modules()) == model.config.num_hidden_layers
     assert after == before and before
+
+
+def test_int8_weights_compile_with_torchaos_settings_as_when_it_quantizes(monkeypatch, tiny_tokenizer):
+    import torch._inductor.config as inductor
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    for key in ("coordinate_descent_tuning", "coordinate_descent_check_all_directions", "force_fuse_int_mm_with_mul",
+                "fx_graph_cache", "triton.unique_kernel_names"):  # what torchao sets, restored after the test
+        monkeypatch.setattr(inductor, key, False)
+    model, tokenizer = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval(), tiny_tokenizer
+    template = load_template("koalpaca", tokenizer)
+    before = gen(model, tokenizer, template, "연차는 며칠인가요?", max_new_tokens=8, fast=True)[0].text
+    assert not tune_for_int8(model) and not inductor.coordinate_descent_tuning  # 16-bit weights: nothing set
+    quantize_(model, Int8WeightOnlyConfig(set_inductor_config=False))  # as an int8 export loads: nothing set
+    assert not inductor.coordinate_descent_tuning
+    monkeypatch.setattr(generation, "compiles", lambda core: True)  # as on a GPU; captured, not lowered
+    model.generation_config.compile_config = CompileConfig(backend="aot_eager", fullgraph=True)
+    after = gen(model, tokenizer, template, "연차는 며칠인가요?", max_new_tokens=8, fast=True)[0].text
+    assert inductor.coordinate_descent_tuning and inductor.coordinate_descent_check_all_directions
+    assert sum(isinstance(m, Apart) for m in model.modules()) == model.config.num_hidden_layers  # now sums: apart
+    assert after and before
