@@ -279,7 +279,8 @@ def versions() -> dict:
 
     found = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
              "peft": peft.__version__, "bitsandbytes": bitsandbytes.__version__, "datasets": datasets.__version__}
-    for name, package in (("torchao", "torchao"), ("gemlite", "gemlite"), ("mslk", "mslk-cuda")):
+    for name, package in (("torchao", "torchao"), ("gemlite", "gemlite"), ("mslk", "mslk-cuda"),
+                          ("humming", "humming-kernels")):
         try:
             found[name] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:

@@ -1,0 +1,90 @@
+"""humming's int4 kernel (humming-kernels, Apache-2.0: vLLM's quantized-GEMM library, compiled at run time by
+NVRTC) against the int4 export's tinygemm and 16-bit cuBLAS, for each product of one layer at a real shape's
+sizes, with 1 and 16 rows: microseconds a call (a CUDA graph of 50 calls), the rate the int4 weights are read at,
+and each int4 result's distance from the 16-bit product. Both int4 kernels quantize the same weights the same way
+(4 bits, a scale and a zero per 128 weights of a row). From the repository root, with
+`pip install humming-kernels==0.1.20 cuda-bindings==13.0.3`:
+
+    python3 -m bench.humming_products --shape=polyglot-ko-12.8b --out=RESULT.json
+
+Random weights: speed only. The JSON is rewritten after each layer size.
+"""
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from bench.row_kernels import SHAPES
+from kochat import cli, runs
+from kochat.errors import UserError
+
+# ---- constants: override on the command line as --name=value ------------------------------------------
+SHAPE = "polyglot-ko-12.8b"  # polyglot-ko-12.8b or qwen3-8b: which layer sizes
+OUT = ""                     # the result JSON; required
+ROWS = "1,16"                # rows a product multiplies, comma-separated
+CALLS = 50                   # calls in the timed CUDA graph
+
+
+def time_us(fn) -> float:
+    """Microseconds a call of `fn`, from one replay of a CUDA graph of CALLS calls (warmed up on a side stream)."""
+    fn()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(CALLS):
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    graph.replay()
+    torch.cuda.synchronize()
+    return round((time.perf_counter() - start) / CALLS * 1e6, 1)
+
+
+def main(argv):
+    cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
+    cli.require(globals(), "OUT")
+    if not torch.cuda.is_available():
+        raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
+    if SHAPE not in SHAPES:
+        raise UserError(f"--shape={SHAPE}: one of {', '.join(SHAPES)}")
+    from humming.layer import HummingLayer
+    from torchao.quantization import Int4WeightOnlyConfig, quantize_
+
+    results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "versions": runs.versions(),
+               "shape": SHAPE, "command": " ".join(["python3 -m bench.humming_products", *argv]), "layers": {}}
+    torch.manual_seed(0)
+    for n, k in SHAPES[SHAPE][0]:
+        here = results["layers"][f"{n}x{k}"] = {}
+        weight = torch.randn(n, k, dtype=torch.bfloat16, device="cuda") / 50
+        humming = HummingLayer(shape_n=n, shape_k=k, torch_dtype=torch.bfloat16,
+                               weight_config={"dtype": "uint4", "group_size": 128, "has_zero_point": True}).cuda()
+        humming.load_from_unquantized(weight)
+        humming.transform()
+        tinygemm = torch.nn.Linear(k, n, bias=False, dtype=torch.bfloat16, device="cuda")
+        tinygemm.weight.data.copy_(weight)
+        quantize_(tinygemm, Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d",
+                                                 set_inductor_config=False))
+        gigabytes = n * k / 2 / 1e9  # the int4 levels read a call (scales and zeros not counted)
+        for rows in (int(r) for r in ROWS.split(",")):
+            x = torch.randn(rows, k, dtype=torch.bfloat16, device="cuda")
+            exact = x @ weight.t()
+            us = {"humming": time_us(lambda: humming(x)), "tinygemm": time_us(lambda: tinygemm(x)),
+                  "bf16": time_us(lambda: x @ weight.t())}
+            here[f"{rows} rows"] = {
+                "us": us, "int4_tb_s": {name: round(gigabytes / us[name] * 1e3, 2) for name in ("humming", "tinygemm")},
+                "relative_error": {name: round(float((f(x) - exact).norm() / exact.norm()), 4)
+                                   for name, f in (("humming", humming), ("tinygemm", tinygemm))}}
+        print(f"{n}x{k}: {here}", flush=True)
+        runs.write_json(Path(OUT), results)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))
