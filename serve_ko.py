@@ -34,7 +34,9 @@ FAST = "auto"                                # gen()'s fast mode (static cache, 
 MAX_BATCH = 16                               # requests answered together in one batch (fast mode runs a batch
                                              # padded to a power of two: 16, not 20)
 BATCH_KERNEL = "auto"                        # an int4/int8 export's weights moved onto a kernel faster for batches
-                                             # where one is installed: int4 on Hopper GPUs (mslk-cuda), int8
+                                             # where one is installed: int4 onto humming (any NVIDIA GPU; faster
+                                             # for one row too, so chat_ko.py takes it as well), else on Hopper
+                                             # GPUs onto mslk (mslk-cuda), int8
                                              # (gemlite). both: int4 keeps tinygemm for one row, mslk's beside it
                                              # for batches (the int4 weights twice), exact where that and a full
                                              # batch's cache do not fit; exact: mslk only, the same int4 levels;
@@ -148,7 +150,7 @@ def main(argv):
     import torch  # the heavy imports once the options are good: a wrong option is one line in a second
     import uvicorn
 
-    from kochat import batch_kernels, runs
+    from kochat import batch_kernels, humming_kernel, runs
     from kochat.documents import store
     from kochat.documents.retrieval import Searcher
     from kochat.generation import compiles, fast_mode, mode_line, render
@@ -160,16 +162,19 @@ def main(argv):
         print(line, file=sys.stderr)
     library = Library({name: Searcher(index, reranker=RERANKER, name=name) for name, index in opened.items()},
                       top_k=TOP_K, min_relevance=MIN_RELEVANCE, not_covered=NOT_COVERED) if indexes else None
-    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice)
+    batch_kernel = str(BATCH_KERNEL).lower()
+    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice, humming=batch_kernel != "false")
     torch.manual_seed(0)
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)
-    batch_kernel = str(BATCH_KERNEL).lower()
     serving = (MAX_BATCH, MAX_TOKENS + 256)  # a full batch of answers after a question (passages make it longer)
     moved = (batch_kernels.onto_batch_kernel(model, "both" if batch_kernel == "auto" else batch_kernel, serving)
              if fast and batch_kernel != "false" else None)
     if moved:
         print(moved, file=sys.stderr)
+    elif humming_kernel.on_humming(model) and batch_kernel in ("both", "exact", "fp8"):
+        print(f"--batch_kernel={batch_kernel} not taken: the int4 weights are on humming's kernel, faster than mslk's "
+              "for batches and for one row (--batch_kernel=false keeps tinygemm)", file=sys.stderr)
     elif batch_kernel in ("both", "exact", "fp8"):  # asked for: say why nothing moved
         print(f"--batch_kernel={batch_kernel} moves an int4 export in fast mode on a Hopper GPU with mslk-cuda "
               "installed, or an int8 export with gemlite: nothing here to move", file=sys.stderr)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
-from . import decode_attention, row_sums
+from . import decode_attention, humming_kernel, row_sums
 from .fused_projections import fuse_projections
 from .kv_cache import static_cache
 from .modeling import transformers_model
@@ -75,6 +75,8 @@ def mode_line(model, fast: bool) -> str:
         kind = getattr(model.config.quantization_config, "quant_type", None)
         if kind is not None and not isinstance(kind, (str, dict)):  # torchao: its config, e.g. Int8WeightOnlyConfig
             weights = f"{type(kind).__name__} weights (torchao)"
+        if humming_kernel.on_humming(model):
+            weights += " through humming's kernel"
     else:
         weights = f"{str(model.dtype).removeprefix('torch.')} weights"
     return f"answering with {weights} on {model.device.type}, fast mode {'on' if fast else 'off'}"

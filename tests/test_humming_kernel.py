@@ -1,0 +1,43 @@
+"""kochat/humming_kernel.py on the CPU: the layer that hands its rows to humming, and where nothing moves. humming's
+kernel itself needs an NVIDIA GPU: tests/e2e/test_export_ko.py moves a real int4 export onto it there."""
+import torch
+
+from kochat import generation, humming_kernel, modeling, tiny
+
+
+class RowsOnly(torch.nn.Module):
+    """Stands in for humming's layer, which multiplies 2-D rows and adds no bias: the layer's own weights."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, x):
+        assert x.dim() == 2
+        return x @ self.weight.t()
+
+
+def test_a_moved_layer_gives_its_rows_to_the_kernel_and_adds_its_bias(tiny_tokenizer):
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
+    ids = torch.randint(3, 300, (2, 7))
+    with torch.inference_mode():
+        before = model(input_ids=ids).logits
+    layers = [m for m in model.modules() if type(m) is torch.nn.Linear and m.bias is not None]
+    assert layers and humming_kernel.on_humming(model) == 0
+    for module in layers:  # as onto_humming moves them: the class swapped in place, the weights handed over
+        module.int4 = RowsOnly(module.weight.detach().clone())
+        module.weight = None
+        module.__class__ = humming_kernel.HummingLinear
+    with torch.inference_mode():
+        assert torch.allclose(model(input_ids=ids).logits, before, atol=1e-5)
+    assert humming_kernel.on_humming(model) == len(layers)
+    assert "weights through humming's kernel" not in generation.mode_line(model, fast=False)  # not an export
+    model.config.quantization_config = {"quant_method": "torchao"}
+    assert generation.mode_line(model, fast=True) == (
+        "answering with torchao-quantized weights through humming's kernel on cpu, fast mode on")
+
+
+def test_nothing_moves_without_a_gpu_or_int4_layers(tiny_tokenizer):
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
+    assert humming_kernel.onto_humming(model) == ""
+    assert humming_kernel.on_humming(model) == 0
