@@ -13,7 +13,8 @@ weights, kochat/row_sums.py), int8dyn (int8 weights and int8 activations, torch.
 `preshuffled` layout of Meta's mslk CUTLASS kernels for Hopper GPUs: needs the mslk-cuda wheel built for the GPU's torch),
 mslk4fp8 (the same int4 weights with activations in float8), mslk4plain (torchao's `plain` int4 layout, mslk's
 row-wise CUTLASS kernel), fp8 (float8 weights and activations, a scale per row, torch._scaled_mm: Hopper and
-Ada GPUs), fp8wo (float8 weights only), bf16 (no quantization: the merged 16-bit model), saved (--model is an
+Ada GPUs), fp8wo (float8 weights only), humming (tinygemm's int4, then moved onto humming's kernel as an int4
+export is where humming-kernels is installed: kochat/humming_kernel.py), bf16 (no quantization: the merged 16-bit model), saved (--model is an
 export_ko.py int8/int4 folder, answered as chat_ko.py loads it: nothing quantized here, nothing set for the process).
 --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
 graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), torchao (CUDA
@@ -34,7 +35,7 @@ from pathlib import Path
 import torch
 
 from bench.speed import attempt, gen_speed
-from kochat import cli, estimate, generation, runs
+from kochat import cli, estimate, generation, humming_kernel, runs
 from kochat.errors import UserError
 from kochat.prompts import Template
 from kochat.records import read_records
@@ -68,7 +69,8 @@ def torchao_config(kernel: str):
         from torchao.prototype.quantization.quant_api import UIntxWeightOnlyConfig
         bits = int(kernel.removeprefix("gemlite"))
         return UIntxWeightOnlyConfig(bit_width=bits, group_size=128 if bits == 4 else None)
-    return {"tinygemm": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d"),
+    tinygemm = Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d")
+    return {"tinygemm": lambda: tinygemm, "humming": lambda: tinygemm,
             "mslk4": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="preshuffled"),
             "mslk4fp8": lambda: Float8DynamicActivationInt4WeightConfig(int4_packing_format="preshuffled"),
             "mslk4plain": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain"),
@@ -121,6 +123,9 @@ def main(argv):
             if torchao_config(kernel) is not None:
                 quantize_(model, torchao_config(kernel),
                           filter_fn=lambda m, name: isinstance(m, torch.nn.Linear) and name.split(".")[-1] not in head)
+            if kernel == "humming" and (problem := humming_kernel.onto_humming(model) or
+                                        ("" if humming_kernel.on_humming(model) else "humming is not installed")):
+                raise UserError(problem)
             torch.cuda.empty_cache()
             return {"weights_gib": round(torch.cuda.memory_allocated() / estimate.GIB, 2)}
         attempt(results, f"{kernel} quantize", quantize)
