@@ -34,14 +34,15 @@ FAST = "auto"                                # gen()'s fast mode (static cache, 
 MAX_BATCH = 16                               # requests answered together in one batch (fast mode runs a batch
                                              # padded to a power of two: 16, not 20)
 BATCH_KERNEL = "auto"                        # an int4/int8 export's weights moved onto a kernel faster for batches
-                                             # where one is installed: int4 onto humming (any NVIDIA GPU; faster
-                                             # for one row too, so chat_ko.py takes it as well), else on Hopper
-                                             # GPUs onto mslk (mslk-cuda), int8
+                                             # where one is installed: int4 on Hopper GPUs (mslk-cuda), int8
                                              # (gemlite). both: int4 keeps tinygemm for one row, mslk's beside it
                                              # for batches (the int4 weights twice), exact where that and a full
                                              # batch's cache do not fit; exact: mslk only, the same int4 levels;
                                              # fp8: faster batches, less exact (int8 moves alike with each); auto:
-                                             # both, silent where nothing applies; false: the export's kernels
+                                             # both, silent where nothing applies; false: the export's kernels;
+                                             # humming: int4 onto humming's kernel (humming-kernels, any recent
+                                             # NVIDIA GPU; faster product by product for one row and for batches,
+                                             # whole answers not yet measured)
 WARMUP = True                                # where fast mode compiles (a GPU), compile it for each batch size
                                              # before serving, for a short question and max_tokens (a minute
                                              # each at 12.8b); longer prompts compile when they first come
@@ -70,8 +71,8 @@ def check_options() -> None:
     """Values a library would stop at with a traceback, or take and misbehave with: one line each."""
     cli.check_ranges(
         (1 <= PORT <= 65535, f"--port must be from 1 to 65535, not {PORT}"),
-        (str(BATCH_KERNEL).lower() in ("auto", "both", "exact", "fp8", "false"),
-         f"--batch_kernel is auto, both, exact, fp8 or false, not {BATCH_KERNEL!r}"),
+        (str(BATCH_KERNEL).lower() in ("auto", "both", "exact", "fp8", "false", "humming"),
+         f"--batch_kernel is auto, both, exact, fp8, false or humming, not {BATCH_KERNEL!r}"),
         *((value >= 1, f"--{name} must be at least 1, not {value}") for name, value in [
             ("max_batch", MAX_BATCH), ("max_concurrent", MAX_CONCURRENT), ("max_tokens", MAX_TOKENS),
             ("max_body_bytes", MAX_BODY_BYTES)]),
@@ -163,18 +164,18 @@ def main(argv):
     library = Library({name: Searcher(index, reranker=RERANKER, name=name) for name, index in opened.items()},
                       top_k=TOP_K, min_relevance=MIN_RELEVANCE, not_covered=NOT_COVERED) if indexes else None
     batch_kernel = str(BATCH_KERNEL).lower()
-    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice, humming=batch_kernel != "false")
+    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice, humming=batch_kernel == "humming")
     torch.manual_seed(0)
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)
     serving = (MAX_BATCH, MAX_TOKENS + 256)  # a full batch of answers after a question (passages make it longer)
     moved = (batch_kernels.onto_batch_kernel(model, "both" if batch_kernel == "auto" else batch_kernel, serving)
-             if fast and batch_kernel != "false" else None)
+             if fast and batch_kernel not in ("false", "humming") else None)
     if moved:
         print(moved, file=sys.stderr)
-    elif humming_kernel.on_humming(model) and batch_kernel in ("both", "exact", "fp8"):
-        print(f"--batch_kernel={batch_kernel} not taken: the int4 weights are on humming's kernel, faster than mslk's "
-              "for batches and for one row (--batch_kernel=false keeps tinygemm)", file=sys.stderr)
+    elif batch_kernel == "humming" and not humming_kernel.on_humming(model):
+        print(f"--batch_kernel=humming moves an int4 export onto humming's kernel on an NVIDIA GPU with "
+              f"{humming_kernel.PACKAGES} installed: nothing moved here", file=sys.stderr)
     elif batch_kernel in ("both", "exact", "fp8"):  # asked for: say why nothing moved
         print(f"--batch_kernel={batch_kernel} moves an int4 export in fast mode on a Hopper GPU with mslk-cuda "
               "installed, or an int8 export with gemlite: nothing here to move", file=sys.stderr)

@@ -1,8 +1,9 @@
 """humming's int4 kernel (humming-kernels, Apache-2.0: vLLM's quantized-GEMM library, compiled at run time by
 NVRTC) against the int4 export's tinygemm and 16-bit cuBLAS, for each product of one layer at a real shape's
 sizes, with 1 and 16 rows: microseconds a call (a CUDA graph of 50 calls), the rate the int4 weights are read at,
-and each int4 result's distance from the 16-bit product. Both int4 kernels quantize the same weights the same way
-(4 bits, a scale and a zero per 128 weights of a row). From the repository root, with
+and each int4 result's distance from the 16-bit product. Both quantize the same weights to 4 bits with a scale and
+a zero per 128 weights of a row, each with its own rounding: humming in kochat/humming_kernel.py's scheme (a float
+zero; --zero=int: an integer one, as the first measurement of 2026-12-01). From the repository root, with
 `pip install humming-kernels==0.1.20 cuda-bindings==13.0.3`:
 
     python3 -m bench.humming_products --shape=polyglot-ko-12.8b --out=RESULT.json
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 from bench.row_kernels import SHAPES
-from kochat import cli, runs
+from kochat import cli, humming_kernel, runs
 from kochat.errors import UserError
 
 # ---- constants: override on the command line as --name=value ------------------------------------------
@@ -25,6 +26,7 @@ SHAPE = "polyglot-ko-12.8b"  # polyglot-ko-12.8b or qwen3-8b: which layer sizes
 OUT = ""                     # the result JSON; required
 ROWS = "1,16"                # rows a product multiplies, comma-separated
 CALLS = 50                   # calls in the timed CUDA graph
+ZERO = "float"               # humming's zero per group: float (as kochat/humming_kernel.py moves exports) or int
 
 
 def time_us(fn) -> float:
@@ -54,6 +56,8 @@ def main(argv):
         raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
     if SHAPE not in SHAPES:
         raise UserError(f"--shape={SHAPE}: one of {', '.join(SHAPES)}")
+    if ZERO not in ("float", "int"):
+        raise UserError(f"--zero={ZERO}: float or int")
     from humming.layer import HummingLayer
     from torchao.quantization import Int4WeightOnlyConfig, quantize_
 
@@ -65,7 +69,7 @@ def main(argv):
         here = results["layers"][f"{n}x{k}"] = {}
         weight = torch.randn(n, k, dtype=torch.bfloat16, device="cuda") / 50
         humming = HummingLayer(shape_n=n, shape_k=k, torch_dtype=torch.bfloat16,
-                               weight_config={"dtype": "uint4", "group_size": 128, "has_zero_point": True}).cuda()
+                               weight_config={**humming_kernel.WEIGHTS, "is_fp_zero_point": ZERO == "float"}).cuda()
         humming.load_from_unquantized(weight)
         humming.transform()
         tinygemm = torch.nn.Linear(k, n, bias=False, dtype=torch.bfloat16, device="cuda")

@@ -158,41 +158,42 @@ def decode(model, input_ids, attention_mask, tracker: RowTracker, *, eos: int, p
         cache, forward = static_cache(core, batch, length, cache_8bit), compiled_forward(core)
     else:
         cache, forward = DynamicCache(config=core.config), core
-    mask = torch.ones(batch, length, dtype=attention_mask.dtype, device=input_ids.device)
-    mask[:, :width] = attention_mask
-    position = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-    logits = core(input_ids=input_ids, attention_mask=mask if fast else attention_mask, position_ids=position,
-                  past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-    position = position[:, -1:]
-    limits = torch.tensor(tracker.limits, device=input_ids.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
-    out = torch.full((batch, steps), pad, dtype=torch.long, device=input_ids.device)
-    host = StepsToHost(batch, input_ids.device)
-    last = -1  # the newest step whose tokens were picked
-    for step in range(steps):
-        # float32 scores on the first GPU, as generate() makes them (a model split over GPUs ends on another)
-        scores = logits.to(dtype=torch.float32, device=input_ids.device, copy=True)
-        if step < min_new_tokens:
-            scores[:, eos] = -float("inf")
-        for warp in warpers:
-            scores = warp(None, scores)
-        token = (torch.multinomial(scores.softmax(-1), 1).squeeze(1) if warpers else scores.argmax(-1))
-        token = token.masked_fill(done, pad)
-        out[:, step] = token
-        done |= (token == eos) | (limits <= step + 1)
-        host.send(step, token, done)
-        last = step
-        if step + 1 < steps:  # queue the next step before looking at this one: the GPU keeps busy
-            position = position + 1
-            if forward is not core:
-                torch.compiler.cudagraph_mark_step_begin()
-            logits = forward(input_ids=token[:, None], attention_mask=mask if fast else mask[:, :width + step + 1],
-                             position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
-        if step > 0 and looked_at(host, step - 1, tracker, done):
-            break
-    else:
-        looked_at(host, last, tracker, done)
-    return out[:, :last + 1].tolist()
+    with row_sums.int8_tuning(core, batch if forward is not core else 0):  # compiled for one row: tuned
+        mask = torch.ones(batch, length, dtype=attention_mask.dtype, device=input_ids.device)
+        mask[:, :width] = attention_mask
+        position = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        logits = core(input_ids=input_ids, attention_mask=mask if fast else attention_mask, position_ids=position,
+                      past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        position = position[:, -1:]
+        limits = torch.tensor(tracker.limits, device=input_ids.device)
+        done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+        out = torch.full((batch, steps), pad, dtype=torch.long, device=input_ids.device)
+        host = StepsToHost(batch, input_ids.device)
+        last = -1  # the newest step whose tokens were picked
+        for step in range(steps):
+            # float32 scores on the first GPU, as generate() makes them (a model split over GPUs ends on another)
+            scores = logits.to(dtype=torch.float32, device=input_ids.device, copy=True)
+            if step < min_new_tokens:
+                scores[:, eos] = -float("inf")
+            for warp in warpers:
+                scores = warp(None, scores)
+            token = (torch.multinomial(scores.softmax(-1), 1).squeeze(1) if warpers else scores.argmax(-1))
+            token = token.masked_fill(done, pad)
+            out[:, step] = token
+            done |= (token == eos) | (limits <= step + 1)
+            host.send(step, token, done)
+            last = step
+            if step + 1 < steps:  # queue the next step before looking at this one: the GPU keeps busy
+                position = position + 1
+                if forward is not core:
+                    torch.compiler.cudagraph_mark_step_begin()
+                logits = forward(input_ids=token[:, None], attention_mask=mask if fast else mask[:, :width + step + 1],
+                                 position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
+            if step > 0 and looked_at(host, step - 1, tracker, done):
+                break
+        else:
+            looked_at(host, last, tracker, done)
+        return out[:, :last + 1].tolist()
 
 
 def looked_at(host: "StepsToHost", step: int, tracker: RowTracker, done) -> bool:
@@ -243,13 +244,12 @@ def compiled_forward(core):
     Compiled with the model's generation_config.compile_config, as generate() compiles it (None: transformers'
     default), after the projections that read one input are fused (kochat/fused_projections.py: fewer, larger
     products a token), a grouped-query model's attention of one token reads its cache without widening it
-    (kochat/decode_attention.py), int8 weights compile with torchao's settings, and, where the compile makes
-    one-row products sums, the MLP's GELU is kept out of them (kochat/row_sums.py)."""
+    (kochat/decode_attention.py), and, where the compile makes one-row products sums (int8 weights: decode()
+    compiles one row with torchao's settings), the MLP's GELU is kept out of them (kochat/row_sums.py)."""
     if not compiles(core):
         return core
     fuse_projections(core)
     decode_attention.use_for_decoding(core)
-    row_sums.tune_for_int8(core)
-    if row_sums.row_products_are_sums(core.generation_config.compile_config):
-        row_sums.keep_apart(core)
+    if row_sums.row_products_are_sums(core.generation_config.compile_config) or row_sums.holds_int8(core):
+        row_sums.keep_apart(core)  # int8: its one-row compile is tuned (row_sums.int8_tuning)
     return core.get_compiled_call(core.generation_config.compile_config)

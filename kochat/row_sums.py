@@ -1,12 +1,12 @@
 """One-row products compiled as sums: where gen()'s fast mode does it, and the MLP's GELU kept out of them.
 
 Under inductor's coordinate-descent tuning (turned on for the process by torchao's int8 and int4 configurations
-where they quantize, with their default set_inductor_config, and by tune_for_int8 below where a model holds int8
-weights; a model's generation_config.compile_config may turn it on too), a matrix product of one row is compiled as
-a multiply and a sum (torch/_inductor/decomposition.py, `mm`), and whatever element-wise work produces its input
-is inlined into that sum. Before the MLP's second product that work is the activation, so every program of the
-sum computes it again over the whole intermediate row: at the 12.8b shape with int8 weights GELU made that product take 56 µs a layer
-inside gen() against 34 µs alone. Called through an opaque custom op, the activation is computed once, by its own
+where they quantize, with their default set_inductor_config, and by int8_tuning below while one row of int8
+weights compiles; a model's generation_config.compile_config may turn it on too), a matrix product of one row is
+compiled as a multiply and a sum (torch/_inductor/decomposition.py, `mm`), and whatever element-wise work produces
+its input is inlined into that sum. Before the MLP's second product that work is the activation, so every program
+of the sum computes it again over the whole intermediate row: at the 12.8b shape with int8 weights GELU made that
+product take 56 µs a layer inside gen() against 34 µs alone. Called through an opaque custom op, the activation is computed once, by its own
 small kernel, and the sum reads its output: 170.4 tokens/s against 161.2 (bench/RESULTS.md). Only GELU: a gated
 MLP's SiLU is cheap to recompute, and kept apart it cost Qwen3-8B 7 % (172.6 against 184.7; its input, a slice
 of the fused gate/up product, is copied for the op), so a gated MLP (Gemma's GELU too) is left as it is. The same
@@ -19,6 +19,7 @@ turns the tuning on, it does so as torchao does.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 import torch
 
@@ -78,19 +79,31 @@ def keep_apart(model) -> int:
     return wrapped
 
 
-def tune_for_int8(model) -> bool:
-    """Set torchao's recommended inductor settings for the process (coordinate-descent tuning among them) where
-    `model` holds torchao int8 weights, as torchao's int8 configurations do where they quantize: an export_ko.py
-    int8 folder loaded as saved has not been through them. Compiled without, inductor turns each int8 product of
-    one row into a conversion of the whole weight to 16 bits and a 16-bit product: the 12.8b shape answered one
-    row at 9.6 tokens/s, 153.1 with them (one process, bench/RESULTS.md). int4 needs nothing: tinygemm is one
-    opaque kernel either way. Whether set."""
+def holds_int8(model) -> bool:
+    """Whether `model` has torchao int8 weights (an export_ko.py int8 folder)."""
     if "torchao" not in sys.modules:  # no torchao weights without it
         return False
     from torchao.quantization import Int8Tensor
+
+    return any(isinstance(p, Int8Tensor) for p in model.parameters())
+
+
+@contextmanager
+def int8_tuning(model, rows: int):
+    """torchao's recommended inductor settings (coordinate-descent tuning among them) while `rows` == 1 rows of a
+    model with int8 weights compile, as torchao's int8 configuration sets them for the whole process where it
+    quantizes: an int8 export loaded as saved has not been through that. Compiled without them, the 12.8b shape
+    answered one row at 9.6 tokens/s, with them 153.1 (one process, bench/RESULTS.md). Only for one row, and
+    undone after: a batch of 16 compiled for over 8 minutes under them. Elsewhere nothing changes."""
+    if rows != 1 or not holds_int8(model):
+        yield
+        return
+    import torch._inductor.config as inductor
     from torchao.quantization.utils import recommended_inductor_config_setter
 
-    if not any(isinstance(p, Int8Tensor) for p in model.parameters()):
-        return False
+    before = inductor.get_config_copy()
     recommended_inductor_config_setter()
-    return True
+    try:
+        yield
+    finally:
+        inductor.load_config(before)

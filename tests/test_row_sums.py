@@ -2,9 +2,9 @@ import torch
 from transformers import CompileConfig
 
 from kochat import generation, modeling, tiny
-from kochat.row_sums import Apart, keep_apart, row_products_are_sums, tune_for_int8
 from kochat.generation import gen
 from kochat.prompts import load_template
+from kochat.row_sums import Apart, holds_int8, keep_apart, row_products_are_sums
 
 
 def logits(model, ids):
@@ -76,22 +76,30 @@ def test_gen_keeps_it_apart_under_the_tuned_compile_and_answers_as_before(monkey
     assert after == before and before
 
 
-def test_int8_weights_compile_with_torchaos_settings_as_when_it_quantizes(monkeypatch, tiny_tokenizer):
+def test_one_row_of_int8_weights_compiles_with_torchaos_settings_and_nothing_else_does(monkeypatch, tiny_tokenizer):
     import torch._inductor.config as inductor
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
-    for key in ("coordinate_descent_tuning", "coordinate_descent_check_all_directions", "force_fuse_int_mm_with_mul",
-                "fx_graph_cache", "triton.unique_kernel_names"):  # what torchao sets, restored after the test
-        monkeypatch.setattr(inductor, key, False)
+    monkeypatch.setattr(inductor, "coordinate_descent_tuning", False)  # whatever an earlier test quantized with
     model, tokenizer = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval(), tiny_tokenizer
     template = load_template("koalpaca", tokenizer)
-    before = gen(model, tokenizer, template, "연차는 며칠인가요?", max_new_tokens=8, fast=True)[0].text
-    assert not tune_for_int8(model) and not inductor.coordinate_descent_tuning  # 16-bit weights: nothing set
-    quantize_(model, Int8WeightOnlyConfig(set_inductor_config=False))  # as an int8 export loads: nothing set
-    assert not inductor.coordinate_descent_tuning
+    tuned_while_compiling = []
+
+    def capture(gm, example_inputs, **options):  # a torch.compile backend: notes the setting it compiles under
+        tuned_while_compiling.append(inductor.coordinate_descent_tuning)
+        return gm.forward
     monkeypatch.setattr(generation, "compiles", lambda core: True)  # as on a GPU; captured, not lowered
-    model.generation_config.compile_config = CompileConfig(backend="aot_eager", fullgraph=True)
-    after = gen(model, tokenizer, template, "연차는 며칠인가요?", max_new_tokens=8, fast=True)[0].text
-    assert inductor.coordinate_descent_tuning and inductor.coordinate_descent_check_all_directions
-    assert sum(isinstance(m, Apart) for m in model.modules()) == model.config.num_hidden_layers  # now sums: apart
-    assert after and before
+    model.generation_config.compile_config = CompileConfig(backend=capture, fullgraph=True)
+    assert not holds_int8(model)
+    gen(model, tokenizer, template, "연차는 며칠인가요?", max_new_tokens=4, fast=True)
+    assert tuned_while_compiling == [False]  # 16-bit weights: transformers' default compile
+    quantize_(model, Int8WeightOnlyConfig(set_inductor_config=False))  # as an int8 export loads: nothing set
+    assert holds_int8(model)
+    torch._dynamo.reset()
+    tuned_while_compiling.clear()
+    answers = gen(model, tokenizer, template, ["연차는 며칠인가요?", "출장비는요?"], max_new_tokens=4, fast=True)
+    assert tuned_while_compiling == [False] and all(a.text for a in answers)  # two rows: untouched
+    one = gen(model, tokenizer, template, "연차는 며칠인가요?", max_new_tokens=4, fast=True)[0]
+    assert tuned_while_compiling == [False, True] and one.text  # one row: tuned while it compiled
+    assert not inductor.coordinate_descent_tuning  # and undone after
+    assert sum(isinstance(m, Apart) for m in model.modules()) == model.config.num_hidden_layers  # sums: GELU apart
