@@ -144,7 +144,7 @@ def test_an_index_the_key_file_names_but_the_server_lacks_is_one_line(run_script
     (["--port", "80000"], "--port must be from 1 to 65535, not 80000"),
     (["--port=0"], "--port must be from 1 to 65535, not 0"),
     (["--max_batch=0"], "--max_batch must be at least 1, not 0"),
-    (["--batch_kernel=fast"], "--batch_kernel is auto, both, exact, fp8 or false, not 'fast'"),
+    (["--batch_kernel=fast"], "--batch_kernel is auto, both, exact, fp8, false or humming, not 'fast'"),
     (["--max_concurrent=-4"], "--max_concurrent must be at least 1, not -4"),
     (["--max_tokens=-1"], "--max_tokens must be at least 1, not -1"),
     (["--max_body_bytes=0"], "--max_body_bytes must be at least 1, not 0"),
