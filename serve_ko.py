@@ -40,8 +40,8 @@ BATCH_KERNEL = "auto"                        # an int4/int8 export's weights mov
                                              # batch's cache do not fit; exact: mslk only, the same int4 levels;
                                              # fp8: faster batches, less exact (int8 moves alike with each); auto:
                                              # both, silent where nothing applies; false: the export's kernels;
-                                             # humming: int4 onto humming's kernel (humming-kernels, any recent
-                                             # NVIDIA GPU; faster product by product for one row and for batches,
+                                             # humming: int4 onto humming's kernel (humming-kernels, Ampere GPUs
+                                             # and newer; faster product by product for one row and for batches,
                                              # whole answers not yet measured)
 WARMUP = True                                # where fast mode compiles (a GPU), compile it for each batch size
                                              # before serving, for a short question and max_tokens (a minute

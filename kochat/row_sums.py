@@ -6,11 +6,11 @@ weights compiles; a model's generation_config.compile_config may turn it on too)
 compiled as a multiply and a sum (torch/_inductor/decomposition.py, `mm`), and whatever element-wise work produces
 its input is inlined into that sum. Before the MLP's second product that work is the activation, so every program
 of the sum computes it again over the whole intermediate row: at the 12.8b shape with int8 weights GELU made that
-product take 56 µs a layer inside gen() against 34 µs alone. Called through an opaque custom op, the activation is computed once, by its own
-small kernel, and the sum reads its output: 170.4 tokens/s against 161.2 (bench/RESULTS.md). Only GELU: a gated
-MLP's SiLU is cheap to recompute, and kept apart it cost Qwen3-8B 7 % (172.6 against 184.7; its input, a slice
-of the fused gate/up product, is copied for the op), so a gated MLP (Gemma's GELU too) is left as it is. The same
-values; for answering only (the op has no backward). Measured at batch 1; at larger batches the products are not
+product take 56 µs a layer inside gen() against 34 µs alone. Called through an opaque custom op, the activation
+is computed once, by its own small kernel, and the sum reads its output: 170.4 tokens/s against 161.2
+(bench/RESULTS.md). Only GELU: a gated MLP's SiLU is cheap to recompute, and kept apart it cost Qwen3-8B 7 %
+(172.6 against 184.7; its input, a slice of the fused gate/up product, is copied for the op), so a gated MLP
+(Gemma's GELU too) is left as it is. The same values; for answering only (the op has no backward). Measured at batch 1; at larger batches the products are not
 sums, and the activation is one kernel either way.
 Turned on through the compile's options instead (CUDA graphs and the tuning, as bench.quant_kernels --compile=tuned),
 int8 answered slower than with torchao's settings for the process, 132 tokens/s, GELU apart or not: so where gen()
