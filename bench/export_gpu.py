@@ -7,7 +7,8 @@ From the repository root:
 
 --model is a 16-bit model folder (bench/random_model.py writes one of a real shape; random weights: speed and
 memory only, the answers mean nothing). --cache_8bit=true answers with the 8-bit key/value cache
-(kochat/kv_cache.py). The JSON is rewritten after each measurement.
+(kochat/kv_cache.py). --humming=true moves the int4 export onto humming's kernel (kochat/humming_kernel.py, where
+humming-kernels is installed). The JSON is rewritten after each measurement.
 """
 import json
 import shutil
@@ -21,6 +22,7 @@ import torch
 from bench.speed import attempt, gen_speed
 from kochat import cli, estimate, runs
 from kochat.export import quantized
+from kochat.generation import mode_line
 from kochat.prompts import Template
 from kochat.records import read_records
 
@@ -31,6 +33,7 @@ OUT = ""                   # the result JSON; required
 FORMATS = ["int4", "int8"]  # export formats to measure
 WORK = "/tmp/bench-export"  # where the exported folders are written (and removed after)
 CACHE_8BIT = "auto"        # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
+HUMMING = False            # the int4 export moved onto humming's kernel as it loads (serve_ko.py --batch_kernel=humming)
 
 
 def main(argv):
@@ -64,7 +67,8 @@ def main(argv):
         attempt(results, f"{fmt} export", export)
         save()
         torch.cuda.empty_cache()
-        run, tokenizer, model = runs.load_for_answering(str(out))
+        run, tokenizer, model = runs.load_for_answering(str(out), humming=HUMMING)
+        results[f"{fmt} kernel"] = mode_line(model, fast=True)
         for batch in (1, 16):
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
