@@ -27,12 +27,28 @@ AGREEMENT = 0.02  # a layer's weights as humming holds them against the export's
 #                   int4 rounding itself puts the export ~10 % from random 16-bit weights)
 
 
+_KERNELS: list[torch.nn.Module] = []  # the moved layers' humming layers, by index (a custom op takes no modules)
+
+
+@torch.library.custom_op("kochat::humming_int4", mutates_args=())
+def _product(rows: torch.Tensor, index: int) -> torch.Tensor:
+    return _KERNELS[index](rows)
+
+
+@_product.register_fake
+def _(rows: torch.Tensor, index: int) -> torch.Tensor:
+    return rows.new_empty(rows.shape[0], _KERNELS[index].shape_n)
+
+
 class HummingLinear(torch.nn.Linear):
-    """A linear layer whose int4 weights humming multiplies (`int4`, a humming HummingLayer); the bias added after."""
+    """A linear layer whose int4 weights humming multiplies (`int4`, a humming HummingLayer); the bias added after.
+    The product is one opaque op to torch.compile: humming picks its kernel's configuration on the host, as a CPU
+    tensor, which inside a compiled graph would keep the decoding step out of CUDA graphs; inside the op that work
+    runs when a graph is captured, and a replay runs the kernel alone."""
 
     def forward(self, x):
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # humming's kernel takes bf16, as tinygemm's
-        y = self.int4(rows).view(*x.shape[:-1], self.out_features).to(x.dtype)
+        y = torch.ops.kochat.humming_int4(rows, self.int4_index).view(*x.shape[:-1], self.out_features).to(x.dtype)
         return y if self.bias is None else y + self.bias
 
 
@@ -75,7 +91,8 @@ def onto_humming(model) -> str:
                 kernel.transform()
             del weight
             module.weight = None  # tinygemm's copy freed: humming holds the levels now
-            module.int4 = kernel
+            module.int4, module.int4_index = kernel, len(_KERNELS)
+            _KERNELS.append(kernel)
             module.__class__ = HummingLinear  # in place: the layer keeps its name, its hooks and its bias
             moved += 1
     except Exception as e:

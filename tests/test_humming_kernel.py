@@ -3,6 +3,7 @@ kernel itself needs an NVIDIA GPU: tests/e2e/test_export_ko.py moves a real int4
 import torch
 
 from kochat import generation, humming_kernel, modeling, tiny
+from kochat.humming_kernel import _KERNELS
 
 
 class RowsOnly(torch.nn.Module):
@@ -10,7 +11,7 @@ class RowsOnly(torch.nn.Module):
 
     def __init__(self, weight):
         super().__init__()
-        self.weight = weight
+        self.weight, self.shape_n = weight, weight.shape[0]
 
     def forward(self, x):
         assert x.dim() == 2 and x.dtype == torch.bfloat16  # humming's kernel takes bf16 rows
@@ -25,12 +26,22 @@ def test_a_moved_layer_gives_its_rows_to_the_kernel_and_adds_its_bias(tiny_token
     layers = [m for m in model.modules() if type(m) is torch.nn.Linear and m.bias is not None]
     assert layers and humming_kernel.on_humming(model) == 0
     for module in layers:  # as onto_humming moves them: the class swapped in place, the weights handed over
-        module.int4 = RowsOnly(module.weight.detach().to(torch.bfloat16))
+        module.int4, module.int4_index = RowsOnly(module.weight.detach().to(torch.bfloat16)), len(_KERNELS)
+        _KERNELS.append(module.int4)
         module.weight = None
         module.__class__ = humming_kernel.HummingLinear
     with torch.inference_mode():
         after = model(input_ids=ids).logits
     assert after.dtype == before.dtype and torch.allclose(after, before, rtol=0.05, atol=0.05)  # bf16 rounding
+    graphs = []
+
+    def capture(gm, example_inputs):  # a torch.compile backend: keeps the graph, runs it as traced
+        graphs.append(gm)
+        return gm.forward
+    with torch.inference_mode():
+        assert torch.equal(torch.compile(model, backend=capture, fullgraph=True)(input_ids=ids).logits, after)
+    products = [n for n in graphs[0].graph.nodes if n.target is torch.ops.kochat.humming_int4]
+    assert len(products) == len(layers)  # each product one opaque op: humming's host work stays out of the graph
     assert humming_kernel.on_humming(model) == len(layers)
     assert "weights through humming's kernel" not in generation.mode_line(model, fast=False)  # not an export
     model.config.quantization_config = {"quant_method": "torchao"}
