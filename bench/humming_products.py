@@ -1,9 +1,10 @@
 """humming's int4 kernel (humming-kernels, Apache-2.0: vLLM's quantized-GEMM library, compiled at run time by
-NVRTC) against the int4 export's tinygemm and 16-bit cuBLAS, for each product of one layer at a real shape's
-sizes, with 1 and 16 rows: microseconds a call (a CUDA graph of 50 calls), the rate the int4 weights are read at,
-and each int4 result's distance from the 16-bit product. Both quantize the same weights to 4 bits with a scale and
-a zero per 128 weights of a row, each with its own rounding: humming in kochat/humming_kernel.py's scheme (a float
-zero; --zero=int: an integer one, as the first measurement of 2026-12-01). From the repository root, with
+NVRTC) against the int4 export's tinygemm and 16-bit cuBLAS, and humming's int8 (a scale per row, as the int8
+export; --int8=false leaves it out), for each product of one layer at a real shape's sizes, with 1 and 16 rows:
+microseconds a call (a CUDA graph of 50 calls), the rate the weights are read at, and each result's distance from
+the 16-bit product. The int4 kernels quantize the same weights to 4 bits with a scale and a zero per 128 weights of
+a row, each with its own rounding: humming in kochat/humming_kernel.py's scheme (a float zero; --zero=int: an
+integer one, as the first measurement of 2026-12-01). From the repository root, with
 `pip install humming-kernels==0.1.20 cuda-bindings==13.0.3`:
 
     python3 -m bench.humming_products --shape=polyglot-ko-12.8b --out=RESULT.json
@@ -27,6 +28,7 @@ OUT = ""                     # the result JSON; required
 ROWS = "1,16"                # rows a product multiplies, comma-separated
 CALLS = 50                   # calls in the timed CUDA graph
 ZERO = "float"               # humming's zero per group: float (as kochat/humming_kernel.py moves exports) or int
+INT8 = True                  # also humming's int8 (a scale per row, as the int8 export): a candidate for int8's target
 
 
 def time_us(fn) -> float:
@@ -76,16 +78,25 @@ def main(argv):
         tinygemm.weight.data.copy_(weight)
         quantize_(tinygemm, Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d",
                                                  set_inductor_config=False))
+        int8 = None
+        if INT8:
+            int8 = HummingLayer(shape_n=n, shape_k=k, torch_dtype=torch.bfloat16,
+                                weight_config={"dtype": "int8", "group_size": 0}).cuda()
+            int8.load_from_unquantized(weight)
+            int8.transform()
         gigabytes = n * k / 2 / 1e9  # the int4 levels read a call (scales and zeros not counted)
         for rows in (int(r) for r in ROWS.split(",")):
             x = torch.randn(rows, k, dtype=torch.bfloat16, device="cuda")
             exact = x @ weight.t()
-            us = {"humming": time_us(lambda: humming(x)), "tinygemm": time_us(lambda: tinygemm(x)),
-                  "bf16": time_us(lambda: x @ weight.t())}
+            kernels = {"humming": humming, "tinygemm": tinygemm, **({"humming_int8": int8} if int8 else {})}
+            us = {name: time_us(lambda f=f: f(x)) for name, f in kernels.items()}
+            us["bf16"] = time_us(lambda: x @ weight.t())
             here[f"{rows} rows"] = {
-                "us": us, "int4_tb_s": {name: round(gigabytes / us[name] * 1e3, 2) for name in ("humming", "tinygemm")},
+                "us": us,
+                "weights_tb_s": {name: round(gigabytes * (2 if name == "humming_int8" else 1) / us[name] * 1e3, 2)
+                                 for name in kernels},
                 "relative_error": {name: round(float((f(x) - exact).norm() / exact.norm()), 4)
-                                   for name, f in (("humming", humming), ("tinygemm", tinygemm))}}
+                                   for name, f in kernels.items()}}
         print(f"{n}x{k}: {here}", flush=True)
         runs.write_json(Path(OUT), results)
 
