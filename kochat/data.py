@@ -26,10 +26,12 @@ class Columns:
 
 @dataclass
 class SkipReport:
-    """How many rows were read, kept, and skipped for which reason (with the first row number)."""
+    """How many rows were read, kept, and skipped for which reason (with where the first stands in the source:
+    a CSV's row as a spreadsheet shows it, a JSONL file's line; kochat.records.Records)."""
     read: int = 0
     reasons: Counter = field(default_factory=Counter)
     first_row: dict = field(default_factory=dict)
+    unit: str = "row"  # what first_row counts: "row" or "line"
     counts: Counter = field(default_factory=Counter)  # what the kept rows hold: conversations, answers, …
 
     def skip(self, reason: str, row_number: int | None = None, count: int = 1) -> None:
@@ -50,7 +52,7 @@ class SkipReport:
     def lines(self) -> list[str]:
         out = [f"rows read: {self.read:,}   kept: {self.kept:,}   skipped: {self.skipped:,}"]
         for reason, n in self.reasons.most_common():
-            where = f" (first: data row {self.first_row[reason]})" if reason in self.first_row else ""
+            where = f" (first: {self.unit} {self.first_row[reason]})" if reason in self.first_row else ""
             out.append(f"  skipped {n:,} × {reason}{where}")
         c = self.counts
         if c["conversations"]:
@@ -74,9 +76,9 @@ def load_rows(source: str, columns: Columns, template: Template, max_chars: int)
     """
     records = read_records(source)
     check_columns(records, columns, source)
-    report = SkipReport(read=len(records))
+    report = SkipReport(read=len(records), unit=records.unit)
     rows, seen = [], set()
-    for number, record in enumerate(records, start=1):
+    for number, record in zip(records.numbers, records):
         row = validate_row(record, columns, template, max_chars)
         if isinstance(row, str):
             report.skip(row, number)

@@ -18,6 +18,18 @@ from .errors import UserError
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
+class Records(list):
+    """A source's records, each with where it stands there (`numbers`, in `unit`s): a CSV/TSV file's row as a
+    spreadsheet shows it (the header is row 1; blank rows and rows of several lines counted as the sheet counts
+    them), a JSONL file's line, a JSON array's, Parquet file's or dataset's row from 1. The skip report names rows
+    so, as index_ko.py names FAQ rows."""
+
+    def __init__(self, items=(), numbers=None, unit: str = "row"):
+        super().__init__(items)
+        self.numbers = list(numbers) if numbers is not None else list(range(1, len(self) + 1))
+        self.unit = unit
+
+
 class BadRecord:
     """A record that could not be parsed (a bad JSON line); validation reports its reason."""
 
@@ -25,7 +37,7 @@ class BadRecord:
         self.reason = reason
 
 
-def read_records(source: str) -> list:
+def read_records(source: str) -> Records:
     """All records of a local file or folder, or of a hub dataset's train split."""
     path = Path(source).expanduser()
     if path.is_file():
@@ -37,7 +49,7 @@ def read_records(source: str) -> list:
     return read_hub_or_folder(source, local=False)
 
 
-def read_file(path: Path) -> list:
+def read_file(path: Path) -> Records:
     suffix = path.suffix.lower()
     if suffix not in LOCAL_SUFFIXES:
         raise UserError(f"{path}: unsupported file type {suffix or '(none)'}; use one of {', '.join(LOCAL_SUFFIXES)}")
@@ -60,19 +72,20 @@ def read_file(path: Path) -> list:
     return read_csv(text, path, delimiter="\t" if suffix == ".tsv" else ",")
 
 
-def read_jsonl(text: str) -> list:
-    records = []
-    for line in text.split("\n"):  # not splitlines(): JSON strings may hold U+2028, U+0085 … as they are
+def read_jsonl(text: str) -> Records:
+    records, numbers = [], []
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028 …
         if not line.strip():
             continue
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as e:
             records.append(BadRecord(f"not valid JSON ({e.msg})"))
-    return records
+        numbers.append(number)
+    return Records(records, numbers, unit="line")
 
 
-def read_json(text: str, path: Path) -> list:
+def read_json(text: str, path: Path) -> Records:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
@@ -85,39 +98,38 @@ def read_json(text: str, path: Path) -> list:
             value = lists[0]
     if not isinstance(value, list):
         raise UserError(f"{path} should hold a JSON array of rows like [{{\"instruction\": …, \"output\": …}}]")
-    return value
+    return Records(value)
 
 
-def read_csv(text: str, path: Path, delimiter: str) -> list:
+def read_csv(text: str, path: Path, delimiter: str) -> Records:
     csv.field_size_limit(2**31 - 1)  # very long fields are skipped by MAX_CHARS, with a reason
     try:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         header = next(reader, None)
         if header is None:
-            return []
+            return Records()
         header = [h.strip() for h in header]
         duplicates = sorted({h for h in header if header.count(h) > 1})
         if duplicates:
             raise UserError(f"{path} has duplicate columns: {', '.join(duplicates)}; rename them")
-        records = []
-        for values in reader:
+        records, numbers = [], []
+        for number, values in enumerate(reader, start=2):  # the sheet's rows: the header is row 1
             if not any(v.strip() for v in values):
                 continue
-            if len(values) > len(header):
-                records.append(BadRecord(f"more fields than the header's {len(header)}"))
-                continue
-            records.append({h: v for h, v in zip(header, values)})
-        return records
+            records.append(BadRecord(f"more fields than the header's {len(header)}") if len(values) > len(header)
+                           else {h: v for h, v in zip(header, values)})
+            numbers.append(number)
+        return Records(records, numbers)
     except csv.Error as e:
         raise UserError(f"{path} is not valid {'TSV' if delimiter == chr(9) else 'CSV'} (line {reader.line_num}): {e}") from None
 
 
-def read_parquet(path: Path, raw: bytes) -> list:
+def read_parquet(path: Path, raw: bytes) -> Records:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(pa.BufferReader(raw)).to_pylist()
+        return Records(pq.read_table(pa.BufferReader(raw)).to_pylist())
     except (pa.ArrowException, OSError) as e:
         raise UserError(f"{path} is not a readable Parquet file: {str(e).strip().splitlines()[0]}") from None
 
@@ -129,7 +141,7 @@ def summary(error: BaseException) -> str:
     return (lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}")[:200]
 
 
-def read_hub_or_folder(source: str, local: bool) -> list:
+def read_hub_or_folder(source: str, local: bool) -> Records:
     """A hub dataset id, or a folder of data files (such as a downloaded copy of one)."""
     import datasets
 
@@ -148,4 +160,4 @@ def read_hub_or_folder(source: str, local: bool) -> list:
                             f"point {flag('DATA')} at one of its data files instead") from None
         raise UserError(f"cannot load dataset {source!r}: it is not a local file and the hub did not provide it "
                         f"({summary(e)}); " + hub.download_hint(source, "dataset")) from None
-    return list(table)
+    return Records(table)

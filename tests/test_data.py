@@ -62,7 +62,21 @@ def test_bad_rows_are_skipped_and_counted_with_their_reasons(tmp_path, koalpaca_
         "not an object with named fields": 1, "'text' lacks the response marker '### 답변:'": 1,
         "no 'instruction'/'output', 'text' or 'messages' field": 1}
     assert report.first_row["missing 'output'"] == 2
-    assert "  skipped 2 × empty answer (first: data row 3)" in report.lines()
+    assert "  skipped 2 × empty answer (first: line 3)" in report.lines()
+
+
+def test_skipped_rows_are_named_where_a_spreadsheet_or_editor_shows_them(tmp_path, koalpaca_template):
+    sheet = ("instruction,output\n"             # row 1: the header
+             "좋은 질문,좋은 답\n"                # row 2
+             "\n"                                 # row 3: blank
+             "여러 줄 질문,\"첫 줄\n둘째 줄\"\n"     # row 4, two lines of the file
+             "빈 답,\n")                          # row 5
+    _, report = load(write(tmp_path / "faq.csv", sheet), koalpaca_template)
+    assert (report.read, report.kept) == (3, 2)
+    assert "  skipped 1 × empty answer (first: row 5)" in report.lines()
+    lines = '{"instruction": "좋은 질문", "output": "좋은 답"}\n\n{"instruction": "빈 답", "output": ""}\n'
+    _, report = load(write(tmp_path / "faq.jsonl", lines), koalpaca_template)
+    assert "  skipped 1 × empty answer (first: line 3)" in report.lines()  # the blank line 2 counted
 
 
 def test_configurable_columns(tmp_path, koalpaca_template):
