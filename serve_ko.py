@@ -173,7 +173,7 @@ def main(argv):
              if fast and batch_kernel not in ("false", "humming") else None)
     if moved:
         print(moved, file=sys.stderr)
-    elif batch_kernel == "humming" and not humming_kernel.on_humming(model):
+    elif batch_kernel == "humming" and not humming_kernel.on_humming(model) and not humming_kernel.installed():
         print(f"--batch_kernel=humming moves an int4 export onto humming's kernel on an NVIDIA GPU with "
               f"{humming_kernel.PACKAGES} installed: nothing moved here", file=sys.stderr)
     elif batch_kernel in ("both", "exact", "fp8"):  # asked for: say why nothing moved

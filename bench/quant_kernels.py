@@ -14,8 +14,9 @@ weights, kochat/row_sums.py), int8dyn (int8 weights and int8 activations, torch.
 mslk4fp8 (the same int4 weights with activations in float8), mslk4plain (torchao's `plain` int4 layout, mslk's
 row-wise CUTLASS kernel), fp8 (float8 weights and activations, a scale per row, torch._scaled_mm: Hopper and
 Ada GPUs), fp8wo (float8 weights only), humming (tinygemm's int4, then moved onto humming's kernel as an int4
-export is where humming-kernels is installed: kochat/humming_kernel.py), bf16 (no quantization: the merged 16-bit model), saved (--model is an
-export_ko.py int8/int4 folder, answered as chat_ko.py loads it: nothing quantized here, nothing set for the process).
+export is where humming-kernels is installed: kochat/humming_kernel.py), bf16 (no quantization: the merged 16-bit
+model), saved (--model is an export_ko.py int8/int4 folder, answered as chat_ko.py loads it: nothing quantized here,
+nothing set for the process).
 --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
 graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), torchao (CUDA
 graphs, and torchao's recommended inductor settings set for the whole process, as its int8 and int4 configurations

@@ -88,7 +88,7 @@ def _int4_onto_mslk(model, choice: str, serving: tuple[int, int]) -> str | None:
               else Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain", set_inductor_config=False))
     layers = [m for m in model.modules()
               if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int4TilePackedTo4dTensor)]
-    if not layers:  # on humming's kernel already (serve_ko.py --batch_kernel=humming)
+    if not layers:  # none left as exported (e.g. moved onto humming's kernel): nothing to move
         return None
     second_copy = sum(m.in_features * m.out_features for m in layers) * BYTES_PER_WEIGHT["int4"]
     short = choice == "both" and what_both_lacks(model, layers, serving)

@@ -31,7 +31,7 @@ class SkipReport:
     read: int = 0
     reasons: Counter = field(default_factory=Counter)
     first_row: dict = field(default_factory=dict)
-    unit: str = "row"  # what first_row counts: "row" or "line"
+    unit: str = "data row"  # what first_row counts: "row" (of a sheet), "line" (of a JSONL file) or "data row"
     counts: Counter = field(default_factory=Counter)  # what the kept rows hold: conversations, answers, …
 
     def skip(self, reason: str, row_number: int | None = None, count: int = 1) -> None:

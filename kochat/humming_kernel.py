@@ -17,6 +17,8 @@ answers correctly on either kernel). For answering only (no backward).
 from __future__ import annotations
 
 import importlib.util
+import weakref
+from contextlib import nullcontext
 
 import torch
 
@@ -27,17 +29,20 @@ AGREEMENT = 0.02  # a layer's weights as humming holds them against the export's
 #                   int4 rounding itself puts the export ~10 % from random 16-bit weights)
 
 
-_KERNELS: list[torch.nn.Module] = []  # the moved layers' humming layers, by index (a custom op takes no modules)
+# the moved layers' humming layers, by index (a custom op takes no modules), held weakly: a model let go frees its
+# weights. The index is a constant of each layer, which torch.compile writes into the graph as it is.
+_KERNELS: list[weakref.ref] = []
 
 
 @torch.library.custom_op("kochat::humming_int4", mutates_args=())
 def _product(rows: torch.Tensor, index: int) -> torch.Tensor:
-    return _KERNELS[index](rows)
+    with torch.cuda.device(rows.device) if rows.is_cuda else nullcontext():  # over several GPUs: the layer's own
+        return _KERNELS[index]()(rows)
 
 
 @_product.register_fake
 def _(rows: torch.Tensor, index: int) -> torch.Tensor:
-    return rows.new_empty(rows.shape[0], _KERNELS[index].shape_n)
+    return rows.new_empty(rows.shape[0], _KERNELS[index]().shape_n)
 
 
 class HummingLinear(torch.nn.Linear):
@@ -52,6 +57,10 @@ class HummingLinear(torch.nn.Linear):
         return y if self.bias is None else y + self.bias
 
 
+def installed() -> bool:
+    return importlib.util.find_spec("humming") is not None
+
+
 def on_humming(model) -> int:
     """How many of `model`'s layers humming multiplies."""
     return sum(isinstance(module, HummingLinear) for module in model.modules())
@@ -61,7 +70,7 @@ def onto_humming(model) -> str:
     """Move the int4 layers of `model` (an int4 export as loaded: tinygemm's weights) onto humming's kernel, in
     place. "" where done or where nothing applies (no GPU, no tinygemm layers, humming not installed); else the
     one line that says why some or all stay on tinygemm."""
-    if model.device.type != "cuda" or importlib.util.find_spec("humming") is None:
+    if model.device.type != "cuda" or not installed():
         return ""
     from torchao.quantization import Int4TilePackedTo4dTensor
 
@@ -90,10 +99,7 @@ def onto_humming(model) -> str:
                 check_levels(kernel, weight)
                 kernel.transform()
             del weight
-            module.weight = None  # tinygemm's copy freed: humming holds the levels now
-            module.int4, module.int4_index = kernel, len(_KERNELS)
-            _KERNELS.append(kernel)
-            module.__class__ = HummingLinear  # in place: the layer keeps its name, its hooks and its bias
+            swap_in(module, kernel)
             moved += 1
     except Exception as e:
         kept = ("int4 stays on tinygemm" if not moved
@@ -103,6 +109,15 @@ def onto_humming(model) -> str:
         identities.clear()
         torch.cuda.empty_cache()
     return ""
+
+
+def swap_in(module: torch.nn.Linear, kernel: torch.nn.Module) -> None:
+    """`module` made a HummingLinear in place (it keeps its name, its hooks and its bias) whose product is `kernel`'s;
+    its own weights freed."""
+    module.weight = None
+    module.int4, module.int4_index = kernel, len(_KERNELS)
+    _KERNELS.append(weakref.ref(kernel))
+    module.__class__ = HummingLinear
 
 
 def check_levels(kernel, weight: torch.Tensor) -> None:

@@ -21,10 +21,10 @@ LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 class Records(list):
     """A source's records, each with where it stands there (`numbers`, in `unit`s): a CSV/TSV file's row as a
     spreadsheet shows it (the header is row 1; blank rows and rows of several lines counted as the sheet counts
-    them), a JSONL file's line, a JSON array's, Parquet file's or dataset's row from 1. The skip report names rows
-    so, as index_ko.py names FAQ rows."""
+    them), a JSONL file's line; elsewhere (a JSON array, a Parquet file, a folder or dataset) the data row, from 1.
+    The skip report names rows so, as index_ko.py names FAQ rows."""
 
-    def __init__(self, items=(), numbers=None, unit: str = "row"):
+    def __init__(self, items=(), numbers=None, unit: str = "data row"):
         super().__init__(items)
         self.numbers = list(numbers) if numbers is not None else list(range(1, len(self) + 1))
         self.unit = unit
@@ -107,7 +107,7 @@ def read_csv(text: str, path: Path, delimiter: str) -> Records:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         header = next(reader, None)
         if header is None:
-            return Records()
+            return Records(unit="row")
         header = [h.strip() for h in header]
         duplicates = sorted({h for h in header if header.count(h) > 1})
         if duplicates:
@@ -119,7 +119,7 @@ def read_csv(text: str, path: Path, delimiter: str) -> Records:
             records.append(BadRecord(f"more fields than the header's {len(header)}") if len(values) > len(header)
                            else {h: v for h, v in zip(header, values)})
             numbers.append(number)
-        return Records(records, numbers)
+        return Records(records, numbers, unit="row")
     except csv.Error as e:
         raise UserError(f"{path} is not valid {'TSV' if delimiter == chr(9) else 'CSV'} (line {reader.line_num}): {e}") from None
 

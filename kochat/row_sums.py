@@ -10,8 +10,8 @@ product take 56 µs a layer inside gen() against 34 µs alone. Called through an
 is computed once, by its own small kernel, and the sum reads its output: 170.4 tokens/s against 161.2
 (bench/RESULTS.md). Only GELU: a gated MLP's SiLU is cheap to recompute, and kept apart it cost Qwen3-8B 7 %
 (172.6 against 184.7; its input, a slice of the fused gate/up product, is copied for the op), so a gated MLP
-(Gemma's GELU too) is left as it is. The same values; for answering only (the op has no backward). Measured at batch 1; at larger batches the products are not
-sums, and the activation is one kernel either way.
+(Gemma's GELU too) is left as it is. The same values; for answering only (the op has no backward). Measured at
+batch 1; at larger batches the products are not sums, and the activation is one kernel either way.
 Turned on through the compile's options instead (CUDA graphs and the tuning, as bench.quant_kernels --compile=tuned),
 int8 answered slower than with torchao's settings for the process, 132 tokens/s, GELU apart or not: so where gen()
 turns the tuning on, it does so as torchao does.
@@ -80,10 +80,14 @@ def keep_apart(model) -> int:
 
 
 def holds_int8(model) -> bool:
-    """Whether `model` has torchao int8 weights (an export_ko.py int8 folder)."""
+    """Whether `model` has torchao int8 weights as export_ko.py saves them with torchao 0.18 (Int8Tensor; an
+    export of an older torchao, in its AffineQuantizedTensor form, is not recognised and compiles as before)."""
     if "torchao" not in sys.modules:  # no torchao weights without it
         return False
-    from torchao.quantization import Int8Tensor
+    try:
+        from torchao.quantization import Int8Tensor
+    except ImportError:  # another torchao release: its int8 weights are not these
+        return False
 
     return any(isinstance(p, Int8Tensor) for p in model.parameters())
 

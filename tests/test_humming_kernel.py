@@ -1,9 +1,8 @@
-"""kochat/humming_kernel.py on the CPU: the layer that hands its rows to humming, and where nothing moves. humming's
-kernel itself needs an NVIDIA GPU: tests/e2e/test_export_ko.py moves a real int4 export onto it there."""
+"""kochat/humming_kernel.py on the CPU: the layer that hands its rows to humming, and that nothing moves on a CPU.
+humming's kernel itself needs an NVIDIA GPU: tests/e2e/test_export_ko.py moves a real int4 export onto it there."""
 import torch
 
 from kochat import generation, humming_kernel, modeling, tiny
-from kochat.humming_kernel import _KERNELS
 
 
 class RowsOnly(torch.nn.Module):
@@ -25,11 +24,9 @@ def test_a_moved_layer_gives_its_rows_to_the_kernel_and_adds_its_bias(tiny_token
         before = model(input_ids=ids).logits
     layers = [m for m in model.modules() if type(m) is torch.nn.Linear and m.bias is not None]
     assert layers and humming_kernel.on_humming(model) == 0
-    for module in layers:  # as onto_humming moves them: the class swapped in place, the weights handed over
-        module.int4, module.int4_index = RowsOnly(module.weight.detach().to(torch.bfloat16)), len(_KERNELS)
-        _KERNELS.append(module.int4)
-        module.weight = None
-        module.__class__ = humming_kernel.HummingLinear
+    for module in layers:  # as onto_humming moves them, the weights handed over
+        humming_kernel.swap_in(module, RowsOnly(module.weight.detach().to(torch.bfloat16)))
+    assert all(type(m) is humming_kernel.HummingLinear and m.weight is None for m in layers)
     with torch.inference_mode():
         after = model(input_ids=ids).logits
     assert after.dtype == before.dtype and torch.allclose(after, before, rtol=0.05, atol=0.05)  # bf16 rounding
@@ -49,7 +46,20 @@ def test_a_moved_layer_gives_its_rows_to_the_kernel_and_adds_its_bias(tiny_token
         "answering with torchao-quantized weights through humming's kernel on cpu, fast mode on")
 
 
-def test_nothing_moves_without_a_gpu_or_int4_layers(tiny_tokenizer):
+def test_nothing_moves_on_a_cpu(tiny_tokenizer):
     model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
     assert humming_kernel.onto_humming(model) == ""
     assert humming_kernel.on_humming(model) == 0
+
+
+def test_a_model_let_go_frees_its_kernels(tiny_tokenizer):
+    import gc
+
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
+    layer = next(m for m in model.modules() if type(m) is torch.nn.Linear)
+    humming_kernel.swap_in(layer, RowsOnly(layer.weight.detach().to(torch.bfloat16)))
+    held = humming_kernel._KERNELS[layer.int4_index]
+    assert held() is layer.int4
+    del model, layer
+    gc.collect()
+    assert held() is None  # the list of kernels does not keep a model's weights alive

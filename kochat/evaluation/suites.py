@@ -229,25 +229,25 @@ def read_rows(file: Path, layout: Layout) -> list[dict]:
     records = read_file(file)
     if not records:
         raise UserError(f"{file} has no rows")
-    first = 2 if file.suffix.lower() in (".csv", ".tsv") else 1  # row numbers as an editor shows them: header row 1
-    for number, record in enumerate(records, start=first):
+    for number, record in zip(records.numbers, records):  # where a spreadsheet or an editor shows it
         if not isinstance(record, dict):
             reason = record.reason if isinstance(record, BadRecord) else f"{type(record).__name__}, not named fields"
-            raise UserError(f"{file}, row {number}: {reason}")
+            raise UserError(f"{file}, {records.unit} {number}: {reason}")
     columns = list(dict.fromkeys(name for record in records for name in record))
     missing = [c for c in layout.columns if c not in columns]
     if missing:
         raise UserError(f"{file}: no column {', '.join(missing)}; it has {', '.join(columns)} "
                         f"(expected {', '.join(layout.columns)})")
     rows = []
-    for number, record in enumerate(records, start=first):
+    for number, record in zip(records.numbers, records):
         values = {c: "" if record.get(c) is None else str(record[c]).strip() for c in layout.columns}
         if not all(values.values()):
             continue
         try:
             values[layout.label] = layout.read_label(values[layout.label])
         except ValueError as e:
-            raise UserError(f"{file}, row {number}: {layout.label} is {record[layout.label]!r}, {e}") from None
+            raise UserError(f"{file}, {records.unit} {number}: {layout.label} is {record[layout.label]!r}, "
+                            f"{e}") from None
         rows.append({layout.columns[c]: v for c, v in values.items()})
     if not rows:
         raise UserError(f"{file} has no rows")

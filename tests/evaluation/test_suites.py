@@ -98,8 +98,8 @@ def test_a_haerae_subset_is_read_in_any_data_file_format(tmp_path, name, text):
 @pytest.mark.parametrize("name, text, message", [
     ("general_knowledge.csv", "query,answer\n수도는?,(B),남는 칸\n", "general_knowledge.csv, row 2: more fields than"),
     ("general_knowledge.jsonl", '{"query": "수도는?", "answer": "(B)"}\n["수도는?", "(B)"]\n',
-     "general_knowledge.jsonl, row 2: list, not named fields"),
-    ("general_knowledge.jsonl", '{"query": "수도는?", "answer": "(F)"}\n', "row 1: answer is '(F)', expected one of"),
+     "general_knowledge.jsonl, line 2: list, not named fields"),
+    ("general_knowledge.jsonl", '{"query": "수도는?", "answer": "(F)"}\n', "line 1: answer is '(F)', expected one of"),
 ])
 def test_a_bad_row_in_any_format_is_one_line(tmp_path, name, text, message):
     (tmp_path / name).write_text(text, encoding="utf-8")
