@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 
+from ... import records
 from .base import Builder, Section, Unreadable, reason
 
 QUESTION_COLUMNS = ("instruction", "question", "질문", "q", "title", "제목")
@@ -197,13 +197,8 @@ def joined_overflow(cells: list[str], width: int, answer: int, delimiter: str) -
 
 
 def read_jsonl(text: str, left_out: list[str] | None = None) -> list[Section]:
-    """One FAQ row a line; a line that is not JSON is left out (noted in `left_out`), as a row without an answer."""
-    records = []
-    # numbered by line, as an editor shows them; split at newlines only: a JSON string may hold U+2028 … as it is
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            try:
-                records.append((number, json.loads(line)))
-            except ValueError:
-                records.append((number, None))
-    return _faq_sections(records, left_out)
+    """One FAQ row a line, read and numbered by line as training data is (kochat.records); a line that is not JSON
+    is left out (noted in `left_out`), as a row without an answer."""
+    rows = records.read_jsonl(text)
+    return _faq_sections([(number, None if isinstance(row, records.BadRecord) else row)
+                          for number, row in zip(rows.numbers, rows)], left_out)
