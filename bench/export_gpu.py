@@ -31,6 +31,7 @@ MODEL = ""                 # a 16-bit model folder of a real shape; required
 DATA = ""                  # KoAlpaca-v1.1a rows (.jsonl), for real questions; required
 OUT = ""                   # the result JSON; required
 FORMATS = ["int4", "int8"]  # export formats to measure
+BATCHES = "1,16"           # rows answered at once, comma-separated
 WORK = "/tmp/bench-export"  # where the exported folders are written (and removed after)
 CACHE_8BIT = "auto"        # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 HUMMING = False            # the int4 export moved onto humming's kernel as it loads (serve_ko.py --batch_kernel=humming)
@@ -67,9 +68,12 @@ def main(argv):
         attempt(results, f"{fmt} export", export)
         save()
         torch.cuda.empty_cache()
+        start = time.perf_counter()
         run, tokenizer, model = runs.load_for_answering(str(out), humming=HUMMING)
         results[f"{fmt} kernel"] = mode_line(model, fast=True)
-        for batch in (1, 16):
+        results[f"{fmt} load seconds"] = round(time.perf_counter() - start, 1)  # with humming: the move too
+        print(f"{fmt} loaded in {results[f'{fmt} load seconds']} s: {results[f'{fmt} kernel']}", flush=True)
+        for batch in [int(b) for b in BATCHES.split(",")]:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
 

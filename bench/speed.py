@@ -176,9 +176,14 @@ def packed_loss_check(model, tokenizer, rows, n_rows=8, budget=defaults.PACK_TOK
 
 
 def gen_speed(model, tokenizer, template, questions, *, name, fast, new_tokens=256, repeats=2, cache_8bit=None):
-    """tokens/s of gen() at full length (end of text suppressed), best of `repeats` after one warm-up."""
+    """tokens/s of gen() at full length (end of text suppressed), best of `repeats` after one warm-up; first_s: the
+    warm-up's seconds, which in fast mode include compiling for this batch size (what the first answer waits)."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
     gen(model, tokenizer, template, questions, max_new_tokens=new_tokens, min_new_tokens=new_tokens, fast=fast,
         cache_8bit=cache_8bit)
+    torch.cuda.synchronize()
+    first = time.perf_counter() - start
     best = None
     for _ in range(repeats):
         torch.cuda.synchronize()
@@ -190,7 +195,7 @@ def gen_speed(model, tokenizer, template, questions, *, name, fast, new_tokens=2
         best = seconds if best is None else min(best, seconds)
     tokens = sum(a.new_tokens for a in answers)
     return {"name": name, "batch": len(questions), "new_tokens_each": new_tokens, "seconds": round(best, 3),
-            "tok_s": round(tokens / best, 1)}
+            "tok_s": round(tokens / best, 1), "first_s": round(first, 1)}
 
 
 def greedy_tokens(model, tokenizer, template, questions, fast, new_tokens=64):
