@@ -34,15 +34,15 @@ FAST = "auto"                                # gen()'s fast mode (static cache, 
 MAX_BATCH = 16                               # requests answered together in one batch (fast mode runs a batch
                                              # padded to a power of two: 16, not 20)
 BATCH_KERNEL = "auto"                        # an int4/int8 export's weights moved onto a kernel faster for batches
-                                             # where one is installed: int4 on Hopper GPUs (mslk-cuda), int8
-                                             # (gemlite). both: int4 keeps tinygemm for one row, mslk's beside it
-                                             # for batches (the int4 weights twice), exact where that and a full
-                                             # batch's cache do not fit; exact: mslk only, the same int4 levels;
-                                             # fp8: faster batches, less exact (int8 moves alike with each); auto:
-                                             # both, silent where nothing applies; false: the export's kernels;
-                                             # humming: int4 onto humming's kernel (humming-kernels, Ampere GPUs
-                                             # and newer; faster product by product for one row and for batches,
-                                             # whole answers not yet measured)
+                                             # where one is installed. auto: int4 onto humming's (humming-kernels,
+                                             # Ampere GPUs and newer; faster for one row and for batches), else on
+                                             # Hopper GPUs mslk's as both; int8 onto gemlite's; silent where
+                                             # nothing applies. humming: int4 onto humming's only, saying so where
+                                             # it is not installed. both (mslk-cuda): int4 keeps tinygemm for one
+                                             # row, mslk's beside it for batches (the int4 weights twice), exact
+                                             # where that and a full batch's cache do not fit; exact: mslk only, the
+                                             # same int4 levels; fp8: faster batches, less exact (int8 moves alike
+                                             # with each); false: the export's kernels (tinygemm, torchao's int8)
 WARMUP = True                                # where fast mode compiles (a GPU), compile it for each batch size
                                              # before serving, for a short question and max_tokens (a minute
                                              # each at 12.8b); longer prompts compile when they first come
@@ -164,7 +164,8 @@ def main(argv):
     library = Library({name: Searcher(index, reranker=RERANKER, name=name) for name, index in opened.items()},
                       top_k=TOP_K, min_relevance=MIN_RELEVANCE, not_covered=NOT_COVERED) if indexes else None
     batch_kernel = str(BATCH_KERNEL).lower()
-    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice, humming=batch_kernel == "humming")
+    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice,
+                                                  humming=batch_kernel in ("auto", "humming"))
     torch.manual_seed(0)
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)

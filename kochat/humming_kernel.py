@@ -1,18 +1,19 @@
-"""An int4 export's weights on humming's kernel, where it is installed and asked for (serve_ko.py
---batch_kernel=humming): faster than the export's own (tinygemm) product by product, for one row and for batches.
+"""An int4 export's weights on humming's kernel, where it is installed: chat_ko.py, serve_ko.py and eval_ko.py
+move them as the model loads (runs.load_for_answering; serve_ko.py --batch_kernel=false keeps tinygemm).
 humming (humming-kernels, Apache-2.0) is vLLM's quantized-GEMM library: Marlin-class kernels compiled at run time by
-NVRTC (no nvcc; the CUDA headers come with torch's CUDA wheels); with bf16 activations, as here, Ampere GPUs and
-newer (as tinygemm). Measured at the 12.8b layer sizes on an H200 (bench/RESULTS.md, with an integer zero): a token's
-160 int4 products took 3.27 ms against tinygemm's 4.10 for one row, 3.76 ms against 16.2 for 16 rows. Whole answers
-through gen() and the server are not measured yet, so it is not the default.
+NVRTC (no nvcc; the CUDA headers come with torch's CUDA wheels) into a cache (~/.humming/cache, or
+$HUMMING_CACHE_DIR), so a machine's first answers wait for them; with bf16 activations, as here, Ampere GPUs and
+newer (as tinygemm). Measured at the 12.8b shape on an H200 (bench/RESULTS.md): 200 tokens/s for one answer and
+2,187 for 16 at once through gen() (tinygemm: 191 / 581), 198 / 2,180 through the server, the weights held once.
 
 The export's int4 levels: tinygemm's layout has no unpacking, so each layer's weights are read back as its product
 with the identity (each weight on its group's grid of 16 levels, up to bf16's rounding) and quantized again by
 humming in the same scheme (4 bits, a scale and a float zero per 128 weights of a row, from the group's range).
 humming's range always reaches zero, so a group whose weights share one sign gets coarser levels than tinygemm
-gave it: each layer's weights as humming holds them are compared with the export's before the layer moves, and a
-layer further than rounding stays on tinygemm, as do the layers after it; any failure is one line (each layer
-answers correctly on either kernel). For answering only (no backward).
+gave it: each layer's weights as humming holds them are compared with the export's, and its product of one row
+with tinygemm's (which also compiles the kernel: a missing CUDA header fails here, not at the first answer),
+before the layer moves; a layer further than rounding stays on tinygemm, as do the layers after it; any failure
+is one line (each layer answers correctly on either kernel). For answering only (no backward).
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ import torch
 PACKAGES = "humming-kernels==0.1.20 cuda-bindings==13.0.3"  # measured with torch 2.11 (CUDA 13); cuda-bindings
 #                                                            # 12.x for a CUDA 12 build of torch
 WEIGHTS = {"dtype": "uint4", "group_size": 128, "has_zero_point": True, "is_fp_zero_point": True}  # tinygemm's scheme
-AGREEMENT = 0.02  # a layer's weights as humming holds them against the export's: relative distance allowed (the
-#                   int4 rounding itself puts the export ~10 % from random 16-bit weights)
+AGREEMENT = 0.02  # a layer's weights (and its product of a row) as humming holds them against the export's: the
+#                   relative distance allowed (the int4 rounding itself puts the export ~10 % from random 16-bit
+#                   weights)
 
 
 # the moved layers' humming layers, by index (a custom op takes no modules), held weakly: a model let go frees its
@@ -98,6 +100,7 @@ def onto_humming(model) -> str:
                 kernel.load_from_unquantized(weight)
                 check_levels(kernel, weight)
                 kernel.transform()
+                check_product(kernel, module)
             del weight
             swap_in(module, kernel)
             moved += 1
@@ -127,6 +130,17 @@ def check_levels(kernel, weight: torch.Tensor) -> None:
     gap = ((held.float().view_as(weight) - weight.float()).norm() / weight.float().norm()).item()
     if not gap <= AGREEMENT:
         raise ValueError(f"a layer's int4 levels moved {gap:.3f} from the export's (allowed {AGREEMENT})")
+
+
+def check_product(kernel, module: torch.nn.Linear) -> None:
+    """Raise where `kernel`'s product of a row differs from `module`'s (the layer as exported, bias left out) by more
+    than rounding, or fails: the kernel compiles on its first call."""
+    with torch.no_grad():
+        row = torch.randn(1, module.in_features, dtype=torch.bfloat16, device=module.weight.device)
+        expected = torch.nn.functional.linear(row, module.weight).float()
+        gap = ((kernel(row).float() - expected).norm() / expected.norm()).item()
+    if not gap <= AGREEMENT:
+        raise ValueError(f"a layer's product of one row moved {gap:.3f} from the export's (allowed {AGREEMENT})")
 
 
 def first_line(error: Exception) -> str:

@@ -1,5 +1,6 @@
 """kochat/humming_kernel.py on the CPU: the layer that hands its rows to humming, and that nothing moves on a CPU.
 humming's kernel itself needs an NVIDIA GPU: tests/e2e/test_export_ko.py moves a real int4 export onto it there."""
+import pytest
 import torch
 
 from kochat import generation, humming_kernel, modeling, tiny
@@ -63,3 +64,15 @@ def test_a_model_let_go_frees_its_kernels(tiny_tokenizer):
     del model, layer
     gc.collect()
     assert held() is None  # the list of kernels does not keep a model's weights alive
+
+
+def test_a_kernel_whose_product_differs_from_the_exports_does_not_take_the_layer():
+    """onto_humming calls each kernel once before the layer moves (which also compiles it): a product within rounding
+    passes, one that is not (here every weight's sign flipped in one output row) is refused."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(256, 64, bias=False).to(torch.bfloat16)
+    humming_kernel.check_product(RowsOnly(layer.weight.detach()), layer)
+    wrong = layer.weight.detach().clone()
+    wrong[3] *= -1
+    with pytest.raises(ValueError, match=r"a layer's product of one row moved 0\.\d+ from the export's"):
+        humming_kernel.check_product(RowsOnly(wrong), layer)
