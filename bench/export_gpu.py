@@ -8,7 +8,8 @@ From the repository root:
 --model is a 16-bit model folder (bench/random_model.py writes one of a real shape; random weights: speed and
 memory only, the answers mean nothing). --cache_8bit=true answers with the 8-bit key/value cache
 (kochat/kv_cache.py). The int4 export moves onto humming's kernel where humming-kernels is installed
-(kochat/humming_kernel.py), as chat_ko.py and serve_ko.py move it; --humming=false keeps tinygemm. The JSON is rewritten after each measurement.
+(kochat/humming_kernel.py), as chat_ko.py and serve_ko.py move it; --humming=false keeps tinygemm. The JSON is
+rewritten after each measurement.
 """
 import json
 import shutil

@@ -1,14 +1,15 @@
 """Kernels that answer batches faster than an int4 or int8 export's own, for serve_ko.py: where the GPU and an
 installed kernel library allow, the export's weights are moved onto them as the model loads, a layer at a time.
-Where humming-kernels is installed, an int4 export is already on humming's kernel (kochat/humming_kernel.py: faster
-than all below for one row and for batches, the weights held once), and nothing here moves it.
+Where humming-kernels is installed, serve_ko.py's auto has already put an int4 export on humming's kernel
+(kochat/humming_kernel.py: faster than all below for one row and for batches, the weights held once); only layers
+humming did not take (a failed move) are left for mslk here.
 
 int4 (saved for tinygemm) onto mslk's CUTLASS kernels for Hopper GPUs (H100, H200; mslk-cuda, BSD-3, through
 torchao), measured at the 12.8b shape on an H200 through the server, 1 client / 16 clients (bench/RESULTS.md;
 tinygemm alone: 179 / 597 tokens/s):
 - "both", serve_ko.py's default (auto) where humming is not installed: tinygemm's weights kept for one row and
-  "exact"'s beside them for more (TwoKernelLinear): 162 / 1,316 tokens/s, twice the int4 weights' memory (6.4 GiB more at the 12.8b shape;
-  the server's peak 20.0 GiB against 12.7), so only where the GPU also keeps room for a full batch's cache
+  "exact"'s beside them for more (TwoKernelLinear): 162 / 1,316 tokens/s, twice the int4 weights' memory (6.4 GiB
+  more at the 12.8b shape; the server's peak 20.0 GiB against 12.7), so only where the GPU also keeps room for a full batch's cache
   (what_both_lacks), else "exact".
 - "exact": the same int4 levels (a scale and a minimum per 128 weights, tinygemm's own scheme: mslk rounds
   tinygemm's dequantized values back to the same levels; the scale and minimum are derived again, equal up to

@@ -66,13 +66,16 @@ def test_a_model_let_go_frees_its_kernels(tiny_tokenizer):
     assert held() is None  # the list of kernels does not keep a model's weights alive
 
 
-def test_a_kernel_whose_product_differs_from_the_exports_does_not_take_the_layer():
-    """onto_humming calls each kernel once before the layer moves (which also compiles it): a product within rounding
-    passes, one that is not (here every weight's sign flipped in one output row) is refused."""
+def test_a_kernel_whose_product_differs_from_the_exports_by_more_than_rounding_is_refused():
+    """onto_humming calls each kernel once before its layer moves (which also compiles it) and compares the product
+    of a row with the layer's, bias left out (humming adds none): weights ~0.5 % off (rounding) pass, one output row
+    of 64 with its signs flipped does not."""
     torch.manual_seed(0)
-    layer = torch.nn.Linear(256, 64, bias=False).to(torch.bfloat16)
-    humming_kernel.check_product(RowsOnly(layer.weight.detach()), layer)
-    wrong = layer.weight.detach().clone()
+    layer = torch.nn.Linear(256, 64).to(torch.bfloat16)
+    layer.bias.data.fill_(10.0)  # far larger than the products: counted on one side only, it would fail the check
+    weight = layer.weight.detach()
+    humming_kernel.check_product(RowsOnly(weight * (1 + 0.005 * torch.randn_like(weight))), layer)
+    wrong = weight.clone()
     wrong[3] *= -1
     with pytest.raises(ValueError, match=r"a layer's product of one row moved 0\.\d+ from the export's"):
         humming_kernel.check_product(RowsOnly(wrong), layer)

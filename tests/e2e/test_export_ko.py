@@ -1,6 +1,6 @@
 """export_ko.py as a user runs it on the tiny run: the merged folder answers as the adapter on a 16-bit base does;
-the int8 folder (and int4, on an NVIDIA GPU: the device) loads in chat_ko.py as it was saved and keeps the merged
-model's loss; serve_ko.py's batch kernels answer as the export's; int4 on a machine without an NVIDIA GPU, a wrong
+the int8 folder (and int4, on an NVIDIA GPU: the device) answers in chat_ko.py and keeps the merged model's loss;
+humming's and serve_ko.py's batch kernels answer as the export's; int4 on a machine without an NVIDIA GPU, a wrong
 format, an occupied output folder and a run whose base is gone are each one line, before anything is written."""
 import importlib.util
 import json
@@ -97,6 +97,8 @@ def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, 
     assert answer.returncode == 0, answer.stderr[-3000:]
     assert re.search(r"answering with Int8WeightOnlyConfig weights \(torchao\) on (cpu, fast mode off|cuda, fast mode on)",
                      answer.stderr)
+    # a wait is announced where the first answer compiles (a GPU), and only there
+    assert ("the first answer compiles the decoding step" in answer.stderr) == torch.cuda.is_available()
     assert answer.stdout.strip()
     int8_loss, merged_loss = held_out_loss(out), held_out_loss(merged)
     assert abs(int8_loss - merged_loss) < 0.02 * merged_loss, (int8_loss, merged_loss)
@@ -104,7 +106,7 @@ def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, 
 
 @pytest.mark.skipif(not torch.cuda.is_available(),
                     reason="int4 is made and run by a CUDA kernel (tested on the device)")
-def test_int4_loads_as_saved_in_chat_and_keeps_near_the_merged_models_loss(tiny_run, merged, run_script, tmp_path):
+def test_int4_answers_in_chat_and_keeps_near_the_merged_models_loss(tiny_run, merged, run_script, tmp_path):
     """And on a Hopper GPU with mslk installed, serve_ko.py's batch kernels: exact (and both) within rounding of
     tinygemm's logits, fp8 farther, all answering through the compiled loop."""
     run, _ = tiny_run
@@ -115,6 +117,7 @@ def test_int4_loads_as_saved_in_chat_and_keeps_near_the_merged_models_loss(tiny_
     assert answer.returncode == 0, answer.stderr[-3000:]
     through = " through humming's kernel" if importlib.util.find_spec("humming") else ""  # chat moves it there
     assert f"answering with Int4WeightOnlyConfig weights (torchao){through} on cuda, fast mode on" in answer.stderr
+    assert "the first answer compiles the decoding step" in answer.stderr
     assert answer.stdout.strip()
     int4_loss, merged_loss = held_out_loss(out), held_out_loss(merged)
     assert abs(int4_loss - merged_loss) < 0.05 * merged_loss, (int4_loss, merged_loss)
