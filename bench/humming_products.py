@@ -4,13 +4,19 @@ export; --int8=false leaves it out), for each product of one layer at a real sha
 microseconds a call (a CUDA graph of 50 calls), the rate the weights are read at, and each result's distance from
 the 16-bit product. The int4 kernels quantize the same weights to 4 bits with a scale and a zero per 128 weights of
 a row, each with its own rounding: humming in kochat/humming_kernel.py's scheme (a float zero; --zero=int: an
-integer one, as the first measurement of 2026-12-01). From the repository root, with
+integer one, as the first measurement of 2026-12-01; --zero=none: no zero, symmetric int4, to see whether the
+zero's arithmetic costs time). From the repository root, with
 `pip install humming-kernels==0.1.20 cuda-bindings==13.0.3`:
 
     python3 -m bench.humming_products --shape=polyglot-ko-12.8b --out=RESULT.json
+    python3 -m bench.humming_products --configs=bench/humming_configs.json --int8=false --out=RESULT.json
 
-Random weights: speed only. The JSON is rewritten after each layer size.
+--configs times humming's int4 also with kernel configurations of one's own: humming picks one per number of rows
+by its heuristics (recorded as `config`); each entry of the file changes some of its fields (humming's
+TuningConfig: stages, CTAs per SM, block shapes, stream-K, PDL...) and is timed beside it, or records why it did not
+compile or run. Random weights: speed only. The JSON is rewritten after each layer size.
 """
+import json
 import sys
 import time
 from datetime import datetime, timezone
@@ -27,8 +33,13 @@ SHAPE = "polyglot-ko-12.8b"  # polyglot-ko-12.8b or qwen3-8b: which layer sizes
 OUT = ""                     # the result JSON; required
 ROWS = "1,16"                # rows a product multiplies, comma-separated
 CALLS = 50                   # calls in the timed CUDA graph
-ZERO = "float"               # humming's zero per group: float (as kochat/humming_kernel.py moves exports) or int
+ZERO = "float"               # humming's zero per group: float (as kochat/humming_kernel.py moves exports), int, none
 INT8 = True                  # also humming's int8 (a scale per row, as the int8 export): a candidate for int8's target
+CONFIGS = ""                 # a JSON file {name: {TuningConfig fields}}: humming's int4 also timed with its heuristic
+                             # choice changed by each; "" = its own choice only
+ZEROS = {"float": {"has_zero_point": True, "is_fp_zero_point": True},
+         "int": {"has_zero_point": True, "is_fp_zero_point": False},
+         "none": {"dtype": "int4", "has_zero_point": False, "is_fp_zero_point": False}}
 
 
 def time_us(fn) -> float:
@@ -58,9 +69,11 @@ def main(argv):
         raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
     if SHAPE not in SHAPES:
         raise UserError(f"--shape={SHAPE}: one of {', '.join(SHAPES)}")
-    if ZERO not in ("float", "int"):
-        raise UserError(f"--zero={ZERO}: float or int")
+    if ZERO not in ZEROS:
+        raise UserError(f"--zero={ZERO}: one of {', '.join(ZEROS)}")
+    configs = read_configs(CONFIGS) if CONFIGS else {}
     from humming.layer import HummingLayer
+    from humming.tune import get_heuristics_config
     from torchao.quantization import Int4WeightOnlyConfig, quantize_
 
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -71,7 +84,7 @@ def main(argv):
         here = results["layers"][f"{n}x{k}"] = {}
         weight = torch.randn(n, k, dtype=torch.bfloat16, device="cuda") / 50
         humming = HummingLayer(shape_n=n, shape_k=k, torch_dtype=torch.bfloat16,
-                               weight_config={**humming_kernel.WEIGHTS, "is_fp_zero_point": ZERO == "float"}).cuda()
+                               weight_config={**humming_kernel.WEIGHTS, **ZEROS[ZERO]}).cuda()
         humming.load_from_unquantized(weight)
         humming.transform()
         tinygemm = torch.nn.Linear(k, n, bias=False, dtype=torch.bfloat16, device="cuda")
@@ -100,8 +113,38 @@ def main(argv):
                                  for name in kernels},
                 "relative_error": {name: round(float((f(x) - exact).norm() / exact.norm()), 4)
                                    for name, f in kernels.items()}}
+            if configs:
+                own = get_heuristics_config(humming.humming_config, shape_m=rows)
+                here[f"{rows} rows"]["config"] = json.loads(json.dumps(own, default=str))  # its enums as text
+                here[f"{rows} rows"]["configs"] = {
+                    name: timed_config(humming, x, exact, {**own, **change}) for name, change in configs.items()}
         print(f"{n}x{k}: {here}", flush=True)
         runs.write_json(Path(OUT), results)
+
+
+def read_configs(path: str) -> dict:
+    try:
+        configs = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"--configs={path}: not a readable JSON file ({e})") from None
+    if not isinstance(configs, dict) or not all(isinstance(c, dict) for c in configs.values()):
+        raise UserError(f"--configs={path}: a JSON object of named objects of humming's TuningConfig fields, e.g. "
+                        '{"three stages": {"num_stages": 3}}')
+    return configs
+
+
+def timed_config(humming, x, exact, config: dict) -> dict:
+    """Microseconds a call of humming's int4 product with `config` (its own choice changed), the weights' rate and
+    its distance from the 16-bit product; or why it did not compile or run."""
+    try:
+        def product():
+            return humming(x, tuning_config=config)
+        us = time_us(product)
+        return {"us": us, "weights_tb_s": round(x.shape[1] * humming.shape_n / 2 / 1e9 / us * 1e3, 2),
+                "relative_error": round(float((product() - exact).norm() / exact.norm()), 4)}
+    except Exception as e:  # an illegal or failing configuration is a result too
+        torch.cuda.synchronize()
+        return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
 
 
 if __name__ == "__main__":
