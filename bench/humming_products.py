@@ -65,13 +65,13 @@ def time_us(fn) -> float:
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "OUT")
-    if not torch.cuda.is_available():
-        raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
     if SHAPE not in SHAPES:
         raise UserError(f"--shape={SHAPE}: one of {', '.join(SHAPES)}")
     if ZERO not in ZEROS:
         raise UserError(f"--zero={ZERO}: one of {', '.join(ZEROS)}")
     configs = read_configs(CONFIGS) if CONFIGS else {}
+    if not torch.cuda.is_available():
+        raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
     from humming.layer import HummingLayer
     from humming.tune import get_heuristics_config
     from torchao.quantization import Int4WeightOnlyConfig, quantize_

@@ -9,7 +9,8 @@ import pytest
 from kochat import PROJECT_ROOT
 
 SCRIPTS = ["speed", "profile_steps", "random_model", "serve_load", "soak", "summarize", "rag", "grounded_gpu", "eval_speed",
-           "export_gpu", "inspect_run", "gguf_agreement", "batch_kernel_error"]
+           "export_gpu", "inspect_run", "gguf_agreement", "batch_kernel_error",
+           "humming_products"]
 
 
 def run_module(name, *args):
@@ -31,6 +32,20 @@ def test_a_missing_required_option_is_one_line():
     result = run_module("speed", "--part=train")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == "error: --model=… --data=… --out=… are required (see --help)"
+
+
+def test_humming_configurations_are_read_as_named_changes_or_refused_in_one_line(tmp_path):
+    from bench.humming_products import read_configs
+    from kochat.errors import UserError
+
+    committed = read_configs(str(PROJECT_ROOT / "bench" / "humming_configs.json"))
+    assert committed["3 stages"] == {"num_stages": 3} and all(isinstance(c, dict) for c in committed.values())
+    listed = tmp_path / "listed.json"
+    listed.write_text('[{"num_stages": 3}]')
+    with pytest.raises(UserError, match="a JSON object of named objects of humming's TuningConfig fields"):
+        read_configs(str(listed))
+    with pytest.raises(UserError, match="not a readable JSON file"):
+        read_configs(str(tmp_path / "missing.json"))
 
 
 def test_the_speed_defaults_are_the_recipes():
