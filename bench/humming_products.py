@@ -4,8 +4,9 @@ export; --int8=false leaves it out), for each product of one layer at a real sha
 microseconds a call (a CUDA graph of 50 calls), the rate the weights are read at, and each result's distance from
 the 16-bit product. The int4 kernels quantize the same weights to 4 bits with a scale and a zero per 128 weights of
 a row, each with its own rounding: humming in kochat/humming_kernel.py's scheme (a float zero; --zero=int: an
-integer one, as the first measurement of 2026-12-01; --zero=none: no zero, symmetric int4, to see whether the
-zero's arithmetic costs time). From the repository root, with
+integer one, as the first measurement of 2026-12-01; --zero=none: no zero, symmetric int4, which humming holds in
+another code and dequantizes another way: a hint, not a measure, of what the zero's arithmetic costs). From the
+repository root, with
 `pip install humming-kernels==0.1.20 cuda-bindings==13.0.3`:
 
     python3 -m bench.humming_products --shape=polyglot-ko-12.8b --out=RESULT.json
@@ -14,8 +15,11 @@ zero's arithmetic costs time). From the repository root, with
 --configs times humming's int4 also with kernel configurations of one's own: humming picks one per number of rows
 by its heuristics (recorded as `config`); each entry of the file changes some of its fields (humming's
 TuningConfig: stages, CTAs per SM, block shapes, stream-K, PDL...) and is timed beside it, or records why it did not
-compile or run. Random weights: speed only. The JSON is rewritten after each layer size.
+compile or run (a configuration that leaves the GPU in an error state ends the run, in one line, after the
+layer sizes done are written). PDL between back-to-back calls of the same kernel overlaps more than it would
+between a model's different kernels. Random weights: speed only. The JSON is rewritten after each layer size.
 """
+import dataclasses
 import json
 import sys
 import time
@@ -72,8 +76,15 @@ def main(argv):
     configs = read_configs(CONFIGS) if CONFIGS else {}
     if not torch.cuda.is_available():
         raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
+    from humming.config.config import TuningConfig
     from humming.layer import HummingLayer
     from humming.tune import get_heuristics_config
+
+    fields = {f.name for f in dataclasses.fields(TuningConfig)}
+    for name, change in configs.items():  # a misspelt field: one line before anything is timed
+        if set(change) - fields:
+            raise UserError(f"--configs={CONFIGS}: {name!r} sets {', '.join(sorted(set(change) - fields))}, not "
+                            f"fields of humming's TuningConfig ({', '.join(sorted(fields))})")
     from torchao.quantization import Int4WeightOnlyConfig, quantize_
 
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -116,8 +127,13 @@ def main(argv):
             if configs:
                 own = get_heuristics_config(humming.humming_config, shape_m=rows)
                 here[f"{rows} rows"]["config"] = json.loads(json.dumps(own, default=str))  # its enums as text
-                here[f"{rows} rows"]["configs"] = {
-                    name: timed_config(humming, x, exact, {**own, **change}) for name, change in configs.items()}
+                timed = here[f"{rows} rows"]["configs"] = {}
+                for name, change in configs.items():
+                    timed[name] = timed_config(humming, x, exact, {**own, **change})
+                    if "gpu_error" in timed[name]:
+                        runs.write_json(Path(OUT), results)
+                        raise UserError(f"the configuration {name!r} ({n}x{k}, {rows} rows) left the GPU in an error "
+                                        f"state ({timed[name]['gpu_error']}): {OUT} holds what was measured before")
         print(f"{n}x{k}: {here}", flush=True)
         runs.write_json(Path(OUT), results)
 
@@ -136,15 +152,21 @@ def read_configs(path: str) -> dict:
 def timed_config(humming, x, exact, config: dict) -> dict:
     """Microseconds a call of humming's int4 product with `config` (its own choice changed), the weights' rate and
     its distance from the 16-bit product; or why it did not compile or run."""
+    def product():
+        return humming(x, tuning_config=config)
     try:
-        def product():
-            return humming(x, tuning_config=config)
+        product()
+        torch.cuda.synchronize()  # a failing kernel is blamed on its own configuration, not the next one
         us = time_us(product)
         return {"us": us, "weights_tb_s": round(x.shape[1] * humming.shape_n / 2 / 1e9 / us * 1e3, 2),
                 "relative_error": round(float((product() - exact).norm() / exact.norm()), 4)}
     except Exception as e:  # an illegal or failing configuration is a result too
-        torch.cuda.synchronize()
-        return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+        error = f"{type(e).__name__}: {str(e)[:300]}"
+        try:
+            torch.cuda.synchronize()
+        except Exception:  # a sticky CUDA error: nothing after it on this GPU can be trusted
+            return {"gpu_error": error}
+        return {"error": error}
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ torchao), measured at the 12.8b shape on an H200 through the server, 1 client / 
 tinygemm alone: 179 / 597 tokens/s):
 - "both", serve_ko.py's default (auto) where humming is not installed: tinygemm's weights kept for one row and
   "exact"'s beside them for more (TwoKernelLinear): 162 / 1,316 tokens/s, twice the int4 weights' memory (6.4 GiB
-  more at the 12.8b shape; the server's peak 20.0 GiB against 12.7), so only where the GPU also keeps room for a full batch's cache
-  (what_both_lacks), else "exact".
+  more at the 12.8b shape; the server's peak 20.0 GiB against 12.7), so only where the GPU also keeps room for a
+  full batch's cache (what_both_lacks), else "exact".
 - "exact": the same int4 levels (a scale and a minimum per 128 weights, tinygemm's own scheme: mslk rounds
   tinygemm's dequantized values back to the same levels; the scale and minimum are derived again, equal up to
   bf16 rounding; the products as far from the 16-bit ones as tinygemm's), activations in 16 bits: 106 / 1,313

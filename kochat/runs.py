@@ -190,7 +190,8 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
     installed (kochat/humming_kernel.py; `humming` False keeps the export's tinygemm). `four_bit` True: the base in
     4-bit NF4; False: in compute_dtype() (bf16 on a GPU, float32 on a CPU); None (auto): a run folder's base in
     4-bit NF4, as trained, and a merged folder unquantized where it fits (sixteen_bits_fit). A real-size model on a
-    machine without a GPU is refused before it loads. chat_ko.py, serve_ko.py, the tests and bench all open a run this way."""
+    machine without a GPU is refused before it loads. chat_ko.py, serve_ko.py, the tests and bench all open a run
+    this way."""
     from . import humming_kernel, modeling
 
     run = folder if isinstance(folder, Run) else open_run(folder)
