@@ -85,10 +85,12 @@ def onto_humming(model) -> str:
     except Exception as e:  # cuda-bindings missing or of another CUDA, among others
         return (f"int4 stays on tinygemm: humming does not load here ({type(e).__name__}: {first_line(e)}); "
                 f"measured with {PACKAGES}")
+    from tqdm.auto import tqdm
+
     identities: dict[tuple, torch.Tensor] = {}  # one per input width and device
     moved = 0
-    try:
-        for module in layers:
+    try:  # the first layer of each shape waits for its kernels to compile (a minute or two on a new machine)
+        for module in tqdm(layers, desc="int4 layers onto humming's kernel", unit="layer"):
             device, width = module.weight.device, module.in_features
             identity = identities.get((device, width))
             if identity is None:
