@@ -20,7 +20,7 @@ import torch
 from kochat import cli, modeling, prompts, runs
 from kochat.documents import grounding
 from kochat.errors import UserError
-from kochat.generation import CACHE_STEP, compiles, fast_mode, gen, mode_line, render
+from kochat.generation import compiles, fast_mode, gen, mode_line, render
 from kochat.tokenization import encode_prompt
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
@@ -63,7 +63,7 @@ def main(argv):
     print(mode_line(model, fast), file=sys.stderr)
     if fast and compiles(model):  # said before the wait: nothing else shows while the first answer compiles
         print("the first answer compiles the decoding step (about a minute at 12.8b, two on a new machine), as does "
-              f"each needing a cache length not used before (steps of {CACHE_STEP} tokens); the others do not wait",
+              "the first of each new cache length (prompt plus answer, rounded up); the others do not wait",
               file=sys.stderr)
     settings = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P, fast=fast)
     room = modeling.context_length(model.config) - MAX_NEW_TOKENS  # the prompt's tokens at most
