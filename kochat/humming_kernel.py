@@ -129,9 +129,7 @@ def check_levels(kernel, weight: torch.Tensor) -> None:
     """Raise where the weights `kernel` holds (quantized, before humming packs them for its kernel) are further from
     `weight`, the export's, than rounding: a layer with many groups of one sign (see above)."""
     held = kernel.weight_schema.dequant_tensors({name: p.data for name, p in kernel.named_parameters()})
-    gap = ((held.float().view_as(weight) - weight.float()).norm() / weight.float().norm()).item()
-    if not gap <= AGREEMENT:
-        raise ValueError(f"a layer's int4 levels moved {gap:.3f} from the export's (allowed {AGREEMENT})")
+    check_close(held.view_as(weight), weight, "int4 levels")
 
 
 def check_product(kernel, module: torch.nn.Linear) -> None:
@@ -139,10 +137,14 @@ def check_product(kernel, module: torch.nn.Linear) -> None:
     than rounding, or fails: the kernel compiles on its first call."""
     with torch.no_grad():
         row = torch.randn(1, module.in_features, dtype=torch.bfloat16, device=module.weight.device)
-        expected = torch.nn.functional.linear(row, module.weight).float()
-        gap = ((kernel(row).float() - expected).norm() / expected.norm()).item()
+        check_close(kernel(row), torch.nn.functional.linear(row, module.weight), "product of one row")
+
+
+def check_close(held: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    """Raise where `held` is further from `expected` (relative distance) than AGREEMENT allows."""
+    gap = ((held.float() - expected.float()).norm() / expected.float().norm()).item()
     if not gap <= AGREEMENT:
-        raise ValueError(f"a layer's product of one row moved {gap:.3f} from the export's (allowed {AGREEMENT})")
+        raise ValueError(f"a layer's {what} moved {gap:.3f} from the export's (allowed {AGREEMENT})")
 
 
 def first_line(error: Exception) -> str:
