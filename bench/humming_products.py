@@ -24,6 +24,7 @@ import json
 import sys
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -115,7 +116,12 @@ def main(argv):
         for rows in (int(r) for r in ROWS.split(",")):
             x = torch.randn(rows, k, dtype=torch.bfloat16, device="cuda")
             exact = x @ weight.t()
-            kernels = {"humming": humming, "tinygemm": tinygemm, **({"humming_int8": int8} if int8 else {})}
+            own = get_heuristics_config(humming.humming_config, shape_m=rows)
+            # humming's kernel for this many rows, named: its first call without one compiles every range of rows
+            # (~90 kernels a layer size) where this compiles one
+            kernels = {"humming": partial(humming, tuning_config=own), "tinygemm": tinygemm,
+                       **({"humming_int8": partial(int8, tuning_config=get_heuristics_config(
+                           int8.humming_config, shape_m=rows))} if int8 else {})}
             us = {name: time_us(lambda f=f: f(x)) for name, f in kernels.items()}
             us["bf16"] = time_us(lambda: x @ weight.t())
             here[f"{rows} rows"] = {
@@ -123,10 +129,9 @@ def main(argv):
                 "weights_tb_s": {name: round(gigabytes * (2 if name == "humming_int8" else 1) / us[name] * 1e3, 2)
                                  for name in kernels},
                 "relative_error": {name: round(float((f(x) - exact).norm() / exact.norm()), 4)
-                                   for name, f in kernels.items()}}
+                                   for name, f in kernels.items()},
+                "config": json.loads(json.dumps(own, default=str))}  # humming's int4 choice, its enums as text
             if configs:
-                own = get_heuristics_config(humming.humming_config, shape_m=rows)
-                here[f"{rows} rows"]["config"] = json.loads(json.dumps(own, default=str))  # its enums as text
                 timed = here[f"{rows} rows"]["configs"] = {}
                 for name, change in configs.items():
                     timed[name] = timed_config(humming, x, exact, {**own, **change})
