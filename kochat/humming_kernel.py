@@ -4,7 +4,8 @@ humming (humming-kernels, Apache-2.0) is vLLM's quantized-GEMM library: Marlin-c
 NVRTC (no nvcc; the CUDA headers come with torch's CUDA wheels) into a cache (~/.humming/cache, or
 $HUMMING_CACHE_DIR), so a machine's first answers wait for them; with bf16 activations, as here, Ampere GPUs and
 newer (as tinygemm). Measured at the 12.8b shape on an H200 (bench/RESULTS.md): 200 tokens/s for one answer and
-2,187 for 16 at once through gen() (tinygemm: 191 / 581), 198 / 2,180 through the server, the weights held once.
+2,187 for 16 at once through gen() (tinygemm: 191 / 581), 198 / 2,180 through the server, the weights held once;
+205 / 2,775 through gen() at the Qwen3-8B shape (tinygemm: 115 / 1,044; its merged 16-bit model: 179 / 2,580).
 
 The export's int4 levels: tinygemm's layout has no unpacking, so each layer's weights are read back as its product
 with the identity (each weight on its group's grid of 16 levels, up to bf16's rounding) and quantized again by

@@ -31,12 +31,15 @@ def torchao_config(fmt: str):
         from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig
     except ImportError:
         raise UserError(f"--format={fmt} needs torchao: pip install {TORCHAO_PACKAGE}") from None
+    # set_inductor_config=False: torchao would turn on its inductor settings for the whole process that quantizes,
+    # which compiles nothing; gen() turns them on where they help (one row of int8 weights, kochat/row_sums.py) as a
+    # process that loads the export does. Left on, a batch of 16 compiled for minutes in the process that exported
     if fmt == "int8":
-        return Int8WeightOnlyConfig()
+        return Int8WeightOnlyConfig(set_inductor_config=False)
     if not torch.cuda.is_available():
         raise UserError("--format=int4 is made and run by a CUDA kernel and this machine has no NVIDIA GPU: export "
                         "--format=int8 (GPU or CPU) or --format=gguf (q4_k_m, for llama.cpp on a CPU) instead")
-    return Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d")
+    return Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d", set_inductor_config=False)
 
 
 def check_gpu_memory(fmt: str, params: int) -> None:

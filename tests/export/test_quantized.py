@@ -17,3 +17,16 @@ def test_too_little_gpu_memory_to_quantize_is_one_line_before_the_merge(monkeypa
                                         r"free the GPU, export on a larger one, or choose --format=int4"):
         quantized.check_gpu_memory("int8", PARAMS_12P8B)
     quantized.check_gpu_memory("int4", PARAMS_12P8B)
+
+
+def test_quantizing_for_an_export_leaves_the_process_compile_settings_alone(monkeypatch):
+    """torchao's configurations turn on inductor's coordinate-descent tuning for the whole process by default; the
+    export compiles nothing, and a process that exported then compiled its batches under the tuning for minutes."""
+    from torch._inductor import config as inductor
+    from torchao.quantization import quantize_
+
+    monkeypatch.setattr(inductor, "coordinate_descent_tuning", False)
+    layer = torch.nn.Sequential(torch.nn.Linear(256, 128, dtype=torch.bfloat16))
+    quantize_(layer, quantized.torchao_config("int8"))
+    assert type(layer[0].weight).__name__ == "Int8Tensor"  # quantized, and nothing else changed
+    assert not inductor.coordinate_descent_tuning
