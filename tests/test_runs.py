@@ -211,3 +211,28 @@ def test_a_merged_folder_answers_in_16_bits_where_they_fit_the_gpus_else_in_4_bi
                                "that fits)"]
     monkeypatch.setattr(runs.torch.cuda, "is_available", lambda: False)
     assert runs.sixteen_bits_fit(run, config)  # a CPU holds them in its own memory
+
+
+def test_an_export_that_does_not_fit_the_gpu_is_one_line_before_it_loads(tmp_path, monkeypatch):
+    """The 12.8b shape's int8 export, 12.31 GiB on disk (a sparse file here), wants 14.7 GiB free with transformers'
+    90 % and the headroom: a 16 GB card's ~15 GiB take it, a 12 GB card's ~11 do not, and int4 is named instead."""
+    from types import SimpleNamespace
+
+    from kochat import kv_cache
+
+    with open(tmp_path / "model.safetensors", "wb") as weights:
+        weights.truncate(int(12.31 * 2**30))
+    int8 = SimpleNamespace(quantization_config={"quant_method": "torchao",
+                                                "quant_type": {"default": {"_type": "Int8WeightOnlyConfig"}}})
+    run = runs.Run(tmp_path, str(tmp_path), None, None, None)
+    monkeypatch.setattr(runs.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(runs.torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(kv_cache, "free_bytes", lambda device: 15.0 * 2**30)
+    runs.check_export_fits(run, int8)
+    monkeypatch.setattr(kv_cache, "free_bytes", lambda device: 11.0 * 2**30)
+    with pytest.raises(UserError, match=rf"^{tmp_path}'s weights take 12.3 GiB and want ~14.7 GiB free on the GPU; "
+                                        r"it has 11.0 GiB: free the GPU, answer on a larger one, export the run again "
+                                        r"with --format=int4 \(about half the size\), or export --format=gguf"):
+        runs.check_export_fits(run, int8)
+    monkeypatch.setattr(runs.torch.cuda, "is_available", lambda: False)
+    runs.check_export_fits(run, int8)  # int8 on a CPU loads into its memory

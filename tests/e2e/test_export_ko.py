@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from kochat import PROJECT_ROOT, batch_kernels, humming_kernel, modeling, recipe, runs, tiny
+from kochat.export import gguf as gguf_export
 from kochat.generation import gen, mode_line
 
 QUESTIONS = ["한국의 수도는 어디인가요?", "건강하게 살기 위한 세 가지 방법은?", "파인튜닝이란 무엇인가요?"]
@@ -70,7 +71,7 @@ def test_merged_answers_as_the_adapter_does_and_is_a_plain_model_folder(tiny_run
         ids = torch.tensor([adapter.tokenizer(adapter.run.template.prompt(question, ""))["input_ids"]])
         with torch.no_grad():
             assert torch.allclose(adapter.model(input_ids=ids).logits, folded.model(input_ids=ids).logits, atol=1e-4)
-    assert greedy(merged)[0] == greedy(run, four_bit=False)[0] == "7입니다."
+    assert greedy(merged) == greedy(run, four_bit=False) and greedy(merged)[0] == "7입니다."
     assert {"config.json", "model.safetensors", "template.json", "template.jinja", "tokenizer.json"} <= \
         {p.name for p in merged.iterdir()}
     assert "quantization_config" not in json.loads((merged / "config.json").read_text())
@@ -180,10 +181,13 @@ def test_int8_on_gemlites_kernel_answers_as_torchaos_int8(merged, tmp_path):
 def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_path):
     run, _ = tiny_run
 
-    def refused(*args):
-        result = run_script("export_ko.py", f"--adapter={run}", *args, cwd=tmp_path)
+    def refused_run(folder, *args):
+        result = run_script("export_ko.py", f"--adapter={folder}", *args, cwd=tmp_path)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
         return result.stderr.strip().splitlines()[-1]
+
+    def refused(*args):
+        return refused_run(run, *args)
 
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
@@ -206,8 +210,8 @@ def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_pa
     config = json.loads((moved / "run_config.json").read_text())
     config["constants"]["MODEL_ID"] = str(tmp_path / "no-such-base")
     (moved / "run_config.json").write_text(json.dumps(config))
-    result = run_script("export_ko.py", f"--adapter={moved}", "--format=merged", f"--out={tmp_path / 'c'}", cwd=tmp_path)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert refused_run(moved, "--format=merged", f"--out={tmp_path / 'c'}") == \
+        f"error: model folder {tmp_path / 'no-such-base'} not found; pass a folder holding config.json, or a hub id"
     (tmp_path / "weightless-base").mkdir()  # a base with its config but no weights: the merge itself fails
     shutil.copy(modeling.model_source(tiny.MODEL_ID) + "/config.json", tmp_path / "weightless-base")
     config["constants"]["MODEL_ID"] = str(tmp_path / "weightless-base")
@@ -217,6 +221,31 @@ def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_pa
     assert result.returncode == 2 and "cannot load weights from" in result.stderr  # and c/ it made is gone again
     assert not any(p.name in ("a", "b", "c") for p in tmp_path.iterdir()) and (run / "adapter_model.safetensors").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+
+
+def test_too_little_disk_or_memory_is_one_line_before_anything_is_written(tmp_path, monkeypatch):
+    """export_ko.py's check before its merge (the 12.8b shape: a 25.8 GB merged copy, then the format): the disk
+    under OUT, exports killed before they finished named where they hold it, then the CPU memory the merge needs."""
+    import export_ko
+    from kochat.errors import UserError
+
+    stale = tmp_path / ".export-k1ll3d"
+    stale.mkdir()
+    with open(stale / "model.safetensors", "wb") as weights:
+        weights.truncate(2 * 10**9)  # sparse: takes no disk here
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(export_ko.shutil, "disk_usage", lambda path: usage._replace(free=int(30e9)))
+    with pytest.raises(UserError, match=rf"^not enough disk for a merged export: needs ~40.6 GB under {tmp_path}, "
+                                        r"30.0 GB free; 1 unfinished exports \(.export-\*\) hold 2.0 GB there: remove "
+                                        r"them if no export is running$"):
+        export_ko.check_room(25.8e9 + 12.9e9, tmp_path / "out", int(25.8e9))
+    monkeypatch.setattr(export_ko.shutil, "disk_usage", lambda path: usage._replace(free=int(100e9)))
+    monkeypatch.setattr(export_ko, "available_memory", lambda: int(20e9))
+    with pytest.raises(UserError, match=r"^merging needs ~28.4 GB of free CPU memory for the 16-bit base, 20.0 GB is "
+                                        r"free: close other programs or export on a larger machine$"):
+        export_ko.check_room(25.8e9, tmp_path / "out", int(25.8e9))
+    export_ko.check_room(25.8e9, tmp_path / "out", 0)  # a merged folder is read in place: no merge to hold
+    assert not (tmp_path / "out").exists()
 
 
 def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run, run_script, tmp_path):
@@ -229,6 +258,11 @@ def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run,
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "README.md", "tiny-gguf-f16.gguf"]
     assert gguf.GGUFReader(out / "tiny-gguf-f16.gguf").get_field("general.architecture").contents() == "gptneox"
+    # llama.cpp answers from the trained run's file as gen() answers from the run (its adapter on the 16-bit base)
+    adapter = runs.load_for_answering(str(run), four_bit=False)
+    prompts = [adapter.run.template.prompt(q, "") for q in QUESTIONS]
+    ours = gguf_export.llama_greedy(out / "tiny-gguf-f16.gguf", prompts, max_new_tokens=24)
+    assert [adapter.tokenizer.decode(ids).strip() for ids in ours] == greedy(run, four_bit=False)
     assert "FROM ./tiny-gguf-f16.gguf" in (out / "Modelfile").read_text() and "ollama create" in result.stdout
     card = (out / "README.md").read_text()
     commands = [line[4:] for line in card.split("## Use it")[1].splitlines() if line.startswith("    ")]
