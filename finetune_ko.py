@@ -231,7 +231,7 @@ def main(argv):
         modeling.compile_layers(model)
     counts = estimate.count_parameters(model)
     print("[5] " + counts.line())
-    print(f"    {checkpointed}/{len(modeling.decoder_layers(model))} layers checkpointed, layers {'' if compiled else 'not '}compiled"
+    print(f"    {checkpointed}/{len(modeling.language_layers(model))} layers checkpointed, layers {'' if compiled else 'not '}compiled"
           + (" (FSDP)" if launch.fsdp and COMPILE else ""))
     optim = processes.optimizer(launch, OPTIM)  # FSDP cannot checkpoint paged 8-bit Adam's state
     if optim != OPTIM:

@@ -120,7 +120,7 @@ def train_speed(model, tokenizer, rows, *, name, steps, pack_tokens, batch_size,
     model.set_attn_implementation(attention)
     seed_style = name == "setting0"
     modeling.embeddings_in(model, torch.float32 if seed_style else torch.bfloat16)
-    layers = modeling.decoder_layers(model)
+    layers = modeling.language_layers(model)
     checkpoint_layers = modeling.checkpoint_layers(model, checkpointed)  # as finetune_ko.py step 5
     modeling.compile_layers(model, on=compiled)
     if pack_tokens:

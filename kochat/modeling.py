@@ -103,7 +103,7 @@ def build_on_meta(config):
 def context_length(config) -> int:
     """The positions the model takes, prompt and answer together (2,048, polyglot-ko's, where the config does not
     say): what chat, serving and eval_ko.py fit a prompt and its answer into."""
-    return getattr(config, "max_position_embeddings", None) or 2048
+    return getattr(config.get_text_config(decoder=True), "max_position_embeddings", None) or 2048
 
 
 def parameter_count(config) -> int:
@@ -159,6 +159,11 @@ def lora_targets(config, choice) -> list[str] | str:
         matched = [n for n in linear if any(n == t or n.endswith("." + t) for t in names)]
         if not set(matched) & outside:
             return names
+        if not set(matched) - outside:  # only a vision tower's (or another part text training never runs)
+            have = ", ".join(dict.fromkeys(n.rsplit(".", 1)[-1] for n in linear if n not in outside))
+            raise UserError(f"{flag('LORA_TARGETS')}: {', '.join(map(repr, names))} name only layers outside "
+                            f"{config.model_type}'s decoder layers, which text training never runs; its decoder "
+                            f"layers' linear layers are named {have} (or pass auto or all-linear)")
         return decoder_pattern([n for n in matched if n not in outside])
     if names == "all-linear" and not outside:
         return names
@@ -176,8 +181,9 @@ def decoder_pattern(names: list[str]) -> str:
 
 def check_tokenizer_fits(tokenizer, config) -> None:
     """A tokenizer with ids beyond the model's embedding rows belongs to another model (an IndexError later)."""
-    if len(tokenizer) > config.vocab_size:
-        raise UserError(f"the tokenizer has {len(tokenizer):,} tokens but the model only {config.vocab_size:,} "
+    rows = config.get_text_config(decoder=True).vocab_size  # a vision-language model's (Gemma 3) is its text model's
+    if len(tokenizer) > rows:
+        raise UserError(f"the tokenizer has {len(tokenizer):,} tokens but the model only {rows:,} "
                         f"embedding rows: they belong to different models; use the model folder's own tokenizer")
 
 
@@ -215,19 +221,12 @@ def transformers_model(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def decoder_layers(model) -> list:
-    """The model's repeated blocks (transformers marks them as GradientCheckpointingLayer)."""
-    from transformers.modeling_layers import GradientCheckpointingLayer
-
-    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
-
-
 def checkpoint_layers(model, share: float) -> int:
     """Recompute activations in backward for the first `share` of the decoder layers (after
     gradient_checkpointing_enable): 1.0 least memory, 0 fastest. Returns how many layers."""
     if not 0 <= share <= 1:
         raise UserError(f"GRADIENT_CHECKPOINTING must be a share between 0 and 1, not {share}")
-    layers = decoder_layers(model)
+    layers = language_layers(model)
     count = round(len(layers) * share)
     for i, layer in enumerate(layers):
         layer.gradient_checkpointing = i < count
@@ -241,7 +240,7 @@ def compile_layers(model, on: bool = True) -> None:
     on=False restores plain eager layers, for answering, where shapes change every token."""
     if on:
         cast_4bit_biases(model)
-    for layer in decoder_layers(model):
+    for layer in language_layers(model):
         if on:
             layer.compile()
         else:

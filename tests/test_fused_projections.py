@@ -48,13 +48,13 @@ def linear_calls(model, *args) -> tuple[int, int, torch.Tensor]:
 def test_fused_layers_give_the_same_logits_in_one_graph_with_fewer_products(make):
     model = make()
     ids = torch.randint(3, 300, (2, 9))
-    layers = len(modeling.decoder_layers(model))
+    layers = len(modeling.language_layers(model))
     with torch.inference_mode():
         before = model(ids).logits
     assert linear_calls(model, ids)[1] == 7 * layers + 1  # q, k, v, o, gate, up, down a layer; the output head
 
     assert fuse_projections(model) == 2 * layers
-    attention = modeling.decoder_layers(model)[0].self_attn
+    attention = modeling.language_layers(model)[0].self_attn
     assert isinstance(attention.q_proj, Slice) and attention.q_proj.fused is attention.v_proj.fused
     assert attention.k_proj.out_features == attention.config.num_key_value_heads * attention.head_dim
     with torch.inference_mode():
@@ -72,14 +72,14 @@ def test_a_call_stopped_half_way_leaves_no_stale_product():
     with torch.inference_mode():
         before = model(ids).logits
         fuse_projections(model)
-        attention = modeling.decoder_layers(model)[0].self_attn
+        attention = modeling.language_layers(model)[0].self_attn
         attention.q_proj(torch.randn(1, 5, 64))  # as if the forward had stopped after q: k and v never taken
         assert torch.allclose(model(ids).logits, before, atol=1e-5)
 
 
 def test_each_groups_own_weights_are_let_go_before_the_next_is_stacked(monkeypatch):
     model = llama_with_biases()
-    mlp_0 = modeling.decoder_layers(model)[0].mlp
+    mlp_0 = modeling.language_layers(model)[0].mlp
     weights = [weakref.ref(mlp_0.gate_proj.weight), weakref.ref(mlp_0.up_proj.weight)]
     alive_while_stacking = []
     stack = fused_projections.FusedLinear.__init__
@@ -117,12 +117,12 @@ def test_only_plain_16_and_32_bit_linear_layers_without_hooks_are_fused(tiny_tok
     assert fuse_projections(neox) == 0  # GPT-NeoX already stores q/k/v as one matrix, no gated MLP
     model = get_peft_model(llama_with_biases(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     assert fuse_projections(model) == 2  # the MLPs only: LoRA's q and v stay as PEFT made them
-    attention = modeling.decoder_layers(model)[0].self_attn
+    attention = modeling.language_layers(model)[0].self_attn
     assert not isinstance(attention.q_proj, Slice) and not isinstance(attention.k_proj, Slice)
     assert fuse_projections(llama_with_biases().to(torch.bfloat16)) == 4
     assert fuse_projections(llama_with_biases().to(torch.float64)) == 0
     hooked = llama_with_biases()
-    modeling.decoder_layers(hooked)[1].mlp.up_proj.register_forward_hook(lambda *_: None)
+    modeling.language_layers(hooked)[1].mlp.up_proj.register_forward_hook(lambda *_: None)
     assert fuse_projections(hooked) == 3  # the hooked layer's group is left as it was
 
 
@@ -138,7 +138,7 @@ def test_gen_fuses_where_it_compiles_and_answers_as_before(monkeypatch):
     model.generation_config.compile_config = CompileConfig(backend="aot_eager", fullgraph=True)
     after = [a.text for a in gen(model, tokenizer, template, QUESTIONS, max_new_tokens=24, fast=True)]
     assert after == before and all(before)
-    layer = modeling.decoder_layers(model)[0]
+    layer = modeling.language_layers(model)[0]
     assert isinstance(layer.mlp.up_proj, Slice) and isinstance(layer.self_attn.k_proj, Slice)
     weight = layer.self_attn.q_proj.fused.weight
     assert not weight.is_inference()  # stacked inside gen()'s inference mode, still an ordinary tensor

@@ -4,6 +4,7 @@ import torch
 from peft import LoraConfig
 
 from kochat import estimate, modeling
+from kochat.errors import UserError
 from kochat.known_models import KNOWN_MODELS, licence_line
 
 # parameters as the model cards state them (billions)
@@ -31,6 +32,28 @@ def test_each_known_shape_counts_as_its_model_card_says(model_id):
     lines = estimate.report(model_id, config, counts, 1, 4096, 0.5, "paged_adamw_8bit", compiled=True)
     assert lines[-1 if not KNOWN_MODELS[model_id].note else -2] == licence_line(model_id)
     assert ("NO commercial use" in licence_line(model_id)) == (model_id in NON_COMMERCIAL)
+
+
+def test_gemma_3s_vision_language_model_is_read_and_trained_as_its_text_model(tiny_tokenizer):
+    """Gemma 3's checkpoint holds a vision tower beside its language model, and its config's sizes are its text
+    config's: the tokenizer check, the context length, the layers checkpointed and a LoRA name found only in the
+    tower are the language model's."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    gemma = modeling.known_config("google/gemma-3-12b-pt")
+    modeling.check_tokenizer_fits(tiny_tokenizer, gemma)
+    assert modeling.context_length(gemma) == 131_072
+    model = modeling.build_on_meta(gemma)
+    language = modeling.language_layers(model)
+    tower = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m not in language]
+    assert len(language) == 48 and tower  # the tower's 27 come first in the model's modules
+    assert modeling.checkpoint_layers(model, 0.5) == 24
+    assert [layer.gradient_checkpointing for layer in language] == [True] * 24 + [False] * 24
+    assert not any(layer.gradient_checkpointing for layer in tower)
+    with pytest.raises(UserError, match=r"--lora_targets: 'fc1' name only layers outside gemma3's decoder layers, "
+                                        r"which text training never runs; its decoder layers' linear layers are named "
+                                        r"q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"):
+        modeling.lora_targets(gemma, "fc1")
 
 
 def test_the_seed_figure_is_unchanged_and_a_vision_tower_gets_no_adapter():

@@ -168,7 +168,7 @@ def test_checkpointing_a_share_of_layers_keeps_the_gradients(tiny_tokenizer):
             if "lora_B" in name:
                 p.data.normal_()
         assert modeling.checkpoint_layers(model, share) == round(2 * share)
-        assert [layer.gradient_checkpointing for layer in modeling.decoder_layers(model)] == \
+        assert [layer.gradient_checkpointing for layer in modeling.language_layers(model)] == \
                [i < round(2 * share) for i in range(2)]
         model.train()
         model(**batch, labels=batch["input_ids"], use_cache=False).loss.backward()
@@ -181,9 +181,9 @@ def test_checkpointing_a_share_of_layers_keeps_the_gradients(tiny_tokenizer):
 def test_compiled_layers_are_switched_off_for_answering(tiny_tokenizer):
     model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False)
     modeling.compile_layers(model)  # compiles lazily, at the first call: nothing runs here
-    assert all(layer._compiled_call_impl is not None for layer in modeling.decoder_layers(model))
+    assert all(layer._compiled_call_impl is not None for layer in modeling.language_layers(model))
     modeling.compile_layers(model, on=False)
-    assert all(layer._compiled_call_impl is None for layer in modeling.decoder_layers(model))
+    assert all(layer._compiled_call_impl is None for layer in modeling.language_layers(model))
 
 
 def test_compiled_4bit_layers_trace_without_graph_breaks_in_bf16(tiny_tokenizer, monkeypatch):
@@ -222,8 +222,8 @@ def test_a_model_that_needs_its_own_code_is_one_line_and_never_asks(tmp_path):
 
 
 def test_the_context_length_is_the_configs_positions_or_polyglots_2048():
-    from types import SimpleNamespace
+    from transformers import PretrainedConfig
 
     config = modeling.load_config(tiny.MODEL_ID)
     assert modeling.context_length(config) == config.max_position_embeddings
-    assert modeling.context_length(SimpleNamespace()) == 2048  # a config that does not say
+    assert modeling.context_length(PretrainedConfig()) == 2048  # a config that does not say
