@@ -231,8 +231,8 @@ def main(argv):
         modeling.compile_layers(model)
     counts = estimate.count_parameters(model)
     print("[5] " + counts.line())
-    print(f"    {checkpointed}/{len(modeling.language_layers(model))} layers checkpointed, layers {'' if compiled else 'not '}compiled"
-          + (" (FSDP)" if launch.fsdp and COMPILE else ""))
+    print(f"    {checkpointed}/{len(modeling.language_layers(model))} layers checkpointed, "
+          f"layers {'' if compiled else 'not '}compiled" + (" (FSDP)" if launch.fsdp and COMPILE else ""))
     optim = processes.optimizer(launch, OPTIM)  # FSDP cannot checkpoint paged 8-bit Adam's state
     if optim != OPTIM:
         print(f"    optimizer {optim}: FSDP cannot checkpoint {OPTIM}'s state (the LoRA's state is small either way)")
