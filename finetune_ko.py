@@ -186,8 +186,7 @@ def main(argv):
     # 3. Tokenize in batches; labels only on the answer and its end of text; hold out an eval split --
     tokenized = recipe.tokenize(texts, tokenizer, MAX_LEN, TRAIN_ON_PROMPT, report)  # rows over MAX_LEN: dropped
     print("[3] " + "\n    ".join(report.lines()))
-    train_rows, eval_rows = recipe.split(tokenized, EVAL_FRACTION, SEED)  # by prompt: none on both sides
-    report.counts["eval prompts also trained on"] = recipe.overlap(train_rows, eval_rows)
+    train_rows, eval_rows = recipe.split(tokenized, EVAL_FRACTION, SEED, report)  # by prompt: none on both sides
     print(f"    train {len(train_rows):,} rows, eval {len(eval_rows or []):,} rows, "
           f"{report.counts['eval prompts also trained on']} eval prompts also in training; trained-on tokens in ⟦ ⟧:")
     print("    " + tokenization.show_trained_span(train_rows[0], tokenizer))

@@ -33,6 +33,7 @@ class SkipReport:
     first_row: dict = field(default_factory=dict)
     unit: str = "data row"  # what first_row counts: "row" (of a sheet), "line" (of a JSONL file) or "data row"
     counts: Counter = field(default_factory=Counter)  # what the kept rows hold: conversations, answers, …
+    counted: dict = field(default_factory=dict)       # each row's part of `counts`, by its index (for uncount)
 
     def skip(self, reason: str, row_number: int | None = None, count: int = 1) -> None:
         if count == 0:
@@ -40,6 +41,16 @@ class SkipReport:
         self.reasons[reason] += count
         if row_number is not None:
             self.first_row.setdefault(reason, row_number)
+
+    def count(self, row: int, counts: dict) -> None:
+        """Add what row `row` holds (data.row_counts) to what the kept rows hold."""
+        self.counted[row] = Counter(counts)
+        self.counts.update(self.counted[row])
+
+    def uncount(self, rows) -> None:
+        """Take rows skipped after they were counted (too long once tokenized) out of what the kept rows hold."""
+        for row in rows:
+            self.counts.subtract(self.counted.pop(row))
 
     @property
     def skipped(self) -> int:
@@ -89,15 +100,18 @@ def load_rows(source: str, columns: Columns, template: Template, max_chars: int)
             continue
         seen.add(key)
         rows.append(row)
-        if row["messages"]:
-            answers = sum(m["role"] == "assistant" for m in row["messages"])
-            report.counts.update({"conversations": 1, "multi-turn": answers > 1, "answers": answers,
-                                  "with a system message": row["messages"][0]["role"] == "system"})
-        else:
-            report.counts["answers"] += 1
     if not rows:
         raise UserError(no_rows_message(source, columns, report))
     return rows, report
+
+
+def row_counts(row: dict) -> dict:
+    """What a usable row holds, for the report: a conversation's answers and kind, or one answer."""
+    if not row["messages"]:
+        return {"answers": 1}
+    answers = sum(m["role"] == "assistant" for m in row["messages"])
+    return {"conversations": 1, "multi-turn": int(answers > 1), "answers": answers,
+            "with a system message": int(row["messages"][0]["role"] == "system")}
 
 
 def no_rows_message(source: str, columns: Columns, report: SkipReport) -> str:

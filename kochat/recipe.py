@@ -148,71 +148,78 @@ def checkpointing_share(setting, config, counts: estimate.ParamCount, *, batch: 
 # ---- steps 1-3 -----------------------------------------------------------------------------------------
 def render(rows: list[dict], template, report: data.SkipReport) -> Dataset:
     """Step 2: validated rows as examples of (text, trained) pieces in the template's form (columns "texts",
-    "trained", "prompt_key"). A conversation the template refuses is skipped and counted in the report."""
-    texts, trained, keys = [], [], []
-    for row in rows:
+    "trained", "prompt_key", and "row": which row each came from). A conversation the template refuses is skipped
+    and counted in the report; what each rendered row holds (answers, conversations…) is counted there too."""
+    texts, trained, keys, of_row = [], [], [], []
+    for index, row in enumerate(rows):
         try:
             made, per_answer = conversations.examples(template, row)
         except ValueError as e:
             report.skip(str(e).split(":")[0])
             continue
-        report.counts["split per answer"] += per_answer
+        report.count(index, {**data.row_counts(row), "split per answer": per_answer})
         key = conversations.prompt_key(made[0])  # every example of one conversation goes to the same split
         for pieces in made:
             texts.append([text for text, _ in pieces])
             trained.append([flag for _, flag in pieces])
             keys.append(key)
+            of_row.append(index)
     if not texts:
         raise UserError("the template refused every row; " + "; ".join(report.lines()[1:3]))
-    return Dataset.from_dict({"texts": texts, "trained": trained, "prompt_key": keys})
+    return Dataset.from_dict({"texts": texts, "trained": trained, "prompt_key": keys, "row": of_row})
 
 
 def tokenize(texts: Dataset, tokenizer, max_len: int, train_on_prompt: bool, report: data.SkipReport) -> Dataset:
     """Step 3: input ids and labels (only the answers and their end of turn trained on, unless
-    train_on_prompt); examples over max_len tokens are dropped, never cut, and counted in the report."""
+    train_on_prompt); a row with an example over max_len tokens is dropped whole, never cut, and counted in the
+    report (its answers and conversation no longer among what the kept rows hold)."""
     tokenized = tokenization.tokenize_examples(texts, tokenizer, train_on_prompt)
     tokenized, too_long = tokenization.drop_too_long(tokenized, max_len)
-    report.skip(f"longer than MAX_LEN ({max_len} tokens)", count=too_long)
+    report.skip(f"longer than MAX_LEN ({max_len} tokens)", count=len(too_long))
+    report.uncount(too_long)
     if len(tokenized) == 0:
         raise UserError(f"every row is longer than MAX_LEN={max_len} tokens; raise {flag('MAX_LEN')}")
-    return tokenized
+    return tokenized.remove_columns("row")
 
 
-def split(tokenized: Dataset, eval_fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
+def split(tokenized: Dataset, eval_fraction: float, seed: int,
+          report: data.SkipReport | None = None) -> tuple[Dataset, Dataset | None]:
     """Step 3: (train rows, eval rows or None), the eval share drawn with the seed by prompt: rows that share
     a prompt (the same question with another answer, the examples of one conversation) go to the same side,
-    so the eval loss is never measured on a prompt trained on."""
+    so the eval loss is never measured on a prompt trained on. With a report, the evidence goes in it: how many
+    eval rows' prompt tokens are also a training row's (`overlap`)."""
     keys = tokenized["prompt_key"]
-    tokenized = tokenized.remove_columns("prompt_key")
     groups: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)
-    if eval_fraction <= 0 or len(groups) < 2:
-        return tokenized, None
-    order = list(groups)
-    random.Random(seed).shuffle(order)
-    wanted, held_out = min(max(1, round(eval_fraction * len(keys))), len(keys) - 1), []  # some stay for training
-    for key in order:
-        if len(held_out) + len(groups[key]) <= wanted:  # a prompt with many rows never swallows the split
-            held_out += groups[key]
-    if not held_out:
-        return tokenized, None
-    kept = sorted(set(range(len(keys))) - set(held_out))
-    return tokenized.select(kept), tokenized.select(sorted(held_out))
+    train, held_out = tokenized, None
+    if eval_fraction > 0 and len(groups) >= 2:
+        order = list(groups)
+        random.Random(seed).shuffle(order)
+        wanted, rows = min(max(1, round(eval_fraction * len(keys))), len(keys) - 1), []  # some stay for training
+        for key in order:
+            if len(rows) + len(groups[key]) <= wanted:  # a prompt with many rows never swallows the split
+                rows += groups[key]
+        if rows:
+            train = tokenized.select(sorted(set(range(len(keys))) - set(rows)))
+            held_out = tokenized.select(sorted(rows))
+    if report is not None:
+        report.counts["eval prompts also trained on"] = overlap(train, held_out)
+    plain = ["prompt_key", "prompt_len"]  # what training and the collators read, no more
+    return train.remove_columns(plain), None if held_out is None else held_out.remove_columns(plain)
 
 
 def overlap(train: Dataset, held_out: Dataset | None) -> int:
-    """Eval rows whose prompt tokens (up to the first trained token) begin a training row too: 0 by construction
-    of `split`, counted for the data report as the evidence."""
+    """Eval rows whose prompt tokens (before the first answer token, "prompt_len") are a training row's prompt too:
+    0 for `split`'s, counted in the data report as the evidence."""
     if held_out is None:
         return 0
 
-    def prompt(row):
-        first = next((i for i, label in enumerate(row["labels"]) if label != tokenization.IGNORE), len(row["labels"]))
-        return tuple(row["input_ids"][:first])
+    def prompts(rows):
+        return [tuple(ids[:n]) for ids, n in zip(rows["input_ids"], rows["prompt_len"])]
 
-    trained = {prompt(row) for row in train}
-    return sum(prompt(row) in trained for row in held_out)
+    trained = set(prompts(train))
+    return sum(prompt in trained for prompt in prompts(held_out))
 
 
 @dataclass
@@ -230,7 +237,7 @@ def prepare(source: str, tokenizer, template, *, max_chars: int, max_len: int, c
     grounded rows of step 1 (GROUNDED_ROWS, off by default)."""
     rows, report = data.load_rows(source, columns, template, max_chars)
     texts = render(rows, template, report)
-    train, held_out = split(tokenize(texts, tokenizer, max_len, train_on_prompt, report), eval_fraction, seed)
+    train, held_out = split(tokenize(texts, tokenizer, max_len, train_on_prompt, report), eval_fraction, seed, report)
     return Prepared(rows, report, texts, train, held_out)
 
 

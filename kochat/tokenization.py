@@ -21,32 +21,41 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
 
 
 def tokenize_examples(examples: Dataset, tokenizer, train_on_prompt: bool = False) -> Dataset:
-    """Add input_ids / attention_mask / labels to a dataset of examples with columns "texts" and "trained"
-    (the pieces), batched; other columns are kept."""
+    """Add input_ids / attention_mask / labels, and prompt_len (the tokens before the first trained piece, whatever
+    train_on_prompt: what the eval split is checked by), to a dataset of examples with columns "texts" and
+    "trained" (the pieces), batched; other columns are kept."""
 
     def tokenize_batch(batch):
         flat = [text for texts in batch["texts"] for text in texts]
         ids_of = iter(tokenizer(flat, add_special_tokens=False, return_token_type_ids=False)["input_ids"])
-        out = {"input_ids": [], "attention_mask": [], "labels": []}
+        out = {"input_ids": [], "attention_mask": [], "labels": [], "prompt_len": []}
         for texts, trained in zip(batch["texts"], batch["trained"]):
-            ids, labels = [], []
+            ids, labels, prompt_len = [], [], None
             for is_trained in trained:
                 piece = next(ids_of)
+                if is_trained and prompt_len is None:
+                    prompt_len = len(ids)
                 ids += piece
                 labels += piece if is_trained or train_on_prompt else [IGNORE] * len(piece)
             out["input_ids"].append(ids)
             out["attention_mask"].append([1] * len(ids))
             out["labels"].append(labels)
+            out["prompt_len"].append(len(ids) if prompt_len is None else prompt_len)
         return out
 
     return examples.map(tokenize_batch, batched=True, remove_columns=["texts", "trained"], desc="tokenizing")
 
 
-def drop_too_long(tokenized: Dataset, max_len: int) -> tuple[Dataset, int]:
-    """Rows longer than max_len tokens are dropped, not truncated: a cut row loses its EOS label."""
-    kept = tokenized.filter(lambda ids: [len(x) <= max_len for x in ids], input_columns="input_ids",
-                            batched=True, desc=f"dropping rows over {max_len} tokens")
-    return kept, len(tokenized) - len(kept)
+def drop_too_long(tokenized: Dataset, max_len: int) -> tuple[Dataset, set[int]]:
+    """Examples longer than max_len tokens are dropped, not truncated (a cut example loses its EOS label), with
+    every other example of the same data row ("row" column: a conversation a template trains as one example per
+    answer is skipped whole, never half trained). Returns the examples kept and the rows dropped."""
+    too_long = {row for row, ids in zip(tokenized["row"], tokenized["input_ids"]) if len(ids) > max_len}
+    if not too_long:
+        return tokenized, too_long
+    kept = tokenized.filter(lambda rows: [row not in too_long for row in rows], input_columns="row", batched=True,
+                            desc=f"dropping rows over {max_len} tokens")
+    return kept, too_long
 
 
 def make_collator(tokenizer) -> DataCollatorForSeq2Seq:

@@ -111,6 +111,7 @@ def test_messages_and_sharegpt_rows_load_and_bad_ones_are_skipped_with_reasons(t
         "a conversation that is text, not a list of turns (in a CSV cell? write conversations as JSONL)": 1,
         "an empty conversation": 1, "a conversation that is not a list of turns": 1,
         "a turn whose content is not text (or OpenAI text parts)": 1}
+    recipe.render(loaded, template, report)  # what the rows hold is counted as they are rendered
     assert (report.counts["conversations"], report.counts["multi-turn"], report.counts["with a system message"],
             report.counts["answers"]) == (3, 1, 2, 4)
     assert "conversations: 3 (1 with several answers, 2 with a system message); answers: 4" in report.lines()
@@ -123,7 +124,23 @@ def test_conversations_load_from_parquet_too(tmp_path):
     template = load_template("auto", modeling.load_tokenizer(tiny.CHAT_MODEL_ID))
     pq.write_table(pa.Table.from_pylist([{"messages": TURNS}, {"messages": [SYSTEM] + TURNS[:2]}]), tmp_path / "c.parquet")
     loaded, report = data.load_rows(str(tmp_path / "c.parquet"), data.Columns(), template, 20_000)
+    recipe.render(loaded, template, report)
     assert len(loaded) == 2 and report.counts["answers"] == 4
+
+
+def test_a_conversation_over_max_len_is_skipped_whole_even_when_trained_as_one_example_per_answer():
+    """Qwen3's template trains a conversation of three answers as three examples; only the last one, which holds
+    the whole conversation, is over the limit: the conversation is skipped whole and counted once, and what the
+    kept rows hold no longer counts it."""
+    tokenizer = family_tokenizer("qwen3")
+    template = load_template("auto", tokenizer)
+    long = TURNS[:4] + [TURNS[4], {"role": "assistant", "content": "아주 긴 대답 " * 200}]
+    rows = rows_of(long) + rows_of(TURNS[:2])
+    report = data.SkipReport(read=2)
+    tokenized = recipe.tokenize(recipe.render(rows, template, report), tokenizer, 400, False, report)
+    assert len(tokenized) == 1  # the short conversation's one example; none of the long one's three
+    assert dict(report.reasons) == {"longer than MAX_LEN (400 tokens)": 1} and report.kept == 1
+    assert (report.counts["conversations"], report.counts["answers"], report.counts["split per answer"]) == (1, 1, 0)
 
 
 def test_the_eval_split_never_shares_a_prompt_with_training(tiny_tokenizer, koalpaca_template):
@@ -132,9 +149,15 @@ def test_the_eval_split_never_shares_a_prompt_with_training(tiny_tokenizer, koal
             for q in range(30) for a in range(3)]
     report = data.SkipReport()
     tokenized = recipe.tokenize(recipe.render(rows, koalpaca_template, report), tiny_tokenizer, 256, False, report)
-    train, held_out = recipe.split(tokenized, 0.2, seed=1)
+    train, held_out = recipe.split(tokenized, 0.2, seed=1, report=report)
     assert len(train) + len(held_out) == 90 and len(held_out) >= 18 and len(held_out) % 3 == 0
-    assert recipe.overlap(train, held_out) == 0
+    assert report.counts["eval prompts also trained on"] == 0
+    for train_on_prompt in (False, True):  # the count sees a split by rows, whatever is trained on
+        rows_apart = recipe.tokenize(recipe.render(rows, koalpaca_template, report), tiny_tokenizer, 256,
+                                     train_on_prompt, report)
+        every_third = [i for i in range(90) if i % 3 == 0]  # one answer of each question held out
+        assert recipe.overlap(rows_apart.select(sorted(set(range(90)) - set(every_third))),
+                              rows_apart.select(every_third)) == 30
     questions = [{tiny_tokenizer.decode(r["input_ids"]).split("### 답변:")[0] for r in part} for part in (train, held_out)]
     assert len(questions[0]) + len(questions[1]) == 30 and not questions[0] & questions[1]
     assert recipe.split(tokenized, 0.2, seed=1)[1]["input_ids"] == held_out["input_ids"]  # the seed decides
@@ -155,7 +178,7 @@ def test_the_tiny_chat_model_trains_through_its_chat_template(tmp_path):
 def test_a_prompt_with_many_rows_never_swallows_the_eval_split():
     from datasets import Dataset
 
-    rows = Dataset.from_dict({"input_ids": [[1, 2]] * 1000, "labels": [[1, 2]] * 1000,
+    rows = Dataset.from_dict({"input_ids": [[1, 2]] * 1000, "labels": [[1, 2]] * 1000, "prompt_len": [1] * 1000,
                               "prompt_key": ["a"] * 999 + ["b"]})
     for seed in range(4):
         train, held_out = recipe.split(rows, 0.01, seed)

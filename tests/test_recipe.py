@@ -77,7 +77,7 @@ def test_prepare_is_steps_1_to_3_as_the_recipe_runs_them(tiny_tokenizer, koalpac
                               eval_fraction=0.1, seed=42)
     rows, report = data.load_rows(str(tiny.DATA_FILE), data.Columns(), koalpaca_template, 20_000)
     texts = recipe.render(rows, koalpaca_template, report)
-    train, held_out = recipe.split(recipe.tokenize(texts, tiny_tokenizer, 48, False, report), 0.1, 42)
+    train, held_out = recipe.split(recipe.tokenize(texts, tiny_tokenizer, 48, False, report), 0.1, 42, report)
     assert prepared.report.to_dict() == report.to_dict() and report.reasons["longer than MAX_LEN (48 tokens)"] > 0
     assert prepared.train["input_ids"] == train["input_ids"] and prepared.eval["labels"] == held_out["labels"]
     assert len(prepared.train) + len(prepared.eval) == report.kept

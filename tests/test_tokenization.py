@@ -5,7 +5,8 @@ from datasets import Dataset
 
 from kochat import data, recipe
 from kochat.prompts import load_template
-from kochat.tokenization import IGNORE, drop_too_long, encode_prompt, make_collator, show_trained_span
+from kochat.tokenization import (IGNORE, drop_too_long, encode_prompt, make_collator, show_trained_span,
+                                 tokenize_examples)
 
 ROWS = [{"prompt": "### 질문: 한국의 수도는 어디인가요?\n\n### 답변:", "answer": " 대한민국의 수도는 서울입니다.",
          "row": {"instruction": "한국의 수도는 어디인가요?", "output": "대한민국의 수도는 서울입니다."}},
@@ -53,7 +54,7 @@ def test_end_of_text_label_survives_padding_even_when_pad_is_eos(tiny_tokenizer)
     tok.pad_token = tok.eos_token  # the classic failure: pad = EOS, and padding masks every EOS label
     assert tok.pad_token_id == tok.eos_token_id
     rows = tokenized(tok)
-    batch = make_collator(tok)([{k: v for k, v in r.items() if k != "prompt_key"} for r in rows])
+    batch = make_collator(tok)([{k: v for k, v in r.items() if k not in ("prompt_key", "prompt_len")} for r in rows])
     width = batch["input_ids"].shape[1]
     assert width % 8 == 0
     for i, r in enumerate(rows):
@@ -65,10 +66,12 @@ def test_end_of_text_label_survives_padding_even_when_pad_is_eos(tiny_tokenizer)
 
 
 def test_rows_over_max_len_are_dropped_not_truncated(tiny_tokenizer):
-    rows = tokenized(tiny_tokenizer)
-    short = min(len(r["input_ids"]) for r in rows)
-    kept, dropped = drop_too_long(rows, short)
-    assert (len(kept), dropped) == (1, 1)
+    template = load_template("koalpaca", tiny_tokenizer)
+    rows = [{"instruction": "", "input": "", "output": "", "text": "", "messages": [], **r["row"]} for r in ROWS]
+    examples = tokenize_examples(recipe.render(rows, template, data.SkipReport()), tiny_tokenizer)
+    short = min(len(ids) for ids in examples["input_ids"])
+    kept, dropped = drop_too_long(examples, short)
+    assert (len(kept), dropped) == (1, {0})  # the first row, the longer, dropped whole
     assert kept[0]["labels"][-1] == tiny_tokenizer.eos_token_id
 
 
