@@ -1,12 +1,17 @@
 import copy
 
 import pytest
-from datasets import Dataset
 
 from kochat import data, recipe
 from kochat.prompts import load_template
-from kochat.tokenization import (IGNORE, drop_too_long, encode_prompt, make_collator, show_trained_span,
-                                 tokenize_examples)
+from kochat.tokenization import (
+    IGNORE,
+    drop_too_long,
+    encode_prompt,
+    make_collator,
+    show_trained_span,
+    tokenize_examples,
+)
 
 ROWS = [{"prompt": "### 질문: 한국의 수도는 어디인가요?\n\n### 답변:", "answer": " 대한민국의 수도는 서울입니다.",
          "row": {"instruction": "한국의 수도는 어디인가요?", "output": "대한민국의 수도는 서울입니다."}},
