@@ -198,7 +198,9 @@ class ChatTemplate(Conversing):
             return self.tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt,
                                                       enable_thinking=False)
         except Exception as e:  # jinja2's TemplateError, or the template's own raise_exception(...)
-            raise ValueError(f"the model's chat template refused this conversation: {e}") from None
+            # the template's reason in brackets: the data report counts skipped rows by what comes before a colon
+            raise ValueError(f"the model's chat template refused this conversation ({str(e).replace(':', ' -')})") \
+                from None
 
     def find_end_of_turn(self) -> str:
         """The first special token after the answer in a rendered probe conversation: where answers stop."""

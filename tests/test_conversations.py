@@ -15,10 +15,11 @@ FAMILIES = {"qwen2_5": (["<|im_start|>", "<|im_end|>"], None),
             "qwen3": (["<|im_start|>", "<|im_end|>", "<think>", "</think>"], None),
             "llama3_1": (["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
                          "<|begin_of_text|>"),
+            "gemma2": (["<bos>", "<start_of_turn>", "<end_of_turn>"], "<bos>"),
             "gemma3": (["<bos>", "<start_of_turn>", "<end_of_turn>"], "<bos>"),
             "exaone3_5": (["[|system|]", "[|user|]", "[|assistant|]", "[|endofturn|]"], None)}
-END_OF_TURN = {"qwen2_5": "<|im_end|>", "qwen3": "<|im_end|>", "llama3_1": "<|eot_id|>", "gemma3": "<end_of_turn>",
-               "exaone3_5": "[|endofturn|]"}
+END_OF_TURN = {"qwen2_5": "<|im_end|>", "qwen3": "<|im_end|>", "llama3_1": "<|eot_id|>", "gemma2": "<end_of_turn>",
+               "gemma3": "<end_of_turn>", "exaone3_5": "[|endofturn|]"}
 TURNS = [{"role": "user", "content": "한국의 수도는 어디인가요?"}, {"role": "assistant", "content": "서울입니다."},
          {"role": "user", "content": "그럼 일본은요?"}, {"role": "assistant", "content": "도쿄입니다."},
          {"role": "user", "content": "둘 중 어디가 더 북쪽이죠?"}, {"role": "assistant", "content": "서울이 조금 더 북쪽입니다."}]
@@ -48,6 +49,10 @@ def test_exactly_the_answers_and_their_end_of_turn_are_trained_on(family, system
     assert template.end_of_turn == END_OF_TURN[family] == tokenizer.eos_token
     messages = ([SYSTEM] if system else []) + TURNS
     report = data.SkipReport()
+    if system and family == "gemma2":  # its template refuses a system message: the row is skipped, saying why
+        with pytest.raises(UserError, match="the template refused every row; .*System role not supported"):
+            recipe.render(rows_of(messages), template, report)
+        return
     tokenized = recipe.tokenize(recipe.render(rows_of(messages), template, report), tokenizer, 4096, False, report)
     trained = [t for row in tokenized for t, label in zip(row["input_ids"], row["labels"]) if label != IGNORE]
     answers = [m["content"] for m in messages if m["role"] == "assistant"]
@@ -99,14 +104,21 @@ def test_messages_and_sharegpt_rows_load_and_bad_ones_are_skipped_with_reasons(t
             {"messages": [{"role": "user", "content": [{"type": "text", "text": "안녕?"}]},  # OpenAI's text parts
                           {"role": "assistant", "content": [{"type": "text", "text": "안녕하세요."}]}]},
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
-                          TURNS[1]]}]
+                          TURNS[1]]},
+            # the same faults in ShareGPT's form
+            {"conversations": [{"from": "bot", "value": "삐"}, {"from": "gpt", "value": "네"}]},
+            {"conversations": [{"from": "human", "value": "안녕?"}, {"from": "human", "value": "거기요?"},
+                               {"from": "gpt", "value": "네."}]},
+            {"conversations": [{"from": "human", "value": "안녕?"}, {"from": "gpt", "value": " "}]},
+            {"conversations": sharegpt[1:4]}]
     loaded, report = data.load_rows(write_jsonl(tmp_path / "chat.jsonl", rows), data.Columns(), template, 20_000)
     assert [r["messages"][1]["content"] for r in loaded] == ["한국의 수도는 어디인가요?", "안녕?", "안녕하세요."]
     assert loaded[1]["messages"][0] == {"role": "system", "content": "친절하게."}
     assert dict(report.reasons) == {
         "exact duplicate of an earlier row": 1,
         "unknown role 'robot' (use system, user, assistant; ShareGPT: human, gpt, system)": 1,
-        "two user turns in a row": 1, "an empty turn": 1, "ends on a user turn (nothing to learn from it)": 1,
+        "unknown role 'bot' (use system, user, assistant; ShareGPT: human, gpt, system)": 1,
+        "two user turns in a row": 2, "an empty turn": 2, "ends on a user turn (nothing to learn from it)": 2,
         "a system message after the first turn": 1,
         "a conversation that is text, not a list of turns (in a CSV cell? write conversations as JSONL)": 1,
         "an empty conversation": 1, "a conversation that is not a list of turns": 1,
