@@ -25,7 +25,7 @@ from kochat.documents import store, training
 from kochat.documents.retrieval import Searcher
 from kochat.errors import UserError
 from kochat.generation import gen
-from kochat.loss import ChunkedLossTrainer  # the Hugging Face Trainer, its loss without the full logits
+from kochat.loss import ChunkedLossTrainer, chunked_loss_off  # the Trainer, its loss without the full logits
 from kochat.prompts import load_questions, load_template
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
@@ -107,7 +107,7 @@ PRESETS = {
                  PACK_TOKENS=256, EVAL_FRACTION=0.1, BATCH_SIZE="2", LEARNING_RATE=3e-3, WARMUP_STEPS=5, MAX_STEPS=60,
                  LOGGING_STEPS=5, EVAL_STEPS=20, SAVE_STEPS=60, MAX_NEW_TOKENS=24, TEMPERATURE=0.0),
     # The same check for a chat model: a 2-layer Qwen3 whose tokenizer has a chat template (ChatML), trained on
-    # the project's 73 multi-turn Korean conversations (22 with a system message) through that template.
+    # the project's 73 Korean conversations (63 of several turns, 22 with a system message) through that template.
     "tiny_chat": dict(MODEL_ID=tiny.CHAT_MODEL_ID, DATA=str(tiny.CHAT_DATA_FILE), RUN_NAME="tiny_chat", OVERWRITE=True,
                       MAX_LEN=512, PACK_TOKENS=512, EVAL_FRACTION=0.1, BATCH_SIZE="2", LEARNING_RATE=3e-3,
                       WARMUP_STEPS=5, MAX_STEPS=60, LOGGING_STEPS=5, EVAL_STEPS=20, SAVE_STEPS=60, MAX_NEW_TOKENS=24,
@@ -232,6 +232,9 @@ def main(argv):
     print("[5] " + counts.line())
     print(f"    {checkpointed}/{len(modeling.language_layers(model))} layers checkpointed, "
           f"layers {'' if compiled else 'not '}compiled" + (" (FSDP)" if launch.fsdp and COMPILE else ""))
+    loss_off = chunked_loss_off(model.config, launch.processes)
+    if LOSS_CHUNK and loss_off:
+        print(f"    LOSS_CHUNK={LOSS_CHUNK} not used: {loss_off}")
     optim = processes.optimizer(launch, OPTIM)  # FSDP cannot checkpoint paged 8-bit Adam's state
     if optim != OPTIM:
         print(f"    optimizer {optim}: FSDP cannot checkpoint {OPTIM}'s state (the LoRA's state is small either way)")

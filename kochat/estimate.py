@@ -14,7 +14,7 @@ import torch
 
 from .cli import flag
 from .known_models import KNOWN_MODELS, licence_line
-from .loss import computes_plain_logits
+from .loss import chunked_loss_off
 from .modeling import build_on_meta
 from .processes import Launch, optimizer
 
@@ -93,7 +93,7 @@ def estimate_training_gib(config, counts: ParamCount, batch: int, seq_len: int, 
     `launch`: several processes keep transformers' loss (the wrapped model); DDP gives each GPU the whole model,
     FSDP a share of the weights plus the layer being gathered, and no compiled layers (finetune_ko.py)."""
     text = config.get_text_config()  # a multimodal model's language part (Gemma 3)
-    if not computes_plain_logits(config) or launch.processes > 1:  # kochat/loss.py keeps transformers' loss
+    if chunked_loss_off(config, launch.processes):  # kochat/loss.py keeps transformers' loss
         loss_chunk = 0
     compiled = compiled and not launch.fsdp
     h, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size

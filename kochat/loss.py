@@ -57,6 +57,17 @@ def computes_plain_logits(config) -> bool:
     return config.model_type in PLAIN_LOGITS
 
 
+def chunked_loss_off(config, processes: int) -> str:
+    """Why training keeps transformers' own loss (the whole batch's logits at once) for this model and launch, or
+    "" where the chunked loss runs: finetune_ko.py prints it, kochat/estimate.py counts the logits so."""
+    if not computes_plain_logits(config):
+        return (f"{config.model_type}'s logits are not its output head's plain product (kochat/loss.py PLAIN_LOGITS): "
+                f"transformers' own loss, the batch's logits at once")
+    if processes > 1:
+        return "several processes (DDP, FSDP) keep transformers' own loss: their wrapper's forward shares the gradients"
+    return ""
+
+
 class ChunkedLossTrainer(Trainer):
     """The Hugging Face Trainer, its loss computed by `chunked_loss` (`chunk` = 0: transformers' own loss). A model
     wrapped for several processes (DDP, FSDP) keeps transformers' loss, full logits on every GPU: the wrapper's

@@ -63,3 +63,14 @@ def test_models_that_scale_their_logits_keep_transformers_loss():
     assert computes_plain_logits(AutoConfig.for_model("qwen3")) and computes_plain_logits(AutoConfig.for_model("gpt_neox"))
     assert not computes_plain_logits(AutoConfig.for_model("cohere"))  # logit_scale
     assert not computes_plain_logits(AutoConfig.for_model("granite"))  # logits_scaling
+
+
+def test_finetune_ko_says_why_the_chunked_loss_is_not_used():
+    from transformers import AutoConfig
+
+    from kochat.loss import chunked_loss_off
+
+    assert chunked_loss_off(AutoConfig.for_model("qwen3"), 1) == ""
+    assert chunked_loss_off(AutoConfig.for_model("cohere"), 1).startswith(
+        "cohere's logits are not its output head's plain product")
+    assert chunked_loss_off(AutoConfig.for_model("qwen3"), 2).startswith("several processes (DDP, FSDP)")
