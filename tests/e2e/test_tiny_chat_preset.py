@@ -71,3 +71,25 @@ def test_the_server_answers_messages_through_the_chat_template(tiny_chat_run):
         assert reply.usage.prompt_tokens == len(encode_prompt(served.tokenizer, prompt))
     finally:
         served.stop()
+
+
+def test_a_chat_template_run_exports_merged_and_int8_and_answers_through_its_template(tiny_chat_run, run_script,
+                                                                                      tmp_path):
+    """export_ko.py on a Qwen3 run (the other tests of it use GPT-NeoX's): the merged folder keeps the chat
+    template (for vLLM and chat_ko.py) and answers as the adapter does; the int8 folder answers through it too."""
+    from kochat import runs
+    from kochat.generation import gen
+
+    run, _ = tiny_chat_run
+    conversation = [{"role": "system", "content": "짧게 답하세요."}, {"role": "user", "content": "한글날은 언제예요?"}]
+    adapter = runs.load_for_answering(str(run), four_bit=False)
+    expected = gen(adapter.model, adapter.tokenizer, adapter.run.template, conversation, max_new_tokens=16)[0].text
+    for fmt in ("merged", "int8"):
+        out = tmp_path / f"tiny_chat-{fmt}"
+        result = run_script("export_ko.py", f"--adapter={run}", f"--format={fmt}", f"--out={out}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "<|im_start|>" in (out / "chat_template.jinja").read_text(encoding="utf-8")
+        loaded = runs.load_for_answering(str(out))
+        assert loaded.run.template.name == "chat_template"
+        answer = gen(loaded.model, loaded.tokenizer, loaded.run.template, conversation, max_new_tokens=16)[0].text
+        assert answer == expected if fmt == "merged" else answer
