@@ -76,7 +76,8 @@ def test_the_server_answers_messages_through_the_chat_template(tiny_chat_run):
 def test_a_chat_template_run_exports_merged_and_int8_and_answers_through_its_template(tiny_chat_run, run_script,
                                                                                       tmp_path):
     """export_ko.py on a Qwen3 run (the other tests of it use GPT-NeoX's): the merged folder keeps the chat
-    template (for vLLM and chat_ko.py) and answers as the adapter does; the int8 folder answers through it too."""
+    template (for vLLM and chat_ko.py) and answers as the adapter does; the int8 folder answers through it too,
+    in gen() and from the server."""
     from kochat import runs
     from kochat.generation import gen
 
@@ -93,3 +94,10 @@ def test_a_chat_template_run_exports_merged_and_int8_and_answers_through_its_tem
         assert loaded.run.template.name == "chat_template"
         answer = gen(loaded.model, loaded.tokenizer, loaded.run.template, conversation, max_new_tokens=16)[0].text
         assert answer == expected if fmt == "merged" else answer
+    served = Served(out, keys=[])  # the int8 folder served: the OpenAI endpoint answers through the same template
+    try:
+        reply = served.client().chat.completions.create(model="tiny", messages=conversation, temperature=0,
+                                                        max_tokens=16)
+        assert reply.choices[0].message.content == answer
+    finally:
+        served.stop()
