@@ -8,8 +8,9 @@ first_step_s_warm_cache. Without it, the recipe log's figure is first_step_s.
 gen_int4_cache8_* where it answered with --cache_8bit=true; a later file's formats replace an earlier one's),
 bench.quant_kernels' tinygemm with --cache_8bit=true (the int4 export's kernel: gen_int4_cache8_*; batch 1 and 16
 may then come from different files), its mslk4plain and mslk4fp8 (serve_ko.py's batch kernels for int4 on Hopper:
-gen_int4_mslk_*, gen_int4_mslk_fp8_*), bench.serve_load's at int4 (serve_*_clients_tok_s) and
-bench.eval_speed's (kobest_test_estimate_s).
+gen_int4_mslk_*, gen_int4_mslk_fp8_*), bench.serve_load's at int4 (serve_*_clients_tok_s),
+bench.eval_speed's (kobest_test_estimate_s) and bench.gguf_cpu's (gguf_q4_k_m_gib, gguf_q4_k_m_cpu_tok_s: llama.cpp on
+a CPU at the 1.3b shape).
 """
 import json
 import re
@@ -25,7 +26,7 @@ TRAIN = ""          # bench.speed's JSON of --part=train; required
 GEN = ""            # bench.speed's JSON of --part=gen; required
 RECIPE_LOG = ""     # bench/recipe_gpu.sh's recipe.log; required
 COLD_LOG = ""       # a finetune_ko.py log from a fresh machine (empty compile cache); "" = none
-MORE = []           # export_gpu, serve_load and eval_speed JSON files, in the order they were measured
+MORE = []           # export_gpu, serve_load, eval_speed and gguf_cpu JSON files, in the order they were measured
 
 
 def first_step_s(log: str) -> float:
@@ -67,20 +68,23 @@ def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str |
     for path in more:
         found = figures(json.loads(Path(path).read_text()))
         if not found:
-            raise UserError(f"{path} is not a result of bench.export_gpu, bench.quant_kernels, bench.serve_load or "
-                            "bench.eval_speed")
+            raise UserError(f"{path} is not a result of bench.export_gpu, bench.quant_kernels, bench.serve_load, "
+                            "bench.eval_speed or bench.gguf_cpu")
         latest.update(found)
         latest["raw"].append(path)
     return latest
 
 
 def figures(raw: dict) -> dict:
-    """The latest.json keys a bench.export_gpu, bench.quant_kernels, bench.serve_load or bench.eval_speed result
-    gives."""
+    """The latest.json keys a bench.export_gpu, bench.quant_kernels, bench.serve_load, bench.eval_speed or
+    bench.gguf_cpu result gives."""
     if "levels" in raw:  # serve_load, through the HTTP server
         return {f"serve_{level['clients']}_clients_tok_s": level["tokens_per_s"] for level in raw["levels"]}
     if "tasks" in raw:  # eval_speed
         return {"kobest_test_estimate_s": raw["test_split_estimate_s"]}
+    if "export_all_s" in raw:  # gguf_cpu: llama.cpp on a CPU at the 1.3b shape
+        q4 = raw["formats"]["q4_k_m"]
+        return {"gguf_q4_k_m_gib": q4["size_gib"], "gguf_q4_k_m_cpu_tok_s": q4["decode_tok_s"]}
     out = {}
     # export_gpu's formats; quant_kernels' tinygemm (the int4 export's kernel, quantized in memory) only for the
     # 8-bit cache, where gen_int4_cache8_* would otherwise have no source: gen_int4_* stay the export's; its mslk
