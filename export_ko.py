@@ -62,7 +62,10 @@ def main(argv):
     else:
         written = 0  # the merged folder itself is the export
     merge_bytes = params * modeling.saved_dtype(config).itemsize if run.adapter else 0  # a merged one is read in place
-    check_room(merge_bytes + written, out, merge_bytes)
+    # int8 without a GPU is made in CPU memory: the 16-bit model and its int8 copy (after the merge has let go)
+    on_cpu = FORMAT == "int8" and not torch.cuda.is_available()
+    quantize_bytes = params * (modeling.saved_dtype(config).itemsize + 1) if on_cpu else 0
+    check_room(merge_bytes + written, out, merge_bytes, quantize_bytes)
     made_here = [p for p in [out.parent, *out.parent.parents] if not p.exists()]  # removed again if it fails
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
@@ -163,9 +166,9 @@ def is_export(folder: Path) -> bool:
         gguf.MODELFILE_MARK in card.read_text(folder / "Modelfile")
 
 
-def check_room(need: float, out: Path, merge_bytes: int) -> None:
-    """Disk for the merged model (kept while working) and what the format writes, and, for a merge, CPU memory
-    (the 16-bit base is loaded there), before anything is written."""
+def check_room(need: float, out: Path, merge_bytes: int, quantize_bytes: int = 0) -> None:
+    """Disk for the merged model (kept while working) and what the format writes, and CPU memory for a merge (the
+    16-bit base is loaded there) and for int8 made without a GPU, before anything is written."""
     existing = next(p for p in [out.absolute().parent, *out.absolute().parents] if p.exists())
     free = shutil.disk_usage(existing).free
     if free < need * 1.05:
@@ -179,6 +182,10 @@ def check_room(need: float, out: Path, merge_bytes: int) -> None:
     if merge_bytes and available is not None and available < merge_bytes * 1.1:
         raise UserError(f"merging needs ~{merge_bytes * 1.1 / 1e9:.1f} GB of free CPU memory for the 16-bit base, "
                         f"{available / 1e9:.1f} GB is free: close other programs or export on a larger machine")
+    if quantize_bytes and available is not None and available < quantize_bytes * 1.1:
+        raise UserError(f"making int8 without a GPU needs ~{quantize_bytes * 1.1 / 1e9:.1f} GB of free CPU memory (the "
+                        f"16-bit model and its int8 copy), {available / 1e9:.1f} GB is free: close other programs, "
+                        f"export on a machine with an NVIDIA GPU, or choose --format=gguf")
 
 
 def available_memory() -> int | None:

@@ -225,7 +225,8 @@ def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_pa
 
 def test_too_little_disk_or_memory_is_one_line_before_anything_is_written(tmp_path, monkeypatch):
     """export_ko.py's check before its merge (the 12.8b shape: a 25.8 GB merged copy, then the format): the disk
-    under OUT, exports killed before they finished named where they hold it, then the CPU memory the merge needs."""
+    under OUT, exports killed before they finished named where they hold it, then the CPU memory the merge needs,
+    and int8 made without a GPU."""
     import export_ko
     from kochat.errors import UserError
 
@@ -245,6 +246,9 @@ def test_too_little_disk_or_memory_is_one_line_before_anything_is_written(tmp_pa
                                         r"free: close other programs or export on a larger machine$"):
         export_ko.check_room(25.8e9, tmp_path / "out", int(25.8e9))
     export_ko.check_room(25.8e9, tmp_path / "out", 0)  # a merged folder is read in place: no merge to hold
+    with pytest.raises(UserError, match=r"^making int8 without a GPU needs ~42.6 GB of free CPU memory \(the 16-bit "
+                                        r"model and its int8 copy\), 20.0 GB is free"):
+        export_ko.check_room(12.9e9, tmp_path / "out", 0, int(12.9e9 * 3))  # a merged 12.8b folder to int8, no GPU
     assert not (tmp_path / "out").exists()
 
 
