@@ -105,15 +105,20 @@ def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, 
     assert abs(int8_loss - merged_loss) < 0.02 * merged_loss, (int8_loss, merged_loss)
 
 
+@pytest.fixture(scope="module")
+def int4_export(tiny_run, run_script, tmp_path_factory):
+    """The tiny run exported to int4 by export_ko.py (for tests marked to run on a CUDA GPU only)."""
+    run, _ = tiny_run
+    out = tmp_path_factory.mktemp("int4") / "tiny-int4"
+    result = run_script("export_ko.py", f"--adapter={run}", "--format=int4", f"--out={out}", cwd=out.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(),
                     reason="int4 is made and run by a CUDA kernel (tested on the device)")
-def test_int4_answers_in_chat_and_keeps_near_the_merged_models_loss(tiny_run, merged, run_script, tmp_path):
-    """And on a Hopper GPU with mslk installed, serve_ko.py's batch kernels: exact (and both) within rounding of
-    tinygemm's logits, fp8 farther, all answering through the compiled loop."""
-    run, _ = tiny_run
-    out = tmp_path / "tiny-int4"
-    result = run_script("export_ko.py", f"--adapter={run}", "--format=int4", f"--out={out}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_int4_answers_in_chat_and_keeps_near_the_merged_models_loss(int4_export, merged, run_script, tmp_path):
+    out = int4_export
     answer = run_script("chat_ko.py", f"--adapter={out}", "--question", QUESTIONS[0], "--temperature=0", cwd=tmp_path)
     assert answer.returncode == 0, answer.stderr[-3000:]
     through = " through humming's kernel" if importlib.util.find_spec("humming") else ""  # chat moves it there
@@ -122,9 +127,15 @@ def test_int4_answers_in_chat_and_keeps_near_the_merged_models_loss(tiny_run, me
     assert answer.stdout.strip()
     int4_loss, merged_loss = held_out_loss(out), held_out_loss(merged)
     assert abs(int4_loss - merged_loss) < 0.05 * merged_loss, (int4_loss, merged_loss)
-    if torch.cuda.get_device_capability()[0] != 9 or importlib.util.find_spec("mslk") is None:
-        pytest.skip("mslk's kernels run on Hopper GPUs with mslk-cuda installed")
-    saved, exact, fp8, both = (runs.load_for_answering(str(out), humming=False) for _ in range(4))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mslk") is None or not torch.cuda.is_available()
+                    or torch.cuda.get_device_capability()[0] != 9,
+                    reason="mslk's kernels run on Hopper GPUs with mslk-cuda installed (tested on the device)")
+def test_int4_on_mslks_batch_kernels_answers_as_tinygemm(int4_export):
+    """serve_ko.py's batch kernels on a Hopper GPU: exact (and both) within rounding of tinygemm's logits, fp8
+    farther, all answering through the compiled loop."""
+    saved, exact, fp8, both = (runs.load_for_answering(str(int4_export), humming=False) for _ in range(4))
     assert "the same int4 levels" in batch_kernels.onto_batch_kernel(exact.model, "exact")
     assert "8-bit float activations" in batch_kernels.onto_batch_kernel(fp8.model, "fp8")
     assert "tinygemm's kept for one row" in batch_kernels.onto_batch_kernel(both.model, "both")
@@ -139,15 +150,12 @@ def test_int4_answers_in_chat_and_keeps_near_the_merged_models_loss(tiny_run, me
 @pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("humming") is None,
                     reason="humming's int4 kernel runs on an NVIDIA GPU with humming-kernels installed (tested on the "
                            "device)")
-def test_int4_moves_onto_hummings_kernel_with_the_same_levels(tiny_run, run_script, tmp_path):
+def test_int4_moves_onto_hummings_kernel_with_the_same_levels(int4_export):
     """Every int4 layer moves as the export loads (the default where humming is installed), its products within
     rounding of tinygemm's, and answers through gen()'s compiled loop, one row and a batch; the mode line says so."""
     from torchao.quantization import Int4TilePackedTo4dTensor
 
-    run, _ = tiny_run
-    out = tmp_path / "tiny-int4"
-    result = run_script("export_ko.py", f"--adapter={run}", "--format=int4", f"--out={out}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    out = int4_export
     saved, moved = runs.load_for_answering(str(out), humming=False), runs.load_for_answering(str(out))
     int4_layers = sum(isinstance(getattr(m, "weight", None), Int4TilePackedTo4dTensor) for m in saved.model.modules())
     assert humming_kernel.on_humming(moved.model) == int4_layers > 0
