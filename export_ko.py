@@ -62,9 +62,10 @@ def main(argv):
     else:
         written = 0  # the merged folder itself is the export
     merge_bytes = params * modeling.saved_dtype(config).itemsize if run.adapter else 0  # a merged one is read in place
-    # int8 without a GPU is made in CPU memory: the 16-bit model and its int8 copy (after the merge has let go)
+    # int8 without a GPU is made in CPU memory (after the merge has let go of its copy); on a GPU making it peaked at
+    # quantized.PEAK_GPU_BYTES_PER_WEIGHT, taken for the CPU's peak too (not measured there)
     on_cpu = FORMAT == "int8" and not torch.cuda.is_available()
-    quantize_bytes = params * (modeling.saved_dtype(config).itemsize + 1) if on_cpu else 0
+    quantize_bytes = params * quantized.PEAK_GPU_BYTES_PER_WEIGHT["int8"] if on_cpu else 0
     check_room(merge_bytes + written, out, merge_bytes, quantize_bytes)
     made_here = [p for p in [out.parent, *out.parent.parents] if not p.exists()]  # removed again if it fails
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -183,9 +184,9 @@ def check_room(need: float, out: Path, merge_bytes: int, quantize_bytes: int = 0
         raise UserError(f"merging needs ~{merge_bytes * 1.1 / 1e9:.1f} GB of free CPU memory for the 16-bit base, "
                         f"{available / 1e9:.1f} GB is free: close other programs or export on a larger machine")
     if quantize_bytes and available is not None and available < quantize_bytes * 1.1:
-        raise UserError(f"making int8 without a GPU needs ~{quantize_bytes * 1.1 / 1e9:.1f} GB of free CPU memory (the "
-                        f"16-bit model and its int8 copy), {available / 1e9:.1f} GB is free: close other programs, "
-                        f"export on a machine with an NVIDIA GPU, or choose --format=gguf")
+        raise UserError(f"making int8 without a GPU needs ~{quantize_bytes * 1.1 / 1e9:.1f} GB of free CPU memory, "
+                        f"{available / 1e9:.1f} GB is free: close other programs, export on a machine with an NVIDIA "
+                        f"GPU, or choose --format=gguf")
 
 
 def available_memory() -> int | None:

@@ -160,7 +160,7 @@ def lora_targets(config, choice) -> list[str] | str:
         if not set(matched) & outside:
             return names
         if not set(matched) - outside:  # only a vision tower's (or another part text training never runs)
-            have = ", ".join(dict.fromkeys(n.rsplit(".", 1)[-1] for n in linear if n not in outside))
+            have = ", ".join(dict.fromkeys(n.rsplit(".", 1)[-1] for n, m in linear.items() if id(m) in in_layers))
             raise UserError(f"{flag('LORA_TARGETS')}: {', '.join(map(repr, names))} name only layers outside "
                             f"{config.model_type}'s decoder layers, which text training never runs; its decoder "
                             f"layers' linear layers are named {have} (or pass auto or all-linear)")

@@ -172,6 +172,11 @@ class Template(Conversing):
         return head + marker + after_marker, answer
 
 
+class TemplateRefused(ValueError):
+    """A conversation the model's chat template raised on: the message says why in the template's own words (a
+    data report counts skipped rows by this whole line)."""
+
+
 @dataclass(frozen=True)
 class ChatTemplate(Conversing):
     """The tokenizer's own chat template (Jinja), run by transformers' apply_chat_template with thinking off
@@ -198,9 +203,7 @@ class ChatTemplate(Conversing):
             return self.tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt,
                                                       enable_thinking=False)
         except Exception as e:  # jinja2's TemplateError, or the template's own raise_exception(...)
-            # the template's reason in brackets: the data report counts skipped rows by what comes before a colon
-            raise ValueError(f"the model's chat template refused this conversation ({str(e).replace(':', ' -')})") \
-                from None
+            raise TemplateRefused(f"the model's chat template refused this conversation ({e})") from None
 
     def find_end_of_turn(self) -> str:
         """The first special token after the answer in a rendered probe conversation: where answers stop."""

@@ -26,6 +26,7 @@ from transformers.training_args import OptimizerNames
 from . import checkpoints, conversations, data, estimate, modeling, runs, tokenization
 from .cli import auto_or_number, flag
 from .errors import UserError
+from .prompts import TemplateRefused
 
 ATTENTIONS = ("auto", "sdpa", "eager", "flex_attention")
 # transformers' schedulers that need nothing beyond the warm-up and the number of steps
@@ -154,8 +155,8 @@ def render(rows: list[dict], template, report: data.SkipReport) -> Dataset:
     for index, row in enumerate(rows):
         try:
             made, per_answer = conversations.examples(template, row)
-        except ValueError as e:
-            report.skip(str(e).split(":")[0])
+        except ValueError as e:  # counted by reason: a template's in its own words, others without the row's details
+            report.skip(str(e) if isinstance(e, TemplateRefused) else str(e).split(":")[0])
             continue
         report.count(index, {**data.row_counts(row), "split per answer": per_answer})
         key = conversations.prompt_key(made[0])  # every example of one conversation goes to the same split

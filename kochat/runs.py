@@ -190,9 +190,9 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
     installed (kochat/humming_kernel.py; `humming` False keeps the export's tinygemm). `four_bit` True: the base in
     4-bit NF4; False: in compute_dtype() (bf16 on a GPU, float32 on a CPU); None (auto): a run folder's base in
     4-bit NF4, as trained, and a merged folder unquantized where it fits (sixteen_bits_fit). A real-size model on a
-    machine without a GPU is refused before it loads, as is an export whose weights do not fit the GPU's free memory
-(check_export_fits). chat_ko.py, serve_ko.py, the tests and bench all open a run
-    this way."""
+    machine without a GPU is refused before it loads, as is an export whose weights do not fit the free memory of
+    the GPUs `device_map` puts them on (check_export_fits). chat_ko.py, serve_ko.py, the tests and bench all open a
+    run this way."""
     from . import humming_kernel, modeling
 
     run = folder if isinstance(folder, Run) else open_run(folder)
@@ -203,7 +203,7 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
         if "Int4" in str(config.quantization_config) and not torch.cuda.is_available():
             raise UserError(f"{run.folder} holds int4 weights, which run on an NVIDIA GPU only: answer from it there, "
                             f"or export the run again with --format=int8 (GPU or CPU) or --format=gguf")
-        check_export_fits(run, config)
+        check_export_fits(run, config, device_map)
     elif four_bit is None:
         four_bit = run.adapter is not None or not sixteen_bits_fit(run, config)
     model = modeling.load_model(run.base_model, run.tokenizer, four_bit=four_bit, adapter=run.adapter,
@@ -215,25 +215,30 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
     return Loaded(run, run.tokenizer, model)
 
 
-def check_export_fits(run: Run, config) -> None:
-    """An int8/int4 export's weights against the GPUs' free memory, before they load: transformers would put what
-    does not fit in 90 % of it on the CPU, where torchao's quantized weights answer slowly or fail partway. One line
-    that says what to do instead. (The key/value cache is not counted: fast mode keeps it in 8 bits where 16 do not
-    fit, kochat/kv_cache.py.)"""
+def check_export_fits(run: Run, config, device_map="auto") -> None:
+    """An int8/int4 export's weights against the free memory of the GPUs `device_map` loads them on ("auto": every
+    GPU; a dict: the GPUs it names), before they load: transformers would put what does not fit in 90 % of it on
+    the CPU, where torchao's quantized weights answer slowly or fail partway. One line that says what to do instead.
+    (The key/value cache is not counted: fast mode keeps it in 8 bits where 16 do not fit, kochat/kv_cache.py.)"""
     from . import kv_cache
 
     if not torch.cuda.is_available():
         return
+    cards = (list(range(torch.cuda.device_count())) if device_map == "auto" else  # a dict's GPUs: 0, "cuda:0"…
+             sorted({place if isinstance(place, int) else torch.device(place).index or 0
+                     for place in device_map.values() if isinstance(place, int) or str(place).startswith("cuda")}))
+    if not cards:  # placed on the CPU by the caller
+        return
     weights = sum(path.stat().st_size for path in Path(run.base_model).glob("*.safetensors"))
-    cards = torch.cuda.device_count()
-    free = sum(kv_cache.free_bytes(torch.device("cuda", i)) for i in range(cards))
-    need = weights / 0.9 + kv_cache.HEADROOM_GIB * 2**30
+    free = sum(kv_cache.free_bytes(torch.device("cuda", i)) for i in cards)
+    need = weights / 0.9 + kv_cache.HEADROOM_GIB * 2**30 * len(cards)
     if need > free:
         smaller = ("export the run again with --format=int4 (about half the size), " if "Int8" in
                    str(config.quantization_config) else "")
         raise UserError(f"{run.folder}'s weights take {weights / 2**30:.1f} GiB and want ~{need / 2**30:.1f} GiB free "
-                        f"on the GPU; {'it has' if cards == 1 else f'the {cards} GPUs have'} {free / 2**30:.1f} GiB: "
-                        f"free the GPU, answer on a larger one, {smaller}or export --format=gguf for llama.cpp")
+                        f"on the GPU; {'it has' if len(cards) == 1 else f'the {len(cards)} GPUs have'} "
+                        f"{free / 2**30:.1f} GiB: free the GPU, answer on a larger one, {smaller}or export "
+                        f"--format=gguf for llama.cpp")
 
 
 def sixteen_bits_fit(run: Run, config) -> bool:

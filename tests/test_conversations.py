@@ -164,12 +164,14 @@ def test_the_eval_split_never_shares_a_prompt_with_training(tiny_tokenizer, koal
     train, held_out = recipe.split(tokenized, 0.2, seed=1, report=report)
     assert len(train) + len(held_out) == 90 and len(held_out) >= 18 and len(held_out) % 3 == 0
     assert report.counts["eval prompts also trained on"] == 0
-    for train_on_prompt in (False, True):  # the count sees a split by rows, whatever is trained on
-        rows_apart = recipe.tokenize(recipe.render(rows, koalpaca_template, report), tiny_tokenizer, 256,
-                                     train_on_prompt, report)
-        every_third = [i for i in range(90) if i % 3 == 0]  # one answer of each question held out
-        assert recipe.overlap(rows_apart.select(sorted(set(range(90)) - set(every_third))),
-                              rows_apart.select(every_third)) == 30
+    for train_on_prompt in (False, True):  # whatever is trained on, the count sees prompts, not labels:
+        fresh = data.SkipReport()
+        again = recipe.tokenize(recipe.render(rows, koalpaca_template, fresh), tiny_tokenizer, 256, train_on_prompt,
+                                fresh)
+        recipe.split(again, 0.2, seed=1, report=fresh)  # none in the split by prompt (labels on every token too)
+        assert fresh.counts["eval prompts also trained on"] == 0
+        every_third = [i for i in range(90) if i % 3 == 0]  # a split by rows: one answer of each question held out
+        assert recipe.overlap(again.select(sorted(set(range(90)) - set(every_third))), again.select(every_third)) == 30
     questions = [{tiny_tokenizer.decode(r["input_ids"]).split("### 답변:")[0] for r in part} for part in (train, held_out)]
     assert len(questions[0]) + len(questions[1]) == 30 and not questions[0] & questions[1]
     assert recipe.split(tokenized, 0.2, seed=1)[1]["input_ids"] == held_out["input_ids"]  # the seed decides

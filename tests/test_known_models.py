@@ -52,7 +52,8 @@ def test_gemma_3s_vision_language_model_is_read_and_trained_as_its_text_model(ti
     assert not any(layer.gradient_checkpointing for layer in tower)
     with pytest.raises(UserError, match=r"--lora_targets: 'fc1' name only layers outside gemma3's decoder layers, "
                                         r"which text training never runs; its decoder layers' linear layers are named "
-                                        r"q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"):
+                                        r"q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj \(or pass "
+                                        r"auto or all-linear\)$"):
         modeling.lora_targets(gemma, "fc1")
 
 

@@ -234,5 +234,10 @@ def test_an_export_that_does_not_fit_the_gpu_is_one_line_before_it_loads(tmp_pat
                                         r"it has 11.0 GiB: free the GPU, answer on a larger one, export the run again "
                                         r"with --format=int4 \(about half the size\), or export --format=gguf"):
         runs.check_export_fits(run, int8)
+    monkeypatch.setattr(runs.torch.cuda, "device_count", lambda: 2)  # two cards of 8 GiB free: both take it,
+    monkeypatch.setattr(kv_cache, "free_bytes", lambda device: 8.0 * 2**30)  # the one a process is pinned to not
+    runs.check_export_fits(run, int8)
+    with pytest.raises(UserError, match=r"want ~14.7 GiB free on the GPU; it has 8.0 GiB"):
+        runs.check_export_fits(run, int8, device_map={"": 1})
     monkeypatch.setattr(runs.torch.cuda, "is_available", lambda: False)
     runs.check_export_fits(run, int8)  # int8 on a CPU loads into its memory

@@ -202,6 +202,8 @@ def test_a_request_stops_counting_against_max_concurrent_when_answered_not_when_
     import threading
     from types import SimpleNamespace
 
+    from transformers import PretrainedConfig
+
     from kochat.server.engine import Busy, Engine, Job
 
     loop, resubmitted, results = asyncio.new_event_loop(), threading.Event(), {}
@@ -222,7 +224,7 @@ def test_a_request_stops_counting_against_max_concurrent_when_answered_not_when_
     def job(prompt):
         return Job(prompt=prompt, max_tokens=4, temperature=0.0, top_p=1.0, stop=[], loop=loop)
 
-    engine = HalfwayEngine(SimpleNamespace(config=SimpleNamespace(max_position_embeddings=64)), None, None, "stub",
+    engine = HalfwayEngine(SimpleNamespace(config=PretrainedConfig(max_position_embeddings=64)), None, None, "stub",
                            max_batch=2, max_concurrent=2)
     with engine.lock:  # both queued before the worker looks: one batch of two
         for prompt in ("A", "B"):
@@ -243,6 +245,8 @@ def test_a_batch_waits_a_little_for_the_last_batchs_clients_then_goes():
     import asyncio
     import threading
     from types import SimpleNamespace
+
+    from transformers import PretrainedConfig
 
     from kochat.server.engine import Engine, Job
 
@@ -269,7 +273,7 @@ def test_a_batch_waits_a_little_for_the_last_batchs_clients_then_goes():
         assert done.acquire(timeout=10) and batches[-1] == [prompt]
         return time.monotonic() - submitted
 
-    model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=64))
+    model = SimpleNamespace(config=PretrainedConfig(max_position_embeddings=64))
     engine = Recording(model, None, None, "stub", max_batch=4, gather_share=10.0, gather_max_s=5.0)
     for prompt in ("A", "B"):  # after a batch of one there is nobody to wait for: each goes at once
         assert answered_alone(engine, prompt) < 2
