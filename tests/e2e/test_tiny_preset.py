@@ -144,6 +144,23 @@ def test_dry_run_prints_the_koalpaca_figure(tmp_path, run_recipe):
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.parametrize("model_id, first_lines", [
+    ("Qwen/Qwen3-8B", ["model: Qwen/Qwen3-8B  (qwen3, 36 layers, hidden 4096, vocab 151936)",
+                       "trainable params: 21,823,488 || all params: 4,739,675,136"]),
+    ("google/gemma-3-12b-pt", ["model: google/gemma-3-12b-pt  (gemma3, 48 layers, hidden 3840, vocab 262208)",
+                               "trainable params: 32,735,232 || all params: 6,635,330,160"])])
+def test_dry_run_of_another_known_model_needs_no_download(tmp_path, run_recipe, model_id, first_lines):
+    """The figures (counted in tests/test_known_models.py) through the script itself, for a model whose shape
+    kochat knows: its own LoRA targets, batch and checkpointed share chosen, and its licence."""
+    result = run_recipe("--dry-run", f"--model_id={model_id}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    start = lines.index(first_lines[0])
+    assert lines[start + 1].startswith(first_lines[1])
+    assert "fits a 24 GB card" in result.stdout and "commercial use allowed" in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--max_stpes=5"], "error: unknown option --max_stpes (did you mean --max_steps?)"),
     (["--preset", "tiny", "--data=missing.jsonl"], "error: data file missing.jsonl not found"),
