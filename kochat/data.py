@@ -33,7 +33,7 @@ class SkipReport:
     first_row: dict = field(default_factory=dict)
     unit: str = "data row"  # what first_row counts: "row" (of a sheet), "line" (of a JSONL file) or "data row"
     counts: Counter = field(default_factory=Counter)  # what the kept rows hold: conversations, answers, …
-    counted: dict = field(default_factory=dict)       # each row's part of `counts`, by its index (for uncount)
+    counted: dict = field(default_factory=dict)       # each row's part of `counts`, by its index, until tokenized
 
     def skip(self, reason: str, row_number: int | None = None, count: int = 1) -> None:
         if count == 0:
@@ -48,9 +48,12 @@ class SkipReport:
         self.counts.update(self.counted[row])
 
     def uncount(self, rows) -> None:
-        """Take rows skipped after they were counted (too long once tokenized) out of what the kept rows hold."""
+        """Take rows skipped after they were counted (too long once tokenized) out of what the kept rows hold, then
+        let every row's part go: tokenizing is the last step that skips rows, and the report lives as long as the
+        run."""
         for row in rows:
-            self.counts.subtract(self.counted.pop(row))
+            self.counts.subtract(self.counted[row])
+        self.counted.clear()
 
     @property
     def skipped(self) -> int:

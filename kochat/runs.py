@@ -222,15 +222,10 @@ def check_export_fits(run: Run, config, device_map="auto") -> None:
     (The key/value cache is not counted: fast mode keeps it in 8 bits where 16 do not fit, kochat/kv_cache.py.)"""
     from . import kv_cache
 
-    if not torch.cuda.is_available():
-        return
-    cards = (list(range(torch.cuda.device_count())) if device_map == "auto" else  # a dict's GPUs: 0, "cuda:0"…
-             sorted({place if isinstance(place, int) else torch.device(place).index or 0
-                     for place in device_map.values() if isinstance(place, int) or str(place).startswith("cuda")}))
-    if not cards:  # placed on the CPU by the caller
+    cards, free = gpus_free(device_map)
+    if not cards:  # no GPU, or placed on the CPU by the caller
         return
     weights = sum(path.stat().st_size for path in Path(run.base_model).glob("*.safetensors"))
-    free = sum(kv_cache.free_bytes(torch.device("cuda", i)) for i in cards)
     need = weights / 0.9 + kv_cache.HEADROOM_GIB * 2**30 * len(cards)
     if need > free:
         smaller = ("export the run again with --format=int4 (about half the size), " if "Int8" in
@@ -241,6 +236,19 @@ def check_export_fits(run: Run, config, device_map="auto") -> None:
                         f"--format=gguf for llama.cpp")
 
 
+def gpus_free(device_map="auto") -> tuple[list[int], float]:
+    """The GPUs a model loaded with `device_map` goes on ("auto": every one; a dict: those it names, 0 or "cuda:0")
+    and the memory free on them for it (kv_cache.free_bytes); ([], 0) without a GPU."""
+    from . import kv_cache
+
+    if not torch.cuda.is_available():
+        return [], 0.0
+    cards = (list(range(torch.cuda.device_count())) if device_map == "auto" else
+             sorted({place if isinstance(place, int) else torch.device(place).index or 0
+                     for place in device_map.values() if isinstance(place, int) or str(place).startswith("cuda")}))
+    return cards, sum(kv_cache.free_bytes(torch.device("cuda", i)) for i in cards)
+
+
 def sixteen_bits_fit(run: Run, config) -> bool:
     """Whether a merged folder's weights in 16 bits fit the GPUs' free memory as transformers places them
     (device_map="auto" fills 90 % of each GPU's free memory; what does not fit would go to the CPU, slower than
@@ -249,17 +257,16 @@ def sixteen_bits_fit(run: Run, config) -> bool:
     answers in 4-bit NF4."""
     from . import kv_cache, modeling
 
-    if not torch.cuda.is_available():
+    cards, free = gpus_free()
+    if not cards:
         return True
     longest = modeling.context_length(config)
     need = modeling.parameter_count(config) * 2 / 0.9 + kv_cache.room_for(config, 1, longest, 2)
-    cards = torch.cuda.device_count()
-    free = sum(kv_cache.free_bytes(torch.device("cuda", i)) for i in range(cards))
     if need <= free:
         return True
     log.warning("%s in 16 bits wants %.1f GiB free and %s %.1f GiB: answering in 4-bit NF4, slower (export_ko.py "
                 "--format=int4 or int8 makes a faster model that fits)", run.folder, need / 2**30,
-                "the GPU has" if cards == 1 else f"the {cards} GPUs have", free / 2**30)
+                "the GPU has" if len(cards) == 1 else f"the {len(cards)} GPUs have", free / 2**30)
     return False
 
 
