@@ -82,10 +82,7 @@ def main(argv):
             def measure():
                 figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{fmt} fast", fast=True,
                                     cache_8bit=cache_8bit)
-                return {**figures, "cache_8bit": CACHE_8BIT,
-                        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2),
-                        # what PyTorch held from the GPU (allocated plus its cache), the CUDA context not included
-                        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / estimate.GIB, 2)}
+                return {**figures, "cache_8bit": CACHE_8BIT}  # its peaks: since the reset above
             attempt(results, f"{fmt} fast, batch {batch}", measure)
             save()
         del model

@@ -25,21 +25,18 @@ templates; a long compile). --profile=true records the GPU kernels that took
 the most time in one more batch-1 run (same length: the compiled graphs replay). --cache_8bit=true answers with
 the 8-bit key/value cache (kochat/kv_cache.py). --fuse=false multiplies q/k/v and gate/up apart, as gen() did before
 kochat/fused_projections.py; --apart=false inlines the MLP's GELU into one-row sums wherever the tuning is on (`tuned`,
-or int8's own for the process), as before kochat/row_sums.py. --attention=products attends one new token of a
-grouped-query model with plain products instead of cuDNN's kernel (attention_products below). Random weights:
-speed and memory only.
+or int8's own for the process), as before kochat/row_sums.py. Random weights: speed and memory only.
 The JSON is rewritten after each measurement.
 """
 import gc
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from bench.speed import attempt, gen_speed
-from kochat import cli, decode_attention, estimate, generation, humming_kernel, runs
+from kochat import cli, estimate, generation, humming_kernel, runs
 from kochat.errors import UserError
 from kochat.prompts import Template
 from kochat.records import read_records
@@ -55,9 +52,6 @@ PROFILE = False             # profile one more batch-1 run: the GPU kernels that
 CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 FUSE = True                 # gen()'s fused q/k/v and gate/up products (kochat/fused_projections.py); false: apart
 APART = True                # where one-row products are sums, GELU out of them (kochat/row_sums.py)
-ATTENTION = "sdpa"          # a grouped-query model's attention of one new token (kochat/decode_attention.py): sdpa
-                            # (cuDNN's kernel under gen()'s compile, 11 µs a layer at Qwen3-8B's shape) or products
-                            # (scores, softmax and weighted sum in plain ops that inductor compiles: a candidate)
 
 COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
                    "tuned": {"triton.cudagraphs": True, "coordinate_descent_tuning": True},
@@ -99,10 +93,6 @@ def main(argv):
         generation.fuse_projections = lambda model: 0
     if not APART:  # the activation inlined into the sums, as gen() compiled before kochat/row_sums.py
         generation.row_sums.keep_apart = lambda model: 0
-    if ATTENTION not in ("sdpa", "products"):
-        raise UserError(f"--attention={ATTENTION}: sdpa or products")
-    if ATTENTION == "products":  # only the one-new-token path of kochat/decode_attention.py calls it so
-        decode_attention.F = SimpleNamespace(scaled_dot_product_attention=attention_products)
     from torchao.quantization import quantize_
     from transformers import CompileConfig
     if COMPILE == "torchao":
@@ -150,10 +140,7 @@ def main(argv):
             def measure():
                 figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{kernel} fast",
                                     fast=True, repeats=1, cache_8bit=cache_8bit)
-                return {**figures, "cache_8bit": CACHE_8BIT,
-                        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2),
-                        # the most the allocator held: allocated, and freed blocks kept (e.g. after fusing projections)
-                        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / estimate.GIB, 2)}
+                return {**figures, "cache_8bit": CACHE_8BIT}  # its peaks: since the reset above
             attempt(results, f"{kernel} fast, batch {batch}", measure)
             save()
             if batch == 1 and PROFILE:
@@ -163,15 +150,6 @@ def main(argv):
         model = None  # freed before the next kernel's copy loads
         torch._dynamo.reset()
         gc.collect()  # the compiled forward and the model refer to each other
-
-
-def attention_products(query, key, value, attn_mask=None, dropout_p: float = 0.0, scale=None):
-    """scaled_dot_product_attention of a few rows (one new token's query heads of a key/value head) as its own
-    products: scores in float32, a boolean mask (True: attend) or an additive one, softmax, weighted sum."""
-    scores = (query.float() @ key.float().transpose(-1, -2)) * (scale or query.shape[-1] ** -0.5)
-    if attn_mask is not None:
-        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
-    return (scores.softmax(-1) @ value.float()).to(value.dtype)
 
 
 def profile(model, tokenizer, template, question, cache_8bit, steps: int = 256, top: int = 30) -> dict:

@@ -177,13 +177,19 @@ def packed_loss_check(model, tokenizer, rows, n_rows=8, budget=defaults.PACK_TOK
 
 def gen_speed(model, tokenizer, template, questions, *, name, fast, new_tokens=256, repeats=2, cache_8bit=None):
     """tokens/s of gen() at full length (end of text suppressed), best of `repeats` after one warm-up; first_s: the
-    warm-up's seconds, which in fast mode include compiling for this batch size (what the first answer waits)."""
+    warm-up's seconds, which in fast mode include compiling for this batch size (what the first answer waits).
+    peak_gpu_gib and peak_reserved_gib: the most memory allocated, and held by PyTorch (allocated plus its cache, the
+    CUDA context not included), since the caller last reset the peaks (torch.cuda.reset_peak_memory_stats),
+    compiling included; warm_peak_gpu_gib: the most allocated while the timed answers ran, once compiled."""
     torch.cuda.synchronize()
     start = time.perf_counter()
     gen(model, tokenizer, template, questions, max_new_tokens=new_tokens, min_new_tokens=new_tokens, fast=fast,
         cache_8bit=cache_8bit)
     torch.cuda.synchronize()
     first = time.perf_counter() - start
+    # the peak since the caller last reset it, warm-up and compiling included; then the compiled answers' own
+    peak, peak_reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
+    torch.cuda.reset_peak_memory_stats()
     best = None
     for _ in range(repeats):
         torch.cuda.synchronize()
@@ -195,7 +201,10 @@ def gen_speed(model, tokenizer, template, questions, *, name, fast, new_tokens=2
         best = seconds if best is None else min(best, seconds)
     tokens = sum(a.new_tokens for a in answers)
     return {"name": name, "batch": len(questions), "new_tokens_each": new_tokens, "seconds": round(best, 3),
-            "tok_s": round(tokens / best, 1), "first_s": round(first, 1)}
+            "tok_s": round(tokens / best, 1), "first_s": round(first, 1),
+            "peak_gpu_gib": round(max(peak, torch.cuda.max_memory_allocated()) / estimate.GIB, 2),
+            "peak_reserved_gib": round(max(peak_reserved, torch.cuda.max_memory_reserved()) / estimate.GIB, 2),
+            "warm_peak_gpu_gib": round(torch.cuda.max_memory_allocated() / estimate.GIB, 2)}
 
 
 def greedy_tokens(model, tokenizer, template, questions, fast, new_tokens=64):

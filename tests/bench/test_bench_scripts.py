@@ -64,21 +64,3 @@ def test_latest_json_is_rebuilt_from_its_raw_files():
     latest = json.loads((PROJECT_ROOT / "bench" / "results" / "latest.json").read_text())
     rebuilt = summarize.summarize(*(str(PROJECT_ROOT / path) for path in latest["raw"]))
     assert {k: v for k, v in rebuilt.items() if k != "raw"} == {k: v for k, v in latest.items() if k != "raw"}
-
-
-def test_the_attention_of_plain_products_is_sdpas():
-    """bench.quant_kernels --attention=products: one new token's 4 query heads of each of 2 key/value heads over a
-    left-padded cache, with a boolean mask (transformers' sdpa_mask) and an additive one."""
-    import torch
-    import torch.nn.functional as F
-
-    from bench.quant_kernels import attention_products
-
-    torch.manual_seed(0)
-    rows, key, value = torch.randn(2, 2, 4, 16), torch.randn(2, 2, 24, 16), torch.randn(2, 2, 24, 16)
-    mask = torch.ones(2, 1, 1, 24, dtype=torch.bool)
-    mask[1, ..., :5] = False  # the second row's prompt was padded
-    additive = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
-    for given in (mask, additive):
-        assert torch.allclose(attention_products(rows, key, value, attn_mask=given),
-                              F.scaled_dot_product_attention(rows, key, value, attn_mask=given), atol=1e-5)
