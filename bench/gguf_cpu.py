@@ -46,10 +46,9 @@ def machine() -> dict:
 
 def answer_speed(gguf_file: Path, prompt: str) -> dict:
     """Load time, then the best of RUNS runs: time to the first token and decoding tokens/s after it."""
-    from llama_cpp import Llama
-
     start = time.perf_counter()
-    model = Llama(model_path=str(gguf_file), n_ctx=512, n_threads=THREADS or os.cpu_count(), seed=0, verbose=False)
+    model = gguf.open_llama(gguf_file, "measuring a GGUF file", n_ctx=512, n_threads=THREADS or os.cpu_count(),
+                            seed=0, verbose=False)
     load_s = time.perf_counter() - start
     prompt_ids = model.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
     runs = []
