@@ -185,6 +185,8 @@ def converse(run, answer):
         except EOFError:
             print()
             return
+        if not sys.stdin.isatty():  # piped questions are not echoed by a terminal: the transcript shows them
+            print(question)
         if question in ("/exit", "/quit"):
             return
         if question == "/reset":

@@ -35,6 +35,7 @@ def test_a_conversation_keeps_turns_until_reset(tiny_run, run_script, tmp_path):
                         stdin=stdin)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("답변> ") == 3 and "(conversation cleared)" in result.stdout
+    assert "질문> 한국의 수도는 어디인가요?\n답변> " in result.stdout  # piped: each question shown before its answer
     assert "(/reset forgets earlier turns, /exit leaves)" in result.stdout  # /help is not sent as a question
     assert "koalpaca template" in result.stdout  # read from the run folder
     first = result.stdout.split("답변> ")[1].split("\n")[0]
