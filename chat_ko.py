@@ -56,6 +56,12 @@ def main(argv):
     four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
     run = runs.open_run(ADAPTER)
     questions = prompts.load_questions(QUESTIONS) if QUESTIONS else []
+    if QUESTIONS and not questions:
+        raise UserError(f"--questions={QUESTIONS} holds no questions (one a line; # starts a comment)")
+    # beside the questions file, wherever it was found; checked now, not after the model has answered
+    output = Path(OUTPUT) if OUTPUT else prompts.questions_path(QUESTIONS).with_suffix(".answers.jsonl")
+    if QUESTIONS:
+        runs.check_file_can_be_written(output, "OUTPUT", reads=prompts.questions_path(QUESTIONS))
     searcher = open_searcher()
     _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice)
     torch.manual_seed(SEED)
@@ -117,7 +123,7 @@ def main(argv):
         print_sources(hits)
         return
     if questions:
-        output = Path(OUTPUT or Path(QUESTIONS).with_suffix(".answers.jsonl"))
+        output.parent.mkdir(parents=True, exist_ok=True)
         with open(output, "w", encoding="utf-8") as out:
             for question, extra in questions:
                 result, hits, said = answer([{"role": "user", "content": question}], extra=extra)

@@ -118,6 +118,9 @@ FLAGS = {"dry-run": "count parameters and estimate GPU memory from the config; l
 
 def main(argv):
     given = cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+    if "preset" in given and {"RUN_NAME", "OUTPUT_DIR"} & given["constants"] and "OVERWRITE" not in given["constants"]:
+        globals()["OVERWRITE"] = False  # a preset replaces its own earlier run, never one named on the command line
+    cli.require(globals(), "MODEL_ID", "DATA")  # given empty (an unset shell variable): one line, not a lookup of ""
     constants = {name: globals()[name] for name in cli.constant_names(globals())}
 
     # 0. Set up: model config, every constant checked, LoRA config, output folder, tokenizer, template -

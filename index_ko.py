@@ -10,6 +10,7 @@ and changed files and never leaves a half-written index: the previous one stays 
 Steps 1-3 below run top to bottom.
 """
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -71,6 +72,9 @@ def main(argv):
 
 
 def check_constants(given_names: set[str]):
+    for name in ("DOCS", "INDEX"):  # given empty (an unset shell variable): not the working folder
+        if name in given_names and not globals()[name].strip():
+            raise UserError(f"--{name.lower()} is empty: name a folder")
     for name in ("SEARCH", "SEARCH_FILE"):  # given empty (an unset shell variable): a search, not an update
         if name in given_names and not globals()[name].strip():
             raise UserError(f"--{name.lower()} is empty: give a question (--search=\"연차휴가는 며칠인가요?\") or a "
@@ -79,10 +83,10 @@ def check_constants(given_names: set[str]):
         raise UserError(f"--chunk_chars must be at least 50, not {CHUNK_CHARS}")
     if not 0 <= OVERLAP_CHARS < CHUNK_CHARS:
         raise UserError(f"--overlap_chars must be from 0 to less than --chunk_chars ({CHUNK_CHARS}), not {OVERLAP_CHARS}")
-    if BM25_K1 < 0 or not 0 <= BM25_B <= 1:
-        raise UserError(f"--bm25_k1 must be ≥ 0 and --bm25_b from 0 to 1 (got {BM25_K1}, {BM25_B})")
-    if MAX_FILE_MB <= 0:
-        raise UserError(f"--max_file_mb must be above 0, not {MAX_FILE_MB:g}")
+    if not (0 <= BM25_K1 < math.inf and 0 <= BM25_B <= 1):  # written that way, NaN fails too
+        raise UserError(f"--bm25_k1 must be a number ≥ 0 and --bm25_b from 0 to 1 (got {BM25_K1}, {BM25_B})")
+    if not 0 < MAX_FILE_MB < math.inf:
+        raise UserError(f"--max_file_mb must be a number above 0, not {MAX_FILE_MB:g}")
     if TOP_K < 1:
         raise UserError(f"--top_k must be at least 1, not {TOP_K}")
     if not 0 <= MIN_RELEVANCE <= 1:
@@ -139,10 +143,12 @@ def covered(hits) -> bool:
 
 
 def search_file(searcher):
-    from kochat.prompts import load_questions
+    from kochat.prompts import load_questions, questions_path
 
     questions = [q for q, _ in load_questions(SEARCH_FILE)]
-    output = Path(SEARCH_FILE).with_suffix(".hits.jsonl")
+    if not questions:
+        raise UserError(f"--search_file={SEARCH_FILE} holds no questions (one a line; # starts a comment)")
+    output = questions_path(SEARCH_FILE).with_suffix(".hits.jsonl")  # beside the questions, wherever found
     not_covered = []
     with open(output, "w", encoding="utf-8") as out:
         for question in questions:

@@ -105,7 +105,8 @@ def read_keys(indexes: dict[str, str]) -> dict[str, frozenset | None]:
                                          if k.strip()}
     if API_KEY_FILE:
         try:
-            lines = Path(API_KEY_FILE).expanduser().read_text(encoding="utf-8").splitlines()
+            # utf-8-sig: Notepad starts a UTF-8 file with a byte-order mark, which is no part of the first key
+            lines = Path(API_KEY_FILE).expanduser().read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"cannot read the API key file {API_KEY_FILE}: {e}") from None
         for number, line in enumerate(lines, start=1):
@@ -117,9 +118,13 @@ def read_keys(indexes: dict[str, str]) -> dict[str, frozenset | None]:
             if unknown:
                 raise UserError(f"{API_KEY_FILE} line {number} names an index this server does not serve: "
                                 f"{', '.join(unknown)} (serving: {', '.join(indexes) or 'none; add --index'})")
+            if not (key.isascii() and key.isprintable()):
+                raise UserError(f"{API_KEY_FILE} line {number}: the key has a character that is not printable "
+                                f"ASCII; an HTTP header cannot carry it")
             keys[key] = scope
     if not all(k.isascii() and k.isprintable() for k in keys):  # else no client could ever send it
-        raise UserError("an API key has a character that is not printable ASCII; an HTTP header cannot carry it")
+        raise UserError("an API key given with --api-key or API_KEYS has a character that is not printable ASCII; "
+                        "an HTTP header cannot carry it")
     if HOST not in LOOPBACK and not keys:
         raise UserError(f"refusing to listen on {HOST} without an API key: pass --api-key=<key> (or set "
                         f"API_KEYS or --api_key_file), or keep the default --host=127.0.0.1")

@@ -249,13 +249,18 @@ def saved_name(path: str) -> str | None:
         return None
 
 
+def questions_path(path: str) -> Path:
+    """Where a questions file is: a relative path in the working directory, else in the project folder (its
+    prompts/demo_questions.txt from anywhere)."""
+    file = Path(path).expanduser()
+    return PROJECT_ROOT / file if not file.is_absolute() and not file.exists() else file
+
+
 def load_questions(path: str) -> list[tuple[str, str]]:
     """Demo questions: one a line, optionally a tab and an input. # starts a comment line, except before a Korean
     letter: a question may begin with a hashtag ("#해시태그란?"). A line with no question is left out.
-    A relative path is looked up in the working directory, then in the project folder."""
-    file = Path(path).expanduser()
-    if not file.is_absolute() and not file.exists():
-        file = PROJECT_ROOT / file
+    The file is found as questions_path finds it."""
+    file = questions_path(path)
     try:
         raw = file.read_bytes()
     except OSError as e:

@@ -67,6 +67,7 @@ def check_constants(c: dict, config) -> list[str] | str:
     for name in ("PACK_TOKENS", "WARMUP_STEPS", "MAX_NEW_TOKENS", "GROUNDED_DISTRACTORS", "LOSS_CHUNK"):
         need(c.get(name, 0) >= 0, name, "0 or more")
     need(c["MAX_STEPS"] == -1 or c["MAX_STEPS"] >= 1, "MAX_STEPS", "-1 (run EPOCHS) or at least 1")
+    need(0 <= c["SEED"] < 2**32, "SEED", "a whole number from 0 to 4294967295")  # numpy's seeds, set by set_seed
     for name in ("LEARNING_RATE", "LORA_ALPHA", "EPOCHS"):
         need(number(name) and c[name] > 0, name, "a number above 0")
     need(auto_or_in("LORA_DROPOUT", 0, 1, False), "LORA_DROPOUT", "auto or from 0 up to (not including) 1")

@@ -104,7 +104,9 @@ def read_json(text: str, path: Path) -> Records:
 def read_csv(text: str, path: Path, delimiter: str) -> Records:
     csv.field_size_limit(2**31 - 1)  # very long fields are skipped by MAX_CHARS, with a reason
     try:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        # CSV strictly: a quote opened and never closed is an error, not the rest of the file read into one field.
+        # TSV leniently: its files quote nothing (KoBEST's BoolQ has fields that begin with a quoted title)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=delimiter == ",")
         header = next(reader, None)
         if header is None:
             return Records(unit="row")

@@ -85,10 +85,14 @@ def check_merged_dir(folder: str) -> None:
                         f"new or empty folder")
 
 
-def check_file_can_be_written(path: Path, option: str) -> None:
-    """Before long work: `path` is not a folder and lies under a writable one (made when the file is written)."""
+def check_file_can_be_written(path: Path, option: str, reads: Path | None = None) -> None:
+    """Before long work: `path` is not a folder, not the file `reads` (the input the work reads, which writing
+    would replace), and lies under a writable one (made when the file is written)."""
     if path.is_dir():
         raise UserError(f"{flag(option, str(path))} is a folder; name a file")
+    if reads is not None and path.resolve() == Path(reads).resolve():
+        raise UserError(f"{flag(option, str(path))} is the file this reads ({reads}): writing it would replace it; "
+                        f"name another file")
     existing = next(p for p in [path.absolute().parent, *path.absolute().parents] if p.exists())
     if not existing.is_dir() or not can_write(existing):
         raise UserError(f"cannot write {path}: {existing} is not a writable folder; pass another {flag(option, '…')}")

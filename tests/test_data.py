@@ -99,6 +99,7 @@ def test_bom_and_json_lines_under_a_json_name_are_fine(tmp_path, koalpaca_templa
     ("dup.csv", "instruction,output,output\n질문,답,답\n", "duplicate columns: output"),
     ("wrong.csv", "Q,A\n질문,답\n", "has columns [A, Q], none of 'instruction', 'output' or 'text'"),
     ("wide.csv", "instruction,output\n질문,답,더\n", "no row could be read (the first: more fields than the header's 2)"),
+    ("quote.csv", 'instruction,output\n질문,답\n"연차는,15일\n휴가는,3일\n', "not valid CSV (line 4): unexpected end"),
     ("table.jsonl", "instruction,output\n질문,답\n", "is not JSON Lines: no line is valid JSON (the first: not valid JSON"),
     ("empty_answers.jsonl", jsonl([{"instruction": "q", "output": ""}] * 3), "no usable rows in"),
     ("notes.txt", "hello", "unsupported file type .txt"),

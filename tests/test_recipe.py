@@ -41,6 +41,8 @@ def test_the_recipes_own_settings_pass(defaults, tiny_config):
     ({"BATCH_SIZE": 0}, "--batch_size must be auto or a whole number, at least 1, not 0"),
     ({"BATCH_SIZE": "1.5"}, "--batch_size must be auto or a whole number, at least 1, not '1.5'"),
     ({"MAX_STEPS": 0}, "--max_steps must be -1 (run EPOCHS) or at least 1, not 0"),
+    ({"SEED": -1}, "--seed must be a whole number from 0 to 4294967295, not -1"),
+    ({"SEED": 2**32}, "--seed must be a whole number from 0 to 4294967295, not 4294967296"),
     ({"SAVE_STEPS": 0}, "--save_steps must be at least 1"),
     ({"TOP_P": 0.0}, "--top_p must be above 0 and at most 1"),
     ({"TEMPERATURE": -1.0}, "--temperature must be from 0 (greedy) to 2"),

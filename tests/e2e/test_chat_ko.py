@@ -84,6 +84,20 @@ def test_a_questions_file_is_answered_into_jsonl(tiny_run, run_script, tmp_path)
     assert all(a["seconds"] > 0 and a["new_tokens"] > 0 and a["tokens_per_s"] > 0 for a in answers)
 
 
+def test_a_questions_file_it_cannot_answer_into_is_one_line_before_loading(tiny_run, run_script, tmp_path):
+    run, _ = tiny_run
+    (tmp_path / "qs.txt").write_text("한국의 수도는?\n", encoding="utf-8")
+    (tmp_path / "comments.txt").write_text("# 주석만\n", encoding="utf-8")
+    (tmp_path / "folder").mkdir()
+    for args, message in [(["--questions=qs.txt", "--output=qs.txt"], "error: --output=qs.txt is the file this reads"),
+                          (["--questions=qs.txt", "--output=folder"], "error: --output=folder is a folder"),
+                          (["--questions=comments.txt"], "error: --questions=comments.txt holds no questions")]:
+        result = run_script("chat_ko.py", f"--adapter={run}", *args, cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.stderr.strip().splitlines()[-1].startswith(message), (args, result.stderr)
+    assert (tmp_path / "qs.txt").read_text(encoding="utf-8") == "한국의 수도는?\n"  # its questions kept
+
+
 def test_a_folder_that_is_not_a_run_is_one_clear_line(run_script, tmp_path):
     (tmp_path / "empty").mkdir()
     for folder, message in [("missing", "error: missing is not a folder"),

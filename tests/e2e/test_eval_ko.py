@@ -52,11 +52,14 @@ def test_scores_and_answers_base_vs_adapter(tiny_run, run_script, tmp_path):
     (["--questions=qs.txt", "--top_p=0"], "error: --top_p must be above 0 and at most 1, not 0"),
     (["--questions=qs.txt", "--limit=5"], "error: --limit and --split choose a benchmark's items: give them with --tasks"),
     (["--questions=qs.txt", "--split=bogus"], "error: --limit and --split choose a benchmark's items"),
+    (["--questions=qs.txt", "--out=qs.txt"], "error: --out=qs.txt is the file this reads (qs.txt)"),
 ])
 def test_bad_input_is_one_line_before_loading(tiny_run, run_script, tmp_path, args, message):
     run, _ = tiny_run
+    (tmp_path / "qs.txt").write_text("한국의 수도는?\n", encoding="utf-8")
     result = run_script("eval_ko.py", f"--adapter={run}", *args, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "qs.txt").read_text(encoding="utf-8") == "한국의 수도는?\n"
 
 
 def test_a_question_longer_than_the_model_takes_is_left_out_with_a_line(tiny_run, run_script, tmp_path):

@@ -63,7 +63,10 @@ def test_bad_input_is_one_line(run_script, tmp_path):
                           (["--index=idx", "--search_file", " "], "error: --search_file is empty"),
                           (["--chunk_chars=10"], "error: --chunk_chars must be at least 50, not 10"),
                           (["--overlap_chars=900"], "error: --overlap_chars must be from 0 to less than --chunk_chars"),
-                          (["--docs=only-bad", "--index=bad"], "error: no passages: only-bad holds no readable document")]:
+                          (["--docs=only-bad", "--index=bad"], "error: no passages: only-bad holds no readable document"),
+                          (["--docs=", "--index=idx"], "error: --docs is empty: name a folder"),  # not the working one
+                          (["--max_file_mb=inf"], "error: --max_file_mb must be a number above 0, not inf"),
+                          (["--bm25_k1=nan"], "error: --bm25_k1 must be a number ≥ 0 and --bm25_b from 0 to 1")]:
         result = run_script("index_ko.py", *args, cwd=tmp_path)
         assert result.returncode == 2 and "Traceback" not in result.stderr, (args, result.stderr)
         assert result.stderr.strip().splitlines()[-1].startswith(message), (args, result.stderr)

@@ -138,6 +138,11 @@ def test_an_index_the_key_file_names_but_the_server_lacks_is_one_line(run_script
     result = run_script("serve_ko.py", "--adapter=no-such-run", "--api_key_file=keys.txt", "--index=hr=x", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith(
         "error: keys.txt line 1 names an index this server does not serve: payroll (serving: hr)"), result.stderr
+    # Notepad's byte-order mark is no part of the first key; a key a header cannot carry is named by its line
+    (tmp_path / "keys.txt").write_text("\ufeffk1 hr\n# 팀\n비밀키\n", encoding="utf-8")
+    result = run_script("serve_ko.py", "--adapter=no-such-run", "--api_key_file=keys.txt", "--index=hr=x", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(
+        "error: keys.txt line 3: the key has a character that is not printable ASCII"), result.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -158,7 +163,7 @@ def test_an_index_the_key_file_names_but_the_server_lacks_is_one_line(run_script
     (["--host=", "--api-key=k"], "--host='' is not an address or a known host name: use 127.0.0.1 (this machine "
                                  "only) or 0.0.0.0 (all its addresses, with an API key)"),
     (["--host=foo..bar", "--api-key=k"], "--host='foo..bar' is not an address or a known host name"),
-    (["--api-key=비밀"], "an API key has a character that is not printable ASCII; an HTTP header cannot carry it"),
+    (["--api-key=비밀"], "an API key given with --api-key or API_KEYS has a character that is not printable ASCII"),
     (["--index=hr department=x"], "--index='hr department=x': give name=folder, the name in letters, digits"),
     (["--index=hr=a", "--index=hr=b"], "--index names 'hr' twice; give each index its own name (name=folder)"),
     (["--top_k=0"], "--top_k must be at least 1, not 0"),

@@ -120,6 +120,20 @@ def test_a_finished_run_is_kept_and_the_error_is_one_line(tiny_run, run_recipe):
     assert hashlib.sha256((run / "adapter_model.safetensors").read_bytes()).hexdigest() == before
 
 
+def test_a_preset_replaces_only_its_own_run(tiny_run, run_recipe, tmp_path):
+    """--preset tiny overwrites outputs/tiny; a run named on the command line (another run's folder) is kept."""
+    import shutil
+
+    run, _ = tiny_run
+    other = tmp_path / "outputs" / "hr-faq"
+    shutil.copytree(run, other)
+    before = hashlib.sha256((other / "adapter_model.safetensors").read_bytes()).hexdigest()
+    result = run_recipe("--preset", "tiny", "--run_name=hr-faq", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: outputs/hr-faq already holds a finished run")
+    assert hashlib.sha256((other / "adapter_model.safetensors").read_bytes()).hexdigest() == before
+
+
 def test_the_first_command_runs_again_as_written(tiny_run, run_recipe, tmp_path):
     # README's first command, a second time: the tiny preset replaces its own earlier run
     import shutil
