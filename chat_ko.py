@@ -55,12 +55,13 @@ def main(argv):
     fast_choice = cli.auto_or_bool("FAST", FAST)  # checked before anything loads
     four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
     run = runs.open_run(ADAPTER)
-    questions = prompts.load_questions(QUESTIONS) if QUESTIONS else []
-    if QUESTIONS and not questions:
-        raise UserError(f"--questions={QUESTIONS} holds no questions (one a line; # starts a comment)")
-    # beside the questions file, wherever it was found; checked now, not after the model has answered
-    output = Path(OUTPUT) if OUTPUT else prompts.questions_path(QUESTIONS).with_suffix(".answers.jsonl")
+    questions, output = [], None
     if QUESTIONS:
+        questions = prompts.load_questions(QUESTIONS)
+        if not questions:
+            raise UserError(f"--questions={QUESTIONS} holds no questions (one a line; # starts a comment)")
+        # beside the questions file, wherever it was found; checked now, not after the model has answered
+        output = Path(OUTPUT) if OUTPUT else prompts.questions_path(QUESTIONS).with_suffix(".answers.jsonl")
         runs.check_file_can_be_written(output, "OUTPUT", reads=prompts.questions_path(QUESTIONS))
     searcher = open_searcher()
     _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice)
