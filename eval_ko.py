@@ -75,9 +75,11 @@ def main(argv):
     scores_out = (Path(OUT) if OUT else steps.default_out(run, TASKS, SPLIT, LIMIT)) if TASKS else None
     answers_out = (Path(OUT) if OUT else Path(run.folder) / runs.EVAL_DIR / f"answers-{Path(QUESTIONS).stem}.json"
                    ) if QUESTIONS else None
+    questions_file = Path(QUESTIONS).expanduser() if QUESTIONS else None
     for out in filter(None, (scores_out, answers_out)):  # checked now, not after the model has answered
-        for written in (out, out.with_suffix(".md"), out.with_suffix(".html")):  # a report is the three
-            runs.check_file_can_be_written(written, "OUT", reads=Path(QUESTIONS) if QUESTIONS else None)
+        runs.check_file_can_be_written(out, "OUT", reads=questions_file)  # first: "." has no name to change
+        for beside in (out.with_suffix(".md"), out.with_suffix(".html")):  # a report is the three
+            runs.check_file_can_be_written(beside, "OUT", reads=questions_file)
     if answers_out and not OUT:
         steps.check_not_another_files_answers(answers_out, QUESTIONS)
     judge_model = judge.check(JUDGE_URL, JUDGE_API_KEY, JUDGE_MODEL) if JUDGE_URL and questions else ""

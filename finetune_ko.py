@@ -118,8 +118,9 @@ FLAGS = {"dry-run": "count parameters and estimate GPU memory from the config; l
 
 def main(argv):
     given = cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
-    if "preset" in given and {"RUN_NAME", "OUTPUT_DIR"} & given["constants"] and "OVERWRITE" not in given["constants"]:
-        globals()["OVERWRITE"] = False  # a preset replaces its own earlier run, never one named on the command line
+    if "preset" in given and "OVERWRITE" not in given["constants"]:  # it replaces its own earlier run, no other
+        own = Path("outputs") / PRESETS[given["preset"]]["RUN_NAME"]
+        globals()["OVERWRITE"] = Path(OUTPUT_DIR or f"outputs/{RUN_NAME}").resolve() == own.resolve()
     cli.require(globals(), "MODEL_ID", "DATA")  # given empty (an unset shell variable): one line, not a lookup of ""
     constants = {name: globals()[name] for name in cli.constant_names(globals())}
 

@@ -150,7 +150,11 @@ def search_file(searcher):
         raise UserError(f"--search_file={SEARCH_FILE} holds no questions (one a line; # starts a comment)")
     output = questions_path(SEARCH_FILE).with_suffix(".hits.jsonl")  # beside the questions, wherever found
     not_covered = []
-    with open(output, "w", encoding="utf-8") as out:
+    try:
+        out = open(output, "w", encoding="utf-8")
+    except OSError as e:  # a folder of that name, a read-only project folder
+        raise UserError(f"cannot write {output}: {e.strerror or e}; copy {SEARCH_FILE} somewhere writable") from None
+    with out:
         for question in questions:
             hits = searcher.search(question, top_k=TOP_K)
             is_covered = covered(hits)

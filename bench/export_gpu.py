@@ -77,12 +77,11 @@ def main(argv):
         print(f"{fmt} loaded in {results[f'{fmt} load seconds']} s: {results[f'{fmt} kernel']}", flush=True)
         for batch in [int(b) for b in BATCHES.split(",")]:
             torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
 
             def measure():
                 figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{fmt} fast", fast=True,
                                     cache_8bit=cache_8bit)
-                return {**figures, "cache_8bit": CACHE_8BIT}  # its peaks: since the reset above
+                return {**figures, "cache_8bit": CACHE_8BIT}
             attempt(results, f"{fmt} fast, batch {batch}", measure)
             save()
         del model

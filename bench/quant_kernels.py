@@ -135,12 +135,11 @@ def main(argv):
             continue
         for batch in batches:
             torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
 
             def measure():
                 figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{kernel} fast",
                                     fast=True, repeats=1, cache_8bit=cache_8bit)
-                return {**figures, "cache_8bit": CACHE_8BIT}  # its peaks: since the reset above
+                return {**figures, "cache_8bit": CACHE_8BIT}
             attempt(results, f"{kernel} fast, batch {batch}", measure)
             save()
             if batch == 1 and PROFILE:

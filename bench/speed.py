@@ -179,15 +179,16 @@ def gen_speed(model, tokenizer, template, questions, *, name, fast, new_tokens=2
     """tokens/s of gen() at full length (end of text suppressed), best of `repeats` after one warm-up; first_s: the
     warm-up's seconds, which in fast mode include compiling for this batch size (what the first answer waits).
     peak_gpu_gib and peak_reserved_gib: the most memory allocated, and held by PyTorch (allocated plus its cache, the
-    CUDA context not included), since the caller last reset the peaks (torch.cuda.reset_peak_memory_stats),
-    compiling included; warm_peak_gpu_gib: the most allocated while the timed answers ran, once compiled."""
+    CUDA context not included), over the whole call, compiling included; warm_peak_gpu_gib: the most allocated
+    while the timed answers ran, once compiled."""
     torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     gen(model, tokenizer, template, questions, max_new_tokens=new_tokens, min_new_tokens=new_tokens, fast=fast,
         cache_8bit=cache_8bit)
     torch.cuda.synchronize()
     first = time.perf_counter() - start
-    # the peak since the caller last reset it, warm-up and compiling included; then the compiled answers' own
+    # the warm-up's peak, compiling included; then the compiled answers' own
     peak, peak_reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
     torch.cuda.reset_peak_memory_stats()
     best = None

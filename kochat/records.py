@@ -103,27 +103,43 @@ def read_json(text: str, path: Path) -> Records:
 
 def read_csv(text: str, path: Path, delimiter: str) -> Records:
     csv.field_size_limit(2**31 - 1)  # very long fields are skipped by MAX_CHARS, with a reason
+    rows = csv_rows(text, path, delimiter)
+    if not rows:
+        return Records(unit="row")
+    header = [h.strip() for h in rows[0]]
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if duplicates:
+        raise UserError(f"{path} has duplicate columns: {', '.join(duplicates)}; rename them")
+    records, numbers = [], []
+    for number, values in enumerate(rows[1:], start=2):  # the sheet's rows: the header is row 1
+        if not any(v.strip() for v in values):
+            continue
+        records.append(BadRecord(f"more fields than the header's {len(header)}") if len(values) > len(header)
+                       else {h: v for h, v in zip(header, values)})
+        numbers.append(number)
+    return Records(records, numbers, unit="row")
+
+
+def csv_rows(text: str, path: Path, delimiter: str) -> list[list[str]]:
+    """The file's rows as the csv module reads them leniently (a quote inside a field kept as text: KoBEST's BoolQ
+    has fields that begin with a quoted title), except a quote opened and never closed: leniently, the rest of
+    the file would be read into that one field, its rows silently lost. That is one line naming where it opens."""
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    rows, record_ends = [], 0
     try:
-        # CSV strictly: a quote opened and never closed is an error, not the rest of the file read into one field.
-        # TSV leniently: its files quote nothing (KoBEST's BoolQ has fields that begin with a quoted title)
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=delimiter == ",")
-        header = next(reader, None)
-        if header is None:
-            return Records(unit="row")
-        header = [h.strip() for h in header]
-        duplicates = sorted({h for h in header if header.count(h) > 1})
-        if duplicates:
-            raise UserError(f"{path} has duplicate columns: {', '.join(duplicates)}; rename them")
-        records, numbers = [], []
-        for number, values in enumerate(reader, start=2):  # the sheet's rows: the header is row 1
-            if not any(v.strip() for v in values):
-                continue
-            records.append(BadRecord(f"more fields than the header's {len(header)}") if len(values) > len(header)
-                           else {h: v for h, v in zip(header, values)})
-            numbers.append(number)
-        return Records(records, numbers, unit="row")
+        for values in reader:
+            rows.append(values)
+            record_ends = reader.line_num
     except csv.Error as e:
-        raise UserError(f"{path} is not valid {'TSV' if delimiter == chr(9) else 'CSV'} (line {reader.line_num}): {e}") from None
+        if "unexpected end of data" in str(e):
+            raise UserError(f"{path} is not valid {kind}: a quote opened on line {record_ends + 1} is never closed; "
+                            f"close it, or double a quote meant as text (\"\")") from None
+        try:  # another stray quote: read as it always was
+            return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        except csv.Error as e:
+            raise UserError(f"{path} is not valid {kind}: {e}") from None
+    return rows
 
 
 def read_parquet(path: Path, raw: bytes) -> Records:

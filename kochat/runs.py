@@ -90,7 +90,7 @@ def check_file_can_be_written(path: Path, option: str, reads: Path | None = None
     would replace), and lies under a writable one (made when the file is written)."""
     if path.is_dir():
         raise UserError(f"{flag(option, str(path))} is a folder; name a file")
-    if reads is not None and path.resolve() == Path(reads).resolve():
+    if reads is not None and path.expanduser().resolve() == Path(reads).expanduser().resolve():
         raise UserError(f"{flag(option, str(path))} is the file this reads ({reads}): writing it would replace it; "
                         f"name another file")
     existing = next(p for p in [path.absolute().parent, *path.absolute().parents] if p.exists())

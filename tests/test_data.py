@@ -99,7 +99,7 @@ def test_bom_and_json_lines_under_a_json_name_are_fine(tmp_path, koalpaca_templa
     ("dup.csv", "instruction,output,output\n질문,답,답\n", "duplicate columns: output"),
     ("wrong.csv", "Q,A\n질문,답\n", "has columns [A, Q], none of 'instruction', 'output' or 'text'"),
     ("wide.csv", "instruction,output\n질문,답,더\n", "no row could be read (the first: more fields than the header's 2)"),
-    ("quote.csv", 'instruction,output\n질문,답\n"연차는,15일\n휴가는,3일\n', "not valid CSV (line 4): unexpected end"),
+    ("quote.csv", 'instruction,output\n질문,답\n"연차는,15일\n휴가는,3일\n', "a quote opened on line 3 is never"),
     ("table.jsonl", "instruction,output\n질문,답\n", "is not JSON Lines: no line is valid JSON (the first: not valid JSON"),
     ("empty_answers.jsonl", jsonl([{"instruction": "q", "output": ""}] * 3), "no usable rows in"),
     ("notes.txt", "hello", "unsupported file type .txt"),
@@ -110,6 +110,13 @@ def test_unusable_files_stop_with_one_clear_line(tmp_path, koalpaca_template, na
         load(write(tmp_path / name, content), koalpaca_template)
     assert message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_a_stray_quote_inside_a_field_is_read_leniently_as_before(tmp_path, koalpaca_template):
+    """Only a quote never closed stops the file (above); one inside a field loses no row."""
+    f = write(tmp_path / "quoted.csv", 'instruction,output\n"그는 "안녕"이라고 말했다",답\n휴가는?,3일\n')
+    rows = load(f, koalpaca_template)[0]
+    assert [r["output"] for r in rows] == ["답", "3일"] and "안녕" in rows[0]["instruction"]
 
 
 def test_no_usable_rows_says_why_and_what_to_do(tmp_path, koalpaca_template):

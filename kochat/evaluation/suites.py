@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import hub
 from ..cli import flag
 from ..errors import UserError
+from ..hub import use_offline_if_unreachable
 from ..records import LOCAL_SUFFIXES, BadRecord, read_file
 
 SPLIT_FILES = {"test": "test", "dev": "dev", "validation": "dev", "train": "train"}  # --split -> file stem
@@ -277,14 +277,14 @@ def check_hub_names(names: list[str]) -> None:
     """Task names lm-eval knows (indexing all its tasks, ~20 s, only when such a name is given); they load their
     data from the hub, so they need it."""
     local_names = list(SUITES) + [t for s in SUITES for t in suite_members(s)]
-    offline = hub.use_offline_if_unreachable()  # HF_HUB_OFFLINE, or no answer: lm-eval would fail after the load
-    for n in names:
+    for n in names:  # a local name mistyped, before asking the network
         close = difflib.get_close_matches(n, local_names, n=1, cutoff=0.8)
-        if close or offline:
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise UserError(f"--tasks: unknown task {n!r}{hint}; from local files: {', '.join(SUITES)} or one of "
-                            f"their tasks (kobest_copa); other lm-eval tasks read the hub"
-                            + (", and it is closed here (offline)" if offline else ""))
+        if close:
+            raise UserError(f"--tasks: unknown task {n!r} (did you mean {close[0]}?); from local files: "
+                            f"{', '.join(SUITES)} or one of their tasks (kobest_copa)")
+    if use_offline_if_unreachable():  # HF_HUB_OFFLINE, or no answer: lm-eval would fail after the model loads
+        raise UserError(f"--tasks: unknown task {names[0]!r}; from local files: {', '.join(SUITES)} or one of their "
+                        f"tasks (kobest_copa); other lm-eval tasks read the hub, and it is closed here (offline)")
     known = task_manager(None).all_tasks
     for n in names:
         if n not in known:

@@ -41,6 +41,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ from .chat_template import jinja_template
 MODELFILE_MARK = "Written by kochat's export_ko.py"  # export_ko.py --overwrite replaces only folders so marked
 
 QUANTS = ("f16", "q8_0", "q4_k_m")
+_DEFAULTS_SWAPPED = threading.Lock()  # open_llama's swap of llama-cpp-python's default model parameters
 GGUF_PACKAGE = "gguf==0.19.0"
 LLAMA_CPP_PACKAGE = "llama-cpp-python==0.3.36"
 # Bytes a parameter takes in each file (q4_k_m mixes 4.5- and 6-bit blocks; measured at the 1.3b shape: 0.645),
@@ -401,18 +403,19 @@ def open_llama(gguf_file: Path, purpose: str, **options):
         return llama_cpp.Llama(model_path=str(gguf_file), **options)
     import llama_cpp.llama as llama_module
 
-    defaults = llama_module.llama_cpp.llama_model_default_params
+    with _DEFAULTS_SWAPPED:  # two loads at once would otherwise keep the swapped function for good
+        defaults = llama_module.llama_cpp.llama_model_default_params
 
-    def without_extra_buffers():
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
+        def without_extra_buffers():
+            params = defaults()
+            params.use_extra_bufts = False
+            return params
 
-    llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
-    try:
-        return llama_cpp.Llama(model_path=str(gguf_file), **options)
-    finally:
-        llama_module.llama_cpp.llama_model_default_params = defaults
+        llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
+        try:
+            return llama_cpp.Llama(model_path=str(gguf_file), **options)
+        finally:
+            llama_module.llama_cpp.llama_model_default_params = defaults
 
 
 def llama_tokenize(gguf_file: Path, texts: Sequence[str]) -> list[list[int]]:

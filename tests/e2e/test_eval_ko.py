@@ -53,6 +53,7 @@ def test_scores_and_answers_base_vs_adapter(tiny_run, run_script, tmp_path):
     (["--questions=qs.txt", "--limit=5"], "error: --limit and --split choose a benchmark's items: give them with --tasks"),
     (["--questions=qs.txt", "--split=bogus"], "error: --limit and --split choose a benchmark's items"),
     (["--questions=qs.txt", "--out=qs.txt"], "error: --out=qs.txt is the file this reads (qs.txt)"),
+    (["--questions=qs.txt", "--out=."], "error: --out=. is a folder; name a file"),
 ])
 def test_bad_input_is_one_line_before_loading(tiny_run, run_script, tmp_path, args, message):
     run, _ = tiny_run

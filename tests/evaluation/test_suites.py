@@ -75,6 +75,30 @@ def test_bad_input_is_one_line(tmp_path, tasks, folders, split, message):
     assert "\n" not in text and all(part in text for part in message.split("…"))
 
 
+def test_a_hub_task_is_one_line_before_loading_when_the_hub_does_not_answer(monkeypatch, capsys):
+    """Without HF_HUB_OFFLINE too: lm-eval would otherwise fail reaching the hub after the model has loaded."""
+    import socket
+
+    import datasets.config
+    from huggingface_hub import constants
+
+    from kochat import hub
+
+    hub.use_offline_if_unreachable.cache_clear()  # decided once a process: decided again here, and after
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # restored after: the tests run offline
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+
+    def unreachable(*args, **kwargs):
+        raise OSError("no route to host")
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    with pytest.raises(UserError, match="other lm-eval tasks read the hub, and it is closed here"):
+        suites.resolve(["arc_easy"], {}, "dev")
+    assert "is not reachable, working offline" in capsys.readouterr().out
+    hub.use_offline_if_unreachable.cache_clear()
+
+
 @pytest.mark.parametrize("header, row, message", [
     ("ID\tsentence\tquestion\t1\t2\tlabel", "1\t비가 왔다.\t결과\t땅이 젖었다.\t해가 떴다.\t1", "no column Answer; it has"),
     ("ID\tsentence\tquestion\t1\t2\tAnswer", "1\t비가 왔다.\t결과\t땅이 젖었다.\t해가 떴다.\t3", "row 2: Answer is '3'"),
