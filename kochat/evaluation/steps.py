@@ -97,8 +97,16 @@ def parse_spec(spec: str) -> list[tuple[str, str, str]]:
 
 
 def check_spec(spec: str) -> list:
-    """EVAL_TASKS checked (folders, files, columns) before training starts: [(suite, local tasks, split)]."""
-    return [(name, suites.resolve([name], {name: folder}, split)[0], split) for name, folder, split in parse_spec(spec)]
+    """EVAL_TASKS checked (folders, files, columns) before training starts: [(suite, local tasks, split)]. A line
+    that names eval_ko.py's option for the folder (--kobest_dir=…) names the folder as EVAL_TASKS gave it."""
+    checked = []
+    for name, folder, split in parse_spec(spec):
+        try:
+            checked.append((name, suites.resolve([name], {name: folder}, split)[0], split))
+        except UserError as e:
+            raise UserError(f"{flag('EVAL_TASKS', spec)}: " + str(e).replace(flag(f"{name}_DIR", folder), folder)
+                            ) from None
+    return checked
 
 
 def after_training(folder, model, tokenizer, spec: str) -> None:

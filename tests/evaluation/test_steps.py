@@ -17,6 +17,9 @@ def test_eval_tasks_spec():
     for bad in ("kobest", "mmlu=/data", "kobest=@dev"):
         with pytest.raises(UserError, match="SUITE=FOLDER"):
             steps.parse_spec(bad)
+    with pytest.raises(UserError) as e:  # finetune_ko.py has no --kobest_dir: the folder is named as given
+        steps.check_spec("kobest=/nonexistent/kobest@dev")
+    assert str(e.value) == "--eval_tasks=kobest=/nonexistent/kobest@dev: /nonexistent/kobest is not a folder"
 
 
 def test_scores_are_named_by_the_file_the_split_reads(tmp_path):
