@@ -60,9 +60,9 @@ def main(argv):
         questions = prompts.load_questions(QUESTIONS)
         if not questions:
             raise UserError(f"--questions={QUESTIONS} holds no questions (one a line; # starts a comment)")
-        # beside the questions file, wherever it was found; checked now, not after the model has answered
-        output = Path(OUTPUT) if OUTPUT else prompts.questions_path(QUESTIONS).with_suffix(".answers.jsonl")
-        runs.check_file_can_be_written(output, "OUTPUT", reads=prompts.questions_path(QUESTIONS))
+        found = prompts.questions_path(QUESTIONS)  # answers beside it, wherever it was found
+        output = Path(OUTPUT) if OUTPUT else found.with_suffix(".answers.jsonl")
+        runs.check_file_can_be_written(output, "OUTPUT", reads=found)  # now, not after the model has answered
     searcher = open_searcher()
     _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice)
     torch.manual_seed(SEED)

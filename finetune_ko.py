@@ -118,9 +118,10 @@ FLAGS = {"dry-run": "count parameters and estimate GPU memory from the config; l
 
 def main(argv):
     given = cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+    output_folder = OUTPUT_DIR or f"outputs/{RUN_NAME}"
     if "preset" in given and "OVERWRITE" not in given["constants"]:  # it replaces its own earlier run, no other
         own = Path("outputs") / PRESETS[given["preset"]]["RUN_NAME"]
-        globals()["OVERWRITE"] = Path(OUTPUT_DIR or f"outputs/{RUN_NAME}").resolve() == own.resolve()
+        globals()["OVERWRITE"] = Path(output_folder).resolve() == own.resolve()
     cli.require(globals(), "MODEL_ID", "DATA")  # given empty (an unset shell variable): one line, not a lookup of ""
     constants = {name: globals()[name] for name in cli.constant_names(globals())}
 
@@ -152,7 +153,7 @@ def main(argv):
         raise UserError("FSDP shards the model across GPUs and this machine has none: launch several CPU processes "
                         "with torchrun --nproc_per_node=N finetune_ko.py (data parallel) instead")
     launched = processes.start()  # the processes' shared state: the main one prints and saves
-    output_dir = runs.prepare_output_dir(OUTPUT_DIR or f"outputs/{RUN_NAME}", OVERWRITE)
+    output_dir = runs.prepare_output_dir(output_folder, OVERWRITE)
     if MERGED_DIR:
         runs.check_merged_dir(MERGED_DIR)
     tokenizer = modeling.load_tokenizer(MODEL_ID)

@@ -54,7 +54,6 @@ from .chat_template import jinja_template
 MODELFILE_MARK = "Written by kochat's export_ko.py"  # export_ko.py --overwrite replaces only folders so marked
 
 QUANTS = ("f16", "q8_0", "q4_k_m")
-_DEFAULTS_SWAPPED = threading.Lock()  # open_llama's swap of llama-cpp-python's default model parameters
 GGUF_PACKAGE = "gguf==0.19.0"
 LLAMA_CPP_PACKAGE = "llama-cpp-python==0.3.36"
 # Bytes a parameter takes in each file (q4_k_m mixes 4.5- and 6-bit blocks; measured at the 1.3b shape: 0.645),
@@ -389,6 +388,9 @@ def stderr_to(file):
 
 
 # ---------------------------------------------------------------------------------------------- llama.cpp checks
+
+
+_DEFAULTS_SWAPPED = threading.Lock()  # open_llama's swap of llama-cpp-python's default model parameters
 
 
 def open_llama(gguf_file: Path, purpose: str, **options):
