@@ -16,7 +16,7 @@ row-wise CUTLASS kernel), fp8 (float8 weights and activations, a scale per row, 
 Ada GPUs), fp8wo (float8 weights only), humming (tinygemm's int4, then moved onto humming's kernel as an int4
 export is where humming-kernels is installed: kochat/humming_kernel.py), bf16 (no quantization: the merged 16-bit
 model), saved (--model is an export_ko.py int8/int4 folder, answered as chat_ko.py loads it: nothing quantized here,
-nothing set for the process).
+nothing set for the process; --humming=false keeps the export's own kernels).
 --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
 graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), torchao (CUDA
 graphs, and torchao's recommended inductor settings set for the whole process, as its int8 and int4 configurations
@@ -52,6 +52,8 @@ PROFILE = False             # profile one more batch-1 run: the GPU kernels that
 CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 FUSE = True                 # gen()'s fused q/k/v and gate/up products (kochat/fused_projections.py); false: apart
 APART = True                # where one-row products are sums, GELU out of them (kochat/row_sums.py)
+HUMMING = True              # saved: an int4/int8 export moved onto humming's kernel where installed, as chat_ko.py
+                            # loads it; false: the export's own kernels (tinygemm, torchao's int8)
 
 COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
                    "tuned": {"triton.cudagraphs": True, "coordinate_descent_tuning": True},
@@ -115,7 +117,7 @@ def main(argv):
     head = {"embed_in", "embed_out", "embed_tokens", "lm_head"}
     for kernel in KERNELS:
         torch.cuda.empty_cache()
-        run, tokenizer, model = runs.load_for_answering(str(model_dir), four_bit=False)
+        run, tokenizer, model = runs.load_for_answering(str(model_dir), four_bit=False, humming=HUMMING)
         if kernel != "saved":  # gemlite's 4-bit weights take the dtype of HQQ's fp16 scales, its kernel its input's
             model = model.to(torch.float16 if kernel == "gemlite4" else torch.bfloat16)
         model.generation_config.compile_config = CompileConfig(mode=None, options=COMPILE_OPTIONS[COMPILE])
@@ -128,7 +130,8 @@ def main(argv):
                                         ("" if humming_kernel.on_humming(model) else "humming is not installed")):
                 raise UserError(problem)
             torch.cuda.empty_cache()
-            return {"weights_gib": round(torch.cuda.memory_allocated() / estimate.GIB, 2)}
+            return {"weights_gib": round(torch.cuda.memory_allocated() / estimate.GIB, 2),
+                    "answering": generation.mode_line(model, fast=True)}
         attempt(results, f"{kernel} quantize", quantize)
         save()
         if "error" in results[f"{kernel} quantize"]:

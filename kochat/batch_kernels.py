@@ -1,8 +1,8 @@
 """Kernels that answer batches faster than an int4 or int8 export's own, for serve_ko.py: where the GPU and an
 installed kernel library allow, the export's weights are moved onto them as the model loads, a layer at a time.
-Where humming-kernels is installed, serve_ko.py's auto has already put an int4 export on humming's kernel
+Where humming-kernels is installed, serve_ko.py's auto has already put an int4 or int8 export on humming's kernel
 (kochat/humming_kernel.py: faster than all below for one row and for batches, the weights held once); only layers
-humming did not take (a failed move) are left for mslk here.
+humming did not take (a failed move) are left for mslk and gemlite here.
 
 int4 (saved for tinygemm) onto mslk's CUTLASS kernels for Hopper GPUs (H100, H200; mslk-cuda, BSD-3, through
 torchao), measured at the 12.8b shape on an H200 through the server, 1 client / 16 clients (bench/RESULTS.md;
@@ -168,6 +168,8 @@ def _int8_onto_gemlite(model) -> str | None:
         return f"int8 stays on torchao's kernel: gemlite does not load here ({type(e).__name__})"
     config = UIntxWeightOnlyConfig(bit_width=8, group_size=None, set_inductor_config=False)  # as for int4
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int8Tensor)]
+    if not layers:  # none left as exported (moved onto humming's kernel): nothing to move
+        return None
     with moving("int8", "gemlite's"):
         for module in layers:
             module.weight = torch.nn.Parameter(module.weight.dequantize(), requires_grad=False)

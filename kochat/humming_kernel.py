@@ -1,20 +1,26 @@
-"""An int4 export's weights on humming's kernel, where it is installed: chat_ko.py, serve_ko.py and eval_ko.py
-move them as the model loads (runs.load_for_answering; serve_ko.py --batch_kernel=false keeps tinygemm).
+"""An int4 or int8 export's weights on humming's kernel, where it is installed: chat_ko.py, serve_ko.py and
+eval_ko.py move them as the model loads (runs.load_for_answering; serve_ko.py --batch_kernel=false keeps the export's
+own kernels: tinygemm for int4, torchao's int8).
 humming (humming-kernels, Apache-2.0) is vLLM's quantized-GEMM library: Marlin-class kernels compiled at run time by
 NVRTC (no nvcc; the CUDA headers come with torch's CUDA wheels) into a cache (~/.humming/cache, or
 $HUMMING_CACHE_DIR), so a machine's first answers wait for them; with bf16 activations, as here, Ampere GPUs and
-newer (as tinygemm). Measured at the 12.8b shape on an H200 (bench/RESULTS.md): 200 tokens/s for one answer and
-2,187 for 16 at once through gen() (tinygemm: 191 / 581), 198 / 2,180 through the server, the weights held once;
+newer (as tinygemm). Measured at the 12.8b shape on an H200 (bench/RESULTS.md): int4, 200 tokens/s for one answer
+and 2,187 for 16 at once through gen() (tinygemm: 191 / 581), 198 / 2,180 through the server, the weights held once;
 205 / 2,775 through gen() at the Qwen3-8B shape (tinygemm: 115 / 1,044; its merged 16-bit model: 179 / 2,580).
+int8: torchao's own kernel answered 16 rows at 31 tokens/s (its batch product compiles into slow kernels; one row,
+compiled with torchao's tuning, 142), humming's at INT8_MEASURED.
 
 The export's int4 levels: tinygemm's layout has no unpacking, so each layer's weights are read back as its product
 with the identity (each weight on its group's grid of 16 levels, up to bf16's rounding) and quantized again by
 humming in the same scheme (4 bits, a scale and a float zero per 128 weights of a row, from the group's range).
 humming's range always reaches zero, so a group whose weights share one sign gets coarser levels than tinygemm
-gave it: each layer's weights as humming holds them are compared with the export's, and its product of one row
-with tinygemm's (which also compiles the kernel: a missing CUDA header fails here, not at the first answer),
-before the layer moves; a layer further than rounding stays on tinygemm, as do the layers after it; any failure
-is one line (each layer answers correctly on either kernel). For answering only (no backward).
+gave it. int8 (torchao's Int8Tensor: a scale per row, no zero) is read back with its own dequantize and quantized
+again by humming in the same scheme; a row's scale may move by a level (torchao's range reaches -128, humming's
+scale follows the largest weight). So each layer's weights as humming holds them are compared with the export's,
+and its product of one row with the export kernel's (which also compiles humming's kernel: a missing CUDA header
+fails here, not at the first answer), before the layer moves; a layer further than rounding stays on the export's
+kernel, as do the layers after it; any failure is one line (each layer answers correctly on either kernel). For
+answering only (no backward).
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ import torch
 PACKAGES = "humming-kernels==0.1.20 cuda-bindings==13.0.3"  # measured with torch 2.11 (CUDA 13); cuda-bindings
 #                                                            # 12.x for a CUDA 12 build of torch
 WEIGHTS = {"dtype": "uint4", "group_size": 128, "has_zero_point": True, "is_fp_zero_point": True}  # tinygemm's scheme
+INT8_WEIGHTS = {"dtype": "int8", "group_size": 0}  # torchao's int8: a scale per row
 AGREEMENT = 0.02  # a layer's weights (and its product of a row) as humming holds them against the export's: the
 #                   relative distance allowed (the int4 rounding itself puts the export ~10 % from random 16-bit
 #                   weights)
@@ -37,7 +44,7 @@ AGREEMENT = 0.02  # a layer's weights (and its product of a row) as humming hold
 _KERNELS: list[weakref.ref] = []
 
 
-@torch.library.custom_op("kochat::humming_int4", mutates_args=())
+@torch.library.custom_op("kochat::humming_product", mutates_args=())
 def _product(rows: torch.Tensor, index: int) -> torch.Tensor:
     with torch.cuda.device(rows.device) if rows.is_cuda else nullcontext():  # over several GPUs: the layer's own
         return _KERNELS[index]()(rows)
@@ -49,14 +56,16 @@ def _(rows: torch.Tensor, index: int) -> torch.Tensor:
 
 
 class HummingLinear(torch.nn.Linear):
-    """A linear layer whose int4 weights humming multiplies (`int4`, a humming HummingLayer); the bias added after.
+    """A linear layer whose int4 or int8 weights humming multiplies (`kernel`, a humming HummingLayer); the bias
+    added after.
     The product is one opaque op to torch.compile: humming picks its kernel's configuration on the host, as a CPU
     tensor, which inside a compiled graph would keep the decoding step out of CUDA graphs; inside the op that work
     runs when a graph is captured, and a replay runs the kernel alone."""
 
     def forward(self, x):
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # humming's kernel takes bf16, as tinygemm's
-        y = torch.ops.kochat.humming_int4(rows, self.int4_index).view(*x.shape[:-1], self.out_features).to(x.dtype)
+        y = torch.ops.kochat.humming_product(rows, self.kernel_index).view(*x.shape[:-1], self.out_features)
+        y = y.to(x.dtype)
         return y if self.bias is None else y + self.bias
 
 
@@ -70,36 +79,29 @@ def on_humming(model) -> int:
 
 
 def onto_humming(model) -> str:
-    """Move the int4 layers of `model` (an int4 export as loaded: tinygemm's weights) onto humming's kernel, in
-    place. "" where done or where nothing applies (no GPU, no tinygemm layers, humming not installed); else the
-    one line that says why some or all stay on tinygemm."""
-    if model.device.type != "cuda" or not installed():
-        return ""
-    from torchao.quantization import Int4TilePackedTo4dTensor
-
-    layers = [m for m in model.modules()
-              if type(m) is torch.nn.Linear and isinstance(m.weight, Int4TilePackedTo4dTensor)]
+    """Move the int4 and int8 layers of `model` (an export as loaded: tinygemm's or torchao's int8 weights) onto
+    humming's kernel, in place. "" where done or where nothing applies (no GPU, no such layers, humming not
+    installed); else the one line that says why some or all stay on the export's kernel."""
+    layers = exported_layers(model) if model.device.type == "cuda" and installed() else []
     if not layers:
         return ""
+    fmt, own = ("int4", "tinygemm") if layers[0][1] is WEIGHTS else ("int8", "torchao's int8 kernel")
     try:
         from humming.layer import HummingLayer
     except Exception as e:  # cuda-bindings missing or of another CUDA, among others
-        return (f"int4 stays on tinygemm: humming does not load here ({type(e).__name__}: {first_line(e)}); "
+        return (f"{fmt} stays on {own}: humming does not load here ({type(e).__name__}: {first_line(e)}); "
                 f"measured with {PACKAGES}")
     from tqdm.auto import tqdm
 
-    identities: dict[tuple, torch.Tensor] = {}  # one per input width and device
+    identities: dict[tuple, torch.Tensor] = {}  # int4: one per input width and device
     moved = 0
     try:  # the first layer of each shape waits for its kernels to compile (a minute or two on a new machine)
-        for module in tqdm(layers, desc="int4 layers onto humming's kernel", unit="layer"):
-            device, width = module.weight.device, module.in_features
-            identity = identities.get((device, width))
-            if identity is None:
-                identity = identities[(device, width)] = torch.eye(width, dtype=torch.bfloat16, device=device)
-            weight = torch.nn.functional.linear(identity, module.weight).t().contiguous()  # [out, in], as levels
+        for module, scheme in tqdm(layers, desc=f"{fmt} layers onto humming's kernel", unit="layer"):
+            device = module.weight.device
+            weight = exported_weight(module, scheme, identities)
             with torch.cuda.device(device):  # humming puts its own buffers on the current device
-                kernel = HummingLayer(shape_n=module.out_features, shape_k=width, torch_dtype=torch.bfloat16,
-                                      weight_config=dict(WEIGHTS)).to(device)
+                kernel = HummingLayer(shape_n=module.out_features, shape_k=module.in_features,
+                                      torch_dtype=torch.bfloat16, weight_config=dict(scheme)).to(device)
                 kernel.load_from_unquantized(weight)
                 check_levels(kernel, weight)
                 kernel.transform()
@@ -108,8 +110,8 @@ def onto_humming(model) -> str:
             swap_in(module, kernel)
             moved += 1
     except Exception as e:
-        kept = ("int4 stays on tinygemm" if not moved
-                else f"{len(layers) - moved} of {len(layers)} int4 layers stay on tinygemm")
+        kept = (f"{fmt} stays on {own}" if not moved
+                else f"{len(layers) - moved} of {len(layers)} {fmt} layers stay on {own}")
         return f"{kept}: moving them onto humming's kernel failed ({type(e).__name__}: {first_line(e)})"
     finally:
         identities.clear()
@@ -117,11 +119,41 @@ def onto_humming(model) -> str:
     return ""
 
 
+def exported_layers(model) -> list[tuple[torch.nn.Linear, dict]]:
+    """The linear layers of `model` holding an export's int4 (tinygemm) or weight-only int8 (torchao) weights, each
+    with the humming scheme that holds the same levels."""
+    from torchao.quantization import Int4TilePackedTo4dTensor, Int8Tensor
+
+    found = []
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if type(module) is not torch.nn.Linear:
+            continue
+        if isinstance(weight, Int4TilePackedTo4dTensor):
+            found.append((module, WEIGHTS))
+        elif isinstance(weight, Int8Tensor) and weight.act_quant_kwargs is None:  # weights only, as exported
+            found.append((module, INT8_WEIGHTS))
+    return found
+
+
+def exported_weight(module: torch.nn.Linear, scheme: dict, identities: dict) -> torch.Tensor:
+    """The weights `module` multiplies by, [out, in]: int8's own dequantize (in float32, where level times scale is
+    exact); tinygemm's int4 layout has none, so its product with the identity (`identities`: one per input width
+    and device, kept between layers)."""
+    if scheme is INT8_WEIGHTS:
+        return module.weight.dequantize(torch.float32)
+    device, width = module.weight.device, module.in_features
+    identity = identities.get((device, width))
+    if identity is None:
+        identity = identities[(device, width)] = torch.eye(width, dtype=torch.bfloat16, device=device)
+    return torch.nn.functional.linear(identity, module.weight).t().contiguous()
+
+
 def swap_in(module: torch.nn.Linear, kernel: torch.nn.Module) -> None:
     """`module` made a HummingLinear in place (it keeps its name, its hooks and its bias) whose product is `kernel`'s;
     its own weights freed."""
     module.weight = None
-    module.int4, module.int4_index = kernel, len(_KERNELS)
+    module.kernel, module.kernel_index = kernel, len(_KERNELS)
     _KERNELS.append(weakref.ref(kernel))
     module.__class__ = HummingLinear
 
@@ -137,8 +169,9 @@ def check_product(kernel, module: torch.nn.Linear) -> None:
     """Raise where `kernel`'s product of a row differs from `module`'s (the layer as exported, bias left out) by more
     than rounding, or fails: the kernel compiles on its first call."""
     with torch.no_grad():
-        row = torch.randn(1, module.in_features, dtype=torch.bfloat16, device=module.weight.device)
-        check_close(kernel(row), torch.nn.functional.linear(row, module.weight), "product of one row")
+        row = torch.randn(1, module.in_features, dtype=module.weight.dtype, device=module.weight.device)
+        expected = torch.nn.functional.linear(row, module.weight)
+        check_close(kernel(row.to(torch.bfloat16)), expected, "product of one row")
 
 
 def check_close(held: torch.Tensor, expected: torch.Tensor, what: str) -> None:

@@ -202,8 +202,12 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
     run = folder if isinstance(folder, Run) else open_run(folder)
     config = modeling.load_config(run.base_model)
     modeling.check_machine_can_run(config, answering=True)
+    dtype = None  # the compute dtype (bf16 on a GPU, float32 on a CPU)
     if modeling.saved_quantization(config):  # an int8/int4 export (export_ko.py): loaded as it was saved
         four_bit = False
+        if torch.cuda.is_available():  # in its own dtype: transformers 5.17 keeps the output head in it on a GPU (a
+            #                            float32 export in bf16 stopped there), so the rest must match
+            dtype = modeling.saved_dtype(config)
         if "Int4" in str(config.quantization_config) and not torch.cuda.is_available():
             raise UserError(f"{run.folder} holds int4 weights, which run on an NVIDIA GPU only: answer from it there, "
                             f"or export the run again with --format=int8 (GPU or CPU) or --format=gguf")
@@ -211,7 +215,7 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
     elif four_bit is None:
         four_bit = run.adapter is not None or not sixteen_bits_fit(run, config)
     model = modeling.load_model(run.base_model, run.tokenizer, four_bit=four_bit, adapter=run.adapter,
-                                device_map=device_map).eval()
+                                device_map=device_map, dtype=dtype).eval()
     if humming and modeling.saved_quantization(config):
         problem = humming_kernel.onto_humming(model)
         if problem:

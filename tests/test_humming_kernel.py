@@ -20,7 +20,7 @@ class RowsOnly(torch.nn.Module):
 
 def test_a_moved_layer_gives_its_rows_to_the_kernel_and_adds_its_bias(tiny_tokenizer):
     model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
-    ids = torch.randint(3, 300, (2, 7))
+    ids = torch.randint(3, 300, (2, 7), device=model.device)  # the device test run puts the model on a GPU
     with torch.inference_mode():
         before = model(input_ids=ids).logits
     layers = [m for m in model.modules() if type(m) is torch.nn.Linear and m.bias is not None]
@@ -38,7 +38,7 @@ def test_a_moved_layer_gives_its_rows_to_the_kernel_and_adds_its_bias(tiny_token
         return gm.forward
     with torch.inference_mode():
         assert torch.equal(torch.compile(model, backend=capture, fullgraph=True)(input_ids=ids).logits, after)
-    products = [n for n in graphs[0].graph.nodes if n.target is torch.ops.kochat.humming_int4]
+    products = [n for n in graphs[0].graph.nodes if n.target is torch.ops.kochat.humming_product]
     assert len(products) == len(layers)  # each product one opaque op: humming's host work stays out of the graph
     assert humming_kernel.on_humming(model) == len(layers)
     assert "weights through humming's kernel" not in generation.mode_line(model, fast=False)  # not an export
@@ -59,8 +59,8 @@ def test_a_model_let_go_frees_its_kernels(tiny_tokenizer):
     model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
     layer = next(m for m in model.modules() if type(m) is torch.nn.Linear)
     humming_kernel.swap_in(layer, RowsOnly(layer.weight.detach().to(torch.bfloat16)))
-    held = humming_kernel._KERNELS[layer.int4_index]
-    assert held() is layer.int4
+    held = humming_kernel._KERNELS[layer.kernel_index]
+    assert held() is layer.kernel
     del model, layer
     gc.collect()
     assert held() is None  # the list of kernels does not keep a model's weights alive
@@ -79,3 +79,23 @@ def test_a_kernel_whose_product_differs_from_the_exports_by_more_than_rounding_i
     wrong[3] *= -1
     with pytest.raises(ValueError, match=r"a layer's product of one row moved 0\.\d+ from the export's"):
         humming_kernel.check_product(RowsOnly(wrong), layer)
+
+
+def test_an_int8_exports_layers_are_found_with_their_own_levels():
+    """torchao's weight-only int8 layers (as export_ko.py --format=int8 saves them) go to humming's int8 scheme, read
+    back exactly as torchao multiplies by them; layers with int8 activations too, or none, stay."""
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 64), torch.nn.Linear(64, 32), torch.nn.Linear(32, 16))
+    original = model[0].weight.detach().clone()
+    quantize_(model[0], Int8WeightOnlyConfig(set_inductor_config=False))
+    quantize_(model[1], Int8DynamicActivationInt8WeightConfig(set_inductor_config=False))
+    found = humming_kernel.exported_layers(model)
+    assert found == [(model[0], humming_kernel.INT8_WEIGHTS)]
+    weight = humming_kernel.exported_weight(model[0], humming_kernel.INT8_WEIGHTS, {})
+    assert weight.dtype == torch.float32 and weight.shape == (64, 256)
+    row = torch.randn(1, 256)
+    assert torch.allclose(row @ weight.t(), torch.nn.functional.linear(row, model[0].weight), rtol=1e-4, atol=1e-4)
+    gap = ((weight - original).norm() / original.norm()).item()
+    assert 0 < gap < humming_kernel.AGREEMENT  # int8 rounding: close to the 16-bit weights, not equal

@@ -4,7 +4,6 @@ humming's and serve_ko.py's batch kernels answer as the export's; int4 on a mach
 format, an occupied output folder and a run whose base is gone are each one line, before anything is written."""
 import importlib.util
 import json
-import re
 import shutil
 
 import pytest
@@ -96,8 +95,10 @@ def test_int8_loads_as_saved_in_chat_and_keeps_the_merged_models_loss(tiny_run, 
     assert (out / "model.safetensors").stat().st_mode == (out / "config.json").stat().st_mode
     answer = run_script("chat_ko.py", f"--adapter={out}", "--question", QUESTIONS[0], "--temperature=0", cwd=tmp_path)
     assert answer.returncode == 0, answer.stderr[-3000:]
-    assert re.search(r"answering with Int8WeightOnlyConfig weights \(torchao\) on (cpu, fast mode off|cuda, fast mode on)",
-                     answer.stderr)
+    on_gpu = (" through humming's kernel on cuda, fast mode on" if importlib.util.find_spec("humming")
+              else " on cuda, fast mode on")  # chat moves it onto humming's kernel where installed
+    assert "answering with Int8WeightOnlyConfig weights (torchao)" + (
+        on_gpu if torch.cuda.is_available() else " on cpu, fast mode off") in answer.stderr
     # a wait is announced where the first answer compiles (a GPU), and only there
     assert ("the first answer compiles the decoding step" in answer.stderr) == torch.cuda.is_available()
     assert answer.stdout.strip()
@@ -168,6 +169,29 @@ def test_int4_moves_onto_hummings_kernel_with_the_same_levels(int4_export):
         "answering with Int4WeightOnlyConfig weights (torchao) through humming's kernel on cuda, fast mode on")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("humming") is None,
+                    reason="humming's int8 kernel runs on an NVIDIA GPU with humming-kernels installed (tested on the "
+                           "device)")
+def test_int8_moves_onto_hummings_kernel_with_the_same_levels(merged, tmp_path):
+    """Every int8 layer moves as the export loads (the default where humming is installed), its products within
+    rounding of torchao's, and answers through gen()'s compiled loop, one row and a batch; the mode line says so.
+    The tiny export is float32 (its merged base's dtype): humming multiplies its rows in bf16."""
+    from torchao.quantization import Int8Tensor
+
+    from kochat.export import quantized
+    out = quantized.write_quantized(merged, tmp_path / "tiny-int8", "int8")
+    saved, moved = runs.load_for_answering(str(out), humming=False), runs.load_for_answering(str(out))
+    int8_layers = sum(isinstance(getattr(m, "weight", None), Int8Tensor) for m in saved.model.modules())
+    assert humming_kernel.on_humming(moved.model) == int8_layers > 0
+    assert not any(isinstance(getattr(m, "weight", None), Int8Tensor) for m in moved.model.modules())
+    assert relative_logit_gap(saved, moved) < 0.03  # the same int8 levels
+    for questions in (QUESTIONS[:1], QUESTIONS[:4]):
+        assert all(a.text for a in gen(moved.model, moved.tokenizer, moved.run.template, questions,
+                                       max_new_tokens=8, fast=True))
+    assert mode_line(moved.model, True) == (
+        "answering with Int8WeightOnlyConfig weights (torchao) through humming's kernel on cuda, fast mode on")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("gemlite") is None,
                     reason="gemlite's int8 kernel runs on an NVIDIA GPU with gemlite installed (tested on the device)")
 def test_int8_on_gemlites_kernel_answers_as_torchaos_int8(merged, tmp_path):
@@ -179,7 +203,7 @@ def test_int8_on_gemlites_kernel_answers_as_torchaos_int8(merged, tmp_path):
     shutil.copytree(merged, bf16)  # tokenizer and template; weights and config rewritten in bf16
     AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16).save_pretrained(bf16)
     quantized.write_quantized(bf16, out, "int8")
-    saved, moved = runs.load_for_answering(str(out)), runs.load_for_answering(str(out))
+    saved, moved = (runs.load_for_answering(str(out), humming=False) for _ in range(2))  # as --batch_kernel=both
     assert "moved onto gemlite's int8 kernel" in batch_kernels.onto_batch_kernel(moved.model, "both")
     assert relative_logit_gap(saved, moved) < 0.03  # the same int8 weights
     assert all(a.text for a in gen(moved.model, moved.tokenizer, moved.run.template, QUESTIONS[:2], max_new_tokens=8,
