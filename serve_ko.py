@@ -34,11 +34,11 @@ FAST = "auto"                                # gen()'s fast mode (static cache, 
 MAX_BATCH = 16                               # requests answered together in one batch (fast mode runs a batch
                                              # padded to a power of two: 16, not 20)
 BATCH_KERNEL = "auto"                        # an int4/int8 export's weights moved onto a kernel faster for batches
-                                             # where one is installed. auto: int4 onto humming's (humming-kernels,
-                                             # Ampere GPUs and newer; faster for one row and for batches), else on
-                                             # Hopper GPUs mslk's as both; int8 onto gemlite's; silent where
-                                             # nothing applies. humming: int4 onto humming's only, saying so where
-                                             # it is not installed. both (mslk-cuda): int4 keeps tinygemm for one
+                                             # where one is installed. auto: int4 and int8 onto humming's
+                                             # (humming-kernels, Ampere GPUs and newer; faster for one row and for
+                                             # batches), else int4 on Hopper GPUs onto mslk's as both, int8 onto
+                                             # gemlite's; silent where nothing applies. humming: onto humming's
+                                             # only, saying so where it is not installed. both (mslk-cuda): int4 keeps tinygemm for one
                                              # row, mslk's beside it for batches (the int4 weights twice), exact
                                              # where that and a full batch's cache do not fit; exact: mslk only, the
                                              # same int4 levels; fp8: faster batches, less exact (int8 moves alike
@@ -180,7 +180,7 @@ def main(argv):
     if moved:
         print(moved, file=sys.stderr)
     elif batch_kernel == "humming" and not humming_kernel.on_humming(model) and not humming_kernel.installed():
-        print(f"--batch_kernel=humming moves an int4 export onto humming's kernel on an NVIDIA GPU with "
+        print(f"--batch_kernel=humming moves an int4 or int8 export onto humming's kernel on an NVIDIA GPU with "
               f"{humming_kernel.PACKAGES} installed: nothing moved here", file=sys.stderr)
     elif batch_kernel in ("both", "exact", "fp8"):  # asked for: say why nothing moved
         print(f"--batch_kernel={batch_kernel} moves an int4 export in fast mode on a Hopper GPU with mslk-cuda "

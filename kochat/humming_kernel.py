@@ -7,8 +7,8 @@ $HUMMING_CACHE_DIR), so a machine's first answers wait for them; with bf16 activ
 newer (as tinygemm). Measured at the 12.8b shape on an H200 (bench/RESULTS.md): int4, 200 tokens/s for one answer
 and 2,187 for 16 at once through gen() (tinygemm: 191 / 581), 198 / 2,180 through the server, the weights held once;
 205 / 2,775 through gen() at the Qwen3-8B shape (tinygemm: 115 / 1,044; its merged 16-bit model: 179 / 2,580).
-int8: torchao's own kernel answered 16 rows at 31 tokens/s (its batch product compiles into slow kernels; one row,
-compiled with torchao's tuning, 142), humming's at INT8_MEASURED.
+int8 on humming: 167 tokens/s for one answer, 1,900 for 16 at once through gen() (torchao's own kernel: 142, and 31
+for 16: its product of a batch compiles into kernels ~0.5 s a step).
 
 The export's int4 levels: tinygemm's layout has no unpacking, so each layer's weights are read back as its product
 with the identity (each weight on its group's grid of 16 levels, up to bf16's rounding) and quantized again by
