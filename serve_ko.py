@@ -38,11 +38,12 @@ BATCH_KERNEL = "auto"                        # an int4/int8 export's weights mov
                                              # (humming-kernels, Ampere GPUs and newer; faster for one row and for
                                              # batches), else int4 on Hopper GPUs onto mslk's as both, int8 onto
                                              # gemlite's; silent where nothing applies. humming: onto humming's
-                                             # only, saying so where it is not installed. both (mslk-cuda): int4 keeps tinygemm for one
-                                             # row, mslk's beside it for batches (the int4 weights twice), exact
-                                             # where that and a full batch's cache do not fit; exact: mslk only, the
-                                             # same int4 levels; fp8: faster batches, less exact (int8 moves alike
-                                             # with each); false: the export's kernels (tinygemm, torchao's int8)
+                                             # only, saying so where it is not installed. both (mslk-cuda): int4
+                                             # keeps tinygemm for one row, mslk's beside it for batches (the int4
+                                             # weights twice), exact where that and a full batch's cache do not
+                                             # fit; exact: mslk only, the same int4 levels; fp8: faster batches,
+                                             # less exact (int8 moves alike with each); false: the export's
+                                             # kernels (tinygemm, torchao's int8)
 WARMUP = True                                # where fast mode compiles (a GPU), compile it for each batch size
                                              # before serving, for a short question and max_tokens (a minute
                                              # each at 12.8b); longer prompts compile when they first come

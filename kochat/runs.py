@@ -188,11 +188,11 @@ class Loaded(NamedTuple):
 
 def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_map="auto",
                        humming: bool = True) -> Loaded:
-    """(run, tokenizer, model) to answer with, from a run folder of finetune_ko.py or a merged model folder:
-    the folder's own tokenizer and template, the adapter on its base, in eval mode; a folder export_ko.py
-    quantized (int8, int4) as it was saved, an int4 one on a GPU moved onto humming's kernel where that is
-    installed (kochat/humming_kernel.py; `humming` False keeps the export's tinygemm). `four_bit` True: the base in
-    4-bit NF4; False: in compute_dtype() (bf16 on a GPU, float32 on a CPU); None (auto): a run folder's base in
+    """(run, tokenizer, model) to answer with, from a run folder of finetune_ko.py or a merged model folder: the
+    folder's own tokenizer and template, the adapter on its base, in eval mode; a folder export_ko.py quantized
+    (int8, int4) as it was saved (on a GPU in its own dtype), moved onto humming's kernel on a GPU where that is
+    installed (kochat/humming_kernel.py; `humming` False keeps the export's own kernels). `four_bit` True: the base
+    in 4-bit NF4; False: in compute_dtype() (bf16 on a GPU, float32 on a CPU); None (auto): a run folder's base in
     4-bit NF4, as trained, and a merged folder unquantized where it fits (sixteen_bits_fit). A real-size model on a
     machine without a GPU is refused before it loads, as is an export whose weights do not fit the free memory of
     the GPUs `device_map` puts them on (check_export_fits). chat_ko.py, serve_ko.py, the tests and bench all open a
