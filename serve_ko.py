@@ -147,7 +147,7 @@ def check_can_listen() -> None:
 
 
 def main(argv):
-    cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+    given = cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
     check_options()
     fast_choice = cli.auto_or_bool("FAST", FAST)
     four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
@@ -186,10 +186,16 @@ def main(argv):
     elif batch_kernel in ("both", "exact", "fp8"):  # asked for: say why nothing moved
         print(f"--batch_kernel={batch_kernel} moves an int4 export in fast mode on a Hopper GPU with mslk-cuda "
               "installed, or an int8 export with gemlite: nothing here to move", file=sys.stderr)
-    engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=MAX_BATCH,
+    max_batch = MAX_BATCH
+    slow = batch_kernels.slow_for_batches(model) if fast and MAX_BATCH > 1 else ""
+    if slow:  # the default gives way; a --max_batch asked for is kept
+        max_batch = MAX_BATCH if "MAX_BATCH" in given.get("constants", ()) else 1
+        print(f"{slow}: answering {'one request' if max_batch == 1 else f'up to {max_batch} requests'} at a time "
+              f"(--max_batch sets it)", file=sys.stderr)
+    engine = Engine(model, tokenizer, run.template, MODEL_NAME or run.folder.resolve().name, max_batch=max_batch,
                     max_concurrent=MAX_CONCURRENT, fast=fast, log_prompts=LOG_PROMPTS)
     if WARMUP and fast and compiles(model):
-        print(f"compiling the decoding step for batches of up to {MAX_BATCH} before serving "
+        print(f"compiling the decoding step for batches of up to {max_batch} before serving "
               "(about a minute each for a large model; --warmup=false skips this)", file=sys.stderr)
         engine.warm_up(render(run.template, "안녕하세요")[0], MAX_TOKENS)
     app = create_app(engine, keys, max_body_bytes=MAX_BODY_BYTES, body_timeout_s=BODY_TIMEOUT_S,

@@ -178,6 +178,23 @@ def _int8_onto_gemlite(model) -> str | None:
             "--batch_kernel=false keeps the export's)")
 
 
+def slow_for_batches(model) -> str:
+    """The line that says so where `model`'s int8 weights are still on torchao's own kernel (neither humming nor
+    gemlite took them) and fast mode compiles them (a GPU): its product of a batch compiles into kernels that took
+    ~0.5 s a step at the 12.8b shape on an H200, 31 tokens/s for 16 rows against 142 for one (bench/RESULTS.md), so
+    one request at a time answers faster; "" elsewhere."""
+    from .generation import compiles
+    from .row_sums import holds_int8
+
+    if not holds_int8(model) or not compiles(model):
+        return ""
+    from .humming_kernel import PACKAGES
+
+    return ("int8 weights on torchao's own kernel answer batches slower than one request at a time (at the 12.8b "
+            "shape 16 rows gave 31 tokens/s, one row 142); for batches install humming (pip install "
+            f"{PACKAGES}) or gemlite ({GEMLITE_PACKAGE})")
+
+
 @contextmanager
 def moving(fmt: str, kernel: str, way_out: str = ""):
     """One line where moving the weights fails (the model is then half moved: the server does not start);

@@ -84,3 +84,22 @@ def test_a_failed_move_can_name_another_choice_first():
                                         r"--batch_kernel=false answers with the export's own kernels$"):
         with batch_kernels.moving("int4", "mslk's", "--batch_kernel=exact holds the int4 weights once, "):
             raise MemoryError()
+
+
+def test_int8_left_on_torchaos_kernel_is_said_to_be_slow_for_batches_only_where_it_compiles(monkeypatch,
+                                                                                            tiny_tokenizer):
+    """serve_ko.py answers one request at a time where slow_for_batches has a line (its --max_batch default gives
+    way): int8 weights still on torchao's kernel, compiled on a GPU; not on a CPU, not for other weights."""
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    from kochat import generation, modeling, tiny
+
+    int8, plain = (modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False) for _ in range(2))
+    quantize_(int8, Int8WeightOnlyConfig(set_inductor_config=False),
+              filter_fn=lambda m, name: isinstance(m, torch.nn.Linear) and "embed" not in name)
+    assert batch_kernels.slow_for_batches(int8) == ""  # a CPU: fast mode does not compile, batches are fine
+    monkeypatch.setattr(generation, "compiles", lambda model: True)  # as on a GPU
+    line = batch_kernels.slow_for_batches(int8)
+    assert line.startswith("int8 weights on torchao's own kernel answer batches slower than one request at a time")
+    assert "humming-kernels==" in line and batch_kernels.GEMLITE_PACKAGE in line
+    assert batch_kernels.slow_for_batches(plain) == ""  # 16-bit weights (or int8 moved onto humming: no Int8Tensor)
