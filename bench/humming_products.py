@@ -107,7 +107,7 @@ def main(argv):
         if INT8:
             try:  # a failure here is recorded; the int4 figures are what this bench is for
                 int8 = HummingLayer(shape_n=n, shape_k=k, torch_dtype=torch.bfloat16,
-                                    weight_config={"dtype": "int8", "group_size": 0}).cuda()
+                                    weight_config=dict(humming_kernel.INT8_WEIGHTS)).cuda()
                 int8.load_from_unquantized(weight)
                 int8.transform()
             except Exception as e:

@@ -76,22 +76,22 @@ def onto_batch_kernel(model, choice: str, serving: tuple[int, int] = (16, 512)) 
 def _int4_onto_mslk(model, choice: str, serving: tuple[int, int]) -> str | None:
     if torch.cuda.get_device_capability(model.device)[0] != 9 or importlib.util.find_spec("mslk") is None:
         return None
+    from torchao.quantization import (Float8DynamicActivationInt4WeightConfig, Int4TilePackedTo4dTensor,
+                                      Int4WeightOnlyConfig, quantize_)
+    layers = [m for m in model.modules()
+              if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int4TilePackedTo4dTensor)]
+    if not layers:  # none left as exported (e.g. moved onto humming's kernel): nothing to move, nothing to say
+        return None
     try:
         import mslk  # noqa: F401  (torchao finds its operators through it)
     except Exception as e:  # its compiled operators are tied to one torch release
         return (f"int4 stays on tinygemm: mslk is installed but does not load with torch {torch.__version__} "
                 f"({type(e).__name__}); install the mslk-cuda release built for it (measured: {MSLK_PACKAGE} "
                 "with torch 2.11)")
-    from torchao.quantization import (Float8DynamicActivationInt4WeightConfig, Int4TilePackedTo4dTensor,
-                                      Int4WeightOnlyConfig, quantize_)
     # set_inductor_config=False: torchao would turn on inductor's coordinate-descent tuning for the whole
     # process, lengthening every compile (the warm-up's too) beyond what the export loaded as saved takes
     config = (Float8DynamicActivationInt4WeightConfig(int4_packing_format="preshuffled") if choice == "fp8"
               else Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain", set_inductor_config=False))
-    layers = [m for m in model.modules()
-              if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int4TilePackedTo4dTensor)]
-    if not layers:  # none left as exported (e.g. moved onto humming's kernel): nothing to move
-        return None
     second_copy = sum(m.in_features * m.out_features for m in layers) * BYTES_PER_WEIGHT["int4"]
     short = choice == "both" and what_both_lacks(model, layers, serving)
     if short:
@@ -153,6 +153,11 @@ def what_both_lacks(model, layers: list, serving: tuple[int, int]) -> str:
 def _int8_onto_gemlite(model) -> str | None:
     if importlib.util.find_spec("gemlite") is None:
         return None
+    from torchao.quantization import Int8Tensor
+
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int8Tensor)]
+    if not layers:  # none left as exported (moved onto humming's kernel): nothing to move, nothing to say
+        return None
     wanted = GEMLITE_PACKAGE.split("==")[1]
     try:
         installed = importlib.metadata.version("gemlite")
@@ -163,13 +168,10 @@ def _int8_onto_gemlite(model) -> str | None:
     try:
         import gemlite  # noqa: F401  (imported by torchao's prototype; it needs a GPU to import)
         from torchao.prototype.quantization.quant_api import UIntxWeightOnlyConfig
-        from torchao.quantization import Int8Tensor, quantize_
+        from torchao.quantization import quantize_
     except Exception as e:  # a Triton it does not work with, among others
         return f"int8 stays on torchao's kernel: gemlite does not load here ({type(e).__name__})"
     config = UIntxWeightOnlyConfig(bit_width=8, group_size=None, set_inductor_config=False)  # as for int4
-    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int8Tensor)]
-    if not layers:  # none left as exported (moved onto humming's kernel): nothing to move
-        return None
     with moving("int8", "gemlite's"):
         for module in layers:
             module.weight = torch.nn.Parameter(module.weight.dequantize(), requires_grad=False)

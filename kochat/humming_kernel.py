@@ -14,9 +14,8 @@ The export's int4 levels: tinygemm's layout has no unpacking, so each layer's we
 with the identity (each weight on its group's grid of 16 levels, up to bf16's rounding) and quantized again by
 humming in the same scheme (4 bits, a scale and a float zero per 128 weights of a row, from the group's range).
 humming's range always reaches zero, so a group whose weights share one sign gets coarser levels than tinygemm
-gave it. int8 (torchao's Int8Tensor: a scale per row, no zero) is read back with its own dequantize and quantized
-again by humming in the same scheme; a row's scale may move by a level (torchao's range reaches -128, humming's
-scale follows the largest weight). So each layer's weights as humming holds them are compared with the export's,
+gave it. int8 (torchao's Int8Tensor: a level from -128 to 127 and a scale per row) loads as it is (load_levels).
+So each layer's weights as humming holds them are compared with the export's,
 and its product of one row with the export kernel's (which also compiles humming's kernel: a missing CUDA header
 fails here, not at the first answer), before the layer moves; a layer further than rounding stays on the export's
 kernel, as do the layers after it; any failure is one line (each layer answers correctly on either kernel). For
@@ -36,7 +35,7 @@ WEIGHTS = {"dtype": "uint4", "group_size": 128, "has_zero_point": True, "is_fp_z
 INT8_WEIGHTS = {"dtype": "int8", "group_size": 0}  # torchao's int8: a scale per row
 AGREEMENT = 0.02  # a layer's weights (and its product of a row) as humming holds them against the export's: the
 #                   relative distance allowed (the int4 rounding itself puts the export ~10 % from random 16-bit
-#                   weights)
+#                   weights; int8's levels load as they are, off by their scales' bf16 rounding only)
 
 
 # the moved layers' humming layers, by index (a custom op takes no modules), held weakly: a model let go frees its
@@ -102,8 +101,8 @@ def onto_humming(model) -> str:
             with torch.cuda.device(device):  # humming puts its own buffers on the current device
                 kernel = HummingLayer(shape_n=module.out_features, shape_k=module.in_features,
                                       torch_dtype=torch.bfloat16, weight_config=dict(scheme)).to(device)
-                kernel.load_from_unquantized(weight)
-                check_levels(kernel, weight)
+                load_levels(kernel, module, scheme, weight)
+                check_levels(kernel, weight, f"{fmt} levels")
                 kernel.transform()
                 check_product(kernel, module)
             del weight
@@ -149,6 +148,21 @@ def exported_weight(module: torch.nn.Linear, scheme: dict, identities: dict) -> 
     return torch.nn.functional.linear(identity, module.weight).t().contiguous()
 
 
+def load_levels(kernel, module: torch.nn.Linear, scheme: dict, weight: torch.Tensor) -> None:
+    """`kernel` given the export's levels: int8's as torchao holds them (its codes offset by 128, as humming stores
+    integers, packed by humming's own op; its scale per row in bf16), since quantized again from `weight` about half
+    the rows would move a level (humming divides a row's largest weight by 128, torchao by 127.5); int4 quantized
+    again from `weight` in tinygemm's scheme (its layout cannot be unpacked)."""
+    if scheme is not INT8_WEIGHTS:
+        kernel.load_from_unquantized(weight)
+        return
+    from humming import ops
+
+    codes = (module.weight.qdata.to(torch.int32) + 128).contiguous()
+    kernel.load_from_tensors({"weight": ops.pack_weight(codes, 8),
+                              "weight_scale": module.weight.scale.reshape(-1, 1).to(torch.bfloat16)})
+
+
 def swap_in(module: torch.nn.Linear, kernel: torch.nn.Module) -> None:
     """`module` made a HummingLinear in place (it keeps its name, its hooks and its bias) whose product is `kernel`'s;
     its own weights freed."""
@@ -158,11 +172,12 @@ def swap_in(module: torch.nn.Linear, kernel: torch.nn.Module) -> None:
     module.__class__ = HummingLinear
 
 
-def check_levels(kernel, weight: torch.Tensor) -> None:
+def check_levels(kernel, weight: torch.Tensor, what: str) -> None:
     """Raise where the weights `kernel` holds (quantized, before humming packs them for its kernel) are further from
-    `weight`, the export's, than rounding: a layer with many groups of one sign (see above)."""
+    `weight`, the export's, than rounding: an int4 layer with many groups of one sign (see above), or int8 levels
+    that did not load as they are."""
     held = kernel.weight_schema.dequant_tensors({name: p.data for name, p in kernel.named_parameters()})
-    check_close(held.view_as(weight), weight, "int4 levels")
+    check_close(held.view_as(weight), weight, what)
 
 
 def check_product(kernel, module: torch.nn.Linear) -> None:

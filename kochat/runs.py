@@ -190,24 +190,20 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
                        humming: bool = True) -> Loaded:
     """(run, tokenizer, model) to answer with, from a run folder of finetune_ko.py or a merged model folder: the
     folder's own tokenizer and template, the adapter on its base, in eval mode; a folder export_ko.py quantized
-    (int8, int4) as it was saved (on a GPU in its own dtype), moved onto humming's kernel on a GPU where that is
-    installed (kochat/humming_kernel.py; `humming` False keeps the export's own kernels). `four_bit` True: the base
-    in 4-bit NF4; False: in compute_dtype() (bf16 on a GPU, float32 on a CPU); None (auto): a run folder's base in
-    4-bit NF4, as trained, and a merged folder unquantized where it fits (sixteen_bits_fit). A real-size model on a
-    machine without a GPU is refused before it loads, as is an export whose weights do not fit the free memory of
-    the GPUs `device_map` puts them on (check_export_fits). chat_ko.py, serve_ko.py, the tests and bench all open a
-    run this way."""
+    (int8, int4) as it was saved (its output head in the dtype of the rest), moved onto humming's kernel on a GPU
+    where that is installed (kochat/humming_kernel.py; `humming` False keeps the export's own kernels). `four_bit`
+    True: the base in 4-bit NF4; False: in compute_dtype() (bf16 on a GPU, float32 on a CPU); None (auto): a run
+    folder's base in 4-bit NF4, as trained, and a merged folder unquantized where it fits (sixteen_bits_fit). A
+    real-size model on a machine without a GPU is refused before it loads, as is an export whose weights do not fit
+    the free memory of the GPUs `device_map` puts them on (check_export_fits). chat_ko.py, serve_ko.py, the tests
+    and bench all open a run this way."""
     from . import humming_kernel, modeling
 
     run = folder if isinstance(folder, Run) else open_run(folder)
     config = modeling.load_config(run.base_model)
     modeling.check_machine_can_run(config, answering=True)
-    dtype = None  # the compute dtype (bf16 on a GPU, float32 on a CPU)
     if modeling.saved_quantization(config):  # an int8/int4 export (export_ko.py): loaded as it was saved
         four_bit = False
-        if torch.cuda.is_available():  # in its own dtype: transformers 5.17 keeps the output head in it on a GPU (a
-            #                            float32 export in bf16 stopped there), so the rest must match
-            dtype = modeling.saved_dtype(config)
         if "Int4" in str(config.quantization_config) and not torch.cuda.is_available():
             raise UserError(f"{run.folder} holds int4 weights, which run on an NVIDIA GPU only: answer from it there, "
                             f"or export the run again with --format=int8 (GPU or CPU) or --format=gguf")
@@ -215,12 +211,24 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
     elif four_bit is None:
         four_bit = run.adapter is not None or not sixteen_bits_fit(run, config)
     model = modeling.load_model(run.base_model, run.tokenizer, four_bit=four_bit, adapter=run.adapter,
-                                device_map=device_map, dtype=dtype).eval()
+                                device_map=device_map).eval()
+    if modeling.saved_quantization(config):
+        match_output_head(model)
     if humming and modeling.saved_quantization(config):
         problem = humming_kernel.onto_humming(model)
         if problem:
             log.warning(problem)
     return Loaded(run, run.tokenizer, model)
+
+
+def match_output_head(model) -> None:
+    """The output head in the dtype of the layers before it. transformers 5.17 loaded the tiny run's float32 int8
+    export on a GPU with its head still in float32 when asked for bf16 (the rest in bf16), and the last product
+    stopped at the mismatch. (Loading the whole export in its saved dtype would not do:
+    torchao's int8 multiplies by the int8 levels before their scale, which overflows float16.)"""
+    head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is not None and embeddings is not None and head.weight.dtype != embeddings.weight.dtype:
+        head.to(embeddings.weight.dtype)
 
 
 def check_export_fits(run: Run, config, device_map="auto") -> None:

@@ -11,10 +11,18 @@ from kochat import batch_kernels
 from kochat.errors import UserError
 
 
-def exported(quantization: str, device: str = "cuda"):
-    """What onto_batch_kernel reads of a loaded export, without loading one."""
-    return SimpleNamespace(device=torch.device(device), dtype=torch.bfloat16,
+def exported(quantization: str, device: str = "cuda", layers=()):
+    """What onto_batch_kernel reads of a loaded export, without loading one: its `layers`."""
+    return SimpleNamespace(device=torch.device(device), dtype=torch.bfloat16, modules=lambda: list(layers),
                            config=SimpleNamespace(quantization_config=quantization))
+
+
+def int8_layer():
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    layer = torch.nn.Linear(64, 32)
+    quantize_(layer, Int8WeightOnlyConfig(set_inductor_config=False))
+    return layer
 
 
 def test_nothing_moves_on_a_cpu_or_for_a_16_bit_model():
@@ -27,8 +35,10 @@ def test_a_gemlite_release_torchao_cannot_call_keeps_the_exports_kernel_in_one_l
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: object() if name == "gemlite" else find_spec(name, *a))
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.6.0.post2")
-    assert batch_kernels.onto_batch_kernel(exported("Int8WeightOnlyConfig()"), "both") == (
+    assert batch_kernels.onto_batch_kernel(exported("Int8WeightOnlyConfig()", layers=[int8_layer()]), "both") == (
         "int8 stays on torchao's kernel: gemlite 0.6.0.post2 is installed, torchao 0.18 needs gemlite==0.5.1.post1")
+    # where humming took every int8 layer, nothing is left to move and nothing is said
+    assert batch_kernels.onto_batch_kernel(exported("Int8WeightOnlyConfig()"), "both") is None
 
 
 def test_a_move_that_fails_midway_is_one_line_naming_the_way_out():

@@ -1,5 +1,6 @@
 """kochat/humming_kernel.py on the CPU: the layer that hands its rows to humming, and that nothing moves on a CPU.
-humming's kernel itself needs an NVIDIA GPU: tests/e2e/test_export_ko.py moves a real int4 export onto it there."""
+humming's kernel itself needs an NVIDIA GPU: tests/e2e/test_export_ko.py moves real int4 and int8 exports onto it
+there."""
 import pytest
 import torch
 
@@ -81,21 +82,34 @@ def test_a_kernel_whose_product_differs_from_the_exports_by_more_than_rounding_i
         humming_kernel.check_product(RowsOnly(wrong), layer)
 
 
-def test_an_int8_exports_layers_are_found_with_their_own_levels():
-    """torchao's weight-only int8 layers (as export_ko.py --format=int8 saves them) go to humming's int8 scheme, read
-    back exactly as torchao multiplies by them; layers with int8 activations too, or none, stay."""
+def test_an_int8_exports_layers_are_found_and_load_their_own_levels(monkeypatch):
+    """torchao's weight-only int8 layers (as export_ko.py --format=int8 saves them) go to humming's int8 scheme, their
+    weights read back exactly as torchao multiplies by them, and their levels handed to humming as they are (offset
+    by 128, as humming stores integers; the scale per row); layers with int8 activations too, or none, stay."""
+    import sys
+    from types import SimpleNamespace
+
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(256, 64), torch.nn.Linear(64, 32), torch.nn.Linear(32, 16))
-    original = model[0].weight.detach().clone()
     quantize_(model[0], Int8WeightOnlyConfig(set_inductor_config=False))
     quantize_(model[1], Int8DynamicActivationInt8WeightConfig(set_inductor_config=False))
     found = humming_kernel.exported_layers(model)
-    assert found == [(model[0], humming_kernel.INT8_WEIGHTS)]
+    assert len(found) == 1 and found[0][0] is model[0] and found[0][1] is humming_kernel.INT8_WEIGHTS
     weight = humming_kernel.exported_weight(model[0], humming_kernel.INT8_WEIGHTS, {})
-    assert weight.dtype == torch.float32 and weight.shape == (64, 256)
-    row = torch.randn(1, 256)
-    assert torch.allclose(row @ weight.t(), torch.nn.functional.linear(row, model[0].weight), rtol=1e-4, atol=1e-4)
-    gap = ((weight - original).norm() / original.norm()).item()
-    assert 0 < gap < humming_kernel.AGREEMENT  # int8 rounding: close to the 16-bit weights, not equal
+    levels, scale = model[0].weight.qdata, model[0].weight.scale
+    assert weight.dtype == torch.float32 and torch.equal(weight, levels.float() * scale.float())
+
+    class Kernel:  # what load_levels hands humming's layer
+        def load_from_tensors(self, tensors):
+            self.tensors = tensors
+    monkeypatch.setitem(sys.modules, "humming", SimpleNamespace(ops=SimpleNamespace(pack_weight=lambda codes, bits: (
+        codes, bits))))
+    kernel = Kernel()
+    humming_kernel.load_levels(kernel, model[0], humming_kernel.INT8_WEIGHTS, weight)
+    (codes, bits), held_scale = kernel.tensors["weight"], kernel.tensors["weight_scale"]
+    assert bits == 8 and codes.dtype == torch.int32 and torch.equal(codes - 128, levels.to(torch.int32))
+    assert codes.min() >= 0 and codes.max() <= 255
+    assert held_scale.shape == (64, 1) and held_scale.dtype == torch.bfloat16
+    assert torch.allclose(held_scale.float(), scale.float(), rtol=2 ** -8)  # bf16: humming's scales for bf16 rows

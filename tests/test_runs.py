@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from kochat import runs
 from kochat.errors import UserError
@@ -241,3 +242,20 @@ def test_an_export_that_does_not_fit_the_gpu_is_one_line_before_it_loads(tmp_pat
         runs.check_export_fits(run, int8, device_map={"": 1})
     monkeypatch.setattr(runs.torch.cuda, "is_available", lambda: False)
     runs.check_export_fits(run, int8)  # int8 on a CPU loads into its memory
+
+
+def test_an_exports_output_head_takes_the_dtype_of_the_rest(tiny_tokenizer):
+    """transformers 5.17 left a float32 export's output head in float32 on a GPU while the rest loaded in bf16:
+    match_output_head puts it in the dtype of the layers before it, and the model answers again."""
+    from kochat import modeling, tiny
+
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
+    rest = model.get_input_embeddings().weight.dtype
+    model.get_output_embeddings().to(torch.float16 if rest != torch.float16 else torch.float32)
+    ids = torch.randint(3, 300, (1, 5), device=model.device)
+    with torch.inference_mode(), pytest.raises(RuntimeError):
+        model(input_ids=ids)
+    runs.match_output_head(model)
+    assert model.get_output_embeddings().weight.dtype == rest
+    with torch.inference_mode():
+        assert model(input_ids=ids).logits.shape == (1, 5, model.config.vocab_size)
