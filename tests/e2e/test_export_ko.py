@@ -149,47 +149,30 @@ def test_int4_on_mslks_batch_kernels_answers_as_tinygemm(int4_export):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("humming") is None,
-                    reason="humming's int4 kernel runs on an NVIDIA GPU with humming-kernels installed (tested on the "
+                    reason="humming's kernels run on an NVIDIA GPU with humming-kernels installed (tested on the "
                            "device)")
-def test_int4_moves_onto_hummings_kernel_with_the_same_levels(int4_export):
-    """Every int4 layer moves as the export loads (the default where humming is installed), its products within
-    rounding of tinygemm's, and answers through gen()'s compiled loop, one row and a batch; the mode line says so."""
-    from torchao.quantization import Int4TilePackedTo4dTensor
-
-    out = int4_export
-    saved, moved = runs.load_for_answering(str(out), humming=False), runs.load_for_answering(str(out))
-    int4_layers = sum(isinstance(getattr(m, "weight", None), Int4TilePackedTo4dTensor) for m in saved.model.modules())
-    assert humming_kernel.on_humming(moved.model) == int4_layers > 0
-    assert not any(isinstance(getattr(m, "weight", None), Int4TilePackedTo4dTensor) for m in moved.model.modules())
-    assert relative_logit_gap(saved, moved) < 0.03  # the same int4 levels
-    for questions in (QUESTIONS[:1], QUESTIONS[:4]):
-        assert all(a.text for a in gen(moved.model, moved.tokenizer, moved.run.template, questions,
-                                       max_new_tokens=8, fast=True))
-    assert mode_line(moved.model, True) == (
-        "answering with Int4WeightOnlyConfig weights (torchao) through humming's kernel on cuda, fast mode on")
-
-
-@pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("humming") is None,
-                    reason="humming's int8 kernel runs on an NVIDIA GPU with humming-kernels installed (tested on the "
-                           "device)")
-def test_int8_moves_onto_hummings_kernel_with_the_same_levels(merged, tmp_path):
-    """Every int8 layer moves as the export loads (the default where humming is installed), its products within
-    rounding of torchao's, and answers through gen()'s compiled loop, one row and a batch; the mode line says so.
-    The tiny export is float32 (its merged base's dtype): humming multiplies its rows in bf16."""
-    from torchao.quantization import Int8Tensor
+@pytest.mark.parametrize("fmt", ["int4", "int8"])
+def test_an_export_moves_onto_hummings_kernel_with_the_same_levels(fmt, request, tmp_path):
+    """Every int4 or int8 layer moves as the export loads (the default where humming is installed), its products
+    within rounding of the export's own kernel's (tinygemm, torchao's int8), and answers through gen()'s compiled
+    loop, one row and a batch; the mode line says so. The tiny int8 export is float32 (its merged base's dtype):
+    loaded in bf16, its output head too (runs.match_output_head)."""
+    from torchao.quantization import Int4TilePackedTo4dTensor, Int8Tensor
 
     from kochat.export import quantized
-    out = quantized.write_quantized(merged, tmp_path / "tiny-int8", "int8")
+    out = (request.getfixturevalue("int4_export") if fmt == "int4"
+           else quantized.write_quantized(request.getfixturevalue("merged"), tmp_path / "tiny-int8", "int8"))
+    exported = Int4TilePackedTo4dTensor if fmt == "int4" else Int8Tensor
     saved, moved = runs.load_for_answering(str(out), humming=False), runs.load_for_answering(str(out))
-    int8_layers = sum(isinstance(getattr(m, "weight", None), Int8Tensor) for m in saved.model.modules())
-    assert humming_kernel.on_humming(moved.model) == int8_layers > 0
-    assert not any(isinstance(getattr(m, "weight", None), Int8Tensor) for m in moved.model.modules())
-    assert relative_logit_gap(saved, moved) < 0.03  # the same int8 levels
+    layers = sum(isinstance(getattr(m, "weight", None), exported) for m in saved.model.modules())
+    assert humming_kernel.on_humming(moved.model) == layers > 0
+    assert not any(isinstance(getattr(m, "weight", None), exported) for m in moved.model.modules())
+    assert relative_logit_gap(saved, moved) < 0.03  # the same levels
     for questions in (QUESTIONS[:1], QUESTIONS[:4]):
         assert all(a.text for a in gen(moved.model, moved.tokenizer, moved.run.template, questions,
                                        max_new_tokens=8, fast=True))
-    assert mode_line(moved.model, True) == (
-        "answering with Int8WeightOnlyConfig weights (torchao) through humming's kernel on cuda, fast mode on")
+    assert mode_line(moved.model, True) == (f"answering with {fmt.capitalize()}WeightOnlyConfig weights (torchao) "
+                                            "through humming's kernel on cuda, fast mode on")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("gemlite") is None,
