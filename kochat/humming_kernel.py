@@ -151,16 +151,22 @@ def exported_weight(module: torch.nn.Linear, scheme: dict, identities: dict) -> 
 def load_levels(kernel, module: torch.nn.Linear, scheme: dict, weight: torch.Tensor) -> None:
     """`kernel` given the export's levels: int8's as torchao holds them (its codes offset by 128, as humming stores
     integers, packed by humming's own op; its scale per row in bf16), since quantized again from `weight` about half
-    the rows would move a level (humming divides a row's largest weight by 128, torchao by 127.5); int4 quantized
-    again from `weight` in tinygemm's scheme (its layout cannot be unpacked)."""
+    the rows would move a level (humming divides a row's largest weight by 128, torchao by 127.5). A layer none of
+    whose weights sits at level -128 (most of a bf16 export's: torchao reaches it only by rounding) is then held by
+    humming's transform in its sign-magnitude form, losslessly. int4 is quantized again from `weight` in tinygemm's
+    scheme (its layout cannot be unpacked)."""
     if scheme is not INT8_WEIGHTS:
         kernel.load_from_unquantized(weight)
         return
     from humming import ops
 
     codes = (module.weight.qdata.to(torch.int32) + 128).contiguous()
-    kernel.load_from_tensors({"weight": ops.pack_weight(codes, 8),
-                              "weight_scale": module.weight.scale.reshape(-1, 1).to(torch.bfloat16)})
+    scale = module.weight.scale.reshape(-1, 1).to(torch.bfloat16)
+    tensors = {"weight": ops.pack_weight(codes, 8), "weight_scale": scale}
+    expected = {name for name, _ in kernel.named_parameters()}
+    if tensors.keys() != expected:  # loaded without strict names, the others would stay empty
+        raise ValueError(f"humming's int8 layer holds {sorted(expected)}, not {sorted(tensors)}")
+    kernel.load_from_tensors(tensors)
 
 
 def swap_in(module: torch.nn.Linear, kernel: torch.nn.Module) -> None:

@@ -101,7 +101,12 @@ def test_an_int8_exports_layers_are_found_and_load_their_own_levels(monkeypatch)
     levels, scale = model[0].weight.qdata, model[0].weight.scale
     assert weight.dtype == torch.float32 and torch.equal(weight, levels.float() * scale.float())
 
-    class Kernel:  # what load_levels hands humming's layer
+    class Kernel:  # what load_levels hands humming's layer, whose parameters it names
+        names = ["weight", "weight_scale"]
+
+        def named_parameters(self):
+            return [(name, None) for name in self.names]
+
         def load_from_tensors(self, tensors):
             self.tensors = tensors
     monkeypatch.setitem(sys.modules, "humming", SimpleNamespace(ops=SimpleNamespace(pack_weight=lambda codes, bits: (
@@ -113,3 +118,6 @@ def test_an_int8_exports_layers_are_found_and_load_their_own_levels(monkeypatch)
     assert codes.min() >= 0 and codes.max() <= 255
     assert held_scale.shape == (64, 1) and held_scale.dtype == torch.bfloat16
     assert torch.allclose(held_scale.float(), scale.float(), rtol=2 ** -8)  # bf16: humming's scales for bf16 rows
+    kernel.names = ["weight", "weight_scale", "zero_point"]  # a humming release that names them otherwise: refused
+    with pytest.raises(ValueError, match=r"humming's int8 layer holds \['weight', 'weight_scale', 'zero_point'\]"):
+        humming_kernel.load_levels(kernel, model[0], humming_kernel.INT8_WEIGHTS, weight)

@@ -151,17 +151,27 @@ def test_int4_on_mslks_batch_kernels_answers_as_tinygemm(int4_export):
 @pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("humming") is None,
                     reason="humming's kernels run on an NVIDIA GPU with humming-kernels installed (tested on the "
                            "device)")
-@pytest.mark.parametrize("fmt", ["int4", "int8"])
-def test_an_export_moves_onto_hummings_kernel_with_the_same_levels(fmt, request, tmp_path):
+@pytest.mark.parametrize("fmt, dtype", [("int4", torch.bfloat16), ("int8", torch.float32), ("int8", torch.bfloat16)],
+                         ids=["int4", "int8-float32", "int8-bf16"])
+def test_an_export_moves_onto_hummings_kernel_with_the_same_levels(fmt, dtype, request, tmp_path):
     """Every int4 or int8 layer moves as the export loads (the default where humming is installed), its products
     within rounding of the export's own kernel's (tinygemm, torchao's int8), and answers through gen()'s compiled
-    loop, one row and a batch; the mode line says so. The tiny int8 export is float32 (its merged base's dtype):
-    loaded in bf16, its output head too (runs.match_output_head)."""
+    loop, one row and a batch; the mode line says so. int8 from the tiny run's float32 merged model (loaded in bf16,
+    its output head too: runs.match_output_head) and from a bf16 copy, whose layers mostly have no weight at level
+    -128 and take humming's sign-magnitude int8 form (humming_kernel.load_levels)."""
     from torchao.quantization import Int4TilePackedTo4dTensor, Int8Tensor
+    from transformers import AutoModelForCausalLM
 
     from kochat.export import quantized
-    out = (request.getfixturevalue("int4_export") if fmt == "int4"
-           else quantized.write_quantized(request.getfixturevalue("merged"), tmp_path / "tiny-int8", "int8"))
+    if fmt == "int4":
+        out = request.getfixturevalue("int4_export")
+    else:
+        merged = request.getfixturevalue("merged")
+        if dtype == torch.bfloat16:  # tokenizer and template copied; weights and config rewritten in bf16
+            shutil.copytree(merged, tmp_path / "tiny-merged-bf16")
+            AutoModelForCausalLM.from_pretrained(merged, dtype=dtype).save_pretrained(tmp_path / "tiny-merged-bf16")
+            merged = tmp_path / "tiny-merged-bf16"
+        out = quantized.write_quantized(merged, tmp_path / "tiny-int8", "int8")
     exported = Int4TilePackedTo4dTensor if fmt == "int4" else Int8Tensor
     saved, moved = runs.load_for_answering(str(out), humming=False), runs.load_for_answering(str(out))
     layers = sum(isinstance(getattr(m, "weight", None), exported) for m in saved.model.modules())
