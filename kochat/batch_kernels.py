@@ -186,12 +186,11 @@ def slow_for_batches(model) -> str:
     ~0.5 s a step at the 12.8b shape on an H200, 31 tokens/s for 16 rows against 142 for one (bench/RESULTS.md), so
     one request at a time answers faster; "" elsewhere."""
     from .generation import compiles
+    from .humming_kernel import PACKAGES
     from .row_sums import holds_int8
 
     if not holds_int8(model) or not compiles(model):
         return ""
-    from .humming_kernel import PACKAGES
-
     return ("int8 weights on torchao's own kernel answer batches slower than one request at a time (at the 12.8b "
             "shape 16 rows gave 31 tokens/s, one row 142); for batches install humming (pip install "
             f"{PACKAGES}) or gemlite ({GEMLITE_PACKAGE})")

@@ -15,11 +15,10 @@ with the identity (each weight on its group's grid of 16 levels, up to bf16's ro
 humming in the same scheme (4 bits, a scale and a float zero per 128 weights of a row, from the group's range).
 humming's range always reaches zero, so a group whose weights share one sign gets coarser levels than tinygemm
 gave it. int8 (torchao's Int8Tensor: a level from -128 to 127 and a scale per row) loads as it is (load_levels).
-So each layer's weights as humming holds them are compared with the export's,
-and its product of one row with the export kernel's (which also compiles humming's kernel: a missing CUDA header
-fails here, not at the first answer), before the layer moves; a layer further than rounding stays on the export's
-kernel, as do the layers after it; any failure is one line (each layer answers correctly on either kernel). For
-answering only (no backward).
+So each layer's weights as humming holds them are compared with the export's, and its product of one row with the
+export kernel's (which also compiles humming's kernel: a missing CUDA header fails here, not at the first answer),
+before the layer moves; a layer further than rounding stays on the export's kernel, as do the layers after it; any
+failure is one line (each layer answers correctly on either kernel). For answering only (no backward).
 """
 from __future__ import annotations
 
@@ -125,12 +124,11 @@ def exported_layers(model) -> list[tuple[torch.nn.Linear, dict]]:
 
     found = []
     for module in model.modules():
-        weight = getattr(module, "weight", None)
         if type(module) is not torch.nn.Linear:
             continue
-        if isinstance(weight, Int4TilePackedTo4dTensor):
+        if isinstance(module.weight, Int4TilePackedTo4dTensor):
             found.append((module, WEIGHTS))
-        elif isinstance(weight, Int8Tensor) and weight.act_quant_kwargs is None:  # weights only, as exported
+        elif isinstance(module.weight, Int8Tensor) and module.weight.act_quant_kwargs is None:  # weights only
             found.append((module, INT8_WEIGHTS))
     return found
 

@@ -214,8 +214,7 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
                                 device_map=device_map).eval()
     if modeling.saved_quantization(config):
         match_output_head(model)
-    if humming and modeling.saved_quantization(config):
-        problem = humming_kernel.onto_humming(model)
+        problem = humming_kernel.onto_humming(model) if humming else ""
         if problem:
             log.warning(problem)
     return Loaded(run, run.tokenizer, model)
@@ -224,8 +223,8 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
 def match_output_head(model) -> None:
     """The output head in the dtype of the layers before it. transformers 5.17 loaded the tiny run's float32 int8
     export on a GPU with its head still in float32 when asked for bf16 (the rest in bf16), and the last product
-    stopped at the mismatch. (Loading the whole export in its saved dtype would not do:
-    torchao's int8 multiplies by the int8 levels before their scale, which overflows float16.)"""
+    stopped at the mismatch. (Loading the whole export in its saved dtype would not do: torchao's int8 multiplies by
+    the int8 levels before their scale, which overflows float16.)"""
     head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
     if head is not None and embeddings is not None and head.weight.dtype != embeddings.weight.dtype:
         head.to(embeddings.weight.dtype)
