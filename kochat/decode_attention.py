@@ -1,5 +1,9 @@
-"""Attention of one new token in a grouped-query model (Qwen3, Llama 3, Gemma…: fewer key/value heads than query
-heads, Qwen3-8B 8 and 32), for gen()'s fast mode.
+"""Attention of one new token a row, for gen()'s fast mode: on a pooled cache (kochat/kv_cache.py), and in a
+grouped-query model (Qwen3, Llama 3, Gemma…: fewer key/value heads than query heads, Qwen3-8B 8 and 32).
+
+A pooled cache hands back one pool of slots for all rows, [key/value heads, slots, dim], and its mask, each row's
+own written slots: every row's query heads become rows of one product with the pool (each key read once for the
+whole batch), then a softmax in float32 as transformers' eager attention takes it.
 
 transformers' sdpa attention widens the cached keys and values to every query head before attending whenever it
 is given a mask, and a static cache always gives one: two copies of the whole cache a layer, every token. With
@@ -10,6 +14,7 @@ prompt of several tokens, a mask per head, a model without grouped heads) goes t
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 NAME = "kochat_sdpa_decode"
@@ -18,6 +23,9 @@ NAME = "kochat_sdpa_decode"
 def attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    if key.dim() == 3:  # a pooled cache's keys, shared by every row
+        scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+        return pooled(query, key, value, attention_mask[:, 0, 0], scale), None
     groups = getattr(module, "num_key_value_groups", 1)
     batch, heads, length, dim = query.shape
     if (groups == 1 or length != 1 or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None
@@ -30,14 +38,28 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     return out.reshape(batch, heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
 
 
+def pooled(query, keys, values, written, scaling: float):
+    """query [batch, heads, 1, dim]; keys and values [kv heads, slots, dim]; written [batch, slots], each row's
+    slots. Returns [batch, 1, heads, dim]. Query head h reads key/value head h // groups (repeat_kv's order)."""
+    batch, heads, _, dim = query.shape
+    kv_heads, slots = keys.shape[:2]
+    rows = query.reshape(batch, kv_heads, -1, dim).transpose(0, 1).reshape(kv_heads, -1, dim)  # [kv, batch·groups, dim]
+    scores = torch.matmul(rows, keys.transpose(1, 2)).view(kv_heads, batch, -1, slots) * scaling
+    scores = scores.masked_fill(~written[None, :, None, :], float("-inf"))
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    out = torch.matmul(weights.view(kv_heads, -1, slots), values)  # [kv, batch·groups, dim]
+    return out.view(kv_heads, batch, -1, values.shape[-1]).transpose(0, 1).reshape(batch, 1, heads, -1)
+
+
 def use_for_decoding(model) -> bool:
-    """Switch `model` (in place) from transformers' sdpa to this attention where it has grouped heads; whether it
-    did."""
+    """Switch `model` (in place) from transformers' sdpa to this attention; whether it did (or had). For a model
+    without grouped heads it changes only a pooled cache's steps: the rest goes to sdpa as before."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    grouped = any(getattr(m, "num_key_value_groups", 1) > 1 for m in model.modules())
-    if model.config._attn_implementation != "sdpa" or not grouped:
+    if model.config._attn_implementation == NAME:
+        return True
+    if model.config._attn_implementation != "sdpa":
         return False
     AttentionInterface.register(NAME, attention)
     AttentionMaskInterface.register(NAME, sdpa_mask)

@@ -17,12 +17,11 @@ from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
 from . import decode_attention, humming_kernel, row_sums
 from .fused_projections import fuse_projections
-from .kv_cache import static_cache
+from .kv_cache import PooledCache, batch_cache
 from .modeling import transformers_model
 from .prompts import Template
 from .streaming import RowTracker
 from .tokenization import encode_prompt
-
 
 GREEDY_BELOW = 1e-3  # temperatures under this are greedy: dividing logits by 1e-311 overflows them to inf
 
@@ -154,16 +153,18 @@ def decode(model, input_ids, attention_mask, tracker: RowTracker, *, eos: int, p
     if steps < 1:
         return [[] for _ in range(batch)]
     length = -(-(width + steps) // CACHE_STEP) * CACHE_STEP if fast else width + steps
-    if fast:  # a static cache, sized in steps so that calls of nearby lengths reuse one graph
-        cache, forward = static_cache(core, batch, length, cache_8bit), compiled_forward(core)
+    if fast:  # sized in steps so that calls of nearby lengths reuse one graph; pooled where it can be
+        forward = compiled_forward(core)
+        cache = batch_cache(core, attention_mask, tracker.limits, length, cache_8bit)
     else:
         cache, forward = DynamicCache(config=core.config), core
     with row_sums.int8_tuning(core, batch if forward is not core else 0):  # compiled for one row: tuned
         mask = torch.ones(batch, length, dtype=attention_mask.dtype, device=input_ids.device)
         mask[:, :width] = attention_mask
         position = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-        logits = core(input_ids=input_ids, attention_mask=mask if fast else attention_mask, position_ids=position,
-                      past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        pooled = isinstance(cache, PooledCache)  # attends the prompt as the default path does
+        logits = core(input_ids=input_ids, attention_mask=mask if fast and not pooled else attention_mask,
+                      position_ids=position, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         position = position[:, -1:]
         limits = torch.tensor(tracker.limits, device=input_ids.device)
         done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
@@ -187,8 +188,9 @@ def decode(model, input_ids, attention_mask, tracker: RowTracker, *, eos: int, p
                 position = position + 1
                 if forward is not core:
                     torch.compiler.cudagraph_mark_step_begin()
-                logits = forward(input_ids=token[:, None], attention_mask=mask if fast else mask[:, :width + step + 1],
-                                 position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
+                seen = cache.step(position) if pooled else mask if fast else mask[:, :width + step + 1]
+                logits = forward(input_ids=token[:, None], attention_mask=seen, position_ids=position,
+                                 past_key_values=cache, use_cache=True).logits[:, -1]
             if step > 0 and looked_at(host, step - 1, tracker, done):
                 break
         else:

@@ -50,19 +50,43 @@ def test_one_token_attends_the_cache_unwidened_with_the_same_logits(monkeypatch)
     assert len(packed) == 5 * 2 and all(q == (2, 2, 2, 32) and k[1] == 2 for q, k in packed)  # 5 tokens, 2 layers
 
 
-def test_gen_switches_where_it_compiles_and_answers_as_before(monkeypatch):
+def test_gen_switches_and_answers_as_the_default_path_compiled_or_not(monkeypatch):
     model, tokenizer = qwen3(), modeling.load_tokenizer(tiny.CHAT_MODEL_ID)
     template = load_template("auto", tokenizer)
-    before = [a.text for a in gen(model, tokenizer, template, QUESTIONS, max_new_tokens=24, fast=True)]
-    assert model.config._attn_implementation == "sdpa"  # not where it does not compile (this CPU)
+    default = [a.text for a in gen(model, tokenizer, template, QUESTIONS, max_new_tokens=24)]
+    assert model.config._attn_implementation == "sdpa"
+    fast = [a.text for a in gen(model, tokenizer, template, QUESTIONS, max_new_tokens=24, fast=True)]
+    assert model.config._attn_implementation == decode_attention.NAME  # a batch's pooled cache needs it
     monkeypatch.setattr(generation, "compiles", lambda core: True)  # as on a GPU; captured, not lowered
     model.generation_config.compile_config = CompileConfig(backend="aot_eager", fullgraph=True)
-    after = [a.text for a in gen(model, tokenizer, template, QUESTIONS, max_new_tokens=24, fast=True)]
-    assert after == before and all(before)
-    assert model.config._attn_implementation == decode_attention.NAME
+    compiled = [a.text for a in gen(model, tokenizer, template, QUESTIONS, max_new_tokens=24, fast=True)]
+    assert compiled == fast == default and all(default)
 
 
-def test_models_without_grouped_heads_keep_sdpa(tiny_tokenizer):
-    neox = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False)
-    assert not decode_attention.use_for_decoding(neox)
-    assert neox.config._attn_implementation == "sdpa"
+def test_a_pooled_step_attends_each_rows_own_slots_as_eager_attention_does():
+    from transformers.integrations.sdpa_attention import repeat_kv
+    batch, heads, kv_heads, dim, slots = 3, 8, 2, 16, 40
+    query = torch.randn(batch, heads, 1, dim)
+    keys, values = torch.randn(kv_heads, slots, dim), torch.randn(kv_heads, slots, dim)
+    rows = [(0, 7), (7, 19), (19, 33)]  # each row's first and one-past-last written slot; 33… unwritten
+    written = torch.zeros(batch, slots, dtype=torch.bool)
+    for row, (first, end) in enumerate(rows):
+        written[row, first:end] = True
+    out = decode_attention.pooled(query, keys, values, written, dim ** -0.5)
+    assert out.shape == (batch, 1, heads, dim)
+    for row, (first, end) in enumerate(rows):  # each row alone, its own keys widened to every query head
+        k, v = (repeat_kv(t[None, :, first:end], heads // kv_heads) for t in (keys, values))
+        alone = torch.nn.functional.scaled_dot_product_attention(query[row:row + 1], k, v)
+        assert torch.allclose(out[row], alone.transpose(1, 2)[0], atol=1e-5)
+
+
+def test_a_model_without_grouped_heads_switches_with_its_other_attention_left_to_sdpa(tiny_tokenizer):
+    neox = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
+    ids, mask = torch.randint(3, 300, (2, 7)), torch.ones(2, 7, dtype=torch.long)
+    mask[1, :3] = 0
+    with torch.inference_mode():
+        before = greedy_logits(neox, ids, mask)
+        assert decode_attention.use_for_decoding(neox) and decode_attention.use_for_decoding(neox)  # once
+        after = greedy_logits(neox, ids, mask)
+    assert neox.config._attn_implementation == decode_attention.NAME
+    assert torch.equal(after, before)  # a static cache's steps and the prompt: transformers' sdpa, as before

@@ -45,7 +45,7 @@ def test_a_moved_layer_gives_its_rows_to_the_kernel_and_adds_its_bias(tiny_token
     assert "weights through humming's kernel" not in generation.mode_line(model, fast=False)  # not an export
     model.config.quantization_config = {"quant_method": "torchao"}
     assert generation.mode_line(model, fast=True) == (
-        "answering with torchao-quantized weights through humming's kernel on cpu, fast mode on")
+        f"answering with torchao-quantized weights through humming's kernel on {model.device.type}, fast mode on")
 
 
 def test_nothing_moves_on_a_cpu(tiny_tokenizer):

@@ -1,10 +1,11 @@
 import pytest
 import torch
+from transformers import StaticCache
 from transformers.cache_utils import StaticLayer
 
-from kochat import generation, kv_cache, modeling, tiny
+from kochat import decode_attention, generation, kv_cache, modeling, tiny
 from kochat.generation import gen
-from kochat.kv_cache import Int8CacheLayer, cache_bytes, from_int8_rows, static_cache, to_int8_rows
+from kochat.kv_cache import Int8CacheLayer, PooledCache, cache_bytes, from_int8_rows, static_cache, to_int8_rows
 
 QUESTIONS = ["한국의 수도는 어디인가요?", ("다음 단어의 반대말을 쓰세요.", "크다"), "하늘은 왜 파란가요?",
              "김치는 어떻게 만드나요? 자세히 알려 주세요."]
@@ -61,23 +62,63 @@ def test_auto_takes_8_bits_only_where_the_cache_would_not_fit_and_keeps_its_choi
     assert not is_8bit(8, 256)  # other shapes decide for themselves
 
 
-def test_an_8_bit_cache_answers_as_the_model_dtype_cache(model, tiny_tokenizer, koalpaca_template, monkeypatch):
+@pytest.fixture
+def caches_made(monkeypatch):
     made = []
-    monkeypatch.setattr(generation, "static_cache", lambda *args: made.append(static_cache(*args)) or made[-1])
-    full, eight = (gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=40, fast=True,
-                       cache_8bit=bits) for bits in (False, True))
-    assert [type(cache.layers[0]) for cache in made] == [StaticLayer, Int8CacheLayer]
-    assert made[1].layers[0].keys.dtype == torch.int8  # the answers below came through it
-    assert [a.text for a in eight] == [a.text for a in full] and all(a.text for a in full)
+    monkeypatch.setattr(generation, "batch_cache", lambda *args: made.append(kv_cache.batch_cache(*args)) or made[-1])
+    return made
 
 
-def test_the_compiled_decode_step_reads_the_8_bit_cache_as_the_eager_one(model, tiny_tokenizer, koalpaca_template,
-                                                                        monkeypatch):
-    # on a GPU the decode step is compiled (inductor, CUDA graphs) with the 8-bit layers inside its graph; here the
-    # same compiled call on the CPU must lower them and pick the tokens the eager step picks, 40 forced per row
-    kwargs = dict(max_new_tokens=40, min_new_tokens=40, fast=True, cache_8bit=True)
-    eager = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, **kwargs)
+def test_an_8_bit_cache_answers_as_the_model_dtype_cache(model, tiny_tokenizer, koalpaca_template, caches_made):
+    for questions in (QUESTIONS[:1], QUESTIONS):  # one row: a static cache; a batch: pooled
+        full, eight = (gen(model, tiny_tokenizer, koalpaca_template, questions, max_new_tokens=40, fast=True,
+                           cache_8bit=bits) for bits in (False, True))
+        assert [a.text for a in eight] == [a.text for a in full] and all(a.text for a in full)
+    static, static8, pooled, pooled8 = caches_made
+    assert [type(static.layers[0]), type(static8.layers[0])] == [StaticLayer, Int8CacheLayer]
+    assert static8.layers[0].keys.dtype == torch.int8  # the answers above came through it
+    assert isinstance(pooled, PooledCache) and pooled.pools[0][0].dtype == model.dtype
+    assert pooled8.pools[0][0].dtype == torch.int8
+
+
+def test_a_pooled_cache_holds_each_rows_prompt_and_answer_and_answers_as_the_default_path(
+        model, tiny_tokenizer, koalpaca_template, caches_made):
+    limits = [30, 5, 40, 12]  # rows that stop early keep writing their own last slot, not a neighbour's
+    default = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=limits, min_new_tokens=40)
+    fast = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, max_new_tokens=limits, min_new_tokens=40,
+               fast=True)
+    assert [a.text for a in fast] == [a.text for a in default] and [a.new_tokens for a in fast] == limits
+    [cache] = caches_made
+    prompts = [a.prompt_tokens for a in fast]
+    need = sum(prompts) + sum(limits)  # no padding: each row its prompt and a slot for each token it may generate
+    assert cache.slots == -(-need // (kv_cache.POOL_STEP * 4)) * kv_cache.POOL_STEP * 4
+    width_and_answer = -(-(max(prompts) + max(limits)) // generation.CACHE_STEP) * generation.CACHE_STEP
+    assert cache.slots < 4 * width_and_answer  # what a static cache would hold for these rows
+    layers, per_token = model.config.num_hidden_layers, kv_cache.bytes_per_token(model.config, model.dtype.itemsize)
+    assert cache.held_bytes == cache.slots * layers * per_token
+    assert model.config._attn_implementation == decode_attention.NAME
+
+
+def test_models_whose_layers_cannot_pool_keep_a_static_cache(model):
+    mask = torch.ones(2, 5, dtype=torch.long)
+    assert isinstance(kv_cache.batch_cache(model, mask, [8, 8], 128, False), PooledCache)
+    assert isinstance(kv_cache.batch_cache(model, mask[:1], [8], 128, False), StaticCache)  # one row: no padding
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig  # sliding-window layers
+    config = Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=8)
+    gemma = Gemma3ForCausalLM(config).eval()
+    assert isinstance(kv_cache.batch_cache(gemma, mask, [8, 8], 128, False), StaticCache)
+
+
+@pytest.mark.parametrize("rows, cache_8bit", [(4, False), (4, True), (1, True)],
+                         ids=["pooled", "pooled-8-bit", "static-8-bit"])
+def test_the_compiled_decode_step_reads_its_cache_as_the_eager_one(model, tiny_tokenizer, koalpaca_template,
+                                                                   monkeypatch, rows, cache_8bit):
+    # on a GPU the decode step is compiled (inductor, CUDA graphs) with the cache's writes and reads inside its
+    # graph; here the same compiled call on the CPU must lower them and pick the tokens the eager step picks
+    kwargs = dict(max_new_tokens=40, min_new_tokens=40, fast=True, cache_8bit=cache_8bit)
+    eager = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[:rows], **kwargs)
     monkeypatch.setattr(generation, "compiled_forward", lambda core: core.get_compiled_call(None))
-    compiled = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS, **kwargs)
+    compiled = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[:rows], **kwargs)
     assert hasattr(model, "_compiled_call")  # the compiled path really ran
-    assert [a.text for a in compiled] == [a.text for a in eager] and [a.new_tokens for a in compiled] == [40] * 4
+    assert [a.text for a in compiled] == [a.text for a in eager] and [a.new_tokens for a in compiled] == [40] * rows
