@@ -94,14 +94,15 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
     max_new_tokens: one limit, or one per question. stop: strings that end an answer (not included), for
     all questions or a list per question. stream(i, text): called with each new piece of answer i.
     cancelled(i): True once question i's caller is gone; its row stops (finish_reason "cancelled").
-    fast: a static KV cache, and on a GPU the decode step compiled by transformers into CUDA graphs (for
-    models not in 4-bit: load them with four_bit=False, or merge the adapter into a 16-bit base). The first
-    call with a new batch size, or a longer prompt plus answer than any before (in steps of CACHE_STEP tokens),
-    compiles (about a minute at 12.8b); later ones replay. Same greedy tokens as the default path, with the
-    cache in the model's dtype. Where it compiles, a Llama-family model's q/k/v and gate/up layers are fused in
-    place first (kochat/fused_projections.py): the model is then for answering (its state_dict() changes);
-    a grouped-query model's attention switches to kochat/decode_attention.py's (the same for a prompt); and under
-    a compile with coordinate-descent tuning an ungated MLP's GELU is wrapped (kochat/row_sums.py: no backward).
+    fast: a KV cache allocated up front (kochat/kv_cache.py: for a batch, each row's prompt and answer pooled
+    without padding; for one row, static), and on a GPU the decode step compiled by transformers into CUDA
+    graphs (for models not in 4-bit: load them with four_bit=False, or merge the adapter into a 16-bit base).
+    The first call with a new batch size, or a longer prompt plus answer than any before (in steps of
+    CACHE_STEP tokens), compiles (about a minute at 12.8b); later ones replay. Same greedy tokens as the default
+    path, with the cache in the model's dtype. The model's attention switches to kochat/decode_attention.py's
+    (the same for a prompt). Where it compiles, a Llama-family model's q/k/v and gate/up layers are fused in
+    place first (kochat/fused_projections.py): the model is then for answering (its state_dict() changes); and
+    under a compile with coordinate-descent tuning an ungated MLP's GELU is wrapped (kochat/row_sums.py).
     cache_8bit: fast mode's key/value cache in 8 bits (kv_cache.py), about half the memory, answers within its
     rounding; None (auto): only where the batch's cache in the model's dtype would not fit the GPU. The default
     path's cache, which grows with the answer, is always in the model's dtype.
@@ -245,8 +246,8 @@ def compiled_forward(core):
     """transformers' own compiled forward (torch.compile, CUDA graphs) where compiles(core), else the plain forward.
     Compiled with the model's generation_config.compile_config, as generate() compiles it (None: transformers'
     default), after the projections that read one input are fused (kochat/fused_projections.py: fewer, larger
-    products a token), a grouped-query model's attention of one token reads its cache without widening it
-    (kochat/decode_attention.py), and, where the compile makes one-row products sums (int8 weights: decode()
+    products a token), one new token a row attends through kochat/decode_attention.py (a batch's pool in one
+    product, a grouped-query model's cache without widening it), and, where the compile makes one-row products sums (int8 weights: decode()
     compiles one row with torchao's settings), the MLP's GELU is kept out of them (kochat/row_sums.py)."""
     if not compiles(core):
         return core
