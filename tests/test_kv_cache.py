@@ -33,7 +33,7 @@ def test_int8_rows_keep_each_vector_within_half_a_step_of_its_own_scale(dtype):
 
 
 def test_cache_bytes_is_what_each_cache_holds(model, tiny_tokenizer):
-    ids = torch.tensor([tiny_tokenizer("안녕하세요")["input_ids"]] * 4)
+    ids = torch.tensor([tiny_tokenizer("안녕하세요")["input_ids"]] * 4, device=model.device)
     full, eight = static_cache(model, 4, 128, cache_8bit=False), static_cache(model, 4, 128, cache_8bit=True)
     for cache in (full, eight):
         model(input_ids=ids, past_key_values=cache, use_cache=True)
@@ -49,13 +49,13 @@ def test_auto_takes_8_bits_only_where_the_cache_would_not_fit_and_keeps_its_choi
     def is_8bit(batch, length):
         return isinstance(static_cache(model, batch, length, None).layers[0], Int8CacheLayer)
 
-    assert not is_8bit(16, 512)  # a CPU
+    assert not is_8bit(16, 512)  # a CPU, or a GPU with room for 16 tiny rows
     need = cache_bytes(static_cache(model, 16, 256, False), model.config, 16, model.dtype.itemsize) + \
         kv_cache.HEADROOM_GIB * 2 ** 30
     monkeypatch.setattr(kv_cache, "free_bytes", lambda device: need - 1)
     assert is_8bit(16, 256)
     assert [r.getMessage() for r in caplog.records] == [  # said once, in one line
-        f"16 rows of 256 tokens: key/value cache in 8 bits (in float32 it would take 0.0 GiB, "
+        f"16 rows of 256 tokens: key/value cache in 8 bits (in {str(model.dtype)[6:]} it would take 0.0 GiB, "
         f"{(need - 1) / 2 ** 30:.1f} GiB free)"]
     monkeypatch.setattr(kv_cache, "free_bytes", lambda device: need)
     assert is_8bit(16, 256)  # decided once for this batch and length: its compiled step stays valid
@@ -100,7 +100,7 @@ def test_a_pooled_cache_holds_each_rows_prompt_and_answer_and_answers_as_the_def
 
 
 def test_models_whose_layers_cannot_pool_keep_a_static_cache(model):
-    mask = torch.ones(2, 5, dtype=torch.long)
+    mask = torch.ones(2, 5, dtype=torch.long, device=model.device)
     assert isinstance(kv_cache.batch_cache(model, mask, [8, 8], 128, False), PooledCache)
     assert isinstance(kv_cache.batch_cache(model, mask[:1], [8], 128, False), StaticCache)  # one row: no padding
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig  # sliding-window layers
