@@ -122,3 +122,23 @@ def test_the_compiled_decode_step_reads_its_cache_as_the_eager_one(model, tiny_t
     compiled = gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[:rows], **kwargs)
     assert hasattr(model, "_compiled_call")  # the compiled path really ran
     assert [a.text for a in compiled] == [a.text for a in eager] and [a.new_tokens for a in compiled] == [40] * rows
+
+
+def test_after_warming_up_a_batch_of_any_size_or_length_reuses_the_compiled_step(model, tiny_tokenizer,
+                                                                                koalpaca_template, monkeypatch):
+    # serve_ko.py's warm-up answers batches of 1, 2, 4, 8, 16: torch compiles one row (static cache), two rows
+    # (pooled), then once more with the batch and pool sizes as symbols; what clients send later compiles nothing
+    torch._dynamo.reset()  # other tests' compiles of the same frames count towards torch's recompile limit
+    compiles = []
+
+    def counting(graph, example_inputs):  # a torch.compile backend: counts, runs the graph as traced
+        compiles.append(graph)
+        return graph.forward
+    step = torch.compile(model.__call__, backend=counting, dynamic=None)
+    monkeypatch.setattr(generation, "compiled_forward", lambda core: step)
+    for rows in (1, 2, 4, 8, 16):
+        gen(model, tiny_tokenizer, koalpaca_template, QUESTIONS[:1] * rows, max_new_tokens=8, fast=True)
+    assert len(compiles) == 3
+    for rows, limit in [(16, 30), (3, 12), (8, 50)]:  # other questions, other lengths
+        gen(model, tiny_tokenizer, koalpaca_template, (QUESTIONS * 4)[:rows], max_new_tokens=limit, fast=True)
+    assert len(compiles) == 3
