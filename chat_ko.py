@@ -30,7 +30,7 @@ QUESTIONS = ""                               # a file of questions: one a line (
 OUTPUT = ""                                  # JSONL for QUESTIONS; "" = <questions file>.answers.jsonl
 FOUR_BIT = "auto"                            # auto: a run's base in 4-bit NF4, as trained, a merged export in
                                              # 16 bits where it fits the GPU (else 4-bit); true; false (16-bit)
-FAST = "auto"                                # gen()'s fast mode (static cache, compiled on a GPU): auto = on for
+FAST = "auto"                                # gen()'s fast mode (cache up front, compiled on a GPU): auto = on for
                                              # a 16-bit or int8/int4 (export_ko.py) model on a GPU; true; false
 MAX_NEW_TOKENS = 256                         # longest answer, in tokens
 TEMPERATURE = 0.7                            # sampling temperature; 0 = greedy (same answer every time)

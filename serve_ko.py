@@ -29,7 +29,7 @@ API_KEY_FILE = ""                            # one accepted key a line; "KEY hr,
 MODEL_NAME = ""                              # the model id clients send; "" = the run folder's name
 FOUR_BIT = "auto"                            # auto: a run's base in 4-bit NF4, as trained, a merged export in
                                              # 16 bits where it fits the GPU (else 4-bit); true; false (16-bit)
-FAST = "auto"                                # gen()'s fast mode (static cache, compiled on a GPU): auto = on for
+FAST = "auto"                                # gen()'s fast mode (cache up front, compiled on a GPU): auto = on for
                                              # a 16-bit or int8/int4 (export_ko.py) model on a GPU; true; false
 MAX_BATCH = 16                               # requests answered together in one batch (fast mode runs a batch
                                              # padded to a power of two: 16, not 20)

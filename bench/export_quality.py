@@ -82,7 +82,7 @@ def measure_transformers(folder: Path, rows: list[dict], prompts: list[str], cac
                          ) -> tuple[list, list[str]]:
     """Per row (loss sum, count), and the greedy answers, from a folder as chat_ko.py loads it. cache_8bit: every
     row's attention reads its keys and values back from gen()'s 8-bit cache, as each answering step does, and the
-    answers come from gen()'s fast mode (on a CPU its static cache gives the default path's greedy tokens; on a
+    answers come from gen()'s fast mode (on a CPU its cache gives the default path's greedy tokens; on a
     GPU it is also compiled, so agreement there carries the compiled step's rounding too)."""
     loaded = runs.load_for_answering(str(folder), four_bit=False)
     model = loaded.model
@@ -95,7 +95,7 @@ def measure_transformers(folder: Path, rows: list[dict], prompts: list[str], cac
                            use_cache=cache_8bit).logits[0]
             losses.append(answer_loss(logits.cpu(), r["labels"]))
     answers = gen(model, loaded.tokenizer, None, prompts, max_new_tokens=NEW_TOKENS, fast=cache_8bit,
-                  cache_8bit=cache_8bit)  # fast: the static cache, greedy as the default path (tests)
+                  cache_8bit=cache_8bit)  # fast: its 8-bit cache (pooled for a batch), greedy as the default
     return losses, [a.text for a in answers]
 
 

@@ -97,8 +97,9 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
     fast: a KV cache allocated up front (kochat/kv_cache.py: for a batch, each row's prompt and answer pooled
     without padding; for one row, static), and on a GPU the decode step compiled by transformers into CUDA
     graphs (for models not in 4-bit: load them with four_bit=False, or merge the adapter into a 16-bit base).
-    The first call with a new batch size, or a longer prompt plus answer than any before (in steps of
-    CACHE_STEP tokens), compiles (about a minute at 12.8b); later ones replay. Same greedy tokens as the default
+    The first calls compile (about a minute each at 12.8b): one row, two rows, then once more for any batch
+    size and length; one row's static cache compiles again for a longer prompt plus answer than any before (in
+    steps of CACHE_STEP tokens). Later calls replay. Same greedy tokens as the default
     path, with the cache in the model's dtype. The model's attention switches to kochat/decode_attention.py's
     (the same for a prompt). Where it compiles, a Llama-family model's q/k/v and gate/up layers are fused in
     place first (kochat/fused_projections.py): the model is then for answering (its state_dict() changes); and
@@ -234,7 +235,7 @@ class StepsToHost:
 
 def compiles(model) -> bool:
     """Whether gen()'s fast mode compiles the decoding step of `model` (as generate() would): a GPU, weights that
-    compile (not bitsandbytes 4-bit), nothing offloaded. Elsewhere it runs the static cache uncompiled."""
+    compile (not bitsandbytes 4-bit), nothing offloaded. Elsewhere it runs its cache uncompiled."""
     core = transformers_model(model)
     quantizer = getattr(core, "hf_quantizer", None)
     places = set(getattr(core, "hf_device_map", {}).values())

@@ -125,16 +125,20 @@ def batch_cache(model, attention_mask: torch.Tensor, limits: list[int], length: 
     """Fast mode's cache for a batch: left-padded prompts (`attention_mask`, [batch, width]), each row's token
     limit, `length` the static cache's (width plus the longest limit, rounded). Pooled where the batch has
     several rows and the model can attend a pool (every layer full attention, on one device, its attention
-    switched to kochat/decode_attention.py's); else static. cache_8bit as static_cache's."""
+    switched to kochat/decode_attention.py's, keys and values cached per head: not latents, as multi-head latent
+    attention caches them, DeepSeek-V3's or GLM-4.7-Flash's); else static. cache_8bit as static_cache's."""
     from . import decode_attention
 
     batch = attention_mask.shape[0]
     layers = StaticCache(config=model.config, max_cache_len=length).layers  # the model's layer kinds, unallocated
     places = set(getattr(model, "hf_device_map", {}).values())
-    if batch == 1 or len(places) > 1 or any(type(layer) is not StaticLayer for layer in layers) or \
+    latent = getattr(model.config.get_text_config(decoder=True), "kv_lora_rank", None) is not None
+    if batch == 1 or len(places) > 1 or latent or any(type(layer) is not StaticLayer for layer in layers) or \
             not decode_attention.use_for_decoding(model):
         return static_cache(model, batch, length, cache_8bit)
-    need = attention_mask.sum(1).cpu() + torch.tensor(limits)  # each row's prompt and answer, in slots
+    # each row's prompt and a slot for each token it may generate; at least one (an empty prompt with no tokens to
+    # generate would own none, and its writes would land in the row before)
+    need = (attention_mask.sum(1).cpu() + torch.tensor(limits)).clamp(min=1)
     slots = -(-int(need.sum()) // (POOL_STEP * batch)) * POOL_STEP * batch
     if cache_8bit is None:
         pool_bytes = int(slots * len(layers) * bytes_per_token(model.config, model.dtype.itemsize))

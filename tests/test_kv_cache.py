@@ -108,6 +108,19 @@ def test_models_whose_layers_cannot_pool_keep_a_static_cache(model):
                               num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=8)
     gemma = Gemma3ForCausalLM(config).eval()
     assert isinstance(kv_cache.batch_cache(gemma, mask, [8, 8], 128, False), StaticCache)
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM  # caches latents, not each head's keys
+    config = DeepseekV3Config(vocab_size=64, hidden_size=32, intermediate_size=64, moe_intermediate_size=16,
+                              num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, q_lora_rank=8,
+                              kv_lora_rank=8, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8, n_routed_experts=2,
+                              num_experts_per_tok=1, n_group=1, topk_group=1)
+    deepseek = DeepseekV3ForCausalLM(config).eval()
+    assert isinstance(kv_cache.batch_cache(deepseek, mask, [8, 8], 128, False), StaticCache)
+
+
+def test_a_row_with_nothing_to_say_keeps_to_its_own_slot(model, tiny_tokenizer):
+    prompts, limits = ["", "한국의 수도는", "서울은"], [0, 10, 1]  # no prompt, no tokens: still a slot of its own
+    default, fast = (gen(model, tiny_tokenizer, None, prompts, max_new_tokens=limits, fast=f) for f in (False, True))
+    assert [a.text for a in fast] == [a.text for a in default] and fast[1].text
 
 
 @pytest.mark.parametrize("rows, cache_8bit", [(4, False), (4, True), (1, True)],
