@@ -6,7 +6,7 @@ and the answers' room rounded up. At the 12.8b shape 16 rows of 512 tokens hold 
 values, as much as the int4 weights (bench/RESULTS.md), where the rows themselves need 3.7. The pooled cache keeps
 each layer's keys (and values) as one pool of token slots, [key/value heads, slots, head_dim]: row after row, each
 row's prompt tokens (its padding left out) and then one slot for each token it may generate (its own limit), the
-pool rounded up to POOL_STEP slots a row so nearby batches reuse one compiled step. A token at position p of row r
+pool rounded up to POOL_STEP slots a row so nearby batches reuse one CUDA graph. A token at position p of row r
 sits in slot start[r] + p. One new token of every row then attends the whole pool at once, with a mask of each
 row's own written slots (kochat/decode_attention.py): each key read once for all rows, as a paged cache (vLLM's)
 reads its pages. The prompt itself is attended as transformers attends it; the pool only keeps its keys.
