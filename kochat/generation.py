@@ -99,11 +99,11 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
     graphs (for models not in 4-bit: load them with four_bit=False, or merge the adapter into a 16-bit base).
     The first calls compile (about a minute each at 12.8b): one row, two rows, then once more for any batch
     size and length; one row's static cache compiles again for a longer prompt plus answer than any before (in
-    steps of CACHE_STEP tokens). Later calls replay. Same greedy tokens as the default
-    path, with the cache in the model's dtype. The model's attention switches to kochat/decode_attention.py's
-    (the same for a prompt). Where it compiles, a Llama-family model's q/k/v and gate/up layers are fused in
-    place first (kochat/fused_projections.py): the model is then for answering (its state_dict() changes); and
-    under a compile with coordinate-descent tuning an ungated MLP's GELU is wrapped (kochat/row_sums.py).
+    steps of CACHE_STEP tokens). Later calls replay. Same greedy tokens as the default path, with the cache in
+    the model's dtype. The model's attention switches to kochat/decode_attention.py's (the same for a prompt).
+    Where it compiles, a Llama-family model's q/k/v and gate/up layers are fused in place first
+    (kochat/fused_projections.py): the model is then for answering (its state_dict() changes); and under a
+    compile with coordinate-descent tuning an ungated MLP's GELU is wrapped (kochat/row_sums.py: no backward).
     cache_8bit: fast mode's key/value cache in 8 bits (kv_cache.py), about half the memory, answers within its
     rounding; None (auto): only where the batch's cache in the model's dtype would not fit the GPU. The default
     path's cache, which grows with the answer, is always in the model's dtype.
