@@ -200,7 +200,3 @@ class PooledCache(Cache):
 
     def stored(self, states: torch.Tensor) -> torch.Tensor:
         return to_int8_rows(states) if self.eight_bit else states
-
-    @property
-    def held_bytes(self) -> int:
-        return sum(pool.nbytes for pools in self.pools for pool in pools)
