@@ -25,7 +25,8 @@ templates; a long compile). --profile=true records the GPU kernels that took
 the most time in one more batch-1 run (same length: the compiled graphs replay). --cache_8bit=true answers with
 the 8-bit key/value cache (kochat/kv_cache.py). --fuse=false multiplies q/k/v and gate/up apart, as gen() did before
 kochat/fused_projections.py; --apart=false inlines the MLP's GELU into one-row sums wherever the tuning is on (`tuned`,
-or int8's own for the process), as before kochat/row_sums.py. Random weights: speed and memory only.
+or int8's own for the process), as before kochat/row_sums.py; --flash=false attends a batch's pooled cache as one
+masked product over the whole pool, as before FlashAttention's kernel. Random weights: speed and memory only.
 The JSON is rewritten after each measurement.
 """
 import gc
@@ -36,7 +37,7 @@ from pathlib import Path
 import torch
 
 from bench.speed import attempt, gen_speed
-from kochat import cli, estimate, generation, humming_kernel, runs
+from kochat import cli, decode_attention, estimate, generation, humming_kernel, runs
 from kochat.errors import UserError
 from kochat.prompts import Template
 from kochat.records import read_records
@@ -52,6 +53,8 @@ PROFILE = False             # profile one more batch-1 run: the GPU kernels that
 CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 FUSE = True                 # gen()'s fused q/k/v and gate/up products (kochat/fused_projections.py); false: apart
 APART = True                # where one-row products are sums, GELU out of them (kochat/row_sums.py)
+FLASH = True                # a batch's pooled cache attended by FlashAttention where it runs; false: one masked
+                            # product over the whole pool (kochat/decode_attention.py)
 HUMMING = True              # saved: an int4/int8 export moved onto humming's kernel where installed, as chat_ko.py
                             # loads it; false: the export's own kernels (tinygemm, torchao's int8)
 
@@ -93,6 +96,8 @@ def main(argv):
     cache_8bit = cli.auto_or_bool("CACHE_8BIT", CACHE_8BIT)
     if not FUSE:  # gen() as it answered before kochat/fused_projections.py, for the comparison
         generation.fuse_projections = lambda model: 0
+    if not FLASH:  # every row's query against the whole pool, as gen() attended a pool before
+        decode_attention.flash_runs = lambda query: False
     if not APART:  # the activation inlined into the sums, as gen() compiled before kochat/row_sums.py
         generation.row_sums.keep_apart = lambda model: 0
     from torchao.quantization import quantize_

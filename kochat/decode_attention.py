@@ -2,8 +2,12 @@
 grouped-query model (Qwen3, Llama 3, Gemma…: fewer key/value heads than query heads, Qwen3-8B 8 and 32).
 
 A pooled cache hands back one pool of slots for all rows, [key/value heads, slots, dim], and its mask, each row's
-own written slots: every row's query heads become rows of one product with the pool (each key read once for the
-whole batch), then a softmax in float32 as transformers' eager attention takes it.
+own written slots, which are contiguous. On a GPU that FlashAttention runs on (sm80+, 16-bit), its variable-length
+kernel attends each row's written slots alone: a row's first slot and how many are written, read off the mask
+(vLLM's paged kernels read a row's pages the same way). Elsewhere every row's query heads become rows of one
+product with the whole pool, masked, then a softmax in float32 as transformers' eager attention takes it: each
+key read once, but scores for every row against every slot, the unwritten ones too (measured at 16 rows on an
+H200: bench/RESULTS.md).
 
 transformers' sdpa attention widens the cached keys and values to every query head before attending whenever it
 is given a mask, and a static cache always gives one: two copies of the whole cache a layer, every token. With
@@ -41,6 +45,35 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
 def pooled(query, keys, values, written, scaling: float):
     """query [batch, heads, 1, dim]; keys and values [kv heads, slots, dim]; written [batch, slots], each row's
     slots. Returns [batch, 1, heads, dim]. Query head h reads key/value head h // groups (repeat_kv's order)."""
+    if flash_runs(query):
+        return pooled_flash(query, keys, values, written, scaling)
+    return pooled_products(query, keys, values, written, scaling)
+
+
+def flash_runs(query) -> bool:
+    """Whether FlashAttention's kernel takes `query`: a CUDA GPU of compute capability 8.0 or more (not a T4 or a
+    V100), a PyTorch built with it, 16-bit values, a head size it has kernels for. Constant inside a compile."""
+    dim = query.shape[-1]
+    return (query.is_cuda and query.dtype in (torch.float16, torch.bfloat16) and dim % 8 == 0 and dim <= 256
+            and torch.backends.cuda.is_flash_attention_available()
+            and torch.cuda.get_device_capability(query.device)[0] >= 8)
+
+
+def pooled_flash(query, keys, values, written, scaling: float):
+    """pooled() through FlashAttention's variable-length kernel (what torch.nn.attention.varlen calls): row r's keys
+    start at its first written slot (cu_seq_k[r]) and `seqused_k[r]` of them are read; the rest of the pool is not."""
+    batch, heads, _, dim = query.shape
+    first = written.int().argmax(-1).int()  # a row's first written slot: argmax returns the first of equal values
+    starts = torch.cat([first, first.new_full((1,), keys.shape[1])])  # and the pool's end after the last row
+    rows = torch.arange(batch + 1, dtype=torch.int32, device=query.device)  # one query token a row
+    out = torch.ops.aten._flash_attention_forward(
+        query.transpose(1, 2).reshape(batch, heads, dim), keys.transpose(0, 1), values.transpose(0, 1), rows, starts,
+        1, keys.shape[1], 0.0, False, False, scale=scaling, seqused_k=written.sum(-1, dtype=torch.int32))[0]
+    return out.view(batch, 1, heads, -1)
+
+
+def pooled_products(query, keys, values, written, scaling: float):
+    """pooled() as plain products over the whole pool, the unwritten slots masked: any device and dtype."""
     batch, heads, _, dim = query.shape
     kv_heads, slots = keys.shape[:2]
     rows = query.reshape(batch, kv_heads, -1, dim).transpose(0, 1).reshape(kv_heads, -1, dim)  # [kv, batch·groups, dim]

@@ -7,9 +7,10 @@ values, as much as the int4 weights (bench/RESULTS.md), where the rows themselve
 each layer's keys (and values) as one pool of token slots, [key/value heads, slots, head_dim]: row after row, each
 row's prompt tokens (its padding left out) and then one slot for each token it may generate (its own limit), the
 pool rounded up to POOL_STEP slots a row so nearby batches reuse one CUDA graph. A token at position p of row r
-sits in slot start[r] + p. One new token of every row then attends the whole pool at once, with a mask of each
-row's own written slots (kochat/decode_attention.py): each key read once for all rows, as a paged cache (vLLM's)
-reads its pages. The prompt itself is attended as transformers attends it; the pool only keeps its keys.
+sits in slot start[r] + p. One new token of every row then attends its own written slots, given as a mask
+(kochat/decode_attention.py: on a GPU FlashAttention's variable-length kernel reads only those, as a paged cache's
+kernel (vLLM's) reads a row's pages; elsewhere one masked product over the pool). The prompt itself is attended as
+transformers attends it; the pool only keeps its keys.
 
 The 8-bit layouts keep each head's key (or value) vector at each position as int8 in units of its own scale, a
 power of 2 ** (1/4) (the smallest that puts its largest value within 127; the OCP microscaling formats scale by

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from transformers import CompileConfig
 from transformers.integrations import sdpa_attention
@@ -64,21 +65,30 @@ def test_gen_switches_and_answers_as_the_default_path_compiled_or_not(monkeypatc
     assert compiled == fast == default and all(default)
 
 
-def test_a_pooled_step_attends_each_rows_own_slots_as_eager_attention_does():
+GPU = torch.device("cuda") if torch.cuda.is_available() else None
+
+
+@pytest.mark.parametrize("kernel, device, dtype", [
+    ("products", torch.device("cpu"), torch.float32),
+    pytest.param("flash", GPU, torch.bfloat16, marks=pytest.mark.skipif(
+        GPU is None or not decode_attention.flash_runs(torch.zeros(1, 1, 1, 16, device=GPU, dtype=torch.bfloat16)),
+        reason="FlashAttention's kernel needs an NVIDIA GPU of compute capability 8.0 or more"))])
+def test_a_pooled_step_attends_each_rows_own_slots_as_eager_attention_does(kernel, device, dtype):
     from transformers.integrations.sdpa_attention import repeat_kv
     batch, heads, kv_heads, dim, slots = 3, 8, 2, 16, 40
-    query = torch.randn(batch, heads, 1, dim)
-    keys, values = torch.randn(kv_heads, slots, dim), torch.randn(kv_heads, slots, dim)
-    rows = [(0, 7), (7, 19), (19, 33)]  # each row's first and one-past-last written slot; 33… unwritten
-    written = torch.zeros(batch, slots, dtype=torch.bool)
+    query = torch.randn(batch, heads, 1, dim, device=device, dtype=dtype)
+    keys, values = (torch.randn(kv_heads, slots, dim, device=device, dtype=dtype) for _ in range(2))
+    rows = [(0, 7), (9, 19), (19, 33)]  # each row's first and one-past-last written slot; 7, 8 and 33… unwritten
+    written = torch.zeros(batch, slots, dtype=torch.bool, device=device)
     for row, (first, end) in enumerate(rows):
         written[row, first:end] = True
+    assert decode_attention.flash_runs(query) == (kernel == "flash")  # pooled() takes this kernel here
     out = decode_attention.pooled(query, keys, values, written, dim ** -0.5)
     assert out.shape == (batch, 1, heads, dim)
     for row, (first, end) in enumerate(rows):  # each row alone, its own keys widened to every query head
-        k, v = (repeat_kv(t[None, :, first:end], heads // kv_heads) for t in (keys, values))
-        alone = torch.nn.functional.scaled_dot_product_attention(query[row:row + 1], k, v)
-        assert torch.allclose(out[row], alone.transpose(1, 2)[0], atol=1e-5)
+        k, v = (repeat_kv(t[None, :, first:end].float(), heads // kv_heads) for t in (keys, values))
+        alone = torch.nn.functional.scaled_dot_product_attention(query[row:row + 1].float(), k, v)
+        assert torch.allclose(out[row].float(), alone.transpose(1, 2)[0], atol=1e-5 if dtype == torch.float32 else 2e-2)
 
 
 def test_a_model_without_grouped_heads_switches_with_its_other_attention_left_to_sdpa(tiny_tokenizer):
