@@ -248,8 +248,9 @@ def compiled_forward(core):
     Compiled with the model's generation_config.compile_config, as generate() compiles it (None: transformers'
     default), after the projections that read one input are fused (kochat/fused_projections.py: fewer, larger
     products a token), one new token a row attends through kochat/decode_attention.py (a batch's pool, each row its
-    own slots, a grouped-query model's cache without widening it), and, where the compile makes one-row products sums (int8 weights: decode()
-    compiles one row with torchao's settings), the MLP's GELU is kept out of them (kochat/row_sums.py)."""
+    own slots, a grouped-query model's cache without widening it), and, where the compile makes one-row products
+    sums (int8 weights: decode() compiles one row with torchao's settings), the MLP's GELU is kept out of them
+    (kochat/row_sums.py)."""
     if not compiles(core):
         return core
     fuse_projections(core)
