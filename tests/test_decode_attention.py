@@ -73,12 +73,16 @@ GPU = torch.device("cuda") if torch.cuda.is_available() else None
     pytest.param("flash", GPU, torch.bfloat16, marks=pytest.mark.skipif(
         GPU is None or not decode_attention.flash_runs(torch.zeros(1, 1, 1, 16, device=GPU, dtype=torch.bfloat16)),
         reason="FlashAttention's kernel needs an NVIDIA GPU of compute capability 8.0 or more"))])
-def test_a_pooled_step_attends_each_rows_own_slots_as_eager_attention_does(kernel, device, dtype):
+@pytest.mark.parametrize("heads, kv_heads, dim, slots, rows", [
+    (8, 2, 16, 40, [(0, 7), (9, 19), (19, 33)]),  # each row's first and one-past-last written slot: a gap, a tail
+    (32, 8, 128, 1056, [(0, 300), (500, 1056)])],  # Qwen3-8B's heads, a pool of many key blocks, a row at its end
+    ids=["small", "long"])
+def test_a_pooled_step_attends_each_rows_own_slots_as_eager_attention_does(kernel, device, dtype, heads, kv_heads,
+                                                                           dim, slots, rows):
     from transformers.integrations.sdpa_attention import repeat_kv
-    batch, heads, kv_heads, dim, slots = 3, 8, 2, 16, 40
+    batch = len(rows)
     query = torch.randn(batch, heads, 1, dim, device=device, dtype=dtype)
     keys, values = (torch.randn(kv_heads, slots, dim, device=device, dtype=dtype) for _ in range(2))
-    rows = [(0, 7), (9, 19), (19, 33)]  # each row's first and one-past-last written slot; 7, 8 and 33… unwritten
     written = torch.zeros(batch, slots, dtype=torch.bool, device=device)
     for row, (first, end) in enumerate(rows):
         written[row, first:end] = True
