@@ -52,12 +52,12 @@ def pooled(query, keys, values, written, scaling: float):
 
 def flash_runs(query) -> bool:
     """Whether FlashAttention's kernel takes `query`: an NVIDIA GPU of compute capability 8.0 or more (not a T4 or a
-    V100), a PyTorch built with it and not told to leave it (torch.backends.cuda.enable_flash_sdp), 16-bit values,
-    a head size it has kernels for. Not on ROCm, whose port refuses seqused_k. Constant inside a compile."""
+    V100), a PyTorch built with it, 16-bit values, a head size it has kernels for. Not on ROCm, whose port refuses
+    seqused_k. Constant inside a compile (torch.backends.cuda.flash_sdp_enabled() would break its graph)."""
     dim = query.shape[-1]
     return (query.is_cuda and torch.version.hip is None and query.dtype in (torch.float16, torch.bfloat16)
             and dim % 8 == 0 and dim <= 256 and torch.backends.cuda.is_flash_attention_available()
-            and torch.backends.cuda.flash_sdp_enabled() and torch.cuda.get_device_capability(query.device)[0] >= 8)
+            and torch.cuda.get_device_capability(query.device)[0] >= 8)
 
 
 def pooled_flash(query, keys, values, written, scaling: float):
