@@ -1,0 +1,33 @@
+import torch
+
+from bench import w4a8_gemv
+
+
+def kernel_in_torch(packed, group, act, act_scale):
+    """w4a8_gemv's arithmetic as its CUDA source reads its inputs (the kernel itself needs a GPU)."""
+    n, k = packed.shape[0], packed.shape[1] * 8
+    nibbles = packed.contiguous().view(torch.uint8).view(n, k // 32, 4, 4)  # [row, block, word, byte]
+    levels = torch.stack([nibbles & 15, nibbles >> 4], 3).view(n, k // 32, 32)  # word j: k = 8j..8j+3, 8j+4..8j+7
+    dots = (levels.int() * act.view(torch.int8).view(k // 32, 32).int()).sum(-1)  # dp4a's integer sums a block
+    scale, offset = (group.view(torch.bfloat16).view(n, k // 128, 2)[..., i].float().repeat_interleave(4, 1)
+                     for i in (0, 1))  # a group's four blocks
+    d, sums = act_scale[:, 0], act_scale[:, 1]
+    return (scale * d * dots.float() + offset * sums).sum(-1)
+
+
+def test_the_packed_levels_and_rounded_row_multiply_as_the_held_weights_do():
+    torch.manual_seed(0)
+    weight = torch.randn(24, 512, dtype=torch.bfloat16) / 50
+    packed, group, held = w4a8_gemv.quantize_weight(weight)
+    assert packed.shape == (24, 64) and packed.dtype == torch.int32 and group.shape == (24, 4)
+    assert (held - weight.float()).abs().max() <= (weight.float().amax() - weight.float().amin()) / 15  # int4
+    x = torch.randn(512, dtype=torch.bfloat16)
+    act, act_scale = w4a8_gemv.quantize_row(x)
+    assert act.shape == (128,) and act_scale.shape == (16, 2)
+    rounded = (act.view(torch.int8).view(16, 32).float() * act_scale[:, :1]).view(-1)
+    assert (rounded - x.float()).norm() / x.float().norm() < 0.01  # int8 a block of 32
+    expected = held @ rounded
+    y = kernel_in_torch(packed, group, act, act_scale)
+    assert (y - expected).norm() / expected.norm() < 1e-5  # the same product, summed in another order
+    shuffled = packed.view(24, 16, 4)[:, :, [1, 0, 2, 3]].reshape(24, 64)  # words out of order: far off
+    assert (kernel_in_torch(shuffled, group, act, act_scale) - expected).norm() / expected.norm() > 0.1
