@@ -10,7 +10,7 @@ from kochat import PROJECT_ROOT
 
 SCRIPTS = ["speed", "profile_steps", "random_model", "serve_load", "soak", "summarize", "rag", "grounded_gpu", "eval_speed",
            "export_gpu", "inspect_run", "gguf_agreement", "batch_kernel_error",
-           "humming_products", "w4a8_gemv"]
+           "humming_products", "dp4a_rows"]
 
 
 def run_module(name, *args):

@@ -1,10 +1,10 @@
 import torch
 
-from bench import w4a8_gemv
+from bench import dp4a_rows
 
 
-def kernel_in_torch(packed, group, act, act_scale):
-    """w4a8_gemv's arithmetic as its CUDA source reads its inputs (the kernel itself needs a GPU)."""
+def int4_kernel_in_torch(packed, group, act, act_scale):
+    """w4a8_gemv's arithmetic as its CUDA source reads its inputs (the kernels themselves need a GPU)."""
     n, k = packed.shape[0], packed.shape[1] * 8
     nibbles = packed.contiguous().view(torch.uint8).view(n, k // 32, 4, 4)  # [row, block, word, byte]
     levels = torch.stack([nibbles & 15, nibbles >> 4], 3).view(n, k // 32, 32)  # word j: k = 8j..8j+3, 8j+4..8j+7
@@ -15,19 +15,33 @@ def kernel_in_torch(packed, group, act, act_scale):
     return (scale * d * dots.float() + offset * sums).sum(-1)
 
 
-def test_the_packed_levels_and_rounded_row_multiply_as_the_held_weights_do():
+def test_the_packed_int4_levels_and_rounded_row_multiply_as_the_held_weights_do():
     torch.manual_seed(0)
     weight = torch.randn(24, 512, dtype=torch.bfloat16) / 50
-    packed, group, held = w4a8_gemv.quantize_weight(weight)
+    packed, group, held = dp4a_rows.quantize_int4(weight)
     assert packed.shape == (24, 64) and packed.dtype == torch.int32 and group.shape == (24, 4)
     assert (held - weight.float()).abs().max() <= (weight.float().amax() - weight.float().amin()) / 15  # int4
     x = torch.randn(512, dtype=torch.bfloat16)
-    act, act_scale = w4a8_gemv.quantize_row(x)
+    act, act_scale = dp4a_rows.quantize_row(x)
     assert act.shape == (128,) and act_scale.shape == (16, 2)
     rounded = (act.view(torch.int8).view(16, 32).float() * act_scale[:, :1]).view(-1)
     assert (rounded - x.float()).norm() / x.float().norm() < 0.01  # int8 a block of 32
     expected = held @ rounded
-    y = kernel_in_torch(packed, group, act, act_scale)
+    y = int4_kernel_in_torch(packed, group, act, act_scale)
     assert (y - expected).norm() / expected.norm() < 1e-5  # the same product, summed in another order
     shuffled = packed.view(24, 16, 4)[:, :, [1, 0, 2, 3]].reshape(24, 64)  # words out of order: far off
-    assert (kernel_in_torch(shuffled, group, act, act_scale) - expected).norm() / expected.norm() > 0.1
+    assert (int4_kernel_in_torch(shuffled, group, act, act_scale) - expected).norm() / expected.norm() > 0.1
+
+
+def test_int8_levels_and_the_rounded_row_multiply_as_the_held_weights_do():
+    torch.manual_seed(0)
+    weight = torch.randn(24, 512, dtype=torch.bfloat16) / 50
+    levels, row_scale, held = dp4a_rows.quantize_int8(weight)
+    assert levels.dtype == torch.int8 and levels.abs().max() == 127 and row_scale.shape == (24,)
+    assert (held - weight.float()).abs().max() <= row_scale.max() / 2 + 1e-6  # half a level
+    act, act_scale = dp4a_rows.quantize_row(torch.randn(512, dtype=torch.bfloat16))
+    a, d = act.view(torch.int8).view(16, 32).int(), act_scale[:, 0]
+    # w8a8_gemv: each block's integer sum times its d, over the row, times the row's scale
+    y = ((levels.view(24, 16, 32).int() * a).sum(-1).float() * d).sum(-1) * row_scale
+    expected = held @ (a.float() * d[:, None]).view(-1)
+    assert (y - expected).norm() / expected.norm() < 1e-5

@@ -1,0 +1,331 @@
+"""A probe for the batch-1 targets of int4 and int8: one row times int4 or int8 weights through the GPU's 8-bit dot
+products (dp4a), the row rounded to int8 in blocks of 32, as llama.cpp's CUDA kernels multiply one row by its GGUF
+weights. Timed at a real shape's layer sizes against the exports' kernels (tinygemm; humming's int4 and int8 where
+installed) and 16-bit cuBLAS, each as a CUDA graph of many calls, their results checked against the float product
+of the same quantized weights. From the repository root, on an NVIDIA GPU with `pip install cuda-bindings==13.0.3`
+(NVRTC compiles the kernels at run time, as humming's; no nvcc):
+
+    python3 -m bench.dp4a_rows --shape=polyglot-ko-12.8b --out=RESULT.json
+
+Why: the profiles (bench/RESULTS.md) put the int4 export's batch-1 step at ~5 ms a token, 3.4 ms of it the int4
+products on humming, which read the weights at ~2 TB/s of the H200's 4.8; 250 tokens/s needs ~2.6 (int8's 180:
+its products at ~3.4 TB/s, humming's read at 2.8-3.0). Kernels that turn each 4-bit level into a float and multiply
+in floats spend about four instructions a weight, more than a multiprocessor can issue at the rate memory delivers
+weights (~36 a cycle on an H200), where the Triton kernels of bench/row_kernels.py stopped. Here a weight costs
+about one instruction or less: one dp4a multiplies four levels by four int8 activations and adds them up in
+integers, and the scales are applied once per block of 32:
+    int4 (w4a8_gemv): sum over a block b of group g of w_k x_k = s_g d_b sum(q_k a_k) + m_g d_b sum(a_k)
+    int8 (w8a8_gemv): sum over a row of w_k x_k = s_row sum over blocks of d_b sum(q_k a_k)
+with int4 w_k = q_k s_g + m_g (q 0..15; s and m in bf16, as tinygemm's scale and zero, per 128 weights), int8
+w_k = q_k s_row (q -127..127, a scale per row, as the int8 export), and x_k ~ d_b a_k (a -127..127, d_b = the
+block's largest |x| / 127; the sum of the rounded values, as llama.cpp's q8_1, so that the offsets' product cancels
+the levels' rounding as it does unrounded). The row's rounding is the price (`relative_error`: against the float
+product of the same quantized weights and the unrounded row). Rounding the row is a few elementwise ops, which a
+compiled decoding step would fuse into the layer norm or GELU before each product: timed here apart and eager
+(`quantize_us`). Not wired into gen(): this measures whether it is worth it. Random weights: speed and rounding
+only. The JSON is rewritten after each layer size.
+"""
+import ctypes
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from bench.row_kernels import SHAPES
+from kochat import cli, humming_kernel, runs
+from kochat.errors import UserError
+
+# ---- constants: override on the command line as --name=value ------------------------------------------
+SHAPE = "polyglot-ko-12.8b"  # polyglot-ko-12.8b or qwen3-8b: which layer sizes
+OUT = ""                     # the result JSON; required
+CALLS = 50                   # calls in the timed CUDA graph
+ROWS_PER_WARP = "1,2,4"      # output rows each warp of the kernel computes, tried in turn
+WARPS = "4,8"                # warps a block
+UNROLL = "2,4"               # 16-byte weight loads each lane has in flight
+
+_GROUP = 128  # fixed by the kernels: int4 weights sharing a scale and offset (tinygemm's group size)
+_BLOCK = 32   # and activations sharing an int8 scale; one 16-byte load of weights covers one block
+
+_SOURCE = r"""
+// act [K/4]: int8 activations, four to a word; act_scale [K/32]: each block's (d, d * sum of its int8 values). Both
+// staged in shared memory by every block: each block's first 16 activations, then all the second 16s (lanes read
+// neighbouring 16 bytes), then the (d, sum) pairs.
+#define STAGE_ACTIVATIONS                                                                                          \
+    extern __shared__ int4 shared[];                                                                               \
+    const int blocks = k / 32;                                                                                     \
+    int4* sa = shared;                                                                                             \
+    float2* sd = (float2*)(shared + 2 * blocks);                                                                   \
+    for (int i = threadIdx.x; i < 2 * blocks; i += blockDim.x) sa[(i & 1) * blocks + (i >> 1)] = act[i];          \
+    for (int i = threadIdx.x; i < blocks; i += blockDim.x) sd[i] = act_scale[i];                                  \
+    __syncthreads();                                                                                               \
+    const int lane = threadIdx.x & 31;                                                                             \
+    const int first = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * ROWS;
+
+#define DP4A(type, q, a) asm("dp4a." type " %0, %1, %2, %0;" : "+r"(dot) : "r"(q), "r"(a))
+
+__device__ __forceinline__ void write_sum(float acc, unsigned short* out, int row, int lane) {
+    #pragma unroll
+    for (int step = 16; step > 0; step >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, step);
+    if (lane == 0) {
+        unsigned short bits;
+        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(bits) : "f"(acc));
+        out[row] = bits;
+    }
+}
+
+// weight [N, K/32] of 16 bytes: 32 levels of one row; word j of a load holds k = 8j..8j+7 of its block, byte i the
+// level of k = 8j+i in its low nibble and of k = 8j+4+i in its high one. group [N, K/128]: bf16 scale (low half) and
+// offset (high half).
+extern "C" __global__ void __launch_bounds__(WARPS * 32) w4a8_gemv(
+        const uint4* __restrict__ weight, const unsigned* __restrict__ group, const int4* __restrict__ act,
+        const float2* __restrict__ act_scale, unsigned short* __restrict__ out, int n_rows, int k) {
+    STAGE_ACTIVATIONS
+    #pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        const int row = first + r;
+        if (row >= n_rows) break;                    // the same for the whole warp
+        const uint4* w_row = weight + (long long)row * blocks;
+        const unsigned* g_row = group + (long long)row * (blocks / 4);
+        float acc = 0.f;
+        for (int b0 = lane; b0 < blocks; b0 += 32 * UNROLL) {
+            uint4 w[UNROLL];
+            unsigned g[UNROLL];
+            #pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {       // every load first: UNROLL of them in flight
+                const int b = b0 + 32 * u;
+                if (b < blocks) { w[u] = w_row[b]; g[u] = g_row[b >> 2]; }
+            }
+            #pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+                const int b = b0 + 32 * u;
+                if (b >= blocks) break;
+                const int4 a0 = sa[b], a1 = sa[blocks + b];
+                int dot = 0;                         // levels 0..15 (unsigned) times activations (signed)
+                DP4A("u32.s32", w[u].x & 0x0F0F0F0F, a0.x); DP4A("u32.s32", (w[u].x >> 4) & 0x0F0F0F0F, a0.y);
+                DP4A("u32.s32", w[u].y & 0x0F0F0F0F, a0.z); DP4A("u32.s32", (w[u].y >> 4) & 0x0F0F0F0F, a0.w);
+                DP4A("u32.s32", w[u].z & 0x0F0F0F0F, a1.x); DP4A("u32.s32", (w[u].z >> 4) & 0x0F0F0F0F, a1.y);
+                DP4A("u32.s32", w[u].w & 0x0F0F0F0F, a1.z); DP4A("u32.s32", (w[u].w >> 4) & 0x0F0F0F0F, a1.w);
+                const float2 d = sd[b];
+                const float scale = __uint_as_float(g[u] << 16), offset = __uint_as_float(g[u] & 0xFFFF0000u);
+                acc = fmaf(scale * d.x, (float)dot, fmaf(offset, d.y, acc));
+            }
+        }
+        write_sum(acc, out, row, lane);
+    }
+}
+
+// weight [N, K/16] of 16 bytes: 16 int8 levels of one row in order; row_scale [N] float32 (a scale per row, as the
+// int8 export). Each lane takes half a block of activations at a time (16 weights, four dp4a).
+extern "C" __global__ void __launch_bounds__(WARPS * 32) w8a8_gemv(
+        const int4* __restrict__ weight, const float* __restrict__ row_scale, const int4* __restrict__ act,
+        const float2* __restrict__ act_scale, unsigned short* __restrict__ out, int n_rows, int k) {
+    STAGE_ACTIVATIONS
+    const int halves = 2 * blocks;
+    #pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        const int row = first + r;
+        if (row >= n_rows) break;
+        const int4* w_row = weight + (long long)row * halves;
+        float acc = 0.f;
+        for (int h0 = lane; h0 < halves; h0 += 32 * UNROLL) {
+            int4 w[UNROLL];
+            #pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+                const int h = h0 + 32 * u;
+                if (h < halves) w[u] = w_row[h];
+            }
+            #pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+                const int h = h0 + 32 * u;
+                if (h >= halves) break;
+                const int4 a = sa[(h & 1) * blocks + (h >> 1)];
+                int dot = 0;
+                DP4A("s32.s32", w[u].x, a.x); DP4A("s32.s32", w[u].y, a.y);
+                DP4A("s32.s32", w[u].z, a.z); DP4A("s32.s32", w[u].w, a.w);
+                acc = fmaf(sd[h >> 1].x, (float)dot, acc);
+            }
+        }
+        write_sum(acc * row_scale[row], out, row, lane);
+    }
+}
+"""
+
+
+def check(result, what: str):
+    """cuda-bindings calls return (error, values…): the values, or a UserError naming the call."""
+    error, *values = result if isinstance(result, tuple) else (result,)
+    if int(error) != 0:
+        raise UserError(f"{what} failed: {error!r}")
+    return values[0] if len(values) == 1 else values
+
+
+class Kernels:
+    """w4a8_gemv and w8a8_gemv compiled by NVRTC for this GPU with one setting of their shape constants, launched on
+    torch's current stream (so a CUDA graph captures them)."""
+
+    def __init__(self, rows: int, warps: int, unroll: int):
+        from cuda.bindings import driver, nvrtc
+        self.driver, self.rows, self.warps = driver, rows, warps
+        major, minor = torch.cuda.get_device_capability()
+        defines = [f"-DROWS={rows}".encode(), f"-DWARPS={warps}".encode(), f"-DUNROLL={unroll}".encode()]
+        options = [f"--gpu-architecture=sm_{major}{minor}".encode(), b"--std=c++17", *defines]
+        program = check(nvrtc.nvrtcCreateProgram(_SOURCE.encode(), b"dp4a_rows.cu", 0, [], []), "nvrtcCreateProgram")
+        compiled = nvrtc.nvrtcCompileProgram(program, len(options), options)
+        if int(compiled[0]) != 0:
+            size = check(nvrtc.nvrtcGetProgramLogSize(program), "nvrtcGetProgramLogSize")
+            log = b" " * size
+            check(nvrtc.nvrtcGetProgramLog(program, log), "nvrtcGetProgramLog")
+            raise UserError(f"NVRTC could not compile the kernels: {log.decode(errors='replace').strip()[:2000]}")
+        size = check(nvrtc.nvrtcGetCUBINSize(program), "nvrtcGetCUBINSize")
+        cubin = b" " * size
+        check(nvrtc.nvrtcGetCUBIN(program, cubin), "nvrtcGetCUBIN")
+        torch.empty(1, device="cuda")  # torch's context, made current on this thread, loads the module
+        self.module = check(driver.cuModuleLoadData(cubin), "cuModuleLoadData")
+        self.int4_function = check(driver.cuModuleGetFunction(self.module, b"w4a8_gemv"), "cuModuleGetFunction")
+        self.int8_function = check(driver.cuModuleGetFunction(self.module, b"w8a8_gemv"), "cuModuleGetFunction")
+
+    def int4(self, packed, group, act, act_scale) -> torch.Tensor:
+        return self.launch(self.int4_function, packed.shape[0], packed.shape[1] * 8, packed, group, act, act_scale)
+
+    def int8(self, levels, row_scale, act, act_scale) -> torch.Tensor:
+        return self.launch(self.int8_function, levels.shape[0], levels.shape[1], levels, row_scale, act, act_scale)
+
+    def launch(self, function, n: int, k: int, weight, scales, act, act_scale) -> torch.Tensor:
+        out = torch.empty(n, dtype=torch.bfloat16, device=weight.device)
+        shared = k + k // _BLOCK * 8  # the int8 activations and their (d, sum) pairs
+        stream = self.driver.CUstream(torch.cuda.current_stream().cuda_stream)
+        arguments = ((weight.data_ptr(), scales.data_ptr(), act.data_ptr(), act_scale.data_ptr(), out.data_ptr(), n,
+                      k), (*[ctypes.c_void_p] * 5, ctypes.c_int, ctypes.c_int))
+        check(self.driver.cuLaunchKernel(function, -(-n // (self.rows * self.warps)), 1, 1, self.warps * 32, 1, 1,
+                                         shared, stream, arguments, 0), "cuLaunchKernel")
+        return out
+
+
+def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[N, K] weights as (packed [N, K/8] int32, group [N, K/128] int32: bf16 scale and offset, the weights as the
+    kernel sees them [N, K] float32): levels 0..15 over each group's range, as humming quantizes an int4 export."""
+    n, k = weight.shape
+    groups = weight.float().view(n, k // _GROUP, _GROUP)
+    low, high = groups.amin(-1), groups.amax(-1)
+    scale = ((high - low) / 15).clamp(min=1e-8).to(torch.bfloat16)
+    offset = low.to(torch.bfloat16)
+    q = torch.round((groups - offset.float()[..., None]) / scale.float()[..., None]).clamp(0, 15)
+    held = (q * scale.float()[..., None] + offset.float()[..., None]).view(n, k)
+    q = q.to(torch.uint8).view(n, k // 8, 2, 4)  # [row, word, which nibble, byte]
+    packed = (q[:, :, 0] | (q[:, :, 1] << 4)).contiguous().view(torch.int32).view(n, k // 8)
+    group = torch.stack([scale, offset], -1).contiguous().view(torch.int32).view(n, k // _GROUP)
+    return packed, group, held
+
+
+def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[N, K] weights as (levels [N, K] int8, -127..127; row_scale [N] float32; the weights as the kernel sees them)."""
+    scale = weight.float().abs().amax(-1).clamp(min=1e-8) / 127
+    q = torch.round(weight.float() / scale[:, None]).clamp(-127, 127)
+    return q.to(torch.int8).contiguous(), scale.contiguous(), q * scale[:, None]
+
+
+def quantize_row(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One row [K] as (act [K/4] int32: int8 activations, four to a word; act_scale [K/32, 2] float32: each block's
+    d and the sum of its rounded values, d * sum(a): with the row's own sum instead, the offsets' product would not
+    cancel the levels' rounding error, ~2.5x the error on random weights)."""
+    blocks = x.float().view(-1, _BLOCK)
+    d = blocks.abs().amax(-1).clamp(min=1e-30) / 127
+    rounded = torch.round(blocks / d[:, None])
+    act = rounded.to(torch.int8).view(-1).view(torch.int32)
+    return act, torch.stack([d, d * rounded.sum(-1)], -1).contiguous()
+
+
+def time_us(fn) -> float:
+    """Microseconds a call of `fn`, from one replay of a CUDA graph of CALLS calls (warmed up on a side stream)."""
+    fn()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(CALLS):
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    graph.replay()
+    torch.cuda.synchronize()
+    return round((time.perf_counter() - start) / CALLS * 1e6, 1)
+
+
+def numbers(name: str) -> list[int]:
+    try:
+        return [int(v) for v in str(globals()[name]).split(",")]
+    except ValueError:
+        raise UserError(f"--{name.lower()}={globals()[name]}: whole numbers, comma-separated") from None
+
+
+def main(argv):
+    cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
+    cli.require(globals(), "OUT")
+    if SHAPE not in SHAPES:
+        raise UserError(f"--shape={SHAPE}: one of {', '.join(SHAPES)}")
+    if not torch.cuda.is_available():
+        raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
+    from torchao.quantization import Int4WeightOnlyConfig, quantize_
+
+    settings = [(r, w, u) for r in numbers("ROWS_PER_WARP") for w in numbers("WARPS") for u in numbers("UNROLL")]
+    compiled = {f"rows{r}-warps{w}-unroll{u}": Kernels(r, w, u) for r, w, u in settings}
+    results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "versions": runs.versions(), "shape": SHAPE,
+               "command": " ".join(["python3 -m bench.dp4a_rows", *argv]), "layers": {}}
+    torch.manual_seed(0)
+    sizes, layers = SHAPES[SHAPE]
+    per_token: dict[str, float] = {}
+    for n, k in sizes:
+        here = results["layers"][f"{n}x{k}"] = {}
+        weight = torch.randn(n, k, dtype=torch.bfloat16, device="cuda") / 50
+        x = torch.randn(k, dtype=torch.bfloat16, device="cuda")
+        act, act_scale = quantize_row(x)
+        packed, group, held4 = quantize_int4(weight)
+        levels, row_scale, held8 = quantize_int8(weight)
+        exact4, exact8 = held4 @ x.float(), held8 @ x.float()  # the same weights, the row unrounded, in float32
+        del held4, held8
+        ours = {}
+        for name, kernels in compiled.items():
+            ours[f"w4a8 {name}"] = (lambda kernels=kernels: kernels.int4(packed, group, act, act_scale), exact4)
+            ours[f"w8a8 {name}"] = (lambda kernels=kernels: kernels.int8(levels, row_scale, act, act_scale), exact8)
+        us = {name: time_us(product) for name, (product, _) in ours.items()}
+        error = {name: round(float((product().float() - exact).norm() / exact.norm()), 4)
+                 for name, (product, exact) in ours.items()}
+        tinygemm = torch.nn.Linear(k, n, bias=False, dtype=torch.bfloat16, device="cuda")
+        tinygemm.weight.data.copy_(weight)
+        quantize_(tinygemm, Int4WeightOnlyConfig(group_size=_GROUP, int4_packing_format="tile_packed_to_4d",
+                                                 set_inductor_config=False))
+        us["tinygemm"] = time_us(lambda: tinygemm(x[None]))
+        us["bf16"] = time_us(lambda: weight @ x)
+        if humming_kernel.installed():
+            from humming.layer import HummingLayer
+            from humming.tune import get_heuristics_config
+            for name, scheme in (("humming", humming_kernel.WEIGHTS), ("humming_int8", humming_kernel.INT8_WEIGHTS)):
+                layer = HummingLayer(shape_n=n, shape_k=k, torch_dtype=torch.bfloat16,
+                                     weight_config=dict(scheme)).cuda()
+                layer.load_from_unquantized(weight)
+                layer.transform()
+                own = get_heuristics_config(layer.humming_config, shape_m=1)
+                us[name] = time_us(lambda layer=layer, own=own: layer(x[None], tuning_config=own))
+        best = {kind: min((name for name in ours if name.startswith(kind)), key=us.get) for kind in ("w4a8", "w8a8")}
+        gigabytes = {"w4a8": n * k * (0.5 + 4 / _GROUP) / 1e9, "w8a8": n * k / 1e9}  # levels, int4's scale pairs
+        here.update(us=us, relative_error=error, best=best,
+                    weights_tb_s={kind: round(gigabytes[kind] / us[name] * 1e3, 2) for kind, name in best.items()},
+                    quantize_us=time_us(lambda: quantize_row(x)))
+        for name in us:
+            per_token[name] = per_token.get(name, 0.0) + us[name] * layers / 1e3
+        print(f"{n}x{k}: best {best}, {here['weights_tb_s']} TB/s; us {us}", flush=True)
+        runs.write_json(Path(OUT), results)
+    results["ms_a_token"] = {name: round(ms, 2) for name, ms in sorted(per_token.items(), key=lambda item: item[1])}
+    runs.write_json(Path(OUT), results)  # the layers' products alone (not the output head)
+    print(results["ms_a_token"])
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))
