@@ -97,11 +97,11 @@ def gen(model, tokenizer, template: Template | None, questions, *, max_new_token
     fast: a KV cache allocated up front (kochat/kv_cache.py: for a batch, each row's prompt and answer pooled
     without padding; for one row, static), and on a GPU the decode step compiled by transformers into CUDA
     graphs (for models not in 4-bit: load them with four_bit=False, or merge the adapter into a 16-bit base).
-    The first calls compile (about a minute each at 12.8b): one row, two rows, then once more for any batch
-    size and length; one row's static cache compiles again for a longer prompt plus answer than any before (in
-    steps of CACHE_STEP tokens). Later calls replay. Same greedy tokens as the default path, with the cache in
-    the model's dtype. The model's attention switches to kochat/decode_attention.py's (the same for a prompt).
-    Where it compiles, a Llama-family model's q/k/v and gate/up layers are fused in place first
+    The first calls compile (about a minute each at 12.8b): one row, then once for a batch of any size and
+    length (kv_cache.PooledCache.step); one row's static cache compiles again for a longer prompt plus answer
+    than any before (in steps of CACHE_STEP tokens). Later calls replay. Same greedy tokens as the default path,
+    with the cache in the model's dtype. The model's attention switches to kochat/decode_attention.py's (the same
+    for a prompt). Where it compiles, a Llama-family model's q/k/v and gate/up layers are fused in place first
     (kochat/fused_projections.py): the model is then for answering (its state_dict() changes); and under a
     compile with coordinate-descent tuning an ungated MLP's GELU is wrapped (kochat/row_sums.py: no backward).
     cache_8bit: fast mode's key/value cache in 8 bits (kv_cache.py), about half the memory, answers within its
@@ -191,7 +191,10 @@ def decode(model, input_ids, attention_mask, tracker: RowTracker, *, eos: int, p
                 if forward is not core:
                     torch.compiler.cudagraph_mark_step_begin()
                 seen = cache.step(position) if pooled else mask if fast else mask[:, :width + step + 1]
-                logits = forward(input_ids=token[:, None], attention_mask=seen, position_ids=position,
+                ids = token[:, None]
+                if pooled:  # one compiled step for any batch (PooledCache.step)
+                    torch._dynamo.maybe_mark_dynamic(ids, 0)
+                logits = forward(input_ids=ids, attention_mask=seen, position_ids=position,
                                  past_key_values=cache, use_cache=True).logits[:, -1]
             if step > 0 and looked_at(host, step - 1, tracker, done):
                 break

@@ -165,6 +165,7 @@ class PooledCache(Cache):
         position = (attention_mask.long().cumsum(-1) - 1)  # a prompt token's position: its slot is start + position
         self.prompt_slots = (self.start[:, None] + position)[self.prompt]
         self.slot = torch.zeros_like(self.start)  # the slot each row writes in this step
+        torch._dynamo.maybe_mark_dynamic(self.slot, 0)  # the batch varies (step() says why)
         self.slots, self.eight_bit, self.decoding = slots, eight_bit, False
         self.pools: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.every_slot = torch.arange(slots, device=device)
@@ -186,17 +187,24 @@ class PooledCache(Cache):
 
     def step(self, position: torch.Tensor) -> torch.Tensor:
         """Before each new token: each row's slot for it (`position`, [batch, 1], the token's), in place for a
-        compiled step to read; returns the attention mask, [batch, 1, 1, slots]: each row's written slots."""
+        compiled step to read; returns the attention mask, [batch, 1, 1, slots]: each row's written slots.
+        The step's inputs (the cache's tensors, `position`, the mask; the caller marks the new tokens) are marked as
+        varying in the batch and the number of slots, so that torch.compile makes the first batch of two rows or
+        more one graph for any: unmarked, it specializes on that batch and compiles again at the next."""
         self.decoding = True
         torch.minimum(self.start + position[:, 0], self.last, out=self.slot)
         written = (self.every_slot >= self.start[:, None]) & (self.every_slot <= self.slot[:, None])
-        return written[:, None, None, :]
+        mask = written[:, None, None, :]
+        torch._dynamo.maybe_mark_dynamic(position, 0)
+        torch._dynamo.maybe_mark_dynamic(mask, [0, 3])
+        return mask
 
     def new_pool(self, states: torch.Tensor) -> torch.Tensor:
         heads, dim = states.shape[1], states.shape[-1] + self.eight_bit
         pool = torch.zeros(heads, self.slots, dim, dtype=torch.int8 if self.eight_bit else states.dtype,
                            device=states.device)
         torch._dynamo.mark_static_address(pool)  # a compiled step's CUDA graph writes it where it is, as StaticLayer's
+        torch._dynamo.maybe_mark_dynamic(pool, 1)  # and the number of slots varies (step() says why)
         return pool
 
     def stored(self, states: torch.Tensor) -> torch.Tensor:

@@ -88,9 +88,9 @@ class Engine:
     def warm_up(self, prompt: str, max_tokens: int, progress: bool = True) -> list[int]:
         """Answer `prompt` in a batch of each size fast mode pads to (1, 2, 4 … up to max_batch, or max_concurrent
         if fewer), through the queue and the worker as requests go (CUDA graphs belong to the thread that records
-        them), so that the decoding step is compiled before the first client: torch compiles it for one row, for
-        two (a batch's pooled cache), and once more for any batch size and pool length (about a minute each at
-        12.8b on a GPU); the larger sizes then only record their CUDA graphs. One row's static cache covers answers
+        them), so that the decoding step is compiled before the first client: torch compiles it for one row and
+        once for a batch of any size and pool length (about a minute each at 12.8b on a GPU); the sizes after two
+        rows then only record their CUDA graphs. One row's static cache covers answers
         whose prompt plus max_tokens round to the same length as `prompt`'s (gen() sizes it in steps of 128
         tokens); a longer one, such as a prompt with document passages, compiles when it first comes. Returns the
         sizes answered; the batch counts of status() start again."""
