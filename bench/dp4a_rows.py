@@ -16,9 +16,10 @@ in floats spend about four instructions a weight, more than a multiprocessor can
 weights (~36 a cycle on an H200), where the Triton kernels of bench/row_kernels.py stopped. Here a weight costs
 about one instruction or less: one dp4a multiplies four levels by four int8 activations and adds them up in
 integers, and the scales are applied once per block of 32:
-    int4 (w4a8_gemv): sum over a block b of group g of w_k x_k = s_g d_b sum(q_k a_k) + m_g d_b sum(a_k)
+    int4 (w4a8_gemv): sum over a block b of group g of w_k x_k = s_g d_b sum(q_k a_k) + (z_g - 8 s_g) d_b sum(a_k)
     int8 (w8a8_gemv): sum over a row of w_k x_k = s_row sum over blocks of d_b sum(q_k a_k)
-with int4 w_k = q_k s_g + m_g (q 0..15; s and m in bf16, as tinygemm's scale and zero, per 128 weights), int8
+with int4 w_k = (q_k - 8) s_g + z_g (q 0..15; s and z in bf16 per 128 weights: tinygemm's scheme, so an int4
+export's own levels, scales and zeros load as they are), int8
 w_k = q_k s_row (q -127..127, a scale per row, as the int8 export), and x_k ~ d_b a_k (a -127..127, d_b = the
 block's largest |x| / 127; the sum of the rounded values, as llama.cpp's q8_1, so that the offsets' product cancels
 the levels' rounding as it does unrounded). The row's rounding is the price (`relative_error`: against the float
@@ -31,6 +32,7 @@ import ctypes
 import math
 import sys
 import time
+import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,7 +52,7 @@ UNROLL = "2,4"               # 16-byte weight loads each lane has in flight
 MOST_ERROR = 0.02            # a setting further than this from the float product (relative) is not counted as best:
                              # the row's rounding to int8 and the output's to bf16 put a right one near 0.005
 
-_GROUP = 128  # fixed by the kernels: int4 weights sharing a scale and offset (tinygemm's group size)
+_GROUP = 128  # fixed by the kernels: int4 weights sharing a scale and zero (tinygemm's group size)
 _BLOCK = 32   # and activations sharing an int8 scale; one 16-byte load of weights covers one block
 
 _SOURCE = r"""
@@ -82,7 +84,7 @@ __device__ __forceinline__ void write_sum(float acc, unsigned short* out, int ro
 
 // weight [N, K/32] of 16 bytes: 32 levels of one row; word j of a load holds k = 8j..8j+7 of its block, byte i the
 // level of k = 8j+i in its low nibble and of k = 8j+4+i in its high one. group [N, K/128]: bf16 scale (low half) and
-// offset (high half).
+// zero (high half): a weight is (level - 8) * scale + zero, as tinygemm's.
 extern "C" __global__ void __launch_bounds__(WARPS * 32) w4a8_gemv(
         const uint4* __restrict__ weight, const unsigned* __restrict__ group, const int4* __restrict__ act,
         const float2* __restrict__ act_scale, unsigned short* __restrict__ out, int n_rows, int k) {
@@ -114,8 +116,8 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) w4a8_gemv(
                 DP4A("u32.s32", w[u].z & 0x0F0F0F0F, a1.x); DP4A("u32.s32", (w[u].z >> 4) & 0x0F0F0F0F, a1.y);
                 DP4A("u32.s32", w[u].w & 0x0F0F0F0F, a1.z); DP4A("u32.s32", (w[u].w >> 4) & 0x0F0F0F0F, a1.w);
                 const float2 d = sd[b];
-                const float scale = __uint_as_float(g[u] << 16), offset = __uint_as_float(g[u] & 0xFFFF0000u);
-                acc = fmaf(scale * d.x, (float)dot, fmaf(offset, d.y, acc));
+                const float scale = __uint_as_float(g[u] << 16), zero = __uint_as_float(g[u] & 0xFFFF0000u);
+                acc = fmaf(scale * d.x, (float)dot, fmaf(fmaf(-8.f, scale, zero), d.y, acc));
             }
         }
         write_sum(acc, out, row, lane);
@@ -212,19 +214,29 @@ class Kernels:
 
 
 def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """[N, K] weights as (packed [N, K/8] int32, group [N, K/128] int32: bf16 scale and offset, the weights as the
-    kernel sees them [N, K] float32): levels 0..15 over each group's range, as humming quantizes an int4 export."""
+    """[N, K] weights as (packed [N, K/8] int32, group [N, K/128] int32: bf16 scale and zero, the weights as the
+    kernel sees them [N, K] float32): levels 0..15 over each group's range, in tinygemm's scheme."""
     n, k = weight.shape
     groups = weight.float().view(n, k // _GROUP, _GROUP)
     low, high = groups.amin(-1), groups.amax(-1)
-    scale = ((high - low) / 15).clamp(min=1e-8).to(torch.bfloat16)
-    offset = low.to(torch.bfloat16)
-    q = torch.round((groups - offset.float()[..., None]) / scale.float()[..., None]).clamp(0, 15)
-    held = (q * scale.float()[..., None] + offset.float()[..., None]).view(n, k)
+    scale = ((high - low) / 15).clamp(min=1e-8).to(torch.bfloat16).float()
+    zero = (low + 8 * scale).to(torch.bfloat16).float()  # level 0 at the group's smallest weight
+    q = torch.round((groups - zero[..., None]) / scale[..., None] + 8).clamp(0, 15)
+    held = ((q - 8) * scale[..., None] + zero[..., None]).view(n, k)
+    return pack_levels(q.view(n, k)), pack_groups(scale, zero), held
+
+
+def pack_levels(q: torch.Tensor) -> torch.Tensor:
+    """Levels 0..15 [N, K] as w4a8_gemv reads them, [N, K/8] int32: in each word of 8 columns, byte i holds column
+    i in its low nibble and column 4 + i in its high one."""
+    n, k = q.shape
     q = q.to(torch.uint8).view(n, k // 8, 2, 4)  # [row, word, which nibble, byte]
-    packed = (q[:, :, 0] | (q[:, :, 1] << 4)).contiguous().view(torch.int32).view(n, k // 8)
-    group = torch.stack([scale, offset], -1).contiguous().view(torch.int32).view(n, k // _GROUP)
-    return packed, group, held
+    return (q[:, :, 0] | (q[:, :, 1] << 4)).contiguous().view(torch.int32).view(n, k // 8)
+
+
+def pack_groups(scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """Each group's scale and zero [N, K/128] as one int32: the bf16 scale in the low half, the zero in the high."""
+    return torch.stack([scale, zero], -1).to(torch.bfloat16).contiguous().view(torch.int32).squeeze(-1)
 
 
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -243,6 +255,82 @@ def quantize_row(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rounded = torch.round(blocks / d[:, None])
     act = rounded.to(torch.int8).view(-1).view(torch.int32)
     return act, torch.stack([d, d * rounded.sum(-1)], -1).contiguous()
+
+
+# ---- gen() with one row a step through these kernels (bench.quant_kernels --kernels=dp4a4,dp4a8) --------------
+_LAYERS: list[weakref.ref] = []  # the moved layers by index (a custom op takes no modules), as humming_kernel's
+
+
+@torch.library.custom_op("kochat_bench::dp4a_product", mutates_args=())
+def _product(act: torch.Tensor, act_scale: torch.Tensor, index: int) -> torch.Tensor:
+    return _LAYERS[index]().product(act, act_scale)
+
+
+@_product.register_fake
+def _(act: torch.Tensor, act_scale: torch.Tensor, index: int) -> torch.Tensor:
+    return act.new_empty(_LAYERS[index]().out_features, dtype=torch.bfloat16)
+
+
+class Dp4aLinear(torch.nn.Module):
+    """An int4 (tinygemm's) or int8 (torchao's) linear layer whose product of one row goes through w4a8_gemv or
+    w8a8_gemv, the row rounded to int8 first by ops a compile fuses into what comes before; batches go through the
+    layer as it was, kept beside (the weights held twice: a probe). The same levels, scales and zeros."""
+
+    def __init__(self, layer: torch.nn.Linear, kernels: Kernels):
+        from torchao.quantization import Int4TilePackedTo4dTensor
+        super().__init__()
+        self.layer, self.kernels = layer, kernels
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+        self.int4 = isinstance(layer.weight, Int4TilePackedTo4dTensor)
+        if self.int4:
+            q, scale, zero = tinygemm_levels(layer.weight)
+            levels, scales = pack_levels(q), pack_groups(scale, zero)
+        else:  # torchao's Int8Tensor: a level -128..127 and a scale per row
+            levels, scales = layer.weight.qdata.contiguous(), layer.weight.scale.reshape(-1).float().contiguous()
+        self.register_buffer("levels", levels)
+        self.register_buffer("scales", scales)
+        self.index = len(_LAYERS)
+        _LAYERS.append(weakref.ref(self))
+
+    def product(self, act: torch.Tensor, act_scale: torch.Tensor) -> torch.Tensor:
+        multiply = self.kernels.int4 if self.int4 else self.kernels.int8
+        return multiply(self.levels, self.scales, act, act_scale)
+
+    def forward(self, x):
+        rows = x.reshape(-1, self.in_features)
+        if rows.shape[0] != 1:
+            return self.layer(x)
+        act, act_scale = quantize_row(rows[0])
+        y = torch.ops.kochat_bench.dp4a_product(act, act_scale, self.index).view(*x.shape[:-1], self.out_features)
+        y = y.to(x.dtype)
+        return y if self.layer.bias is None else y + self.layer.bias
+
+
+def tinygemm_levels(weight) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An int4 export's weight (torchao's Int4TilePackedTo4dTensor) as its levels [N, K] 0..15 and its scales and
+    zeros [N, K/128]: tinygemm's layout has no unpacking, so the weights come from a product with the identity and
+    the levels from them exactly (each weight within bf16's rounding of (level - 8) * scale + zero)."""
+    n, k = weight.shape
+    identity = torch.eye(k, dtype=torch.bfloat16, device=weight.qdata.device)
+    values = torch.nn.functional.linear(identity, weight).t().float()  # [N, K]
+    del identity
+    scale, zero = (weight.scale_and_zero[..., i].t().float() for i in (0, 1))  # [N, K/128]
+    q = torch.round((values - zero.repeat_interleave(_GROUP, 1)) / scale.repeat_interleave(_GROUP, 1) + 8)
+    return q.clamp_(0, 15), scale, zero
+
+
+def onto_dp4a(model, setting: str) -> int:
+    """Move every int4 (tinygemm) and weight-only int8 (torchao) linear layer of `model` onto Dp4aLinear, with the
+    kernels compiled for `setting`, "rows per warp,warps,unroll"; how many moved."""
+    from torchao.quantization import Int4TilePackedTo4dTensor, Int8Tensor
+    kernels = Kernels(*(int(v) for v in setting.split(",")))
+    moved = 0
+    for name, module in list(model.named_modules()):
+        if type(module) is torch.nn.Linear and isinstance(module.weight, (Int4TilePackedTo4dTensor, Int8Tensor)):
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, Dp4aLinear(module, kernels))
+            moved += 1
+    return moved
 
 
 def time_us(calls: list) -> float:

@@ -14,7 +14,9 @@ weights, kochat/row_sums.py), int8dyn (int8 weights and int8 activations, torch.
 mslk4fp8 (the same int4 weights with activations in float8), mslk4plain (torchao's `plain` int4 layout, mslk's
 row-wise CUTLASS kernel), fp8 (float8 weights and activations, a scale per row, torch._scaled_mm: Hopper and
 Ada GPUs), fp8wo (float8 weights only), humming (tinygemm's int4, then moved onto humming's kernel as an int4
-export is where humming-kernels is installed: kochat/humming_kernel.py), bf16 (no quantization: the merged 16-bit
+export is where humming-kernels is installed: kochat/humming_kernel.py), dp4a4 and dp4a8 (tinygemm's int4 or
+torchao's int8, one row a step then multiplied by bench/dp4a_rows.py's dp4a kernels, the row rounded to int8; batches
+on the quantized layers as they were: a probe, the weights held twice), bf16 (no quantization: the merged 16-bit
 model), saved (--model is an export_ko.py int8/int4 folder, answered as chat_ko.py loads it: nothing quantized here,
 nothing set for the process; --humming=false keeps the export's own kernels).
 --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
@@ -36,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from bench import dp4a_rows
 from bench.speed import attempt, gen_speed
 from kochat import cli, decode_attention, estimate, generation, humming_kernel, runs
 from kochat.errors import UserError
@@ -53,6 +56,8 @@ PROFILE = False             # profile one more batch-1 run: the GPU kernels that
 CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 FUSE = True                 # gen()'s fused q/k/v and gate/up products (kochat/fused_projections.py); false: apart
 APART = True                # where one-row products are sums, GELU out of them (kochat/row_sums.py)
+DP4A = "2,8,4"              # dp4a4, dp4a8: the kernels' rows per warp, warps a block and loads in flight (the best of
+                            # bench.dp4a_rows at the shape)
 FLASH = True                # a batch's pooled cache attended by FlashAttention where it runs; false: one masked
                             # product over the whole pool (kochat/decode_attention.py)
 HUMMING = True              # saved: an int4/int8 export moved onto humming's kernel where installed, as chat_ko.py
@@ -76,7 +81,8 @@ def torchao_config(kernel: str):
         bits = int(kernel.removeprefix("gemlite"))
         return UIntxWeightOnlyConfig(bit_width=bits, group_size=128 if bits == 4 else None)
     tinygemm = Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d")
-    return {"tinygemm": lambda: tinygemm, "humming": lambda: tinygemm,
+    return {"tinygemm": lambda: tinygemm, "humming": lambda: tinygemm, "dp4a4": lambda: tinygemm,
+            "dp4a8": lambda: Int8WeightOnlyConfig(set_inductor_config=False),
             "mslk4": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="preshuffled"),
             "mslk4fp8": lambda: Float8DynamicActivationInt4WeightConfig(int4_packing_format="preshuffled"),
             "mslk4plain": lambda: Int4WeightOnlyConfig(group_size=128, int4_packing_format="plain"),
@@ -134,6 +140,8 @@ def main(argv):
             if kernel == "humming" and (problem := humming_kernel.onto_humming(model) or
                                         ("" if humming_kernel.on_humming(model) else "humming is not installed")):
                 raise UserError(problem)
+            if kernel.startswith("dp4a"):  # one row a step through bench/dp4a_rows.py's kernels, batches as quantized
+                dp4a_rows.onto_dp4a(model, DP4A)
             torch.cuda.empty_cache()
             return {"weights_gib": round(torch.cuda.memory_allocated() / estimate.GIB, 2),
                     "answering": generation.mode_line(model, fast=True)}

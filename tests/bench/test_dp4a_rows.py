@@ -9,10 +9,19 @@ def int4_kernel_in_torch(packed, group, act, act_scale):
     nibbles = packed.contiguous().view(torch.uint8).view(n, k // 32, 4, 4)  # [row, block, word, byte]
     levels = torch.stack([nibbles & 15, nibbles >> 4], 3).view(n, k // 32, 32)  # word j: k = 8j..8j+3, 8j+4..8j+7
     dots = (levels.int() * act.view(torch.int8).view(k // 32, 32).int()).sum(-1)  # dp4a's integer sums a block
-    scale, offset = (group.view(torch.bfloat16).view(n, k // 128, 2)[..., i].float().repeat_interleave(4, 1)
-                     for i in (0, 1))  # a group's four blocks
+    scale, zero = (group.view(torch.bfloat16).view(n, k // 128, 2)[..., i].float().repeat_interleave(4, 1)
+                   for i in (0, 1))  # a group's four blocks
     d, sums = act_scale[:, 0], act_scale[:, 1]
-    return (scale * d * dots.float() + offset * sums).sum(-1)
+    return (scale * d * dots.float() + (zero - 8 * scale) * sums).sum(-1)  # weights (q - 8) * scale + zero
+
+
+def w8a8_in_torch(levels, row_scale, act, act_scale, float32=False):
+    """w8a8_gemv's arithmetic: each block's integer sum times its d, over the row, times the row's scale (written
+    out in bf16, as the kernel writes it)."""
+    n, k = levels.shape
+    a, d = act.view(torch.int8).view(k // 32, 32).int(), act_scale[:, 0]
+    y = ((levels.view(n, k // 32, 32).int() * a).sum(-1).float() * d).sum(-1) * row_scale
+    return y if float32 else y.bfloat16()
 
 
 def test_the_packed_int4_levels_and_rounded_row_multiply_as_the_held_weights_do():
@@ -40,8 +49,28 @@ def test_int8_levels_and_the_rounded_row_multiply_as_the_held_weights_do():
     assert levels.dtype == torch.int8 and levels.abs().max() == 127 and row_scale.shape == (24,)
     assert (held - weight.float()).abs().max() <= row_scale.max() / 2 + 1e-6  # half a level
     act, act_scale = dp4a_rows.quantize_row(torch.randn(512, dtype=torch.bfloat16))
-    a, d = act.view(torch.int8).view(16, 32).int(), act_scale[:, 0]
-    # w8a8_gemv: each block's integer sum times its d, over the row, times the row's scale
-    y = ((levels.view(24, 16, 32).int() * a).sum(-1).float() * d).sum(-1) * row_scale
-    expected = held @ (a.float() * d[:, None]).view(-1)
+    rounded = (act.view(torch.int8).view(16, 32).float() * act_scale[:, :1]).view(-1)
+    y = w8a8_in_torch(levels, row_scale, act, act_scale, float32=True)
+    expected = held @ rounded
     assert (y - expected).norm() / expected.norm() < 1e-5
+
+
+
+
+def test_an_int8_layer_moved_answers_a_row_through_the_op_and_batches_as_before(monkeypatch):
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 48))
+    quantize_(model, Int8WeightOnlyConfig(set_inductor_config=False))
+    layer = model[0]
+    kernels = type("Emulated", (), {"int8": staticmethod(w8a8_in_torch)})()  # the kernels need a GPU
+    monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: kernels)
+    assert dp4a_rows.onto_dp4a(model, "2,8,4") == 1 and isinstance(model[0], dp4a_rows.Dp4aLinear)
+    with torch.inference_mode():
+        row, batch = torch.randn(1, 256), torch.randn(3, 256)
+        expected = layer(row)
+        one = model(row)
+        assert (one - expected).norm() / expected.norm() < 0.02  # the row's rounding to int8, bf16's of the sum
+        assert torch.equal(model(batch), layer(batch))  # batches: the layer as it was
+        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")  # the op traced through its fake
+        assert torch.allclose(compiled(row), one)
