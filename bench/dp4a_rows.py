@@ -309,7 +309,9 @@ class Dp4aLinear(torch.nn.Module):
 def tinygemm_levels(weight) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """An int4 export's weight (torchao's Int4TilePackedTo4dTensor) as its levels [N, K] 0..15 and its scales and
     zeros [N, K/128]: tinygemm's layout has no unpacking, so the weights come from a product with the identity and
-    the levels from them exactly (each weight within bf16's rounding of (level - 8) * scale + zero)."""
+    the levels from them: exact where a group's weights are within ~128 of its scales from zero (bf16's rounding
+    of the product; a review found groups far from zero off; to fix: a product with scale 1 and zero 8, which is
+    the levels themselves). Unpadded layers only (the 12.8b and Qwen3-8B sizes)."""
     n, k = weight.shape
     identity = torch.eye(k, dtype=torch.bfloat16, device=weight.qdata.device)
     values = torch.nn.functional.linear(identity, weight).t().float()  # [N, K]

@@ -141,7 +141,8 @@ def main(argv):
                                         ("" if humming_kernel.on_humming(model) else "humming is not installed")):
                 raise UserError(problem)
             if kernel.startswith("dp4a"):  # one row a step through bench/dp4a_rows.py's kernels, batches as quantized
-                dp4a_rows.onto_dp4a(model, DP4A)
+                if not dp4a_rows.onto_dp4a(model, DP4A):
+                    raise UserError(f"{kernel}: no int4 or int8 layer to move onto the dp4a kernels")
             torch.cuda.empty_cache()
             return {"weights_gib": round(torch.cuda.memory_allocated() / estimate.GIB, 2),
                     "answering": generation.mode_line(model, fast=True)}
