@@ -25,19 +25,19 @@ block's largest |x| / 127; the sum of the rounded values, as llama.cpp's q8_1, s
 the levels' rounding as it does unrounded). The row's rounding is the price (`relative_error`: against the float
 product of the same quantized weights and the unrounded row). Rounding the row is a few elementwise ops, which a
 compiled decoding step would fuse into the layer norm or GELU before each product: timed here apart and eager
-(`quantize_us`). Not wired into gen(): this measures whether it is worth it. Random weights: speed and rounding
-only. The JSON is rewritten after each layer size.
+(`quantize_us`). Through gen(): bench.quant_kernels --kernels=dp4a4,dp4a8 (Dp4aLinear below; not in kochat until
+measured worth it). Random weights: speed and rounding only. The JSON is rewritten after each layer size.
 """
 import ctypes
 import math
 import sys
-import time
 import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from bench import humming_products
 from bench.row_kernels import SHAPES
 from kochat import cli, humming_kernel, runs
 from kochat.errors import UserError
@@ -336,26 +336,10 @@ def onto_dp4a(model, setting: str) -> int:
 
 
 def time_us(calls: list) -> float:
-    """Microseconds a call, from one replay of a CUDA graph of CALLS calls cycling through `calls` (each over its
-    own copy of a layer's weights, together over twice the GPU's L2 cache, so that each call reads its weights from
-    memory as a decoding step reads each layer once a token; warmed up on a side stream)."""
-    calls[0]()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for call in calls:
-            call()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for i in range(CALLS):
-            calls[i % len(calls)]()
-    graph.replay()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    graph.replay()
-    torch.cuda.synchronize()
-    return round((time.perf_counter() - start) / CALLS * 1e6, 1)
+    """Microseconds a call, cycling through `calls` (each over its own copy of a layer's weights, together over
+    twice the GPU's L2 cache, so that each call reads its weights from memory as a decoding step reads each layer
+    once a token) in a CUDA graph of CALLS calls."""
+    return humming_products.time_us(calls, CALLS)
 
 
 def copies(layer_bytes: float) -> int:

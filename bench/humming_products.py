@@ -47,24 +47,28 @@ ZEROS = {"float": {"has_zero_point": True, "is_fp_zero_point": True},
          "none": {"dtype": "int4", "has_zero_point": False, "is_fp_zero_point": False}}
 
 
-def time_us(fn) -> float:
-    """Microseconds a call of `fn`, from one replay of a CUDA graph of CALLS calls (warmed up on a side stream)."""
-    fn()
+def time_us(calls, count: int = 0) -> float:
+    """Microseconds a call, from one replay of a CUDA graph of `count` (CALLS where 0) calls of `calls`: one
+    callable, or a list of them taken in turn (bench.dp4a_rows: each over its own copy of a layer's weights);
+    warmed up on a side stream."""
+    calls, count = (calls if isinstance(calls, list) else [calls]), count or CALLS
+    calls[0]()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        fn()
+        for call in calls:
+            call()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        for _ in range(CALLS):
-            fn()
+        for i in range(count):
+            calls[i % len(calls)]()
     graph.replay()
     torch.cuda.synchronize()
     start = time.perf_counter()
     graph.replay()
     torch.cuda.synchronize()
-    return round((time.perf_counter() - start) / CALLS * 1e6, 1)
+    return round((time.perf_counter() - start) / count * 1e6, 1)
 
 
 def main(argv):
