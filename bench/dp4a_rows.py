@@ -287,8 +287,16 @@ class Dp4aLinear(torch.nn.Module):
             levels, scales = pack_levels(q), pack_groups(scale, zero)
         else:  # torchao's Int8Tensor: a level -128..127 and a scale per row
             levels, scales = layer.weight.qdata.contiguous(), layer.weight.scale.reshape(-1).float().contiguous()
+            if scales.numel() != self.out_features:
+                raise UserError(f"dp4a8: the int8 kernel takes a scale per row, this layer has {scales.numel()}")
         self.register_buffer("levels", levels)
         self.register_buffer("scales", scales)
+        with torch.no_grad():  # a wrong layout or level is one line here, not a fast figure of a wrong product
+            row = torch.randn(self.in_features, dtype=layer.weight.dtype, device=levels.device)
+            expected = torch.nn.functional.linear(row[None], layer.weight)[0].float()
+            gap = float((self.product(*quantize_row(row)).float() - expected).norm() / expected.norm())
+        if not gap <= MOST_ERROR:
+            raise UserError(f"dp4a: a layer's product of one row is {gap:.3f} from the layer's (at most {MOST_ERROR})")
         self.index = len(_LAYERS)
         _LAYERS.append(weakref.ref(self))
 
@@ -308,17 +316,19 @@ class Dp4aLinear(torch.nn.Module):
 
 def tinygemm_levels(weight) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """An int4 export's weight (torchao's Int4TilePackedTo4dTensor) as its levels [N, K] 0..15 and its scales and
-    zeros [N, K/128]: tinygemm's layout has no unpacking, so the weights come from a product with the identity and
-    the levels from them: exact where a group's weights are within ~128 of its scales from zero (bf16's rounding
-    of the product; a review found groups far from zero off; to fix: a product with scale 1 and zero 8, which is
-    the levels themselves). Unpadded layers only (the 12.8b and Qwen3-8B sizes)."""
+    zeros [N, K/128]: tinygemm's layout has no unpacking, so the levels come from a product with the identity of the
+    same packed levels with every scale 1 and zero 8, (q - 8) * 1 + 8 = q, exact in bf16 whatever the group's real
+    scale and zero. Unpadded layers only (the 12.8b and Qwen3-8B sizes)."""
+    from torchao.quantization import Int4TilePackedTo4dTensor
     n, k = weight.shape
+    unit = torch.empty_like(weight.scale_and_zero)
+    unit[..., 0], unit[..., 1] = 1, 8
+    levels_only = Int4TilePackedTo4dTensor(weight.qdata, unit, weight.block_size, weight.shape)
     identity = torch.eye(k, dtype=torch.bfloat16, device=weight.qdata.device)
-    values = torch.nn.functional.linear(identity, weight).t().float()  # [N, K]
+    q = torch.nn.functional.linear(identity, levels_only).t().float()  # [N, K]
     del identity
     scale, zero = (weight.scale_and_zero[..., i].t().float() for i in (0, 1))  # [N, K/128]
-    q = torch.round((values - zero.repeat_interleave(_GROUP, 1)) / scale.repeat_interleave(_GROUP, 1) + 8)
-    return q.clamp_(0, 15), scale, zero
+    return q, scale, zero
 
 
 def onto_dp4a(model, setting: str) -> int:
