@@ -159,6 +159,49 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) w8a8_gemv(
         write_sum(acc * row_scale[row], out, row, lane);
     }
 }
+
+// For comparison with cuBLAS's one-row product of 16-bit weights (merged bf16): weight [N, K/8] of 16 bytes, 8 bf16
+// of one row in order; x [K/8] the bf16 row, staged in shared memory as it is. A bf16 widens to a float32 by a shift
+// (low half) or a mask (high half): about three instructions a weight, multiplied and summed in float32.
+__device__ __forceinline__ float dot_bf16x2(unsigned w, unsigned a, float acc) {
+    acc = fmaf(__uint_as_float(w << 16), __uint_as_float(a << 16), acc);
+    return fmaf(__uint_as_float(w & 0xFFFF0000u), __uint_as_float(a & 0xFFFF0000u), acc);
+}
+
+extern "C" __global__ void __launch_bounds__(WARPS * 32) bf16_gemv(
+        const uint4* __restrict__ weight, const uint4* __restrict__ x, unsigned short* __restrict__ out, int n_rows,
+        int k) {
+    extern __shared__ uint4 sx[];
+    const int chunks = k / 8;
+    for (int i = threadIdx.x; i < chunks; i += blockDim.x) sx[i] = x[i];
+    __syncthreads();
+    const int lane = threadIdx.x & 31;
+    const int first = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * ROWS;
+    #pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        const int row = first + r;
+        if (row >= n_rows) break;
+        const uint4* w_row = weight + (long long)row * chunks;
+        float acc = 0.f;
+        for (int c0 = lane; c0 < chunks; c0 += 32 * UNROLL) {
+            uint4 w[UNROLL];
+            #pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+                const int c = c0 + 32 * u;
+                if (c < chunks) w[u] = w_row[c];
+            }
+            #pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+                const int c = c0 + 32 * u;
+                if (c >= chunks) break;
+                const uint4 a = sx[c];
+                acc = dot_bf16x2(w[u].x, a.x, acc); acc = dot_bf16x2(w[u].y, a.y, acc);
+                acc = dot_bf16x2(w[u].z, a.z, acc); acc = dot_bf16x2(w[u].w, a.w, acc);
+            }
+        }
+        write_sum(acc, out, row, lane);
+    }
+}
 """
 
 
@@ -171,8 +214,8 @@ def check(result, what: str):
 
 
 class Kernels:
-    """w4a8_gemv and w8a8_gemv compiled by NVRTC for this GPU with one setting of their shape constants, launched on
-    torch's current stream (so a CUDA graph captures them)."""
+    """w4a8_gemv, w8a8_gemv and bf16_gemv compiled by NVRTC for this GPU with one setting of their shape constants,
+    launched on torch's current stream (so a CUDA graph captures them)."""
 
     def __init__(self, rows: int, warps: int, unroll: int):
         from cuda.bindings import driver, nvrtc
@@ -195,6 +238,7 @@ class Kernels:
         self.module = check(driver.cuModuleLoadData(cubin), "cuModuleLoadData")
         self.int4_function = check(driver.cuModuleGetFunction(self.module, b"w4a8_gemv"), "cuModuleGetFunction")
         self.int8_function = check(driver.cuModuleGetFunction(self.module, b"w8a8_gemv"), "cuModuleGetFunction")
+        self.bf16_function = check(driver.cuModuleGetFunction(self.module, b"bf16_gemv"), "cuModuleGetFunction")
 
     def int4(self, packed, group, act, act_scale) -> torch.Tensor:
         return self.launch(self.int4_function, packed.shape[0], packed.shape[1] * 8, packed, group, act, act_scale)
@@ -202,12 +246,17 @@ class Kernels:
     def int8(self, levels, row_scale, act, act_scale) -> torch.Tensor:
         return self.launch(self.int8_function, levels.shape[0], levels.shape[1], levels, row_scale, act, act_scale)
 
-    def launch(self, function, n: int, k: int, weight, scales, act, act_scale) -> torch.Tensor:
-        out = torch.empty(n, dtype=torch.bfloat16, device=weight.device)
-        shared = k + k // _BLOCK * 8  # the int8 activations and their (d, sum) pairs
+    def bf16(self, weight, x) -> torch.Tensor:
+        """One bf16 row [K] times bf16 weights [N, K]."""
+        n, k = weight.shape
+        return self.launch(self.bf16_function, n, k, weight, x, shared=2 * k)
+
+    def launch(self, function, n: int, k: int, *tensors, shared: int = 0) -> torch.Tensor:
+        out = torch.empty(n, dtype=torch.bfloat16, device=tensors[0].device)
+        shared = shared or k + k // _BLOCK * 8  # the int8 activations and their (d, sum) pairs
         stream = self.driver.CUstream(torch.cuda.current_stream().cuda_stream)
-        arguments = ((weight.data_ptr(), scales.data_ptr(), act.data_ptr(), act_scale.data_ptr(), out.data_ptr(), n,
-                      k), (*[ctypes.c_void_p] * 5, ctypes.c_int, ctypes.c_int))
+        pointers = [t.data_ptr() for t in (*tensors, out)]
+        arguments = ((*pointers, n, k), (*[ctypes.c_void_p] * len(pointers), ctypes.c_int, ctypes.c_int))
         check(self.driver.cuLaunchKernel(function, -(-n // (self.rows * self.warps)), 1, 1, self.warps * 32, 1, 1,
                                          shared, stream, arguments, 0), "cuLaunchKernel")
         return out
@@ -291,12 +340,7 @@ class Dp4aLinear(torch.nn.Module):
                 raise UserError(f"dp4a8: the int8 kernel takes a scale per row, this layer has {scales.numel()}")
         self.register_buffer("levels", levels)
         self.register_buffer("scales", scales)
-        with torch.no_grad():  # a wrong layout or level is one line here, not a fast figure of a wrong product
-            row = torch.randn(self.in_features, dtype=layer.weight.dtype, device=levels.device)
-            expected = torch.nn.functional.linear(row[None], layer.weight)[0].float()
-            gap = float((self.product(*quantize_row(row)).float() - expected).norm() / expected.norm())
-        if not gap <= MOST_ERROR:
-            raise UserError(f"dp4a: a layer's product of one row is {gap:.3f} from the layer's (at most {MOST_ERROR})")
+        check_row_product(lambda row: self.product(*quantize_row(row)), layer)
         self.index = len(_LAYERS)
         _LAYERS.append(weakref.ref(self))
 
@@ -312,6 +356,55 @@ class Dp4aLinear(torch.nn.Module):
         y = torch.ops.kochat_bench.dp4a_product(act, act_scale, self.index).view(*x.shape[:-1], self.out_features)
         y = y.to(x.dtype)
         return y if self.layer.bias is None else y + self.layer.bias
+
+
+@torch.library.custom_op("kochat_bench::gemv16_product", mutates_args=())
+def _product16(row: torch.Tensor, index: int) -> torch.Tensor:
+    return _LAYERS[index]().product(row)
+
+
+@_product16.register_fake
+def _(row: torch.Tensor, index: int) -> torch.Tensor:
+    return row.new_empty(_LAYERS[index]().out_features, dtype=torch.bfloat16)
+
+
+class Gemv16Linear(torch.nn.Module):
+    """A bf16 linear layer whose product of one row goes through bf16_gemv; batches through the layer as it was
+    (the same weights, held once)."""
+
+    def __init__(self, layer: torch.nn.Linear, kernels: Kernels):
+        super().__init__()
+        self.layer, self.kernels = layer, kernels
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+        if layer.weight.dtype != torch.bfloat16 or layer.in_features % 8:
+            raise UserError("gemv16: bf16 layers whose width is a multiple of 8 only")
+        layer.weight.data = layer.weight.data.contiguous()
+        check_row_product(self.product, layer)
+        self.index = len(_LAYERS)
+        _LAYERS.append(weakref.ref(self))
+
+    def product(self, row: torch.Tensor) -> torch.Tensor:
+        return self.kernels.bf16(self.layer.weight, row)
+
+    def forward(self, x):
+        rows = x.reshape(-1, self.in_features)
+        if rows.shape[0] != 1:
+            return self.layer(x)
+        y = torch.ops.kochat_bench.gemv16_product(rows[0].contiguous(), self.index)
+        y = y.view(*x.shape[:-1], self.out_features)
+        return y if self.layer.bias is None else y + self.layer.bias
+
+
+def check_row_product(product, layer: torch.nn.Linear) -> None:
+    """Raise where `product` of a random row is further than MOST_ERROR from `layer`'s (bias left out): a wrong
+    layout or level is one line here, not a fast figure of a wrong product."""
+    with torch.no_grad():
+        row = torch.randn(layer.in_features, dtype=layer.weight.dtype, device=layer.weight.device)
+        expected = torch.nn.functional.linear(row[None], layer.weight)[0].float()
+        gap = float((product(row).float() - expected).norm() / expected.norm())
+    if not gap <= MOST_ERROR:
+        raise UserError(f"a layer's product of one row on the kernel is {gap:.3f} from the layer's "
+                        f"(at most {MOST_ERROR})")
 
 
 def tinygemm_levels(weight) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -331,16 +424,20 @@ def tinygemm_levels(weight) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return q, scale, zero
 
 
-def onto_dp4a(model, setting: str) -> int:
-    """Move every int4 (tinygemm) and weight-only int8 (torchao) linear layer of `model` onto Dp4aLinear, with the
-    kernels compiled for `setting`, "rows per warp,warps,unroll"; how many moved."""
+def onto_dp4a(model, setting: str, bf16: bool = False) -> int:
+    """Move every int4 (tinygemm) and weight-only int8 (torchao) linear layer of `model` onto Dp4aLinear, or with
+    `bf16` every bf16 one onto Gemv16Linear (the output head too), with the kernels compiled for `setting`, "rows
+    per warp,warps,unroll"; how many moved."""
     from torchao.quantization import Int4TilePackedTo4dTensor, Int8Tensor
     kernels = Kernels(*(int(v) for v in setting.split(",")))
     moved = 0
     for name, module in list(model.named_modules()):
-        if type(module) is torch.nn.Linear and isinstance(module.weight, (Int4TilePackedTo4dTensor, Int8Tensor)):
+        if type(module) is not torch.nn.Linear:
+            continue
+        quantized = isinstance(module.weight, (Int4TilePackedTo4dTensor, Int8Tensor))
+        if quantized and not bf16 or bf16 and type(module.weight.data) is torch.Tensor:
             parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name), child, Dp4aLinear(module, kernels))
+            setattr(model.get_submodule(parent_name), child, (Gemv16Linear if bf16 else Dp4aLinear)(module, kernels))
             moved += 1
     return moved
 
@@ -409,12 +506,15 @@ def main(argv):
         many4, many8 = copies(int4_bytes), copies(int8_bytes)
         int4_copies = [(packed, group)] + [(packed.clone(), group.clone()) for _ in range(many4 - 1)]
         int8_copies = [(levels, row_scale)] + [(levels.clone(), row_scale.clone()) for _ in range(many8 - 1)]
+        weights = [weight] + [weight.clone() for _ in range(copies(n * k * 2) - 1)]
+        exact16 = weight.float() @ x.float()
         ours = {}
         for name, kernels in compiled.items():
             ours[f"w4a8 {name}"] = ([lambda kernels=kernels, w=w, g=g: kernels.int4(w, g, act, act_scale)
                                      for w, g in int4_copies], exact4)
             ours[f"w8a8 {name}"] = ([lambda kernels=kernels, w=w, scale=scale: kernels.int8(w, scale, act, act_scale)
                                      for w, scale in int8_copies], exact8)
+            ours[f"gemv16 {name}"] = ([lambda kernels=kernels, w=w: kernels.bf16(w, x) for w in weights], exact16)
         us = {name: time_us(calls) for name, (calls, _) in ours.items()}
         error = {name: round(float((calls[0]().float() - exact).norm() / exact.norm()), 4)
                  for name, (calls, exact) in ours.items()}
@@ -428,7 +528,6 @@ def main(argv):
             tinygemms.append(tinygemm)
         us["tinygemm"] = time_us([lambda t=t: t(x[None]) for t in tinygemms])
         del tinygemms
-        weights = [weight] + [weight.clone() for _ in range(copies(n * k * 2) - 1)]
         us["bf16"] = time_us([lambda w=w: w @ x for w in weights])
         del weights[1:]
         if humming_kernel.installed():
@@ -440,8 +539,8 @@ def main(argv):
                     here[f"{name}_error"] = f"{type(e).__name__}: {str(e)[:300]}"
         right = [name for name in ours if error[name] <= MOST_ERROR]  # a fast wrong kernel is not the best
         best = {kind: min((name for name in right if name.startswith(kind)), key=us.get, default=None)
-                for kind in ("w4a8", "w8a8")}
-        gigabytes = {"w4a8": int4_bytes / 1e9, "w8a8": int8_bytes / 1e9}
+                for kind in ("w4a8", "w8a8", "gemv16")}
+        gigabytes = {"w4a8": int4_bytes / 1e9, "w8a8": int8_bytes / 1e9, "gemv16": n * k * 2 / 1e9}
         here.update(us=us, relative_error=error, best=best, copies={"int4": many4, "int8": many8},
                     weights_tb_s={kind: round(gigabytes[kind] / us[name] * 1e3, 2) for kind, name in best.items()
                                   if name},

@@ -17,8 +17,9 @@ Ada GPUs), fp8wo (float8 weights only), humming (tinygemm's int4, then moved ont
 export is where humming-kernels is installed: kochat/humming_kernel.py), dp4a4 and dp4a8 (tinygemm's int4 or
 torchao's int8, one row a step then multiplied by bench/dp4a_rows.py's dp4a kernels, the row rounded to int8; batches
 on the quantized layers as they were: a probe, the weights held twice), bf16 (no quantization: the merged 16-bit
-model), saved (--model is an export_ko.py int8/int4 folder, answered as chat_ko.py loads it: nothing quantized here,
-nothing set for the process; --humming=false keeps the export's own kernels).
+model), gemv16 (bf16, one row a step through bench/dp4a_rows.py's bf16_gemv instead of cuBLAS, the head too),
+saved (--model is an export_ko.py int8/int4 folder, answered as chat_ko.py loads it: nothing quantized here, nothing
+set for the process; --humming=false keeps the export's own kernels).
 --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
 graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), torchao (CUDA
 graphs, and torchao's recommended inductor settings set for the whole process, as its int8 and int4 configurations
@@ -56,8 +57,8 @@ PROFILE = False             # profile one more batch-1 run: the GPU kernels that
 CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 FUSE = True                 # gen()'s fused q/k/v and gate/up products (kochat/fused_projections.py); false: apart
 APART = True                # where one-row products are sums, GELU out of them (kochat/row_sums.py)
-DP4A = "2,8,4"              # dp4a4, dp4a8: the kernels' rows per warp, warps a block and loads in flight (the best of
-                            # bench.dp4a_rows at the shape)
+DP4A = "2,8,4"              # dp4a4, dp4a8, gemv16: the kernels' rows per warp, warps a block and loads in flight
+                            # (the best of bench.dp4a_rows at the shape)
 FLASH = True                # a batch's pooled cache attended by FlashAttention where it runs; false: one masked
                             # product over the whole pool (kochat/decode_attention.py)
 HUMMING = True              # saved: an int4/int8 export moved onto humming's kernel where installed, as chat_ko.py
@@ -74,7 +75,7 @@ def torchao_config(kernel: str):
                                       Float8DynamicActivationInt4WeightConfig, Float8WeightOnlyConfig,
                                       Int4WeightOnlyConfig,
                                       Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, PerRow)
-    if kernel in ("bf16", "saved"):
+    if kernel in ("bf16", "saved", "gemv16"):
         return None
     if kernel.startswith("gemlite"):
         from torchao.prototype.quantization.quant_api import UIntxWeightOnlyConfig
@@ -140,9 +141,9 @@ def main(argv):
             if kernel == "humming" and (problem := humming_kernel.onto_humming(model) or
                                         ("" if humming_kernel.on_humming(model) else "humming is not installed")):
                 raise UserError(problem)
-            if kernel.startswith("dp4a"):  # one row a step through bench/dp4a_rows.py's kernels, batches as quantized
-                if not dp4a_rows.onto_dp4a(model, DP4A):
-                    raise UserError(f"{kernel}: no int4 or int8 layer to move onto the dp4a kernels")
+            if kernel.startswith("dp4a") or kernel == "gemv16":  # one row a step through bench/dp4a_rows.py's
+                if not dp4a_rows.onto_dp4a(model, DP4A, bf16=kernel == "gemv16"):  # kernels, batches as they were
+                    raise UserError(f"{kernel}: no layer to move onto bench/dp4a_rows.py's kernels")
             torch.cuda.empty_cache()
             return {"weights_gib": round(torch.cuda.memory_allocated() / estimate.GIB, 2),
                     "answering": generation.mode_line(model, fast=True)}

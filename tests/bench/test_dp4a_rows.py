@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from bench import dp4a_rows
@@ -55,8 +56,6 @@ def test_int8_levels_and_the_rounded_row_multiply_as_the_held_weights_do():
     assert (y - expected).norm() / expected.norm() < 1e-5
 
 
-
-
 def test_an_int8_layer_moved_answers_a_row_through_the_op_and_batches_as_before(monkeypatch):
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
     torch.manual_seed(0)
@@ -74,3 +73,36 @@ def test_an_int8_layer_moved_answers_a_row_through_the_op_and_batches_as_before(
         assert torch.equal(model(batch), layer(batch))  # batches: the layer as it was
         compiled = torch.compile(model, fullgraph=True, backend="aot_eager")  # the op traced through its fake
         assert torch.allclose(compiled(row), one)
+
+
+def bf16_kernel_in_torch(weight, x):
+    """bf16_gemv's arithmetic: bf16 widened to float32, multiplied and summed, written out in bf16."""
+    return (weight.float() @ x.float()).bfloat16()
+
+
+def test_a_bf16_layer_moved_answers_a_row_through_the_op_and_batches_as_before(monkeypatch):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 24, dtype=torch.bfloat16),
+                                torch.nn.Linear(24, 16, bias=False, dtype=torch.bfloat16))
+    layers = list(model)
+    kernels = type("Emulated", (), {"bf16": staticmethod(bf16_kernel_in_torch)})()
+    monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: kernels)
+    assert dp4a_rows.onto_dp4a(model, "2,8,4") == 0  # no int4 or int8 layer: nothing moved without bf16
+    assert dp4a_rows.onto_dp4a(model, "2,8,4", bf16=True) == 2
+    assert all(isinstance(m, dp4a_rows.Gemv16Linear) for m in model)
+    with torch.inference_mode():
+        row, batch = torch.randn(1, 64, dtype=torch.bfloat16), torch.randn(3, 64, dtype=torch.bfloat16)
+        expected = layers[1](layers[0](row))
+        one = model(row)
+        assert (one.float() - expected.float()).norm() / expected.float().norm() < 0.01
+        assert torch.equal(model(batch), layers[1](layers[0](batch)))
+        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+        assert torch.equal(compiled(row), one)
+
+
+def test_a_kernel_whose_product_is_wrong_is_refused_in_one_line(monkeypatch):
+    model = torch.nn.Sequential(torch.nn.Linear(64, 24, dtype=torch.bfloat16))
+    kernels = type("Wrong", (), {"bf16": staticmethod(lambda weight, x: -bf16_kernel_in_torch(weight, x))})()
+    monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: kernels)
+    with pytest.raises(dp4a_rows.UserError, match="product of one row"):
+        dp4a_rows.onto_dp4a(model, "2,8,4", bf16=True)
