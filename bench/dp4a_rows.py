@@ -29,7 +29,9 @@ compiled decoding step would fuse into the layer norm or GELU before each produc
 measured worth it). Random weights: speed and rounding only. The JSON is rewritten after each layer size.
 """
 import ctypes
+import json
 import math
+import re
 import sys
 import weakref
 from datetime import datetime, timezone
@@ -426,20 +428,46 @@ def tinygemm_levels(weight) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def onto_dp4a(model, setting: str, bf16: bool = False) -> int:
     """Move every int4 (tinygemm) and weight-only int8 (torchao) linear layer of `model` onto Dp4aLinear, or with
-    `bf16` every bf16 one onto Gemv16Linear (the output head too), with the kernels compiled for `setting`, "rows
-    per warp,warps,unroll"; how many moved."""
+    `bf16` every bf16 one onto Gemv16Linear (the output head too), with the kernels compiled for `setting`: "rows
+    per warp,warps,unroll" for every layer, or a bench.dp4a_rows JSON whose best setting for each layer size is
+    taken; how many moved."""
     from torchao.quantization import Int4TilePackedTo4dTensor, Int8Tensor
-    kernels = Kernels(*(int(v) for v in setting.split(",")))
+    kernels_for = chooser(setting)
     moved = 0
     for name, module in list(model.named_modules()):
         if type(module) is not torch.nn.Linear:
             continue
-        quantized = isinstance(module.weight, (Int4TilePackedTo4dTensor, Int8Tensor))
+        int4 = isinstance(module.weight, Int4TilePackedTo4dTensor)
+        quantized = int4 or isinstance(module.weight, Int8Tensor)
         if quantized and not bf16 or bf16 and type(module.weight.data) is torch.Tensor:
+            kind = "gemv16" if bf16 else "w4a8" if int4 else "w8a8"
+            kernels = kernels_for(kind, module.out_features, module.in_features)
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name), child, (Gemv16Linear if bf16 else Dp4aLinear)(module, kernels))
             moved += 1
     return moved
+
+
+def chooser(setting: str):
+    """kind, n, k -> the Kernels for a layer of that kind and size: `setting`'s for all ("rows,warps,unroll"), or
+    the best that a bench.dp4a_rows JSON found for that size (a layer size it did not time is one line). Each
+    setting compiled once."""
+    compiled: dict[str, Kernels] = {}
+
+    def kernels(text: str) -> Kernels:
+        if text not in compiled:
+            compiled[text] = Kernels(*(int(v) for v in text.split(",")))
+        return compiled[text]
+    if not setting.endswith(".json"):
+        return lambda kind, n, k: kernels(setting)
+    layers = json.loads(Path(setting).read_text())["layers"]
+
+    def best(kind: str, n: int, k: int) -> Kernels:
+        name = layers.get(f"{n}x{k}", {}).get("best", {}).get(kind)
+        if not name:
+            raise UserError(f"--dp4a={setting}: no best {kind} setting for a {n}x{k} layer; time it at this shape")
+        return kernels(",".join(re.findall(r"\d+", name.split(" ")[1])))  # "w4a8 rows1-warps8-unroll2"
+    return best
 
 
 def time_us(calls: list) -> float:

@@ -57,8 +57,8 @@ PROFILE = False             # profile one more batch-1 run: the GPU kernels that
 CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
 FUSE = True                 # gen()'s fused q/k/v and gate/up products (kochat/fused_projections.py); false: apart
 APART = True                # where one-row products are sums, GELU out of them (kochat/row_sums.py)
-DP4A = "2,8,4"              # dp4a4, dp4a8, gemv16: the kernels' rows per warp, warps a block and loads in flight
-                            # (the best of bench.dp4a_rows at the shape)
+DP4A = "1,8,2"              # dp4a4, dp4a8, gemv16: the kernels' rows per warp, warps a block and loads in flight,
+                            # or a bench.dp4a_rows JSON of the shape: its best for each layer size
 FLASH = True                # a batch's pooled cache attended by FlashAttention where it runs; false: one masked
                             # product over the whole pool (kochat/decode_attention.py)
 HUMMING = True              # saved: an int4/int8 export moved onto humming's kernel where installed, as chat_ko.py

@@ -106,3 +106,16 @@ def test_a_kernel_whose_product_is_wrong_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: kernels)
     with pytest.raises(dp4a_rows.UserError, match="product of one row"):
         dp4a_rows.onto_dp4a(model, "2,8,4", bf16=True)
+
+
+def test_a_sweeps_json_gives_each_layer_size_its_best_setting(monkeypatch, tmp_path):
+    monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: setting)  # the setting each would be compiled with
+    sweep = tmp_path / "dp4a.json"
+    sweep.write_text('{"layers": {"24x64": {"best": {"w4a8": "w4a8 rows2-warps8-unroll2", '
+                     '"gemv16": "gemv16 rows1-warps4-unroll8"}}}}')
+    pick = dp4a_rows.chooser(str(sweep))
+    assert pick("w4a8", 24, 64) == (2, 8, 2) and pick("gemv16", 24, 64) == (1, 4, 8)
+    assert pick("w4a8", 24, 64) is pick("w4a8", 24, 64)  # compiled once
+    with pytest.raises(dp4a_rows.UserError, match="no best w8a8 setting for a 24x64 layer"):
+        pick("w8a8", 24, 64)
+    assert dp4a_rows.chooser("1,8,2")("w8a8", 5, 7) == (1, 8, 2)
