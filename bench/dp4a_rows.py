@@ -249,7 +249,8 @@ class Kernels:
         return self.launch(self.int8_function, levels.shape[0], levels.shape[1], levels, row_scale, act, act_scale)
 
     def bf16(self, weight, x) -> torch.Tensor:
-        """One bf16 row [K] times bf16 weights [N, K]."""
+        """One bf16 row [K] times bf16 weights [N, K] (K ≤ 24,576: the row, staged whole, within 48 KiB of shared
+        memory, the most a launch has without asking)."""
         n, k = weight.shape
         return self.launch(self.bf16_function, n, k, weight, x, shared=2 * k)
 
@@ -392,7 +393,7 @@ class Gemv16Linear(torch.nn.Module):
         rows = x.reshape(-1, self.in_features)
         if rows.shape[0] != 1:
             return self.layer(x)
-        y = torch.ops.kochat_bench.gemv16_product(rows[0].contiguous(), self.index)
+        y = torch.ops.kochat_bench.gemv16_product(rows[0].to(torch.bfloat16).contiguous(), self.index)
         y = y.view(*x.shape[:-1], self.out_features)
         return y if self.layer.bias is None else y + self.layer.bias
 
@@ -400,8 +401,9 @@ class Gemv16Linear(torch.nn.Module):
 def check_row_product(product, layer: torch.nn.Linear) -> None:
     """Raise where `product` of a random row is further than MOST_ERROR from `layer`'s (bias left out): a wrong
     layout or level is one line here, not a fast figure of a wrong product."""
-    with torch.no_grad():
-        row = torch.randn(layer.in_features, dtype=layer.weight.dtype, device=layer.weight.device)
+    with torch.no_grad():  # a generator of its own: the caller's random numbers stay as they were
+        generator = torch.Generator(layer.weight.device).manual_seed(0)
+        row = torch.randn(layer.in_features, generator=generator, device=layer.weight.device).to(layer.weight.dtype)
         expected = torch.nn.functional.linear(row[None], layer.weight)[0].float()
         gap = float((product(row).float() - expected).norm() / expected.norm())
     if not gap <= MOST_ERROR:
@@ -439,7 +441,7 @@ def onto_dp4a(model, setting: str, bf16: bool = False) -> int:
             continue
         int4 = isinstance(module.weight, Int4TilePackedTo4dTensor)
         quantized = int4 or isinstance(module.weight, Int8Tensor)
-        if quantized and not bf16 or bf16 and type(module.weight.data) is torch.Tensor:
+        if (quantized and not bf16) or (bf16 and type(module.weight.data) is torch.Tensor):
             kind = "gemv16" if bf16 else "w4a8" if int4 else "w8a8"
             kernels = kernels_for(kind, module.out_features, module.in_features)
             parent_name, _, child = name.rpartition(".")
@@ -450,8 +452,8 @@ def onto_dp4a(model, setting: str, bf16: bool = False) -> int:
 
 def chooser(setting: str):
     """kind, n, k -> the Kernels for a layer of that kind and size: `setting`'s for all ("rows,warps,unroll"), or
-    the best that a bench.dp4a_rows JSON found for that size (a layer size it did not time is one line). Each
-    setting compiled once."""
+    from a bench.dp4a_rows JSON the best it found for that size, and for a size it did not time (the output head,
+    a model's unfused q/k/v) the setting best over all its sizes. Each setting compiled once."""
     compiled: dict[str, Kernels] = {}
 
     def kernels(text: str) -> Kernels:
@@ -460,12 +462,17 @@ def chooser(setting: str):
         return compiled[text]
     if not setting.endswith(".json"):
         return lambda kind, n, k: kernels(setting)
-    layers = json.loads(Path(setting).read_text())["layers"]
+    try:
+        sweep = json.loads(Path(setting).read_text())
+        layers, overall = sweep["layers"], sweep["ms_a_token"]
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"--dp4a={setting}: not a finished bench.dp4a_rows JSON ({type(e).__name__}: {e})") from None
 
     def best(kind: str, n: int, k: int) -> Kernels:
-        name = layers.get(f"{n}x{k}", {}).get("best", {}).get(kind)
+        name = layers.get(f"{n}x{k}", {}).get("best", {}).get(kind) or min(
+            (name for name in overall if name.startswith(kind + " ")), key=overall.get, default=None)
         if not name:
-            raise UserError(f"--dp4a={setting}: no best {kind} setting for a {n}x{k} layer; time it at this shape")
+            raise UserError(f"--dp4a={setting}: no {kind} setting timed; run bench.dp4a_rows with its kernels")
         return kernels(",".join(re.findall(r"\d+", name.split(" ")[1])))  # "w4a8 rows1-warps8-unroll2"
     return best
 

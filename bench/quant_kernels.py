@@ -17,7 +17,8 @@ Ada GPUs), fp8wo (float8 weights only), humming (tinygemm's int4, then moved ont
 export is where humming-kernels is installed: kochat/humming_kernel.py), dp4a4 and dp4a8 (tinygemm's int4 or
 torchao's int8, one row a step then multiplied by bench/dp4a_rows.py's dp4a kernels, the row rounded to int8; batches
 on the quantized layers as they were: a probe, the weights held twice), bf16 (no quantization: the merged 16-bit
-model), gemv16 (bf16, one row a step through bench/dp4a_rows.py's bf16_gemv instead of cuBLAS, the head too),
+model), gemv16 (bf16, one row a step through bench/dp4a_rows.py's bf16_gemv instead of cuBLAS, the head too; the
+moved layers are not fused by gen(), so on a model with q/k/v or gate/up apart it is not a like-for-like comparison),
 saved (--model is an export_ko.py int8/int4 folder, answered as chat_ko.py loads it: nothing quantized here, nothing
 set for the process; --humming=false keeps the export's own kernels).
 --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA

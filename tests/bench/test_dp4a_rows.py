@@ -112,10 +112,16 @@ def test_a_sweeps_json_gives_each_layer_size_its_best_setting(monkeypatch, tmp_p
     monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: setting)  # the setting each would be compiled with
     sweep = tmp_path / "dp4a.json"
     sweep.write_text('{"layers": {"24x64": {"best": {"w4a8": "w4a8 rows2-warps8-unroll2", '
-                     '"gemv16": "gemv16 rows1-warps4-unroll8"}}}}')
+                     '"gemv16": "gemv16 rows1-warps4-unroll8"}}}, "ms_a_token": {"w4a8 rows1-warps8-unroll4": 2.3, '
+                     '"w4a8 rows2-warps8-unroll2": 2.4, "humming": 3.4}}')
     pick = dp4a_rows.chooser(str(sweep))
     assert pick("w4a8", 24, 64) == (2, 8, 2) and pick("gemv16", 24, 64) == (1, 4, 8)
     assert pick("w4a8", 24, 64) is pick("w4a8", 24, 64)  # compiled once
-    with pytest.raises(dp4a_rows.UserError, match="no best w8a8 setting for a 24x64 layer"):
+    assert pick("w4a8", 48, 64) == (1, 8, 4)  # a size not timed (the head): the best over the sweep's sizes
+    with pytest.raises(dp4a_rows.UserError, match="no w8a8 setting timed"):
         pick("w8a8", 24, 64)
+    unfinished = tmp_path / "unfinished.json"
+    unfinished.write_text('{"layers": {}}')  # rewritten after each layer size: no ms_a_token until the end
+    with pytest.raises(dp4a_rows.UserError, match="not a finished bench.dp4a_rows JSON"):
+        dp4a_rows.chooser(str(unfinished))
     assert dp4a_rows.chooser("1,8,2")("w8a8", 5, 7) == (1, 8, 2)
