@@ -52,7 +52,7 @@ MODEL = ""                  # a 16-bit model folder of a real shape; required
 DATA = ""                   # KoAlpaca-v1.1a rows (.jsonl), for real questions; required
 OUT = ""                    # the result JSON; required
 KERNELS = ["gemlite4", "gemlite8"]  # which kernels to measure, in order
-BATCHES = "1,16"            # rows answered at once, comma-separated
+BATCHES = "1,16"            # rows answered at once, comma-separated (one again: measured again)
 COMPILE = "reduce-overhead"  # reduce-overhead, tuned, torchao or max-autotune (see above)
 PROFILE = False             # profile one more batch-1 run: the GPU kernels that took the most time
 CACHE_8BIT = "auto"         # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
@@ -152,14 +152,16 @@ def main(argv):
         save()
         if "error" in results[f"{kernel} quantize"]:
             continue
-        for batch in batches:
+        for i, batch in enumerate(batches):
             torch.cuda.empty_cache()
 
             def measure():
                 figures = gen_speed(model, tokenizer, run.template, questions[:batch], name=f"{kernel} fast",
                                     fast=True, repeats=1, cache_8bit=cache_8bit)
                 return {**figures, "cache_8bit": CACHE_8BIT}
-            attempt(results, f"{kernel} fast, batch {batch}", measure)
+            label = f"{kernel} fast, batch {batch}"  # --batches=1,1: the same batch again, kept apart
+            attempt(results, label + (f", run {batches[:i + 1].count(batch)}" if batches.count(batch) > 1 else ""),
+                    measure)
             save()
             if batch == 1 and PROFILE:
                 attempt(results, f"{kernel} profile, batch 1",
