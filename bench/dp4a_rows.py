@@ -25,8 +25,10 @@ block's largest |x| / 127; the sum of the rounded values, as llama.cpp's q8_1, s
 the levels' rounding as it does unrounded). The row's rounding is the price (`relative_error`: against the float
 product of the same quantized weights and the unrounded row). Rounding the row is a few elementwise ops, which a
 compiled decoding step would fuse into the layer norm or GELU before each product: timed here apart and eager
-(`quantize_us`). Through gen(): bench.quant_kernels --kernels=dp4a4,dp4a8 (Dp4aLinear below; not in kochat until
-measured worth it). Random weights: speed and rounding only. The JSON is rewritten after each layer size.
+(`quantize_us`). Through gen(): bench.quant_kernels --kernels=dp4a4,dp4a8 (Dp4aLinear below). bf16_gemv, the same
+kind of kernel for 16-bit weights, is timed beside cuBLAS (--kernels=gemv16 through gen()). Measured on an H200
+(bench/RESULTS.md, 2026-12-03): int4 one row a step at 261.6 tokens/s against humming's 206.8, int8 at 185.2; not yet
+in kochat. Random weights: speed and rounding only. The JSON is rewritten after each layer size.
 """
 import ctypes
 import json
