@@ -58,6 +58,7 @@ MOST_ERROR = 0.02            # a setting further than this from the float produc
 
 _GROUP = 128  # fixed by the kernels: int4 weights sharing a scale and zero (tinygemm's group size)
 _BLOCK = 32   # and activations sharing an int8 scale; one 16-byte load of weights covers one block
+_BF16_WIDEST = 24576  # bf16_gemv stages the whole bf16 row in shared memory: 48 KiB, the most a launch has unasked
 
 _SOURCE = r"""
 // act [K/4]: int8 activations, four to a word; act_scale [K/32]: each block's (d, d * sum of its int8 values). Both
@@ -251,8 +252,7 @@ class Kernels:
         return self.launch(self.int8_function, levels.shape[0], levels.shape[1], levels, row_scale, act, act_scale)
 
     def bf16(self, weight, x) -> torch.Tensor:
-        """One bf16 row [K] times bf16 weights [N, K] (K ≤ 24,576: the row, staged whole, within 48 KiB of shared
-        memory, the most a launch has without asking)."""
+        """One bf16 row [K] times bf16 weights [N, K] (K ≤ _BF16_WIDEST)."""
         n, k = weight.shape
         return self.launch(self.bf16_function, n, k, weight, x, shared=2 * k)
 
@@ -381,8 +381,9 @@ class Gemv16Linear(torch.nn.Module):
         super().__init__()
         self.layer, self.kernels = layer, kernels
         self.in_features, self.out_features = layer.in_features, layer.out_features
-        if layer.weight.dtype != torch.bfloat16 or layer.in_features % 8:
-            raise UserError("gemv16: bf16 layers whose width is a multiple of 8 only")
+        if layer.weight.dtype != torch.bfloat16 or layer.in_features % 8 or layer.in_features > _BF16_WIDEST:
+            raise UserError(f"gemv16: bf16 layers whose width is a multiple of 8 and at most {_BF16_WIDEST} only, "
+                            f"not {layer.weight.dtype} of width {layer.in_features}")
         layer.weight.data = layer.weight.data.contiguous()
         check_row_product(self.product, layer)
         self.index = len(_LAYERS)

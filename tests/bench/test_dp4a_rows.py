@@ -106,6 +106,9 @@ def test_a_kernel_whose_product_is_wrong_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: kernels)
     with pytest.raises(dp4a_rows.UserError, match="product of one row"):
         dp4a_rows.onto_dp4a(model, "2,8,4", bf16=True)
+    too_wide = torch.nn.Sequential(torch.nn.Linear(dp4a_rows._BF16_WIDEST + 8, 8, dtype=torch.bfloat16))
+    with pytest.raises(dp4a_rows.UserError, match="at most 24576"):
+        dp4a_rows.onto_dp4a(too_wide, "2,8,4", bf16=True)
 
 
 def test_a_sweeps_json_gives_each_layer_size_its_best_setting(monkeypatch, tmp_path):
