@@ -36,7 +36,10 @@ MAX_BATCH = 16                               # requests answered together in one
 BATCH_KERNEL = "auto"                        # an int4/int8 export's weights moved onto a kernel faster for batches
                                              # where one is installed. auto: int4 and int8 onto humming's
                                              # (humming-kernels, Ampere GPUs and newer; faster for one row and for
-                                             # batches), else int4 on Hopper GPUs onto mslk's as both, int8 onto
+                                             # batches) and, where a second copy fits beside it with a full
+                                             # batch's cache, one request's steps onto the dp4a kernel (faster
+                                             # still: kochat/dp4a_kernel.py, cuda-bindings); where humming is not
+                                             # installed, int4 on Hopper GPUs onto mslk's as both, int8 onto
                                              # gemlite's; silent where nothing applies. humming: onto humming's
                                              # only, saying so where it is not installed. both (mslk-cuda): int4
                                              # keeps tinygemm for one row, mslk's beside it for batches (the int4
@@ -170,12 +173,12 @@ def main(argv):
     library = Library({name: Searcher(index, reranker=RERANKER, name=name) for name, index in opened.items()},
                       top_k=TOP_K, min_relevance=MIN_RELEVANCE, not_covered=NOT_COVERED) if indexes else None
     batch_kernel = str(BATCH_KERNEL).lower()
-    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice,
-                                                  humming=batch_kernel in ("auto", "humming"))
+    serving = (MAX_BATCH, MAX_TOKENS + 256)  # a full batch of answers after a question (passages make it longer)
+    kernels = {"auto": "both", "humming": "batches"}.get(batch_kernel, "export")
+    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice, kernels=kernels, serving=serving)
     torch.manual_seed(0)
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)
-    serving = (MAX_BATCH, MAX_TOKENS + 256)  # a full batch of answers after a question (passages make it longer)
     moved = (batch_kernels.onto_batch_kernel(model, "both" if batch_kernel == "auto" else batch_kernel, serving)
              if fast and batch_kernel not in ("false", "humming") else None)
     if moved:

@@ -7,9 +7,9 @@ From the repository root:
 
 --model is a 16-bit model folder (bench/random_model.py writes one of a real shape; random weights: speed and
 memory only, the answers mean nothing). --cache_8bit=true answers with the 8-bit key/value cache
-(kochat/kv_cache.py). The int4 and int8 exports move onto humming's kernel where humming-kernels is installed
-(kochat/humming_kernel.py), as chat_ko.py and serve_ko.py move them; --humming=false keeps the export's own kernels
-(tinygemm, torchao's int8). The JSON is rewritten after each measurement.
+(kochat/kv_cache.py). The int4 and int8 exports load onto the kernels --kernels names (runs.onto_kernels: batches,
+humming's where installed, as eval_ko.py; one_row, the dp4a kernel for one row, as chat_ko.py; both, as serve_ko.py;
+export, the export's own: tinygemm, torchao's int8). The JSON is rewritten after each measurement.
 """
 import json
 import shutil
@@ -35,8 +35,8 @@ FORMATS = ["int4", "int8"]  # export formats to measure
 BATCHES = "1,16"           # rows answered at once, comma-separated
 WORK = "/tmp/bench-export"  # where the exported folders are written (and removed after)
 CACHE_8BIT = "auto"        # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
-HUMMING = True             # the int4/int8 export moved onto humming's kernel as it loads where installed, as
-                           # chat_ko.py and serve_ko.py do; false: the export's own kernels (--batch_kernel=false)
+KERNELS = "batches"        # where the int4/int8 export's layers go as it loads (runs.onto_kernels): batches
+                           # (humming's), one_row (dp4a for one row), both, or export (its own kernels)
 
 
 def main(argv):
@@ -71,7 +71,7 @@ def main(argv):
         save()
         torch.cuda.empty_cache()
         start = time.perf_counter()
-        run, tokenizer, model = runs.load_for_answering(str(out), humming=HUMMING)
+        run, tokenizer, model = runs.load_for_answering(str(out), kernels=KERNELS)
         results[f"{fmt} kernel"] = mode_line(model, fast=True)
         results[f"{fmt} load seconds"] = round(time.perf_counter() - start, 1)  # with humming: the move too
         print(f"{fmt} loaded in {results[f'{fmt} load seconds']} s: {results[f'{fmt} kernel']}", flush=True)

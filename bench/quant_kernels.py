@@ -15,12 +15,13 @@ mslk4fp8 (the same int4 weights with activations in float8), mslk4plain (torchao
 row-wise CUTLASS kernel), fp8 (float8 weights and activations, a scale per row, torch._scaled_mm: Hopper and
 Ada GPUs), fp8wo (float8 weights only), humming (tinygemm's int4, then moved onto humming's kernel as an int4
 export is where humming-kernels is installed: kochat/humming_kernel.py), dp4a4 and dp4a8 (tinygemm's int4 or
-torchao's int8, one row a step then multiplied by bench/dp4a_rows.py's dp4a kernels, the row rounded to int8; batches
-on the quantized layers as they were: a probe, the weights held twice), bf16 (no quantization: the merged 16-bit
+torchao's int8, one row a step then multiplied by kochat/dp4a_kernel.py's kernels in the setting or sweep --dp4a
+names, the row rounded to int8; batches on the quantized layers as they were, the int4 weights held twice), bf16 (no quantization: the merged 16-bit
 model), gemv16 (bf16, one row a step through bench/dp4a_rows.py's bf16_gemv instead of cuBLAS, the head too; the
 moved layers are not fused by gen(), so on a model with q/k/v or gate/up apart it is not a like-for-like comparison),
-saved (--model is an export_ko.py int8/int4 folder, answered as chat_ko.py loads it: nothing quantized here, nothing
-set for the process; --humming=false keeps the export's own kernels).
+saved (--model is an export_ko.py int8/int4 folder, loaded onto the kernels --load names: one_row as chat_ko.py
+loads it, batches as eval_ko.py, both as serve_ko.py, export its own; nothing quantized here, nothing set for the
+process).
 --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
 graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), torchao (CUDA
 graphs, and torchao's recommended inductor settings set for the whole process, as its int8 and int4 configurations
@@ -62,8 +63,9 @@ DP4A = "1,8,2"              # dp4a4, dp4a8, gemv16: the kernels' rows per warp, 
                             # or a bench.dp4a_rows JSON of the shape: its best for each layer size
 FLASH = True                # a batch's pooled cache attended by FlashAttention where it runs; false: one masked
                             # product over the whole pool (kochat/decode_attention.py)
-HUMMING = True              # saved: an int4/int8 export moved onto humming's kernel where installed, as chat_ko.py
-                            # loads it; false: the export's own kernels (tinygemm, torchao's int8)
+LOAD = "one_row"            # saved: where an int4/int8 export's layers go as it loads (runs.onto_kernels): one_row
+                            # as chat_ko.py (dp4a for one row), batches as eval_ko.py (humming's), both as
+                            # serve_ko.py, export (its own kernels: tinygemm, torchao's int8)
 
 COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
                    "tuned": {"triton.cudagraphs": True, "coordinate_descent_tuning": True},
@@ -130,7 +132,8 @@ def main(argv):
     head = {"embed_in", "embed_out", "embed_tokens", "lm_head"}
     for kernel in KERNELS:
         torch.cuda.empty_cache()
-        run, tokenizer, model = runs.load_for_answering(str(model_dir), four_bit=False, humming=HUMMING)
+        run, tokenizer, model = runs.load_for_answering(str(model_dir), four_bit=False,
+                                                          kernels=LOAD if kernel == "saved" else "export")
         if kernel != "saved":  # gemlite's 4-bit weights take the dtype of HQQ's fp16 scales, its kernel its input's
             model = model.to(torch.float16 if kernel == "gemlite4" else torch.bfloat16)
         model.generation_config.compile_config = CompileConfig(mode=None, options=COMPILE_OPTIONS[COMPILE])

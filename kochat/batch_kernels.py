@@ -129,17 +129,17 @@ def _int4_onto_mslk(model, choice: str, serving: tuple[int, int]) -> str | None:
             + (f"; --batch_kernel=both {short}" if short else ""))
 
 
-def what_both_lacks(model, layers: list, serving: tuple[int, int]) -> str:
-    """Nothing ("") where each GPU holding `layers` has room for their second copy, the scratch of moving them
-    and its share of a `serving` batch's key/value cache in 16 bits (static_cache's headroom included); else
-    what is missing, in a few words."""
+def what_both_lacks(model, layers: list, serving: tuple[int, int], fmt: str = "int4") -> str:
+    """Nothing ("") where each GPU holding `layers` has room for a second copy of their `fmt` weights, the scratch
+    of moving them and its share of a `serving` batch's key/value cache in 16 bits (static_cache's headroom
+    included); else what is missing, in a few words."""
     rows, tokens = serving
     cache = kv_cache.room_for(model.config, rows, tokens, model.dtype.itemsize)
     per_device: dict[torch.device, list] = {}
     for module in layers:
         per_device.setdefault(module.weight.device, []).append(module)
     for device, here in per_device.items():
-        second_copy = sum(m.in_features * m.out_features for m in here) * BYTES_PER_WEIGHT["int4"]
+        second_copy = sum(m.in_features * m.out_features for m in here) * BYTES_PER_WEIGHT[fmt]
         # beside it while moving: the identity of the widest layer and one layer's weights in bf16
         scratch = max(m.in_features * (m.in_features + m.out_features) * 2 for m in here)
         need = second_copy + scratch + cache * len(here) / len(layers)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
-from . import decode_attention, humming_kernel, row_sums
+from . import decode_attention, dp4a_kernel, humming_kernel, row_sums
 from .fused_projections import fuse_projections
 from .kv_cache import PooledCache, batch_cache
 from .modeling import transformers_model
@@ -76,6 +76,8 @@ def mode_line(model, fast: bool) -> str:
             weights = f"{type(kind).__name__} weights (torchao)"
         if humming_kernel.on_humming(model):
             weights += " through humming's kernel"
+        if dp4a_kernel.on_dp4a(model):
+            weights += ", one row at a time through the dp4a kernel"
     else:
         weights = f"{str(model.dtype).removeprefix('torch.')} weights"
     return f"answering with {weights} on {model.device.type}, fast mode {'on' if fast else 'off'}"

@@ -187,18 +187,21 @@ class Loaded(NamedTuple):
 
 
 def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_map="auto",
-                       humming: bool = True) -> Loaded:
+                       kernels: str = "batches", serving: tuple[int, int] = (16, 512)) -> Loaded:
     """(run, tokenizer, model) to answer with, from a run folder of finetune_ko.py or a merged model folder: the
     folder's own tokenizer and template, the adapter on its base, in eval mode; a folder export_ko.py quantized
-    (int8, int4) as it was saved (its output head in the dtype of the rest), moved onto humming's kernel on a GPU
-    where that is installed (kochat/humming_kernel.py; `humming` False keeps the export's own kernels). `four_bit`
+    (int8, int4) as it was saved (its output head in the dtype of the rest), on a GPU moved onto the kernels
+    installed that answer the way it will be asked (`kernels`, onto_kernels: one_row, batches, both or export;
+    `serving`: the rows and tokens of a batch whose cache "both" leaves room for). `four_bit`
     True: the base in 4-bit NF4; False: in compute_dtype() (bf16 on a GPU, float32 on a CPU); None (auto): a run
     folder's base in 4-bit NF4, as trained, and a merged folder unquantized where it fits (sixteen_bits_fit). A
     real-size model on a machine without a GPU is refused before it loads, as is an export whose weights do not fit
     the free memory of the GPUs `device_map` puts them on (check_export_fits). chat_ko.py, serve_ko.py, the tests
     and bench all open a run this way."""
-    from . import humming_kernel, modeling
+    from . import modeling
 
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels is one of {', '.join(KERNELS)}, not {kernels!r}")
     run = folder if isinstance(folder, Run) else open_run(folder)
     config = modeling.load_config(run.base_model)
     modeling.check_machine_can_run(config, answering=True)
@@ -214,10 +217,39 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
                                 device_map=device_map).eval()
     if modeling.saved_quantization(config):
         match_output_head(model)
-        problem = humming_kernel.onto_humming(model) if humming else ""
-        if problem:
+        for problem in onto_kernels(model, kernels, serving):
             log.warning(problem)
     return Loaded(run, run.tokenizer, model)
+
+
+KERNELS = ("one_row", "batches", "both", "export")
+
+
+def onto_kernels(model, kernels: str, serving: tuple[int, int]) -> list[str]:
+    """An int4/int8 export's layers (as loaded) moved onto the fastest kernels installed for how it will answer,
+    in place; the lines that say what stayed where ([] where all went as asked, or nothing applies: no GPU):
+    - one_row (chat_ko.py, one answer at a time): one row onto the dp4a kernel (kochat/dp4a_kernel.py, int4 at the
+      12.8b shape 262 tokens/s against humming's 207), the weights held once (a prompt's rows: int8 on the export's
+      layer, int4 dequantized a layer at a time); what it does not take onto humming's kernel;
+    - batches (eval_ko.py): onto humming's kernel (kochat/humming_kernel.py: fast for one row and for batches);
+    - both (serve_ko.py): one row on the dp4a kernel and batches on humming's, the weights held twice, where every
+      GPU also has room for a `serving` batch's cache; else as batches;
+    - export: the export's own kernels (tinygemm, torchao's int8)."""
+    from . import batch_kernels, dp4a_kernel, humming_kernel
+
+    problems = []
+    if kernels == "both":
+        layers = [module for module in model.modules() if dp4a_kernel.movable(module)]
+        short = layers and batch_kernels.what_both_lacks(model, layers, serving, dp4a_kernel.weight_format(layers[0]))
+        if short:
+            problems.append(f"one row at a time on humming's kernel too: the dp4a kernel's copy of the weights beside "
+                            f"it {short}")
+            kernels = "batches"
+    if kernels in ("one_row", "both"):
+        problems.append(dp4a_kernel.onto_dp4a(model, keep=kernels == "both"))
+    if kernels != "export":  # and what dp4a did not take (a layer too wide, a failed move) for one row too
+        problems.append(humming_kernel.onto_humming(model))
+    return [problem for problem in problems if problem]
 
 
 def match_output_head(model) -> None:

@@ -82,3 +82,37 @@ def write_followup_docs(folder: Path) -> Path:
                             "받습니다.\n")
     write(folder / "동호회.md", "# 동호회\n\n2년차부터 동호회 회장을 맡습니다.\n")
     return folder
+
+
+def w4a8_in_torch(packed, group, act, act_scale):
+    """kochat/dp4a_kernel.py's w4a8_gemv as its CUDA source reads its inputs (the kernels themselves need a GPU),
+    in float32."""
+    import torch
+    n, k = packed.shape[0], packed.shape[1] * 8
+    nibbles = packed.contiguous().view(torch.uint8).view(n, k // 32, 4, 4)  # [row, block, word, byte]
+    levels = torch.stack([nibbles & 15, nibbles >> 4], 3).view(n, k // 32, 32)  # word j: k = 8j..8j+3, 8j+4..8j+7
+    dots = (levels.int() * act.view(torch.int8).view(k // 32, 32).int()).sum(-1)  # dp4a's integer sums a block
+    scale, zero = (group.view(torch.bfloat16).view(n, k // 128, 2)[..., i].float().repeat_interleave(4, 1)
+                   for i in (0, 1))  # a group's four blocks
+    d, sums = act_scale[:, 0], act_scale[:, 1]
+    return (scale * d * dots.float() + (zero - 8 * scale) * sums).sum(-1)  # weights (q - 8) * scale + zero
+
+
+def w8a8_in_torch(levels, row_scale, act, act_scale, float32=False):
+    """w8a8_gemv's arithmetic: each block's integer sum times its d, over the row, times the row's scale (written
+    out in bf16, as the kernel writes it)."""
+    import torch
+    n, k = levels.shape
+    a, d = act.view(torch.int8).view(k // 32, 32).int(), act_scale[:, 0]
+    y = ((levels.view(n, k // 32, 32).int() * a).sum(-1).float() * d).sum(-1) * row_scale
+    return y if float32 else y.bfloat16()
+
+
+class EmulatedKernels:
+    """kochat.dp4a_kernel.Kernels' int4 and int8 products in torch, written out in bf16 as the kernels write them."""
+
+    @staticmethod
+    def int4(packed, group, act, act_scale):
+        return w4a8_in_torch(packed, group, act, act_scale).bfloat16()
+
+    int8 = staticmethod(w8a8_in_torch)

@@ -1,78 +1,40 @@
 import pytest
 import torch
+from support import w4a8_in_torch, w8a8_in_torch
 
 from bench import dp4a_rows
+from kochat.dp4a_kernel import quantize_row
 
 
-def int4_kernel_in_torch(packed, group, act, act_scale):
-    """w4a8_gemv's arithmetic as its CUDA source reads its inputs (the kernels themselves need a GPU)."""
-    n, k = packed.shape[0], packed.shape[1] * 8
-    nibbles = packed.contiguous().view(torch.uint8).view(n, k // 32, 4, 4)  # [row, block, word, byte]
-    levels = torch.stack([nibbles & 15, nibbles >> 4], 3).view(n, k // 32, 32)  # word j: k = 8j..8j+3, 8j+4..8j+7
-    dots = (levels.int() * act.view(torch.int8).view(k // 32, 32).int()).sum(-1)  # dp4a's integer sums a block
-    scale, zero = (group.view(torch.bfloat16).view(n, k // 128, 2)[..., i].float().repeat_interleave(4, 1)
-                   for i in (0, 1))  # a group's four blocks
-    d, sums = act_scale[:, 0], act_scale[:, 1]
-    return (scale * d * dots.float() + (zero - 8 * scale) * sums).sum(-1)  # weights (q - 8) * scale + zero
-
-
-def w8a8_in_torch(levels, row_scale, act, act_scale, float32=False):
-    """w8a8_gemv's arithmetic: each block's integer sum times its d, over the row, times the row's scale (written
-    out in bf16, as the kernel writes it)."""
-    n, k = levels.shape
-    a, d = act.view(torch.int8).view(k // 32, 32).int(), act_scale[:, 0]
-    y = ((levels.view(n, k // 32, 32).int() * a).sum(-1).float() * d).sum(-1) * row_scale
-    return y if float32 else y.bfloat16()
-
-
-def test_the_packed_int4_levels_and_rounded_row_multiply_as_the_held_weights_do():
+def test_random_weights_quantized_to_int4_multiply_as_the_weights_they_hold():
     torch.manual_seed(0)
     weight = torch.randn(24, 512, dtype=torch.bfloat16) / 50
     packed, group, held = dp4a_rows.quantize_int4(weight)
     assert packed.shape == (24, 64) and packed.dtype == torch.int32 and group.shape == (24, 4)
     assert (held - weight.float()).abs().max() <= (weight.float().amax() - weight.float().amin()) / 15  # int4
     x = torch.randn(512, dtype=torch.bfloat16)
-    act, act_scale = dp4a_rows.quantize_row(x)
+    act, act_scale = quantize_row(x)
     assert act.shape == (128,) and act_scale.shape == (16, 2)
     rounded = (act.view(torch.int8).view(16, 32).float() * act_scale[:, :1]).view(-1)
     assert (rounded - x.float()).norm() / x.float().norm() < 0.01  # int8 a block of 32
     expected = held @ rounded
-    y = int4_kernel_in_torch(packed, group, act, act_scale)
+    y = w4a8_in_torch(packed, group, act, act_scale)
     assert (y - expected).norm() / expected.norm() < 1e-5  # the same product, summed in another order
     shuffled = packed.view(24, 16, 4)[:, :, [1, 0, 2, 3]].reshape(24, 64)  # words out of order: far off
-    assert (int4_kernel_in_torch(shuffled, group, act, act_scale) - expected).norm() / expected.norm() > 0.1
+    assert (w4a8_in_torch(shuffled, group, act, act_scale) - expected).norm() / expected.norm() > 0.1
 
 
-def test_int8_levels_and_the_rounded_row_multiply_as_the_held_weights_do():
+def test_random_weights_quantized_to_int8_multiply_as_the_weights_they_hold():
     torch.manual_seed(0)
     weight = torch.randn(24, 512, dtype=torch.bfloat16) / 50
     levels, row_scale, held = dp4a_rows.quantize_int8(weight)
     assert levels.dtype == torch.int8 and levels.abs().max() == 127 and row_scale.shape == (24,)
     assert (held - weight.float()).abs().max() <= row_scale.max() / 2 + 1e-6  # half a level
-    act, act_scale = dp4a_rows.quantize_row(torch.randn(512, dtype=torch.bfloat16))
+    act, act_scale = quantize_row(torch.randn(512, dtype=torch.bfloat16))
     rounded = (act.view(torch.int8).view(16, 32).float() * act_scale[:, :1]).view(-1)
     y = w8a8_in_torch(levels, row_scale, act, act_scale, float32=True)
     expected = held @ rounded
     assert (y - expected).norm() / expected.norm() < 1e-5
-
-
-def test_an_int8_layer_moved_answers_a_row_through_the_op_and_batches_as_before(monkeypatch):
-    from torchao.quantization import Int8WeightOnlyConfig, quantize_
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(256, 48))
-    quantize_(model, Int8WeightOnlyConfig(set_inductor_config=False))
-    layer = model[0]
-    kernels = type("Emulated", (), {"int8": staticmethod(w8a8_in_torch)})()  # the kernels need a GPU
-    monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: kernels)
-    assert dp4a_rows.onto_dp4a(model, "2,8,4") == 1 and isinstance(model[0], dp4a_rows.Dp4aLinear)
-    with torch.inference_mode():
-        row, batch = torch.randn(1, 256), torch.randn(3, 256)
-        expected = layer(row)
-        one = model(row)
-        assert (one - expected).norm() / expected.norm() < 0.02  # the row's rounding to int8, bf16's of the sum
-        assert torch.equal(model(batch), layer(batch))  # batches: the layer as it was
-        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")  # the op traced through its fake
-        assert torch.allclose(compiled(row), one)
 
 
 def bf16_kernel_in_torch(weight, x):

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from kochat import PROJECT_ROOT, batch_kernels, humming_kernel, modeling, recipe, runs, tiny
+from kochat import PROJECT_ROOT, batch_kernels, dp4a_kernel, humming_kernel, modeling, recipe, runs, tiny
 from kochat.export import gguf as gguf_export
 from kochat.generation import gen, mode_line
 
@@ -122,7 +122,8 @@ def test_int4_answers_in_chat_and_keeps_near_the_merged_models_loss(int4_export,
     out = int4_export
     answer = run_script("chat_ko.py", f"--adapter={out}", "--question", QUESTIONS[0], "--temperature=0", cwd=tmp_path)
     assert answer.returncode == 0, answer.stderr[-3000:]
-    through = " through humming's kernel" if importlib.util.find_spec("humming") else ""  # chat moves it there
+    through = (", one row at a time through the dp4a kernel" if dp4a_kernel.installed()  # chat moves it there
+               else " through humming's kernel" if importlib.util.find_spec("humming") else "")
     assert f"answering with Int4WeightOnlyConfig weights (torchao){through} on cuda, fast mode on" in answer.stderr
     assert "the first answer compiles the decoding step" in answer.stderr
     assert answer.stdout.strip()
@@ -136,7 +137,7 @@ def test_int4_answers_in_chat_and_keeps_near_the_merged_models_loss(int4_export,
 def test_int4_on_mslks_batch_kernels_answers_as_tinygemm(int4_export):
     """serve_ko.py's batch kernels on a Hopper GPU: exact (and both) within rounding of tinygemm's logits, fp8
     farther, all answering through the compiled loop."""
-    saved, exact, fp8, both = (runs.load_for_answering(str(int4_export), humming=False) for _ in range(4))
+    saved, exact, fp8, both = (runs.load_for_answering(str(int4_export), kernels="export") for _ in range(4))
     assert "the same int4 levels" in batch_kernels.onto_batch_kernel(exact.model, "exact")
     assert "8-bit float activations" in batch_kernels.onto_batch_kernel(fp8.model, "fp8")
     assert "tinygemm's kept for one row" in batch_kernels.onto_batch_kernel(both.model, "both")
@@ -173,7 +174,7 @@ def test_an_export_moves_onto_hummings_kernel_with_the_same_levels(fmt, dtype, r
             merged = tmp_path / "tiny-merged-bf16"
         out = quantized.write_quantized(merged, tmp_path / "tiny-int8", "int8")
     exported = Int4TilePackedTo4dTensor if fmt == "int4" else Int8Tensor
-    saved, moved = runs.load_for_answering(str(out), humming=False), runs.load_for_answering(str(out))
+    saved, moved = runs.load_for_answering(str(out), kernels="export"), runs.load_for_answering(str(out))
     layers = sum(isinstance(getattr(m, "weight", None), exported) for m in saved.model.modules())
     assert humming_kernel.on_humming(moved.model) == layers > 0
     assert not any(isinstance(getattr(m, "weight", None), exported) for m in moved.model.modules())
@@ -183,6 +184,59 @@ def test_an_export_moves_onto_hummings_kernel_with_the_same_levels(fmt, dtype, r
                                        max_new_tokens=8, fast=True))
     assert mode_line(moved.model, True) == (f"answering with {fmt.capitalize()}WeightOnlyConfig weights (torchao) "
                                             "through humming's kernel on cuda, fast mode on")
+
+
+def one_row_logit_gap(loaded, other) -> float:
+    """relative_logit_gap for one token at a time (one row through every layer: the dp4a kernel's products)."""
+    ids = loaded.tokenizer(loaded.run.template.prompt(QUESTIONS[0], ""), return_tensors="pt")["input_ids"][0]
+    gaps = []
+    for token in ids[:12].tolist():
+        with torch.no_grad():
+            a, b = (m.model(input_ids=torch.tensor([[token]], device=m.model.device)).logits.float()
+                    for m in (loaded, other))
+        gaps.append(((a - b).abs().max() / a.abs().max()).item())
+    return max(gaps)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not dp4a_kernel.installed(),
+                    reason="the dp4a kernels run on an NVIDIA GPU with cuda-bindings installed (tested on the device)")
+@pytest.mark.parametrize("fmt, kernels", [("int4", "one_row"), ("int8", "one_row"), ("int4", "both"),
+                                          ("int8", "both")])
+def test_an_export_answers_one_row_on_the_dp4a_kernel(fmt, kernels, request, tmp_path):
+    """As chat_ko.py loads an export (one_row: the weights held once, int8's levels not copied; a prompt's rows on
+    torchao's int8 or int4 dequantized) and serve_ko.py (both: humming's kernel beside it for batches, where
+    installed): every layer's one row on the dp4a kernel within the row's rounding of the export's own kernel,
+    several rows within rounding, and gen()'s compiled loop answers one row and a batch; the mode line says so."""
+    from torchao.quantization import Int4TilePackedTo4dTensor, Int8Tensor
+    from transformers import AutoModelForCausalLM
+
+    from kochat.export import quantized
+    if fmt == "int4":
+        out = request.getfixturevalue("int4_export")
+    else:  # from a bf16 copy of the merged model, as a real export is made
+        merged, bf16 = request.getfixturevalue("merged"), tmp_path / "tiny-merged-bf16"
+        shutil.copytree(merged, bf16)
+        AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16).save_pretrained(bf16)
+        out = quantized.write_quantized(bf16, tmp_path / "tiny-int8", "int8")
+    exported = Int4TilePackedTo4dTensor if fmt == "int4" else Int8Tensor
+    saved, moved = runs.load_for_answering(str(out), kernels="export"), runs.load_for_answering(str(out),
+                                                                                                kernels=kernels)
+    layers = sum(isinstance(getattr(m, "weight", None), exported) for m in saved.model.modules())
+    assert dp4a_kernel.on_dp4a(moved.model) == layers > 0
+    on_humming = kernels == "both" and humming_kernel.installed()
+    assert humming_kernel.on_humming(moved.model) == (layers if on_humming else 0)
+    moved_layers = [m for m in moved.model.modules() if isinstance(m, dp4a_kernel.Dp4aLinear)]
+    if fmt == "int8" and kernels == "one_row":  # the export's levels, read where they are
+        assert all(m.levels.data_ptr() == m.weight.qdata.data_ptr() for m in moved_layers)
+    assert one_row_logit_gap(saved, moved) < 0.05  # the row rounded to int8
+    assert relative_logit_gap(saved, moved) < 0.03  # a prompt: the export's levels, dequantized or on humming
+    for questions in (QUESTIONS[:1], QUESTIONS[:4]):
+        assert all(a.text for a in gen(moved.model, moved.tokenizer, moved.run.template, questions,
+                                       max_new_tokens=8, fast=True))
+    through = " through humming's kernel" if on_humming else ""
+    assert mode_line(moved.model, True) == (f"answering with {fmt.capitalize()}WeightOnlyConfig weights (torchao)"
+                                            f"{through}, one row at a time through the dp4a kernel on cuda, fast "
+                                            "mode on")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("gemlite") is None,
@@ -196,7 +250,7 @@ def test_int8_on_gemlites_kernel_answers_as_torchaos_int8(merged, tmp_path):
     shutil.copytree(merged, bf16)  # tokenizer and template; weights and config rewritten in bf16
     AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16).save_pretrained(bf16)
     quantized.write_quantized(bf16, out, "int8")
-    saved, moved = (runs.load_for_answering(str(out), humming=False) for _ in range(2))  # as --batch_kernel=both
+    saved, moved = (runs.load_for_answering(str(out), kernels="export") for _ in range(2))  # as --batch_kernel=both
     assert "moved onto gemlite's int8 kernel" in batch_kernels.onto_batch_kernel(moved.model, "both")
     assert relative_logit_gap(saved, moved) < 0.03  # the same int8 weights
     assert all(a.text for a in gen(moved.model, moved.tokenizer, moved.run.template, QUESTIONS[:2], max_new_tokens=8,

@@ -1,0 +1,153 @@
+"""kochat/dp4a_kernel.py on the CPU: the kernels' arithmetic (emulated as their CUDA source reads its inputs; the
+kernels need an NVIDIA GPU, where tests/e2e/test_export_ko.py moves real int4 and int8 exports onto them), the layer
+that hands one row to them and several to the export's kernel, and which kernels an export loads onto."""
+import pytest
+import torch
+from support import EmulatedKernels, w4a8_in_torch
+
+from kochat import batch_kernels, dp4a_kernel, generation, humming_kernel, modeling, runs, tiny
+from kochat.dp4a_kernel import Dp4aLinear, dequantize_int4, pack_groups, pack_levels, quantize_row, unpack_levels
+from kochat.row_sums import keep_apart
+
+
+def emulated(kind, n, k):
+    return EmulatedKernels
+
+
+def int4_levels(n=24, k=512):
+    """Random int4 levels 0..15 [n, k] and each group's bf16 scale and zero [n, k/128], and the weights they hold."""
+    q = torch.randint(0, 16, (n, k))
+    scale = (torch.rand(n, k // 128) / 100 + 1e-3).bfloat16().float()
+    zero = (torch.randn(n, k // 128) / 100).bfloat16().float()
+    held = ((q.view(n, k // 128, 128) - 8) * scale[..., None] + zero[..., None]).view(n, k)
+    return q, scale, zero, held
+
+
+def rounded_row(act, act_scale):
+    return (act.view(torch.int8).view(-1, 32).float() * act_scale[:, :1]).view(-1)
+
+
+def test_packed_int4_levels_and_the_rounded_row_multiply_as_the_weights_they_hold():
+    torch.manual_seed(0)
+    q, scale, zero, held = int4_levels()
+    packed, group = pack_levels(q), pack_groups(scale, zero)
+    assert packed.shape == (24, 64) and packed.dtype == torch.int32 and group.shape == (24, 4)
+    assert torch.equal(unpack_levels(packed), q.to(torch.uint8))
+    assert torch.equal(dequantize_int4(packed, group, torch.float32), held)  # several rows' weights: exact
+    x = torch.randn(512, dtype=torch.bfloat16)
+    act, act_scale = quantize_row(x)
+    assert act.shape == (128,) and act_scale.shape == (16, 2)
+    assert (rounded_row(act, act_scale) - x.float()).norm() / x.float().norm() < 0.01  # int8 a block of 32
+    expected = held @ rounded_row(act, act_scale)
+    assert (w4a8_in_torch(packed, group, act, act_scale) - expected).norm() / expected.norm() < 1e-5
+    shuffled = packed.view(24, 16, 4)[:, :, [1, 0, 2, 3]].reshape(24, 64)  # words out of order: far off
+    assert (w4a8_in_torch(shuffled, group, act, act_scale) - expected).norm() / expected.norm() > 0.1
+
+
+def int8_model(width=256, out=48, dtype=torch.float32):
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    model = torch.nn.Sequential(torch.nn.Linear(width, out, dtype=dtype))
+    quantize_(model, Int8WeightOnlyConfig(set_inductor_config=False))
+    return model
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["held-once", "kept"])
+def test_an_int8_layer_answers_one_row_on_the_kernel_and_several_on_torchaos(keep):
+    torch.manual_seed(0)
+    model = int8_model()
+    layer = model[0]
+    model[0] = Dp4aLinear(layer, keep=keep, kernels=emulated)
+    assert model[0].levels.data_ptr() == layer.weight.qdata.data_ptr()  # the export's levels, not a copy
+    assert (model[0].rows is layer) == keep  # kept: a layer of its own, which onto_humming would move
+    with torch.inference_mode():
+        row, batch = torch.randn(1, 256), torch.randn(3, 256)
+        expected = layer(row)
+        one = model(row)
+        assert one.dtype == expected.dtype and (one - expected).norm() / expected.norm() < 0.02  # the row's rounding
+        assert torch.equal(model(batch), layer(batch))  # several rows: torchao's int8, as exported
+        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")  # the op traced through its fake
+        assert torch.allclose(compiled(row), one)
+
+
+def test_an_int4_layer_held_once_multiplies_several_rows_by_its_dequantized_weights(monkeypatch):
+    """An int4 export's layer (tinygemm's layout needs a GPU: here a 16-bit layer holding the same weights, its
+    levels handed over as export_levels reads tinygemm's)."""
+    torch.manual_seed(0)
+    q, scale, zero, held = int4_levels(48, 256)
+    layer = torch.nn.Linear(256, 48, dtype=torch.bfloat16)
+    layer.weight.data = held.bfloat16()
+    monkeypatch.setattr(dp4a_kernel, "export_levels", lambda layer: (True, pack_levels(q), pack_groups(scale, zero)))
+    moved = Dp4aLinear(layer, keep=False, kernels=emulated)
+    assert moved.rows is None and not hasattr(moved, "weight") and moved.bias is layer.bias
+    with torch.inference_mode():
+        row, batch = torch.randn(1, 256, dtype=torch.bfloat16), torch.randn(5, 256, dtype=torch.bfloat16)
+        expected = layer(row).float()
+        assert (moved(row).float() - expected).norm() / expected.norm() < 0.02
+        assert torch.equal(moved(batch), layer(batch))  # the same weights in bf16, the same product
+    assert "w4a8, in_features=256, out_features=48, several rows: its weights dequantized" in repr(moved)
+
+
+def test_a_wrong_product_or_a_missing_package_is_one_line_and_the_layer_stays(monkeypatch):
+    model = int8_model()
+    layer = model[0]
+    monkeypatch.setattr(dp4a_kernel, "movable", lambda module: type(module) is torch.nn.Linear)  # as on a GPU
+    monkeypatch.setattr(dp4a_kernel, "installed", lambda: False)
+    assert dp4a_kernel.onto_dp4a(model, keep=False) == (
+        f"int8 one row at a time stays on the export's kernel: pip install {dp4a_kernel.PACKAGE} for the faster dp4a "
+        "one")
+    monkeypatch.setattr(dp4a_kernel, "installed", lambda: True)
+    wrong = type("Wrong", (), {"int8": staticmethod(lambda *a: -EmulatedKernels.int8(*a))})
+    line = dp4a_kernel.onto_dp4a(model, keep=False, kernels=lambda kind, n, k: wrong)
+    assert line.startswith("int8 one row at a time stays on the export's kernel: moving them onto the dp4a kernel "
+                           "failed (ValueError: a layer's product of one row on the kernel is ")
+    assert model[0] is layer and dp4a_kernel.on_dp4a(model) == 0
+    assert dp4a_kernel.onto_dp4a(model, keep=False, kernels=emulated) == "" and dp4a_kernel.on_dp4a(model) == 1
+
+
+def test_nothing_moves_on_a_cpu():
+    model = int8_model()
+    assert dp4a_kernel.onto_dp4a(model, keep=False) == ""
+    assert dp4a_kernel.on_dp4a(model) == 0
+
+
+def test_an_mlp_on_the_kernel_keeps_its_gelu_inlined_and_the_mode_line_says_so(tiny_tokenizer):
+    """The row's rounding to int8 fuses with the GELU before the MLP's second product: not kept apart there."""
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    model = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False).eval()
+    mlp = model.gpt_neox.layers[0].mlp
+    quantize_(mlp, Int8WeightOnlyConfig(set_inductor_config=False))
+    mlp.dense_4h_to_h = Dp4aLinear(mlp.dense_4h_to_h, keep=False, kernels=emulated)
+    assert keep_apart(model) == model.config.num_hidden_layers - 1
+    model.config.quantization_config = {"quant_method": "torchao"}
+    assert generation.mode_line(model, fast=True) == ("answering with torchao-quantized weights, one row at a time "
+                                                      "through the dp4a kernel on cpu, fast mode on")
+
+
+@pytest.mark.parametrize("kernels, short, calls, lines", [
+    ("one_row", "", [("dp4a", False), "humming"], []),
+    ("both", "", [("dp4a", True), "humming"], []),
+    ("both", "needs 13.1 GiB free on cuda:0 (…), 6.0 here", ["humming"],
+     ["one row at a time on humming's kernel too: the dp4a kernel's copy of the weights beside it needs 13.1 GiB "
+      "free on cuda:0 (…), 6.0 here"]),
+    ("batches", "", ["humming"], []),
+    ("export", "", [], []),
+])
+def test_an_export_loads_onto_the_kernels_for_how_it_will_answer(monkeypatch, kernels, short, calls, lines):
+    """chat_ko.py (one_row): dp4a, the weights held once, humming for what it did not take; serve_ko.py (both):
+    dp4a beside humming where the second copy and a full batch's cache fit, else humming alone, said in one line."""
+    model = int8_model()
+    called = []
+    monkeypatch.setattr(dp4a_kernel, "movable", lambda module: type(module) is torch.nn.Linear)
+    monkeypatch.setattr(dp4a_kernel, "onto_dp4a", lambda model, keep: called.append(("dp4a", keep)) or "")
+    monkeypatch.setattr(humming_kernel, "onto_humming", lambda model: called.append("humming") or "")
+    asked = []
+    monkeypatch.setattr(batch_kernels, "what_both_lacks",
+                        lambda model, layers, serving, fmt: asked.append((len(layers), serving, fmt)) or short)
+    assert runs.onto_kernels(model, kernels, (16, 512)) == lines
+    assert called == calls
+    assert asked == ([(1, (16, 512), "int8")] if kernels == "both" else [])
+
+
+def test_a_kernels_choice_not_known_is_refused_before_anything_loads(tmp_path):
+    with pytest.raises(ValueError, match="kernels is one of one_row, batches, both, export, not 'fast'"):
+        runs.load_for_answering(str(tmp_path), kernels="fast")
