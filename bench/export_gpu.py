@@ -22,6 +22,7 @@ import torch
 
 from bench.speed import attempt, gen_speed
 from kochat import cli, estimate, runs
+from kochat.errors import UserError
 from kochat.export import quantized
 from kochat.generation import mode_line
 from kochat.prompts import Template
@@ -42,6 +43,8 @@ KERNELS = "batches"        # where the int4/int8 export's layers go as it loads 
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "MODEL", "DATA", "OUT")
+    if KERNELS not in runs.KERNELS:
+        raise UserError(f"--kernels={KERNELS}: one of {', '.join(runs.KERNELS)}")
     cache_8bit = cli.auto_or_bool("CACHE_8BIT", CACHE_8BIT)
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "versions": runs.versions(), "model": MODEL,

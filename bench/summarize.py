@@ -6,7 +6,8 @@ its start-to-first-step becomes first_step_s, and the recipe's (cache filled by 
 first_step_s_warm_cache. Without it, the recipe log's figure is first_step_s.
 --more: other raw results, each recognised by what it holds: bench.export_gpu's JSON (gen_int4_*, gen_int8_*;
 gen_int4_cache8_* where it answered with --cache_8bit=true; a later file's formats replace an earlier one's),
-bench.quant_kernels' saved (an int8 or int4 export as chat_ko.py loads it, on humming: gen_int8_*, gen_int4_*),
+bench.quant_kernels' saved (an int8 or int4 export as chat_ko.py or serve_ko.py loads it, on humming's kernel or one
+row on the dp4a kernel: gen_int8_*, gen_int4_*; batch 1 and 16 may come from different files),
 bench.quant_kernels' tinygemm with --cache_8bit=true (the int4 export's kernel: gen_int4_cache8_*; batch 1 and 16
 may then come from different files), its mslk4plain and mslk4fp8 (serve_ko.py's batch kernels for int4 on Hopper:
 gen_int4_mslk_*, gen_int4_mslk_fp8_*), bench.serve_load's at int4 (serve_*_clients_tok_s),
@@ -91,8 +92,9 @@ def figures(raw: dict) -> dict:
     # 8-bit cache, where gen_int4_cache8_* would otherwise have no source: gen_int4_* stay the export's; its mslk
     # kernels, which serve_ko.py moves an int4 export onto (kochat/batch_kernels.py); its saved (an export loaded as
     # chat_ko.py loads it), by the format its line of how it answered names
-    answering = raw.get("saved quantize", {}).get("answering", "")  # only as chat_ko.py answers: on humming
-    saved = [("saved", "int8" if "Int8" in answering else "int4")] if "through humming's kernel" in answering else []
+    answering = raw.get("saved quantize", {}).get("answering", "")  # as chat_ko.py and serve_ko.py answer: on
+    fast = "through humming's kernel" in answering or "through the dp4a kernel" in answering  # humming's or dp4a
+    saved = [("saved", "int8" if "Int8" in answering else "int4")] if fast else []
     for name, fmt in [("int4", "int4"), ("int8", "int8"), ("tinygemm", "int4"), ("mslk4plain", "int4_mslk"),
                       ("mslk4fp8", "int4_mslk_fp8")] + saved:
         for batch in (1, 16):
