@@ -30,6 +30,7 @@ layer stays on the export's kernel. NVIDIA GPUs of compute capability 8.0 (Amper
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib.util
 import weakref
 from contextlib import nullcontext
@@ -426,7 +427,8 @@ def onto_dp4a(model, keep: bool, kernels=kernels_for) -> str:
         kept = (f"{fmt} one row at a time stays on the export's kernel" if not moved
                 else f"{total - moved} of {total} {fmt} layers stay on the export's kernel for one row")
         return f"{kept}: moving them onto the dp4a kernel failed ({type(e).__name__}: {first_line(e)})"
-    finally:
+    finally:  # the export's layers let go sit in reference cycles (their hooks): collected now, not at some later
+        gc.collect()  # point, so that the memory they held is free before the first answer (int4: 6.5 GiB at 12.8b)
         torch.cuda.empty_cache()
     return ""
 

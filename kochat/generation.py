@@ -162,7 +162,7 @@ def decode(model, input_ids, attention_mask, tracker: RowTracker, *, eos: int, p
         cache = batch_cache(core, attention_mask, tracker.limits, length, cache_8bit)
     else:
         cache, forward = DynamicCache(config=core.config), core
-    with row_sums.int8_tuning(core, batch if forward is not core else 0):  # compiled for one row: tuned
+    with row_sums.one_row_tuning(core, batch if forward is not core else 0):  # compiled for one row: tuned
         mask = torch.ones(batch, length, dtype=attention_mask.dtype, device=input_ids.device)
         mask[:, :width] = attention_mask
         position = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
@@ -261,5 +261,5 @@ def compiled_forward(core):
     fuse_projections(core)
     decode_attention.use_for_decoding(core)
     if row_sums.row_products_are_sums(core.generation_config.compile_config) or row_sums.holds_int8(core):
-        row_sums.keep_apart(core)  # int8: its one-row compile is tuned (row_sums.int8_tuning)
+        row_sums.keep_apart(core)  # int8: its one-row compile is tuned (row_sums.one_row_tuning)
     return core.get_compiled_call(core.generation_config.compile_config)

@@ -1,7 +1,7 @@
 """One-row products compiled as sums: where gen()'s fast mode does it, and the MLP's GELU kept out of them.
 
 Under inductor's coordinate-descent tuning (turned on for the process by torchao's int8 and int4 configurations
-where they quantize, with their default set_inductor_config, and by int8_tuning below while one row of int8
+where they quantize, with their default set_inductor_config, and by one_row_tuning below while one row of int8
 weights compiles; a model's generation_config.compile_config may turn it on too), a matrix product of one row is
 compiled as a multiply and a sum (torch/_inductor/decomposition.py, `mm`), and whatever element-wise work produces
 its input is inlined into that sum. Before the MLP's second product that work is the activation, so every program
@@ -99,13 +99,17 @@ def holds_int8(model) -> bool:
 
 
 @contextmanager
-def int8_tuning(model, rows: int):
+def one_row_tuning(model, rows: int):
     """torchao's recommended inductor settings (coordinate-descent tuning among them) while `rows` == 1 rows of a
-    model with int8 weights compile, as torchao's int8 configuration sets them for the whole process where it
-    quantizes: an int8 export loaded as saved has not been through that. Compiled without them, the 12.8b shape
-    answered one row at 9.6 tokens/s, with them 153.1 (one process, bench/RESULTS.md). Only for one row, and
-    undone after: a batch of 16 compiled for over 8 minutes under them. Elsewhere nothing changes."""
-    if rows != 1 or not holds_int8(model):
+    model with int8 weights, or on the dp4a kernel, compile, as torchao's int8 and int4 configurations set them for
+    the whole process where they quantize: an export loaded as saved has not been through that. Compiled without
+    them, the 12.8b shape answered one row at 9.6 tokens/s on torchao's int8, with them 153.1; int4 on the dp4a
+    kernel 225 without (its one row's rounding to int8, fused with the layer norm or GELU before, compiled untuned),
+    261.6 where the settings were set by quantizing in the process (bench/RESULTS.md). Only for one row, and undone
+    after: a batch of 16 compiled for over 8 minutes under them. Elsewhere nothing changes."""
+    from .dp4a_kernel import on_dp4a
+
+    if rows != 1 or not (holds_int8(model) or on_dp4a(model)):
         yield
         return
     import torch._inductor.config as inductor

@@ -7,7 +7,7 @@ from support import EmulatedKernels, w4a8_in_torch
 
 from kochat import batch_kernels, dp4a_kernel, generation, humming_kernel, modeling, runs, tiny
 from kochat.dp4a_kernel import Dp4aLinear, dequantize_int4, pack_groups, pack_levels, quantize_row, unpack_levels
-from kochat.row_sums import keep_apart
+from kochat.row_sums import keep_apart, one_row_tuning
 
 
 def emulated(kind, n, k):
@@ -87,6 +87,26 @@ def test_an_int4_layer_held_once_multiplies_several_rows_by_its_dequantized_weig
     assert "w4a8, in_features=256, out_features=48, several rows: its weights dequantized" in repr(moved)
 
 
+def test_one_row_on_the_kernel_compiles_under_torchaos_settings_and_more_rows_do_not(monkeypatch):
+    """Its row's rounding to int8, fused with what comes before, compiled as torchao's int4 configuration would
+    have set the process up where it quantized (the settings the 12.8b figures were first measured under)."""
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor, "coordinate_descent_tuning", False)  # whatever an earlier test quantized with
+    q, scale, zero, held = int4_levels(48, 256)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 48, dtype=torch.bfloat16))
+    model[0].weight.data = held.bfloat16()
+    with one_row_tuning(model, 1):
+        assert not inductor.coordinate_descent_tuning  # 16-bit weights: as compiled before
+    monkeypatch.setattr(dp4a_kernel, "export_levels", lambda layer: (True, pack_levels(q), pack_groups(scale, zero)))
+    model[0] = Dp4aLinear(model[0], keep=False, kernels=emulated)
+    with one_row_tuning(model, 4):
+        assert not inductor.coordinate_descent_tuning  # a batch: its products are the export's, compiled as before
+    with one_row_tuning(model, 1):
+        assert inductor.coordinate_descent_tuning
+    assert not inductor.coordinate_descent_tuning  # undone after
+
+
 def test_a_wrong_product_or_a_missing_package_is_one_line_and_the_layer_stays(monkeypatch):
     model = int8_model()
     layer = model[0]
@@ -120,7 +140,7 @@ def test_an_mlp_on_the_kernel_keeps_its_gelu_inlined_and_the_mode_line_says_so(t
     assert keep_apart(model) == model.config.num_hidden_layers - 1
     model.config.quantization_config = {"quant_method": "torchao"}
     assert generation.mode_line(model, fast=True) == ("answering with torchao-quantized weights, one row at a time "
-                                                      "through the dp4a kernel on cpu, fast mode on")
+                                                      f"through the dp4a kernel on {model.device.type}, fast mode on")
 
 
 @pytest.mark.parametrize("kernels, short, calls, lines", [
