@@ -15,8 +15,11 @@ by gen() for transformers folders and by llama.cpp (kochat.export.gguf.llama_gre
 compared with the merged model's as the token ids of its text: the share identical, and the mean share of tokens
 equal up to the first difference.
 
-The reference is the merged model as chat_ko.py answers with it: in its base's own dtype (16-bit for polyglot-ko,
-fp32 for the tiny model), computed in fp32 on a CPU. int4 is made and run by a CUDA kernel: without an NVIDIA GPU
+int8_one_row and int4_one_row: the same exports loaded as chat_ko.py loads them (runs.load_for_answering,
+kernels="one_row") and each question answered alone, so that on a GPU every step's row goes through the dp4a kernel
+(kochat/dp4a_kernel.py: the row rounded to int8); on a CPU nothing moves. Each transformers format records the line
+saying how it answered. The reference is the merged model as chat_ko.py answers with it: in its base's own dtype
+(16-bit for polyglot-ko, fp32 for the tiny model), computed in fp32 on a CPU. int4 is made and run by a CUDA kernel: without an NVIDIA GPU
 its entry says so instead of figures. A model with random weights (bench/random_model.py) gives a loss that means
 nothing: measure a trained run.
 """
@@ -36,7 +39,7 @@ from bench.gguf_cpu import machine
 from kochat import cli, modeling, recipe, runs
 from kochat.errors import UserError
 from kochat.export import gguf, quantized
-from kochat.generation import gen
+from kochat.generation import gen, mode_line
 from kochat.kv_cache import static_cache
 from kochat.tokenization import IGNORE, encode_prompt
 
@@ -46,12 +49,16 @@ DATA = "../shared/data/koalpaca/KoAlpaca_v1.1a_textonly_1k.jsonl"  # rows the ru
 WORK = "/tmp/export-quality"           # where the exports are written (overwritten on each run)
 OUT = ""                               # the result JSON, rewritten after each format; required
 FORMATS = "merged,merged_cache8,int8,int4,f16,q8_0,q4_k_m"  # merged, int8/int4 (torchao), GGUF quants
-                                       # (llama.cpp); merged_cache8: merged, with the 8-bit key/value cache
+                                       # (llama.cpp); merged_cache8: merged, with the 8-bit key/value cache;
+                                       # int8_one_row, int4_one_row: loaded as chat_ko.py loads them, each
+                                       # question answered alone (on a GPU one row on the dp4a kernel)
 ROWS = 200                             # held-out rows the loss is measured on
 QUESTIONS = 40                         # of those rows, the prompts answered for agreement
 NEW_TOKENS = 64                        # greedy tokens per answer, at most
 SEED = 0                               # the shuffle that picks the held-out rows
 THREADS = 0                            # llama.cpp's threads; 0 = every core
+
+ONE_ROW = {"int8_one_row": "int8", "int4_one_row": "int4"}  # these formats: which export each loads
 
 
 def held_out_rows(tokenizer, template, context: int) -> list[dict]:
@@ -78,13 +85,14 @@ def answer_loss(logits: torch.Tensor, labels: list[int]) -> tuple[float, int]:
     return loss.item(), int((targets != IGNORE).sum())
 
 
-def measure_transformers(folder: Path, rows: list[dict], prompts: list[str], cache_8bit: bool = False
-                         ) -> tuple[list, list[str]]:
-    """Per row (loss sum, count), and the greedy answers, from a folder as chat_ko.py loads it. cache_8bit: every
-    row's attention reads its keys and values back from gen()'s 8-bit cache, as each answering step does, and the
-    answers come from gen()'s fast mode (on a CPU its cache gives the default path's greedy tokens; on a
-    GPU it is also compiled, so agreement there carries the compiled step's rounding too)."""
-    loaded = runs.load_for_answering(str(folder), four_bit=False)
+def measure_transformers(folder: Path, rows: list[dict], prompts: list[str], cache_8bit: bool = False,
+                         one_row: bool = False) -> tuple[list, list[str], str]:
+    """Per row (loss sum, count), the greedy answers, and the line that says how they were made, from a folder
+    loaded for answering. cache_8bit: every row's attention reads its keys and values back from gen()'s 8-bit
+    cache, as each answering step does, and the answers come from gen()'s fast mode (on a CPU its cache gives the
+    default path's greedy tokens; on a GPU it is also compiled, so agreement there carries the compiled step's
+    rounding too). one_row: loaded as chat_ko.py loads it, each question answered alone."""
+    loaded = runs.load_for_answering(str(folder), four_bit=False, kernels="one_row" if one_row else "batches")
     model = loaded.model
     device = model.get_input_embeddings().weight.device
     with torch.inference_mode():
@@ -94,9 +102,12 @@ def measure_transformers(folder: Path, rows: list[dict], prompts: list[str], cac
             logits = model(input_ids=torch.tensor([r["input_ids"]], device=device), past_key_values=cache,
                            use_cache=cache_8bit).logits[0]
             losses.append(answer_loss(logits.cpu(), r["labels"]))
-    answers = gen(model, loaded.tokenizer, None, prompts, max_new_tokens=NEW_TOKENS, fast=cache_8bit,
-                  cache_8bit=cache_8bit)  # fast: its 8-bit cache (pooled for a batch), greedy as the default
-    return losses, [a.text for a in answers]
+    if one_row:
+        answers = [gen(model, loaded.tokenizer, None, prompt, max_new_tokens=NEW_TOKENS)[0] for prompt in prompts]
+    else:  # fast: its 8-bit cache (pooled for a batch), greedy as the default
+        answers = gen(model, loaded.tokenizer, None, prompts, max_new_tokens=NEW_TOKENS, fast=cache_8bit,
+                      cache_8bit=cache_8bit)
+    return losses, [a.text for a in answers], mode_line(model, fast=cache_8bit)
 
 
 def measure_gguf(file: Path, rows: list[dict], prompts: list[str], tokenizer) -> tuple[list, list[str]]:
@@ -135,7 +146,7 @@ def size_bytes(path: Path) -> int:
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "OUT")
-    known = ("merged", "merged_cache8", *quantized.FORMATS, *gguf.QUANTS)
+    known = ("merged", "merged_cache8", *quantized.FORMATS, *ONE_ROW, *gguf.QUANTS)
     asked = FORMATS.split(",")
     if unknown := [f for f in asked if f not in known]:
         raise UserError(f"{cli.flag('FORMATS', FORMATS)}: {', '.join(unknown)} not among {', '.join(known)}")
@@ -165,25 +176,36 @@ def main(argv):
     if gguf_quants:
         gguf_files = dict(zip(gguf_quants, gguf.write_gguf(merged, work / "gguf", gguf_quants, run.template)))
     reference = None  # the merged model's (loss, answers)
+    written = {}  # int8/int4 exports by format
     for fmt in formats:
         start = time.perf_counter()
         try:
             if fmt in gguf_files:
                 path = gguf_files[fmt]
-            else:
-                path = merged if fmt.startswith("merged") else quantized.write_quantized(merged, work / fmt, fmt)
+            elif fmt.startswith("merged"):
+                path = merged
+            else:  # an _one_row format measures the export of its own format, written once
+                exported = ONE_ROW.get(fmt, fmt)
+                if exported not in written:
+                    written[exported] = quantized.write_quantized(merged, work / exported, exported)
+                path = written[exported]
         except UserError as e:  # int4 on a machine without an NVIDIA GPU: the reason, in one line
             results["formats"][fmt] = {"not_measured": str(e)}
         else:
-            losses, answers = (measure_gguf(path, rows, prompts, run.tokenizer) if fmt in gguf_files
-                               else measure_transformers(path, rows, prompts, cache_8bit=fmt == "merged_cache8"))
+            how = {}
+            if fmt in gguf_files:
+                losses, answers = measure_gguf(path, rows, prompts, run.tokenizer)
+            else:
+                losses, answers, line = measure_transformers(path, rows, prompts, cache_8bit=fmt == "merged_cache8",
+                                                             one_row=fmt in ONE_ROW)
+                how = {"answering": line}
             loss = sum(total for total, _ in losses) / sum(count for _, count in losses)
             if reference is None:
                 reference = (loss, answers)
             results["formats"][fmt] = {
                 "loss": round(loss, 6), "loss_vs_merged": (loss - reference[0]) / reference[0],
                 **agreement(reference[1], answers, run.tokenizer), "size_bytes": size_bytes(path),
-                "seconds": round(time.perf_counter() - start, 1)}
+                "seconds": round(time.perf_counter() - start, 1), **how}
         print(fmt, json.dumps(results["formats"][fmt], ensure_ascii=False), flush=True)
         Path(OUT).parent.mkdir(parents=True, exist_ok=True)
         runs.write_json(Path(OUT), results)
