@@ -19,16 +19,16 @@ int8_one_row and int4_one_row: the same exports loaded as chat_ko.py loads them 
 kernels="one_row") and each question answered alone, so that on a GPU every step's row goes through the dp4a kernel
 (kochat/dp4a_kernel.py: the row rounded to int8); on a CPU nothing moves. Each transformers format records the line
 saying how it answered. The reference is the merged model as chat_ko.py answers with it: in its base's own dtype
-(16-bit for polyglot-ko, fp32 for the tiny model), computed in fp32 on a CPU. int4 is made and run by a CUDA kernel: without an NVIDIA GPU
-its entry says so instead of figures. A model with random weights (bench/random_model.py) gives a loss that means
-nothing: measure a trained run.
+(16-bit for polyglot-ko, fp32 for the tiny model), computed in fp32 on a CPU. int4 is made and run by a CUDA
+kernel: without an NVIDIA GPU its entry says so instead of figures. A model with random weights
+(bench/random_model.py) gives a loss that means nothing: measure a trained run.
 """
 import json
 import random
 import sys
 import time
 from datetime import datetime, timezone
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
@@ -139,6 +139,14 @@ def agreement(reference: list[str], answers: list[str], tokenizer) -> dict:
             "prefix_share": round(sum(prefix_shares) / len(reference), 4)}
 
 
+def installed_version(package: str) -> str:
+    """`package`'s version, or "-" where it is not installed (a GPU machine measuring only the torchao formats)."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "-"
+
+
 def size_bytes(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -161,7 +169,7 @@ def main(argv):
     rows = held_out_rows(run.tokenizer, run.template, config.max_position_embeddings)
     prompts = [prompt_of(row, run.tokenizer) for row in rows[:QUESTIONS]]
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-               "versions": {**runs.versions(), **{p: version(p) for p in ("llama-cpp-python", "gguf")}},
+               "versions": {**runs.versions(), **{p: installed_version(p) for p in ("llama-cpp-python", "gguf")}},
                "command": " ".join(["python3 -m bench.export_quality", *argv]),
                "run": str(run.folder), "base_model": run.base_model, "parameters": modeling.parameter_count(config),
                "held_out": {"data": DATA, "rows": ROWS, "seed": SEED,
