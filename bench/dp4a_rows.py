@@ -157,7 +157,7 @@ class Gemv16Linear(torch.nn.Module):
                             f"not {layer.weight.dtype} of width {layer.in_features}")
         layer.weight.data = layer.weight.data.contiguous()
         try:
-            dp4a_kernel.check_row_product(self.product, layer)
+            dp4a_kernel.check_product(lambda rows: self.product(rows[0])[None], layer, rows=1)
         except ValueError as e:
             raise UserError(str(e)) from None
         self.index = len(_LAYERS)
@@ -305,8 +305,9 @@ def main(argv):
         for _ in range(many4):
             tinygemm = torch.nn.Linear(k, n, bias=False, dtype=torch.bfloat16, device="cuda")
             tinygemm.weight.data.copy_(weight)
-            quantize_(tinygemm, Int4WeightOnlyConfig(group_size=dp4a_kernel.GROUP,
-                                                     int4_packing_format="tile_packed_to_4d", set_inductor_config=False))
+            config = Int4WeightOnlyConfig(group_size=dp4a_kernel.GROUP, int4_packing_format="tile_packed_to_4d",
+                                          set_inductor_config=False)
+            quantize_(tinygemm, config)
             tinygemms.append(tinygemm)
         us["tinygemm"] = time_us([lambda t=t: t(x[None]) for t in tinygemms])
         del tinygemms

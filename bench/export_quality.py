@@ -17,7 +17,8 @@ equal up to the first difference.
 
 int8_one_row and int4_one_row: the same exports loaded as chat_ko.py loads them (runs.load_for_answering,
 kernels="one_row") and each question answered alone, so that on a GPU every step's row goes through the dp4a kernel
-(kochat/dp4a_kernel.py: the row rounded to int8); on a CPU nothing moves. Each transformers format records the line
+(kochat/dp4a_kernel.py: the row rounded to int8; the loss, of whole rows at once, multiplies the same levels written
+out in bf16); on a CPU nothing moves. Each transformers format records the line
 saying how it answered. The reference is the merged model as chat_ko.py answers with it: in its base's own dtype
 (16-bit for polyglot-ko, fp32 for the tiny model), computed in fp32 on a CPU. int4 is made and run by a CUDA
 kernel: without an NVIDIA GPU its entry says so instead of figures. A model with random weights
@@ -103,11 +104,12 @@ def measure_transformers(folder: Path, rows: list[dict], prompts: list[str], cac
                            use_cache=cache_8bit).logits[0]
             losses.append(answer_loss(logits.cpu(), r["labels"]))
     if one_row:
-        answers = [gen(model, loaded.tokenizer, None, prompt, max_new_tokens=NEW_TOKENS)[0] for prompt in prompts]
+        answers = [gen(model, loaded.tokenizer, None, prompt, max_new_tokens=NEW_TOKENS, fast=True)[0]
+                   for prompt in prompts]  # as chat_ko.py answers on a GPU
     else:  # fast: its 8-bit cache (pooled for a batch), greedy as the default
         answers = gen(model, loaded.tokenizer, None, prompts, max_new_tokens=NEW_TOKENS, fast=cache_8bit,
                       cache_8bit=cache_8bit)
-    return losses, [a.text for a in answers], mode_line(model, fast=cache_8bit)
+    return losses, [a.text for a in answers], mode_line(model, fast=cache_8bit or one_row)
 
 
 def measure_gguf(file: Path, rows: list[dict], prompts: list[str], tokenizer) -> tuple[list, list[str]]:

@@ -17,8 +17,9 @@ Ada GPUs), fp8wo (float8 weights only), humming (tinygemm's int4, then moved ont
 export is where humming-kernels is installed: kochat/humming_kernel.py), dp4a4 and dp4a8 (tinygemm's int4 or
 torchao's int8, one row a step then multiplied by kochat/dp4a_kernel.py's kernels in the setting or sweep --dp4a
 names, the row rounded to int8; batches on the quantized layers as they were, the int4 weights held twice), bf16
-(no quantization: the merged 16-bit model), gemv16 (bf16, one row a step through bench/dp4a_rows.py's bf16_gemv instead of cuBLAS, the head too; the
-moved layers are not fused by gen(), so on a model with q/k/v or gate/up apart it is not a like-for-like comparison),
+(no quantization: the merged 16-bit model), gemv16 (bf16, one row a step through bench/dp4a_rows.py's bf16_gemv
+instead of cuBLAS, the head too; the moved layers are not fused by gen(), so on a model with q/k/v or gate/up apart it
+is not a like-for-like comparison),
 saved (--model is an export_ko.py int8/int4 folder, loaded onto the kernels --load names: one_row as chat_ko.py
 loads it, batches as eval_ko.py, both as serve_ko.py, export its own; nothing quantized here, nothing set for the
 process).

@@ -20,12 +20,12 @@ unrounded). The row's rounding is the price: the products ~0.55 % from the float
 Rounding the row is a few element-wise ops a compiled decoding step fuses into the layer norm or GELU before each
 product (so the MLP's GELU is not kept apart here, kochat/row_sums.py).
 
-Several rows (a prompt, a batch) are not for these kernels: they go to the export's layer where it is kept (int8:
-it holds the same levels; with `keep`, the int4 layer too, moved onto humming's kernel after), else int4's levels are
-turned back into 16-bit weights a layer at a time and multiplied by cuBLAS (a prompt once per answer).
-The kernels are compiled at run time by NVRTC (cuda-bindings, no nvcc) for the GPU found, in a second or two, and
-each layer's product of one row is checked against the export's before it moves: any failure is one line and the
-layer stays on the export's kernel. NVIDIA GPUs of compute capability 8.0 (Ampere) and newer, for answering only.
+Several rows (a prompt, a batch) are not for these kernels: they go to the export's layer where it is kept (`keep`:
+moved onto humming's kernel after), else the levels are written out as 16-bit weights a layer at a time and multiplied
+by cuBLAS (a prompt once per answer). The kernels are compiled at run time by NVRTC (cuda-bindings, no nvcc) for the
+GPU found, in a second or two, and each layer's product of one row (and of two, where it holds the weights alone) is
+checked against the export's before it moves: a failure is one line, and that layer and the ones after it stay on the
+export's kernel. NVIDIA GPUs of compute capability 8.0 (Ampere) and newer, for answering only.
 """
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ AGREEMENT = 0.02  # a layer's product of one row here against the export's: the 
 #                   row's rounding to int8 and the output's to bf16 put a right one near 0.005)
 GROUP = 128  # fixed by the kernels: int4 weights sharing a scale and zero (tinygemm's group size)
 BLOCK = 32   # and activations sharing an int8 scale; one 16-byte load of int4 weights covers one block
-WIDEST = 32768  # the row and its blocks' scales are staged in shared memory, 1.25 bytes a column: 48 KiB at most
+WIDEST = 32768  # the row and its blocks' scales are staged in shared memory, 1.25 bytes a column: 40 KiB here, of
+#                 the 48 a launch has unasked
 # Each kernel's rows per warp, warps a block and 16-byte loads in flight per lane: the best over all layer sizes of
 # the 12.8b shape on an H200, and the sizes whose own best differed (bench.dp4a_rows;
 # bench/results/2026-12-03-h200-dp4a/dp4a-unroll8.json)
@@ -158,6 +159,39 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) w8a8_gemv(
         write_sum(acc * row_scale[row], out, row, lane);
     }
 }
+
+// Several rows (a prompt) multiply a layer's weights in bf16 through cuBLAS: w4_weights and w8_weights write them,
+// [N, K] in order, one thread a 16-byte piece of the int4 levels (8 weights) or of the int8 ones (16).
+__device__ __forceinline__ unsigned bf16x2(float low, float high) {
+    unsigned bits;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(bits) : "f"(high), "f"(low));
+    return bits;
+}
+
+extern "C" __global__ void w4_weights(const unsigned* __restrict__ weight, const unsigned* __restrict__ group,
+                                      uint4* __restrict__ out, int n_rows, int k) {
+    const int words = k / 8;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)n_rows * words) return;
+    const unsigned w = weight[i], g = group[(i / words) * (k / 128) + (i % words) / 16];
+    const float scale = __uint_as_float(g << 16), base = __uint_as_float(g & 0xFFFF0000u) - 8.f * scale;
+    #define LEVEL(shift) fmaf((float)((w >> (shift)) & 15), scale, base)  // byte b: k = 8j+b low, 8j+4+b high
+    out[i] = make_uint4(bf16x2(LEVEL(0), LEVEL(8)), bf16x2(LEVEL(16), LEVEL(24)), bf16x2(LEVEL(4), LEVEL(12)),
+                        bf16x2(LEVEL(20), LEVEL(28)));
+}
+
+extern "C" __global__ void w8_weights(const int4* __restrict__ weight, const float* __restrict__ row_scale,
+                                      uint4* __restrict__ out, int n_rows, int k) {
+    const int pieces = k / 16;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)n_rows * pieces) return;
+    const float s = row_scale[i / pieces];
+    const int4 w = weight[i];
+    #define SIGNED(word, b) ((float)(((int)(word) << (24 - 8 * (b))) >> 24) * s)  // byte b, sign extended
+    #define FOUR(word) bf16x2(SIGNED(word, 0), SIGNED(word, 1)), bf16x2(SIGNED(word, 2), SIGNED(word, 3))
+    out[2 * i] = make_uint4(FOUR(w.x), FOUR(w.y));
+    out[2 * i + 1] = make_uint4(FOUR(w.z), FOUR(w.w));
+}
 """
 
 
@@ -204,16 +238,30 @@ class Kernels:
         return self.functions[key]
 
     def launch(self, name: str, n: int, k: int, *tensors, shared: int = 0) -> torch.Tensor:
-        """`name` over n output rows of width k, the tensors its arguments then the bf16 output [n] it returns;
-        `shared`: bytes of shared memory (default: the int8 activations and their blocks' (d, sum) pairs)."""
+        """`name`, a product of one row, over n output rows of width k, the tensors its arguments then the bf16
+        output [n] it returns; `shared`: bytes of shared memory (default: the int8 activations and their blocks'
+        (d, sum) pairs)."""
+        out = torch.empty(n, dtype=torch.bfloat16, device=tensors[0].device)
+        self.run(name, -(-n // (self.rows * self.warps)), self.warps * 32, shared or k + k // BLOCK * 8,
+                 (*tensors, out), n, k)
+        return out
+
+    def run(self, name: str, blocks: int, threads: int, shared: int, tensors: tuple, n: int, k: int) -> None:
+        """`name` on `blocks` of `threads` over the tensors' memory and (n, k), on torch's current stream."""
         device = tensors[0].device
-        out = torch.empty(n, dtype=torch.bfloat16, device=device)
-        shared = shared or k + k // BLOCK * 8
         stream = self.driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
-        pointers = [t.data_ptr() for t in (*tensors, out)]
+        pointers = [t.data_ptr() for t in tensors]
         arguments = ((*pointers, n, k), (*[ctypes.c_void_p] * len(pointers), ctypes.c_int, ctypes.c_int))
-        check(self.driver.cuLaunchKernel(self.function(name, device), -(-n // (self.rows * self.warps)), 1, 1,
-                                         self.warps * 32, 1, 1, shared, stream, arguments, 0), "cuLaunchKernel")
+        check(self.driver.cuLaunchKernel(self.function(name, device), blocks, 1, 1, threads, 1, 1, shared, stream,
+                                         arguments, 0), "cuLaunchKernel")
+
+    def weights(self, levels, scales, n: int, k: int) -> torch.Tensor:
+        """A layer's weights [n, k] in bf16 from its int4 levels and groups (int32 levels) or int8 levels and row
+        scales, for several rows' product."""
+        int4 = levels.dtype == torch.int32
+        out = torch.empty(n, k, dtype=torch.bfloat16, device=levels.device)
+        pieces = n * k // (8 if int4 else 16)
+        self.run("w4_weights" if int4 else "w8_weights", -(-pieces // 256), 256, 0, (levels, scales, out), n, k)
         return out
 
     def int4(self, packed, group, act, act_scale) -> torch.Tensor:
@@ -223,15 +271,17 @@ class Kernels:
         return self.launch("w8a8_gemv", levels.shape[0], levels.shape[1], levels, row_scale, act, act_scale)
 
 
-_COMPILED: dict[tuple[int, int, int], Kernels] = {}  # each setting compiled once a process
+_COMPILED: dict[tuple, Kernels] = {}  # each setting compiled once a process for each kind of GPU
 
 
 def kernels_for(kind: str, n: int, k: int) -> Kernels:
-    """The Kernels for a layer of `kind` (w4a8, w8a8) with n outputs of width k, in its SETTINGS."""
+    """The Kernels for a layer of `kind` (w4a8, w8a8) with n outputs of width k, in its SETTINGS, compiled for the
+    current GPU's kind."""
     setting = SETTINGS.get(f"{kind} {n}x{k}", SETTINGS[kind])
-    if setting not in _COMPILED:
-        _COMPILED[setting] = Kernels(*setting)
-    return _COMPILED[setting]
+    key = (*setting, torch.cuda.get_device_capability())
+    if key not in _COMPILED:
+        _COMPILED[key] = Kernels(*setting)
+    return _COMPILED[key]
 
 
 def quantize_row(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,13 +301,6 @@ def pack_levels(q: torch.Tensor) -> torch.Tensor:
     n, k = q.shape
     q = q.to(torch.uint8).view(n, k // 8, 2, 4)  # [row, word, which nibble, byte]
     return (q[:, :, 0] | (q[:, :, 1] << 4)).contiguous().view(torch.int32).view(n, k // 8)
-
-
-def unpack_levels(packed: torch.Tensor) -> torch.Tensor:
-    """pack_levels undone: [N, K/8] int32 to levels [N, K] uint8."""
-    n, words = packed.shape
-    low_high = packed.view(torch.uint8).view(n, words, 1, 4)
-    return torch.cat([low_high & 15, low_high >> 4], 2).view(n, words * 8)
 
 
 def pack_groups(scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
@@ -283,17 +326,10 @@ def tinygemm_levels(weight) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return q, scale, zero
 
 
-def dequantize_int4(packed: torch.Tensor, group: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """int4 weights [N, K] in `dtype` from w4a8_gemv's levels and groups: (level - 8) * scale + zero, in float32."""
-    n, k = packed.shape[0], packed.shape[1] * 8
-    q = unpack_levels(packed).view(n, k // GROUP, GROUP).float()
-    scale, zero = group.view(torch.bfloat16).view(n, k // GROUP, 2).float().unbind(-1)
-    return ((q - 8) * scale[..., None] + zero[..., None]).view(n, k).to(dtype)
-
-
 def export_levels(layer: torch.nn.Linear) -> tuple[bool, torch.Tensor, torch.Tensor]:
     """(int4 or not, levels, scales) of an export's layer as the kernels read them: int4's (tinygemm's) packed
-    levels and each group's scale and zero; int8's (torchao's) levels where they are and a float32 scale a row."""
+    levels and each group's scale and zero; int8's (torchao's) levels where they are and a float32 scale a row. The
+    scales as int32 bits, which model.to(dtype) leaves as they are (the kernels read them as floats)."""
     from torchao.quantization import Int4TilePackedTo4dTensor
 
     if isinstance(layer.weight, Int4TilePackedTo4dTensor):
@@ -302,7 +338,7 @@ def export_levels(layer: torch.nn.Linear) -> tuple[bool, torch.Tensor, torch.Ten
     levels, scales = layer.weight.qdata.contiguous(), layer.weight.scale.reshape(-1).float().contiguous()
     if scales.numel() != layer.out_features:
         raise ValueError(f"the int8 kernel takes a scale per row, this layer has {scales.numel()}")
-    return False, levels, scales
+    return False, levels, scales.view(torch.int32)
 
 
 def its_gpu(device: torch.device):
@@ -329,9 +365,9 @@ class Dp4aLinear(torch.nn.Module):
     """An int4 (tinygemm's) or int8 (torchao's) linear layer whose product of one row goes through w4a8_gemv or
     w8a8_gemv, the row rounded to int8 by ops a compiled step fuses into what comes before (inside torch.compile the
     kernel is one opaque op, captured in the step's CUDA graph). Several rows: with `keep`, `rows`, the export's
-    layer (moved onto humming's kernel after); else int8 on torchao's kernel (`weight`: its levels are these) and
-    int4's levels dequantized to the input's dtype and multiplied by cuBLAS, a layer at a time. The same levels,
-    scales and zeros as the export."""
+    layer (moved onto humming's kernel after); else the layer's weights written in bf16 by w4_weights or w8_weights
+    and multiplied by cuBLAS, a layer at a time (at the 12.8b shape a prompt's 160 layers take ~10 ms this way; in
+    float32 torch ops ~100). The same levels, scales and zeros as the export; int8's levels its very tensor."""
 
     def __init__(self, layer: torch.nn.Linear, keep: bool, kernels=kernels_for):
         super().__init__()
@@ -342,10 +378,10 @@ class Dp4aLinear(torch.nn.Module):
         self.register_buffer("levels", levels, persistent=False)
         self.register_buffer("scales", scales, persistent=False)
         self.bias = layer.bias
-        check_row_product(lambda row: self.product(*quantize_row(row)), layer)
         self.rows = layer if keep else None  # a layer of its own: onto_humming moves it
-        if not keep and not self.int4:
-            self.weight = layer.weight  # the same levels: several rows multiplied by torchao's int8 kernel
+        check_product(lambda row: self.product(*quantize_row(row[0]))[None], layer, rows=1)
+        if not keep:
+            check_product(self.several, layer, rows=2)
         self.index = len(_LAYERS)
         _LAYERS.append(weakref.ref(self))
 
@@ -353,21 +389,24 @@ class Dp4aLinear(torch.nn.Module):
         multiply = self.kernels.int4 if self.int4 else self.kernels.int8
         return multiply(self.levels, self.scales, act, act_scale)
 
+    def several(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Several rows times the weights in bf16 (`x`'s dtype), plus `bias`."""
+        weight = self.kernels.weights(self.levels, self.scales, self.out_features, self.in_features)
+        return torch.nn.functional.linear(x, weight.to(x.dtype), bias)
+
     def forward(self, x):
         rows = x.reshape(-1, self.in_features)
         if rows.shape[0] != 1:
             if self.rows is not None:
                 return self.rows(x)
-            weight = dequantize_int4(self.levels, self.scales, x.dtype) if self.int4 else self.weight
-            return torch.nn.functional.linear(x, weight, self.bias)
+            return self.several(x, self.bias)
         act, act_scale = quantize_row(rows[0])
         y = torch.ops.kochat.dp4a_product(act, act_scale, self.index).view(*x.shape[:-1], self.out_features)
         y = y.to(x.dtype)
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
-        several = ("the export's layer" if self.rows is not None else "its weights dequantized" if self.int4
-                   else "torchao's int8")
+        several = "the export's layer" if self.rows is not None else "its weights in bf16"
         return f"{self.kind}, in_features={self.in_features}, out_features={self.out_features}, several rows: {several}"
 
 
@@ -433,14 +472,15 @@ def onto_dp4a(model, keep: bool, kernels=kernels_for) -> str:
     return ""
 
 
-def check_row_product(product, layer: torch.nn.Linear) -> None:
-    """Raise where `product` of a random row is further than AGREEMENT from `layer`'s (bias left out), or fails: a
-    wrong layout or level stops here, not as wrong answers."""
+def check_product(product, layer: torch.nn.Linear, rows: int) -> None:
+    """Raise where `product` of `rows` random rows is further than AGREEMENT from `layer`'s (bias left out), or
+    fails: a wrong layout or level stops here, not as wrong answers."""
     with torch.no_grad():  # a generator of its own: the caller's random numbers stay as they were
         generator = torch.Generator(layer.weight.device).manual_seed(0)
-        row = torch.randn(layer.in_features, generator=generator, device=layer.weight.device).to(layer.weight.dtype)
-        expected = torch.nn.functional.linear(row[None], layer.weight)[0].float()
-        gap = float((product(row).float() - expected).norm() / expected.norm())
+        x = torch.randn(rows, layer.in_features, generator=generator, device=layer.weight.device)
+        x = x.to(layer.weight.dtype)
+        expected = torch.nn.functional.linear(x, layer.weight).float()
+        gap = float((product(x).float() - expected).norm() / expected.norm())
     if not gap <= AGREEMENT:
-        raise ValueError(f"a layer's product of one row on the kernel is {gap:.3f} from the export's "
-                         f"(allowed {AGREEMENT})")
+        raise ValueError(f"a layer's product of {'one row' if rows == 1 else f'{rows} rows'} on the kernel is "
+                         f"{gap:.3f} from the export's (allowed {AGREEMENT})")

@@ -228,16 +228,19 @@ KERNELS = ("one_row", "batches", "both", "export")
 def onto_kernels(model, kernels: str, serving: tuple[int, int]) -> list[str]:
     """An int4/int8 export's layers (as loaded) moved onto the fastest kernels installed for how it will answer,
     in place; the lines that say what stayed where ([] where all went as asked, or nothing applies: no GPU):
-    - one_row (chat_ko.py, one answer at a time): one row onto the dp4a kernel (kochat/dp4a_kernel.py, int4 at the
-      12.8b shape 262 tokens/s against humming's 207), the weights held once (a prompt's rows: int8 on the export's
-      layer, int4 dequantized a layer at a time); what it does not take onto humming's kernel;
+    - one_row (chat_ko.py, one answer at a time): one row onto the dp4a kernel (kochat/dp4a_kernel.py), the weights
+      held once (a prompt's rows multiply them written out in bf16, a layer at a time); what it does not take onto
+      humming's kernel;
     - batches (eval_ko.py): onto humming's kernel (kochat/humming_kernel.py: fast for one row and for batches);
-    - both (serve_ko.py): one row on the dp4a kernel and batches on humming's, the weights held twice, where every
-      GPU also has room for a `serving` batch's cache; else as batches;
+    - both (serve_ko.py): one row on the dp4a kernel and batches on humming's, the weights held twice, where both are
+      installed and every GPU also has room for a `serving` batch's cache; else as batches;
     - export: the export's own kernels (tinygemm, torchao's int8)."""
     from . import batch_kernels, dp4a_kernel, humming_kernel
 
     problems = []
+    if kernels == "both" and not (humming_kernel.installed() and dp4a_kernel.installed()):
+        kernels = "batches"  # no second kernel to hold beside the first (without humming, serve_ko.py's batch
+        #                      kernels take the export's layers: kochat/batch_kernels.py)
     if kernels == "both":
         layers = [module for module in model.modules() if dp4a_kernel.movable(module)]
         short = layers and batch_kernels.what_both_lacks(model, layers, serving, dp4a_kernel.weight_format(layers[0]))

@@ -99,20 +99,39 @@ def w4a8_in_torch(packed, group, act, act_scale):
 
 
 def w8a8_in_torch(levels, row_scale, act, act_scale, float32=False):
-    """w8a8_gemv's arithmetic: each block's integer sum times its d, over the row, times the row's scale (written
-    out in bf16, as the kernel writes it)."""
+    """w8a8_gemv's arithmetic: each block's integer sum times its d, over the row, times the row's scale (float32,
+    or its bits as int32, as the layer holds it; written out in bf16, as the kernel writes it)."""
     import torch
     n, k = levels.shape
     a, d = act.view(torch.int8).view(k // 32, 32).int(), act_scale[:, 0]
-    y = ((levels.view(n, k // 32, 32).int() * a).sum(-1).float() * d).sum(-1) * row_scale
+    y = ((levels.view(n, k // 32, 32).int() * a).sum(-1).float() * d).sum(-1) * row_scale.view(torch.float32)
     return y if float32 else y.bfloat16()
 
 
+def unpack_levels(packed):
+    """kochat.dp4a_kernel.pack_levels undone: [N, K/8] int32 to levels [N, K] uint8."""
+    import torch
+    n, words = packed.shape
+    low_high = packed.view(torch.uint8).view(n, words, 1, 4)
+    return torch.cat([low_high & 15, low_high >> 4], 2).view(n, words * 8)
+
+
+def weights_in_torch(levels, scales, n, k):
+    """w4_weights' and w8_weights' arithmetic: a layer's weights [n, k] in bf16."""
+    import torch
+    if levels.dtype == torch.int32:  # int4: (level - 8) * scale + zero, each group's
+        q = unpack_levels(levels).view(n, k // 128, 128).float()
+        scale, zero = scales.view(torch.bfloat16).view(n, k // 128, 2).float().unbind(-1)
+        return ((q - 8) * scale[..., None] + zero[..., None]).view(n, k).bfloat16()
+    return (levels.float() * scales.view(torch.float32)[:, None]).bfloat16()
+
+
 class EmulatedKernels:
-    """kochat.dp4a_kernel.Kernels' int4 and int8 products in torch, written out in bf16 as the kernels write them."""
+    """kochat.dp4a_kernel.Kernels' products and weights in torch, written out in bf16 as the kernels write them."""
 
     @staticmethod
     def int4(packed, group, act, act_scale):
         return w4a8_in_torch(packed, group, act, act_scale).bfloat16()
 
     int8 = staticmethod(w8a8_in_torch)
+    weights = staticmethod(weights_in_torch)

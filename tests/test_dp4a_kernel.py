@@ -3,10 +3,10 @@ kernels need an NVIDIA GPU, where tests/e2e/test_export_ko.py moves real int4 an
 that hands one row to them and several to the export's kernel, and which kernels an export loads onto."""
 import pytest
 import torch
-from support import EmulatedKernels, w4a8_in_torch
+from support import EmulatedKernels, unpack_levels, w4a8_in_torch, weights_in_torch
 
 from kochat import batch_kernels, dp4a_kernel, generation, humming_kernel, modeling, runs, tiny
-from kochat.dp4a_kernel import Dp4aLinear, dequantize_int4, pack_groups, pack_levels, quantize_row, unpack_levels
+from kochat.dp4a_kernel import Dp4aLinear, pack_groups, pack_levels, quantize_row
 from kochat.row_sums import keep_apart, one_row_tuning
 
 
@@ -33,7 +33,7 @@ def test_packed_int4_levels_and_the_rounded_row_multiply_as_the_weights_they_hol
     packed, group = pack_levels(q), pack_groups(scale, zero)
     assert packed.shape == (24, 64) and packed.dtype == torch.int32 and group.shape == (24, 4)
     assert torch.equal(unpack_levels(packed), q.to(torch.uint8))
-    assert torch.equal(dequantize_int4(packed, group, torch.float32), held)  # several rows' weights: exact
+    assert torch.equal(weights_in_torch(packed, group, 24, 512), held.bfloat16())  # several rows' weights
     x = torch.randn(512, dtype=torch.bfloat16)
     act, act_scale = quantize_row(x)
     assert act.shape == (128,) and act_scale.shape == (16, 2)
@@ -52,7 +52,9 @@ def int8_model(width=256, out=48, dtype=torch.float32):
 
 
 @pytest.mark.parametrize("keep", [False, True], ids=["held-once", "kept"])
-def test_an_int8_layer_answers_one_row_on_the_kernel_and_several_on_torchaos(keep):
+def test_an_int8_layer_answers_one_row_on_the_kernel_and_several_on_its_weights(keep):
+    """Held once, several rows multiply its weights written out in bf16; kept, the export's layer (onto_humming would
+    move it)."""
     torch.manual_seed(0)
     model = int8_model()
     layer = model[0]
@@ -64,12 +66,19 @@ def test_an_int8_layer_answers_one_row_on_the_kernel_and_several_on_torchaos(kee
         expected = layer(row)
         one = model(row)
         assert one.dtype == expected.dtype and (one - expected).norm() / expected.norm() < 0.02  # the row's rounding
-        assert torch.equal(model(batch), layer(batch))  # several rows: torchao's int8, as exported
+        several, expected = model(batch), layer(batch)
+        if keep:
+            assert torch.equal(several, expected)  # the export's layer itself
+        else:  # the same levels and scales, each weight rounded to bf16
+            assert (several - expected).norm() / expected.norm() < 0.005
         compiled = torch.compile(model, fullgraph=True, backend="aot_eager")  # the op traced through its fake
         assert torch.allclose(compiled(row), one)
+    scales = model[0].scales.clone()
+    model.to(torch.bfloat16)  # the kernel reads the scales as float32: their bits stay as they are
+    assert model[0].scales.dtype == torch.int32 and torch.equal(model[0].scales, scales)
 
 
-def test_an_int4_layer_held_once_multiplies_several_rows_by_its_dequantized_weights(monkeypatch):
+def test_an_int4_layer_held_once_multiplies_several_rows_by_its_weights_in_bf16(monkeypatch):
     """An int4 export's layer (tinygemm's layout needs a GPU: here a 16-bit layer holding the same weights, its
     levels handed over as export_levels reads tinygemm's)."""
     torch.manual_seed(0)
@@ -84,7 +93,7 @@ def test_an_int4_layer_held_once_multiplies_several_rows_by_its_dequantized_weig
         expected = layer(row).float()
         assert (moved(row).float() - expected).norm() / expected.norm() < 0.02
         assert torch.equal(moved(batch), layer(batch))  # the same weights in bf16, the same product
-    assert "w4a8, in_features=256, out_features=48, several rows: its weights dequantized" in repr(moved)
+    assert "w4a8, in_features=256, out_features=48, several rows: its weights in bf16" in repr(moved)
 
 
 def test_one_row_on_the_kernel_compiles_under_torchaos_settings_and_more_rows_do_not(monkeypatch):
@@ -120,6 +129,11 @@ def test_a_wrong_product_or_a_missing_package_is_one_line_and_the_layer_stays(mo
     line = dp4a_kernel.onto_dp4a(model, keep=False, kernels=lambda kind, n, k: wrong)
     assert line.startswith("int8 one row at a time stays on the export's kernel: moving them onto the dp4a kernel "
                            "failed (ValueError: a layer's product of one row on the kernel is ")
+    assert model[0] is layer and dp4a_kernel.on_dp4a(model) == 0
+    wrong_weights = type("WrongWeights", (EmulatedKernels,), {"weights": staticmethod(
+        lambda *a: weights_in_torch(*a).flip(1))})  # the columns out of order: only several rows see them
+    line = dp4a_kernel.onto_dp4a(model, keep=False, kernels=lambda kind, n, k: wrong_weights)
+    assert "failed (ValueError: a layer's product of 2 rows on the kernel is " in line, line
     assert model[0] is layer and dp4a_kernel.on_dp4a(model) == 0
     assert dp4a_kernel.onto_dp4a(model, keep=False, kernels=emulated) == "" and dp4a_kernel.on_dp4a(model) == 1
 
@@ -157,6 +171,8 @@ def test_an_export_loads_onto_the_kernels_for_how_it_will_answer(monkeypatch, ke
     dp4a beside humming where the second copy and a full batch's cache fit, else humming alone, said in one line."""
     model = int8_model()
     called = []
+    monkeypatch.setattr(dp4a_kernel, "installed", lambda: True)
+    monkeypatch.setattr(humming_kernel, "installed", lambda: True)
     monkeypatch.setattr(dp4a_kernel, "movable", lambda module: type(module) is torch.nn.Linear)
     monkeypatch.setattr(dp4a_kernel, "onto_dp4a", lambda model, keep: called.append(("dp4a", keep)) or "")
     monkeypatch.setattr(humming_kernel, "onto_humming", lambda model: called.append("humming") or "")
@@ -166,6 +182,10 @@ def test_an_export_loads_onto_the_kernels_for_how_it_will_answer(monkeypatch, ke
     assert runs.onto_kernels(model, kernels, (16, 512)) == lines
     assert called == calls
     assert asked == ([(1, (16, 512), "int8")] if kernels == "both" else [])
+    if kernels == "both":  # without humming, no second kernel to hold beside: as batches, said nowhere
+        monkeypatch.setattr(humming_kernel, "installed", lambda: False)
+        called.clear()
+        assert runs.onto_kernels(model, kernels, (16, 512)) == [] and called == ["humming"]
 
 
 def test_a_kernels_choice_not_known_is_refused_before_anything_loads(tmp_path):
