@@ -7,7 +7,8 @@ first_step_s_warm_cache. Without it, the recipe log's figure is first_step_s.
 --more: other raw results, each recognised by what it holds: bench.export_gpu's JSON (gen_int4_*, gen_int8_*;
 gen_int4_cache8_* where it answered with --cache_8bit=true; a later file's formats replace an earlier one's),
 bench.quant_kernels' saved (an int8 or int4 export as chat_ko.py or serve_ko.py loads it, on humming's kernel or one
-row on the dp4a kernel: gen_int8_*, gen_int4_*; batch 1 and 16 may come from different files),
+row on the dp4a kernel: gen_int8_*, gen_int4_*; batch 1 and 16 may come from different files; a batch size
+measured several times in one file gives the mean of its runs, and the largest peak),
 bench.quant_kernels' tinygemm with --cache_8bit=true (the int4 export's kernel: gen_int4_cache8_*; batch 1 and 16
 may then come from different files), its mslk4plain and mslk4fp8 (serve_ko.py's batch kernels for int4 on Hopper:
 gen_int4_mslk_*, gen_int4_mslk_fp8_*), bench.serve_load's at int4 (serve_*_clients_tok_s),
@@ -98,14 +99,15 @@ def figures(raw: dict) -> dict:
     for name, fmt in [("int4", "int4"), ("int8", "int8"), ("tinygemm", "int4"), ("mslk4plain", "int4_mslk"),
                       ("mslk4fp8", "int4_mslk_fp8")] + saved:
         for batch in (1, 16):
-            entry = raw.get(f"{name} fast, batch {batch}", {})
-            cache8 = entry.get("cache_8bit") == "true"  # forced on; auto's choice is not recorded
-            if "tok_s" not in entry or (name == "tinygemm" and not cache8):
+            label = f"{name} fast, batch {batch}"  # measured more than once (--batches=1,1): ", run N" after it
+            entries = [e for k, e in raw.items() if (k == label or k.startswith(label + ", run ")) and "tok_s" in e]
+            cache8 = any(e.get("cache_8bit") == "true" for e in entries)  # forced on; auto's choice is not recorded
+            if not entries or (name == "tinygemm" and not cache8):
                 continue
             key = f"gen_{fmt}_cache8" if cache8 else f"gen_{fmt}"
-            out[f"{key}_batch{batch}_tok_s"] = entry["tok_s"]
+            out[f"{key}_batch{batch}_tok_s"] = round(sum(e["tok_s"] for e in entries) / len(entries), 1)  # the mean
             if batch == 16:
-                out[f"{key}_peak_gib"] = entry["peak_gpu_gib"]
+                out[f"{key}_peak_gib"] = max(e["peak_gpu_gib"] for e in entries)
     return out
 
 
