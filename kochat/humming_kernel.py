@@ -1,6 +1,6 @@
-"""An int4 or int8 export's weights on humming's kernel, where it is installed: chat_ko.py, serve_ko.py and
-eval_ko.py move them as the model loads (runs.load_for_answering; serve_ko.py --batch_kernel=false keeps the export's
-own kernels: tinygemm for int4, torchao's int8).
+"""An int4 or int8 export's weights on humming's kernel, where it is installed: serve_ko.py and eval_ko.py move them
+as the model loads, chat_ko.py those the faster one-row dp4a kernel did not take (runs.onto_kernels; serve_ko.py
+--batch_kernel=false keeps the export's own kernels: tinygemm for int4, torchao's int8).
 humming (humming-kernels, Apache-2.0) is vLLM's quantized-GEMM library: Marlin-class kernels compiled at run time by
 NVRTC (no nvcc; the CUDA headers come with torch's CUDA wheels) into a cache (~/.humming/cache, or
 $HUMMING_CACHE_DIR), so a machine's first answers wait for them; with bf16 activations, as here, Ampere GPUs and
