@@ -361,6 +361,20 @@ def _(act: torch.Tensor, act_scale: torch.Tensor, index: int) -> torch.Tensor:
     return act.new_empty(_LAYERS[index]().out_features, dtype=torch.bfloat16)
 
 
+@torch.library.custom_op("kochat::dp4a_weights", mutates_args=())
+def _weights(levels: torch.Tensor, index: int) -> torch.Tensor:
+    """The layer's weights in bf16 for several rows' product: one opaque op inside a compiled step (a batch's)."""
+    layer = _LAYERS[index]()
+    with its_gpu(levels.device):
+        return layer.kernels.weights(levels, layer.scales, layer.out_features, layer.in_features)
+
+
+@_weights.register_fake
+def _(levels: torch.Tensor, index: int) -> torch.Tensor:
+    layer = _LAYERS[index]()
+    return levels.new_empty(layer.out_features, layer.in_features, dtype=torch.bfloat16)
+
+
 class Dp4aLinear(torch.nn.Module):
     """An int4 (tinygemm's) or int8 (torchao's) linear layer whose product of one row goes through w4a8_gemv or
     w8a8_gemv, the row rounded to int8 by ops a compiled step fuses into what comes before (inside torch.compile the
@@ -379,11 +393,11 @@ class Dp4aLinear(torch.nn.Module):
         self.register_buffer("scales", scales, persistent=False)
         self.bias = layer.bias
         self.rows = layer if keep else None  # a layer of its own: onto_humming moves it
+        self.index = len(_LAYERS)  # the custom ops' handle (a layer that fails its check leaves a dead reference)
+        _LAYERS.append(weakref.ref(self))
         check_product(lambda row: self.product(*quantize_row(row[0]))[None], layer, rows=1)
         if not keep:
             check_product(self.several, layer, rows=2)
-        self.index = len(_LAYERS)
-        _LAYERS.append(weakref.ref(self))
 
     def product(self, act: torch.Tensor, act_scale: torch.Tensor) -> torch.Tensor:
         multiply = self.kernels.int4 if self.int4 else self.kernels.int8
@@ -391,7 +405,7 @@ class Dp4aLinear(torch.nn.Module):
 
     def several(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """Several rows times the weights in bf16 (`x`'s dtype), plus `bias`."""
-        weight = self.kernels.weights(self.levels, self.scales, self.out_features, self.in_features)
+        weight = torch.ops.kochat.dp4a_weights(self.levels, self.index)
         return torch.nn.functional.linear(x, weight.to(x.dtype), bias)
 
     def forward(self, x):

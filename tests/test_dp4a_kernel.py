@@ -71,11 +71,23 @@ def test_an_int8_layer_answers_one_row_on_the_kernel_and_several_on_its_weights(
             assert torch.equal(several, expected)  # the export's layer itself
         else:  # the same levels and scales, each weight rounded to bf16
             assert (several - expected).norm() / expected.norm() < 0.005
-        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")  # the op traced through its fake
-        assert torch.allclose(compiled(row), one)
-    scales = model[0].scales.clone()
-    model.to(torch.bfloat16)  # the kernel reads the scales as float32: their bits stay as they are
-    assert model[0].scales.dtype == torch.int32 and torch.equal(model[0].scales, scales)
+        graphs = []
+
+        def capture(gm, example_inputs):  # a torch.compile backend: keeps the graph, runs it as traced
+            graphs.append(gm)
+            return gm.forward
+        compiled = torch.compile(model, fullgraph=True, backend=capture)  # the ops traced through their fakes
+        assert torch.allclose(compiled(row), one) and torch.equal(compiled(batch), several)
+        ops = [{node.target for node in graph.graph.nodes} for graph in graphs]
+        assert torch.ops.kochat.dp4a_product in ops[0]  # one row: the kernel, one opaque op
+        assert (torch.ops.kochat.dp4a_weights in ops[1]) == (not keep)  # several: its weights, one op
+
+
+def test_a_model_moved_to_another_dtype_keeps_the_int8_scales_the_kernel_reads_as_float32():
+    moved = Dp4aLinear(int8_model()[0], keep=False, kernels=emulated)
+    scales = moved.scales.clone()
+    moved.to(torch.bfloat16)
+    assert moved.scales.dtype == torch.int32 and torch.equal(moved.scales, scales)
 
 
 def test_an_int4_layer_held_once_multiplies_several_rows_by_its_weights_in_bf16(monkeypatch):
