@@ -103,10 +103,11 @@ def one_row_tuning(model, rows: int):
     """torchao's recommended inductor settings (coordinate-descent tuning among them) while `rows` == 1 rows of a
     model with int8 weights, or on the dp4a kernel, compile, as torchao's int8 and int4 configurations set them for
     the whole process where they quantize: an export loaded as saved has not been through that. Compiled without
-    them, the 12.8b shape answered one row at 9.6 tokens/s on torchao's int8, with them 153.1; int4 on the dp4a
-    kernel 225 without (its one row's rounding to int8, fused with the layer norm or GELU before, compiled untuned),
-    261.6 where the settings were set by quantizing in the process (bench/RESULTS.md). Only for one row, and undone
-    after: a batch of 16 compiled for over 8 minutes under them. Elsewhere nothing changes."""
+    them, the 12.8b shape answered one row at 9.6 tokens/s on torchao's int8, with them 153.1 (bench/RESULTS.md). The
+    dp4a kernel's figures were all measured under them (bench/'s probe had them set by quantizing in the process),
+    but they are not shown to pay there: int4 answered at 224.5 / 226.0 tokens/s without them and 217.6 / 217.3 with
+    them, on two machines, and its first answer's compile took 105 s against 63. Only for one row, and undone after:
+    a batch of 16 compiled for over 8 minutes under them. Elsewhere nothing changes."""
     from .dp4a_kernel import on_dp4a
 
     if rows != 1 or not (holds_int8(model) or on_dp4a(model)):
