@@ -101,16 +101,13 @@ def holds_int8(model) -> bool:
 @contextmanager
 def one_row_tuning(model, rows: int):
     """torchao's recommended inductor settings (coordinate-descent tuning among them) while `rows` == 1 rows of a
-    model with int8 weights, or on the dp4a kernel, compile, as torchao's int8 and int4 configurations set them for
-    the whole process where they quantize: an export loaded as saved has not been through that. Compiled without
-    them, the 12.8b shape answered one row at 9.6 tokens/s on torchao's int8, with them 153.1 (bench/RESULTS.md). The
-    dp4a kernel's figures were all measured under them (bench/'s probe had them set by quantizing in the process),
-    but they are not shown to pay there: int4 answered at 224.5 / 226.0 tokens/s without them and 217.6 / 217.3 with
-    them, on two machines, and its first answer's compile took 105 s against 63. Only for one row, and undone after:
-    a batch of 16 compiled for over 8 minutes under them. Elsewhere nothing changes."""
-    from .dp4a_kernel import on_dp4a
-
-    if rows != 1 or not (holds_int8(model) or on_dp4a(model)):
+    model with torchao's int8 weights compile, as torchao's int8 configuration sets them for the whole process where
+    it quantizes: an export loaded as saved has not been through that. Compiled without them, the 12.8b shape
+    answered one row at 9.6 tokens/s on torchao's int8, with them 153.1 (bench/RESULTS.md). Not for layers on the
+    dp4a kernel (kochat/dp4a_kernel.py), where they did not pay: on one H200 in one session the 12.8b int8 export
+    answered at 187.5 tokens/s with them and 189.0 without, its first compile 92 s against 66. Only for one row, and
+    undone after: a batch of 16 compiled for over 8 minutes under them. Elsewhere nothing changes."""
+    if rows != 1 or not holds_int8(model):
         yield
         return
     import torch._inductor.config as inductor

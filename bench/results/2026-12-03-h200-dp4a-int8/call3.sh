@@ -1,0 +1,1 @@
+source .gpu-data/prefix.sh; timeout $(left 480) python3 -m pytest -q -p no:cacheprovider --durations=0 tests/e2e/test_export_ko.py -k "dp4a and int8" > $OUT/device-tests-dp4a-int8.log 2>&1; echo "pytest rc $? at $(( $(date +%s) - START )) s"; grep -E "passed|failed|Error|assert|[0-9]s (call|setup)" $OUT/device-tests-dp4a-int8.log | tail -30 | cut -c1-400
