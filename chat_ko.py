@@ -25,6 +25,7 @@ from kochat.tokenization import encode_prompt
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
 ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.py, or a merged model folder
+BASE = ""                                    # the run's base where it is here (folder or hub id); "" = its MODEL_ID
 QUESTION = ""                                # answer this one question and exit
 QUESTIONS = ""                               # a file of questions: one a line (a tab, then input; # comments)
 OUTPUT = ""                                  # JSONL for QUESTIONS; "" = <questions file>.answers.jsonl
@@ -54,7 +55,7 @@ def main(argv):
     check_settings(given["constants"])
     fast_choice = cli.auto_or_bool("FAST", FAST)  # checked before anything loads
     four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
-    run = runs.open_run(ADAPTER)
+    run = runs.open_run(ADAPTER, BASE)
     questions, output = [], None
     if QUESTIONS:
         questions = prompts.load_questions(QUESTIONS)

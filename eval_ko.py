@@ -22,6 +22,7 @@ from kochat.evaluation.questions import read_questions
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
 ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.py, or a merged model folder
+BASE = ""                                    # the run's base where it is here (folder or hub id); "" = its MODEL_ID
 TASKS = []                                   # kobest, kmmlu, haerae (comma-separated), one of their tasks
                                              # (kobest_copa), or any lm-eval task name (needs the hub)
 KOBEST_DIR = ""                              # KoBEST's folder: BoolQ/ COPA/ HellaSwag/ SentiNeg/ WiC/, each <split>.tsv
@@ -68,7 +69,7 @@ def main(argv):
                      (0 <= TEMPERATURE <= 2, f"--temperature must be from 0 (greedy) to 2, not {TEMPERATURE:g}"),
                      (0 < TOP_P <= 1, f"--top_p must be above 0 and at most 1, not {TOP_P:g}"))
     four_bit_choice = cli.auto_or_bool("FOUR_BIT", FOUR_BIT)
-    run = runs.open_run(ADAPTER)
+    run = runs.open_run(ADAPTER, BASE)
     folders = {"kobest": KOBEST_DIR, "kmmlu": KMMLU_DIR, "haerae": HAERAE_DIR}
     local, hub = suites.resolve(TASKS, folders, SPLIT) if TASKS else ([], [])
     questions = read_questions(QUESTIONS) if QUESTIONS else []

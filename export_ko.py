@@ -28,6 +28,7 @@ from kochat.prompts import Template
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
 ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.py (or a merged model folder)
+BASE = ""                                    # the run's base where it is here (folder or hub id); "" = its MODEL_ID
 FORMAT = "merged"                            # merged (16-bit), int8, int4 (torchao), or gguf (llama.cpp, Ollama)
 OUT = ""                                     # the folder to write; "" = <ADAPTER>-<FORMAT>
 GGUF_QUANTS = ["q4_k_m", "q8_0"]             # for gguf: any of f16, q8_0, q4_k_m
@@ -44,7 +45,7 @@ def main(argv):
     # 1. Check everything before any long work: the format, the run, where it goes, disk and memory ------
     if FORMAT not in FORMATS:
         raise UserError(f"{flag('FORMAT', FORMAT)} is not one of {', '.join(FORMATS)}")
-    run = runs.open_run(ADAPTER)
+    run = runs.open_run(ADAPTER, BASE)
     config = modeling.load_config(run.base_model)
     if run.adapter is None and (FORMAT == "merged" or modeling.saved_quantization(config)):
         raise UserError(f"{run.folder} is already an exported model; export the run folder it came from")
@@ -79,7 +80,7 @@ def main(argv):
         else:
             print(f"[2] merging the adapter of {run.folder} into a copy of {run.base_model} in its own "
                   f"{str(modeling.saved_dtype(config)).removeprefix('torch.')} …")
-            merged = runs.save_merged(run.folder, str(work / "merged"), run.tokenizer, run.template)
+            merged = runs.save_merged(run, str(work / "merged"), run.tokenizer, run.template)
 
         # 3. Write the format asked for; a finished folder takes OUT's place only when complete ---------
         print(f"[3] writing {FORMAT} …")

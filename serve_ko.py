@@ -22,6 +22,7 @@ from kochat.errors import UserError
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
 ADAPTER = "outputs/polyglot-ko-12.8b-koalpaca"  # a run folder from finetune_ko.py, or a merged model folder
+BASE = ""                                    # the run's base where it is here (folder or hub id); "" = its MODEL_ID
 HOST = "127.0.0.1"                           # address to listen on; anything beyond loopback needs an API key
 PORT = 8000                                  # TCP port
 API_KEY = []                                 # accepted keys; repeat --api-key; also $API_KEYS (a,b) and API_KEY_FILE
@@ -166,7 +167,7 @@ def main(argv):
     from kochat.generation import compiles, fast_mode, mode_line, render
     from kochat.server import Engine, Library, create_app, slow_header_protocol
 
-    run = runs.open_run(ADAPTER)
+    run = runs.open_run(ADAPTER, BASE)
     opened = {name: store.open_index(folder) for name, folder in indexes.items()}
     for line in filter(None, map(store.out_of_date, opened.values())):
         print(line, file=sys.stderr)

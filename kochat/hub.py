@@ -40,11 +40,12 @@ def use_offline_if_unreachable() -> bool:
         return True
 
 
-def download_hint(repo_id: str, repo_type: str = "model") -> str:
-    """How to bring a hub repo into an offline network, as the end of an error message."""
+def download_hint(repo_id: str, repo_type: str = "model", option: str = "") -> str:
+    """How to bring a hub repo into an offline network, as the end of an error message; `option`: the script's
+    constant that names it ("" = MODEL_ID for a model, DATA for a dataset)."""
     name = repo_id.split("/")[-1]
     where = f"/models/{name}" if repo_type == "model" else f"./data/{name}"
-    option = flag("MODEL_ID" if repo_type == "model" else "DATA", where)
+    option = flag(option or ("MODEL_ID" if repo_type == "model" else "DATA"), where)
     kind = "" if repo_type == "model" else " --repo-type dataset"
     return (f"on a connected machine run `hf download {repo_id}{kind} --local-dir {where}`, copy that folder "
             f"here and pass {option}; HF_HUB_OFFLINE=1 is honoured")

@@ -22,27 +22,32 @@ from .errors import UserError
 END_OF_TEXT = "<|endoftext|>"
 CPU_PARAM_LIMIT = 1.5e9  # above this, training or answering on a CPU would take days: refuse early
 
-def hub_hint(model_id: str) -> str:
-    return f"'{model_id}' is not a local folder and the hub did not provide it: " + hub.download_hint(model_id)
+def hub_hint(model_id: str, option: str = "MODEL_ID") -> str:
+    """`option`: the script's constant that names the model (BASE where a run folder's base is missing)."""
+    return (f"'{model_id}' is not a local folder and the hub did not provide it: "
+            + hub.download_hint(model_id, option=option))
 
 
-def model_source(model_id: str) -> str:
-    """What from_pretrained loads: a local folder, a hub id, or the built tiny model's folder."""
+def model_source(model_id: str, option: str = "MODEL_ID") -> str:
+    """What from_pretrained loads: a local folder, a hub id, or the built tiny model's folder. `option`: the
+    script's constant that names the model, for the line when its folder is missing."""
     if model_id in (tiny.MODEL_ID, tiny.CHAT_MODEL_ID):
         return str(tiny.ensure_built(model_id))
     path = os.path.expanduser(model_id)
     if os.path.isdir(path):
         return path
     if model_id.startswith((".", "/", "~")) or os.path.isfile(path):
-        raise UserError(f"model folder {model_id} not found; pass a folder holding config.json, or a hub id")
+        raise UserError(f"model folder {model_id} not found; pass {flag(option, '…')}: a folder holding config.json, "
+                        f"or a hub id")
     hub.use_offline_if_unreachable()
     return model_id
 
 
-def load_config(model_id: str, use_known_table: bool = False):
+def load_config(model_id: str, use_known_table: bool = False, option: str = "MODEL_ID"):
     """The model's config; with use_known_table, fall back to kochat.known_models when offline. A model that
-    needs its own code (trust_remote_code) is one line: kochat runs no code downloaded with a model."""
-    source = model_source(model_id)
+    needs its own code (trust_remote_code) is one line: kochat runs no code downloaded with a model. `option`:
+    the script's constant that names the model, for the line saying how to bring it here."""
+    source = model_source(model_id, option)
     try:
         return AutoConfig.from_pretrained(source, trust_remote_code=False)  # never run code from a model folder
     except (OSError, ValueError) as e:
@@ -54,8 +59,9 @@ def load_config(model_id: str, use_known_table: bool = False):
                             f"(e.g. a 'llamafied' EXAONE 3.5, or EXAONE 4.0)") from None
         if os.path.isdir(source):
             raise UserError(not_a_model_folder(Path(source), e)) from None
-        known = f" (--dry-run knows {', '.join(KNOWN_MODELS)} without a download)" if not use_known_table else ""
-        raise UserError(hub_hint(model_id) + known) from None
+        known = (f" (--dry-run knows {', '.join(KNOWN_MODELS)} without a download)"
+                 if option == "MODEL_ID" and not use_known_table else "")
+        raise UserError(hub_hint(model_id, option) + known) from None
 
 
 def not_a_model_folder(folder: Path, error: Exception) -> str:
@@ -287,7 +293,7 @@ def nf4_config(dtype: torch.dtype) -> BitsAndBytesConfig:
 def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str | None = None,
                trainable: bool = False, merge: bool = False, attention: str | None = None,
                device_map: str = "auto", quantization_config: BitsAndBytesConfig | None = None,
-               dtype: torch.dtype | None = None):
+               dtype: torch.dtype | None = None, option: str = "MODEL_ID"):
     """Load the base in 4-bit NF4 with double quantization (or in the compute dtype), on device_map="auto",
     then the LoRA adapter from `adapter` (a run folder) if given. End of text and pad come from `tokenizer`.
     `quantization_config`: the BitsAndBytesConfig to load with, instead of nf4_config() (implies 4-bit).
@@ -295,7 +301,8 @@ def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str 
     `attention`: a transformers attn_implementation ("sdpa", "eager", "flex_attention"); None = its default.
     `merge`: fold the adapter into the base weights (a plain transformers model, faster to answer with);
     only for a 16-bit base: merging into 4-bit weights would round the update away.
-    `dtype`: the weights' dtype when not 4-bit; None = compute_dtype() (bf16 on a GPU, fp32 on a CPU)."""
+    `dtype`: the weights' dtype when not 4-bit; None = compute_dtype() (bf16 on a GPU, fp32 on a CPU).
+    `option`: the script's constant that names the base, for the lines saying what to pass instead."""
     four_bit = four_bit or quantization_config is not None
     if merge and (four_bit or adapter is None):
         raise UserError("merging needs an adapter and a 16-bit base (four_bit=False), never 4-bit weights")
@@ -305,7 +312,7 @@ def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str 
         kwargs["quantization_config"] = quantization_config or nf4_config(dtype)
     from safetensors import SafetensorError
 
-    source = model_source(model_id)
+    source = model_source(model_id, option)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=False, **kwargs)
     except SafetensorError as e:  # a file cut short (a copy that stopped, a full disk)
@@ -314,7 +321,7 @@ def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str 
     except OSError as e:
         if os.path.isdir(source):
             raise UserError(f"cannot load weights from {source}: {str(e).splitlines()[0][:160]}") from None
-        raise UserError(hub_hint(model_id)) from None
+        raise UserError(hub_hint(model_id, option)) from None
     for cfg in (model.config, model.generation_config):
         cfg.eos_token_id = tokenizer.eos_token_id
         cfg.pad_token_id = tokenizer.pad_token_id
@@ -328,6 +335,9 @@ def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str 
         except SafetensorError as e:
             raise UserError(f"the adapter in {adapter} is damaged ({str(e).splitlines()[0][:160]}): copy it again, "
                             f"or train again") from None
+        except (RuntimeError, ValueError) as e:  # its layers' names or shapes are not this base's
+            raise UserError(f"the adapter in {adapter} does not fit {model_id} ({str(e).splitlines()[0][:160]}): "
+                            f"pass {flag(option, '…')} the base it was trained on") from None
         if merge:
             model = model.merge_and_unload()
     return model

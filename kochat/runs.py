@@ -118,9 +118,11 @@ class Run:
     tokenizer: object      # the folder's own, end of text resolved as in training
 
 
-def open_run(folder: str) -> Run:
+def open_run(folder: str, base: str = "") -> Run:
     """Read a run folder from finetune_ko.py, or a merged model folder: the tokenizer, template and base are
-    read from it, never guessed."""
+    read from it, never guessed. `base`: where the run's base model is on this machine (a folder or hub id), for a
+    run trained where it had another path; "" = the MODEL_ID it was trained on. Checked here, before anything
+    loads: missing, it is one line naming --base."""
     from . import modeling
 
     if not str(folder).strip():  # --adapter= with nothing after it: Path("") is the current folder
@@ -135,16 +137,24 @@ def open_run(folder: str) -> Run:
         raise UserError(f"{folder} has no {TEMPLATE_FILE}: it is not a run folder from finetune_ko.py "
                         f"(or a merged model folder saved with one)")
     if (path / "adapter_config.json").is_file():
-        base = (read_key(path / RUN_CONFIG, "constants", "MODEL_ID")
-                or read_key(path / "adapter_config.json", "base_model_name_or_path"))
+        base = base or (read_key(path / RUN_CONFIG, "constants", "MODEL_ID")
+                        or read_key(path / "adapter_config.json", "base_model_name_or_path"))
         if not base:
             raise UserError(f"{folder}: neither {RUN_CONFIG} nor adapter_config.json (base_model_name_or_path) "
-                            f"names a readable base model; pass a run folder that finetune_ko.py finished")
+                            f"names a readable base model; pass a run folder that finetune_ko.py finished, or "
+                            f"{flag('BASE', '…')} the base it was trained on")
         if not (path / ADAPTER_FILE).is_file() and not (path / "adapter_model.bin").is_file():
             raise UserError(f"{folder} has adapter_config.json but no adapter weights ({ADAPTER_FILE}): the run did "
                             f"not finish saving; run finetune_ko.py again (it resumes from its last checkpoint)")
         adapter = str(path)
+        try:  # there, or the line saying how to bring it here
+            modeling.load_config(base, option="BASE")
+        except UserError as e:
+            raise UserError(f"the base model of {folder}: {e}") from None
     elif (path / "config.json").is_file():
+        if base:
+            raise UserError(f"{folder} is a merged model, its weights its own: {flag('BASE', base)} is only for a run "
+                            f"folder's adapter; leave it out")
         base, adapter = str(path), None
     else:
         raise UserError(f"{folder} holds neither an adapter (adapter_config.json) nor a model (config.json)")
@@ -214,7 +224,7 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
     elif four_bit is None:
         four_bit = run.adapter is not None or not sixteen_bits_fit(run, config)
     model = modeling.load_model(run.base_model, run.tokenizer, four_bit=four_bit, adapter=run.adapter,
-                                device_map=device_map).eval()
+                                device_map=device_map, option="BASE").eval()
     if modeling.saved_quantization(config):
         match_output_head(model)
         for problem in onto_kernels(model, kernels, serving):
@@ -320,18 +330,18 @@ def sixteen_bits_fit(run: Run, config) -> bool:
     return False
 
 
-def save_merged(run_folder: Path, merged_folder: str, tokenizer, template) -> Path:
+def save_merged(run_folder: Path | Run, merged_folder: str, tokenizer, template) -> Path:
     """The adapter merged into a copy of its base in the base's own 16-bit dtype (never into 4-bit weights), as
     a plain model folder: vLLM and transformers load it as they load any model; chat and serving read its template,
     and vLLM's chat endpoint takes template.jinja (`--chat-template`).
     Merged in CPU memory, so a 24 GB card is enough for the run and the host needs ~2 bytes a parameter."""
     from . import modeling
 
-    run = open_run(str(run_folder))
+    run = run_folder if isinstance(run_folder, Run) else open_run(str(run_folder))
     out = Path(merged_folder).expanduser()
     dtype = modeling.saved_dtype(modeling.load_config(run.base_model))
     model = modeling.load_model(run.base_model, tokenizer, four_bit=False, adapter=run.adapter, merge=True,
-                                device_map="cpu", dtype=dtype)
+                                device_map="cpu", dtype=dtype, option="BASE")
     model.save_pretrained(out)
     weights_readable(out)
     tokenizer.save_pretrained(out)

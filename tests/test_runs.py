@@ -113,10 +113,20 @@ def test_open_run_reads_an_adapter_run_and_a_merged_folder(tmp_path, koalpaca_te
     (run / runs.ADAPTER_FILE).write_bytes(b"")  # its weights are not read here
     opened = runs.open_run(str(run))
     assert (opened.base_model, opened.adapter, opened.template) == ("tiny-gpt-neox", str(run), koalpaca_template)
-    (run / runs.RUN_CONFIG).write_text("{not json")  # broken: the adapter's own config names the base
-    assert runs.open_run(str(run)).base_model == "/somewhere/else"
+    (run / runs.RUN_CONFIG).write_text("{not json")  # broken: the adapter's own config names the base, not here
+    with pytest.raises(UserError, match=rf"^the base model of {run}: model folder /somewhere/else not found; pass "
+                                        r"--base=…: a folder holding config.json, or a hub id$"):
+        runs.open_run(str(run))
+    assert runs.open_run(str(run), base="tiny-gpt-neox").base_model == "tiny-gpt-neox"  # --base: where it is here
     runs.write_json(run / "adapter_config.json", {"base_model_name_or_path": None})
-    with pytest.raises(UserError, match="names a readable base model"):
+    with pytest.raises(UserError, match="names a readable base model; pass a run folder that finetune_ko.py "
+                                        "finished, or --base=… the base it was trained on"):
+        runs.open_run(str(run))
+    runs.write_json(run / runs.RUN_CONFIG, {"constants": {"MODEL_ID": "EleutherAI/polyglot-ko-12.8b"}})
+    with pytest.raises(UserError, match=r"^the base model of .*: 'EleutherAI/polyglot-ko-12.8b' is not a local folder "
+                                        r"and the hub did not provide it: .* --local-dir /models/polyglot-ko-12.8b`, "
+                                        r"copy that folder here and pass --base=/models/polyglot-ko-12.8b; "
+                                        r"HF_HUB_OFFLINE=1 is honoured$"):  # trained on a connected machine
         runs.open_run(str(run))
 
     merged = tmp_path / "merged"
@@ -125,6 +135,9 @@ def test_open_run_reads_an_adapter_run_and_a_merged_folder(tmp_path, koalpaca_te
     tiny_tokenizer.save_pretrained(merged)
     opened = runs.open_run(str(merged))
     assert (opened.base_model, opened.adapter) == (str(merged), None)
+    with pytest.raises(UserError, match=r"is a merged model, its weights its own: --base=tiny-gpt-neox is only for a "
+                                        r"run folder's adapter; leave it out$"):
+        runs.open_run(str(merged), base="tiny-gpt-neox")
     (merged / "config.json").unlink()
     with pytest.raises(UserError, match="holds neither an adapter"):
         runs.open_run(str(merged))

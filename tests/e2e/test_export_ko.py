@@ -289,8 +289,17 @@ def test_bad_exports_are_one_line_and_write_nothing(tiny_run, run_script, tmp_pa
     config = json.loads((moved / "run_config.json").read_text())
     config["constants"]["MODEL_ID"] = str(tmp_path / "no-such-base")
     (moved / "run_config.json").write_text(json.dumps(config))
-    assert refused_run(moved, "--format=merged", f"--out={tmp_path / 'c'}") == \
-        f"error: model folder {tmp_path / 'no-such-base'} not found; pass a folder holding config.json, or a hub id"
+    assert refused_run(moved, "--format=merged", f"--out={tmp_path / 'c'}") == (
+        f"error: the base model of {moved}: model folder {tmp_path / 'no-such-base'} not found; pass --base=…: a "
+        "folder holding config.json, or a hub id")
+    wrong = modeling.model_source(tiny.CHAT_MODEL_ID)  # another architecture: the adapter's layers are not in it
+    line = refused_run(moved, f"--base={wrong}", "--format=merged", f"--out={tmp_path / 'c'}")
+    assert line.startswith(f"error: the adapter in {moved} does not fit {wrong} (") and line.endswith(
+        "): pass --base=… the base it was trained on"), line
+    base = modeling.model_source(tiny.MODEL_ID)  # the advice followed: the base where it is here
+    result = run_script("export_ko.py", f"--adapter={moved}", f"--base={base}", "--format=merged",
+                        f"--out={tmp_path / 'e'}", cwd=tmp_path)
+    assert result.returncode == 0 and (tmp_path / "e" / "model.safetensors").is_file(), result.stderr[-2000:]
     (tmp_path / "weightless-base").mkdir()  # a base with its config but no weights: the merge itself fails
     shutil.copy(modeling.model_source(tiny.MODEL_ID) + "/config.json", tmp_path / "weightless-base")
     config["constants"]["MODEL_ID"] = str(tmp_path / "weightless-base")
