@@ -332,8 +332,9 @@ def sixteen_bits_fit(run: Run, config) -> bool:
 
 def save_merged(run_folder: Path | Run, merged_folder: str, tokenizer, template) -> Path:
     """The adapter merged into a copy of its base in the base's own 16-bit dtype (never into 4-bit weights), as
-    a plain model folder: vLLM and transformers load it as they load any model; chat and serving read its template,
-    and vLLM's chat endpoint takes template.jinja (`--chat-template`).
+    a plain model folder: vLLM and transformers load it as they load any model (also those on transformers 4:
+    kochat/export/older_loaders.py); chat and serving read its template, and vLLM's chat endpoint takes
+    template.jinja (`--chat-template`).
     Merged in CPU memory, so a 24 GB card is enough for the run and the host needs ~2 bytes a parameter."""
     from . import modeling
 
@@ -345,6 +346,8 @@ def save_merged(run_folder: Path | Run, merged_folder: str, tokenizer, template)
     model.save_pretrained(out)
     weights_readable(out)
     tokenizer.save_pretrained(out)
+    from .export import older_loaders
+    older_loaders.write_for_older_loaders(out, modeling.model_source(run.base_model, "BASE"))
     write_json(out / TEMPLATE_FILE, template.to_dict())
     if isinstance(template, Template):  # for engines that render chats themselves (vLLM); a ChatTemplate has its own
         from .export import chat_template

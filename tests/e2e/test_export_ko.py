@@ -73,7 +73,13 @@ def test_merged_answers_as_the_adapter_does_and_is_a_plain_model_folder(tiny_run
     assert greedy(merged) == greedy(run, four_bit=False) and greedy(merged)[0] == "7입니다."
     assert {"config.json", "model.safetensors", "template.json", "template.jinja", "tokenizer.json"} <= \
         {p.name for p in merged.iterdir()}
-    assert "quantization_config" not in json.loads((merged / "config.json").read_text())
+    config = json.loads((merged / "config.json").read_text())
+    assert "quantization_config" not in config  # and transformers 4 (vLLM, TGI pinned to it) reads the same model:
+    assert (config["rotary_pct"], config["rotary_emb_base"]) == (0.5, 10000.0) == (
+        config["rope_parameters"]["partial_rotary_factor"], config["rope_parameters"]["rope_theta"])
+    tokenizer = json.loads((merged / "tokenizer_config.json").read_text())
+    assert tokenizer["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert tokenizer["additional_special_tokens"] == ["<|endoftext|>", "<|sep|>"]
     # safetensors writes for its owner only; the export is as readable as its other files (a vLLM service account)
     assert (merged / "model.safetensors").stat().st_mode == (merged / "config.json").stat().st_mode
     card = (merged / "README.md").read_text()  # the licences travel with the export
