@@ -346,6 +346,22 @@ def test_too_little_disk_or_memory_is_one_line_before_anything_is_written(tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_too_little_disk_stops_the_script_before_it_writes_anything(tiny_run, tmp_path, monkeypatch):
+    """export_ko.py itself (not only its check): refused before the merge, and not even OUT's parent is made."""
+    import export_ko
+    from kochat.errors import UserError
+
+    run, _ = tiny_run
+    for name in ("ADAPTER", "BASE", "FORMAT", "OUT", "GGUF_QUANTS", "OVERWRITE"):
+        monkeypatch.setattr(export_ko, name, getattr(export_ko, name))  # main() sets them: as they were, after
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(export_ko.shutil, "disk_usage", lambda path: usage._replace(free=10**6))
+    with pytest.raises(UserError, match=rf"^not enough disk for a merged export: needs ~0.0 GB under {tmp_path}, "
+                                        r"0.0 GB free$"):
+        export_ko.main([f"--adapter={run}", "--format=merged", f"--out={tmp_path / 'new' / 'out'}"])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run, run_script, tmp_path):
     import gguf
 
