@@ -101,3 +101,24 @@ def test_a_chat_template_run_exports_merged_and_int8_and_answers_through_its_tem
         assert reply.choices[0].message.content == answer
     finally:
         served.stop()
+
+
+def test_chat_ko_holds_a_conversation_through_the_chat_template(tiny_chat_run, run_script, tmp_path):
+    """chat_ko.py on the run, a system message and two turns on its stdin: each answer is gen()'s on the whole
+    conversation so far, rendered by the base's chat template (earlier answers included)."""
+    from kochat import runs
+    from kochat.generation import gen
+
+    run, _ = tiny_chat_run
+    system, first, second = "짧게 답하세요.", "한글날은 언제예요?", "그날은 쉬는 날인가요?"
+    result = run_script("chat_ko.py", f"--adapter={run}", f"--system={system}", "--temperature=0",
+                        "--max_new_tokens=16", cwd=tmp_path, stdin=f"{first}\n{second}\n/exit\n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{run} (the tokenizer's chat template, with a system message)." in result.stdout
+    answers = [part.split("\n")[0] for part in result.stdout.split("답변> ")[1:]]
+    loaded = runs.load_for_answering(str(run), four_bit=False)
+    conversation = [{"role": "system", "content": system}, {"role": "user", "content": first}]
+    expected = gen(loaded.model, loaded.tokenizer, loaded.run.template, conversation, max_new_tokens=16)[0].text
+    conversation += [{"role": "assistant", "content": expected}, {"role": "user", "content": second}]
+    follow_up = gen(loaded.model, loaded.tokenizer, loaded.run.template, conversation, max_new_tokens=16)[0].text
+    assert answers == [expected, follow_up] and expected
