@@ -71,6 +71,13 @@ KNOWN_MODELS = {
              "language model only"),
 }
 
+# Instruction-tuned (or pretrained) siblings of the same shape: their config.json differs only in token ids.
+KNOWN_MODELS["meta-llama/Llama-3.1-8B-Instruct"] = KNOWN_MODELS["meta-llama/Llama-3.1-8B"]
+KNOWN_MODELS["google/gemma-3-12b-it"] = KNOWN_MODELS["google/gemma-3-12b-pt"]
+KNOWN_MODELS["upstage/SOLAR-10.7B-Instruct-v1.0"] = KnownModel(
+    KNOWN_MODELS["upstage/SOLAR-10.7B-v1.0"].config, licence="CC-BY-NC-4.0", commercial=False,
+    terms="non-commercial use only, with attribution; the base model SOLAR-10.7B-v1.0 is Apache-2.0")
+
 
 def licence_line(model_id: str) -> str:
     """What the model's licence allows, in one line; for an unknown model, where to look."""

@@ -12,8 +12,9 @@ PUBLISHED = {"EleutherAI/polyglot-ko-1.3b": 1.3, "EleutherAI/polyglot-ko-3.8b": 
              "EleutherAI/polyglot-ko-12.8b": 12.9, "Qwen/Qwen3-8B": 8.2, "Qwen/Qwen3-14B": 14.8,
              "kakaocorp/kanana-1.5-8b-instruct-2505": 8.0, "meta-llama/Llama-3.1-8B": 8.0,
              "LGAI-EXAONE/EXAONE-3.5-7.8B-Instruct": 7.8, "upstage/SOLAR-10.7B-v1.0": 10.7,
-             "google/gemma-3-12b-pt": 12.2}
-NON_COMMERCIAL = {"LGAI-EXAONE/EXAONE-3.5-7.8B-Instruct"}
+             "google/gemma-3-12b-pt": 12.2, "meta-llama/Llama-3.1-8B-Instruct": 8.0, "google/gemma-3-12b-it": 12.2,
+             "upstage/SOLAR-10.7B-Instruct-v1.0": 10.7}
+NON_COMMERCIAL = {"LGAI-EXAONE/EXAONE-3.5-7.8B-Instruct", "upstage/SOLAR-10.7B-Instruct-v1.0"}
 
 
 @pytest.mark.parametrize("model_id", KNOWN_MODELS)
