@@ -82,3 +82,31 @@ def test_gen_gives_generates_greedy_tokens_and_fast_mode_the_same(tiny_model):
     eight = gen(model, tokenizer, template, conversation, max_new_tokens=12, min_new_tokens=12, fast=True,
                 cache_8bit=True)[0]
     assert eight.text == fast.text
+
+
+def test_checkpointing_a_share_of_layers_keeps_the_gradients_and_compiled_layers_switch_off(tiny_model):
+    """As finetune_ko.py prepares each architecture (4-bit, kbit preparation, LoRA auto): checkpointing none, half
+    or all of the decoder layers gives the same gradients, and the compiled layers are switched off for answering."""
+    from peft import prepare_model_for_kbit_training
+
+    folder, tokenizer = tiny_model
+    ids = torch.randint(10, 1900, (1, 24), generator=torch.Generator().manual_seed(2))
+    grads = {}
+    for share in (0.0, 0.5, 1.0):
+        torch.manual_seed(0)  # the same LoRA weights each time (init_lora_weights=False: B not zero, A gets gradients)
+        model = modeling.load_model(folder, tokenizer, four_bit=True, trainable=True)
+        model = prepare_model_for_kbit_training(model, gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=modeling.lora_targets(model.config, "auto"),
+                                                 init_lora_weights=False))
+        assert modeling.checkpoint_layers(model, share) == round(2 * share)
+        assert [layer.gradient_checkpointing for layer in modeling.language_layers(model)] == \
+               [i < round(2 * share) for i in range(2)]
+        model.train()
+        model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+        grads[share] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    assert grads[0.0].abs().sum() > 0
+    assert torch.allclose(grads[0.0], grads[0.5], atol=1e-6) and torch.allclose(grads[0.0], grads[1.0], atol=1e-6)
+    modeling.compile_layers(model)  # compiles lazily, at the first call: nothing runs here
+    assert all(layer._compiled_call_impl is not None for layer in modeling.language_layers(model))
+    modeling.compile_layers(model, on=False)
+    assert all(layer._compiled_call_impl is None for layer in modeling.language_layers(model))
