@@ -19,8 +19,8 @@ ARGS = ["--preset", "tiny", "--max_steps=30", "--save_steps=5", "--eval_fraction
 SEED = int(os.environ.get("KOCHAT_RESUME_SEED") or time.time_ns() % 2**32)
 
 
-def start(cwd):
-    return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "finetune_ko.py"), *ARGS], cwd=cwd, text=True,
+def start(cwd, args=ARGS):
+    return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "finetune_ko.py"), *args], cwd=cwd, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -110,3 +110,25 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_continue(tmp_path, run_scrip
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming from {run / 'checkpoints' / f'checkpoint-{step}'}".replace(str(tmp_path) + "/", "") in result.stdout
     assert json.loads((run / "run_config.json").read_text(encoding="utf-8"))["train"]["steps"] == 30
+
+
+def test_a_chat_template_run_stopped_by_sigterm_resumes_to_the_adapter_of_one_never_stopped(tmp_path_factory,
+                                                                                           run_script):
+    """The same on the Qwen3 chat preset (its own template, multi-turn conversations, every linear layer adapted)."""
+    args = ["--preset", "tiny_chat", *ARGS[2:]]
+    straight, stopped = tmp_path_factory.mktemp("chat-straight"), tmp_path_factory.mktemp("chat-stopped")
+    result = run_script("finetune_ko.py", *args, cwd=straight)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = stopped / "outputs" / "tiny_chat"
+    proc = start(stopped, args)
+    wait_for(run / "checkpoints" / "checkpoint-5" / SEAL, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and not (run / "adapter_model.safetensors").exists(), out[-3000:]
+    result = run_script("finetune_ko.py", *args, cwd=stopped)
+    assert result.returncode == 0 and "[6] resuming from" in result.stdout, result.stderr[-3000:]
+    resumed = load_file(str(run / "adapter_model.safetensors"))
+    never = load_file(str(straight / "outputs" / "tiny_chat" / "adapter_model.safetensors"))
+    assert resumed.keys() == never.keys() and any("gate_proj" in name for name in never)
+    assert max((resumed[n] - never[n]).abs().max().item() for n in never) < 1e-5
+
