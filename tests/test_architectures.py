@@ -1,6 +1,7 @@
-"""Each architecture kochat names, as a tiny random model through the project's own paths on the CPU: the 4-bit
-loader, LoRA "auto", packed rows (their loss equals the rows run one by one), the chunked loss, and gen()
-(greedy tokens equal generate()'s, fast mode equal to the default, with its 8-bit cache too)."""
+"""Each architecture kochat names (Gemma 3 also as the vision-language model gemma-3-12b-pt loads as), as a tiny
+random model through the project's own paths on the CPU: the 4-bit loader, LoRA "auto" (the language model's
+layers only), packed rows (their loss equals the rows run one by one), the chunked loss, gen() (greedy tokens equal
+generate()'s, fast mode equal to the default, with its 8-bit cache too), and partial checkpointing."""
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -18,16 +19,24 @@ ARCHITECTURES = {  # model_type -> what differs from SMALL
     "llama": {}, "qwen2": {}, "qwen3": {}, "exaone4": {"sliding_window": 16, "sliding_window_pattern": 2},
     "gemma2": {"sliding_window": 16, "query_pre_attn_scalar": 16},
     "gemma3_text": {"sliding_window": 16, "query_pre_attn_scalar": 16},
+    "gemma3": {"sliding_window": 16, "query_pre_attn_scalar": 16},  # as gemma-3-12b-pt loads: a vision tower beside
 }
+# gemma3's vision tower, small (its language model's sizes are its text_config's)
+VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+              patch_size=14, vision_use_head=False)
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)
 def tiny_model(request, tmp_path_factory):
     """(folder, tokenizer): a random 2-layer model of the architecture with the tiny chat tokenizer."""
     tokenizer = modeling.load_tokenizer(tiny.CHAT_MODEL_ID)
-    config = AutoConfig.for_model(request.param, vocab_size=2048, pad_token_id=tokenizer.pad_token_id,
-                                  eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.pad_token_id,
-                                  **{**SMALL, **ARCHITECTURES[request.param]})
+    sizes = dict(vocab_size=2048, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                 bos_token_id=tokenizer.pad_token_id, **{**SMALL, **ARCHITECTURES[request.param]})
+    if request.param == "gemma3":
+        config = AutoConfig.for_model("gemma3", text_config=sizes, vision_config=VISION, mm_tokens_per_image=4,
+                                      tie_word_embeddings=False)
+    else:
+        config = AutoConfig.for_model(request.param, **sizes)
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp(request.param)
     AutoModelForCausalLM.from_config(config).save_pretrained(folder)
@@ -35,10 +44,18 @@ def tiny_model(request, tmp_path_factory):
     return str(folder), modeling.load_tokenizer(str(folder))
 
 
-def test_lora_auto_adapts_every_attention_and_mlp_layer(tiny_model):
-    folder, _ = tiny_model
-    assert sorted(modeling.lora_targets(modeling.load_config(folder), "auto")) == sorted(
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+def test_lora_auto_adapts_every_attention_and_mlp_layer_of_the_language_model(tiny_model):
+    """Each decoder layer's seven linear layers, and nothing else (Gemma 3's vision tower has linear layers too)."""
+    from peft.tuners.lora import LoraLayer
+
+    folder, tokenizer = tiny_model
+    model = modeling.load_model(folder, tokenizer, four_bit=False)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=modeling.lora_targets(model.config, "auto")))
+    language = modeling.language_layers(model)
+    adapted = [[name for name, m in layer.named_modules() if isinstance(m, LoraLayer)] for layer in language]
+    assert len(language) == 2 and [sorted(name.rsplit(".", 1)[-1] for name in names) for names in adapted] == [
+        sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])] * 2
+    assert sum(isinstance(m, LoraLayer) for m in model.modules()) == 7 * len(language)
 
 
 def test_packed_rows_in_4bit_have_the_loss_of_the_rows_alone_and_the_chunked_loss_is_the_same(tiny_model):
