@@ -40,7 +40,9 @@ FORMATS = ("merged", *quantized.FORMATS, "gguf")
 
 
 def main(argv):
+    global FORMAT, GGUF_QUANTS
     cli.apply_command_line(globals(), argv, PRESETS, FLAGS, Path(__file__), __doc__)
+    FORMAT, GGUF_QUANTS = FORMAT.lower(), [quant.lower() for quant in GGUF_QUANTS]  # llama.cpp names Q4_K_M
 
     # 1. Check everything before any long work: the format, the run, where it goes, disk and memory ------
     if FORMAT not in FORMATS:

@@ -384,10 +384,13 @@ def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run,
                         "llama-server -m tiny-gguf/tiny-gguf-f16.gguf --jinja",
                         "pip install 'llama-cpp-python[server]==0.3.36' && python3 -m llama_cpp.server --model "
                         "tiny-gguf/tiny-gguf-f16.gguf"] and str(tmp_path) not in card
-    again = run_script("export_ko.py", f"--adapter={run}", "--format=gguf", "--gguf_quants=q8_0", f"--out={out}",
-                       "--overwrite=true", cwd=tmp_path)  # an earlier export is replaced, only once the new is made
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "README.md", "tiny-gguf-q8_0.gguf"]
+    again = run_script("export_ko.py", f"--adapter={run}", "--format=GGUF", "--gguf_quants=Q4_K_M,q8_0",
+                       f"--out={out}", "--overwrite=true", cwd=tmp_path)  # an earlier export is replaced, only once
+    assert again.returncode == 0, again.stderr[-3000:]  # the new is made (names as llama.cpp writes them, too)
+    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "README.md", "tiny-gguf-q4_k_m.gguf",
+                                                     "tiny-gguf-q8_0.gguf"]
+    assert "FROM ./tiny-gguf-q4_k_m.gguf" in (out / "Modelfile").read_text()  # the smallest
+    assert all(gguf_export.llama_greedy(out / "tiny-gguf-q4_k_m.gguf", prompts[:2], max_new_tokens=8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-gguf"]  # nothing left beside it
     refused = run_script("chat_ko.py", f"--adapter={out}", cwd=tmp_path)
     assert refused.returncode == 2 and "is a GGUF export, for llama.cpp and Ollama" in refused.stderr
