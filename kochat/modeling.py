@@ -335,6 +335,8 @@ def load_model(model_id: str, tokenizer, *, four_bit: bool = True, adapter: str 
         except SafetensorError as e:
             raise UserError(f"the adapter in {adapter} is damaged ({str(e).splitlines()[0][:160]}): copy it again, "
                             f"or train again") from None
+        except torch.OutOfMemoryError:  # a RuntimeError too, but not a sign of the wrong base
+            raise
         except (RuntimeError, ValueError) as e:  # its layers' names or shapes are not this base's
             raise UserError(f"the adapter in {adapter} does not fit {model_id} ({str(e).splitlines()[0][:160]}): "
                             f"pass {flag(option, '…')} the base it was trained on") from None

@@ -103,10 +103,12 @@ def one_row_tuning(model, rows: int):
     """torchao's recommended inductor settings (coordinate-descent tuning among them) while `rows` == 1 rows of a
     model with torchao's int8 weights compile, as torchao's int8 configuration sets them for the whole process where
     it quantizes: an export loaded as saved has not been through that. Compiled without them, the 12.8b shape
-    answered one row at 9.6 tokens/s on torchao's int8, with them 153.1 (bench/RESULTS.md). Not for layers on the
-    dp4a kernel (kochat/dp4a_kernel.py), where they did not pay: on one H200 in one session the 12.8b int8 export
-    answered at 187.5 tokens/s with them and 189.0 without, its first compile 92 s against 66. Only for one row, and
-    undone after: a batch of 16 compiled for over 8 minutes under them. Elsewhere nothing changes."""
+    answered one row at 9.6 tokens/s on torchao's int8, with them 153.1 (bench/RESULTS.md). Not once every int8
+    layer has moved onto the dp4a kernel (kochat/dp4a_kernel.py) or humming's, and on the dp4a kernel they did not
+    pay: on one H200 in one session the 12.8b int8 export answered at 187.5 tokens/s with them and 189.0 without, its
+    first compile 92 s against 66 (a model with any int8 layer left on torchao's kernel compiles, all of it, with
+    them). Only for one row, and undone after: a batch of 16 compiled for over 8 minutes under them. Elsewhere
+    nothing changes."""
     if rows != 1 or not holds_int8(model):
         yield
         return

@@ -209,7 +209,8 @@ def one_row_logit_gap(loaded, other) -> float:
 @pytest.mark.parametrize("fmt, kernels", [("int4", "one_row"), ("int8", "one_row"), ("int4", "both"),
                                           ("int8", "both")])
 def test_an_export_answers_one_row_on_the_dp4a_kernel(fmt, kernels, request, tmp_path):
-    """As chat_ko.py loads an export (one_row: the weights held once, int8's levels not copied; a prompt's rows on
+    """As chat_ko.py loads an export (one_row: the weights held once, no export layer left beside the kernel's
+    levels, which for int8 are the export's own tensor: tests/test_dp4a_kernel.py; a prompt's rows on
     torchao's int8 or int4 dequantized) and serve_ko.py (both: humming's kernel beside it for batches, where
     installed): every layer's one row on the dp4a kernel within the row's rounding of the export's own kernel,
     several rows within rounding, and gen()'s compiled loop answers one row and a batch; the mode line says so."""

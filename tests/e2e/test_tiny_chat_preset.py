@@ -116,7 +116,7 @@ def test_chat_ko_holds_a_conversation_through_the_chat_template(tiny_chat_run, r
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{run} (the tokenizer's chat template, with a system message)." in result.stdout
     answers = [part.split("\n")[0] for part in result.stdout.split("답변> ")[1:]]
-    loaded = runs.load_for_answering(str(run), four_bit=False)
+    loaded = runs.load_for_answering(str(run))  # as chat_ko.py loads it (FOUR_BIT auto: a run's base in 4-bit)
     conversation = [{"role": "system", "content": system}, {"role": "user", "content": first}]
     expected = gen(loaded.model, loaded.tokenizer, loaded.run.template, conversation, max_new_tokens=16)[0].text
     conversation += [{"role": "assistant", "content": expected}, {"role": "user", "content": second}]
