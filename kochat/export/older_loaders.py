@@ -14,6 +14,8 @@ as transformers 5.23 (bench/results/2026-12-03-cpu-transformers4/).
 import json
 from pathlib import Path
 
+from ..runs import write_json
+
 # transformers 4's names for what transformers 5 keeps in rope_parameters, by model type (others: rope_theta)
 ROTARY_KEYS = {"gpt_neox": {"rope_theta": "rotary_emb_base", "partial_rotary_factor": "rotary_pct"}}
 LAYER_TYPE_BASES = {"full_attention": "rope_theta", "sliding_attention": "rope_local_base_freq"}  # Gemma 3's in 4
@@ -66,10 +68,6 @@ def base_config(base_source: str) -> dict:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError):
         return {}
-
-
-def write_json(path: Path, value: dict) -> None:
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def write_for_older_loaders(folder: Path, base_source: str) -> None:
