@@ -126,11 +126,17 @@ def main(argv):
                 folder.rmdir()
 
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    shown = f"{size / 2**30:.2f} GiB" if size >= 2**30 / 10 else f"{size / 2**20:.1f} MiB"  # a tiny run's: MiB
-    print(f"[3] wrote {out}/ ({shown}):")
-    for path in sorted(out.iterdir()):
-        print(f"    {path.name}")
+    print(f"[3] wrote {out}/ ({shown(size)}):")
+    for path in sorted(out.iterdir()):  # each GGUF quantization's size, to pick one for the machine
+        print(f"    {path.name}" + (f" ({shown(path.stat().st_size)})" if path.is_file() else ""))
     print("use it: " + printed_usage(out, [out / f.name for f in files], run.template))
+
+
+def shown(size: int) -> str:
+    """A size in GiB, or in MiB below a tenth of one (a tiny run's), or in KiB below a tenth of that."""
+    if size >= 2**30 / 10:
+        return f"{size / 2**30:.2f} GiB"
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 / 10 else f"{size / 2**10:.1f} KiB"
 
 
 def check_out(out: Path, run) -> None:

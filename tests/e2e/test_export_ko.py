@@ -391,6 +391,8 @@ def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run,
     assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "README.md", "tiny-gguf-q4_k_m.gguf",
                                                      "tiny-gguf-q8_0.gguf"]
     assert "FROM ./tiny-gguf-q4_k_m.gguf" in (out / "Modelfile").read_text()  # the smallest
+    sizes = {name: (out / name).stat().st_size / 2**20 for name in ("tiny-gguf-q4_k_m.gguf", "tiny-gguf-q8_0.gguf")}
+    assert all(f"    {name} ({size:.1f} MiB)" in again.stdout.splitlines() for name, size in sizes.items())
     assert all(gguf_export.llama_greedy(out / "tiny-gguf-q4_k_m.gguf", prompts[:2], max_new_tokens=8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-gguf"]  # nothing left beside it
     refused = run_script("chat_ko.py", f"--adapter={out}", cwd=tmp_path)
