@@ -1,0 +1,1 @@
+source .gpu-data/prefix.sh; R=$OUT/serve-default-64; timeout $(left 480) bench/serve_gpu.sh $T $R --levels=64,1 > $OUT/serve-run.log 2>&1; echo "serve rc $? at $(( $(date +%s) - START )) s"; grep -E "clients:|peak GPU" $OUT/serve-run.log | tail -5
