@@ -48,7 +48,7 @@ def main(argv):
     if FORMAT not in FORMATS:
         raise UserError(f"{flag('FORMAT', FORMAT)} is not one of {', '.join(FORMATS)}")
     run = runs.open_run(ADAPTER, BASE)
-    config = modeling.load_config(run.base_model)
+    config = run.config
     if run.adapter is None and (FORMAT == "merged" or modeling.saved_quantization(config)):
         raise UserError(f"{run.folder} is already an exported model; export the run folder it came from")
     out = Path(os.path.abspath(Path(OUT or f"{str(run.folder).rstrip('/')}-{FORMAT}").expanduser()))  # "." too

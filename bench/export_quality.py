@@ -167,7 +167,7 @@ def main(argv):
     run = runs.open_run(RUN)
     if run.adapter is None:
         raise UserError(f"{RUN} is not a run folder with an adapter: pass the run its exports were made from")
-    config = modeling.load_config(run.base_model)
+    config = run.config
     rows = held_out_rows(run.tokenizer, run.template, config.max_position_embeddings)
     prompts = [prompt_of(row, run.tokenizer) for row in rows[:QUESTIONS]]
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),

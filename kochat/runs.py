@@ -116,6 +116,7 @@ class Run:
     adapter: str | None    # the folder, when it holds an adapter
     template: Template | ChatTemplate
     tokenizer: object      # the folder's own, end of text resolved as in training
+    config: object = None  # the base model's config (a merged or exported folder's own), read once as the run opens
 
 
 def open_run(folder: str, base: str = "") -> Run:
@@ -148,7 +149,7 @@ def open_run(folder: str, base: str = "") -> Run:
                             f"not finish saving; run finetune_ko.py again (it resumes from its last checkpoint)")
         adapter = str(path)
         try:  # there, or the line saying how to bring it here
-            modeling.load_config(base, option="BASE")
+            config = modeling.load_config(base, option="BASE")
         except UserError as e:
             raise UserError(f"the base model of {folder}: {e}") from None
     elif (path / "config.json").is_file():
@@ -156,10 +157,11 @@ def open_run(folder: str, base: str = "") -> Run:
             raise UserError(f"{folder} is a merged model, its weights its own: {flag('BASE', base)} is only for a run "
                             f"folder's adapter; leave it out")
         base, adapter = str(path), None
+        config = modeling.load_config(base)
     else:
         raise UserError(f"{folder} holds neither an adapter (adapter_config.json) nor a model (config.json)")
     tokenizer = modeling.load_tokenizer(str(path))
-    return Run(path, base, adapter, load_template(str(path / TEMPLATE_FILE), tokenizer), tokenizer)
+    return Run(path, base, adapter, load_template(str(path / TEMPLATE_FILE), tokenizer), tokenizer, config)
 
 
 def read_key(path: Path, *keys: str):
@@ -213,7 +215,7 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
     if kernels not in KERNELS:
         raise ValueError(f"kernels is one of {', '.join(KERNELS)}, not {kernels!r}")
     run = folder if isinstance(folder, Run) else open_run(folder)
-    config = modeling.load_config(run.base_model)
+    config = run.config
     modeling.check_machine_can_run(config, answering=True)
     if modeling.saved_quantization(config):  # an int8/int4 export (export_ko.py): loaded as it was saved
         four_bit = False
@@ -340,7 +342,7 @@ def save_merged(run_folder: Path | Run, merged_folder: str, tokenizer, template)
 
     run = run_folder if isinstance(run_folder, Run) else open_run(str(run_folder))
     out = Path(merged_folder).expanduser()
-    dtype = modeling.saved_dtype(modeling.load_config(run.base_model))
+    dtype = modeling.saved_dtype(run.config)
     model = modeling.load_model(run.base_model, tokenizer, four_bit=False, adapter=run.adapter, merge=True,
                                 device_map="cpu", dtype=dtype, option="BASE")
     model.save_pretrained(out)
