@@ -17,7 +17,7 @@ from pathlib import Path
 import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
 import torch
 
-from kochat import cli, modeling, prompts, runs
+from kochat import answering, cli, modeling, prompts, runs
 from kochat.documents import grounding
 from kochat.errors import UserError
 from kochat.generation import compiles, fast_mode, gen, mode_line, render
@@ -65,7 +65,7 @@ def main(argv):
         output = Path(OUTPUT) if OUTPUT else found.with_suffix(".answers.jsonl")
         runs.check_file_can_be_written(output, "OUTPUT", reads=found)  # now, not after the model has answered
     searcher = open_searcher()
-    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice, kernels="one_row")  # one at a time
+    _, tokenizer, model = answering.load_for_answering(run, four_bit=four_bit_choice, kernels="one_row")  # one at a time
     torch.manual_seed(SEED)
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)

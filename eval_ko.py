@@ -15,7 +15,7 @@ from pathlib import Path
 
 import kochat  # noqa: F401  first: it quiets a misleading bitsandbytes CPU warning before bitsandbytes loads
 
-from kochat import cli, modeling, runs
+from kochat import answering, cli, modeling, runs
 from kochat.errors import UserError
 from kochat.evaluation import judge, steps, suites
 from kochat.evaluation.questions import read_questions
@@ -86,7 +86,7 @@ def main(argv):
     judge_model = judge.check(JUDGE_URL, JUDGE_API_KEY, JUDGE_MODEL) if JUDGE_URL and questions else ""
 
     # 2. Load the run as chat does: the base in 4-bit with the adapter on it (a merged folder unquantized where it fits)
-    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice)
+    _, tokenizer, model = answering.load_for_answering(run, four_bit=four_bit_choice)
     four_bit = getattr(model, "is_loaded_in_4bit", False)  # an int8/int4 export loads as saved, never in 4-bit
     print(f"{run.folder}: base {run.base_model}" + (" + adapter" if run.adapter else " (merged)") +
           (" in 4-bit NF4" if four_bit else " as exported" if modeling.saved_quantization(model.config)

@@ -161,7 +161,7 @@ def main(argv):
     import torch  # the heavy imports once the options are good: a wrong option is one line in a second
     import uvicorn
 
-    from kochat import batch_kernels, humming_kernel, runs
+    from kochat import answering, batch_kernels, humming_kernel, runs
     from kochat.documents import store
     from kochat.documents.retrieval import Searcher
     from kochat.generation import compiles, fast_mode, mode_line, render
@@ -176,7 +176,7 @@ def main(argv):
     batch_kernel = str(BATCH_KERNEL).lower()
     serving = (MAX_BATCH, MAX_TOKENS + 256)  # a full batch of answers after a question (passages make it longer)
     kernels = {"auto": "both", "humming": "batches"}.get(batch_kernel, "export")
-    _, tokenizer, model = runs.load_for_answering(run, four_bit=four_bit_choice, kernels=kernels, serving=serving)
+    _, tokenizer, model = answering.load_for_answering(run, four_bit=four_bit_choice, kernels=kernels, serving=serving)
     torch.manual_seed(0)
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)

@@ -1,13 +1,13 @@
 """export_ko.py's int8 and int4 formats at a real shape on one GPU: the 16-bit model quantized by
 kochat.export.quantized (as `python3 export_ko.py --format=int4` does), loaded back as chat_ko.py and serve_ko.py
-load it (runs.load_for_answering), and answered with gen()'s fast mode at batch 1 and 16 (256 new tokens each).
+load it (answering.load_for_answering), and answered with gen()'s fast mode at batch 1 and 16 (256 new tokens each).
 From the repository root:
 
     python3 -m bench.export_gpu --model=/tmp/random-polyglot-ko-12.8b --data=KOALPACA_1K.jsonl --out=RESULT.json
 
 --model is a 16-bit model folder (bench/random_model.py writes one of a real shape; random weights: speed and
 memory only, the answers mean nothing). --cache_8bit=true answers with the 8-bit key/value cache
-(kochat/kv_cache.py). The int4 and int8 exports load onto the kernels --kernels names (runs.onto_kernels: batches,
+(kochat/kv_cache.py). The int4 and int8 exports load onto the kernels --kernels names (answering.onto_kernels: batches,
 humming's where installed, as eval_ko.py; one_row, the dp4a kernel for one row, as chat_ko.py; both, as serve_ko.py;
 export, the export's own: tinygemm, torchao's int8). The JSON is rewritten after each measurement.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from bench.speed import attempt, gen_speed
-from kochat import cli, estimate, runs
+from kochat import answering, cli, estimate, runs
 from kochat.errors import UserError
 from kochat.export import quantized
 from kochat.generation import mode_line
@@ -36,15 +36,15 @@ FORMATS = ["int4", "int8"]  # export formats to measure
 BATCHES = "1,16"           # rows answered at once, comma-separated
 WORK = "/tmp/bench-export"  # where the exported folders are written (and removed after)
 CACHE_8BIT = "auto"        # gen()'s key/value cache in 8 bits: auto (where 16 bits would not fit), true, false
-KERNELS = "batches"        # where the int4/int8 export's layers go as it loads (runs.onto_kernels): batches
+KERNELS = "batches"        # where the int4/int8 export's layers go as it loads (answering.onto_kernels): batches
                            # (humming's), one_row (dp4a for one row), both, or export (its own kernels)
 
 
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "MODEL", "DATA", "OUT")
-    if KERNELS not in runs.KERNELS:
-        raise UserError(f"--kernels={KERNELS}: one of {', '.join(runs.KERNELS)}")
+    if KERNELS not in answering.KERNELS:
+        raise UserError(f"--kernels={KERNELS}: one of {', '.join(answering.KERNELS)}")
     cache_8bit = cli.auto_or_bool("CACHE_8BIT", CACHE_8BIT)
     results = {"device": torch.cuda.get_device_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "versions": runs.versions(), "model": MODEL,
@@ -74,7 +74,7 @@ def main(argv):
         save()
         torch.cuda.empty_cache()
         start = time.perf_counter()
-        run, tokenizer, model = runs.load_for_answering(str(out), kernels=KERNELS)
+        run, tokenizer, model = answering.load_for_answering(str(out), kernels=KERNELS)
         results[f"{fmt} kernel"] = mode_line(model, fast=True)
         results[f"{fmt} load seconds"] = round(time.perf_counter() - start, 1)  # with humming: the move too
         print(f"{fmt} loaded in {results[f'{fmt} load seconds']} s: {results[f'{fmt} kernel']}", flush=True)

@@ -15,7 +15,7 @@ by gen() for transformers folders and by llama.cpp (kochat.export.gguf.llama_gre
 compared with the merged model's as the token ids of its text: the share identical, and the mean share of tokens
 equal up to the first difference.
 
-int8_one_row and int4_one_row: the same exports loaded as chat_ko.py loads them (runs.load_for_answering,
+int8_one_row and int4_one_row: the same exports loaded as chat_ko.py loads them (answering.load_for_answering,
 kernels="one_row") and each question answered alone, so that on a GPU every step's row goes through the dp4a kernel
 (kochat/dp4a_kernel.py: the row rounded to int8; the loss, of whole rows at once, multiplies the same levels written
 out in bf16); on a CPU nothing moves. Each transformers format records the line
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 import finetune_ko
 from bench.gguf_cpu import machine
-from kochat import cli, modeling, recipe, runs
+from kochat import answering, cli, modeling, recipe, runs
 from kochat.errors import UserError
 from kochat.export import gguf, quantized
 from kochat.generation import gen, mode_line
@@ -93,7 +93,7 @@ def measure_transformers(folder: Path, rows: list[dict], prompts: list[str], cac
     cache, as each answering step does, and the answers come from gen()'s fast mode (on a CPU its cache gives the
     default path's greedy tokens; on a GPU it is also compiled, so agreement there carries the compiled step's
     rounding too). one_row: loaded as chat_ko.py loads it, each question answered alone."""
-    loaded = runs.load_for_answering(str(folder), four_bit=False, kernels="one_row" if one_row else "batches")
+    loaded = answering.load_for_answering(str(folder), four_bit=False, kernels="one_row" if one_row else "batches")
     model = loaded.model
     device = model.get_input_embeddings().weight.device
     with torch.inference_mode():

@@ -44,7 +44,7 @@ import torch
 
 from bench import dp4a_rows
 from bench.speed import attempt, gen_speed
-from kochat import cli, decode_attention, estimate, generation, humming_kernel, runs
+from kochat import answering, cli, decode_attention, estimate, generation, humming_kernel, runs
 from kochat.errors import UserError
 from kochat.prompts import Template
 from kochat.records import read_records
@@ -64,7 +64,7 @@ DP4A = "1,8,2"              # dp4a4, dp4a8, gemv16: the kernels' rows per warp, 
                             # or a bench.dp4a_rows JSON of the shape: its best for each layer size
 FLASH = True                # a batch's pooled cache attended by FlashAttention where it runs; false: one masked
                             # product over the whole pool (kochat/decode_attention.py)
-LOAD = "one_row"            # saved: where an int4/int8 export's layers go as it loads (runs.onto_kernels): one_row
+LOAD = "one_row"            # saved: where an int4/int8 export's layers go as it loads (answering.onto_kernels): one_row
                             # as chat_ko.py (dp4a for one row), batches as eval_ko.py (humming's), both as
                             # serve_ko.py, export (its own kernels: tinygemm, torchao's int8)
 
@@ -102,8 +102,8 @@ def main(argv):
     cli.require(globals(), "MODEL", "DATA", "OUT")
     if not torch.cuda.is_available():
         raise UserError("this bench measures CUDA kernels and this machine has no NVIDIA GPU")
-    if LOAD not in runs.KERNELS:
-        raise UserError(f"--load={LOAD}: one of {', '.join(runs.KERNELS)}")
+    if LOAD not in answering.KERNELS:
+        raise UserError(f"--load={LOAD}: one of {', '.join(answering.KERNELS)}")
     if COMPILE not in COMPILE_OPTIONS:
         raise UserError(f"--compile={COMPILE}: one of {', '.join(COMPILE_OPTIONS)}")
     cache_8bit = cli.auto_or_bool("CACHE_8BIT", CACHE_8BIT)
@@ -135,7 +135,7 @@ def main(argv):
     head = {"embed_in", "embed_out", "embed_tokens", "lm_head"}
     for kernel in KERNELS:
         torch.cuda.empty_cache()
-        run, tokenizer, model = runs.load_for_answering(str(model_dir), four_bit=False,
+        run, tokenizer, model = answering.load_for_answering(str(model_dir), four_bit=False,
                                                           kernels=LOAD if kernel == "saved" else "export")
         if kernel != "saved":  # gemlite's 4-bit weights take the dtype of HQQ's fp16 scales, its kernel its input's
             model = model.to(torch.float16 if kernel == "gemlite4" else torch.bfloat16)

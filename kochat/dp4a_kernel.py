@@ -4,7 +4,7 @@ answers one question at a time: at the 12.8b shape on an H200 (bench/RESULTS.md,
 chat_ko.py loads it answered one row at 253.8 tokens/s (two runs: 249.1, 258.4) against 199.8 on humming's kernel,
 within 7.3 GiB; int8 was measured only in bench/'s probe before the kernels moved here (185.2 against humming's 167).
 The layers' products alone: 2.2 ms a token against humming's 3.4 (int8: 3.5 / 4.7). chat_ko.py moves an export here
-as it loads (runs.load_for_answering, kernels="one_row"); serve_ko.py keeps these beside humming's (for batches)
+as it loads (answering.load_for_answering, kernels="one_row"); serve_ko.py keeps these beside humming's (for batches)
 where both fit.
 
 Why it is faster: a kernel that turns each 4-bit level into a float and multiplies in floats spends about four

@@ -1,5 +1,5 @@
 """An int4 or int8 export's weights on humming's kernel, where it is installed: serve_ko.py and eval_ko.py move them
-as the model loads, chat_ko.py those the faster one-row dp4a kernel did not take (runs.onto_kernels; serve_ko.py
+as the model loads, chat_ko.py those the faster one-row dp4a kernel did not take (answering.onto_kernels; serve_ko.py
 --batch_kernel=false keeps the export's own kernels: tinygemm for int4, torchao's int8).
 humming (humming-kernels, Apache-2.0) is vLLM's quantized-GEMM library: Marlin-class kernels compiled at run time by
 NVRTC (no nvcc; the CUDA headers come with torch's CUDA wheels) into a cache (~/.humming/cache, or

@@ -38,10 +38,10 @@ class Served:
     def __init__(self, run_folder, keys, library=None, system="", **engine_options):
         import uvicorn
 
-        from kochat import runs
+        from kochat import answering
         from kochat.server import Engine, create_app, slow_header_protocol
 
-        run, self.tokenizer, self.model = runs.load_for_answering(str(run_folder))
+        run, self.tokenizer, self.model = answering.load_for_answering(str(run_folder))
         self.template = run.template
         self.engine = Engine(self.model, self.tokenizer, run.template, "tiny", **engine_options)
         with socket.socket() as s:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from support import EmulatedKernels, unpack_levels, w4a8_in_torch, weights_in_torch
 
-from kochat import batch_kernels, dp4a_kernel, generation, humming_kernel, modeling, runs, tiny
+from kochat import answering, batch_kernels, dp4a_kernel, generation, humming_kernel, modeling, tiny
 from kochat.dp4a_kernel import Dp4aLinear, pack_groups, pack_levels, quantize_row
 from kochat.row_sums import keep_apart, one_row_tuning
 
@@ -191,15 +191,15 @@ def test_an_export_loads_onto_the_kernels_for_how_it_will_answer(monkeypatch, ke
     asked = []
     monkeypatch.setattr(batch_kernels, "what_both_lacks",
                         lambda model, layers, serving, fmt: asked.append((len(layers), serving, fmt)) or short)
-    assert runs.onto_kernels(model, kernels, (16, 512)) == lines
+    assert answering.onto_kernels(model, kernels, (16, 512)) == lines
     assert called == calls
     assert asked == ([(1, (16, 512), "int8")] if kernels == "both" else [])
     if kernels == "both":  # without humming, no second kernel to hold beside: as batches, said nowhere
         monkeypatch.setattr(humming_kernel, "installed", lambda: False)
         called.clear()
-        assert runs.onto_kernels(model, kernels, (16, 512)) == [] and called == ["humming"]
+        assert answering.onto_kernels(model, kernels, (16, 512)) == [] and called == ["humming"]
 
 
 def test_a_kernels_choice_not_known_is_refused_before_anything_loads(tmp_path):
     with pytest.raises(ValueError, match="kernels is one of one_row, batches, both, export, not 'fast'"):
-        runs.load_for_answering(str(tmp_path), kernels="fast")
+        answering.load_for_answering(str(tmp_path), kernels="fast")

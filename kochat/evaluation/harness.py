@@ -1,6 +1,6 @@
 """The loaded model handed to lm-evaluation-harness, base and adapter on one load.
 
-lm-eval's HFLM takes the model object the project loaded (runs.load_for_answering: 4-bit + adapter, or a
+lm-eval's HFLM takes the model object the project loaded (answering.load_for_answering: 4-bit + adapter, or a
 merged folder) and its tokenizer; lm-eval builds the requests, batches the choices, scores them by
 log-likelihood and computes its metrics. The base is the same model inside peft's disable_adapter(). Each
 model has its own lm-eval sqlite cache (use_cache), named by a fingerprint of the weights it stands for,

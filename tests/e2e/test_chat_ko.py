@@ -1,12 +1,12 @@
 """`python chat_ko.py` against the tiny preset's run folder, as a user runs it."""
 import json
 
-from kochat import PROJECT_ROOT, runs
+from kochat import PROJECT_ROOT, answering
 from kochat.generation import gen
 
 
 def greedy_answer(run_folder, question):
-    run, tokenizer, model = runs.load_for_answering(str(run_folder))
+    run, tokenizer, model = answering.load_for_answering(str(run_folder))
     return gen(model, tokenizer, run.template, question, max_new_tokens=32)[0].text
 
 
@@ -129,7 +129,7 @@ def test_answers_from_an_index_are_grounded_and_cite_their_sources(tiny_run, run
     assert not_covered == {"question": "화성 탐사 로켓의 발사 일정은?", "input": "", "text": grounding.NOT_COVERED,
                            "new_tokens": 0, "finish_reason": "not_covered", "sources": []}
 
-    r, tokenizer, model = runs.load_for_answering(str(run))
+    r, tokenizer, model = answering.load_for_answering(str(run))
     messages, found = grounding.ground(Searcher(store.open_index(index)), [{"role": "user", "content": covered["question"]}],
                                        top_k=3, min_relevance=0.3, tokenizer=tokenizer, template=r.template,
                                        max_prompt_tokens=model.config.max_position_embeddings - 16)

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from kochat import PROJECT_ROOT, batch_kernels, dp4a_kernel, humming_kernel, modeling, recipe, runs, tiny
+from kochat import PROJECT_ROOT, answering, batch_kernels, dp4a_kernel, humming_kernel, modeling, recipe, tiny
 from kochat.export import gguf as gguf_export
 from kochat.generation import gen, mode_line
 
@@ -39,13 +39,13 @@ def relative_logit_gap(loaded, other) -> float:
 
 
 def greedy(folder, four_bit=None):
-    loaded = runs.load_for_answering(str(folder), four_bit=four_bit)
+    loaded = answering.load_for_answering(str(folder), four_bit=four_bit)
     return [a.text for a in gen(loaded.model, loaded.tokenizer, loaded.run.template, QUESTIONS, max_new_tokens=24)]
 
 
 def held_out_loss(folder):
     """The mean loss on the rows the tiny preset held out (its EVAL_FRACTION and SEED), answer tokens only."""
-    loaded = runs.load_for_answering(str(folder), four_bit=False)
+    loaded = answering.load_for_answering(str(folder), four_bit=False)
     prepared = recipe.prepare(str(PROJECT_ROOT / "data" / "ko_tiny_qa.jsonl"), loaded.tokenizer, loaded.run.template,
                               max_chars=20_000, max_len=256, eval_fraction=0.1, seed=42)
     total = count = 0
@@ -63,8 +63,8 @@ def test_merged_answers_as_the_adapter_does_and_is_a_plain_model_folder(tiny_run
     """Folding B·A into the weights changes only float rounding: the same next-token logits within 1e-4 on every
     question's prompt, and the same greedy answer where no near tie flips a token (the first question)."""
     run, _ = tiny_run
-    adapter = runs.load_for_answering(str(run), four_bit=False)
-    folded = runs.load_for_answering(str(merged))  # auto: a merged folder unquantized (on a CPU, always)
+    adapter = answering.load_for_answering(str(run), four_bit=False)
+    folded = answering.load_for_answering(str(merged))  # auto: a merged folder unquantized (on a CPU, always)
     assert not getattr(folded.model, "is_loaded_in_4bit", False)
     for question in QUESTIONS:
         ids = torch.tensor([adapter.tokenizer(adapter.run.template.prompt(question, ""))["input_ids"]])
@@ -143,7 +143,7 @@ def test_int4_answers_in_chat_and_keeps_near_the_merged_models_loss(int4_export,
 def test_int4_on_mslks_batch_kernels_answers_as_tinygemm(int4_export):
     """serve_ko.py's batch kernels on a Hopper GPU: exact (and both) within rounding of tinygemm's logits, fp8
     farther, all answering through the compiled loop."""
-    saved, exact, fp8, both = (runs.load_for_answering(str(int4_export), kernels="export") for _ in range(4))
+    saved, exact, fp8, both = (answering.load_for_answering(str(int4_export), kernels="export") for _ in range(4))
     assert "the same int4 levels" in batch_kernels.onto_batch_kernel(exact.model, "exact")
     assert "8-bit float activations" in batch_kernels.onto_batch_kernel(fp8.model, "fp8")
     assert "tinygemm's kept for one row" in batch_kernels.onto_batch_kernel(both.model, "both")
@@ -164,7 +164,7 @@ def test_an_export_moves_onto_hummings_kernel_with_the_same_levels(fmt, dtype, r
     """Every int4 or int8 layer moves as the export loads (the default where humming is installed), its products
     within rounding of the export's own kernel's (tinygemm, torchao's int8), and answers through gen()'s compiled
     loop, one row and a batch; the mode line says so. int8 from the tiny run's float32 merged model (loaded in bf16,
-    its output head too: runs.match_output_head) and from a bf16 copy, whose layers mostly have no weight at level
+    its output head too: answering.match_output_head) and from a bf16 copy, whose layers mostly have no weight at level
     -128 and take humming's sign-magnitude int8 form (humming_kernel.load_levels)."""
     from torchao.quantization import Int4TilePackedTo4dTensor, Int8Tensor
     from transformers import AutoModelForCausalLM
@@ -180,7 +180,7 @@ def test_an_export_moves_onto_hummings_kernel_with_the_same_levels(fmt, dtype, r
             merged = tmp_path / "tiny-merged-bf16"
         out = quantized.write_quantized(merged, tmp_path / "tiny-int8", "int8")
     exported = Int4TilePackedTo4dTensor if fmt == "int4" else Int8Tensor
-    saved, moved = runs.load_for_answering(str(out), kernels="export"), runs.load_for_answering(str(out))
+    saved, moved = answering.load_for_answering(str(out), kernels="export"), answering.load_for_answering(str(out))
     layers = sum(isinstance(getattr(m, "weight", None), exported) for m in saved.model.modules())
     assert humming_kernel.on_humming(moved.model) == layers > 0
     assert not any(isinstance(getattr(m, "weight", None), exported) for m in moved.model.modules())
@@ -226,7 +226,7 @@ def test_an_export_answers_one_row_on_the_dp4a_kernel(fmt, kernels, request, tmp
         AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16).save_pretrained(bf16)
         out = quantized.write_quantized(bf16, tmp_path / "tiny-int8", "int8")
     exported = Int4TilePackedTo4dTensor if fmt == "int4" else Int8Tensor
-    saved, moved = runs.load_for_answering(str(out), kernels="export"), runs.load_for_answering(str(out),
+    saved, moved = answering.load_for_answering(str(out), kernels="export"), answering.load_for_answering(str(out),
                                                                                                 kernels=kernels)
     layers = sum(isinstance(getattr(m, "weight", None), exported) for m in saved.model.modules())
     assert dp4a_kernel.on_dp4a(moved.model) == layers > 0
@@ -257,7 +257,7 @@ def test_int8_on_gemlites_kernel_answers_as_torchaos_int8(merged, tmp_path):
     shutil.copytree(merged, bf16)  # tokenizer and template; weights and config rewritten in bf16
     AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16).save_pretrained(bf16)
     quantized.write_quantized(bf16, out, "int8")
-    saved, moved = (runs.load_for_answering(str(out), kernels="export") for _ in range(2))  # as --batch_kernel=both
+    saved, moved = (answering.load_for_answering(str(out), kernels="export") for _ in range(2))  # as --batch_kernel=both
     assert "moved onto gemlite's int8 kernel" in batch_kernels.onto_batch_kernel(moved.model, "both")
     assert relative_logit_gap(saved, moved) < 0.03  # the same int8 weights
     assert all(a.text for a in gen(moved.model, moved.tokenizer, moved.run.template, QUESTIONS[:2], max_new_tokens=8,
@@ -374,7 +374,7 @@ def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run,
     assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "README.md", "tiny-gguf-f16.gguf"]
     assert gguf.GGUFReader(out / "tiny-gguf-f16.gguf").get_field("general.architecture").contents() == "gptneox"
     # llama.cpp answers from the trained run's file as gen() answers from the run (its adapter on the 16-bit base)
-    adapter = runs.load_for_answering(str(run), four_bit=False)
+    adapter = answering.load_for_answering(str(run), four_bit=False)
     prompts = [adapter.run.template.prompt(q, "") for q in QUESTIONS]
     ours = gguf_export.llama_greedy(out / "tiny-gguf-f16.gguf", prompts, max_new_tokens=24)
     assert [adapter.tokenizer.decode(ids).strip() for ids in ours] == greedy(run, four_bit=False)

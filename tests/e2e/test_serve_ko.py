@@ -50,7 +50,7 @@ def wait_healthy(url, proc, seconds=120):
 
 
 def test_serve_a_trained_run_and_answer_with_the_openai_client(tiny_run, serve):
-    from kochat import runs
+    from kochat import answering
     from kochat.generation import gen
 
     run, _ = tiny_run
@@ -64,7 +64,7 @@ def test_serve_a_trained_run_and_answer_with_the_openai_client(tiny_run, serve):
     reply = client.chat.completions.create(model="tiny", messages=[question], temperature=0, max_tokens=16)
     assert reply.choices[0].message.content and reply.usage.completion_tokens <= 16
     # --system goes before a conversation that sends none; a client's own system message is used instead
-    loaded = runs.load_for_answering(str(run))
+    loaded = answering.load_for_answering(str(run))
     own = {"role": "system", "content": "짧게 답하세요."}
     expected = [gen(loaded.model, loaded.tokenizer, loaded.run.template, sent, max_new_tokens=16)[0].text
                 for sent in ([question], [{"role": "system", "content": system}, question], [own, question])]

@@ -38,14 +38,14 @@ def test_stock_peft_loads_the_adapter_and_answers_like_gen(tiny_chat_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from kochat import runs, tiny
+    from kochat import answering, tiny
     from kochat.generation import gen
 
     run, _ = tiny_chat_run
     tokenizer = AutoTokenizer.from_pretrained(run)  # the run folder's own, chat template included
     base = AutoModelForCausalLM.from_pretrained(tiny.ensure_built(tiny.CHAT_MODEL_ID), dtype=torch.float32)
     plain = PeftModel.from_pretrained(base, str(run)).eval()
-    loaded = runs.load_for_answering(str(run), four_bit=False)
+    loaded = answering.load_for_answering(str(run), four_bit=False)
     conversation = [{"role": "system", "content": "짧게 답하세요."}, {"role": "user", "content": "한글날은 언제예요?"}]
     ids = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_tensors="pt",
                                         return_dict=True)["input_ids"]
@@ -78,19 +78,19 @@ def test_a_chat_template_run_exports_merged_and_int8_and_answers_through_its_tem
     """export_ko.py on a Qwen3 run (the other tests of it use GPT-NeoX's): the merged folder keeps the chat
     template (for vLLM and chat_ko.py) and answers as the adapter does; the int8 folder answers through it too,
     in gen() and from the server."""
-    from kochat import runs
+    from kochat import answering
     from kochat.generation import gen
 
     run, _ = tiny_chat_run
     conversation = [{"role": "system", "content": "짧게 답하세요."}, {"role": "user", "content": "한글날은 언제예요?"}]
-    adapter = runs.load_for_answering(str(run), four_bit=False)
+    adapter = answering.load_for_answering(str(run), four_bit=False)
     expected = gen(adapter.model, adapter.tokenizer, adapter.run.template, conversation, max_new_tokens=16)[0].text
     for fmt in ("merged", "int8"):
         out = tmp_path / f"tiny_chat-{fmt}"
         result = run_script("export_ko.py", f"--adapter={run}", f"--format={fmt}", f"--out={out}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         assert "<|im_start|>" in (out / "chat_template.jinja").read_text(encoding="utf-8")
-        loaded = runs.load_for_answering(str(out))
+        loaded = answering.load_for_answering(str(out))
         assert loaded.run.template.name == "chat_template"
         answer = gen(loaded.model, loaded.tokenizer, loaded.run.template, conversation, max_new_tokens=16)[0].text
         assert answer == expected if fmt == "merged" else answer
@@ -106,7 +106,7 @@ def test_a_chat_template_run_exports_merged_and_int8_and_answers_through_its_tem
 def test_chat_ko_holds_a_conversation_through_the_chat_template(tiny_chat_run, run_script, tmp_path):
     """chat_ko.py on the run, a system message and two turns on its stdin: each answer is gen()'s on the whole
     conversation so far, rendered by the base's chat template (earlier answers included)."""
-    from kochat import runs
+    from kochat import answering
     from kochat.generation import gen
 
     run, _ = tiny_chat_run
@@ -116,7 +116,7 @@ def test_chat_ko_holds_a_conversation_through_the_chat_template(tiny_chat_run, r
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{run} (the tokenizer's chat template, with a system message)." in result.stdout
     answers = [part.split("\n")[0] for part in result.stdout.split("답변> ")[1:]]
-    loaded = runs.load_for_answering(str(run))  # as chat_ko.py loads it (FOUR_BIT auto: a run's base in 4-bit)
+    loaded = answering.load_for_answering(str(run))  # as chat_ko.py loads it (FOUR_BIT auto: a run's base in 4-bit)
     conversation = [{"role": "system", "content": system}, {"role": "user", "content": first}]
     expected = gen(loaded.model, loaded.tokenizer, loaded.run.template, conversation, max_new_tokens=16)[0].text
     conversation += [{"role": "assistant", "content": expected}, {"role": "user", "content": second}]
