@@ -23,7 +23,7 @@ import torch
 from kochat import card, cli, modeling, runs
 from kochat.cli import flag
 from kochat.errors import UserError
-from kochat.export import chat_template, gguf, quantized
+from kochat.export import chat_template, gguf, llamacpp, modelfile, quantized
 from kochat.prompts import Template
 
 # ---- constants: edit here, or override on the command line as --name=value -------------------
@@ -100,7 +100,7 @@ def main(argv):
         licence_card = card.export_card(run.folder, FORMAT, card_usage(out, files, run.template))
         runs.write_text(made / "README.md", licence_card)
         if FORMAT == "gguf":  # the smallest file (QUANTS order), its licences as Ollama shows them
-            gguf.write_modelfile(files[-1], run.template, run.tokenizer, made, licence=licence_card)
+            modelfile.write_modelfile(files[-1], run.template, run.tokenizer, made, licence=licence_card)
         previous = work / "previous"
         if out.exists():  # an earlier export, set aside until the new one is in its place
             out.rename(previous)
@@ -173,7 +173,7 @@ def is_export(folder: Path) -> bool:
     if any(p.is_dir() for p in folder.iterdir()):
         return False
     return card.EXPORT_MARK in card.read_text(folder / "README.md") or \
-        gguf.MODELFILE_MARK in card.read_text(folder / "Modelfile")
+        modelfile.MODELFILE_MARK in card.read_text(folder / "Modelfile")
 
 
 def check_room(need: float, out: Path, merge_bytes: int, quantize_bytes: int = 0) -> None:
@@ -212,7 +212,7 @@ def usage(out: Path, gguf_files: list[Path], template) -> tuple[list[str], str]:
     """The commands that use the export, paths quoted for a shell, and a note on where they run ("" = none)."""
     if FORMAT == "gguf":
         model = quote(str(gguf_files[-1]))
-        server = gguf.LLAMA_CPP_PACKAGE.replace("==", "[server]==")  # llama-cpp-python's own OpenAI-style server
+        server = llamacpp.LLAMA_CPP_PACKAGE.replace("==", "[server]==")  # llama-cpp-python's own OpenAI-style server
         return [f"cd {quote(str(out))} && ollama create NAME -f Modelfile && ollama run NAME",
                 f"llama-server -m {model} --jinja",
                 f"pip install '{server}' && python3 -m llama_cpp.server --model {model}"], \

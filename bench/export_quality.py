@@ -11,7 +11,7 @@ by the recipe itself (kochat.recipe.prepare), so the loss is over exactly the to
 its end of text. Every format is fed the same token ids.
 
 Agreement: the first QUESTIONS of those rows' prompts (the recipe's rendering) answered greedily, NEW_TOKENS at most,
-by gen() for transformers folders and by llama.cpp (kochat.export.gguf.llama_greedy) for GGUF files, each answer
+by gen() for transformers folders and by llama.cpp (kochat.export.llamacpp.llama_greedy) for GGUF files, each answer
 compared with the merged model's as the token ids of its text: the share identical, and the mean share of tokens
 equal up to the first difference.
 
@@ -39,7 +39,7 @@ import finetune_ko
 from bench.gguf_cpu import machine
 from kochat import answering, cli, modeling, recipe, runs
 from kochat.errors import UserError
-from kochat.export import gguf, quantized
+from kochat.export import gguf, llamacpp, quantized
 from kochat.generation import gen, mode_line
 from kochat.kv_cache import static_cache
 from kochat.tokenization import IGNORE, encode_prompt
@@ -115,7 +115,7 @@ def measure_transformers(folder: Path, rows: list[dict], prompts: list[str], cac
 def measure_gguf(file: Path, rows: list[dict], prompts: list[str], tokenizer) -> tuple[list, list[str]]:
     """Per row (loss sum, count) from llama.cpp's logits at every position (logits_all), and its greedy answers
     decoded as gen() decodes its own."""
-    model = gguf.llama_with_logits(file, max(len(r["input_ids"]) for r in rows), THREADS)
+    model = llamacpp.llama_with_logits(file, max(len(r["input_ids"]) for r in rows), THREADS)
     losses = []
     try:
         for row in rows:
@@ -124,7 +124,7 @@ def measure_gguf(file: Path, rows: list[dict], prompts: list[str], tokenizer) ->
             losses.append(answer_loss(torch.from_numpy(model.scores[:len(row["input_ids"])]), row["labels"]))
     finally:
         model.close()
-    answers = gguf.llama_greedy(file, prompts, NEW_TOKENS)
+    answers = llamacpp.llama_greedy(file, prompts, NEW_TOKENS)
     return losses, [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in answers]
 
 

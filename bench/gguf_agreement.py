@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM
 
 from bench.gguf_cpu import machine
 from kochat import cli, modeling, runs
-from kochat.export import gguf
+from kochat.export import gguf, llamacpp
 from kochat.prompts import Template
 from kochat.records import read_records
 from kochat.tokenization import encode_prompt
@@ -47,7 +47,7 @@ THREADS = 0         # llama.cpp's threads; 0 = every core
 def llama_greedy_with_logits(file: Path, prompts: list[list[int]]) -> list[tuple[list[int], np.ndarray]]:
     """Per prompt: llama.cpp's greedy tokens, and its logits at every position it read (the prompt, then each
     answer token but the last)."""
-    model = gguf.llama_with_logits(file, max(len(p) for p in prompts) + NEW_TOKENS, THREADS)
+    model = llamacpp.llama_with_logits(file, max(len(p) for p in prompts) + NEW_TOKENS, THREADS)
     found = []
     try:
         for ids in prompts:
@@ -130,7 +130,7 @@ def main(argv):
     cli.require(globals(), "MODEL", "DATA", "OUT")
     folder = Path(MODEL)
     work = Path(WORK) / folder.resolve().name
-    gguf.llama_cpp_or_advice("measuring a GGUF file")  # one line, before anything long, if llama.cpp is missing
+    llamacpp.llama_cpp_or_advice("measuring a GGUF file")  # one line, before anything long, if llama.cpp is missing
     template = Template.load("koalpaca")
     tokenizer = modeling.load_tokenizer(str(folder))
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import bench.random_model
 from kochat import cli, modeling
-from kochat.export import gguf
+from kochat.export import gguf, llamacpp
 from kochat.prompts import load_template
 
 # ---- constants: override on the command line as --name=value ------------------------------------------
@@ -47,7 +47,7 @@ def machine() -> dict:
 def answer_speed(gguf_file: Path, prompt: str) -> dict:
     """Load time, then the best of RUNS runs: time to the first token and decoding tokens/s after it."""
     start = time.perf_counter()
-    model = gguf.open_llama(gguf_file, "measuring a GGUF file", n_ctx=512, n_threads=THREADS or os.cpu_count(),
+    model = llamacpp.open_llama(gguf_file, "measuring a GGUF file", n_ctx=512, n_threads=THREADS or os.cpu_count(),
                             seed=0, verbose=False)
     load_s = time.perf_counter() - start
     prompt_ids = model.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)

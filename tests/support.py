@@ -1,4 +1,5 @@
 """Paths to the real third-party data in ../shared/data, and small helpers, for the tests."""
+import importlib.util
 import socket
 import threading
 import time
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kochat import PROJECT_ROOT
+from kochat.export.llamacpp import LLAMA_CPP_PACKAGE
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 POLYGLOT_TOKENIZER = SHARED_DATA / "polyglot-ko-tokenizer"
@@ -20,6 +22,8 @@ INDEX_SETTINGS = dict(chunk_chars=800, overlap_chars=100, k1=1.2, b=0.9, max_fil
 
 needs_shared_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(), reason=f"real third-party data not found at {SHARED_DATA} (fresh clone)")
+needs_llama_cpp = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                                     reason=f"llama.cpp not installed (pip install {LLAMA_CPP_PACKAGE})")
 
 
 def write(path: Path, content, encoding="utf-8") -> Path:

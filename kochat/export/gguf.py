@@ -26,12 +26,8 @@ the real polyglot-ko tokenizer (a vocab-only GGUF). The end of text is written a
 (`<|endoftext|>` = id 2 for polyglot-ko, whatever its tokenizer files say; see kochat.modeling).
 
 **Quantization** is llama.cpp's own, `llama_model_quantize` from the installed llama-cpp-python (MIT; it builds
-llama.cpp from source), run on the f16 file. Licences: llama.cpp and gguf-py are MIT.
-
-**The Modelfile** carries a Go template (Ollama's TEMPLATE) written from the run's template: for a `Template`
-(KoAlpaca form) from its fields; for a `ChatTemplate` (the tokenizer's Jinja) from the role markers it writes, found
-by rendering probe conversations and accepted only when the Go form renders those conversations exactly as the
-Jinja does. Either way it iterates Ollama's `.Messages`, so a conversation arrives as training saw it.
+llama.cpp from source), run on the f16 file. Licences: llama.cpp and gguf-py are MIT. The Ollama Modelfile
+beside the files: kochat/export/modelfile.py; llama.cpp run from Python: kochat/export/llamacpp.py.
 """
 from __future__ import annotations
 
@@ -39,23 +35,19 @@ import ctypes
 import json
 import os
 import shutil
-import sys
 import tempfile
-import threading
-from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import UserError
-from ..prompts import TURN_SEPARATOR, ChatTemplate, Template
+from ..prompts import ChatTemplate
 from .chat_template import jinja_template
-
-MODELFILE_MARK = "Written by kochat's export_ko.py"  # export_ko.py --overwrite replaces only folders so marked
+from .llamacpp import llama_cpp_or_advice, stderr_to
+from .modelfile import modelfile_template
 
 QUANTS = ("f16", "q8_0", "q4_k_m")
 GGUF_PACKAGE = "gguf==0.19.0"
-LLAMA_CPP_PACKAGE = "llama-cpp-python==0.3.36"
 # Bytes a parameter takes in each file (q4_k_m mixes 4.5- and 6-bit blocks; measured at the 1.3b shape: 0.645),
 # for the disk check before any long work.
 BYTES_PER_PARAM = {"f16": 2.0, "q8_0": 1.07, "q4_k_m": 0.65}
@@ -90,16 +82,6 @@ def check_convertible(config, tokenizer, template, quants: Sequence[str] = QUANT
     modelfile_template(template)
     if out_folder is not None:
         check_disk(config, quants, Path(out_folder))
-
-
-def llama_cpp_or_advice(purpose: str):
-    """The llama_cpp module, or one line saying how to install it."""
-    try:
-        import llama_cpp
-    except ImportError:
-        raise UserError(f"{purpose} needs llama.cpp: pip install {LLAMA_CPP_PACKAGE} (it builds llama.cpp from "
-                        f"source: a C++ compiler and cmake, ~20 minutes on 2 cores, once)") from None
-    return llama_cpp
 
 
 def rope_settings(config) -> tuple[float, float]:
@@ -368,234 +350,3 @@ def quantize(f16_file: Path, out: Path, quant: str) -> None:
         last = (Path(log.name).read_text(errors="replace").strip().splitlines() or ["(empty)"])[-1][:200]
         raise UserError(f"llama.cpp could not quantize to {quant} (status {status}): {last}; its log: {log.name}")
     os.unlink(log.name)
-
-
-@contextmanager
-def stderr_to(file):
-    """stderr into `file` for a while: file descriptor 2, where llama.cpp's C code writes, and sys.stderr, where
-    llama-cpp-python's log callback prints."""
-    if sys.stderr:  # None under pythonw
-        sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(file.fileno(), 2)
-    try:
-        with redirect_stderr(file):
-            yield
-    finally:
-        file.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-# ---------------------------------------------------------------------------------------------- llama.cpp checks
-
-
-_DEFAULTS_SWAPPED = threading.Lock()  # open_llama's swap of llama-cpp-python's default model parameters
-
-
-def open_llama(gguf_file: Path, purpose: str, **options):
-    """llama_cpp.Llama(model_path=gguf_file, **options), the one place kochat opens a GGUF file with llama.cpp. On a
-    CPU with Intel AMX, without llama.cpp's extra weight buffers (AMX, repacked): their matrix product crashes the
-    process on some such CPUs (segmentation fault in ggml_backend_amx_mul_mat, llama.cpp issue #20824, open; seen
-    with llama-cpp-python 0.3.36 on this project's Intel Xeon CI machine, every quantized file, any size). That is
-    `--no-repack` in llama.cpp's own programs; Llama() has no argument for it, so its default model parameters are
-    given with it off while it loads. Elsewhere llama.cpp's defaults."""
-    llama_cpp = llama_cpp_or_advice(purpose)
-    if b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info():
-        return llama_cpp.Llama(model_path=str(gguf_file), **options)
-    import llama_cpp.llama as llama_module
-
-    with _DEFAULTS_SWAPPED:  # two loads at once would otherwise keep the swapped function for good
-        defaults = llama_module.llama_cpp.llama_model_default_params
-
-        def without_extra_buffers():
-            params = defaults()
-            params.use_extra_bufts = False
-            return params
-
-        llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
-        try:
-            return llama_cpp.Llama(model_path=str(gguf_file), **options)
-        finally:
-            llama_module.llama_cpp.llama_model_default_params = defaults
-
-
-def llama_tokenize(gguf_file: Path, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each text as llama.cpp gives them (special tokens in the text parsed, nothing added): for
-    comparing with the transformers tokenizer. A vocab-only GGUF is enough."""
-    model = open_llama(gguf_file, "tokenizing with llama.cpp", vocab_only=True, verbose=False)
-    try:
-        return [model.tokenize(text.encode("utf-8"), add_bos=False, special=True) for text in texts]
-    finally:
-        model.close()
-
-
-def llama_with_logits(gguf_file: Path, context: int, threads: int = 0):
-    """llama.cpp's model of the file, keeping the logits of every position it reads (model.scores), for
-    comparing them with transformers'. threads 0: every core."""
-    return open_llama(gguf_file, "measuring a GGUF file", n_ctx=context, n_batch=context, logits_all=True,
-                      n_threads=threads or os.cpu_count() or 1, seed=0, verbose=False)
-
-
-def llama_greedy(gguf_file: Path, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
-    """llama.cpp's greedy answer to each prompt, as token ids up to (not including) the end of turn: what gen()
-    with temperature 0 gives, for checking an export against it."""
-    model = open_llama(gguf_file, "answering with llama.cpp", n_ctx=0, n_threads=os.cpu_count() or 1, seed=0,
-                       verbose=False)
-    answers = []
-    try:
-        eot = model.token_eos()
-        for prompt in prompts:
-            model.reset()
-            ids = []
-            for token in model.generate(model.tokenize(prompt.encode("utf-8"), add_bos=False, special=True),
-                                        temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
-                if token == eot or len(ids) == max_new_tokens:
-                    break
-                ids.append(token)
-            answers.append(ids)
-    finally:
-        model.close()
-    return answers
-
-
-# ---------------------------------------------------------------------------------------------- Ollama
-
-
-@dataclass(frozen=True)
-class ChatForm:
-    """A chat template as fixed text around each message: begin, then each message as prefix + content + suffix
-    of its role, then the generation prompt. What an Ollama Go template can say without Jinja's logic."""
-    begin: str
-    around: dict  # role -> (prefix, suffix)
-    generation: str
-
-    def render(self, messages: list[dict]) -> str:
-        return self.begin + "".join(self.around[m["role"]][0] + m["content"] + self.around[m["role"]][1]
-                                    for m in messages) + self.generation
-
-    @classmethod
-    def of(cls, template: ChatTemplate) -> "ChatForm":
-        """The form of a chat template, read from renders of probe conversations, and checked: it must render
-        each probe exactly as the template does, else one line (the GGUF needs a hand-written TEMPLATE then)."""
-        def render(messages, generation=True):
-            return template.render([{"role": r, "content": c} for r, c in messages], add_generation_prompt=generation)
-
-        try:
-            asked = render([("user", "질문1")], generation=False)
-            generation = render([("user", "질문1")])[len(asked):]
-            turns = render([("user", "질문1"), ("assistant", "답1"), ("user", "질문2")], generation=False)
-            head, user_suffix = asked.split("질문1")
-            between, after_answer = turns.split("질문1", 1)[1].split("답1")
-            after_answer = after_answer.split("질문2")[0]
-            user_prefix = common_suffix(head, after_answer)
-            begin = head[:len(head) - len(user_prefix)]
-            answer_suffix = after_answer[:len(after_answer) - len(user_prefix)]
-            around = {"user": (user_prefix, user_suffix),
-                      "assistant": (between[len(user_suffix):], answer_suffix)}
-            try:
-                with_system = render([("system", "지시1"), ("user", "질문1")], generation=False)
-            except ValueError:
-                with_system = None  # a template that takes no system message: Ollama's is left out
-            if with_system is not None:
-                if not with_system.startswith(begin):
-                    raise ValueError("it writes a conversation with a system message from another beginning")
-                system_prefix, rest = with_system[len(begin):].split("지시1")
-                around["system"] = (system_prefix, rest[:len(rest) - len(user_prefix + "질문1" + user_suffix)])
-            form = cls(begin, around, generation)
-            probes = [[("user", "안녕하세요?")],
-                      [("user", "첫 질문"), ("assistant", "첫 대답"), ("user", "두 번째 질문")],
-                      [("system", "친절하게 답하세요."), ("user", "질문"), ("assistant", "대답"), ("user", "다음 질문")]]
-            for probe in probes:
-                if "system" not in around and probe[0][0] == "system":
-                    continue
-                messages = [{"role": r, "content": c} for r, c in probe]
-                if form.render(messages) != template.render(messages):
-                    raise ValueError(f"the form renders {probe} differently")
-        except ValueError as e:
-            raise UserError(f"the chat template cannot be written as an Ollama TEMPLATE ({e}); export the GGUF with "
-                            f"--template=koalpaca training, or write the Modelfile's TEMPLATE by hand") from None
-        return form
-
-
-def common_suffix(a: str, b: str) -> str:
-    n = 0
-    while n < min(len(a), len(b)) and a[len(a) - 1 - n] == b[len(b) - 1 - n]:
-        n += 1
-    return a[len(a) - n:]
-
-
-def go_text(text: str, trim: bool = False) -> str:
-    """Literal text in a Go template, as a raw-string action (no escapes, newlines kept); "" for none. trim: the
-    action also trims the template's own line break before it ({{- … }})."""
-    if not text:
-        return ""
-    if "`" in text:
-        raise UserError(f"the template text {text!r} holds a backquote, which an Ollama TEMPLATE cannot quote")
-    return ("{{- `" if trim else "{{ `") + text + "` }}"
-
-
-def modelfile_template(template) -> str:
-    """The Go template (Ollama's TEMPLATE) that renders Ollama's messages as `template.chat(messages)` does, for
-    conversations of alternating user and assistant messages after at most one system message. Ollama passes the
-    system text as .System (several system messages joined by a blank line, where kochat joins them by a line
-    break) and merges consecutive messages of one role; kochat's Template also strips each message, which Go cannot."""
-    if isinstance(template, Template):
-        prefix, suffix, before, after = template.pieces()
-        system = ("{{- if .System }}", "{{ .System }}" + go_text(TURN_SEPARATOR) + "{{ end }}")
-        user = (go_text(TURN_SEPARATOR).join(["{{ if $started }}", "{{ end }}"]) + go_text(prefix) + "{{ .Content }}"
-                + go_text(suffix) + "{{ $started = true }}{{ $asked = true }}")
-        assistant = go_text(before) + "{{ .Content }}" + go_text(after + template.end_of_turn) + "{{ $asked = false }}"
-        lines = ["{{- $started := false }}{{- $asked := false }}", go_text(template.begin, trim=True),
-                 "".join(system),
-                 "{{- range .Messages }}",
-                 '{{- if eq .Role "user" }}' + user,
-                 '{{- else if and (eq .Role "assistant") $asked }}' + assistant,
-                 "{{- end }}{{ end }}"]
-    else:
-        form = ChatForm.of(template)
-        lines = [go_text(form.begin, trim=True)]
-        if "system" in form.around:
-            prefix, suffix = form.around["system"]
-            lines.append("{{- if .System }}" + go_text(prefix) + "{{ .System }}" + go_text(suffix) + "{{ end }}")
-        lines.append("{{- range .Messages }}")
-        for i, role in enumerate(("user", "assistant")):
-            prefix, suffix = form.around[role]
-            lines.append(f'{{{{- {"else " if i else ""}if eq .Role "{role}" }}}}' + go_text(prefix) + "{{ .Content }}"
-                         + go_text(suffix))
-        lines += ["{{- end }}{{ end }}", go_text(form.generation, trim=True)]
-    return "\n".join(line for line in lines if line)
-
-
-def write_modelfile(gguf_file: Path, template, tokenizer, out_folder: Path, licence: str = "") -> Path:
-    """An Ollama Modelfile next to the GGUF: FROM it, the TEMPLATE above, its end of turn as the stop token,
-    chat_ko.py's sampling defaults with no repeat penalty (gen() applies none), and `licence` (the export's card,
-    which `ollama show --license` prints). `ollama create NAME -f Modelfile`."""
-    import gguf
-
-    gguf_file, out_folder = Path(gguf_file), Path(out_folder)
-    reader = gguf.GGUFReader(gguf_file)
-    arch = reader.get_field("general.architecture").contents()
-    context = reader.get_field(f"{arch}.context_length").contents()
-    source = f"./{gguf_file.name}" if gguf_file.parent.resolve() == out_folder.resolve() else str(gguf_file.resolve())
-    body = modelfile_template(template)
-    stop = template.end_of_turn or tokenizer.eos_token
-    if '"""' in body or '"' in stop:
-        raise UserError("the template's text holds quotation marks an Ollama Modelfile cannot carry")
-    licence = licence.strip().replace('"""', '"')  # a quoted block cannot hold its own closing quotes
-    text = "\n".join([
-        f"# Ollama: ollama create NAME -f Modelfile, then ollama run NAME. {MODELFILE_MARK}.",
-        f"FROM {source}",
-        f'TEMPLATE """{body}"""',
-        f'PARAMETER stop "{stop}"',
-        "PARAMETER temperature 0.7",
-        "PARAMETER top_p 0.9",
-        "PARAMETER repeat_penalty 1.0",
-        f"PARAMETER num_ctx {context}",
-        "PARAMETER num_predict 256",
-        *([f'LICENSE """{licence}"""'] if licence else []),
-        ""])
-    path = out_folder / "Modelfile"
-    with written_at_once(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kochat import PROJECT_ROOT, answering, batch_kernels, dp4a_kernel, humming_kernel, modeling, recipe, tiny
-from kochat.export import gguf as gguf_export
+from kochat.export import llamacpp
 from kochat.generation import gen, mode_line
 
 QUESTIONS = ["한국의 수도는 어디인가요?", "건강하게 살기 위한 세 가지 방법은?", "파인튜닝이란 무엇인가요?"]
@@ -376,7 +376,7 @@ def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run,
     # llama.cpp answers from the trained run's file as gen() answers from the run (its adapter on the 16-bit base)
     adapter = answering.load_for_answering(str(run), four_bit=False)
     prompts = [adapter.run.template.prompt(q, "") for q in QUESTIONS]
-    ours = gguf_export.llama_greedy(out / "tiny-gguf-f16.gguf", prompts, max_new_tokens=24)
+    ours = llamacpp.llama_greedy(out / "tiny-gguf-f16.gguf", prompts, max_new_tokens=24)
     assert [adapter.tokenizer.decode(ids).strip() for ids in ours] == greedy(run, four_bit=False)
     assert "FROM ./tiny-gguf-f16.gguf" in (out / "Modelfile").read_text() and "ollama create" in result.stdout
     card = (out / "README.md").read_text()
@@ -393,7 +393,7 @@ def test_gguf_export_writes_the_file_and_an_ollama_modelfile_beside_it(tiny_run,
     assert "FROM ./tiny-gguf-q4_k_m.gguf" in (out / "Modelfile").read_text()  # the smallest
     sizes = {name: (out / name).stat().st_size / 2**20 for name in ("tiny-gguf-q4_k_m.gguf", "tiny-gguf-q8_0.gguf")}
     assert all(f"    {name} ({size:.1f} MiB)" in again.stdout.splitlines() for name, size in sizes.items())
-    assert all(gguf_export.llama_greedy(out / "tiny-gguf-q4_k_m.gguf", prompts[:2], max_new_tokens=8))
+    assert all(llamacpp.llama_greedy(out / "tiny-gguf-q4_k_m.gguf", prompts[:2], max_new_tokens=8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-gguf"]  # nothing left beside it
     refused = run_script("chat_ko.py", f"--adapter={out}", cwd=tmp_path)
     assert refused.returncode == 2 and "is a GGUF export, for llama.cpp and Ollama" in refused.stderr

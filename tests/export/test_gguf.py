@@ -1,36 +1,18 @@
 """kochat.export.gguf: GGUF files llama.cpp loads and answers from like gen(), a tokenizer llama.cpp splits like
-transformers (tiny and real polyglot-ko), llama.cpp's own quantizer, an Ollama Modelfile whose Go template renders
-kochat's prompt, and one line for every input it cannot take."""
-import importlib.util
+transformers (tiny and real polyglot-ko), llama.cpp's own quantizer, and one line for every input it cannot take."""
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from kochat import modeling, tiny
+from kochat import modeling
 from kochat.errors import UserError
-from kochat.export import gguf
+from kochat.export import gguf, llamacpp
 from kochat.generation import gen
 from kochat.prompts import load_template
-from support import KOALPACA_V10, KOALPACA_V11A, POLYGLOT_12P8B_CONFIG, needs_shared_data
-
-needs_llama_cpp = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
-                                     reason=f"llama.cpp not installed (pip install {gguf.LLAMA_CPP_PACKAGE})")
-needs_go = pytest.mark.skipif(shutil.which("go") is None,
-                              reason="Go not installed (Debian: apt-get install golang-go): Ollama's templates are Go's")
-
-CONVERSATIONS = [
-    [{"role": "user", "content": "한국의 수도는 어디인가요?"}],
-    [{"role": "system", "content": "친절하게 답하세요."}, {"role": "user", "content": "연차는 며칠인가요?"}],
-    [{"role": "user", "content": "김치는 무엇인가요?"}, {"role": "assistant", "content": "배추로 만든 발효 음식입니다."},
-     {"role": "user", "content": "어떻게 만드나요?"}],
-    [{"role": "system", "content": "짧게 답하세요."}, {"role": "user", "content": "첫 질문"},
-     {"role": "assistant", "content": "첫 대답"}, {"role": "user", "content": "둘째 질문"},
-     {"role": "assistant", "content": "둘째 대답"}, {"role": "user", "content": "셋째 질문"}],
-]
+from support import KOALPACA_V10, KOALPACA_V11A, POLYGLOT_12P8B_CONFIG, needs_llama_cpp, needs_shared_data
 
 
 def korean_texts(limit: int) -> list[str]:
@@ -44,7 +26,7 @@ def korean_texts(limit: int) -> list[str]:
 def agreement(tokenizer, template, config, texts, tmp_path) -> float:
     """Share of texts that llama.cpp (vocab-only GGUF) and transformers tokenize to identical ids."""
     vocab = gguf.write_vocab_only(tmp_path / "vocab.gguf", config, tokenizer, template)
-    ours = gguf.llama_tokenize(vocab, texts)
+    ours = llamacpp.llama_tokenize(vocab, texts)
     theirs = tokenizer(texts, add_special_tokens=False)["input_ids"]
     return sum(a == b for a, b in zip(ours, theirs)) / len(texts)
 
@@ -86,7 +68,7 @@ def test_the_one_known_difference_is_the_character_polyglot_ko_drops(polyglot_to
     def ids(text):
         return polyglot_tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    without, with_it = gguf.llama_tokenize(vocab, ["가나", "가ೱ나"])
+    without, with_it = llamacpp.llama_tokenize(vocab, ["가나", "가ೱ나"])
     assert without == ids("가나") and ids("가ೱ나") == ids("가") + ids("나") and with_it != ids("가ೱ나")
 
 
@@ -126,7 +108,7 @@ def test_llama_cpp_answers_like_gen_from_the_f16_file(tiny_f16, tiny_merged, tin
     model = modeling.load_model(str(tiny_merged), tokenizer, four_bit=False).eval()
     questions = ["한국의 수도는 어디인가요?", "연차는 며칠인가요?", "김치는 어떻게 만드나요?", "회의실 예약은 어떻게 하나요?"]
     answers = gen(model, tokenizer, tiny_merged_template, questions, max_new_tokens=24)
-    ours = gguf.llama_greedy(tiny_f16, [tiny_merged_template.prompt(q) for q in questions], max_new_tokens=24)
+    ours = llamacpp.llama_greedy(tiny_f16, [tiny_merged_template.prompt(q) for q in questions], max_new_tokens=24)
     assert [tokenizer.decode(ids).strip() for ids in ours] == [a.text for a in answers]
 
 
@@ -148,25 +130,7 @@ def test_quantized_files_are_written_by_llama_cpp_and_answer(tiny_merged, tiny_m
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["q-q4_k_m.gguf", "q-q8_0.gguf"]  # f16 not kept
     types = [GGUFReader(f).get_field("general.file_type").contents() for f in files]
     assert types == [LlamaFileType.MOSTLY_Q8_0, LlamaFileType.MOSTLY_Q4_K_M]
-    assert all(gguf.llama_greedy(f, [tiny_merged_template.prompt("한국의 수도는?")], 8)[0] for f in files)
-
-
-@needs_llama_cpp
-@pytest.mark.parametrize("amx", [True, False])
-def test_llama_cpp_loads_without_its_amx_buffers_on_a_cpu_with_amx(amx, tmp_path, monkeypatch):
-    """llama.cpp's AMX matrix product crashes on some Intel Xeons (this project's CI machine among them): where the
-    CPU has AMX, open_llama loads with llama.cpp's extra weight buffers off, and leaves its defaults as they were."""
-    import llama_cpp
-    import llama_cpp.llama as llama_module
-
-    info = b"CPU : AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 |" if amx else b"CPU : AVX2 = 1 | REPACK = 1 |"
-    monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: info)
-    loaded = []
-    monkeypatch.setattr(llama_cpp, "Llama", lambda **options: loaded.append(
-        (options, llama_module.llama_cpp.llama_model_default_params().use_extra_bufts)) or "model")
-    assert gguf.open_llama(tmp_path / "m.gguf", "testing", n_ctx=8) == "model"
-    assert loaded == [({"model_path": str(tmp_path / "m.gguf"), "n_ctx": 8}, not amx)]
-    assert llama_module.llama_cpp.llama_model_default_params().use_extra_bufts  # llama.cpp's default, restored
+    assert all(llamacpp.llama_greedy(f, [tiny_merged_template.prompt("한국의 수도는?")], 8)[0] for f in files)
 
 
 @needs_llama_cpp
@@ -232,52 +196,3 @@ def test_unknown_quants_missing_packages_and_a_full_disk_are_one_line(tiny_merge
 
 
 # ---------------------------------------------------------------------------------------------- Ollama
-
-
-def render_with_ollama_rules(template_text: str, conversations: list[list[dict]], tmp_path) -> list[str]:
-    """Each conversation rendered by Go's text/template with the data Ollama gives a TEMPLATE (render_ollama.go)."""
-    source = Path(__file__).with_name("render_ollama.go")
-    binary = tmp_path / "render_ollama"
-    subprocess.run(["go", "build", "-o", str(binary), str(source)], check=True, cwd=tmp_path,
-                   env={**__import__("os").environ, "GOCACHE": str(tmp_path / "go-cache"), "GOFLAGS": "-mod=mod",
-                        "GO111MODULE": "off"})
-    jobs = [{"template": template_text, "messages": c} for c in conversations]
-    done = subprocess.run([str(binary)], input=json.dumps(jobs), capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
-
-
-def modelfile_template_of(modelfile: Path) -> str:
-    return modelfile.read_text(encoding="utf-8").split('TEMPLATE """', 1)[1].split('"""', 1)[0]
-
-
-@needs_go
-def test_the_modelfile_renders_the_prompt_of_the_koalpaca_template(tiny_f16, tiny_merged, tiny_merged_template,
-                                                                     tmp_path):
-    tokenizer = modeling.load_tokenizer(str(tiny_merged))
-    modelfile = gguf.write_modelfile(tiny_f16, tiny_merged_template, tokenizer, tiny_f16.parent)
-    text = modelfile.read_text(encoding="utf-8")
-    assert f"FROM ./{tiny_f16.name}\n" in text and 'PARAMETER stop "<|endoftext|>"' in text
-    assert "PARAMETER num_ctx 1024" in text
-    rendered = render_with_ollama_rules(modelfile_template_of(modelfile), CONVERSATIONS, tmp_path)
-    assert rendered == [tiny_merged_template.chat(c) for c in CONVERSATIONS]
-
-
-@needs_go
-def test_the_modelfile_renders_the_prompt_of_a_chatml_chat_template(tmp_path, tiny_f16):
-    tokenizer = modeling.load_tokenizer(tiny.CHAT_MODEL_ID)
-    template = load_template("auto", tokenizer)
-    modelfile = gguf.write_modelfile(tiny_f16, template, tokenizer, tmp_path)
-    assert f"FROM {tiny_f16.resolve()}\n" in modelfile.read_text(encoding="utf-8")
-    assert 'PARAMETER stop "<|im_end|>"' in modelfile.read_text(encoding="utf-8")
-    rendered = render_with_ollama_rules(modelfile_template_of(modelfile), CONVERSATIONS, tmp_path)
-    assert rendered == [template.chat(c) for c in CONVERSATIONS]
-
-
-def test_a_chat_template_with_logic_beyond_fixed_markers_is_one_line():
-    """Qwen2.5's kind: a default system message when the conversation has none."""
-    tokenizer = modeling.load_tokenizer(tiny.CHAT_MODEL_ID)
-    tokenizer.chat_template = ("{%- if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\n기본 지시<|im_end|>\\n' }}"
-                               "{%- endif %}" + tiny.CHAT_TEMPLATE)
-    template = load_template("auto", tokenizer)
-    with pytest.raises(UserError, match="cannot be written as an Ollama TEMPLATE"):
-        gguf.modelfile_template(template)
