@@ -65,7 +65,8 @@ def main(argv):
         output = Path(OUTPUT) if OUTPUT else found.with_suffix(".answers.jsonl")
         runs.check_file_can_be_written(output, "OUTPUT", reads=found)  # now, not after the model has answered
     searcher = open_searcher()
-    _, tokenizer, model = answering.load_for_answering(run, four_bit=four_bit_choice, kernels="one_row")  # one at a time
+    # one answer at a time: one row onto the fastest kernel installed
+    _, tokenizer, model = answering.load_for_answering(run, four_bit=four_bit_choice, kernels="one_row")
     torch.manual_seed(SEED)
     fast = fast_mode(fast_choice, model)  # auto: on where it pays (a 16-bit or int8/int4 export on a GPU)
     print(mode_line(model, fast), file=sys.stderr)

@@ -20,7 +20,7 @@ import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import BitsAndBytesConfig, TrainingArguments, set_seed
 
-from kochat import answering, checkpoints, cli, data, estimate, modeling, packing, processes, recipe, runs, tiny, tokenization
+from kochat import checkpoints, cli, data, estimate, modeling, packing, processes, recipe, runs, tiny, tokenization
 from kochat.documents import store, training
 from kochat.documents.retrieval import Searcher
 from kochat.errors import UserError
@@ -318,6 +318,8 @@ def main(argv):
     if launch.fsdp and (questions or EVAL_TASKS):  # the trained model is sharded across ended processes: reload
         del trainer, model
         torch.cuda.empty_cache()
+        from kochat import answering  # the run folder opened as chat_ko.py opens it
+
         model = answering.load_for_answering(str(output_dir), device_map={"": launched.device}).model
     if questions:
         model.eval()

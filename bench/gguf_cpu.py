@@ -48,7 +48,7 @@ def answer_speed(gguf_file: Path, prompt: str) -> dict:
     """Load time, then the best of RUNS runs: time to the first token and decoding tokens/s after it."""
     start = time.perf_counter()
     model = llamacpp.open_llama(gguf_file, "measuring a GGUF file", n_ctx=512, n_threads=THREADS or os.cpu_count(),
-                            seed=0, verbose=False)
+                                seed=0, verbose=False)
     load_s = time.perf_counter() - start
     prompt_ids = model.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
     runs = []

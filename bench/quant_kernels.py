@@ -136,7 +136,7 @@ def main(argv):
     for kernel in KERNELS:
         torch.cuda.empty_cache()
         run, tokenizer, model = answering.load_for_answering(str(model_dir), four_bit=False,
-                                                          kernels=LOAD if kernel == "saved" else "export")
+                                                             kernels=LOAD if kernel == "saved" else "export")
         if kernel != "saved":  # gemlite's 4-bit weights take the dtype of HQQ's fp16 scales, its kernel its input's
             model = model.to(torch.float16 if kernel == "gemlite4" else torch.bfloat16)
         model.generation_config.compile_config = CompileConfig(mode=None, options=COMPILE_OPTIONS[COMPILE])

@@ -1,6 +1,6 @@
-"""Opening a run to answer from (chat_ko.py, serve_ko.py, eval_ko.py, the tests and bench): the weights as trained
-or exported, on the kernels that answer fastest the way it will be asked, refused in one line before loading where
-they would not fit the machine.
+"""Opening a run to answer from (chat_ko.py, serve_ko.py, eval_ko.py, finetune_ko.py's demo after FSDP, the tests and
+bench): the weights as trained or exported, on the kernels that answer fastest the way it will be asked, refused in
+one line before loading where they would not fit the machine.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """One row times an int4 or int8 export's weights through the GPU's 8-bit dot products (dp4a): the row rounded to
 int8 in blocks of 32, as llama.cpp's CUDA kernels multiply one row by its GGUF weights. The fastest way an export
 answers one question at a time: at the 12.8b shape on an H200 (bench/RESULTS.md, 2026-12-03) an int4 export loaded as
-chat_ko.py loads it answered one row at 253.8 tokens/s (two runs: 249.1, 258.4) against 199.8 on humming's kernel,
-within 7.3 GiB; int8 was measured only in bench/'s probe before the kernels moved here (185.2 against humming's 167).
+chat_ko.py loads it answered one row at 253.8-266.8 tokens/s (on two machines) against 199.8 on humming's kernel,
+within 7.3 GiB; int8 at 183.0 against humming's 169.7.
 The layers' products alone: 2.2 ms a token against humming's 3.4 (int8: 3.5 / 4.7). chat_ko.py moves an export here
 as it loads (answering.load_for_answering, kernels="one_row"); serve_ko.py keeps these beside humming's (for batches)
 where both fit.

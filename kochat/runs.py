@@ -114,7 +114,7 @@ class Run:
     adapter: str | None    # the folder, when it holds an adapter
     template: Template | ChatTemplate
     tokenizer: object      # the folder's own, end of text resolved as in training
-    config: object = None  # the base model's config (a merged or exported folder's own), read once as the run opens
+    config: object         # the base model's config (a merged or exported folder's own), read once as the run opens
 
 
 def open_run(folder: str, base: str = "") -> Run:

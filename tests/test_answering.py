@@ -47,17 +47,17 @@ def test_a_merged_folder_answers_in_16_bits_where_they_fit_the_gpus_else_in_4_bi
 
     spec = dict(KNOWN_MODELS["EleutherAI/polyglot-ko-12.8b"].config)
     config = AutoConfig.for_model(spec.pop("model_type"), **spec)
-    run = runs.Run(Path("outputs/hr-faq-16"), "outputs/hr-faq-16", None, None, None)
-    monkeypatch.setattr(runs.torch.cuda, "is_available", lambda: True)
+    run = runs.Run(Path("outputs/hr-faq-16"), "outputs/hr-faq-16", None, None, None, config)
+    monkeypatch.setattr(answering.torch.cuda, "is_available", lambda: True)
     for cards, free_gib, fits in [(2, 15.0, True), (1, 28.0, False)]:
-        monkeypatch.setattr(runs.torch.cuda, "device_count", lambda: cards)
+        monkeypatch.setattr(answering.torch.cuda, "device_count", lambda: cards)
         monkeypatch.setattr(kv_cache, "free_bytes", lambda device: free_gib * 2**30)
         with caplog.at_level("WARNING", logger="kochat.answering"):
             assert answering.sixteen_bits_fit(run, config) is fits
     assert caplog.messages == ["outputs/hr-faq-16 in 16 bits wants 29.2 GiB free and the GPU has 28.0 GiB: answering "
                                "in 4-bit NF4, slower (export_ko.py --format=int4 or int8 makes a faster model "
                                "that fits)"]
-    monkeypatch.setattr(runs.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(answering.torch.cuda, "is_available", lambda: False)
     assert answering.sixteen_bits_fit(run, config)  # a CPU holds them in its own memory
 
 
@@ -72,9 +72,9 @@ def test_an_export_that_does_not_fit_the_gpu_is_one_line_before_it_loads(tmp_pat
         weights.truncate(int(12.31 * 2**30))
     int8 = SimpleNamespace(quantization_config={"quant_method": "torchao",
                                                 "quant_type": {"default": {"_type": "Int8WeightOnlyConfig"}}})
-    run = runs.Run(tmp_path, str(tmp_path), None, None, None)
-    monkeypatch.setattr(runs.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(runs.torch.cuda, "device_count", lambda: 1)
+    run = runs.Run(tmp_path, str(tmp_path), None, None, None, None)
+    monkeypatch.setattr(answering.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(answering.torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(kv_cache, "free_bytes", lambda device: 15.0 * 2**30)
     answering.check_export_fits(run, int8)
     monkeypatch.setattr(kv_cache, "free_bytes", lambda device: 11.0 * 2**30)
@@ -82,12 +82,12 @@ def test_an_export_that_does_not_fit_the_gpu_is_one_line_before_it_loads(tmp_pat
                                         r"it has 11.0 GiB: free the GPU, answer on a larger one, export the run again "
                                         r"with --format=int4 \(about half the size\), or export --format=gguf"):
         answering.check_export_fits(run, int8)
-    monkeypatch.setattr(runs.torch.cuda, "device_count", lambda: 2)  # two cards of 8 GiB free: both take it,
+    monkeypatch.setattr(answering.torch.cuda, "device_count", lambda: 2)  # two cards of 8 GiB free: both take it,
     monkeypatch.setattr(kv_cache, "free_bytes", lambda device: 8.0 * 2**30)  # the one a process is pinned to not
     answering.check_export_fits(run, int8)
     with pytest.raises(UserError, match=r"want ~14.7 GiB free on the GPU; it has 8.0 GiB"):
         answering.check_export_fits(run, int8, device_map={"": 1})
-    monkeypatch.setattr(runs.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(answering.torch.cuda, "is_available", lambda: False)
     answering.check_export_fits(run, int8)  # int8 on a CPU loads into its memory
 
 

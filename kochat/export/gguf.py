@@ -1,6 +1,5 @@
 """The `gguf` export: a merged 16-bit GPT-NeoX folder (polyglot-ko, the tiny preset) as GGUF files for llama.cpp and
-Ollama, at f16 and quantized by llama.cpp itself (q8_0, q4_k_m), plus an Ollama Modelfile whose Go template renders
-the prompt kochat's own template renders.
+Ollama, at f16 and quantized by llama.cpp itself (q8_0, q4_k_m).
 
 **Converter.** The tensors and metadata are written with the `gguf` package (ggml-org's gguf-py, MIT, pure
 Python, pinned in requirements.txt): its GGUFWriter, its own table of GGUF tensor names for GPT-NeoX

@@ -226,8 +226,8 @@ def test_an_export_answers_one_row_on_the_dp4a_kernel(fmt, kernels, request, tmp
         AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16).save_pretrained(bf16)
         out = quantized.write_quantized(bf16, tmp_path / "tiny-int8", "int8")
     exported = Int4TilePackedTo4dTensor if fmt == "int4" else Int8Tensor
-    saved, moved = answering.load_for_answering(str(out), kernels="export"), answering.load_for_answering(str(out),
-                                                                                                kernels=kernels)
+    saved = answering.load_for_answering(str(out), kernels="export")
+    moved = answering.load_for_answering(str(out), kernels=kernels)
     layers = sum(isinstance(getattr(m, "weight", None), exported) for m in saved.model.modules())
     assert dp4a_kernel.on_dp4a(moved.model) == layers > 0
     on_humming = kernels == "both" and humming_kernel.installed()
@@ -257,7 +257,8 @@ def test_int8_on_gemlites_kernel_answers_as_torchaos_int8(merged, tmp_path):
     shutil.copytree(merged, bf16)  # tokenizer and template; weights and config rewritten in bf16
     AutoModelForCausalLM.from_pretrained(merged, dtype=torch.bfloat16).save_pretrained(bf16)
     quantized.write_quantized(bf16, out, "int8")
-    saved, moved = (answering.load_for_answering(str(out), kernels="export") for _ in range(2))  # as --batch_kernel=both
+    # as --batch_kernel=both
+    saved, moved = (answering.load_for_answering(str(out), kernels="export") for _ in range(2))
     assert "moved onto gemlite's int8 kernel" in batch_kernels.onto_batch_kernel(moved.model, "both")
     assert relative_logit_gap(saved, moved) < 0.03  # the same int8 weights
     assert all(a.text for a in gen(moved.model, moved.tokenizer, moved.run.template, QUESTIONS[:2], max_new_tokens=8,
