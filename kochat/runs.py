@@ -25,7 +25,6 @@ from .cli import flag
 from .errors import UserError
 from .prompts import ChatTemplate, Template, load_template
 
-
 ADAPTER_FILE = "adapter_model.safetensors"
 RUN_CONFIG = "run_config.json"
 RUN_SETTINGS = "run_settings.json"  # in checkpoints/: the settings trained with, written first (kochat.checkpoints)
@@ -229,10 +228,14 @@ def write_json(path: Path, value) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write then rename, so a crash never leaves half a file."""
+    """Write then rename, so a crash never leaves half a file; a failed write (a full disk) leaves no temporary one."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def versions() -> dict:

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +95,21 @@ def test_write_json_leaves_no_temporary_file(tmp_path):
     runs.write_json(tmp_path / "a.json", {"한글": 1})
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
     assert "한글" in (tmp_path / "a.json").read_text(encoding="utf-8")
+
+
+def test_a_failed_write_keeps_the_earlier_file_and_leaves_no_temporary_one(tmp_path, monkeypatch):
+    runs.write_text(tmp_path / "Modelfile", "before")
+
+    def disk_full(self, text, *args, **kwargs):  # half of it written, then the disk is full
+        self.write_bytes(text[:2].encode())
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        runs.write_text(tmp_path / "Modelfile", "after")
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["Modelfile"]
+    assert (tmp_path / "Modelfile").read_text(encoding="utf-8") == "before"
 
 
 def test_open_run_reads_an_adapter_run_and_a_merged_folder(tmp_path, koalpaca_template, tiny_tokenizer):
