@@ -14,6 +14,10 @@ may then come from different files), its mslk4plain and mslk4fp8 (serve_ko.py's 
 gen_int4_mslk_*, gen_int4_mslk_fp8_*), bench.serve_load's at int4 (serve_*_clients_tok_s),
 bench.eval_speed's (kobest_test_estimate_s) and bench.gguf_cpu's (gguf_q4_k_m_gib, gguf_q4_k_m_cpu_tok_s: llama.cpp on
 a CPU at the 1.3b shape).
+Another base model's results are given as NAME=PATH (e.g. qwen3_8b=RUN/int4.json) and land under keys that start
+with NAME_, beside polyglot-ko-12.8b's: those files above, bench.quant_kernels' bf16 (the merged 16-bit model:
+NAME_gen_batch1_tok_s, NAME_gen_batch16_tok_s, NAME_gen_peak_gib) and finetune_ko.py's log
+(NAME_train_real_tok_s, NAME_train_peak_gib).
 """
 import json
 import re
@@ -29,7 +33,8 @@ TRAIN = ""          # bench.speed's JSON of --part=train; required
 GEN = ""            # bench.speed's JSON of --part=gen; required
 RECIPE_LOG = ""     # bench/recipe_gpu.sh's recipe.log; required
 COLD_LOG = ""       # a finetune_ko.py log from a fresh machine (empty compile cache); "" = none
-MORE = []           # export_gpu, serve_load, eval_speed and gguf_cpu JSON files, in the order they were measured
+MORE = []           # export_gpu, serve_load, eval_speed and gguf_cpu JSON files, in the order they were measured;
+                    # another model's as NAME=PATH
 
 
 def first_step_s(log: str) -> float:
@@ -68,19 +73,32 @@ def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str |
     }
     if cold_path:
         latest["first_step_s_warm_cache"] = first_step_s(log)
-    for path in more:
-        found = figures(json.loads(Path(path).read_text()))
+    for entry in more:
+        name, _, path = entry.rpartition("=")  # NAME=PATH: another base model's figures, under NAME_
+        text = Path(path).read_text(encoding="utf-8")
+        found = (training_figures(text) if path.endswith(".log") and name else
+                 figures(json.loads(text), bf16=bool(name)) if not path.endswith(".log") else {})
         if not found:
             raise UserError(f"{path} is not a result of bench.export_gpu, bench.quant_kernels, bench.serve_load, "
-                            "bench.eval_speed or bench.gguf_cpu")
-        latest.update(found)
-        latest["raw"].append(path)
+                            "bench.eval_speed or bench.gguf_cpu (nor, given as NAME=PATH, a finetune_ko.py log)")
+        latest.update({f"{name}_{key}" if name else key: value for key, value in found.items()})
+        latest["raw"].append(entry)
     return latest
 
 
-def figures(raw: dict) -> dict:
+def training_figures(log: str) -> dict:
+    """finetune_ko.py's own figures from its log: real tokens/s after the first step and the peak GPU memory."""
+    done = re.search(r"trained \d+ steps, .*?, ([\d,.]+) real tokens/s after the first step, "
+                     r"peak GPU memory ([\d.]+) GiB", log)
+    if not done:
+        return {}
+    return {"train_real_tok_s": float(done.group(1).replace(",", "")), "train_peak_gib": float(done.group(2))}
+
+
+def figures(raw: dict, bf16: bool = False) -> dict:
     """The latest.json keys a bench.export_gpu, bench.quant_kernels, bench.serve_load, bench.eval_speed or
-    bench.gguf_cpu result gives."""
+    bench.gguf_cpu result gives; with bf16, also bench.quant_kernels' merged 16-bit model's (gen_batch*: for another
+    base model, whose bench.speed run latest.json does not hold)."""
     if "levels" in raw:  # serve_load, through the HTTP server
         return {f"serve_{level['clients']}_clients_tok_s": level["tokens_per_s"] for level in raw["levels"]}
     if "tasks" in raw:  # eval_speed
@@ -96,15 +114,16 @@ def figures(raw: dict) -> dict:
     answering = raw.get("saved quantize", {}).get("answering", "")  # as chat_ko.py and serve_ko.py answer: on
     fast = "through humming's kernel" in answering or "through the dp4a kernel" in answering  # humming's or dp4a
     saved = [("saved", "int8" if "Int8" in answering else "int4")] if fast else []
+    merged = [("bf16", "")] if bf16 else []
     for name, fmt in [("int4", "int4"), ("int8", "int8"), ("tinygemm", "int4"), ("mslk4plain", "int4_mslk"),
-                      ("mslk4fp8", "int4_mslk_fp8")] + saved:
+                      ("mslk4fp8", "int4_mslk_fp8")] + saved + merged:
         for batch in (1, 16):
             label = f"{name} fast, batch {batch}"  # measured more than once (--batches=1,1): ", run N" after it
             entries = [e for k, e in raw.items() if (k == label or k.startswith(label + ", run ")) and "tok_s" in e]
             cache8 = any(e.get("cache_8bit") == "true" for e in entries)  # forced on; auto's choice is not recorded
             if not entries or (name == "tinygemm" and not cache8):
                 continue
-            key = f"gen_{fmt}_cache8" if cache8 else f"gen_{fmt}"
+            key = "gen" if not fmt else f"gen_{fmt}_cache8" if cache8 else f"gen_{fmt}"
             out[f"{key}_batch{batch}_tok_s"] = round(sum(e["tok_s"] for e in entries) / len(entries), 1)  # the mean
             if batch == 16:
                 out[f"{key}_peak_gib"] = max(e["peak_gpu_gib"] for e in entries)

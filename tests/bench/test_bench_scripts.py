@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from kochat import PROJECT_ROOT
+from kochat.errors import UserError
 
 SCRIPTS = ["speed", "profile_steps", "random_model", "serve_load", "soak", "summarize", "rag", "grounded_gpu", "eval_speed",
            "export_gpu", "inspect_run", "gguf_agreement", "batch_kernel_error",
@@ -58,9 +59,42 @@ def test_the_speed_defaults_are_the_recipes():
                                               finetune_ko.GRADIENT_CHECKPOINTING, finetune_ko.COMPILE)
 
 
+def absolute(entry: str) -> str:
+    """A raw entry of latest.json (PATH, or NAME=PATH for another base model) with its path from the project root."""
+    name, _, path = entry.rpartition("=")
+    return f"{name}={PROJECT_ROOT / path}" if name else str(PROJECT_ROOT / path)
+
+
 def test_latest_json_is_rebuilt_from_its_raw_files():
     from bench import summarize
 
     latest = json.loads((PROJECT_ROOT / "bench" / "results" / "latest.json").read_text())
-    rebuilt = summarize.summarize(*(str(PROJECT_ROOT / path) for path in latest["raw"]))
+    rebuilt = summarize.summarize(*map(absolute, latest["raw"]))
     assert {k: v for k, v in rebuilt.items() if k != "raw"} == {k: v for k, v in latest.items() if k != "raw"}
+
+
+def test_another_models_results_land_under_its_own_keys(tmp_path):
+    """NAME=PATH: a finetune_ko.py log and bench.quant_kernels' merged bf16 of another base model give NAME_ keys and
+    leave polyglot-ko-12.8b's alone; a log without a NAME, or one without the figures, is one line."""
+    from bench import summarize
+
+    latest = json.loads((PROJECT_ROOT / "bench" / "results" / "latest.json").read_text())
+    twelve = [absolute(path) for path in latest["raw"] if "=" not in path]
+    log = tmp_path / "train.log"
+    log.write_text("[6] trained 20 steps, final train loss 11.7663, 9,411 real tokens/s after the first step, peak GPU "
+                   "memory 19.62 GiB\n", encoding="utf-8")
+    bf16 = tmp_path / "bf16.json"
+    bf16.write_text(json.dumps({"bf16 fast, batch 1": {"tok_s": 180.0, "peak_gpu_gib": 15.4},
+                                "bf16 fast, batch 16": {"tok_s": 2556.2, "peak_gpu_gib": 16.3}}))
+    rebuilt = summarize.summarize(*twelve, f"other={log}", f"other={bf16}")
+    assert {k: v for k, v in rebuilt.items() if k.startswith("other_")} == {
+        "other_train_real_tok_s": 9411.0, "other_train_peak_gib": 19.62, "other_gen_batch1_tok_s": 180.0,
+        "other_gen_batch16_tok_s": 2556.2, "other_gen_peak_gib": 16.3}
+    assert rebuilt["train_real_tok_s"] == latest["train_real_tok_s"]
+    assert rebuilt["gen_batch1_tok_s"] == latest["gen_batch1_tok_s"]
+    assert summarize.figures(json.loads(bf16.read_text())) == {}  # unnamed: the 12.8b's bench.speed figures stay
+    for entry in (str(log), f"other={tmp_path / 'empty.log'}"):
+        (tmp_path / "empty.log").write_text("[6] trained 0 steps\n", encoding="utf-8")
+        with pytest.raises(UserError, match="is not a result of bench.export_gpu"):
+            summarize.summarize(*twelve, entry)
+
