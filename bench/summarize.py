@@ -76,8 +76,10 @@ def summarize(train_path: str, gen_path: str, recipe_path: str, cold_path: str |
     for entry in more:
         name, _, path = entry.rpartition("=")  # NAME=PATH: another base model's figures, under NAME_
         text = Path(path).read_text(encoding="utf-8")
-        found = (training_figures(text) if path.endswith(".log") and name else
-                 figures(json.loads(text), bf16=bool(name)) if not path.endswith(".log") else {})
+        if path.endswith(".log"):  # finetune_ko.py's: only another model's (polyglot-ko's come from bench.speed)
+            found = training_figures(text) if name else {}
+        else:
+            found = figures(json.loads(text), bf16=bool(name))
         if not found:
             raise UserError(f"{path} is not a result of bench.export_gpu, bench.quant_kernels, bench.serve_load, "
                             "bench.eval_speed or bench.gguf_cpu (nor, given as NAME=PATH, a finetune_ko.py log)")
