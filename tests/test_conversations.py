@@ -9,7 +9,7 @@ from kochat.errors import UserError
 from kochat.prompts import load_template
 from kochat.tokenization import IGNORE, encode_prompt
 
-TEMPLATES = Path(__file__).parent / "fixtures" / "chat_templates"  # as the model repos ship them
+TEMPLATES = Path(__file__).parent / "fixtures" / "chat_templates"  # as the model repos ship them (exaone4: see its head)
 # each family's special tokens, and the BOS its template prints
 FAMILIES = {"qwen2_5": (["<|im_start|>", "<|im_end|>"], None),
             "qwen3": (["<|im_start|>", "<|im_end|>", "<think>", "</think>"], None),
@@ -17,9 +17,10 @@ FAMILIES = {"qwen2_5": (["<|im_start|>", "<|im_end|>"], None),
                          "<|begin_of_text|>"),
             "gemma2": (["<bos>", "<start_of_turn>", "<end_of_turn>"], "<bos>"),
             "gemma3": (["<bos>", "<start_of_turn>", "<end_of_turn>"], "<bos>"),
-            "exaone3_5": (["[|system|]", "[|user|]", "[|assistant|]", "[|endofturn|]"], None)}
+            "exaone3_5": (["[|system|]", "[|user|]", "[|assistant|]", "[|endofturn|]"], None),
+            "exaone4": (["[|system|]", "[|user|]", "[|assistant|]", "[|endofturn|]"], None)}
 END_OF_TURN = {"qwen2_5": "<|im_end|>", "qwen3": "<|im_end|>", "llama3_1": "<|eot_id|>", "gemma2": "<end_of_turn>",
-               "gemma3": "<end_of_turn>", "exaone3_5": "[|endofturn|]"}
+               "gemma3": "<end_of_turn>", "exaone3_5": "[|endofturn|]", "exaone4": "[|endofturn|]"}
 TURNS = [{"role": "user", "content": "한국의 수도는 어디인가요?"}, {"role": "assistant", "content": "서울입니다."},
          {"role": "user", "content": "그럼 일본은요?"}, {"role": "assistant", "content": "도쿄입니다."},
          {"role": "user", "content": "둘 중 어디가 더 북쪽이죠?"}, {"role": "assistant", "content": "서울이 조금 더 북쪽입니다."}]
