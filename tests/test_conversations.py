@@ -9,7 +9,8 @@ from kochat.errors import UserError
 from kochat.prompts import load_template
 from kochat.tokenization import IGNORE, encode_prompt
 
-TEMPLATES = Path(__file__).parent / "fixtures" / "chat_templates"  # as the model repos ship them (exaone4: see its head)
+# as the model repositories ship them (exaone4: written for these tests, see its head)
+TEMPLATES = Path(__file__).parent / "fixtures" / "chat_templates"
 # each family's special tokens, and the BOS its template prints
 FAMILIES = {"qwen2_5": (["<|im_start|>", "<|im_end|>"], None),
             "qwen3": (["<|im_start|>", "<|im_end|>", "<think>", "</think>"], None),
