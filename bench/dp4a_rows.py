@@ -35,6 +35,7 @@ from bench import humming_products
 from bench.row_kernels import SHAPES
 from kochat import cli, dp4a_kernel, humming_kernel, runs
 from kochat.errors import UserError
+from kochat.fused_projections import FusedLinear, Slice, fuse_projections
 
 # ---- constants: override on the command line as --name=value ------------------------------------------
 SHAPE = "polyglot-ko-12.8b"  # polyglot-ko-12.8b or qwen3-8b: which layer sizes
@@ -175,19 +176,57 @@ class Gemv16Linear(torch.nn.Module):
         return y if self.layer.bias is None else y + self.layer.bias
 
 
+class Gemv16Fused(FusedLinear):
+    """A FusedLinear (q/k/v or gate/up stacked, kochat/fused_projections.py) whose product of one row goes through
+    bf16_gemv: turned into one in place (its class swapped), so that the release hooks on its layer stay its own."""
+    kernels: Kernels
+    index: int
+
+    @classmethod
+    def adopt(cls, fused: FusedLinear, kernels: Kernels) -> None:
+        if fused.weight.dtype != torch.bfloat16 or fused.weight.shape[1] % 8 or fused.weight.shape[1] > _BF16_WIDEST:
+            raise UserError(f"gemv16: bf16 layers whose width is a multiple of 8 and at most {_BF16_WIDEST} only")
+        fused.__class__, fused.kernels = cls, kernels
+        fused.out_features, fused.in_features = fused.weight.shape
+        try:
+            dp4a_kernel.check_product(lambda rows: fused.product(rows[0])[None], fused, rows=1)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        fused.index = len(_LAYERS)
+        _LAYERS.append(weakref.ref(fused))
+
+    def product(self, row: torch.Tensor) -> torch.Tensor:
+        return self.kernels.bf16(self.weight, row)
+
+    def slice_of(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        if self.input is not x:
+            rows = x.reshape(-1, x.shape[-1])
+            if rows.shape[0] == 1:
+                y = torch.ops.kochat_bench.gemv16_product(rows[0].to(torch.bfloat16).contiguous(), self.index)
+                y = y.view(*x.shape[:-1], self.out_features)
+                self.input, self.output = x, y if self.bias is None else y + self.bias
+            else:
+                self.input, self.output = x, torch.nn.functional.linear(x, self.weight, self.bias)
+        return self.output[..., start:stop]
+
+
 def onto_dp4a(model, setting: str, bf16: bool = False) -> int:
     """Move every int4 (tinygemm) and weight-only int8 (torchao) linear layer of `model` onto kochat's dp4a kernel
     for one row, the export's layer kept for batches (kochat.dp4a_kernel.onto_dp4a with keep), or with `bf16`
-    every bf16 one onto Gemv16Linear (the output head too), with the kernels compiled for `setting`: "rows per
-    warp,warps,unroll" for every layer, or a bench.dp4a_rows JSON whose best setting for each layer size is taken;
-    how many moved."""
+    every bf16 one onto bf16_gemv (the output head too; q/k/v and gate/up fused first, as gen() fuses them), with
+    the kernels compiled for `setting`: "rows per warp,warps,unroll" for every layer, or a bench.dp4a_rows JSON
+    whose best setting for each layer size is taken; how many moved."""
     kernels_for = chooser(setting)
     if not bf16:
         problem = dp4a_kernel.onto_dp4a(model, keep=True, kernels=kernels_for)
         if problem:
             raise UserError(problem)
         return dp4a_kernel.on_dp4a(model)
+    fuse_projections(model)
     moved = 0
+    for shared in {id(m.fused): m.fused for m in model.modules() if isinstance(m, Slice)}.values():
+        Gemv16Fused.adopt(shared, kernels_for("gemv16", *shared.weight.shape))
+        moved += 1
     for name, module in list(model.named_modules()):
         if type(module) is torch.nn.Linear and type(module.weight.data) is torch.Tensor:
             parent_name, _, child = name.rpartition(".")

@@ -18,8 +18,7 @@ export is where humming-kernels is installed: kochat/humming_kernel.py), dp4a4 a
 torchao's int8, one row a step then multiplied by kochat/dp4a_kernel.py's kernels in the setting or sweep --dp4a
 names, the row rounded to int8; batches on the quantized layers as they were, the int4 weights held twice), bf16
 (no quantization: the merged 16-bit model), gemv16 (bf16, one row a step through bench/dp4a_rows.py's bf16_gemv
-instead of cuBLAS, the head too; the moved layers are not fused by gen(), so on a model with q/k/v or gate/up apart it
-is not a like-for-like comparison),
+instead of cuBLAS, the head too; q/k/v and gate/up fused first, as gen() fuses them),
 saved (--model is an export_ko.py int8/int4 folder, loaded onto the kernels --load names: one_row as chat_ko.py
 loads it, batches as eval_ko.py, both as serve_ko.py, export its own; nothing quantized here, nothing set for the
 process).

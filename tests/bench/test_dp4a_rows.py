@@ -62,6 +62,35 @@ def test_a_bf16_layer_moved_answers_a_row_through_the_op_and_batches_as_before(m
         assert torch.equal(compiled(row), one)
 
 
+class Attention(torch.nn.Module):
+    """q/k/v as transformers' Llama-family layers hold them: three layers reading one input."""
+
+    def __init__(self):
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj = (torch.nn.Linear(64, n, bias=False, dtype=torch.bfloat16)
+                                                 for n in (32, 16, 16))
+
+    def forward(self, x):
+        return torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1)
+
+
+def test_q_k_v_are_fused_as_gen_fuses_them_then_one_row_goes_through_the_op(monkeypatch):
+    torch.manual_seed(0)
+    model = Attention()
+    kernels = type("Emulated", (), {"bf16": staticmethod(bf16_kernel_in_torch)})()
+    monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: kernels)
+    row, batch = torch.randn(1, 64, dtype=torch.bfloat16), torch.randn(3, 64, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        expected_row, expected_batch = model(row), model(batch)
+    assert dp4a_rows.onto_dp4a(model, "2,8,4", bf16=True) == 1  # one stacked product, nothing left apart
+    assert type(model.q_proj.fused) is dp4a_rows.Gemv16Fused and model.k_proj.fused is model.q_proj.fused
+    with torch.inference_mode():
+        one = model(row)
+        assert (one.float() - expected_row.float()).norm() / expected_row.float().norm() < 0.01
+        assert torch.equal(model(batch), expected_batch)
+        assert model.q_proj.fused.output is None  # released after the call, as fused_projections does
+
+
 def test_a_kernel_whose_product_is_wrong_is_refused_in_one_line(monkeypatch):
     model = torch.nn.Sequential(torch.nn.Linear(64, 24, dtype=torch.bfloat16))
     kernels = type("Wrong", (), {"bf16": staticmethod(lambda weight, x: -bf16_kernel_in_torch(weight, x))})()
