@@ -25,7 +25,6 @@ import json
 import math
 import re
 import sys
-import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,9 +32,8 @@ import torch
 
 from bench import humming_products
 from bench.row_kernels import SHAPES
-from kochat import cli, dp4a_kernel, humming_kernel, runs
+from kochat import cli, dp4a_kernel, humming_kernel, row16_kernel, runs
 from kochat.errors import UserError
-from kochat.fused_projections import FusedLinear, Slice, fuse_projections
 
 # ---- constants: override on the command line as --name=value ------------------------------------------
 SHAPE = "polyglot-ko-12.8b"  # polyglot-ko-12.8b or qwen3-8b: which layer sizes
@@ -47,68 +45,15 @@ UNROLL = "2,4"               # 16-byte weight loads each lane has in flight
 MOST_ERROR = 0.02            # a setting further than this from the float product (relative) is not counted as best:
                              # the row's rounding to int8 and the output's to bf16 put a right one near 0.005
 
-_BF16_WIDEST = 24576  # bf16_gemv stages the whole bf16 row in shared memory: 48 KiB, the most a launch has unasked
 
-# For comparison with cuBLAS's one-row product of 16-bit weights (merged bf16), compiled with kochat's dp4a kernels:
-# weight [N, K/8] of 16 bytes, 8 bf16 of one row in order; x [K/8] the bf16 row, staged in shared memory as it is. A
-# bf16 widens to a float32 by a shift (low half) or a mask (high half): about three instructions a weight, multiplied
-# and summed in float32.
-_BF16_SOURCE = r"""
-__device__ __forceinline__ float dot_bf16x2(unsigned w, unsigned a, float acc) {
-    acc = fmaf(__uint_as_float(w << 16), __uint_as_float(a << 16), acc);
-    return fmaf(__uint_as_float(w & 0xFFFF0000u), __uint_as_float(a & 0xFFFF0000u), acc);
-}
-
-extern "C" __global__ void __launch_bounds__(WARPS * 32) bf16_gemv(
-        const uint4* __restrict__ weight, const uint4* __restrict__ x, unsigned short* __restrict__ out, int n_rows,
-        int k) {
-    extern __shared__ uint4 sx[];
-    const int chunks = k / 8;
-    for (int i = threadIdx.x; i < chunks; i += blockDim.x) sx[i] = x[i];
-    __syncthreads();
-    const int lane = threadIdx.x & 31;
-    const int first = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * ROWS;
-    #pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-        const int row = first + r;
-        if (row >= n_rows) break;
-        const uint4* w_row = weight + (long long)row * chunks;
-        float acc = 0.f;
-        for (int c0 = lane; c0 < chunks; c0 += 32 * UNROLL) {
-            uint4 w[UNROLL];
-            #pragma unroll
-            for (int u = 0; u < UNROLL; ++u) {
-                const int c = c0 + 32 * u;
-                if (c < chunks) w[u] = w_row[c];
-            }
-            #pragma unroll
-            for (int u = 0; u < UNROLL; ++u) {
-                const int c = c0 + 32 * u;
-                if (c >= chunks) break;
-                const uint4 a = sx[c];
-                acc = dot_bf16x2(w[u].x, a.x, acc); acc = dot_bf16x2(w[u].y, a.y, acc);
-                acc = dot_bf16x2(w[u].z, a.z, acc); acc = dot_bf16x2(w[u].w, a.w, acc);
-            }
-        }
-        write_sum(acc, out, row, lane);
-    }
-}
-"""
-
-
-class Kernels(dp4a_kernel.Kernels):
-    """kochat's w4a8_gemv and w8a8_gemv and this bench's bf16_gemv, compiled with one setting."""
+class Kernels(row16_kernel.Kernels):
+    """kochat's w4a8_gemv, w8a8_gemv and bf16_gemv (kochat/row16_kernel.py), compiled with one setting."""
 
     def __init__(self, rows: int, warps: int, unroll: int):
         try:
-            super().__init__(rows, warps, unroll, dp4a_kernel.SOURCE + _BF16_SOURCE)
+            super().__init__(rows, warps, unroll, dp4a_kernel.SOURCE + row16_kernel.KERNEL)
         except RuntimeError as e:  # NVRTC's log or a failed call
             raise UserError(str(e)[:2000]) from None
-
-    def bf16(self, weight, x) -> torch.Tensor:
-        """One bf16 row [K] times bf16 weights [N, K] (K ≤ _BF16_WIDEST)."""
-        n, k = weight.shape
-        return self.launch("bf16_gemv", n, k, weight, x, shared=2 * k)
 
 
 def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -131,109 +76,23 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     return q.to(torch.int8).contiguous(), scale.contiguous(), q * scale[:, None]
 
 
-# ---- gen() with one row a step through bf16_gemv (bench.quant_kernels --kernels=gemv16) -------------------------
-_LAYERS: list[weakref.ref] = []  # the moved layers by index (a custom op takes no modules), as kochat's
-
-
-@torch.library.custom_op("kochat_bench::gemv16_product", mutates_args=())
-def _product16(row: torch.Tensor, index: int) -> torch.Tensor:
-    return _LAYERS[index]().product(row)
-
-
-@_product16.register_fake
-def _(row: torch.Tensor, index: int) -> torch.Tensor:
-    return row.new_empty(_LAYERS[index]().out_features, dtype=torch.bfloat16)
-
-
-class Gemv16Linear(torch.nn.Module):
-    """A bf16 linear layer whose product of one row goes through bf16_gemv; batches through the layer as it was
-    (the same weights, held once)."""
-
-    def __init__(self, layer: torch.nn.Linear, kernels: Kernels):
-        super().__init__()
-        self.layer, self.kernels = layer, kernels
-        self.in_features, self.out_features = layer.in_features, layer.out_features
-        if layer.weight.dtype != torch.bfloat16 or layer.in_features % 8 or layer.in_features > _BF16_WIDEST:
-            raise UserError(f"gemv16: bf16 layers whose width is a multiple of 8 and at most {_BF16_WIDEST} only, "
-                            f"not {layer.weight.dtype} of width {layer.in_features}")
-        layer.weight.data = layer.weight.data.contiguous()
-        try:
-            dp4a_kernel.check_product(lambda rows: self.product(rows[0])[None], layer, rows=1)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        self.index = len(_LAYERS)
-        _LAYERS.append(weakref.ref(self))
-
-    def product(self, row: torch.Tensor) -> torch.Tensor:
-        return self.kernels.bf16(self.layer.weight, row)
-
-    def forward(self, x):
-        rows = x.reshape(-1, self.in_features)
-        if rows.shape[0] != 1:
-            return self.layer(x)
-        y = torch.ops.kochat_bench.gemv16_product(rows[0].to(torch.bfloat16).contiguous(), self.index)
-        y = y.view(*x.shape[:-1], self.out_features)
-        return y if self.layer.bias is None else y + self.layer.bias
-
-
-class Gemv16Fused(FusedLinear):
-    """A FusedLinear (q/k/v or gate/up stacked, kochat/fused_projections.py) whose product of one row goes through
-    bf16_gemv: turned into one in place (its class swapped), so that the release hooks on its layer stay its own."""
-    kernels: Kernels
-    index: int
-
-    @classmethod
-    def adopt(cls, fused: FusedLinear, kernels: Kernels) -> None:
-        if fused.weight.dtype != torch.bfloat16 or fused.weight.shape[1] % 8 or fused.weight.shape[1] > _BF16_WIDEST:
-            raise UserError(f"gemv16: bf16 layers whose width is a multiple of 8 and at most {_BF16_WIDEST} only")
-        fused.__class__, fused.kernels = cls, kernels
-        fused.out_features, fused.in_features = fused.weight.shape
-        try:
-            dp4a_kernel.check_product(lambda rows: fused.product(rows[0])[None], fused, rows=1)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        fused.index = len(_LAYERS)
-        _LAYERS.append(weakref.ref(fused))
-
-    def product(self, row: torch.Tensor) -> torch.Tensor:
-        return self.kernels.bf16(self.weight, row)
-
-    def slice_of(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        if self.input is not x:
-            rows = x.reshape(-1, x.shape[-1])
-            if rows.shape[0] == 1:
-                y = torch.ops.kochat_bench.gemv16_product(rows[0].to(torch.bfloat16).contiguous(), self.index)
-                y = y.view(*x.shape[:-1], self.out_features)
-                self.input, self.output = x, y if self.bias is None else y + self.bias
-            else:
-                self.input, self.output = x, torch.nn.functional.linear(x, self.weight, self.bias)
-        return self.output[..., start:stop]
-
-
+# ---- gen() with one row a step through these kernels (bench.quant_kernels --kernels=dp4a4,dp4a8,gemv16) -----
 def onto_dp4a(model, setting: str, bf16: bool = False) -> int:
     """Move every int4 (tinygemm) and weight-only int8 (torchao) linear layer of `model` onto kochat's dp4a kernel
     for one row, the export's layer kept for batches (kochat.dp4a_kernel.onto_dp4a with keep), or with `bf16`
-    every bf16 one onto bf16_gemv (the output head too; q/k/v and gate/up fused first, as gen() fuses them), with
-    the kernels compiled for `setting`: "rows per warp,warps,unroll" for every layer, or a bench.dp4a_rows JSON
-    whose best setting for each layer size is taken; how many moved."""
+    every bf16 product onto kochat's bf16_gemv (kochat.row16_kernel.onto_row16: q/k/v and gate/up fused first, the
+    output head too), with the kernels compiled for `setting`: "rows per warp,warps,unroll" for every layer, or a
+    bench.dp4a_rows JSON whose best setting for each layer size is taken; how many moved."""
     kernels_for = chooser(setting)
-    if not bf16:
-        problem = dp4a_kernel.onto_dp4a(model, keep=True, kernels=kernels_for)
+    if bf16:
+        problem = row16_kernel.onto_row16(model, kernels=lambda n, k: kernels_for("gemv16", n, k))
         if problem:
             raise UserError(problem)
-        return dp4a_kernel.on_dp4a(model)
-    fuse_projections(model)
-    moved = 0
-    for shared in {id(m.fused): m.fused for m in model.modules() if isinstance(m, Slice)}.values():
-        Gemv16Fused.adopt(shared, kernels_for("gemv16", *shared.weight.shape))
-        moved += 1
-    for name, module in list(model.named_modules()):
-        if type(module) is torch.nn.Linear and type(module.weight.data) is torch.Tensor:
-            parent_name, _, child = name.rpartition(".")
-            kernels = kernels_for("gemv16", module.out_features, module.in_features)
-            setattr(model.get_submodule(parent_name), child, Gemv16Linear(module, kernels))
-            moved += 1
-    return moved
+        return row16_kernel.on_row16(model)
+    problem = dp4a_kernel.onto_dp4a(model, keep=True, kernels=kernels_for)
+    if problem:
+        raise UserError(problem)
+    return dp4a_kernel.on_dp4a(model)
 
 
 def chooser(setting: str):

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 
-from . import decode_attention, dp4a_kernel, humming_kernel, row_sums
+from . import decode_attention, dp4a_kernel, humming_kernel, row16_kernel, row_sums
 from .fused_projections import fuse_projections
 from .kv_cache import PooledCache, batch_cache
 from .modeling import transformers_model
@@ -80,6 +80,8 @@ def mode_line(model, fast: bool) -> str:
             weights += ", one row at a time through the dp4a kernel"
     else:
         weights = f"{str(model.dtype).removeprefix('torch.')} weights"
+        if row16_kernel.on_row16(model):
+            weights += ", one row at a time through kochat's bf16 kernel"
     return f"answering with {weights} on {model.device.type}, fast mode {'on' if fast else 'off'}"
 
 

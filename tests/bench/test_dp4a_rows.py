@@ -37,69 +37,18 @@ def test_random_weights_quantized_to_int8_multiply_as_the_weights_they_hold():
     assert (y - expected).norm() / expected.norm() < 1e-5
 
 
-def bf16_kernel_in_torch(weight, x):
-    """bf16_gemv's arithmetic: bf16 widened to float32, multiplied and summed, written out in bf16."""
-    return (weight.float() @ x.float()).bfloat16()
-
-
-def test_a_bf16_layer_moved_answers_a_row_through_the_op_and_batches_as_before(monkeypatch):
-    torch.manual_seed(0)
+def test_gemv16_moves_a_bf16_model_onto_kochats_kernel_in_the_settings_given(monkeypatch):
+    from kochat import dp4a_kernel, row16_kernel
+    monkeypatch.setattr(row16_kernel, "movable", lambda weight: weight.dtype == torch.bfloat16)  # as on a GPU
+    monkeypatch.setattr(dp4a_kernel, "installed", lambda: True)
+    settings = []
+    emulated = type("Emulated", (), {"bf16": staticmethod(lambda w, x: (w.float() @ x.float()).bfloat16())})
+    monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: settings.append(setting) or emulated)
     model = torch.nn.Sequential(torch.nn.Linear(64, 24, dtype=torch.bfloat16),
                                 torch.nn.Linear(24, 16, bias=False, dtype=torch.bfloat16))
-    layers = list(model)
-    kernels = type("Emulated", (), {"bf16": staticmethod(bf16_kernel_in_torch)})()
-    monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: kernels)
     assert dp4a_rows.onto_dp4a(model, "2,8,4") == 0  # no int4 or int8 layer: nothing moved without bf16
-    assert dp4a_rows.onto_dp4a(model, "2,8,4", bf16=True) == 2
-    assert all(isinstance(m, dp4a_rows.Gemv16Linear) for m in model)
-    with torch.inference_mode():
-        row, batch = torch.randn(1, 64, dtype=torch.bfloat16), torch.randn(3, 64, dtype=torch.bfloat16)
-        expected = layers[1](layers[0](row))
-        one = model(row)
-        assert (one.float() - expected.float()).norm() / expected.float().norm() < 0.01
-        assert torch.equal(model(batch), layers[1](layers[0](batch)))
-        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
-        assert torch.equal(compiled(row), one)
-
-
-class Attention(torch.nn.Module):
-    """q/k/v as transformers' Llama-family layers hold them: three layers reading one input."""
-
-    def __init__(self):
-        super().__init__()
-        self.q_proj, self.k_proj, self.v_proj = (torch.nn.Linear(64, n, bias=False, dtype=torch.bfloat16)
-                                                 for n in (32, 16, 16))
-
-    def forward(self, x):
-        return torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1)
-
-
-def test_q_k_v_are_fused_as_gen_fuses_them_then_one_row_goes_through_the_op(monkeypatch):
-    torch.manual_seed(0)
-    model = Attention()
-    kernels = type("Emulated", (), {"bf16": staticmethod(bf16_kernel_in_torch)})()
-    monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: kernels)
-    row, batch = torch.randn(1, 64, dtype=torch.bfloat16), torch.randn(3, 64, dtype=torch.bfloat16)
-    with torch.inference_mode():
-        expected_row, expected_batch = model(row), model(batch)
-    assert dp4a_rows.onto_dp4a(model, "2,8,4", bf16=True) == 1  # one stacked product, nothing left apart
-    assert type(model.q_proj.fused) is dp4a_rows.Gemv16Fused and model.k_proj.fused is model.q_proj.fused
-    with torch.inference_mode():
-        one = model(row)
-        assert (one.float() - expected_row.float()).norm() / expected_row.float().norm() < 0.01
-        assert torch.equal(model(batch), expected_batch)
-        assert model.q_proj.fused.output is None  # released after the call, as fused_projections does
-
-
-def test_a_kernel_whose_product_is_wrong_is_refused_in_one_line(monkeypatch):
-    model = torch.nn.Sequential(torch.nn.Linear(64, 24, dtype=torch.bfloat16))
-    kernels = type("Wrong", (), {"bf16": staticmethod(lambda weight, x: -bf16_kernel_in_torch(weight, x))})()
-    monkeypatch.setattr(dp4a_rows, "Kernels", lambda *setting: kernels)
-    with pytest.raises(dp4a_rows.UserError, match="product of one row"):
-        dp4a_rows.onto_dp4a(model, "2,8,4", bf16=True)
-    too_wide = torch.nn.Sequential(torch.nn.Linear(dp4a_rows._BF16_WIDEST + 8, 8, dtype=torch.bfloat16))
-    with pytest.raises(dp4a_rows.UserError, match="at most 24576"):
-        dp4a_rows.onto_dp4a(too_wide, "2,8,4", bf16=True)
+    assert dp4a_rows.onto_dp4a(model, "2,8,4", bf16=True) == 2 and settings == [(2, 8, 4)]  # compiled once
+    assert all(type(m) is row16_kernel.Row16Linear for m in model)
 
 
 def test_a_sweeps_json_gives_each_layer_size_its_best_setting(monkeypatch, tmp_path):
