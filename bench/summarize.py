@@ -7,7 +7,8 @@ first_step_s_warm_cache. Without it, the recipe log's figure is first_step_s.
 --more: other raw results, each recognised by what it holds: bench.export_gpu's JSON (gen_int4_*, gen_int8_*;
 gen_int4_cache8_* where it answered with --cache_8bit=true; a later file's formats replace an earlier one's),
 bench.quant_kernels' saved (an int8 or int4 export as chat_ko.py or serve_ko.py loads it, on humming's kernel or one
-row on the dp4a kernel: gen_int8_*, gen_int4_*; batch 1 and 16 may come from different files; a batch size
+row on the dp4a kernel: gen_int8_*, gen_int4_*; a 16-bit model so loaded, one row on kochat's bf16 kernel: gen_batch*,
+gen_peak_gib; batch 1 and 16 may come from different files; a batch size
 measured several times in one file gives the mean of its runs, and the largest peak),
 bench.quant_kernels' tinygemm with --cache_8bit=true (the int4 export's kernel: gen_int4_cache8_*; batch 1 and 16
 may then come from different files), its mslk4plain and mslk4fp8 (serve_ko.py's batch kernels for int4 on Hopper:
@@ -116,6 +117,8 @@ def figures(raw: dict, bf16: bool = False) -> dict:
     answering = raw.get("saved quantize", {}).get("answering", "")  # as chat_ko.py and serve_ko.py answer: on
     fast = "through humming's kernel" in answering or "through the dp4a kernel" in answering  # humming's or dp4a
     saved = [("saved", "int8" if "Int8" in answering else "int4")] if fast else []
+    if "through kochat's bf16 kernel" in answering:  # a 16-bit model as chat_ko.py loads it: the merged figures
+        saved = [("saved", "")]
     merged = [("bf16", "")] if bf16 else []
     for name, fmt in [("int4", "int4"), ("int8", "int8"), ("tinygemm", "int4"), ("mslk4plain", "int4_mslk"),
                       ("mslk4fp8", "int4_mslk_fp8")] + saved + merged:

@@ -47,7 +47,7 @@ def linear_calls(model, *args) -> tuple[int, int, torch.Tensor]:
 @pytest.mark.parametrize("make", [qwen3, llama_with_biases])
 def test_fused_layers_give_the_same_logits_in_one_graph_with_fewer_products(make):
     model = make()
-    ids = torch.randint(3, 300, (2, 9))
+    ids = torch.randint(3, 300, (2, 9), device=model.device)  # on the device, the tiny Qwen3 loads on the GPU
     layers = len(modeling.language_layers(model))
     with torch.inference_mode():
         before = model(ids).logits

@@ -93,6 +93,12 @@ def test_another_models_results_land_under_its_own_keys(tmp_path):
     assert rebuilt["train_real_tok_s"] == latest["train_real_tok_s"]
     assert rebuilt["gen_batch1_tok_s"] == latest["gen_batch1_tok_s"]
     assert summarize.figures(json.loads(bf16.read_text())) == {}  # unnamed: the 12.8b's bench.speed figures stay
+    row16 = tmp_path / "row16.json"  # a 16-bit model loaded as chat_ko.py loads it: the merged figures too
+    row16.write_text(json.dumps({"saved quantize": {"answering": "answering with bfloat16 weights, one row at a time "
+                                                                 "through kochat's bf16 kernel on cuda, fast mode on"},
+                                 "saved fast, batch 1": {"tok_s": 192.2, "peak_gpu_gib": 15.4}}))
+    newer = summarize.summarize(*twelve, f"other={bf16}", f"other={row16}")
+    assert (newer["other_gen_batch1_tok_s"], newer["other_gen_batch16_tok_s"]) == (192.2, 2556.2)
     for entry in (str(log), f"other={tmp_path / 'empty.log'}"):
         (tmp_path / "empty.log").write_text("[6] trained 0 steps\n", encoding="utf-8")
         with pytest.raises(UserError, match="is not a result of bench.export_gpu"):
