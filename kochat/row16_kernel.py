@@ -1,8 +1,9 @@
 """One row times a 16-bit model's weights through a kernel of kochat's own, bf16_gemv, instead of cuBLAS: how a bf16
 model (a merged export, a run loaded in 16 bits) answers one question at a time on an NVIDIA GPU where cuda-bindings
 is installed (the NVRTC compile of kochat/dp4a_kernel.py, no nvcc). Measured (bench/RESULTS.md, 2026-12-03, one
-H200): the Qwen3-8B shape answered one row at 188.4 and 185.5 tokens/s against 171.5 and 169.9 through cuBLAS on
-the same machine (+9.5 %); the 12.8b shape at 130.0 against 126.7.
+H200): the Qwen3-8B shape loaded as serve_ko.py loads it answered one row at 192.2 tokens/s against 184.4 through
+cuBLAS on the same machine (a probe on another: 188.4 and 185.5 against 171.5 and 169.9); the 12.8b shape, in a
+probe, at 130.0 against 126.7.
 
 Why it is faster: for one row cuBLAS splits the narrower products (attention's output, the MLP's way back) over
 their input, a second kernel summing the parts, and reads the smaller matrices at ~3.2 TB/s; bf16_gemv stages the row
