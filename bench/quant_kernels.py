@@ -17,11 +17,11 @@ Ada GPUs), fp8wo (float8 weights only), humming (tinygemm's int4, then moved ont
 export is where humming-kernels is installed: kochat/humming_kernel.py), dp4a4 and dp4a8 (tinygemm's int4 or
 torchao's int8, one row a step then multiplied by kochat/dp4a_kernel.py's kernels in the setting or sweep --dp4a
 names, the row rounded to int8; batches on the quantized layers as they were, the int4 weights held twice), bf16
-(no quantization: the merged 16-bit model), gemv16 (bf16, one row a step through bench/dp4a_rows.py's bf16_gemv
-instead of cuBLAS, the head too; q/k/v and gate/up fused first, as gen() fuses them),
-saved (--model is an export_ko.py int8/int4 folder, loaded onto the kernels --load names: one_row as chat_ko.py
-loads it, batches as eval_ko.py, both as serve_ko.py, export its own; nothing quantized here, nothing set for the
-process).
+(no quantization: the merged 16-bit model, on cuBLAS), gemv16 (bf16, one row a step through kochat/row16_kernel.py's
+bf16_gemv in the setting or sweep --dp4a names instead of cuBLAS, the head too; q/k/v and gate/up fused first),
+saved (--model is an export_ko.py int8/int4 folder or a 16-bit one, loaded onto the kernels --load names: one_row as
+chat_ko.py loads it, batches as eval_ko.py, both as serve_ko.py, export its own; a 16-bit folder asked one_row or
+both: one row on kochat's bf16 kernel in its own settings; nothing quantized here, nothing set for the process).
 --compile picks how the decode step is compiled: reduce-overhead (transformers' default: CUDA graphs), tuned (CUDA
 graphs and inductor's coordinate-descent tuning of its kernels' block sizes, as gpt-fast compiles), torchao (CUDA
 graphs, and torchao's recommended inductor settings set for the whole process, as its int8 and int4 configurations
@@ -65,7 +65,8 @@ FLASH = True                # a batch's pooled cache attended by FlashAttention 
                             # product over the whole pool (kochat/decode_attention.py)
 LOAD = "one_row"            # saved: where an int4/int8 export's layers go as it loads (answering.onto_kernels): one_row
                             # as chat_ko.py (dp4a for one row), batches as eval_ko.py (humming's), both as
-                            # serve_ko.py, export (its own kernels: tinygemm, torchao's int8)
+                            # serve_ko.py, export (its own kernels: tinygemm, torchao's int8); a 16-bit folder's:
+                            # one row on kochat's bf16 kernel for one_row and both
 
 COMPILE_OPTIONS = {"reduce-overhead": {"triton.cudagraphs": True},
                    "tuned": {"triton.cudagraphs": True, "coordinate_descent_tuning": True},
@@ -147,9 +148,9 @@ def main(argv):
             if kernel == "humming" and (problem := humming_kernel.onto_humming(model) or
                                         ("" if humming_kernel.on_humming(model) else "humming is not installed")):
                 raise UserError(problem)
-            if kernel.startswith("dp4a") or kernel == "gemv16":  # one row a step through bench/dp4a_rows.py's
+            if kernel.startswith("dp4a") or kernel == "gemv16":  # one row a step through kochat's one-row
                 if not dp4a_rows.onto_dp4a(model, DP4A, bf16=kernel == "gemv16"):  # kernels, batches as they were
-                    raise UserError(f"{kernel}: no layer to move onto bench/dp4a_rows.py's kernels")
+                    raise UserError(f"{kernel}: no layer to move onto kochat's one-row kernels")
             torch.cuda.empty_cache()
             return {"weights_gib": round(torch.cuda.memory_allocated() / estimate.GIB, 2),
                     "answering": generation.mode_line(model, fast=True)}

@@ -117,9 +117,10 @@ def figures(raw: dict, bf16: bool = False) -> dict:
     answering = raw.get("saved quantize", {}).get("answering", "")  # as chat_ko.py and serve_ko.py answer: on
     fast = "through humming's kernel" in answering or "through the dp4a kernel" in answering  # humming's or dp4a
     saved = [("saved", "int8" if "Int8" in answering else "int4")] if fast else []
-    if "through kochat's bf16 kernel" in answering:  # a 16-bit model as chat_ko.py loads it: the merged figures
+    sixteen = bf16 and "through kochat's bf16 kernel" in answering  # a 16-bit model as chat_ko.py loads it
+    if sixteen:  # another model's merged figures (the 12.8b's stay bench.speed's), before cuBLAS's in the same file
         saved = [("saved", "")]
-    merged = [("bf16", "")] if bf16 else []
+    merged = [("bf16", "")] if bf16 and not sixteen else []
     for name, fmt in [("int4", "int4"), ("int8", "int8"), ("tinygemm", "int4"), ("mslk4plain", "int4_mslk"),
                       ("mslk4fp8", "int4_mslk_fp8")] + saved + merged:
         for batch in (1, 16):

@@ -28,8 +28,9 @@ def load_for_answering(folder: str | Run, four_bit: bool | None = None, device_m
     folder's own tokenizer and template, the adapter on its base, in eval mode; a folder export_ko.py quantized
     (int8, int4) as it was saved (its output head in the dtype of the rest), on a GPU moved onto the kernels
     installed that answer the way it will be asked (`kernels`, onto_kernels: one_row, batches, both or export;
-    `serving`: the rows and tokens of a batch whose cache "both" leaves room for); 16-bit weights asked one_row or
-    both, their product of one row moved onto kochat's bf16 kernel (kochat/row16_kernel.py). `four_bit`
+    `serving`: the rows and tokens of a batch whose cache "both" leaves room for); 16-bit weights on a GPU asked
+    one_row or both, q/k/v and gate/up fused and each product of one row moved onto kochat's bf16 kernel
+    (kochat/row16_kernel.py: the model is then for answering, its state_dict() names the stacked weights). `four_bit`
     True: the base in 4-bit NF4; False: in compute_dtype() (bf16 on a GPU, float32 on a CPU); None (auto): a run
     folder's base in 4-bit NF4, as trained, and a merged folder unquantized where it fits (sixteen_bits_fit). A
     real-size model on a machine without a GPU is refused before it loads, as is an export whose weights do not fit

@@ -53,7 +53,7 @@ WIDEST = 32768  # the row and its blocks' scales are staged in shared memory, 1.
 # bench/results/2026-12-03-h200-dp4a/dp4a-unroll8.json)
 SETTINGS = {"w4a8": (1, 8, 2), "w8a8": (1, 8, 4), "w4a8 15360x5120": (1, 8, 8), "w4a8 20480x5120": (1, 8, 8)}
 
-# write_sum, shared with bench/dp4a_rows.py's 16-bit kernel: a warp's 32 partial sums added and written as one bf16
+# write_sum, shared with kochat/row16_kernel.py's 16-bit kernel: a warp's 32 partial sums added and written as one bf16
 COMMON_SOURCE = r"""
 __device__ __forceinline__ void write_sum(float acc, unsigned short* out, int row, int lane) {
     #pragma unroll
@@ -487,8 +487,9 @@ def onto_dp4a(model, keep: bool, kernels=kernels_for) -> str:
     return ""
 
 
-def check_product(product, layer: torch.nn.Linear, rows: int) -> None:
-    """Raise where `product` of `rows` random rows is further than AGREEMENT from `layer`'s (bias left out), or
+def check_product(product, layer: torch.nn.Linear, rows: int, allowed: float = AGREEMENT,
+                  against: str = "the export's") -> None:
+    """Raise where `product` of `rows` random rows is further than `allowed` from `layer`'s (bias left out), or
     fails: a wrong layout or level stops here, not as wrong answers."""
     with torch.no_grad():  # a generator of its own: the caller's random numbers stay as they were
         generator = torch.Generator(layer.weight.device).manual_seed(0)
@@ -496,6 +497,6 @@ def check_product(product, layer: torch.nn.Linear, rows: int) -> None:
         x = x.to(layer.weight.dtype)
         expected = torch.nn.functional.linear(x, layer.weight).float()
         gap = float((product(x).float() - expected).norm() / expected.norm())
-    if not gap <= AGREEMENT:
+    if not gap <= allowed:
         raise ValueError(f"a layer's product of {'one row' if rows == 1 else f'{rows} rows'} on the kernel is "
-                         f"{gap:.3f} from the export's (allowed {AGREEMENT})")
+                         f"{gap:.3f} from {against} (allowed {allowed})")

@@ -11,8 +11,10 @@ which a GPU kernel sums them. No change to transformers' own forward. GPT-NeoX a
 and has no gated MLP.
 
 For answering only: done in place by gen()'s fast mode where it compiles (a GPU), on 16- and 32-bit weights
-(torchao's quantized tensors and LoRA layers are left as they are). A fused model's state_dict() names the
-stacked weights, not q_proj's and the others': save or train the model as loaded, not after fast answers.
+(torchao's quantized tensors and LoRA layers are left as they are), or as a 16-bit model loads to answer one row at
+a time on a GPU (kochat/row16_kernel.py, which then multiplies a stacked product of one row: `multiply`). A fused
+model's state_dict() names the stacked weights, not q_proj's and the others': save or train the model as loaded,
+not after fast answers.
 """
 from __future__ import annotations
 

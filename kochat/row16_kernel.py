@@ -8,13 +8,14 @@ probe, at 130.0 against 126.7.
 Why it is faster: for one row cuBLAS splits the narrower products (attention's output, the MLP's way back) over
 their input, a second kernel summing the parts, and reads the smaller matrices at ~3.2 TB/s; bf16_gemv stages the row
 in shared memory and gives each warp one output row (or two), reading each layer size at 3.1-4.2 TB/s in one kernel.
-The arithmetic is cuBLAS's: bf16 widened to float32, multiplied and summed in float32, written out in bf16.
+bf16 widened to float32, multiplied and summed in float32, written out in bf16 (a bias added after, in bf16).
 
-Where it goes: answering.onto_kernels moves a bf16 model's linear layers here for chat_ko.py (one answer at a time)
-and serve_ko.py (one client's steps), after q/k/v and gate/up are fused (kochat/fused_projections.py), as gen() would
-fuse them: fewer, larger products. Several rows (a prompt, a batch) multiply as before (F.linear, cuBLAS). Each
-layer's product of one row is checked against F.linear's as it moves. bf16 weights only (fp16 and float32 stay on
-cuBLAS), of a width that is a multiple of 8 and at most WIDEST; compute capability 8.0 (Ampere) and newer.
+Where it goes: answering.load_for_answering moves a 16-bit model's products here for chat_ko.py (one answer at a
+time) and serve_ko.py (one client's steps), after fusing q/k/v and gate/up (kochat/fused_projections.py, which gen()
+would do at its first compiled answer): fewer, larger products. Several rows (a prompt, a batch) multiply as before
+(F.linear, cuBLAS). Each product of one row is checked against F.linear's as it moves. bf16 weights only (fp16 and
+float32 stay on cuBLAS), contiguous, of a width that is a multiple of 8 and at most WIDEST; NVIDIA GPUs of compute
+capability 8.0 (Ampere) and newer.
 """
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from . import dp4a_kernel
-from .fused_projections import Slice, fuse_projections
+from .fused_projections import Slice, fusable, fuse_projections
 from .humming_kernel import first_line
 
 WIDEST = 24576  # the whole bf16 row is staged in shared memory: 48 KiB, the most a launch has unasked
+AGREEMENT = 0.006  # a product of one row here against F.linear's: the relative distance allowed (both rounded to
+#                    bf16, a right one near 0.002; a dropped piece of 8 weights in the widest row is 0.018)
 # rows per warp, warps a block, 16-byte loads in flight per lane: the best over the layer sizes of the 12.8b and
 # Qwen3-8B shapes on an H200, and the sizes whose own best differed (bench.dp4a_rows: results/2026-12-03-h200-dp4a/
 # dp4a-unroll8.json, results/2026-12-03-h200-qwen3-gemv16/call1/dp4a-qwen3.json)
@@ -109,6 +112,8 @@ _LAYERS: list[weakref.ref] = []
 
 @torch.library.custom_op("kochat::row16_product", mutates_args=())
 def _product(row: torch.Tensor, index: int) -> torch.Tensor:
+    if row.data_ptr() % 16:  # the kernel reads the row 16 bytes at a time: a row that starts inside a larger
+        row = row.clone()    # tensor is copied to a start of its own
     with dp4a_kernel.its_gpu(row.device):  # over several GPUs: the layer's own
         return _LAYERS[index]().product(row)
 
@@ -130,7 +135,8 @@ class Row16Linear(torch.nn.Module):
         self.kernels = kernels(self.out_features, self.in_features)
         self.index = len(_LAYERS)
         _LAYERS.append(weakref.ref(self))
-        dp4a_kernel.check_product(lambda rows: self.product(rows[0])[None], self, rows=1)
+        dp4a_kernel.check_product(lambda rows: self.product(rows[0])[None], self, rows=1, allowed=AGREEMENT,
+                                  against="cuBLAS's")
 
     def product(self, row: torch.Tensor) -> torch.Tensor:
         return self.kernels.bf16(self.weight, row)
@@ -147,16 +153,18 @@ class Row16Linear(torch.nn.Module):
 
 
 def movable(weight: torch.Tensor) -> bool:
-    """Plain bf16 weights on an NVIDIA GPU of compute capability 8.0 or newer, of a width the kernel takes."""
+    """Plain bf16 weights, contiguous from a 16-byte boundary (the kernel's loads), on an NVIDIA GPU of compute
+    capability 8.0 or newer (not ROCm's), of a width the kernel takes."""
     return (type(weight) is torch.nn.Parameter and weight.dtype == torch.bfloat16 and weight.device.type == "cuda"
+            and torch.version.cuda is not None and weight.is_contiguous() and weight.data_ptr() % 16 == 0
             and weight.shape[1] % 8 == 0 and weight.shape[1] <= WIDEST
             and torch.cuda.get_device_capability(weight.device) >= (8, 0))
 
 
 def plain_linear(module: torch.nn.Module) -> bool:
-    """A linear layer of its own (no hooks: accelerate's, placing a layer across GPUs, would be lost with it)."""
-    return type(module) is torch.nn.Linear and not (module._forward_hooks or module._forward_pre_hooks
-                                                     or hasattr(module, "_hf_hook"))
+    """A linear layer with nothing of its own (no hooks: accelerate's, placing a layer across GPUs, would be lost
+    with it; no forward or parameters of its own): as fused_projections takes them."""
+    return fusable([module])
 
 
 def on_row16(model) -> int:
@@ -174,15 +182,15 @@ def onto_row16(model, kernels=kernels_for) -> str:
     if not dp4a_kernel.installed():
         return f"16-bit one row at a time stays on cuBLAS: pip install {dp4a_kernel.PACKAGE} for kochat's faster kernel"
     fuse_projections(model)
-    stacked = {id(m.fused): m.fused for m in model.modules() if isinstance(m, Slice)}.values()
+    stacked = [fused for fused in {id(m.fused): m.fused for m in model.modules() if isinstance(m, Slice)}.values()
+               if fused.multiply is None and movable(fused.weight)]
     layers = [(name, m) for name, m in model.named_modules() if plain_linear(m) and movable(m.weight)]
-    total, moved = len(layers) + sum(movable(f.weight) for f in stacked), 0
+    total, moved = len(layers) + len(stacked), 0
     try:
         for fused in stacked:
-            if movable(fused.weight) and fused.multiply is None:
-                with dp4a_kernel.its_gpu(fused.weight.device):
-                    fused.multiply = Row16Linear(fused.weight, fused.bias, kernels)
-                moved += 1
+            with dp4a_kernel.its_gpu(fused.weight.device):
+                fused.multiply = Row16Linear(fused.weight, fused.bias, kernels)
+            moved += 1
         for name, layer in layers:
             parent, _, child = name.rpartition(".")
             with dp4a_kernel.its_gpu(layer.weight.device):

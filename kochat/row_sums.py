@@ -68,14 +68,16 @@ def keep_apart(model) -> int:
     wrapped (0 where done before, or where the activation is another, or gated: Gemma's GELU reads a slice of the
     fused gate/up product, as Qwen3's SiLU, which was slower apart; or where the MLP's layers multiply one row on
     the dp4a kernel, kochat/dp4a_kernel.py: no sums there, and the activation fuses with the row's rounding to int8,
-    as the 12.8b shape's figures on it were measured)."""
+    as the 12.8b shape's figures on it were measured; or on kochat's bf16 kernel, kochat/row16_kernel.py: no sums
+    there either)."""
     from .dp4a_kernel import Dp4aLinear
+    from .row16_kernel import Row16Linear
 
     wrapped = 0
     for module in model.modules():
         if not type(module).__name__.endswith("MLP") or hasattr(module, "gate_proj"):
             continue
-        if any(isinstance(layer, Dp4aLinear) for layer in module.children()):
+        if any(isinstance(layer, (Dp4aLinear, Row16Linear)) for layer in module.children()):
             continue
         for name in NAMES:
             activation = getattr(module, name, None)

@@ -16,8 +16,9 @@ QUESTIONS = [[{"role": "user", "content": "연차는 며칠인가요?"}],
              [{"role": "system", "content": "짧게 답하세요."}, {"role": "user", "content": "한국의 수도는?"}]]
 
 
-def qwen3():  # the tiny_chat preset's model: Qwen3, GQA, q/k norms
-    return modeling.load_model(tiny.CHAT_MODEL_ID, chat_tokenizer(), four_bit=False).eval()
+def qwen3():  # the tiny_chat preset's model: Qwen3, GQA, q/k norms; on the CPU in float32 wherever this runs
+    return modeling.load_model(tiny.CHAT_MODEL_ID, chat_tokenizer(), four_bit=False, device_map="cpu",
+                               dtype=torch.float32).eval()
 
 
 def chat_tokenizer():
@@ -47,7 +48,7 @@ def linear_calls(model, *args) -> tuple[int, int, torch.Tensor]:
 @pytest.mark.parametrize("make", [qwen3, llama_with_biases])
 def test_fused_layers_give_the_same_logits_in_one_graph_with_fewer_products(make):
     model = make()
-    ids = torch.randint(3, 300, (2, 9), device=model.device)  # on the device, the tiny Qwen3 loads on the GPU
+    ids = torch.randint(3, 300, (2, 9))
     layers = len(modeling.language_layers(model))
     with torch.inference_mode():
         before = model(ids).logits

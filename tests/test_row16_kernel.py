@@ -62,6 +62,23 @@ def test_one_row_goes_through_the_op_several_as_before_under_the_same_names(as_o
         assert torch.equal(compiled(row), one)
 
 
+def test_a_row_that_starts_inside_a_larger_tensor_reaches_the_kernel_from_a_16_byte_boundary(as_on_a_gpu):
+    seen = []
+
+    class Recording(Emulated):
+        @staticmethod
+        def bf16(weight, row):
+            seen.append(row.data_ptr() % 16)
+            return Emulated.bf16(weight, row)
+    layer = torch.nn.Linear(64, 8, bias=False, dtype=torch.bfloat16)
+    moved = row16_kernel.Row16Linear(layer.weight, None, kernels=lambda n, k: Recording)
+    wide = torch.randn(65, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        y = moved(wide[1:][None])  # 2 bytes into its storage
+    assert seen[-1] == 0 and wide[1:].data_ptr() % 16 == 2
+    assert torch.equal(y[0], Emulated.bf16(layer.weight, wide[1:]))
+
+
 def test_a_wrong_product_or_a_missing_package_is_one_line_and_nothing_moves(as_on_a_gpu, monkeypatch):
     model = Attention()
     monkeypatch.setattr(dp4a_kernel, "installed", lambda: False)

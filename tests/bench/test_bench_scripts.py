@@ -99,6 +99,7 @@ def test_another_models_results_land_under_its_own_keys(tmp_path):
                                  "saved fast, batch 1": {"tok_s": 192.2, "peak_gpu_gib": 15.4}}))
     newer = summarize.summarize(*twelve, f"other={bf16}", f"other={row16}")
     assert (newer["other_gen_batch1_tok_s"], newer["other_gen_batch16_tok_s"]) == (192.2, 2556.2)
+    assert summarize.figures(json.loads(row16.read_text())) == {}  # unnamed: not the 12.8b's merged figures either
     for entry in (str(log), f"other={tmp_path / 'empty.log'}"):
         (tmp_path / "empty.log").write_text("[6] trained 0 steps\n", encoding="utf-8")
         with pytest.raises(UserError, match="is not a result of bench.export_gpu"):
