@@ -153,12 +153,17 @@ class Row16Linear(torch.nn.Module):
 
 
 def movable(weight: torch.Tensor) -> bool:
-    """Plain bf16 weights, contiguous from a 16-byte boundary (the kernel's loads), on an NVIDIA GPU of compute
-    capability 8.0 or newer (not ROCm's), of a width the kernel takes."""
-    return (type(weight) is torch.nn.Parameter and weight.dtype == torch.bfloat16 and weight.device.type == "cuda"
-            and torch.version.cuda is not None and weight.is_contiguous() and weight.data_ptr() % 16 == 0
-            and weight.shape[1] % 8 == 0 and weight.shape[1] <= WIDEST
+    """Weights the kernel takes (kernel_takes) on an NVIDIA GPU of compute capability 8.0 or newer (not ROCm's)."""
+    return (weight.device.type == "cuda" and torch.version.cuda is not None and kernel_takes(weight)
             and torch.cuda.get_device_capability(weight.device) >= (8, 0))
+
+
+def kernel_takes(weight: torch.Tensor) -> bool:
+    """Plain bf16 weights [N, K], contiguous from a 16-byte boundary (the kernel's loads), K a multiple of 8 and at
+    most WIDEST."""
+    return (type(weight) is torch.nn.Parameter and weight.dtype == torch.bfloat16 and weight.dim() == 2
+            and weight.is_contiguous() and weight.data_ptr() % 16 == 0 and weight.shape[1] % 8 == 0
+            and weight.shape[1] <= WIDEST)
 
 
 def plain_linear(module: torch.nn.Module) -> bool:

@@ -97,7 +97,15 @@ def test_nothing_moves_on_a_cpu_and_only_bf16_moves():
     model = Attention()
     assert row16_kernel.onto_row16(model) == "" and row16_kernel.on_row16(model) == 0
     assert type(model.q_proj) is torch.nn.Linear  # left as it was, unfused
-    assert not row16_kernel.movable(torch.nn.Parameter(torch.zeros(8, 16)))  # float32, and on the CPU
+    bf16 = torch.nn.Parameter(torch.zeros(8, 16, dtype=torch.bfloat16))
+    assert row16_kernel.kernel_takes(bf16) and not row16_kernel.movable(bf16)  # the kernel would; the CPU cannot
+    flat = torch.zeros(129, dtype=torch.bfloat16)
+    assert flat[1:].view(8, 16).is_contiguous() and flat[1:].data_ptr() % 16 == 2
+    for weight in (torch.zeros(8, 16, dtype=torch.float16), torch.zeros(8, 16),  # fp16, float32
+                   torch.zeros(8, 12, dtype=torch.bfloat16),  # a width the kernel's 16-byte loads do not cover
+                   torch.zeros(2, row16_kernel.WIDEST + 8, dtype=torch.bfloat16),  # wider than shared memory holds
+                   torch.zeros(8, 32, dtype=torch.bfloat16)[:, ::2], flat[1:].view(8, 16)):  # strided; 2 bytes in
+        assert not row16_kernel.kernel_takes(torch.nn.Parameter(weight))
 
 
 def test_a_16_bit_load_asked_one_row_moves_and_a_4_bit_one_does_not(tiny_run_folder, monkeypatch, caplog):
