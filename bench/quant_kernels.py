@@ -31,10 +31,9 @@ the most time in one more batch-1 run (same length: the compiled graphs replay).
 the 8-bit key/value cache (kochat/kv_cache.py). --fuse=false multiplies q/k/v and gate/up apart, as gen() did before
 kochat/fused_projections.py; --apart=false inlines the MLP's GELU into one-row sums wherever the tuning is on (`tuned`,
 or int8's own for the process), as before kochat/row_sums.py; --flash=false attends a batch's pooled cache as one
-masked product over the whole pool, as before FlashAttention's kernel; --one_row_flash=true attends one row's static
-cache through FlashAttention's variable-length kernel as a batch's pool is attended (one_row_flash: a candidate for
-gen(), measured here first; cuDNN through sdpa otherwise). Random weights: speed and memory only.
-The JSON is rewritten after each measurement.
+masked product over the whole pool, as before FlashAttention's kernel; --one_row_kernel=false attends one row's
+static cache through sdpa (cuDNN on an H200), as before kochat/one_row_attention.py's kernel. Random weights: speed
+and memory only. The JSON is rewritten after each measurement.
 """
 import gc
 import sys
@@ -45,7 +44,7 @@ import torch
 
 from bench import dp4a_rows
 from bench.speed import attempt, gen_speed
-from kochat import answering, cli, decode_attention, estimate, generation, humming_kernel, runs
+from kochat import answering, cli, decode_attention, estimate, generation, humming_kernel, one_row_attention, runs
 from kochat.errors import UserError
 from kochat.prompts import Template
 from kochat.records import read_records
@@ -63,7 +62,7 @@ FUSE = True                 # gen()'s fused q/k/v and gate/up products (kochat/f
 APART = True                # where one-row products are sums, GELU out of them (kochat/row_sums.py)
 DP4A = "1,8,2"              # dp4a4, dp4a8, gemv16: the kernels' rows per warp, warps a block and loads in flight,
                             # or a bench.dp4a_rows JSON of the shape: its best for each layer size
-ONE_ROW_FLASH = False       # one row's static cache attended by FlashAttention where it runs (one_row_flash)
+ONE_ROW_KERNEL = True       # one row's static cache attended by kochat/one_row_attention.py's kernel; false: sdpa
 FLASH = True                # a batch's pooled cache attended by FlashAttention where it runs; false: one masked
                             # product over the whole pool (kochat/decode_attention.py)
 LOAD = "one_row"            # saved: where an int4/int8 export's layers go as it loads (answering.onto_kernels): one_row
@@ -100,20 +99,6 @@ def torchao_config(kernel: str):
             "int8dyn": Int8DynamicActivationInt8WeightConfig}[kernel]()
 
 
-def one_row_flash(attention):
-    """kochat/decode_attention.py's attention with one row's new token on a static cache (keys [1, kv heads, slots,
-    dim], its mask the written slots, a prefix) attended by decode_attention.pooled_flash, the cache as a pool of one
-    row; everything else as `attention` does."""
-    def attend(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
-        if (key.dim() == 4 and query.shape[0] == 1 and query.shape[2] == 1 and attention_mask is not None
-                and attention_mask.dtype == torch.bool and attention_mask.shape[1] == 1
-                and decode_attention.flash_runs(query)):
-            scale = query.shape[-1] ** -0.5 if scaling is None else scaling
-            return decode_attention.pooled_flash(query, key[0], value[0], attention_mask[:, 0, 0], scale), None
-        return attention(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
-    return attend
-
-
 def main(argv):
     cli.apply_command_line(globals(), argv, {}, {}, Path(__file__), __doc__)
     cli.require(globals(), "MODEL", "DATA", "OUT")
@@ -128,8 +113,8 @@ def main(argv):
         generation.fuse_projections = lambda model: 0
     if not FLASH:  # every row's query against the whole pool, as gen() attended a pool before
         decode_attention.flash_runs = lambda query: False
-    if ONE_ROW_FLASH:
-        decode_attention.attention = one_row_flash(decode_attention.attention)  # registered as gen() switches to it
+    if not ONE_ROW_KERNEL:  # one row's new token through sdpa, as gen() attended it before
+        one_row_attention.takes = lambda *args: False
     if not APART:  # the activation inlined into the sums, as gen() compiled before kochat/row_sums.py
         generation.row_sums.keep_apart = lambda model: 0
     from torchao.quantization import quantize_

@@ -13,14 +13,21 @@ transformers' sdpa attention widens the cached keys and values to every query he
 is given a mask, and a static cache always gives one: two copies of the whole cache a layer, every token. With
 one new token the query heads that share a key/value head can be attended as that head's rows instead: the same
 products on the cache as it is, without the copies (transformers 5.23 does the same outside compiled graphs).
+One row on its static cache (chat_ko.py's answers, grouped heads or not) goes, on an NVIDIA GPU with cuda-bindings,
+to kochat/one_row_attention.py's kernel: one launch a layer where sdpa's took one or two and several small ones.
 Registered through transformers' AttentionInterface under its own name, with sdpa's masks; anything else (a
 prompt of several tokens, a mask per head, a model without grouped heads) goes to transformers' sdpa unchanged.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 
+from . import one_row_attention
+
+log = logging.getLogger(__name__)
 NAME = "kochat_sdpa_decode"
 
 
@@ -30,8 +37,12 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     if key.dim() == 3:  # a pooled cache's keys, shared by every row
         scale = query.shape[-1] ** -0.5 if scaling is None else scaling
         return pooled(query, key, value, attention_mask[:, 0, 0], scale), None
-    groups = getattr(module, "num_key_value_groups", 1)
     batch, heads, length, dim = query.shape
+    if one_row_attention.takes(query, key, value, attention_mask, dropout, kwargs):  # one row's static cache
+        scale = dim ** -0.5 if scaling is None else scaling
+        out = one_row_attention.attend(query[0, :, 0], key[0], value[0], attention_mask[0, 0, 0], scale)
+        return out.view(1, 1, heads, dim), None
+    groups = getattr(module, "num_key_value_groups", 1)
     if (groups == 1 or length != 1 or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None
             or (attention_mask is not None and attention_mask.shape[1] != 1)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -87,10 +98,14 @@ def pooled_products(query, keys, values, written, scaling: float):
 
 def use_for_decoding(model) -> bool:
     """Switch `model` (in place) from transformers' sdpa to this attention; whether it did (or had). For a model
-    without grouped heads it changes only a pooled cache's steps: the rest goes to sdpa as before."""
+    without grouped heads it changes only a pooled cache's steps and one row's (where kochat/one_row_attention.py's
+    kernel runs, checked here first): the rest goes to sdpa as before."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+    problem = one_row_attention.check(model)
+    if problem:
+        log.warning(problem)
     if model.config._attn_implementation == NAME:
         return True
     if model.config._attn_implementation != "sdpa":

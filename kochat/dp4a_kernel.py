@@ -204,29 +204,33 @@ def check(result, what: str):
     return values[0] if len(values) == 1 else values
 
 
-class Kernels:
-    """`source`'s kernels compiled by NVRTC with one setting of their shape constants (ROWS per warp, WARPS a block,
-    UNROLL loads in flight) for the GPU of torch's current device, loaded into each GPU as first launched there,
-    launched on torch's current stream (so a CUDA graph captures them)."""
+def compiled(source: str, defines: dict[str, int]) -> bytes:
+    """`source` compiled by NVRTC for the GPU of torch's current device with `defines` (-DNAME=value): its cubin."""
+    from cuda.bindings import nvrtc
+    major, minor = torch.cuda.get_device_capability()
+    options = [f"--gpu-architecture=sm_{major}{minor}".encode(), b"--std=c++17",
+               *(f"-D{name}={value}".encode() for name, value in defines.items())]
+    program = check(nvrtc.nvrtcCreateProgram(source.encode(), b"kochat_kernels.cu", 0, [], []), "nvrtcCreateProgram")
+    result = nvrtc.nvrtcCompileProgram(program, len(options), options)
+    if int(result[0]) != 0:
+        size = check(nvrtc.nvrtcGetProgramLogSize(program), "nvrtcGetProgramLogSize")
+        log = b" " * size
+        check(nvrtc.nvrtcGetProgramLog(program, log), "nvrtcGetProgramLog")
+        raise RuntimeError(f"NVRTC could not compile the kernels: {log.decode(errors='replace').strip()[:2000]}")
+    size = check(nvrtc.nvrtcGetCUBINSize(program), "nvrtcGetCUBINSize")
+    cubin = b" " * size
+    check(nvrtc.nvrtcGetCUBIN(program, cubin), "nvrtcGetCUBIN")
+    check(nvrtc.nvrtcDestroyProgram(program), "nvrtcDestroyProgram")
+    return cubin
 
-    def __init__(self, rows: int, warps: int, unroll: int, source: str = SOURCE):
-        from cuda.bindings import driver, nvrtc
-        self.driver, self.rows, self.warps = driver, rows, warps
-        major, minor = torch.cuda.get_device_capability()
-        options = [f"--gpu-architecture=sm_{major}{minor}".encode(), b"--std=c++17",
-                   *(f"-D{name}={value}".encode() for name, value in (("ROWS", rows), ("WARPS", warps),
-                                                                     ("UNROLL", unroll)))]
-        program = check(nvrtc.nvrtcCreateProgram(source.encode(), b"kochat_dp4a.cu", 0, [], []), "nvrtcCreateProgram")
-        compiled = nvrtc.nvrtcCompileProgram(program, len(options), options)
-        if int(compiled[0]) != 0:
-            size = check(nvrtc.nvrtcGetProgramLogSize(program), "nvrtcGetProgramLogSize")
-            log = b" " * size
-            check(nvrtc.nvrtcGetProgramLog(program, log), "nvrtcGetProgramLog")
-            raise RuntimeError(f"NVRTC could not compile the kernels: {log.decode(errors='replace').strip()[:2000]}")
-        size = check(nvrtc.nvrtcGetCUBINSize(program), "nvrtcGetCUBINSize")
-        self.cubin = b" " * size
-        check(nvrtc.nvrtcGetCUBIN(program, self.cubin), "nvrtcGetCUBIN")
-        check(nvrtc.nvrtcDestroyProgram(program), "nvrtcDestroyProgram")
+
+class Compiled:
+    """`source`'s kernels compiled with `defines` for the GPU of torch's current device (compiled()), loaded into
+    each GPU as first launched there, launched on torch's current stream (so a CUDA graph captures them)."""
+
+    def __init__(self, source: str, defines: dict[str, int]):
+        from cuda.bindings import driver
+        self.driver, self.cubin = driver, compiled(source, defines)
         self.functions: dict[tuple[int, str], object] = {}  # by GPU and name, each module loaded once a GPU
 
     def function(self, name: str, device: torch.device):
@@ -238,6 +242,26 @@ class Kernels:
             self.functions[key] = check(self.driver.cuModuleGetFunction(module, name.encode()), "cuModuleGetFunction")
         return self.functions[key]
 
+    def run(self, name: str, blocks: int, threads: int, shared: int, tensors: tuple, *scalars: int | float) -> None:
+        """`name` on `blocks` of `threads` over the tensors' memory then the scalars (int: a C int, float: a C
+        float), on torch's current stream."""
+        device = tensors[0].device
+        stream = self.driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
+        pointers = [t.data_ptr() for t in tensors]
+        kinds = [ctypes.c_float if isinstance(value, float) else ctypes.c_int for value in scalars]
+        arguments = ((*pointers, *scalars), (*[ctypes.c_void_p] * len(pointers), *kinds))
+        check(self.driver.cuLaunchKernel(self.function(name, device), blocks, 1, 1, threads, 1, 1, shared, stream,
+                                         arguments, 0), "cuLaunchKernel")
+
+
+class Kernels(Compiled):
+    """`source`'s kernels compiled with one setting of their shape constants (ROWS per warp, WARPS a block, UNROLL
+    loads in flight)."""
+
+    def __init__(self, rows: int, warps: int, unroll: int, source: str = SOURCE):
+        super().__init__(source, {"ROWS": rows, "WARPS": warps, "UNROLL": unroll})
+        self.rows, self.warps = rows, warps
+
     def launch(self, name: str, n: int, k: int, *tensors, shared: int = 0) -> torch.Tensor:
         """`name`, a product of one row, over n output rows of width k, the tensors its arguments then the bf16
         output [n] it returns; `shared`: bytes of shared memory (default: the int8 activations and their blocks'
@@ -246,15 +270,6 @@ class Kernels:
         self.run(name, -(-n // (self.rows * self.warps)), self.warps * 32, shared or k + k // BLOCK * 8,
                  (*tensors, out), n, k)
         return out
-
-    def run(self, name: str, blocks: int, threads: int, shared: int, tensors: tuple, n: int, k: int) -> None:
-        """`name` on `blocks` of `threads` over the tensors' memory and (n, k), on torch's current stream."""
-        device = tensors[0].device
-        stream = self.driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
-        pointers = [t.data_ptr() for t in tensors]
-        arguments = ((*pointers, n, k), (*[ctypes.c_void_p] * len(pointers), ctypes.c_int, ctypes.c_int))
-        check(self.driver.cuLaunchKernel(self.function(name, device), blocks, 1, 1, threads, 1, 1, shared, stream,
-                                         arguments, 0), "cuLaunchKernel")
 
     def weights(self, levels, scales, n: int, k: int) -> torch.Tensor:
         """A layer's weights [n, k] in bf16 from its int4 levels and groups (int32 levels) or int8 levels and row

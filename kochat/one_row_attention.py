@@ -1,0 +1,294 @@
+"""The attention of one new token of one row on its static cache (how chat_ko.py answers, one question at a time)
+through a kernel of kochat's own, one launch a layer, on an NVIDIA GPU where cuda-bindings is installed (compiled by
+NVRTC as kochat/dp4a_kernel.py's kernels, no nvcc).
+
+Why: at one row the products no longer dominate a decoding step alone. Profiled at the Qwen3-8B shape on an H200
+(bench/RESULTS.md, 2026-12-03), sdpa's cuDNN kernel took 11 µs a layer and FlashAttention's split kernel and the
+kernel combining its splits 10 µs (5.8 + 4.2), plus the small kernels building FlashAttention's arguments, for a
+cache of a few hundred slots: kernels waiting on memory's latency, not its bandwidth.
+
+How: the cache is cut into splits of SPLIT slots; one block of THREADS attends one query head over one split, each
+key read by CHUNKS lanes together (16 bytes each, one load, summed across them by shuffles), a few keys in flight per
+lane. Scores and the softmax's numerators in float32 in shared memory, each split's values weighed and summed, then
+the last block of a head to finish (an atomic count, reset by that block) combines the splits' sums, each scaled to
+the head's largest score: flash-decoding's split, without a second kernel. Slots not written (the mask's False: the
+rest of a static cache, or outside a sliding window) are neither read nor counted. Query head h reads key/value head
+h // groups (repeat_kv's order). bf16 only; head sizes 32, 64, 128 and 256 (DIMS).
+
+Checked once a process for each head size against PyTorch's attention (AGREEMENT) as a model first decodes with it
+(decode_attention.use_for_decoding): a kernel that disagrees is one line, and that model attends as before.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import dp4a_kernel
+from .humming_kernel import first_line
+
+SPLIT = 128     # cache slots one block attends (the kernel's SPLIT)
+THREADS = 128   # a block's threads (the kernel's THREADS: one score each, SPLIT == THREADS)
+DIMS = (32, 64, 128, 256)  # head sizes compiled for: CHUNKS = DIM / 8 lanes a key, a power of two up to a warp
+MOST_HEADS = 1024      # query heads a layer, the atomic counts kept a GPU
+AGREEMENT = 0.01       # the kernel's output against PyTorch's attention, relative (bf16 both sides: near 0.003)
+LOG2_E = 1.4426950408889634  # scores scaled by it: exp2 in the kernel
+
+KERNEL = r"""
+#define THREADS 128
+#define SPLIT 128                 // cache slots a block attends: one score a thread
+#define CHUNKS (DIM / 8)          // a key's 16-byte pieces: the lanes that read one key together
+#define KEYS (THREADS / CHUNKS)   // keys a block reads at once
+#define ROUNDS (SPLIT / KEYS)     // and how many times
+#define UNROLL (ROUNDS < 8 ? ROUNDS : 8)  // keys each lane has in flight
+#define NOTHING __int_as_float(0xff800000u)  // -inf: a slot not written, a split with none (NVRTC has no math.h)
+
+__device__ __forceinline__ void widen(uint4 v, float* f) {
+    const unsigned w[4] = {v.x, v.y, v.z, v.w};
+    #pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
+    }
+}
+
+__device__ __forceinline__ unsigned short to_bf16(float f) {
+    unsigned short bits;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(bits) : "f"(f));
+    return bits;
+}
+
+// the block's largest (most) or total of v, in every thread
+__device__ __forceinline__ float across_block(float v, bool most, float* warps) {
+    #pragma unroll
+    for (int step = 16; step > 0; step >>= 1) {
+        const float other = __shfl_xor_sync(0xffffffffu, v, step);
+        v = most ? fmaxf(v, other) : v + other;
+    }
+    if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = warps[0];
+    #pragma unroll
+    for (int w = 1; w < THREADS / 32; ++w) v = most ? fmaxf(v, warps[w]) : v + warps[w];
+    __syncthreads();  // warps[] free for the next call
+    return v;
+}
+
+// query [heads, DIM], keys and values [key/value heads, slots, DIM] in bf16; written [slots] bool; parts [heads,
+// splits, DIM + 2] float: each split's weighed sum of values, its largest score and its numerators' total; arrived
+// [heads]: zero before and after; out [heads, DIM] bf16. scale: the softmax's times log2(e).
+extern "C" __global__ void __launch_bounds__(THREADS) one_row_attention(
+        const uint4* __restrict__ query, const uint4* __restrict__ keys, const uint4* __restrict__ values,
+        const unsigned char* __restrict__ written, float* __restrict__ parts, unsigned* __restrict__ arrived,
+        unsigned short* __restrict__ out, int slots, int groups, float scale) {
+    __shared__ float weight[SPLIT];
+    __shared__ float sums[KEYS * DIM];
+    __shared__ float warps[THREADS / 32];
+    __shared__ bool last;
+    const int splits = (slots + SPLIT - 1) / SPLIT;
+    const int head = blockIdx.x / splits, first = (blockIdx.x % splits) * SPLIT;
+    const int chunk = threadIdx.x % CHUNKS, key = threadIdx.x / CHUNKS;
+    const long long cache = (long long)(head / groups) * slots * CHUNKS + chunk;
+    float q[8];
+    widen(query[head * CHUNKS + chunk], q);
+
+    // each slot's score; -inf where not written
+    #pragma unroll
+    for (int r0 = 0; r0 < ROUNDS; r0 += UNROLL) {
+        uint4 k[UNROLL];
+        bool on[UNROLL];
+        #pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const int slot = first + key + KEYS * (r0 + u);
+            on[u] = slot < slots && written[slot];
+            if (on[u]) k[u] = keys[cache + (long long)slot * CHUNKS];
+        }
+        #pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            float dot = 0.f;
+            if (on[u]) {
+                float f[8];
+                widen(k[u], f);
+                #pragma unroll
+                for (int i = 0; i < 8; ++i) dot = fmaf(q[i], f[i], dot);
+            }
+            #pragma unroll
+            for (int step = CHUNKS / 2; step > 0; step >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, step);
+            if (chunk == 0) weight[key + KEYS * (r0 + u)] = on[u] ? dot * scale : NOTHING;
+        }
+    }
+    __syncthreads();
+
+    // the softmax's numerators over this split, relative to its largest score
+    const float score = weight[threadIdx.x];
+    const float top = across_block(score, true, warps);
+    const float share = top == NOTHING ? 0.f : exp2f(score - top);
+    const float total = across_block(share, false, warps);
+    weight[threadIdx.x] = share;
+    __syncthreads();
+
+    // the values weighed by them: each lane its 8 of a head's values, summed over its keys, then over the block's
+    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    #pragma unroll
+    for (int r0 = 0; r0 < ROUNDS; r0 += UNROLL) {
+        uint4 v[UNROLL];
+        float w[UNROLL];
+        #pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            w[u] = weight[key + KEYS * (r0 + u)];
+            if (w[u] != 0.f) v[u] = values[cache + (long long)(first + key + KEYS * (r0 + u)) * CHUNKS];
+        }
+        #pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            if (w[u] == 0.f) continue;
+            float f[8];
+            widen(v[u], f);
+            #pragma unroll
+            for (int i = 0; i < 8; ++i) acc[i] = fmaf(w[u], f[i], acc[i]);
+        }
+    }
+    #pragma unroll
+    for (int i = 0; i < 8; ++i) sums[key * DIM + chunk * 8 + i] = acc[i];
+    __syncthreads();
+    float* part = parts + (long long)blockIdx.x * (DIM + 2);
+    for (int d = threadIdx.x; d < DIM; d += THREADS) {
+        float o = 0.f;
+        #pragma unroll
+        for (int j = 0; j < KEYS; ++j) o += sums[j * DIM + d];
+        if (splits == 1) out[head * DIM + d] = to_bf16(o / total);
+        else part[d] = o;
+    }
+    if (splits == 1) return;
+
+    // the last split of the head to finish combines them all
+    if (threadIdx.x == 0) {
+        part[DIM] = top;
+        part[DIM + 1] = total;
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(arrived + head, 1u) == (unsigned)(splits - 1);
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const float* head_parts = parts + (long long)head * splits * (DIM + 2);
+    float most = NOTHING;
+    for (int s = 0; s < splits; ++s) most = fmaxf(most, __ldcg(head_parts + s * (DIM + 2) + DIM));
+    for (int d = threadIdx.x; d < DIM; d += THREADS) {
+        float o = 0.f, sum = 0.f;
+        for (int s = 0; s < splits; ++s) {
+            const float* p = head_parts + s * (DIM + 2);
+            const float m = __ldcg(p + DIM);
+            if (m == NOTHING) continue;  // a split with nothing written
+            const float f = exp2f(m - most);
+            o = fmaf(f, __ldcg(p + d), o);
+            sum = fmaf(f, __ldcg(p + DIM + 1), sum);
+        }
+        out[head * DIM + d] = to_bf16(o / sum);
+    }
+    if (threadIdx.x == 0) arrived[head] = 0u;  // ready for the next launch
+}
+"""
+
+_COMPILED: dict[tuple, dp4a_kernel.Compiled] = {}  # by head size and kind of GPU, compiled once a process
+_ARRIVED: dict[int, torch.Tensor] = {}             # each GPU's atomic counts, zero between launches
+_CHECKED: dict[tuple, str] = {}                    # by head size and GPU: "" or why the kernel is not used
+
+
+def kernel_for(dim: int) -> dp4a_kernel.Compiled:
+    key = (dim, torch.cuda.get_device_capability())
+    if key not in _COMPILED:
+        _COMPILED[key] = dp4a_kernel.Compiled(KERNEL, {"DIM": dim})
+    return _COMPILED[key]
+
+
+@torch.library.custom_op("kochat::one_row_attention", mutates_args=())
+def _attend(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, written: torch.Tensor, groups: int,
+            scale: float) -> torch.Tensor:
+    heads, dim = query.shape
+    slots = keys.shape[1]
+    splits = -(-slots // SPLIT)
+    parts = torch.empty(heads * splits * (dim + 2) if splits > 1 else 1, dtype=torch.float32, device=query.device)
+    out = torch.empty(heads, dim, dtype=torch.bfloat16, device=query.device)
+    with dp4a_kernel.its_gpu(query.device):
+        if query.device.index not in _ARRIVED:  # a model's first (uncaptured) call on this GPU: not inside a graph
+            _ARRIVED[query.device.index] = torch.zeros(MOST_HEADS, dtype=torch.int32, device=query.device)
+        kernel_for(dim).run("one_row_attention", heads * splits, THREADS, 0,
+                            (query, keys, values, written, parts, _ARRIVED[query.device.index], out),
+                            slots, groups, scale * LOG2_E)
+    return out
+
+
+@_attend.register_fake
+def _(query, keys, values, written, groups, scale):
+    return torch.empty_like(query)
+
+
+def attend(query, keys, values, written, scale: float) -> torch.Tensor:
+    """query [heads, dim], keys and values [key/value heads, slots, dim], written [slots] bool: [heads, dim]."""
+    return torch.ops.kochat.one_row_attention(query.contiguous(), keys, values, written.contiguous(),
+                                              query.shape[0] // keys.shape[0], scale)
+
+
+def takes(query, key, value, mask, dropout: float, kwargs: dict) -> bool:
+    """Whether one new token goes to the kernel: on a GPU where check() passed for its head size, and fits()."""
+    return (query.is_cuda and _CHECKED.get((query.shape[-1], query.device.index)) == ""
+            and fits(query, key, value, mask, dropout, kwargs))
+
+
+def fits(query, key, value, mask, dropout: float, kwargs: dict) -> bool:
+    """One new token of one row, query [1, heads, 1, dim], on a static cache, key and value [1, kv heads, slots, dim]
+    contiguous, mask [1, 1, 1, slots] bool; bf16, a head size of DIMS, heads a multiple of kv heads; nothing attention
+    adds to the scores (a soft cap, a bias, sinks) and no dropout."""
+    return (query.dim() == 4 and query.shape[0] == 1 and query.shape[2] == 1 and key.dim() == 4
+            and key.shape[0] == 1 and value.shape == key.shape and query.shape[-1] == key.shape[-1]
+            and query.dtype == key.dtype == value.dtype == torch.bfloat16 and query.shape[-1] in DIMS
+            and query.shape[1] % key.shape[1] == 0 and query.shape[1] <= MOST_HEADS
+            and key.is_contiguous() and value.is_contiguous()
+            and mask is not None and mask.dtype == torch.bool and tuple(mask.shape) == (1, 1, 1, key.shape[2])
+            and not dropout and not any(kwargs.get(name) is not None for name in ("softcap", "position_bias", "s_aux")))
+
+
+def reference(query, keys, values, written, scale: float) -> torch.Tensor:
+    """What attend() computes, by PyTorch: [heads, dim]."""
+    groups = query.shape[0] // keys.shape[0]
+    rows = query.float().view(keys.shape[0], groups, -1)
+    return F.scaled_dot_product_attention(rows, keys.float(), values.float(), attn_mask=written, scale=scale
+                                          ).reshape(query.shape).to(query.dtype)
+
+
+def check(model) -> str:
+    """The kernel compiled for `model`'s head size on its GPU and checked there against PyTorch's attention, on
+    random keys of the model's head counts, a cache of several splits with its end and a window not written: "" where
+    it agrees (takes() then lets it attend), else the one line saying why the model attends as before. Once a
+    process for each head size and GPU; nothing to do off a GPU, without cuda-bindings, or away from bf16."""
+    config = model.config.get_text_config()
+    heads = getattr(config, "num_attention_heads", 0)
+    dim = getattr(config, "head_dim", None) or config.hidden_size // max(heads, 1)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    device = model.device
+    if (device.type != "cuda" or torch.version.cuda is None or model.dtype != torch.bfloat16 or dim not in DIMS
+            or not heads or heads % kv_heads or heads > MOST_HEADS or not dp4a_kernel.installed()
+            or torch.cuda.get_device_capability(device) < (8, 0)):
+        return ""
+    key = (dim, device.index)
+    if key in _CHECKED:
+        return _CHECKED[key]
+    try:
+        with dp4a_kernel.its_gpu(device):
+            generator = torch.Generator(device).manual_seed(0)
+            slots = 3 * SPLIT + 40
+            query = torch.randn(heads, dim, device=device, generator=generator).bfloat16()
+            keys, values = (torch.randn(kv_heads, slots, dim, device=device, generator=generator).bfloat16()
+                            for _ in range(2))
+            written = torch.ones(slots, dtype=torch.bool, device=device)
+            written[SPLIT:2 * SPLIT + 20] = False  # a whole split and more not written, as outside a window
+            written[-7:] = False  # and the cache's end
+            scale = dim ** -0.5
+            got, expected = attend(query, keys, values, written, scale), reference(query, keys, values, written, scale)
+            distance = float((got.float() - expected.float()).norm() / expected.float().norm())
+        _CHECKED[key] = ("" if distance <= AGREEMENT else
+                         f"one row's attention stays on PyTorch's: kochat's kernel is {distance:.3f} from it")
+    except Exception as e:
+        _CHECKED[key] = f"one row's attention stays on PyTorch's: kochat's kernel failed ({type(e).__name__}: " \
+                        f"{first_line(e)})"
+    return _CHECKED[key]
