@@ -7,12 +7,13 @@ Why: at one row the products no longer dominate a decoding step alone. Profiled 
 kernel combining its splits 10 µs (5.8 + 4.2), plus the small kernels building FlashAttention's arguments, for a
 cache of a few hundred slots: kernels waiting on memory's latency, not its bandwidth.
 
-How: the cache is cut into splits of SPLIT slots; one block of THREADS attends one query head over one split, each
-key read by CHUNKS lanes together (16 bytes each, one load, summed across them by shuffles), a few keys in flight per
-lane. Scores and the softmax's numerators in float32 in shared memory, each split's values weighed and summed, then
-the last block of a head to finish (an atomic count, reset by that block) combines the splits' sums, each scaled to
-the head's largest score: flash-decoding's split, without a second kernel. Slots not written (the mask's False: the
-rest of a static cache, or outside a sliding window) are neither read nor counted. Query head h reads key/value head
+How: the cache is cut into splits of SPLIT slots; one block of THREADS attends one query head over one split. Its
+lanes work in groups of CHUNKS, each lane holding 8 of a head's values, each group ROUNDS keys and their values, all
+loaded at once (a step's latency, not its bandwidth, is the cost here). A group's scores (summed across its lanes by
+shuffles), its softmax numerators relative to its top score, and its weighed values are its own; the block's groups
+are combined in shared memory, and the splits by the last block of a head to finish (an atomic count, reset by that
+block), each scaled to the head's top score: flash-decoding's split, without a second kernel. Slots not written (the
+mask's False: the rest of a static cache, outside a sliding window) are not counted. Query head h reads key/value head
 h // groups (repeat_kv's order). bf16 only; head sizes 32, 64, 128 and 256 (DIMS).
 
 Checked once a process for each head size against PyTorch's attention (AGREEMENT) as a model first decodes with it
@@ -26,8 +27,8 @@ import torch.nn.functional as F
 from . import dp4a_kernel
 from .humming_kernel import first_line
 
-SPLIT = 128     # cache slots one block attends (the kernel's SPLIT)
-THREADS = 128   # a block's threads (the kernel's THREADS: one score each, SPLIT == THREADS)
+SPLIT = 64      # cache slots one block attends (the kernel's SPLIT)
+THREADS = 128   # a block's threads (the kernel's THREADS)
 DIMS = (32, 64, 128, 256)  # head sizes compiled for: CHUNKS = DIM / 8 lanes a key, a power of two up to a warp
 MOST_HEADS = 1024      # query heads a layer, the atomic counts kept a GPU
 AGREEMENT = 0.01       # the kernel's output against PyTorch's attention, relative (bf16 both sides: near 0.003)
@@ -35,12 +36,11 @@ LOG2_E = 1.4426950408889634  # scores scaled by it: exp2 in the kernel
 
 KERNEL = r"""
 #define THREADS 128
-#define SPLIT 128                 // cache slots a block attends: one score a thread
-#define CHUNKS (DIM / 8)          // a key's 16-byte pieces: the lanes that read one key together
-#define KEYS (THREADS / CHUNKS)   // keys a block reads at once
-#define ROUNDS (SPLIT / KEYS)     // and how many times
-#define UNROLL (ROUNDS < 8 ? ROUNDS : 8)  // keys each lane has in flight
-#define NOTHING __int_as_float(0xff800000u)  // -inf: a slot not written, a split with none (NVRTC has no math.h)
+#define SPLIT 64                  // cache slots a block attends
+#define CHUNKS (DIM / 8)          // a key's 16-byte pieces: the lanes that read one key together, a group
+#define KEYS (THREADS / CHUNKS)   // groups a block: keys read at once
+#define ROUNDS (SPLIT / KEYS)     // keys a group attends, all in flight at once
+#define NOTHING __int_as_float(0xff800000u)  // -inf: no score (NVRTC has no math.h)
 
 __device__ __forceinline__ void widen(uint4 v, float* f) {
     const unsigned w[4] = {v.x, v.y, v.z, v.w};
@@ -57,112 +57,93 @@ __device__ __forceinline__ unsigned short to_bf16(float f) {
     return bits;
 }
 
-// the block's largest (most) or total of v, in every thread
-__device__ __forceinline__ float across_block(float v, bool most, float* warps) {
-    #pragma unroll
-    for (int step = 16; step > 0; step >>= 1) {
-        const float other = __shfl_xor_sync(0xffffffffu, v, step);
-        v = most ? fmaxf(v, other) : v + other;
-    }
-    if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = v;
-    __syncthreads();
-    v = warps[0];
-    #pragma unroll
-    for (int w = 1; w < THREADS / 32; ++w) v = most ? fmaxf(v, warps[w]) : v + warps[w];
-    __syncthreads();  // warps[] free for the next call
-    return v;
-}
-
 // query [heads, DIM], keys and values [key/value heads, slots, DIM] in bf16; written [slots] bool; parts [heads,
-// splits, DIM + 2] float: each split's weighed sum of values, its largest score and its numerators' total; arrived
-// [heads]: zero before and after; out [heads, DIM] bf16. scale: the softmax's times log2(e).
+// splits, DIM + 2] float: each split's values weighed by exp2(score - its top score), that top score, and the
+// weights' total; arrived [heads]: zero before and after; out [heads, DIM] bf16. scale: the softmax's times log2(e).
 extern "C" __global__ void __launch_bounds__(THREADS) one_row_attention(
         const uint4* __restrict__ query, const uint4* __restrict__ keys, const uint4* __restrict__ values,
         const unsigned char* __restrict__ written, float* __restrict__ parts, unsigned* __restrict__ arrived,
         unsigned short* __restrict__ out, int slots, int groups, float scale) {
-    __shared__ float weight[SPLIT];
-    __shared__ float sums[KEYS * DIM];
-    __shared__ float warps[THREADS / 32];
+    __shared__ float group_sums[KEYS * DIM];
+    __shared__ float group_top[KEYS], group_total[KEYS];
     __shared__ bool last;
     const int splits = (slots + SPLIT - 1) / SPLIT;
     const int head = blockIdx.x / splits, first = (blockIdx.x % splits) * SPLIT;
-    const int chunk = threadIdx.x % CHUNKS, key = threadIdx.x / CHUNKS;
+    const int chunk = threadIdx.x % CHUNKS, group = threadIdx.x / CHUNKS;
     const long long cache = (long long)(head / groups) * slots * CHUNKS + chunk;
+
+    // every load at once: the group's keys and values (a slot past the cache reads as zeros), whether written
+    uint4 k[ROUNDS], v[ROUNDS];
+    bool on[ROUNDS];
+    #pragma unroll
+    for (int r = 0; r < ROUNDS; ++r) {
+        const int slot = first + group + KEYS * r;
+        const bool inside = slot < slots;
+        k[r] = inside ? keys[cache + (long long)slot * CHUNKS] : make_uint4(0u, 0u, 0u, 0u);
+        v[r] = inside ? values[cache + (long long)slot * CHUNKS] : make_uint4(0u, 0u, 0u, 0u);
+        on[r] = inside && written[slot];
+    }
     float q[8];
     widen(query[head * CHUNKS + chunk], q);
 
-    // each slot's score; -inf where not written
+    // each key's score, summed across the group's lanes (every lane gets it), then the group's softmax numerators
+    // relative to its top score, and the values weighed by them: this lane's 8 of each
+    float score[ROUNDS], top = NOTHING;
     #pragma unroll
-    for (int r0 = 0; r0 < ROUNDS; r0 += UNROLL) {
-        uint4 k[UNROLL];
-        bool on[UNROLL];
+    for (int r = 0; r < ROUNDS; ++r) {
+        float f[8], dot = 0.f;
+        widen(k[r], f);
         #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            const int slot = first + key + KEYS * (r0 + u);
-            on[u] = slot < slots && written[slot];
-            if (on[u]) k[u] = keys[cache + (long long)slot * CHUNKS];
-        }
+        for (int i = 0; i < 8; ++i) dot = fmaf(q[i], f[i], dot);
         #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            float dot = 0.f;
-            if (on[u]) {
-                float f[8];
-                widen(k[u], f);
-                #pragma unroll
-                for (int i = 0; i < 8; ++i) dot = fmaf(q[i], f[i], dot);
-            }
-            #pragma unroll
-            for (int step = CHUNKS / 2; step > 0; step >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, step);
-            if (chunk == 0) weight[key + KEYS * (r0 + u)] = on[u] ? dot * scale : NOTHING;
-        }
+        for (int step = CHUNKS / 2; step > 0; step >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, step);
+        score[r] = on[r] ? dot * scale : NOTHING;
+        top = fmaxf(top, score[r]);
+    }
+    float total = 0.f, acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    #pragma unroll
+    for (int r = 0; r < ROUNDS; ++r) {
+        if (!on[r]) continue;
+        const float weight = exp2f(score[r] - top);
+        float f[8];
+        widen(v[r], f);
+        total += weight;
+        #pragma unroll
+        for (int i = 0; i < 8; ++i) acc[i] = fmaf(weight, f[i], acc[i]);
+    }
+    #pragma unroll
+    for (int i = 0; i < 8; ++i) group_sums[group * DIM + chunk * 8 + i] = acc[i];
+    if (chunk == 0) {
+        group_top[group] = top;
+        group_total[group] = total;
     }
     __syncthreads();
 
-    // the softmax's numerators over this split, relative to its largest score
-    const float score = weight[threadIdx.x];
-    const float top = across_block(score, true, warps);
-    const float share = top == NOTHING ? 0.f : exp2f(score - top);
-    const float total = across_block(share, false, warps);
-    weight[threadIdx.x] = share;
-    __syncthreads();
-
-    // the values weighed by them: each lane its 8 of a head's values, summed over its keys, then over the block's
-    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    // the block's groups, each scaled to the block's top score
+    float block_top = NOTHING;
     #pragma unroll
-    for (int r0 = 0; r0 < ROUNDS; r0 += UNROLL) {
-        uint4 v[UNROLL];
-        float w[UNROLL];
-        #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            w[u] = weight[key + KEYS * (r0 + u)];
-            if (w[u] != 0.f) v[u] = values[cache + (long long)(first + key + KEYS * (r0 + u)) * CHUNKS];
-        }
-        #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            if (w[u] == 0.f) continue;
-            float f[8];
-            widen(v[u], f);
-            #pragma unroll
-            for (int i = 0; i < 8; ++i) acc[i] = fmaf(w[u], f[i], acc[i]);
-        }
+    for (int g = 0; g < KEYS; ++g) block_top = fmaxf(block_top, group_top[g]);
+    float block_total = 0.f;
+    #pragma unroll
+    for (int g = 0; g < KEYS; ++g) {
+        if (group_top[g] != NOTHING) block_total = fmaf(exp2f(group_top[g] - block_top), group_total[g], block_total);
     }
-    #pragma unroll
-    for (int i = 0; i < 8; ++i) sums[key * DIM + chunk * 8 + i] = acc[i];
-    __syncthreads();
     float* part = parts + (long long)blockIdx.x * (DIM + 2);
     for (int d = threadIdx.x; d < DIM; d += THREADS) {
         float o = 0.f;
         #pragma unroll
-        for (int j = 0; j < KEYS; ++j) o += sums[j * DIM + d];
-        if (splits == 1) out[head * DIM + d] = to_bf16(o / total);
+        for (int g = 0; g < KEYS; ++g) {
+            if (group_top[g] != NOTHING) o = fmaf(exp2f(group_top[g] - block_top), group_sums[g * DIM + d], o);
+        }
+        if (splits == 1) out[head * DIM + d] = to_bf16(o / block_total);
         else part[d] = o;
     }
     if (splits == 1) return;
 
-    // the last split of the head to finish combines them all
+    // the last block of the head to finish combines the splits
     if (threadIdx.x == 0) {
-        part[DIM] = top;
-        part[DIM + 1] = total;
+        part[DIM] = block_top;
+        part[DIM + 1] = block_total;
     }
     __threadfence();
     __syncthreads();
