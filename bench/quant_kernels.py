@@ -32,8 +32,9 @@ the 8-bit key/value cache (kochat/kv_cache.py). --fuse=false multiplies q/k/v an
 kochat/fused_projections.py; --apart=false inlines the MLP's GELU into one-row sums wherever the tuning is on (`tuned`,
 or int8's own for the process), as before kochat/row_sums.py; --flash=false attends a batch's pooled cache as one
 masked product over the whole pool, as before FlashAttention's kernel; --one_row_kernel=false attends one row's
-static cache through sdpa (cuDNN on an H200), as before kochat/one_row_attention.py's kernel. Random weights: speed
-and memory only. The JSON is rewritten after each measurement.
+static cache through sdpa (cuDNN on an H200), as before kochat/one_row_attention.py's kernel; --pdl=false compiles
+without programmatic dependent launch, as gen() did before generation.launch_options. Random weights: speed and
+memory only. The JSON is rewritten after each measurement.
 """
 import gc
 import sys
@@ -63,6 +64,7 @@ APART = True                # where one-row products are sums, GELU out of them 
 DP4A = "1,8,2"              # dp4a4, dp4a8, gemv16: the kernels' rows per warp, warps a block and loads in flight,
                             # or a bench.dp4a_rows JSON of the shape: its best for each layer size
 ONE_ROW_KERNEL = True       # one row's static cache attended by kochat/one_row_attention.py's kernel; false: sdpa
+PDL = True                  # programmatic dependent launch where gen() compiles with it (generation.launch_options)
 FLASH = True                # a batch's pooled cache attended by FlashAttention where it runs; false: one masked
                             # product over the whole pool (kochat/decode_attention.py)
 LOAD = "one_row"            # saved: where an int4/int8 export's layers go as it loads (answering.onto_kernels): one_row
@@ -143,7 +145,9 @@ def main(argv):
                                                              kernels=LOAD if kernel == "saved" else "export")
         if kernel != "saved":  # gemlite's 4-bit weights take the dtype of HQQ's fp16 scales, its kernel its input's
             model = model.to(torch.float16 if kernel == "gemlite4" else torch.bfloat16)
-        model.generation_config.compile_config = CompileConfig(mode=None, options=COMPILE_OPTIONS[COMPILE])
+        launch = generation.launch_options(model.device) if PDL else {}  # as gen() compiles its step
+        options = {**COMPILE_OPTIONS[COMPILE], **launch}
+        model.generation_config.compile_config = CompileConfig(mode=None, options=options)
 
         def quantize():
             if torchao_config(kernel) is not None:

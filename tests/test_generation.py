@@ -190,3 +190,27 @@ def test_fast_mode_auto_is_on_only_where_it_pays_and_the_mode_line_says_how_answ
     plain = modeling.load_model(tiny.MODEL_ID, tiny_tokenizer, four_bit=False, device_map="cpu")
     assert fast_mode(None, plain) is torch.cuda.is_available()  # a 16-bit model: on where there is a GPU
     assert mode_line(plain, True) == "answering with float32 weights on cpu, fast mode on"
+
+
+def test_the_decoding_step_compiles_with_programmatic_launch_only_where_the_gpu_has_it(monkeypatch):
+    """generation.launch_options: inductor's triton.enable_pdl on an NVIDIA GPU of compute capability 9.0 or newer
+    (Hopper), an option this PyTorch's compile takes; nothing on the CPU, on Ampere or on ROCm. A model's own
+    compile_config is kept as it is."""
+    from transformers import CompileConfig
+
+    from kochat import generation
+    assert generation.launch_options(torch.device("cpu")) == {}
+    gpu = torch.device("cuda", 0)
+    for capability, expected in (((9, 0), {"triton.enable_pdl": True}), ((10, 0), {"triton.enable_pdl": True}),
+                                 ((8, 6), {})):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert generation.launch_options(gpu) == expected
+    monkeypatch.setattr(torch.version, "hip", "6.4")
+    assert generation.launch_options(gpu) == {}
+    with torch._inductor.config.patch({"triton.enable_pdl": True}):  # a key torch.compile's options take
+        assert torch._inductor.config.triton.enable_pdl
+    model = modeling.load_model(tiny.MODEL_ID, modeling.load_tokenizer(tiny.MODEL_ID), four_bit=False)
+    config = generation.step_compile_config(model)  # reduce-overhead's CUDA graphs (ROCm here: nothing else)
+    assert config.mode is None and config.options == {"triton.cudagraphs": True}
+    model.generation_config.compile_config = own = CompileConfig(mode="max-autotune")
+    assert generation.step_compile_config(model) is own
