@@ -3,7 +3,7 @@ model (a merged export, a run loaded in 16 bits) answers one question at a time 
 is installed (the NVRTC compile of kochat/dp4a_kernel.py, no nvcc). Measured (bench/RESULTS.md, 2026-12-03, one
 H200): the Qwen3-8B shape loaded as serve_ko.py loads it answered one row at 192.2 tokens/s against 184.4 through
 cuBLAS on the same machine (a probe on another: 188.4 and 185.5 against 171.5 and 169.9); the 12.8b shape, in a
-probe, at 130.0 against 126.7.
+probe, at 130.0 against 126.7, and as chat_ko.py loads it (with kochat/one_row_attention.py's kernel) at 129.0-129.3.
 
 Why it is faster: for one row cuBLAS splits the narrower products (attention's output, the MLP's way back) over
 their input, a second kernel summing the parts, and reads the smaller matrices at ~3.2 TB/s; bf16_gemv stages the row
