@@ -20,14 +20,11 @@ prompt of several tokens, a mask per head, a model without grouped heads) goes t
 """
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
 
 from . import one_row_attention
 
-log = logging.getLogger(__name__)
 NAME = "kochat_sdpa_decode"
 
 
@@ -103,13 +100,11 @@ def use_for_decoding(model) -> bool:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    problem = one_row_attention.check(model)
-    if problem:
-        log.warning(problem)
+    if model.config._attn_implementation not in (NAME, "sdpa"):
+        return False
+    one_row_attention.check(model)
     if model.config._attn_implementation == NAME:
         return True
-    if model.config._attn_implementation != "sdpa":
-        return False
     AttentionInterface.register(NAME, attention)
     AttentionMaskInterface.register(NAME, sdpa_mask)
     model.set_attn_implementation(NAME)  # a model that cannot switch keeps sdpa (transformers logs why)

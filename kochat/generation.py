@@ -9,6 +9,7 @@ is done, so a batch of different requests behaves as if each ran alone.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -284,11 +285,12 @@ def launch_options(device: torch.device) -> dict:
     9.0 and newer: Hopper, Blackwell): each of the step's Triton kernels is launched while the one before it ends,
     and waits there only for what it reads of it. A step at one row is ~500 short kernels, and the GPU idled ~1 µs
     between each: measured at the Qwen3-8B shape on an H200 (bench/RESULTS.md, 2026-12-03), one row answered at
-    204.9-208.3 tokens/s with it against 195.8-202.7 without, on one machine. {} elsewhere, or where this PyTorch
-    has no such option."""
+    204.9-208.3 tokens/s with it against 195.8-202.7 without, on one machine. kochat's own kernels (NVRTC) launch as
+    before. {} elsewhere, where this PyTorch has no such option, or where TORCHINDUCTOR_ENABLE_PDL=0 turns it off."""
     import torch._inductor.config as inductor
 
     if (device.type == "cuda" and torch.version.hip is None and hasattr(inductor.triton, "enable_pdl")
+            and os.environ.get("TORCHINDUCTOR_ENABLE_PDL") != "0"
             and torch.cuda.get_device_capability(device)[0] >= 9):
         return {"triton.enable_pdl": True}
     return {}

@@ -21,11 +21,15 @@ Checked once a process for each head size against PyTorch's attention (AGREEMENT
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 
 from . import dp4a_kernel
 from .humming_kernel import first_line
+
+log = logging.getLogger(__name__)
 
 SPLIT = 64      # cache slots one block attends (the kernel's SPLIT)
 THREADS = 128   # a block's threads (the kernel's THREADS)
@@ -135,7 +139,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) one_row_attention(
         for (int g = 0; g < KEYS; ++g) {
             if (group_top[g] != NOTHING) o = fmaf(exp2f(group_top[g] - block_top), group_sums[g * DIM + d], o);
         }
-        if (splits == 1) out[head * DIM + d] = to_bf16(o / block_total);
+        // nothing written at all: zeros, as PyTorch gives
+        if (splits == 1) out[head * DIM + d] = to_bf16(block_total > 0.f ? o / block_total : 0.f);
         else part[d] = o;
     }
     if (splits == 1) return;
@@ -164,14 +169,15 @@ extern "C" __global__ void __launch_bounds__(THREADS) one_row_attention(
             o = fmaf(f, __ldcg(p + d), o);
             sum = fmaf(f, __ldcg(p + DIM + 1), sum);
         }
-        out[head * DIM + d] = to_bf16(o / sum);
+        out[head * DIM + d] = to_bf16(sum > 0.f ? o / sum : 0.f);
     }
     if (threadIdx.x == 0) arrived[head] = 0u;  // ready for the next launch
 }
 """
 
 _COMPILED: dict[tuple, dp4a_kernel.Compiled] = {}  # by head size and kind of GPU, compiled once a process
-_ARRIVED: dict[int, torch.Tensor] = {}             # each GPU's atomic counts, zero between launches
+_ARRIVED: dict[int, torch.Tensor] = {}             # each GPU's atomic counts, zero between launches (one launch at
+#                                                    a time a GPU: gen() decodes on one stream)
 _CHECKED: dict[tuple, str] = {}                    # by head size and GPU: "" or why the kernel is not used
 
 
@@ -185,6 +191,7 @@ def kernel_for(dim: int) -> dp4a_kernel.Compiled:
 @torch.library.custom_op("kochat::one_row_attention", mutates_args=())
 def _attend(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, written: torch.Tensor, groups: int,
             scale: float) -> torch.Tensor:
+    query, keys, values = (t if t.data_ptr() % 16 == 0 else t.clone() for t in (query, keys, values))  # 16-byte loads
     heads, dim = query.shape
     slots = keys.shape[1]
     splits = -(-slots // SPLIT)
@@ -218,14 +225,15 @@ def takes(query, key, value, mask, dropout: float, kwargs: dict) -> bool:
 
 def fits(query, key, value, mask, dropout: float, kwargs: dict) -> bool:
     """One new token of one row, query [1, heads, 1, dim], on a static cache, key and value [1, kv heads, slots, dim]
-    contiguous, mask [1, 1, 1, slots] bool; bf16, a head size of DIMS, heads a multiple of kv heads; nothing attention
-    adds to the scores (a soft cap, a bias, sinks) and no dropout."""
+    contiguous, mask [1, 1, 1, slots] bool, all on one device; bf16, a head size of DIMS, heads a multiple of kv heads;
+    nothing attention adds to the scores (a soft cap, a bias, sinks) and no dropout."""
     return (query.dim() == 4 and query.shape[0] == 1 and query.shape[2] == 1 and key.dim() == 4
             and key.shape[0] == 1 and value.shape == key.shape and query.shape[-1] == key.shape[-1]
+            and mask is not None and query.device == key.device == value.device == mask.device
             and query.dtype == key.dtype == value.dtype == torch.bfloat16 and query.shape[-1] in DIMS
             and query.shape[1] % key.shape[1] == 0 and query.shape[1] <= MOST_HEADS
             and key.is_contiguous() and value.is_contiguous()
-            and mask is not None and mask.dtype == torch.bool and tuple(mask.shape) == (1, 1, 1, key.shape[2])
+            and mask.dtype == torch.bool and tuple(mask.shape) == (1, 1, 1, key.shape[2])
             and not dropout and not any(kwargs.get(name) is not None for name in ("softcap", "position_bias", "s_aux")))
 
 
@@ -237,23 +245,36 @@ def reference(query, keys, values, written, scale: float) -> torch.Tensor:
                                           ).reshape(query.shape).to(query.dtype)
 
 
-def check(model) -> str:
-    """The kernel compiled for `model`'s head size on its GPU and checked there against PyTorch's attention, on
-    random keys of the model's head counts, a cache of several splits with its end and a window not written: "" where
-    it agrees (takes() then lets it attend), else the one line saying why the model attends as before. Once a
-    process for each head size and GPU; nothing to do off a GPU, without cuda-bindings, or away from bf16."""
+def shape_of(model) -> tuple[int, int, int]:
+    """`model`'s query heads, key/value heads and head size."""
     config = model.config.get_text_config()
     heads = getattr(config, "num_attention_heads", 0)
     dim = getattr(config, "head_dim", None) or config.hidden_size // max(heads, 1)
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    return heads, getattr(config, "num_key_value_heads", None) or heads, dim
+
+
+def applies(model) -> bool:
+    """Whether the kernel could attend for `model`: bf16 on an NVIDIA GPU of compute capability 8.0 or newer with
+    cuda-bindings installed, a head size of DIMS, query heads a multiple of key/value heads."""
+    heads, kv_heads, dim = shape_of(model)
     device = model.device
-    if (device.type != "cuda" or torch.version.cuda is None or model.dtype != torch.bfloat16 or dim not in DIMS
-            or not heads or heads % kv_heads or heads > MOST_HEADS or not dp4a_kernel.installed()
-            or torch.cuda.get_device_capability(device) < (8, 0)):
-        return ""
+    return (device.type == "cuda" and torch.version.cuda is not None and model.dtype == torch.bfloat16
+            and dim in DIMS and 0 < heads <= MOST_HEADS and heads % kv_heads == 0 and dp4a_kernel.installed()
+            and torch.cuda.get_device_capability(device) >= (8, 0))
+
+
+def check(model) -> bool:
+    """Where the kernel applies(), compiled for `model`'s head size on its GPU and checked there against PyTorch's
+    attention on random keys of the model's head counts, a cache of several splits with its end and a window not
+    written: whether it agrees (takes() then lets it attend). Once a process for each head size and GPU; where it
+    does not agree, or fails, one logged line says so, and the model attends as before."""
+    if not applies(model):
+        return False
+    heads, kv_heads, dim = shape_of(model)
+    device = model.device
     key = (dim, device.index)
     if key in _CHECKED:
-        return _CHECKED[key]
+        return _CHECKED[key] == ""
     try:
         with dp4a_kernel.its_gpu(device):
             generator = torch.Generator(device).manual_seed(0)
@@ -272,4 +293,6 @@ def check(model) -> str:
     except Exception as e:
         _CHECKED[key] = f"one row's attention stays on PyTorch's: kochat's kernel failed ({type(e).__name__}: " \
                         f"{first_line(e)})"
-    return _CHECKED[key]
+    if _CHECKED[key]:
+        log.warning(_CHECKED[key])
+    return _CHECKED[key] == ""

@@ -205,6 +205,9 @@ def test_the_decoding_step_compiles_with_programmatic_launch_only_where_the_gpu_
                                  ((8, 6), {})):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         assert generation.launch_options(gpu) == expected
+    monkeypatch.setenv("TORCHINDUCTOR_ENABLE_PDL", "0")  # PyTorch's own switch, set off: kept off
+    assert generation.launch_options(gpu) == {}
+    monkeypatch.delenv("TORCHINDUCTOR_ENABLE_PDL")
     monkeypatch.setattr(torch.version, "hip", "6.4")
     assert generation.launch_options(gpu) == {}
     with torch._inductor.config.patch({"triton.enable_pdl": True}):  # a key torch.compile's options take
