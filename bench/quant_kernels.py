@@ -33,8 +33,10 @@ kochat/fused_projections.py; --apart=false inlines the MLP's GELU into one-row s
 or int8's own for the process), as before kochat/row_sums.py; --flash=false attends a batch's pooled cache as one
 masked product over the whole pool, as before FlashAttention's kernel; --one_row_kernel=false attends one row's
 static cache through sdpa (cuDNN on an H200), as before kochat/one_row_attention.py's kernel; --pdl=false compiles
-without programmatic dependent launch, as gen() did before generation.launch_options. Random weights: speed and
-memory only. The JSON is rewritten after each measurement.
+without programmatic dependent launch, as gen() did before generation.launch_options; --overlap=true launches
+kochat's own one-row kernels (bf16_gemv, the dp4a kernels, one row's attention) with it too, each waiting for the
+kernel before it (dp4a_kernel.LAUNCH_SOURCE; bf16_gemv's weights on their way to L2 meanwhile). Random weights: speed
+and memory only. The JSON is rewritten after each measurement.
 """
 import gc
 import sys
@@ -45,7 +47,8 @@ import torch
 
 from bench import dp4a_rows
 from bench.speed import attempt, gen_speed
-from kochat import answering, cli, decode_attention, estimate, generation, humming_kernel, one_row_attention, runs
+from kochat import (answering, cli, decode_attention, dp4a_kernel, estimate, generation, humming_kernel,
+                    one_row_attention, runs)
 from kochat.errors import UserError
 from kochat.prompts import Template
 from kochat.records import read_records
@@ -65,6 +68,7 @@ DP4A = "1,8,2"              # dp4a4, dp4a8, gemv16: the kernels' rows per warp, 
                             # or a bench.dp4a_rows JSON of the shape: its best for each layer size
 ONE_ROW_KERNEL = True       # one row's static cache attended by kochat/one_row_attention.py's kernel; false: sdpa
 PDL = True                  # programmatic dependent launch where gen() compiles with it (generation.launch_options)
+OVERLAP = False             # kochat's one-row kernels launched so too, each waiting for the one before (dp4a_kernel)
 FLASH = True                # a batch's pooled cache attended by FlashAttention where it runs; false: one masked
                             # product over the whole pool (kochat/decode_attention.py)
 LOAD = "one_row"            # saved: where an int4/int8 export's layers go as it loads (answering.onto_kernels): one_row
@@ -115,6 +119,7 @@ def main(argv):
         generation.fuse_projections = lambda model: 0
     if not FLASH:  # every row's query against the whole pool, as gen() attended a pool before
         decode_attention.flash_runs = lambda query: False
+    dp4a_kernel.OVERLAP = OVERLAP  # before any of kochat's kernels compiles
     if not ONE_ROW_KERNEL:  # one row's new token through sdpa, as gen() attended it before
         one_row_attention.takes = lambda *args: False
     if not APART:  # the activation inlined into the sums, as gen() compiled before kochat/row_sums.py

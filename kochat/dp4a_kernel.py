@@ -40,6 +40,8 @@ import torch
 
 from .humming_kernel import first_line
 
+OVERLAP = False  # kochat's one-row kernels launched with programmatic dependent launch where the GPU has it
+#                 (LAUNCH_SOURCE): off until measured (bench.quant_kernels --overlap=true)
 PACKAGE = "cuda-bindings==13.0.3"  # NVRTC and the driver API from Python (measured with torch 2.11, CUDA 13);
 #                                    cuda-bindings 12.x for a CUDA 12 build of torch
 AGREEMENT = 0.02  # a layer's product of one row here against the export's: the relative distance allowed (the
@@ -53,8 +55,24 @@ WIDEST = 32768  # the row and its blocks' scales are staged in shared memory, 1.
 # bench/results/2026-12-03-h200-dp4a/dp4a-unroll8.json)
 SETTINGS = {"w4a8": (1, 8, 2), "w8a8": (1, 8, 4), "w4a8 15360x5120": (1, 8, 8), "w4a8 20480x5120": (1, 8, 8)}
 
+# Programmatic dependent launch, for every kernel here that is launched with `overlap` (Compiled.run): compiled with
+# OVERLAP=1 for a GPU of compute capability 9.0 or newer, such a kernel may start while the one before it on the
+# stream ends; it reads or writes nothing that one touches before WAIT_FOR_PREVIOUS, and lets the next one start
+# (LET_NEXT_START) only once it no longer reads any memory but its constant weights. Otherwise all three are nothing.
+LAUNCH_SOURCE = r"""
+#if OVERLAP && __CUDA_ARCH__ >= 900
+#define WAIT_FOR_PREVIOUS() asm volatile("griddepcontrol.wait;" ::: "memory")
+#define LET_NEXT_START() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
+#define PREFETCH_L2(address) asm volatile("prefetch.global.L2 [%0];" :: "l"(address))
+#else
+#define WAIT_FOR_PREVIOUS()
+#define LET_NEXT_START()
+#define PREFETCH_L2(address)
+#endif
+"""
+
 # write_sum, shared with kochat/row16_kernel.py's 16-bit kernel: a warp's 32 partial sums added and written as one bf16
-COMMON_SOURCE = r"""
+COMMON_SOURCE = LAUNCH_SOURCE + r"""
 __device__ __forceinline__ void write_sum(float acc, unsigned short* out, int row, int lane) {
     #pragma unroll
     for (int step = 16; step > 0; step >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, step);
@@ -75,9 +93,11 @@ SOURCE = COMMON_SOURCE + r"""
     const int blocks = k / 32;                                                                                     \
     int4* sa = shared;                                                                                             \
     float2* sd = (float2*)(shared + 2 * blocks);                                                                   \
+    WAIT_FOR_PREVIOUS();                                                                                           \
     for (int i = threadIdx.x; i < 2 * blocks; i += blockDim.x) sa[SLOT(i)] = act[i];                               \
     for (int i = threadIdx.x; i < blocks; i += blockDim.x) sd[i] = act_scale[i];                                  \
     __syncthreads();                                                                                               \
+    LET_NEXT_START();                                                                                              \
     const int lane = threadIdx.x & 31;                                                                             \
     const int first = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * ROWS;
 
@@ -230,7 +250,8 @@ class Compiled:
 
     def __init__(self, source: str, defines: dict[str, int]):
         from cuda.bindings import driver
-        self.driver, self.cubin = driver, compiled(source, defines)
+        self.overlap = OVERLAP and torch.cuda.get_device_capability()[0] >= 9  # LAUNCH_SOURCE's OVERLAP
+        self.driver, self.cubin = driver, compiled(source, {**defines, "OVERLAP": int(self.overlap)})
         self.functions: dict[tuple[int, str], object] = {}  # by GPU and name, each module loaded once a GPU
 
     def function(self, name: str, device: torch.device):
@@ -242,16 +263,30 @@ class Compiled:
             self.functions[key] = check(self.driver.cuModuleGetFunction(module, name.encode()), "cuModuleGetFunction")
         return self.functions[key]
 
-    def run(self, name: str, blocks: int, threads: int, shared: int, tensors: tuple, *scalars: int | float) -> None:
+    def run(self, name: str, blocks: int, threads: int, shared: int, tensors: tuple, *scalars: int | float,
+            overlap: bool = False) -> None:
         """`name` on `blocks` of `threads` over the tensors' memory then the scalars (int: a C int, float: a C
-        float), on torch's current stream."""
+        float), on torch's current stream. `overlap`: a kernel that waits as LAUNCH_SOURCE says, launched with
+        programmatic dependent launch where these kernels were compiled for it."""
         device = tensors[0].device
         stream = self.driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
         pointers = [t.data_ptr() for t in tensors]
         kinds = [ctypes.c_float if isinstance(value, float) else ctypes.c_int for value in scalars]
         arguments = ((*pointers, *scalars), (*[ctypes.c_void_p] * len(pointers), *kinds))
-        check(self.driver.cuLaunchKernel(self.function(name, device), blocks, 1, 1, threads, 1, 1, shared, stream,
-                                         arguments, 0), "cuLaunchKernel")
+        function = self.function(name, device)
+        if not (overlap and self.overlap):
+            check(self.driver.cuLaunchKernel(function, blocks, 1, 1, threads, 1, 1, shared, stream, arguments, 0),
+                  "cuLaunchKernel")
+            return
+        config = self.driver.CUlaunchConfig()
+        config.gridDimX, config.gridDimY, config.gridDimZ = blocks, 1, 1
+        config.blockDimX, config.blockDimY, config.blockDimZ = threads, 1, 1
+        config.sharedMemBytes, config.hStream = shared, stream
+        attribute = self.driver.CUlaunchAttribute()
+        attribute.id = self.driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+        attribute.value.programmaticStreamSerializationAllowed = 1
+        config.attrs, config.numAttrs = [attribute], 1
+        check(self.driver.cuLaunchKernelEx(config, function, arguments, 0), "cuLaunchKernelEx")
 
 
 class Kernels(Compiled):
@@ -268,7 +303,7 @@ class Kernels(Compiled):
         (d, sum) pairs)."""
         out = torch.empty(n, dtype=torch.bfloat16, device=tensors[0].device)
         self.run(name, -(-n // (self.rows * self.warps)), self.warps * 32, shared or k + k // BLOCK * 8,
-                 (*tensors, out), n, k)
+                 (*tensors, out), n, k, overlap=True)
         return out
 
     def weights(self, levels, scales, n: int, k: int) -> torch.Tensor:
@@ -294,7 +329,7 @@ def kernels_for(kind: str, n: int, k: int) -> Kernels:
     """The Kernels for a layer of `kind` (w4a8, w8a8) with n outputs of width k, in its SETTINGS, compiled for the
     current GPU's kind."""
     setting = SETTINGS.get(f"{kind} {n}x{k}", SETTINGS[kind])
-    key = (*setting, torch.cuda.get_device_capability())
+    key = (*setting, torch.cuda.get_device_capability(), OVERLAP)
     if key not in _COMPILED:
         _COMPILED[key] = Kernels(*setting)
     return _COMPILED[key]

@@ -75,6 +75,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) one_row_attention(
     const int head = blockIdx.x / splits, first = (blockIdx.x % splits) * SPLIT;
     const int chunk = threadIdx.x % CHUNKS, group = threadIdx.x / CHUNKS;
     const long long cache = (long long)(head / groups) * slots * CHUNKS + chunk;
+    WAIT_FOR_PREVIOUS();  // the new key and value, the query: the kernels before wrote them (the next one starts
+    //                       only as this one ends: it reads its workspace to the end)
 
     // every load at once: the group's keys and values (a slot past the cache reads as zeros), whether written
     uint4 k[ROUNDS], v[ROUNDS];
@@ -182,9 +184,9 @@ _CHECKED: dict[tuple, str] = {}                    # by head size and GPU: "" or
 
 
 def kernel_for(dim: int) -> dp4a_kernel.Compiled:
-    key = (dim, torch.cuda.get_device_capability())
+    key = (dim, torch.cuda.get_device_capability(), dp4a_kernel.OVERLAP)
     if key not in _COMPILED:
-        _COMPILED[key] = dp4a_kernel.Compiled(KERNEL, {"DIM": dim})
+        _COMPILED[key] = dp4a_kernel.Compiled(dp4a_kernel.LAUNCH_SOURCE + KERNEL, {"DIM": dim})
     return _COMPILED[key]
 
 
@@ -202,7 +204,7 @@ def _attend(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, writt
             _ARRIVED[query.device.index] = torch.zeros(MOST_HEADS, dtype=torch.int32, device=query.device)
         kernel_for(dim).run("one_row_attention", heads * splits, THREADS, 0,
                             (query, keys, values, written, parts, _ARRIVED[query.device.index], out),
-                            slots, groups, scale * LOG2_E)
+                            slots, groups, scale * LOG2_E, overlap=True)
     return out
 
 

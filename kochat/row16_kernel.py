@@ -50,10 +50,16 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) bf16_gemv(
         int k) {
     extern __shared__ uint4 sx[];
     const int chunks = k / 8;
-    for (int i = threadIdx.x; i < chunks; i += blockDim.x) sx[i] = x[i];
-    __syncthreads();
     const int lane = threadIdx.x & 31;
     const int first = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * ROWS;
+    // where launched to overlap the kernel before: this warp's weights (no kernel's output) on their way to L2,
+    // 128 bytes a lane at a time, while that one ends
+    for (int r = 0; r < ROWS && first + r < n_rows; ++r)
+        for (int c = lane * 8; c < chunks; c += 32 * 8) PREFETCH_L2(weight + (long long)(first + r) * chunks + c);
+    WAIT_FOR_PREVIOUS();
+    for (int i = threadIdx.x; i < chunks; i += blockDim.x) sx[i] = x[i];
+    __syncthreads();
+    LET_NEXT_START();
     #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
         const int row = first + r;
@@ -100,7 +106,7 @@ _COMPILED: dict[tuple, Kernels] = {}  # each setting compiled once a process for
 def kernels_for(n: int, k: int) -> Kernels:
     """The Kernels for a product with n outputs of width k, in its SETTINGS, compiled for the current GPU's kind."""
     setting = SETTINGS.get(f"bf16 {n}x{k}", SETTINGS["bf16"])
-    key = (*setting, torch.cuda.get_device_capability())
+    key = (*setting, torch.cuda.get_device_capability(), dp4a_kernel.OVERLAP)
     if key not in _COMPILED:
         _COMPILED[key] = Kernels(*setting)
     return _COMPILED[key]

@@ -1,6 +1,9 @@
 """kochat/dp4a_kernel.py on the CPU: the kernels' arithmetic (emulated as their CUDA source reads its inputs; the
 kernels need an NVIDIA GPU, where tests/e2e/test_export_ko.py moves real int4 and int8 exports onto them), the layer
 that hands one row to them and several to the export's kernel, and which kernels an export loads onto."""
+import ctypes
+from types import SimpleNamespace
+
 import pytest
 import torch
 from support import EmulatedKernels, unpack_levels, w4a8_in_torch, weights_in_torch
@@ -203,3 +206,36 @@ def test_an_export_loads_onto_the_kernels_for_how_it_will_answer(monkeypatch, ke
 def test_a_kernels_choice_not_known_is_refused_before_anything_loads(tmp_path):
     with pytest.raises(ValueError, match="kernels is one of one_row, batches, both, export, not 'fast'"):
         answering.load_for_answering(str(tmp_path), kernels="fast")
+
+
+def test_a_kernel_that_waits_is_launched_to_overlap_the_one_before_and_the_others_as_before(monkeypatch):
+    """Compiled.run: with `overlap`, where the kernels were compiled for it (OVERLAP on a Hopper GPU), through
+    cuLaunchKernelEx with programmatic stream serialization allowed; otherwise cuLaunchKernel, as before. The
+    driver is stood in for on the CPU: the launch's configuration and arguments are what is checked."""
+    launched = []
+
+    class Attribute:
+        def __init__(self):
+            self.value = SimpleNamespace()
+
+    driver = SimpleNamespace(
+        CUstream=lambda handle: ("stream", handle), CUlaunchConfig=SimpleNamespace, CUlaunchAttribute=Attribute,
+        CUlaunchAttributeID=SimpleNamespace(CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION="serialization"),
+        cuLaunchKernel=lambda *call: launched.append(("plain", call)) or (0,),
+        cuLaunchKernelEx=lambda config, function, arguments, extra: launched.append(
+            ("overlapping", config, function, arguments)) or (0,))
+    kernels = object.__new__(dp4a_kernel.Compiled)
+    kernels.driver, kernels.functions, kernels.overlap = driver, {(None, "k"): "function"}, True
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: SimpleNamespace(cuda_stream=7))
+    x = torch.zeros(4)
+    kernels.run("k", 3, 64, 128, (x,), 5, 0.5, overlap=True)
+    kernels.run("k", 3, 64, 128, (x,), 5, 0.5)  # a kernel that does not wait for the one before
+    kernels.overlap = False  # compiled without (OVERLAP off, or a GPU before Hopper)
+    kernels.run("k", 3, 64, 128, (x,), 5, 0.5, overlap=True)
+    assert [launch[0] for launch in launched] == ["overlapping", "plain", "plain"]
+    _, config, function, arguments = launched[0]
+    assert arguments == ((x.data_ptr(), 5, 0.5), (ctypes.c_void_p, ctypes.c_int, ctypes.c_float))
+    assert (function, config.gridDimX, config.blockDimX, config.sharedMemBytes, config.hStream, config.numAttrs) == \
+        ("function", 3, 64, 128, ("stream", 7), 1)
+    assert config.attrs[0].id == "serialization" and config.attrs[0].value.programmaticStreamSerializationAllowed == 1
+    assert launched[1][1] == ("function", 3, 1, 1, 64, 1, 1, 128, ("stream", 7), arguments, 0)
